@@ -1,0 +1,173 @@
+"""The cassette model: pure, frozen data. No files, no clocks (see ``codec`` for the formats).
+
+cassette → interaction → request + response → chunks (offset, bytes as read off the wire, still
+content-encoded) + how the response ended. Chunks are the truth; events, TTFT and gaps are derived
+by the SSE parser.
+
+A response keeps its body columnar — one byte string plus the size and arrival offset of each
+chunk — because that is how it is stored and it loads a 100k-event stream in milliseconds.
+Offsets are seconds (float) from the moment the request was sent.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+__all__ = [
+    "Cassette",
+    "Chunk",
+    "End",
+    "Headers",
+    "Interaction",
+    "Outcome",
+    "Request",
+    "Response",
+    "header",
+]
+
+Headers = tuple[tuple[str, str], ...]
+"""Header pairs in recorded order; names and values are the wire bytes decoded as latin-1."""
+
+_EMPTY_META: Mapping[str, str] = MappingProxyType({})
+
+
+def header(headers: Headers, name: str, default: str | None = None) -> str | None:
+    """The first value of a header (case-insensitive)."""
+    lname = name.lower()
+    for k, v in headers:
+        if k.lower() == lname:
+            return v
+    return default
+
+
+class Outcome(enum.StrEnum):
+    COMPLETE = "complete"
+    UPSTREAM_ERROR = "upstream_error"
+    CLIENT_DISCONNECTED = "client_disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    at: float
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    at: float
+    outcome: Outcome = Outcome.COMPLETE
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    url: str
+    headers: Headers = ()
+    body: bytes = b""
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path or "/"
+
+    @property
+    def query(self) -> str:
+        return urlsplit(self.url).query
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).netloc
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return header(self.headers, name, default)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    reason: str = ""
+    http_version: str = "HTTP/1.1"
+    headers: Headers = ()
+    headers_at: float = 0.0
+    body: bytes = b""
+    chunk_sizes: tuple[int, ...] = ()
+    chunk_at: tuple[float, ...] = ()
+    end: End = field(default_factory=lambda: End(0.0))
+
+    def __post_init__(self) -> None:
+        if len(self.chunk_sizes) != len(self.chunk_at):
+            raise ValueError("chunk_sizes and chunk_at differ in length")
+        if sum(self.chunk_sizes) != len(self.body):
+            raise ValueError("chunk sizes do not add up to the body length")
+
+    @classmethod
+    def from_chunks(
+        cls,
+        status: int,
+        chunks: Sequence[Chunk | tuple[float, bytes]],
+        *,
+        reason: str = "",
+        http_version: str = "HTTP/1.1",
+        headers: Headers = (),
+        headers_at: float = 0.0,
+        end: End | None = None,
+    ) -> Response:
+        pairs = [(c.at, c.data) if isinstance(c, Chunk) else (float(c[0]), bytes(c[1])) for c in chunks]
+        if end is None:
+            end = End(pairs[-1][0] if pairs else headers_at)
+        return cls(
+            status=status,
+            reason=reason,
+            http_version=http_version,
+            headers=tuple(headers),
+            headers_at=headers_at,
+            body=b"".join(d for _, d in pairs),
+            chunk_sizes=tuple(len(d) for _, d in pairs),
+            chunk_at=tuple(a for a, _ in pairs),
+            end=end,
+        )
+
+    @property
+    def chunks(self) -> Iterator[Chunk]:
+        body, pos = self.body, 0
+        for size, at in zip(self.chunk_sizes, self.chunk_at, strict=True):
+            yield Chunk(at, body[pos : pos + size])
+            pos += size
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return header(self.headers, name, default)
+
+    @property
+    def content_type(self) -> str:
+        return (self.header("content-type") or "").split(";")[0].strip().lower()
+
+    @property
+    def is_event_stream(self) -> bool:
+        return self.content_type == "text/event-stream"
+
+    @property
+    def content_encoding(self) -> str:
+        return (self.header("content-encoding") or "identity").strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    request: Request
+    response: Response
+    meta: Mapping[str, str] = field(default_factory=lambda: _EMPTY_META)
+
+
+@dataclass(frozen=True, slots=True)
+class Cassette:
+    interactions: tuple[Interaction, ...] = ()
+    meta: Mapping[str, str] = field(default_factory=lambda: _EMPTY_META)
+
+    def __len__(self) -> int:
+        return len(self.interactions)
+
+    def append(self, interaction: Interaction) -> Cassette:
+        return replace(self, interactions=(*self.interactions, interaction))

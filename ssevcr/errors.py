@@ -1,0 +1,45 @@
+"""The ssevcr error tree. Every error a user can cause is one of these; front ends (CLI, pytest)
+turn them into one clean message, never a traceback.
+
+    SsevcrError
+     ├── ConfigError        a bad timing or fault spec, option or flag
+     ├── CassetteError      a cassette that cannot be read, written or validated
+     └── NoMatchError       a request that no recorded interaction matches
+"""
+
+from __future__ import annotations
+
+
+class SsevcrError(Exception):
+    """Base class of every error ssevcr raises on purpose."""
+
+
+class ConfigError(SsevcrError, ValueError):
+    """A timing, fault or option that does not parse or does not make sense."""
+
+
+class CassetteError(SsevcrError):
+    """A cassette file that is missing, damaged, of an unknown version, or wrongly shaped.
+
+    ``path`` names the file (or ``<memory>``), ``where`` the field (``interactions[2].response.status``)
+    and ``line`` the line of a JSON twin, when known.
+    """
+
+    def __init__(self, path: str, problem: str, *, where: str = "", line: int | None = None):
+        self.path = path
+        self.problem = problem
+        self.where = where
+        self.line = line
+        location = f"line {line}: " if line is not None else ""
+        field = f"{where}: " if where else ""
+        super().__init__(f"cassette {path!r}: {location}{field}{problem}")
+
+
+class NoMatchError(SsevcrError):
+    """No recorded interaction matches a request. The message names the cassette, the closest
+    recorded request and what differed."""
+
+    def __init__(self, message: str, *, method: str = "", url: str = ""):
+        self.method = method
+        self.url = url
+        super().__init__(message)

@@ -1,0 +1,232 @@
+"""The one SSE parser of ssevcr: sans-IO, bytes in, frames out.
+
+It follows the WHATWG "event stream interpretation" (HTML §9.2.6): UTF-8 with one leading BOM
+stripped, CR / LF / CRLF line endings (also split across chunks), ``data`` lines joined with LF,
+no dispatch without data, ``id`` containing NUL ignored, ``retry`` only when all ASCII digits,
+comments, and an unterminated final block never dispatched.
+
+Unlike a client-side decoder it keeps the exact bytes: the stream is cut into *frames*, each the
+bytes of one block up to and including the blank line that ends it. A block that dispatches an
+event is an :class:`Event`; any other block (comments, a stray blank line, a ``retry``-only block)
+is a :class:`Comment`. Joining every frame's ``raw`` and the parser's ``tail`` (an unterminated
+block) gives back the input, byte for byte, for any chunking of it. Frames never depend on how
+the input was chunked. The parser never raises on any input.
+
+It does no I/O and keeps no clock: callers attach times using ``Frame.start``/``Frame.end``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["Comment", "Event", "Frame", "Parsed", "SSEParser", "parse"]
+
+_BOM = b"\xef\xbb\xbf"
+_EOL = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A dispatched event. ``id`` is the last event ID in force after this event."""
+
+    raw: bytes
+    start: int
+    type: str
+    data: str
+    id: str
+    retry: int | None = None
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    """A block that dispatched no event: comment lines (``text``, joined by LF), blank lines,
+    or fields without data (a ``retry`` in it is still honoured)."""
+
+    raw: bytes
+    start: int
+    text: str
+    retry: int | None = None
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.raw)
+
+
+Frame = Event | Comment
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """The frames of a whole body and the bytes after the last complete block."""
+
+    frames: tuple[Frame, ...]
+    tail: bytes
+    last_event_id: str
+    retry: int | None
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        return tuple(f for f in self.frames if isinstance(f, Event))
+
+
+class SSEParser:
+    """Incremental parser. ``feed`` bytes as they arrive, ``flush`` at end of stream.
+
+    >>> p = SSEParser()
+    >>> [f.data for f in p.feed(b"data: a\\n\\nda") + p.feed(b"ta: b\\n\\n")]
+    ['a', 'b']
+    """
+
+    __slots__ = (
+        "_bom_checked",
+        "_buf",
+        "_comments",
+        "_data",
+        "_event_type",
+        "_flushed",
+        "_line_pos",
+        "_offset",
+        "_pending_id",
+        "_retry_in_block",
+        "last_event_id",
+        "retry",
+    )
+
+    def __init__(self, last_event_id: str = "") -> None:
+        self.last_event_id = last_event_id
+        self.retry: int | None = None
+        self._buf = b""  # bytes of the current block so far (parsed lines + an incomplete line)
+        self._line_pos = 0  # where the first unparsed line starts in _buf
+        self._offset = 0  # stream offset of _buf[0]
+        self._bom_checked = False
+        self._flushed = False
+        self._reset_block()
+
+    def _reset_block(self) -> None:
+        self._data: list[str] = []
+        self._event_type = ""
+        self._pending_id: str | None = None
+        self._retry_in_block: int | None = None
+        self._comments: list[str] = []
+
+    @property
+    def tail(self) -> bytes:
+        """Bytes received but not part of any frame yet (an unterminated block)."""
+        return self._buf
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the first byte not yet in a frame."""
+        return self._offset
+
+    def feed(self, data: bytes) -> list[Frame]:
+        if self._flushed:
+            raise RuntimeError("feed() after flush()")
+        if not data:
+            return []
+        self._buf += data
+        return self._parse(final=False)
+
+    def flush(self) -> list[Frame]:
+        """End of stream: a pending CR ends its line. An unterminated block stays in ``tail``."""
+        if self._flushed:
+            return []
+        self._flushed = True
+        return self._parse(final=True)
+
+    def _parse(self, *, final: bool) -> list[Frame]:
+        buf = self._buf
+        if not self._bom_checked:
+            # The BOM may arrive split over several chunks; decide once 3 bytes (or EOF) are here.
+            if len(buf) < 3 and not final and _BOM.startswith(buf):
+                return []
+            self._bom_checked = True
+            if buf.startswith(_BOM):
+                self._line_pos = 3
+        frames: list[Frame] = []
+        pos = self._line_pos
+        block_start = 0
+        n = len(buf)
+        search = _EOL.search
+        while True:
+            m = search(buf, pos)
+            if m is None:
+                break
+            eol_end = m.end()
+            if eol_end == n and buf[eol_end - 1] == 0x0D and not final:
+                break  # a CR at the end: the next byte may be its LF
+            line = buf[pos : m.start()]
+            pos = eol_end
+            if line:
+                self._field(line)
+                continue
+            frames.append(self._dispatch(buf[block_start:pos], self._offset + block_start))
+            block_start = pos
+        if block_start:
+            self._offset += block_start
+            self._buf = buf[block_start:]
+        self._line_pos = pos - block_start
+        return frames
+
+    def _field(self, line: bytes) -> None:
+        if line[0] == 0x3A:  # ':' comment
+            text = line[1:]
+            if text[:1] == b" ":
+                text = text[1:]
+            self._comments.append(text.decode("utf-8", "replace"))
+            return
+        colon = line.find(b":")
+        if colon < 0:
+            name, value = line, b""
+        else:
+            name, value = line[:colon], line[colon + 1 :]
+            if value[:1] == b" ":
+                value = value[1:]
+        if name == b"data":
+            self._data.append(value.decode("utf-8", "replace"))
+        elif name == b"event":
+            self._event_type = value.decode("utf-8", "replace")
+        elif name == b"id":
+            if b"\x00" not in value:
+                self._pending_id = value.decode("utf-8", "replace")
+        elif name == b"retry":
+            if value and value.isdigit():
+                self.retry = self._retry_in_block = int(value)
+        # any other field is ignored
+
+    def _dispatch(self, raw: bytes, start: int) -> Frame:
+        if self._pending_id is not None:
+            self.last_event_id = self._pending_id
+        frame: Frame
+        if self._data:
+            frame = Event(
+                raw=raw,
+                start=start,
+                type=self._event_type or "message",
+                data="\n".join(self._data),
+                id=self.last_event_id,
+                retry=self._retry_in_block,
+            )
+        else:
+            frame = Comment(raw=raw, start=start, text="\n".join(self._comments), retry=self._retry_in_block)
+        self._reset_block()
+        return frame
+
+
+def parse(body: bytes | Iterable[bytes], *, last_event_id: str = "") -> Parsed:
+    """Parse a whole body (or its chunks) at once."""
+    parser = SSEParser(last_event_id)
+    frames: list[Frame] = []
+    if isinstance(body, bytes | bytearray | memoryview):
+        frames += parser.feed(bytes(body))
+    else:
+        for chunk in body:
+            frames += parser.feed(chunk)
+    frames += parser.flush()
+    return Parsed(tuple(frames), parser.tail, parser.last_event_id, parser.retry)
