@@ -1,0 +1,16 @@
+"""Shared test setup. Helpers for servers live in their own modules (tests/upstream.py, ...)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+EXAMPLES = ROOT / "cassettes" / "examples"
+
+# Recording and --proxy replay need a mitmdump; on Python 3.11 it lives in its own venv
+# (mitmproxy 11.0.2 cannot share an environment with httpx2). bootstrap creates it.
+_MITMDUMP = ROOT / ".venv-mitmproxy" / "bin" / "mitmdump"
+if "SSEVCR_MITMDUMP" not in os.environ and _MITMDUMP.exists():
+    os.environ["SSEVCR_MITMDUMP"] = str(_MITMDUMP)
