@@ -13,7 +13,9 @@ from .cassette import Cassette, Chunk, End, Interaction, Outcome, Request, Respo
 from .errors import CassetteError, ConfigError, NoMatchError, SsevcrError
 
 if TYPE_CHECKING:
-    from .transport import ReplayTransport, use_cassette
+    from .intercept import use_cassette
+    from .player import Player
+    from .transport import ReplayTransport
 
 __version__ = "0.1.0"
 
@@ -26,6 +28,7 @@ __all__ = [
     "Interaction",
     "NoMatchError",
     "Outcome",
+    "Player",
     "ReplayTransport",
     "Request",
     "Response",
@@ -34,7 +37,7 @@ __all__ = [
     "use_cassette",
 ]
 
-_LAZY = {"ReplayTransport": "transport", "use_cassette": "transport"}
+_LAZY = {"ReplayTransport": "transport", "Player": "player", "use_cassette": "intercept"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,166 @@
+"""Request matching: which recorded interaction answers a request, and why none does. Pure.
+
+Default: method, path, query (order-insensitive) and body (JSON compared canonically, other bytes
+exactly). The host is ignored, so a cassette recorded against api.openai.com replays behind any
+base URL. A miss is explained against the closest recording: which parts differed, and for a
+JSON body the first differing field.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .cassette import Request
+from .errors import ConfigError
+
+__all__ = ["PARTS", "MatchOptions", "differences", "explain_miss"]
+
+PARTS = ("method", "scheme", "host", "path", "query", "body", "headers")
+_WEIGHT = {"method": 8, "path": 8, "scheme": 1, "host": 1, "query": 3, "body": 2, "headers": 1}
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class MatchOptions:
+    on: tuple[str, ...] = ("method", "path", "query", "body")
+    ignore_body_keys: tuple[str, ...] = ()  # dotted JSON paths left out of the comparison
+    ignore_query: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()  # header names compared when "headers" is in `on`
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.on if p not in PARTS]
+        if unknown:
+            raise ConfigError(f"unknown match part(s) {', '.join(unknown)}; valid: {', '.join(PARTS)}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_or_none(body: bytes) -> Any:
+    """Parsed JSON (cached: recorded bodies are compared again and again; never mutated)."""
+    if not body:
+        return _MISSING
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _MISSING
+
+
+def _drop_keys(value: Any, paths: Sequence[str]) -> Any:
+    if not paths or not isinstance(value, dict):
+        return value
+    value = json.loads(json.dumps(value))  # deep copy
+    for path in paths:
+        node: Any = value
+        keys = path.removeprefix("$.").split(".")
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(keys[-1], None)
+    return value
+
+
+def _first_json_difference(a: Any, b: Any, path: str = "$") -> str | None:
+    if type(a) is not type(b) and not (isinstance(a, int | float) and isinstance(b, int | float)):
+        return f"{path}: recorded {_short(a)}, got {_short(b)}"
+    if isinstance(a, dict):
+        for key in list(dict.fromkeys([*a, *b])):
+            if key not in a:
+                return f"{path}.{key}: not recorded, got {_short(b[key])}"
+            if key not in b:
+                return f"{path}.{key}: recorded {_short(a[key])}, missing"
+            diff = _first_json_difference(a[key], b[key], f"{path}.{key}")
+            if diff:
+                return diff
+        return None
+    if isinstance(a, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            diff = _first_json_difference(x, y, f"{path}[{i}]")
+            if diff:
+                return diff
+        if len(a) != len(b):
+            return f"{path}: recorded {len(a)} items, got {len(b)}"
+        return None
+    return None if a == b else f"{path}: recorded {_short(a)}, got {_short(b)}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _query(url: str, ignore: Sequence[str]) -> list[tuple[str, str]]:
+    return sorted((k, v) for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True) if k not in ignore)
+
+
+def differences(recorded: Request, incoming: Request, options: MatchOptions) -> list[tuple[str, str]]:
+    """The parts (in ``options.on``) where ``incoming`` differs from ``recorded``, each with a
+    human description; empty when they match."""
+    out: list[tuple[str, str]] = []
+    r, i = urlsplit(recorded.url), urlsplit(incoming.url)
+    for part in options.on:
+        if part == "method" and recorded.method.upper() != incoming.method.upper():
+            out.append((part, f"method: recorded {recorded.method}, got {incoming.method}"))
+        elif part == "scheme" and r.scheme != i.scheme:
+            out.append((part, f"scheme: recorded {r.scheme}, got {i.scheme}"))
+        elif part == "host" and r.netloc.lower() != i.netloc.lower():
+            out.append((part, f"host: recorded {r.netloc}, got {i.netloc}"))
+        elif part == "path" and (r.path or "/") != (i.path or "/"):
+            out.append((part, f"path: recorded {r.path or '/'}, got {i.path or '/'}"))
+        elif part == "query":
+            rq, iq = _query(recorded.url, options.ignore_query), _query(incoming.url, options.ignore_query)
+            if rq != iq:
+                out.append((part, f"query: recorded {r.query or '(none)'!r}, got {i.query or '(none)'!r}"))
+        elif part == "body":
+            diff = _body_difference(recorded.body, incoming.body, options.ignore_body_keys)
+            if diff:
+                out.append((part, f"body {diff}"))
+        elif part == "headers":
+            for name in options.headers:
+                a, b = recorded.header(name), incoming.header(name)
+                if a != b:
+                    out.append((part, f"header {name}: recorded {a!r}, got {b!r}"))
+    return out
+
+
+def _body_difference(recorded: bytes, incoming: bytes, ignore: Sequence[str]) -> str | None:
+    a, b = _json_or_none(recorded), _json_or_none(incoming)
+    if a is not _MISSING and b is not _MISSING:
+        a, b = _drop_keys(a, ignore), _drop_keys(b, ignore)
+        return None if a == b else (_first_json_difference(a, b) or "differs")
+    if recorded == incoming:
+        return None
+    return f"differs: recorded {len(recorded)} bytes {_short(recorded[:40])}, got {len(incoming)} bytes {_short(incoming[:40])}"
+
+
+def explain_miss(
+    cassette: str,
+    recorded: Sequence[Request],
+    incoming: Request,
+    options: MatchOptions,
+    *,
+    exhausted: Sequence[int] = (),
+) -> str:
+    """The message of a miss: the request, the cassette, the closest recording and what differed."""
+    head = f"ssevcr: no recorded interaction in {cassette} matches {incoming.method} {incoming.url}"
+    if exhausted:
+        nums = ", ".join(f"#{n + 1}" for n in exhausted)
+        return (f"{head}: the matching interaction(s) {nums} were already played "
+                f"(each plays once in a test; allow repeats to replay them again, or record more)")
+    if not recorded:
+        return f"{head}: the cassette has no interactions"
+    scored = []
+    for n, req in enumerate(recorded):
+        diffs = differences(req, incoming, options)
+        scored.append((sum(_WEIGHT[p] for p, _ in diffs), n, diffs))
+    scored.sort(key=lambda s: (s[0], s[1]))
+    _, n, diffs = scored[0]
+    closest = recorded[n]
+    lines = [head, f"  closest: #{n + 1} {closest.method} {closest.url}"]
+    lines += [f"    - {text}" for _, text in diffs]
+    if len(recorded) > 1:
+        lines.append(f"  ({len(recorded)} interactions recorded; matching on {', '.join(options.on)})")
+    return "\n".join(lines)
