@@ -434,14 +434,14 @@ class _PositionDecoder(json.JSONDecoder):
     def __init__(self) -> None:
         super().__init__()
         self.positions: dict[int, int] = {}
-        original = self.parse_object
+        original: Callable[..., tuple[Any, int]] = self.parse_object  # type: ignore[has-type]
 
         def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
             obj, end = original(s_and_end, *args)
             self.positions[id(obj)] = s_and_end[1]
             return obj, end
 
-        self.parse_object = parse_object  # type: ignore[assignment]
+        self.parse_object = parse_object
         self.scan_once = json.scanner.py_make_scanner(self)  # type: ignore[attr-defined]
 
 

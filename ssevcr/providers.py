@@ -51,6 +51,7 @@ def _json(value: object) -> bytes:
 def error_event(provider: str, *, message: str | None = None, sequence_number: int = 0, like: bytes = b"\n") -> bytes:
     """One SSE frame with the provider's mid-stream error, ending with a blank line."""
     eol = _eol(like)
+    data: dict[str, object]
     if provider == "anthropic":
         data = {"type": "error", "error": {"type": "overloaded_error", "message": message or "Overloaded"}}
         return b"event: error" + eol + b"data: " + _json(data) + eol + eol
@@ -82,7 +83,7 @@ _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                     404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
                     500: "api_error", 529: "overloaded_error"}
-_OPENAI = {429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again later."),
+_OPENAI: dict[int, tuple[str, str | None, str]] = {429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again later."),
            500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
            503: ("server_error", None, "The engine is currently overloaded, please try again later.")}
 _GEMINI = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 400: "INVALID_ARGUMENT",

@@ -17,6 +17,7 @@ or rewrites go out when the bytes they replace or follow were recorded — never
 from __future__ import annotations
 
 import bisect
+import itertools
 import random
 import zlib
 from collections.abc import Sequence
@@ -230,13 +231,13 @@ def build(
     # --- status: answer with the provider's HTTP error instead of the recording
     status_faults = [f for f in faults if isinstance(f, Status)]
     if status_faults:
-        f = status_faults[0]
-        provider = f.provider or providers.detect(url, parse(response.body).events if response.is_event_stream else ())
-        reason, err_headers, body = providers.error_response(provider, f.code, retry_after=f.retry_after)
+        sf = status_faults[0]
+        provider = sf.provider or providers.detect(url, parse(response.body).events if response.is_event_stream else ())
+        reason, err_headers, body = providers.error_response(provider, sf.code, retry_after=sf.retry_after)
         at = tmap[response.headers_at]
         skipped += [f"{g}: only one status fault applies" for g in status_faults[1:]]
-        return Schedule(f.code, reason, "HTTP/1.1", err_headers, at, (Send(at, body),), Close(at),
-                        (str(f),), tuple(skipped), content_length=len(body))
+        return Schedule(sf.code, reason, "HTTP/1.1", err_headers, at, (Send(at, body),), Close(at),
+                        (str(sf),), tuple(skipped), content_length=len(body))
 
     # --- a compressed body: event faults need the decoded bytes (then served without encoding)
     encoding = response.content_encoding
@@ -313,7 +314,7 @@ def build(
 
     ops.sort()
     replaced = [(o.pos, o.end) for o in ops if o.kind == _REPLACE]
-    for (s1, e1), (s2, _) in zip(replaced, replaced[1:], strict=False):
+    for (s1, e1), (s2, _) in itertools.pairwise(replaced):
         if s2 < e1:
             raise ConfigError(f"two faults change the same event (bytes {s1}-{e1}); use one fault per event")
 
@@ -361,30 +362,30 @@ def build(
     end_at = tmap[response.end.at]
 
     # --- byte-level faults: truncate:byte, rechunk, stall shifts, slow
-    for f in faults:
-        if isinstance(f, Truncate) and f.byte is not None:
+    for bf in faults:
+        if isinstance(bf, Truncate) and bbf.byte is not None:
             if cut is not None:
-                skipped.append(f"{f}: the body is already cut by another fault")
+                skipped.append(f"{bf}: the body is already cut by another fault")
                 continue
             sent, kept_items = 0, []
             for it in items:
                 if isinstance(it, _Piece):
-                    if sent >= f.byte:
+                    if sent >= bf.byte:
                         break
-                    if sent + len(it.data) > f.byte:
-                        it = _Piece(it.at, it.data[: f.byte - sent])
+                    if sent + len(it.data) > bf.byte:
+                        it = _Piece(it.at, it.data[: bf.byte - sent])
                     sent += len(it.data)
                 kept_items.append(it)
-            if f.byte >= full_length:
-                skipped.append(f"{f}: the body has only {full_length} bytes")
+            if bf.byte >= full_length:
+                skipped.append(f"{bf}: the body has only {full_length} bytes")
             else:
-                items, cut = kept_items, f.end
-                fired.append(str(f))
+                items, cut = kept_items, bf.end
+                fired.append(str(bf))
 
-    for f in faults:
-        if isinstance(f, Rechunk):
-            items = _rechunk(items, f, rng)
-            fired.append(str(f))
+    for rf in faults:
+        if isinstance(rf, Rechunk):
+            items = _rechunk(items, rf, rng)
+            fired.append(str(rf))
 
     shifted: list[_Piece] = []
     shift = 0.0
@@ -424,8 +425,12 @@ def build(
     end: EndStep
     if hang_at is not None:
         end = Hang(max(hang_at, last))
-    elif cut is not None:
-        end = {"close": Close, "abort": Abort, "reset": Reset}[cut](last)
+    elif cut == "close":
+        end = Close(last)
+    elif cut == "abort":
+        end = Abort(last)
+    elif cut == "reset":
+        end = Reset(last)
     elif response.end.outcome == Outcome.UPSTREAM_ERROR:
         end = Abort(max(end_at, last))
     else:

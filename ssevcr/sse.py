@@ -195,9 +195,8 @@ class SSEParser:
         elif name == b"id":
             if b"\x00" not in value:
                 self._pending_id = value.decode("utf-8", "replace")
-        elif name == b"retry":
-            if value and value.isdigit():
-                self.retry = self._retry_in_block = int(value)
+        elif name == b"retry" and value and value.isdigit():
+            self.retry = self._retry_in_block = int(value)
         # any other field is ignored
 
     def _dispatch(self, raw: bytes, start: int) -> Frame:
