@@ -363,24 +363,26 @@ def build(
 
     # --- byte-level faults: truncate:byte, rechunk, stall shifts, slow
     for bf in faults:
-        if isinstance(bf, Truncate) and bbf.byte is not None:
-            if cut is not None:
-                skipped.append(f"{bf}: the body is already cut by another fault")
-                continue
-            sent, kept_items = 0, []
-            for it in items:
-                if isinstance(it, _Piece):
-                    if sent >= bf.byte:
-                        break
-                    if sent + len(it.data) > bf.byte:
-                        it = _Piece(it.at, it.data[: bf.byte - sent])
-                    sent += len(it.data)
-                kept_items.append(it)
-            if bf.byte >= full_length:
-                skipped.append(f"{bf}: the body has only {full_length} bytes")
-            else:
-                items, cut = kept_items, bf.end
-                fired.append(str(bf))
+        if not (isinstance(bf, Truncate) and bf.byte is not None):
+            continue
+        limit = bf.byte
+        if cut is not None:
+            skipped.append(f"{bf}: the body is already cut by another fault")
+            continue
+        if limit >= full_length:
+            skipped.append(f"{bf}: the body has only {full_length} bytes")
+            continue
+        sent, kept_items = 0, []
+        for it in items:
+            if isinstance(it, _Piece):
+                if sent >= limit:
+                    break
+                if sent + len(it.data) > limit:
+                    it = _Piece(it.at, it.data[: limit - sent])
+                sent += len(it.data)
+            kept_items.append(it)
+        items, cut = kept_items, bf.end
+        fired.append(str(bf))
 
     for rf in faults:
         if isinstance(rf, Rechunk):
