@@ -1,0 +1,310 @@
+"""The pure schedule, checked layer against layer: what a replay would send is parsed again with
+the one SSE parser and compared with what was recorded."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ssevcr.cassette import End, Outcome, Response
+from ssevcr.errors import ConfigError
+from ssevcr.faults import parse_faults
+from ssevcr.schedule import Abort, Close, Hang, Reset, Schedule, build
+from ssevcr.sse import parse
+from ssevcr.timing import parse_timing
+
+PROVIDERS = Path(__file__).parent / "fixtures" / "providers"
+if not PROVIDERS.exists():  # while the fixtures are being copied in
+    PROVIDERS = Path("/work/shared/fixtures/providers")
+
+SSE = "text/event-stream; charset=utf-8"
+
+
+def fixture(name: str) -> bytes:
+    return (PROVIDERS / name).read_bytes()
+
+
+def recorded(body: bytes, *, seed: int = 1, headers: tuple[tuple[str, str], ...] = (("content-type", SSE),),
+             outcome: Outcome = Outcome.COMPLETE, max_piece: int = 200) -> Response:
+    """A response whose body arrives in random pieces 5-40 ms apart after 0.3 s."""
+    rng = random.Random(seed)
+    chunks, pos, at = [], 0, 0.3
+    while pos < len(body):
+        n = rng.randint(1, max_piece)
+        at += rng.uniform(0.005, 0.04)
+        chunks.append((round(at, 6), body[pos : pos + n]))
+        pos += n
+    return Response.from_chunks(200, chunks, headers=headers, headers_at=0.25,
+                                end=End(round(at + 0.001, 6), outcome, "boom" if outcome != Outcome.COMPLETE else None))
+
+
+def run(resp: Response, *faults: str, timing: str = "original", seed: int = 0, url: str = "") -> Schedule:
+    return build(resp, timing=parse_timing(timing), faults=parse_faults(list(faults)), seed=seed, url=url)
+
+
+def data_of(body: bytes) -> list[str]:
+    return [e.data for e in parse(body).events]
+
+
+OPENAI = "openai-chat/text.sse"
+ANTHROPIC = "anthropic/text.sse"
+GEMINI = "gemini/text.sse"  # CRLF framing
+
+
+# ------------------------------------------------------------------ no faults: byte- and chunk-exact
+
+@pytest.mark.parametrize("name", [OPENAI, ANTHROPIC, GEMINI, "openai-responses/function_call.sse"])
+@pytest.mark.parametrize("timing", ["original", "instant", "scale:0.1", "fixed:20ms"])
+def test_no_faults_sends_the_recording_unchanged(name: str, timing: str) -> None:
+    resp = recorded(fixture(name))
+    s = run(resp, timing=timing)
+    assert [st.data for st in s.steps] == [c.data for c in resp.chunks]  # bytes AND chunk boundaries
+    assert s.body == resp.body
+    assert isinstance(s.end, Close) and s.fired == () and s.skipped == ()
+    times = [st.at for st in s.steps]
+    assert times == sorted(times)
+    if timing == "original":
+        assert times == list(resp.chunk_at) and s.headers_at == resp.headers_at
+    elif timing == "instant":
+        assert set(times) == {0.0}
+    elif timing == "scale:0.1":
+        assert times == pytest.approx([t * 0.1 for t in resp.chunk_at])
+    else:
+        gaps = [b - a for a, b in zip([s.headers_at, *times], times, strict=False) if b != a]
+        assert gaps == pytest.approx([0.02] * len(gaps))
+
+
+def test_hop_by_hop_headers_are_regenerated_and_content_length_kept_exact() -> None:
+    body = b'{"ok": true}'
+    resp = Response.from_chunks(200, [(0.1, body)], headers=(
+        ("Content-Type", "application/json"), ("Transfer-Encoding", "chunked"), ("Connection", "keep-alive"),
+        ("Content-Length", "12"), ("x-request-id", "abc")))
+    s = run(resp)
+    assert [k for k, _ in s.headers] == ["Content-Type", "Content-Length", "x-request-id"]
+    assert s.content_length == 12 and not s.streamed
+    streamed = run(recorded(fixture(OPENAI)))
+    assert streamed.streamed and streamed.content_length is None
+
+
+def test_max_gap_caps_pauses() -> None:
+    resp = Response.from_chunks(200, [(0.5, b"data: 1\n\n"), (5.5, b"data: 2\n\n"), (5.6, b"data: 3\n\n")],
+                                headers=(("content-type", SSE),), headers_at=0.4)
+    s = build(resp, timing=parse_timing("original", max_gap="1s"))
+    assert [st.at for st in s.steps] == pytest.approx([0.5, 1.5, 1.6])
+
+
+# ------------------------------------------------------------------ event-level faults
+
+def test_truncate_after_event_cuts_at_the_frame_boundary() -> None:
+    resp = recorded(fixture(OPENAI))
+    events = parse(resp.body).events
+    for end, cls in (("close", Close), ("abort", Abort), ("reset", Reset)):
+        s = run(resp, f"truncate:after=3,end={end}")
+        assert s.body == resp.body[: events[2].end]
+        assert isinstance(s.end, cls)
+        assert s.end.at == s.steps[-1].at
+        assert s.fired == (f"truncate:after=3,end={end}",)
+
+
+def test_truncate_byte() -> None:
+    resp = recorded(fixture(OPENAI))
+    s = run(resp, "truncate:byte=1000,end=close")
+    assert s.body == resp.body[:1000] and isinstance(s.end, Close)
+    too_far = run(resp, f"truncate:byte={len(resp.body) + 5}")
+    assert too_far.body == resp.body and too_far.skipped and isinstance(too_far.end, Close)
+
+
+def test_drop_last_removes_done_and_nothing_else() -> None:
+    resp = recorded(fixture(OPENAI))
+    s = run(resp, "drop:event=last")
+    assert data_of(s.body) == data_of(resp.body)[:-1]
+    assert data_of(resp.body)[-1] == "[DONE]"
+    last = parse(resp.body).events[-1]
+    assert s.body == resp.body[: last.start] + resp.body[last.end :]
+
+
+def test_duplicate_sends_the_event_twice_in_place() -> None:
+    resp = recorded(fixture(ANTHROPIC))
+    original = data_of(resp.body)
+    s = run(resp, "duplicate:event=4")
+    assert data_of(s.body) == [*original[:4], original[3], *original[4:]]
+
+
+@pytest.mark.parametrize("how", ["json", "utf8", "bytes"])
+def test_corrupt_changes_only_that_event(how: str) -> None:
+    resp = recorded(fixture(OPENAI))
+    before = parse(resp.body).events
+    s = run(resp, f"corrupt:event=2,how={how}")
+    after = parse(s.body).events
+    assert len(after) == len(before)
+    assert [e.raw for i, e in enumerate(after) if i != 1] == [e.raw for i, e in enumerate(before) if i != 1]
+    assert after[1].raw != before[1].raw
+    if how == "utf8":
+        with pytest.raises(UnicodeDecodeError):
+            after[1].raw.decode("utf-8")
+    if how == "json":
+        import json
+
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(after[1].data)
+
+
+def test_corrupt_bytes_is_seeded() -> None:
+    resp = recorded(fixture(OPENAI))
+    assert run(resp, "corrupt:event=2,how=bytes", seed=1).body == run(resp, "corrupt:event=2,how=bytes", seed=1).body
+    assert run(resp, "corrupt:event=2,how=bytes", seed=1).body != run(resp, "corrupt:event=2,how=bytes", seed=2).body
+
+
+def recorded_time(resp: Response, pos: int) -> float:
+    """When the recorded byte at ``pos`` arrived."""
+    acc = 0
+    for size, at in zip(resp.chunk_sizes, resp.chunk_at, strict=True):
+        acc += size
+        if pos < acc:
+            return at
+    raise IndexError(pos)
+
+
+def test_stall_shifts_everything_after_the_event() -> None:
+    resp = recorded(fixture(OPENAI))
+    s = run(resp, "stall:before=5,for=2s")
+    event5 = parse(resp.body).events[4]
+    assert s.body == resp.body
+    pos = 0
+    for step in s.steps:
+        # the stall splits the chunk at the event boundary: no step straddles it
+        assert not pos < event5.start < pos + len(step.data)
+        assert step.at == pytest.approx(recorded_time(resp, pos) + (2.0 if pos >= event5.start else 0.0))
+        pos += len(step.data)
+    assert s.end.at == pytest.approx(resp.end.at + 2.0)
+
+
+def test_stall_forever_hangs_before_the_event() -> None:
+    resp = recorded(fixture(OPENAI))
+    s = run(resp, "stall:before=2,for=forever")
+    assert s.body == resp.body[: parse(resp.body).events[1].start]
+    assert isinstance(s.end, Hang)
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "provider_marker"),
+    [
+        (OPENAI, "https://api.openai.com/v1/chat/completions", b'data: {"error":{"message"'),
+        (ANTHROPIC, "https://api.anthropic.com/v1/messages", b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"'),
+        ("openai-responses/text.sse", "https://api.openai.com/v1/responses", b'event: error\ndata: {"type":"error"'),
+        (GEMINI, "https://generativelanguage.googleapis.com/v1beta/models/x:streamGenerateContent?alt=sse",
+         b'data: {"error":{"code":500'),
+    ],
+)
+def test_error_event_is_the_providers_own_and_ends_the_stream(name: str, url: str, provider_marker: bytes) -> None:
+    resp = recorded(fixture(name))
+    events = parse(resp.body).events
+    s = run(resp, "error:after=2", url=url)
+    assert s.body.startswith(resp.body[: events[1].end])
+    injected = s.body[events[1].end :]
+    assert injected.startswith(provider_marker)
+    assert injected.endswith(b"\r\n\r\n" if name == GEMINI else b"\n\n")  # the stream's own line endings
+    assert len(parse(s.body).events) == 3 and isinstance(s.end, Close)
+
+
+# ------------------------------------------------------------------ byte-level faults
+
+@pytest.mark.parametrize("spec", ["rechunk:size=1", "rechunk:size=7", "rechunk:random", "rechunk:hostile"])
+def test_rechunk_keeps_bytes_and_never_sends_early(spec: str) -> None:
+    resp = recorded(fixture(GEMINI) + fixture(OPENAI))
+    s = run(resp, spec, seed=3)
+    assert s.body == resp.body
+    assert data_of(s.body) == data_of(resp.body)
+    # each piece goes out no earlier than the recorded chunk that carried its last byte
+    ends, acc = [], 0
+    for size in resp.chunk_sizes:
+        acc += size
+        ends.append(acc)
+    pos = 0
+    for step in s.steps:
+        pos += len(step.data)
+        owner = next(i for i, e in enumerate(ends) if e >= pos)
+        assert step.at >= resp.chunk_at[owner]
+    if spec == "rechunk:size=1":
+        assert {len(st.data) for st in s.steps} == {1}
+    if spec == "rechunk:hostile":
+        cuts = set()
+        pos = 0
+        for step in s.steps[:-1]:
+            pos += len(step.data)
+            cuts.add(pos)
+        crlf = [i + 1 for i in range(len(resp.body) - 1) if resp.body[i : i + 2] == b"\r\n"]
+        assert crlf and all(c in cuts for c in crlf)
+
+
+def test_slow_caps_bandwidth() -> None:
+    resp = recorded(fixture(ANTHROPIC))
+    s = run(resp, "slow:bps=2000", timing="instant")
+    assert s.body == resp.body
+    assert s.steps[-1].at >= (len(resp.body) - max(len(x.data) for x in s.steps)) / 2000 * 0.99
+
+
+def test_status_answers_like_the_provider() -> None:
+    resp = recorded(fixture(ANTHROPIC))
+    s = run(resp, "status:529", url="https://api.anthropic.com/v1/messages")
+    assert s.status == 529 and b"overloaded_error" in s.body
+    s = run(recorded(fixture(OPENAI)), "status:429", url="https://api.openai.com/v1/chat/completions")
+    headers = dict(s.headers)
+    assert s.status == 429 and headers["retry-after"] == "1" and b"rate_limit_exceeded" in s.body
+    assert s.content_length == len(s.body)
+
+
+def test_faults_on_missing_events_are_skipped_with_a_reason() -> None:
+    resp = recorded(fixture(ANTHROPIC))
+    s = run(resp, "drop:event=99")
+    assert s.body == resp.body and s.fired == ()
+    assert s.skipped == ("drop:event=99: the stream has 7 events",)
+
+
+def test_two_faults_on_one_event_are_refused() -> None:
+    with pytest.raises(ConfigError, match="same event"):
+        run(recorded(fixture(OPENAI)), "drop:event=2", "corrupt:event=2")
+
+
+def test_event_faults_on_gzip_body_decode_it() -> None:
+    body = fixture(OPENAI)
+    packed = gzip.compress(body)
+    resp = recorded(packed, headers=(("content-type", SSE), ("content-encoding", "gzip")), max_piece=50)
+    plain = run(resp)
+    assert plain.body == packed and ("content-encoding", "gzip") in plain.headers
+    s = run(resp, "drop:event=last")
+    assert data_of(s.body) == data_of(body)[:-1]
+    assert all(k.lower() != "content-encoding" for k, _ in s.headers)
+
+
+def test_upstream_error_replays_as_abort() -> None:
+    resp = recorded(fixture(OPENAI)[:500], outcome=Outcome.UPSTREAM_ERROR)
+    assert isinstance(run(resp).end, Abort)
+
+
+# ------------------------------------------------------------------ properties
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    faults=st.lists(st.sampled_from([
+        "drop:event=3", "duplicate:event=1", "corrupt:event=5,how=bytes", "stall:before=4,for=50ms",
+        "rechunk:random", "rechunk:size=3", "slow:bps=50000", "truncate:byte=900", "error:after=6",
+    ]), max_size=3, unique=True),
+    timing=st.sampled_from(["original", "instant", "scale:0.3", "fixed:5ms"]),
+)
+def test_any_combination_is_deterministic_and_well_ordered(seed: int, faults: list[str], timing: str) -> None:
+    resp = recorded(fixture(OPENAI), seed=seed)
+    a = run(resp, *faults, timing=timing, seed=seed)
+    b = run(resp, *faults, timing=timing, seed=seed)
+    assert a == b
+    times = [s.at for s in a.steps]
+    assert times == sorted(times) and all(t >= 0 for t in times)
+    assert a.end.at >= (times[-1] if times else a.headers_at)
+    if not faults:
+        assert a.body == resp.body
