@@ -196,7 +196,7 @@ class SSEParser:
             if b"\x00" not in value:
                 self._pending_id = value.decode("utf-8", "replace")
         elif name == b"retry" and value and value.isdigit():
-            self.retry = self._retry_in_block = int(value)
+            self.retry = self._retry_in_block = _decimal(value)
         # any other field is ignored
 
     def _dispatch(self, raw: bytes, start: int) -> Frame:
@@ -216,6 +216,18 @@ class SSEParser:
             frame = Comment(raw=raw, start=start, text="\n".join(self._comments), retry=self._retry_in_block)
         self._reset_block()
         return frame
+
+
+def _decimal(digits: bytes) -> int:
+    """``int(digits)`` for ASCII digits, also beyond the digit limit of ``int()`` on text (4300 by
+    default, at least 640), which would otherwise make a long ``retry`` line raise."""
+    if len(digits) <= 640:
+        return int(digits)
+    n = 0
+    for i in range(0, len(digits), 640):
+        piece = digits[i : i + 640]
+        n = n * 10 ** len(piece) + int(piece)
+    return n
 
 
 def parse(body: bytes | Iterable[bytes], *, last_event_id: str = "") -> Parsed:
