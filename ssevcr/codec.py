@@ -26,6 +26,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 from array import array
@@ -199,13 +200,18 @@ def update(
 class _Reader:
     """Turns a decoded document into a Cassette, or raises CassetteError naming the field."""
 
-    def __init__(self, path: str, *, binary: bool, line_of: Callable[[object], int | None] | None = None):
+    def __init__(self, path: str, *, binary: bool,
+                 line_of: Callable[[object, str], int | None] | None = None):
         self.path = path
         self.binary = binary
-        self.line_of = line_of or (lambda _node: None)
+        self.line_of = line_of or (lambda _node, _key: None)
 
     def fail(self, where: str, problem: str, node: object = None) -> NoReturn:
-        raise CassetteError(self.path, problem, where=where, line=self.line_of(node))
+        # the field's own name (``headers_at`` in ``interactions[0].response.headers_at``) lets the
+        # JSON twin point at the field's line rather than the line its object starts on
+        key = _LAST_KEY.search(where)
+        line = self.line_of(node, key.group(1) if key else "")
+        raise CassetteError(self.path, problem, where=where, line=line)
 
     def map(self, value: object, where: str, parent: object = None) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -427,18 +433,22 @@ def export_json(cassette: Cassette) -> str:
     return "\n".join(out) + "\n"
 
 
+_LAST_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[\d+\])*$")
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
+
+
 class _PositionDecoder(json.JSONDecoder):
-    """A JSON decoder that remembers where each object started (pure-Python scanner: slow, used
-    only to point at the line of an error already found)."""
+    """A JSON decoder that remembers where each object starts and ends (pure-Python scanner:
+    slow, used only to point at the line of an error already found)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.positions: dict[int, int] = {}
+        self.positions: dict[int, tuple[int, int]] = {}
         original: Callable[..., tuple[Any, int]] = self.parse_object  # type: ignore[has-type]
 
         def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
             obj, end = original(s_and_end, *args)
-            self.positions[id(obj)] = s_and_end[1]
+            self.positions[id(obj)] = (s_and_end[1] - 1, end)
             return obj, end
 
         self.parse_object = parse_object
@@ -464,11 +474,28 @@ def import_json(text: str | bytes, *, path: str = "<json>") -> Cassette:
     decoder = _PositionDecoder()
     doc = decoder.decode(text)
 
-    def line_of(node: object) -> int | None:
-        pos = decoder.positions.get(id(node))
-        return None if pos is None else text.count("\n", 0, pos) + 1
+    def line_of(node: object, key: str) -> int | None:
+        span = decoder.positions.get(id(node))
+        if span is None:
+            return None
+        pos = _key_position(text, *span, key) if key else None
+        return text.count("\n", 0, span[0] if pos is None else pos) + 1
 
     return _Reader(path, binary=False, line_of=line_of).cassette(doc)
+
+
+def _key_position(text: str, start: int, end: int, key: str) -> int | None:
+    """Where the member ``key`` of the object at ``text[start:end]`` is (not a nested one's)."""
+    depth = 0
+    for m in _JSON_TOKEN.finditer(text, start, end):
+        token = m.group()
+        if token in "{[":
+            depth += 1
+        elif token in "}]":
+            depth -= 1
+        elif depth == 1 and token[1:-1] == key and text[m.end() : end].lstrip()[:1] == ":":
+            return m.start()
+    return None
 
 
 def read_any(path: str | os.PathLike[str]) -> Cassette:
