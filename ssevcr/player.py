@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from . import schedule as schedule_mod
 from .cassette import Cassette, Interaction, Request
 from .errors import NoMatchError
-from .faults import Fault, parse_faults
+from .faults import Fault, Status, parse_faults
 from .matching import MatchOptions, differences, explain_miss
 from .schedule import Schedule
 from .timing import Timing, parse_timing
@@ -122,8 +122,11 @@ class Player:
                 raise NoMatchError(message, method=request.method, url=request.url)
             entry = self._entries[index]
             number = entry.plays
-            entry.plays += 1
             faults = self._faults_for(index, request)
+            # a status fault answers instead of the recording: the interaction is still unused,
+            # so the client's retry gets it (status:429,times=1 -> 429, then the recording)
+            if not any(isinstance(f, Status) for f in faults):
+                entry.plays += 1
         sched = schedule_mod.build(entry.interaction.response, timing=self.timing, faults=faults,
                                    seed=f"{self.seed}:{index}:{number}", url=entry.interaction.request.url)
         play = Play(index, entry.cassette, entry.interaction, sched, request, number)
