@@ -25,8 +25,10 @@ import base64
 import contextlib
 import json
 import math
+import operator
 import os
 import re
+import reprlib
 import sys
 import tempfile
 from array import array
@@ -228,10 +230,16 @@ class _Reader:
             self.fail(f"{where}.{key}" if where else key, f"expected a number, got {_kind(value)}", node)
         if not isinstance(value, kind):
             self.fail(f"{where}.{key}" if where else key, f"expected {_kind_name(kind)}, got {_kind(value)}", node)
+        if isinstance(value, str) and not _is_unicode(value):
+            self.fail(f"{where}.{key}" if where else key, "not valid Unicode text (a lone surrogate)", node)
         return value
 
     def time(self, node: dict[str, Any], key: str, where: str) -> float:
-        value = float(self.get(node, key, where, (int, float)))
+        raw = self.get(node, key, where, (int, float))
+        try:
+            value = float(raw)
+        except OverflowError:  # an integer too large for a float (JSON allows any length)
+            value = math.inf
         if not math.isfinite(value) or value < 0:
             self.fail(f"{where}.{key}", f"expected a time in seconds >= 0, got {value!r}", node)
         return value
@@ -239,16 +247,20 @@ class _Reader:
     def meta(self, node: dict[str, Any], where: str) -> Mapping[str, str]:
         meta = self.get(node, "meta", where, dict, {})
         for k, v in meta.items():
-            if not isinstance(v, str):
-                self.fail(f"{where}.meta.{k}" if where else f"meta.{k}", f"expected text, got {_kind(v)}", meta)
+            if not (isinstance(k, str) and _is_unicode(k)):
+                self.fail(f"{where}.meta" if where else "meta", f"keys must be text, got {_show(k)}", node)
+            if not (isinstance(v, str) and _is_unicode(v)):
+                self.fail(f"{where}.meta.{k}" if where else f"meta.{k}", f"expected text, got {_show(v)}", meta)
         return MappingProxyType(dict(meta))
 
     def headers(self, node: dict[str, Any], where: str) -> Headers:
         raw = self.get(node, "headers", where, list, [])
         out = []
         for i, pair in enumerate(raw):
-            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
-                self.fail(f"{where}.headers[{i}]", f"expected a [name, value] pair of text, got {pair!r:.60}", node)
+            if not (isinstance(pair, list) and len(pair) == 2 and all(_is_latin1(x) for x in pair)):
+                self.fail(
+                    f"{where}.headers[{i}]", f"expected a [name, value] pair of latin-1 text, got {_show(pair)}", node
+                )
             out.append((pair[0], pair[1]))
         return tuple(out)
 
@@ -267,10 +279,10 @@ class _Reader:
         doc = self.map(doc, "(top level)")
         fmt = doc.get("format")
         if fmt != FORMAT:
-            self.fail("format", f"not an ssevcr cassette (format is {fmt!r}, expected {FORMAT!r})", doc)
+            self.fail("format", f"not an ssevcr cassette (format is {_show(fmt)}, expected {FORMAT!r})", doc)
         version = doc.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-            self.fail("version", f"expected a version number, got {version!r}", doc)
+            self.fail("version", f"expected a version number, got {_show(version)}", doc)
         if version > VERSION:
             self.fail(
                 "version",
@@ -285,6 +297,8 @@ class _Reader:
                 doc = migrate(doc)
             except Exception as e:
                 self.fail("version", f"migrating from version {version} failed: {e}", doc)
+            if not isinstance(doc, dict):
+                self.fail("version", f"migrating from version {version} gave {_kind(doc)}, not a map")
             version += 1
         raw_interactions = self.get(doc, "interactions", "", list)
         interactions = tuple(
@@ -327,11 +341,12 @@ class _Reader:
                 self.fail(f"{where}.chunk_at", f"{len(ats)} chunk times for {len(sizes)} chunks", node)
             if sum(sizes) != len(body):
                 self.fail(f"{where}.chunk_sizes", f"chunk sizes add up to {sum(sizes)}, body has {len(body)} bytes", node)
-            prev = 0.0
-            for i, at in enumerate(ats):
-                if not (math.isfinite(at) and at >= prev):
-                    self.fail(f"{where}.chunk_at[{i}]", f"chunk times must be finite and non-decreasing, got {at!r}", node)
-                prev = at
+            # one C-speed pass: any NaN fails a comparison, so this also rejects NaN
+            if ats and not (ats[0] >= 0 and math.isfinite(ats[-1]) and all(map(operator.le, ats, ats[1:]))):
+                bad = next(i for i, at in enumerate(ats)
+                           if not (math.isfinite(at) and at >= (ats[i - 1] if i else 0.0)))
+                self.fail(f"{where}.chunk_at[{bad}]",
+                          f"chunk times must be finite and non-decreasing, got {ats[bad]!r}", node)
         else:
             chunks = self.get(node, "chunks", where, list)
             parts: list[bytes] = []
@@ -367,6 +382,29 @@ class _Reader:
             chunk_at=ats,
             end=End(self.time(end_node, "at", f"{where}.end"), Outcome(outcome), error),
         )
+
+
+def _show(value: object) -> str:
+    """A short repr, safe for deeply nested values (plain repr would raise RecursionError)."""
+    return reprlib.repr(value)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_latin1(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _kind(value: object) -> str:
@@ -466,13 +504,18 @@ def import_json(text: str | bytes, *, path: str = "<json>") -> Cassette:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise CassetteError(path, f"not valid JSON: {e.msg} (column {e.colno})", line=e.lineno) from None
+    except (ValueError, RecursionError) as e:  # an integer of more than 4300 digits; deep nesting
+        raise CassetteError(path, f"not usable JSON: {e}") from None
     try:
         return _Reader(path, binary=False).cassette(doc)
-    except CassetteError:
-        pass
+    except CassetteError as e:
+        first = e
     # Parse again, keeping positions, to say on which line the bad field is.
     decoder = _PositionDecoder()
-    doc = decoder.decode(text)
+    try:
+        doc = decoder.decode(text)
+    except RecursionError:  # the pure-Python scanner nests deeper than the C one
+        raise first from None
 
     def line_of(node: object, key: str) -> int | None:
         span = decoder.positions.get(id(node))
