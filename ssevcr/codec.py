@@ -25,6 +25,7 @@ import base64
 import contextlib
 import json
 import math
+import mmap
 import operator
 import os
 import re
@@ -32,7 +33,7 @@ import reprlib
 import sys
 import tempfile
 from array import array
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -69,19 +70,20 @@ _OUTCOMES = {o.value for o in Outcome}
 # msgpack
 
 
-def _pack_array(typecode: str, values: tuple[Any, ...]) -> bytes:
-    arr = array(typecode, values)
+def _pack_array(typecode: str, values: Sequence[Any]) -> bytes:
+    arr = values if isinstance(values, array) and values.typecode == typecode else array(typecode, values)
     if _BIG_ENDIAN:
+        arr = array(typecode, arr)
         arr.byteswap()
     return arr.tobytes()
 
 
-def _unpack_array(typecode: str, data: bytes) -> tuple[Any, ...]:
+def _unpack_array(typecode: str, data: bytes) -> array[Any]:
     arr = array(typecode)
     arr.frombytes(data)
     if _BIG_ENDIAN:
         arr.byteswap()
-    return tuple(arr.tolist())
+    return arr
 
 
 def _request_doc(r: Request) -> dict[str, Any]:
@@ -129,12 +131,19 @@ def load(path: str | os.PathLike[str]) -> Cassette:
     p = os.fspath(path)
     try:
         with open(p, "rb") as f:
-            data = f.read()
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise CassetteError(p, "the file is empty")
+            # map the file instead of reading it into a fresh buffer: the body is copied once,
+            # by msgpack, instead of twice (a large cassette loads about twice as fast)
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                return loads(mapped, path=p)  # type: ignore[arg-type]
     except FileNotFoundError:
         raise CassetteError(p, "no such file") from None
+    except IsADirectoryError:
+        raise CassetteError(p, "is a directory, not a cassette file") from None
     except OSError as e:
         raise CassetteError(p, f"cannot be read: {e.strerror or e}") from None
-    return loads(data, path=p)
 
 
 def _atomic_write(path: str, data: bytes, *, fsync: bool = True) -> None:
@@ -364,8 +373,8 @@ class _Reader:
                 parts.append(self.body(c, cw, "data"))
                 times.append(at)
             body = b"".join(parts)
-            sizes = tuple(len(p) for p in parts)
-            ats = tuple(times)
+            sizes = array("I", [len(p) for p in parts])
+            ats = array("d", times)
         end_node = self.map(self.get(node, "end", where, dict), f"{where}.end", node)
         outcome = self.get(end_node, "outcome", f"{where}.end", str)
         if outcome not in _OUTCOMES:
