@@ -191,14 +191,9 @@ class _AsyncStream:
 
 
 async def _default_async_sleep(seconds: float) -> None:
-    try:
-        import anyio
-    except ImportError:  # pragma: no cover - httpx and httpx2 both depend on anyio
-        import asyncio
+    from .timer import sleep
 
-        await asyncio.sleep(seconds)
-    else:
-        await anyio.sleep(seconds)
+    await sleep(seconds)
 
 
 def handle_sync(player: Player, request: Any, *, clock: Callable[[], float] = time.monotonic,
