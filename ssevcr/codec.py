@@ -30,8 +30,9 @@ import operator
 import os
 import re
 import reprlib
+import secrets
+import stat
 import sys
-import tempfile
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -146,11 +147,25 @@ def load(path: str | os.PathLike[str]) -> Cassette:
         raise CassetteError(p, f"cannot be read: {e.strerror or e}") from None
 
 
+def _create_temp(directory: str) -> tuple[int, str]:
+    """A new file beside the target. Unlike ``tempfile.mkstemp`` (always 0600) it gets the mode
+    a plain ``open()`` would give, so other users and CI containers can read the cassette."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(directory, f".ssevcr-{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp  # the umask applies
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+
+
 def _atomic_write(path: str, data: bytes, *, fsync: bool = True) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=directory)
+    fd, tmp = _create_temp(directory)
     try:
+        with contextlib.suppress(OSError):  # replacing a file keeps its mode
+            os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if fsync:

@@ -245,7 +245,7 @@ def test_parse_accepts_bytes_like_and_iterables() -> None:
 # ---------------------------------------------------------------------------------------------
 # property tests
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
