@@ -611,3 +611,28 @@ def test_svg_and_html_show_a_replay_with_a_stall(saved: Path, tmp_path: Path) ->
     inner = page.find(f".//{SVG}svg")
     assert inner is not None and lanes(inner) == found
     assert "scale:0.5" in html_file.read_text(encoding="utf-8")
+
+
+def test_recorded_text_is_never_terminal_markup(tmp_path: Path) -> None:
+    path = tmp_path / "edge.msgpack"
+    odd = Response.from_chunks(200, [(0.1, b"data: [red]not markup[/red] [/] [link=x]y\n\n"), (0.2, b"data: b\n\n")],
+                               headers=(("content-type", "text/event-stream"),))
+    empty = Response(204, headers=(("content-type", "text/event-stream"),))
+    codec.save(Cassette((Interaction(Request("GET", "https://x/[bold]y[/bold]"), empty),
+                         Interaction(Request("GET", "https://x/s"), odd))), path)
+    for args in ([], ["--events"]):
+        result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["show", str(path), *args])
+        assert result.exit_code == 0, result.output
+        assert "https://x/[bold]y[/bold]" in result.stdout
+        if args:
+            assert "[red]not markup[/red] [/] [link=x]y" in result.stdout
+
+
+def test_an_empty_cassette(tmp_path: Path) -> None:
+    path = tmp_path / "empty.msgpack"
+    codec.save(Cassette(), path)
+    assert "0 interaction(s)" in run("show", str(path), "--events").stdout
+    assert json.loads(run("show", str(path), "--json").stdout) == {"cassette": str(path), "interactions": []}
+    assert run("show", str(path), "--svg", str(tmp_path / "e.svg")).exit_code == 0
+    assert ET.parse(tmp_path / "e.svg").getroot().tag == f"{SVG}svg"
+    assert run("audit", str(path)).exit_code == 0

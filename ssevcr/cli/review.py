@@ -59,6 +59,13 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def _esc(text: str) -> str:
+    """Recorded text is never rich markup (``[red]`` in a URL or an event stays as it is)."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
 def _sparkline(values: Sequence[float], width: int) -> str:
     if not values:
         return ""
@@ -188,7 +195,7 @@ def _row(st: InteractionStats) -> list[str]:
     outcome = st.outcome if st.outcome == "complete" else f"[red]{st.outcome}[/red]"
     status = str(st.status) if st.status < 400 else f"[red]{st.status}[/red]"
     events = str(len(st.events)) if st.content_type == "text/event-stream" else "—"
-    return [str(st.index), st.method, st.url, status, outcome, events, str(st.wire_bytes), _dur(st.ttfb),
+    return [str(st.index), _esc(st.method), _esc(st.url), status, outcome, events, str(st.wire_bytes), _dur(st.ttfb),
             _dur(st.ttfe), _dur(st.duration), _dur(st.gap_median), _dur(st.gap_p95)]
 
 
@@ -199,17 +206,18 @@ _COLUMNS = ("#", "method", "URL", "status", "outcome", "events", "bytes", "TTFB"
 def _print_table(path: str, stats: list[InteractionStats]) -> None:
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
     title = f"{path} — {len(stats)} interaction(s)"
     if console.width < 120:  # too narrow for twelve columns: one block per interaction
-        console.print(title)
+        console.print(title, markup=False)
         for st in stats:
             row = _row(st)
             console.print(f"#{row[0]} {row[1]} {row[2]}", overflow="fold")
             console.print("    " + " · ".join(f"{name} {value}" for name, value in zip(_COLUMNS[3:], row[3:], strict=True)))
     else:
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         for name in _COLUMNS:
             if name == "URL":
                 table.add_column(name, overflow="fold", min_width=16, ratio=1)
@@ -221,9 +229,9 @@ def _print_table(path: str, stats: list[InteractionStats]) -> None:
     for st in stats:
         note = _decoding_note(st)
         if note:
-            console.print(f"#{st.index}: {note}")
+            console.print(f"#{st.index}: {note}", markup=False)
         if st.error:
-            console.print(f"#{st.index}: {st.outcome}: {st.error}")
+            console.print(f"#{st.index}: {st.outcome}: {st.error}", markup=False)
         if st.tail:
             console.print(f"#{st.index}: {st.tail} bytes after the last complete event (an unterminated block)")
 
@@ -233,11 +241,12 @@ def _print_events(st: InteractionStats, body: bytes) -> None:
 
     console = _console()
     console.print()
-    console.print(f"[bold]#{st.index} {st.method} {st.url}[/bold] — {st.status} {st.reason}, "
+    status = f"{st.status} {_esc(st.reason)}".rstrip()
+    console.print(f"[bold]#{st.index} {_esc(st.method)} {_esc(st.url)}[/bold] — {status}, "
                   f"{len(st.events)} events, {st.outcome}, {_dur(st.duration)}")
     note = _decoding_note(st)
     if note:
-        console.print(note)
+        console.print(note, markup=False)
     if not st.events:
         if body:
             text = _one_line(body.decode("utf-8", "replace"))
@@ -249,9 +258,10 @@ def _print_events(st: InteractionStats, body: bytes) -> None:
     stalls = set(stall_indices(times, max(st.duration - times[0], times[-1] - times[0])))
     width = max(20, min(100, console.width - 12))
     worst = max(range(len(gaps)), key=gaps.__getitem__)
-    console.print(f"gaps {_sparkline(gaps, width)}")
-    console.print(f"     max {_dur(top)} before event {worst + 1}; median {_dur(st.gap_median)}, "
-                  f"p95 {_dur(st.gap_p95)}" + (f"; {len(stalls)} stall(s) marked !" if stalls else ""))
+    if len(gaps) > 1:
+        console.print(f"gaps {_sparkline(gaps, width)}")
+        console.print(f"     max {_dur(top)} before event {worst + 1}; median {_dur(st.gap_median)}, "
+                      f"p95 {_dur(st.gap_p95)}" + (f"; {len(stalls)} stall(s) marked !" if stalls else ""))
     widths = [max(1, len(str(len(st.events)))), 8, 8, 19, min(24, max(4, *(len(e.type) for e in st.events)))]
     data_width = max(10, console.width - sum(widths) - 2 * len(widths) - 1)
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -263,8 +273,8 @@ def _print_events(st: InteractionStats, body: bytes) -> None:
         bar = _bar(gaps[i], top)
         if i in stalls:
             bar = f"[red]{bar}[/red] !"
-        table.add_row(str(e.index), f"{e.at:.3f}", "" if e.gap is None else _dur(e.gap), bar, e.type,
-                      excerpt(e.data, 200), style=None)
+        table.add_row(str(e.index), f"{e.at:.3f}", "" if e.gap is None else _dur(e.gap), bar, _esc(e.type),
+                      _esc(excerpt(e.data, 200)), style=None)
     console.print(table)
 
 
