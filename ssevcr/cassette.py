@@ -12,6 +12,8 @@ Offsets are seconds (float) from the moment the request was sent.
 from __future__ import annotations
 
 import enum
+import math
+import operator
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -110,6 +112,13 @@ class Response:
             raise ValueError("chunk_sizes and chunk_at differ in length")
         if sum(self.chunk_sizes) != len(self.body):
             raise ValueError("chunk sizes do not add up to the body length")
+        # what cannot be saved and loaded again is refused here, not discovered at load time
+        ats = self.chunk_at
+        if ats and not (ats[0] >= 0 and math.isfinite(ats[-1]) and all(map(operator.le, ats, ats[1:]))):
+            raise ValueError("chunk times must be finite, >= 0 and non-decreasing")
+        for name, t in (("headers_at", self.headers_at), ("end.at", self.end.at)):
+            if not (math.isfinite(t) and t >= 0):
+                raise ValueError(f"{name} must be a finite time >= 0, got {t!r}")
 
     @classmethod
     def from_chunks(

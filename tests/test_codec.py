@@ -834,3 +834,19 @@ def test_json_shape_matches_the_design() -> None:
         "outcome": "upstream_error",
         "error": "connection reset by peer",
     }
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"chunk_at": [0.2, 0.1]},
+        {"chunk_at": [0.1, float("nan")]},
+        {"chunk_at": [-0.1, 0.1]},
+        {"headers_at": float("inf")},
+        {"end": End(-1.0)},
+    ],
+)
+def test_the_model_refuses_times_that_could_not_be_loaded_again(kwargs: dict[str, Any]) -> None:
+    base: dict[str, Any] = {"status": 200, "body": b"ab", "chunk_sizes": [1, 1], "chunk_at": [0.1, 0.2]}
+    with pytest.raises(ValueError):
+        Response(**{**base, **kwargs})
