@@ -1,11 +1,247 @@
-"""pytest plugin (registered through the ``pytest11`` entry point)."""
+"""pytest plugin (registered through the ``pytest11`` entry point): bind cassettes to tests.
+
+    @pytest.mark.ssevcr                                     # cassettes/<module>/<test>.msgpack
+    @pytest.mark.ssevcr("story", timing="scale:0.1", faults=["truncate:after=3,end=abort"])
+    def test_story(ssevcr_cassette): ...
+
+Marker keywords: ``timing``, ``max_gap``, ``faults``, ``seed``, ``match_on``, ``ignore_body_keys``,
+``allow_repeats``, ``record``, ``redact_headers``, ``redact_query``, ``redact_body``. A bare name
+is a file in the test module's cassette folder (``.msgpack`` added); a name with a slash is a path
+relative to the rootdir.
+
+Record mode and timing, highest first: ``--ssevcr-record`` / ``--ssevcr-timing`` on the command
+line, then ``SSEVCR_RECORD`` / ``SSEVCR_TIMING`` in the environment, then the marker, then the
+``ssevcr_config`` fixture, then the defaults (``none``, ``original``).
+
+Every knob is a fixture a conftest can override: ``ssevcr_record_mode``, ``ssevcr_timing``,
+``ssevcr_cassette_dir``, ``ssevcr_cassette_name``, ``ssevcr_cassette_path``, ``ssevcr_config``.
+A request with no recorded answer fails the test with the explanation — also when the client
+swallowed or wrapped the NoMatchError (SDK retries) — without a traceback. ssevcr itself is
+imported only by the fixtures, so the plugin costs nothing in sessions that do not use it.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import pytest
+
+if TYPE_CHECKING:
+    from .intercept import ActiveCassette
+    from .server import ServerThread
+
+__all__ = [
+    "ssevcr_cassette",
+    "ssevcr_cassette_dir",
+    "ssevcr_cassette_name",
+    "ssevcr_cassette_path",
+    "ssevcr_config",
+    "ssevcr_record_mode",
+    "ssevcr_server",
+    "ssevcr_timing",
+]
+
+_ACTIVE = pytest.StashKey["ActiveCassette"]()
+_REPORTED = pytest.StashKey[int]()
+_OWN_KEYWORDS = ("record", "timing")  # resolved by their own fixtures (CLI > env > marker)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ssevcr", "ssevcr: replay and record SSE streams")
+    group.addoption(
+        "--ssevcr-record", dest="ssevcr_record", default=None, metavar="MODE",
+        help="none (replay only; default), once, new_episodes or all. Overrides SSEVCR_RECORD and markers.",
+    )
+    group.addoption(
+        "--ssevcr-timing", dest="ssevcr_timing", default=None, metavar="TIMING",
+        help="original, instant, scale:F or fixed:DUR for every test. Overrides SSEVCR_TIMING and markers.",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "ssevcr(cassette=None, *, timing=None, faults=(), seed=0): replay (or record) a cassette"
+        "markers",
+        "ssevcr(name_or_path=None, *, timing=None, faults=(), seed=0, match_on=None, ignore_body_keys=(), "
+        "allow_repeats=False): replay (or record) a cassette for every httpx/httpx2 client in the test",
     )
+    for value, source in ((config.getoption("ssevcr_record"), "--ssevcr-record"),
+                          (os.environ.get("SSEVCR_RECORD"), "SSEVCR_RECORD")):
+        if value:
+            from .errors import ConfigError
+            from .intercept import check_record_mode
+
+            try:
+                check_record_mode(value)
+            except ConfigError as e:
+                raise pytest.UsageError(f"{source}: {e}") from None
+            break
+
+
+def _marker(request: pytest.FixtureRequest) -> pytest.Mark | None:
+    mark: pytest.Mark | None = request.node.get_closest_marker("ssevcr")
+    return mark
+
+
+def _first(request: pytest.FixtureRequest, option: str, env: str, keyword: str, config: dict[str, Any],
+           default: str) -> str:
+    value = request.config.getoption(option) or os.environ.get(env)
+    if value:
+        return str(value)
+    marker = _marker(request)
+    if marker is not None and marker.kwargs.get(keyword) is not None:
+        return str(marker.kwargs[keyword])
+    return str(config.get(keyword) or default)
+
+
+# -- overridable knobs -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ssevcr_config() -> dict[str, Any]:
+    """Defaults for every ``use_cassette`` option in its scope (override in a conftest), e.g.
+    ``{"timing": "instant", "redact_headers": ["x-team-token"]}``. Markers win over it."""
+    return {}
+
+
+@pytest.fixture
+def ssevcr_record_mode(request: pytest.FixtureRequest, ssevcr_config: dict[str, Any]) -> str:
+    """--ssevcr-record > SSEVCR_RECORD > marker ``record=`` > ssevcr_config > ``none``."""
+    return _first(request, "ssevcr_record", "SSEVCR_RECORD", "record", ssevcr_config, "none")
+
+
+@pytest.fixture
+def ssevcr_timing(request: pytest.FixtureRequest, ssevcr_config: dict[str, Any]) -> str:
+    """--ssevcr-timing > SSEVCR_TIMING > marker ``timing=`` > ssevcr_config > ``original``."""
+    return _first(request, "ssevcr_timing", "SSEVCR_TIMING", "timing", ssevcr_config, "original")
+
+
+@pytest.fixture
+def ssevcr_cassette_dir(request: pytest.FixtureRequest) -> Path:
+    """``<rootdir>/cassettes/<test module name>``."""
+    module = Path(request.node.path).stem
+    return Path(request.config.rootpath) / "cassettes" / module
+
+
+@pytest.fixture
+def ssevcr_cassette_name(request: pytest.FixtureRequest) -> str:
+    """The test's name (``Class.test[param]`` for methods), made safe as a file name."""
+    node: Any = request.node
+    name = node.name if node.cls is None else f"{node.cls.__name__}.{node.name}"
+    return re.sub(r"[^\w.\[\]=,+-]", "-", name)
+
+
+@pytest.fixture
+def ssevcr_cassette_path(request: pytest.FixtureRequest, ssevcr_cassette_dir: Path,
+                         ssevcr_cassette_name: str) -> Path:
+    """The marker's first argument (a bare name in the module's folder, or a path with a slash
+    relative to the rootdir), else ``<cassette dir>/<test name>.msgpack``."""
+    marker = _marker(request)
+    given = marker.args[0] if marker is not None and marker.args else None
+    if given is None:
+        return ssevcr_cassette_dir / f"{ssevcr_cassette_name}.msgpack"
+    text = os.fspath(given)
+    if "/" in text or os.sep in text:
+        return Path(request.config.rootpath, text)
+    return ssevcr_cassette_dir / (text if text.endswith((".msgpack", ".json")) else f"{text}.msgpack")
+
+
+# -- the cassette --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ssevcr_cassette(request: pytest.FixtureRequest, ssevcr_cassette_path: Path, ssevcr_record_mode: str,
+                    ssevcr_timing: str, ssevcr_config: dict[str, Any]) -> Iterator[ActiveCassette]:
+    """The cassette in use for this test: ``.cassette`` (as loaded), ``.plays``, ``.fired``
+    (fault specs that changed a response), ``.misses``, ``.unused()``, ``.recorded``. While it is
+    active every httpx and httpx2 client replays from it (or records into it); it is saved when
+    the test ends, also when it fails."""
+    from .errors import SsevcrError
+    from .intercept import CassetteUse, Options
+
+    marker = _marker(request)
+    kwargs = {**ssevcr_config, **(marker.kwargs if marker is not None else {})}
+    for key in _OWN_KEYWORDS:
+        kwargs.pop(key, None)
+    try:
+        use = CassetteUse(Options.parse(ssevcr_cassette_path, record=ssevcr_record_mode,
+                                        timing=ssevcr_timing, **kwargs))
+        active = use.__enter__()
+    except TypeError as e:  # an unknown marker keyword
+        pytest.fail(f"ssevcr marker: {e}", pytrace=False)
+    except SsevcrError as e:
+        pytest.fail(str(e), pytrace=False)
+    request.node.stash[_ACTIVE] = active
+    try:
+        yield active
+    finally:
+        del request.node.stash[_ACTIVE]
+        try:
+            use.__exit__(None, None, None)
+        except SsevcrError as e:
+            pytest.fail(f"ssevcr: saving the cassette failed: {e}", pytrace=False)
+        _fail_on_misses(request.node, active, None)  # misses outside the test call (fixtures)
+
+
+@pytest.fixture(autouse=True)
+def _ssevcr_marker(request: pytest.FixtureRequest) -> None:
+    """Activate the cassette for tests with the ``ssevcr`` marker (before their other fixtures)."""
+    if _marker(request) is not None:
+        request.getfixturevalue("ssevcr_cassette")
+
+
+@pytest.fixture
+def ssevcr_server(ssevcr_cassette: ActiveCassette) -> Iterator[ServerThread]:
+    """The test's cassette served over a real socket on 127.0.0.1 (``.url``) for clients that
+    are not httpx (aiohttp, requests, a subprocess, a browser). It shares the player with
+    ``ssevcr_cassette`` (plays, misses and faults are counted once); it replays only."""
+    from .server import ServerThread
+
+    server = ServerThread(ssevcr_cassette.player, log=lambda _line: None).start()
+    ssevcr_cassette.passthrough.add(server.server.authority)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+# -- misses fail the test, whatever the client did with the exception ---------------------------
+
+
+def _fail_on_misses(item: pytest.Item, active: ActiveCassette | None, raised: BaseException | None) -> None:
+    """Fail with the explanation of every miss not reported yet (and nothing else: no traceback,
+    no chained exception)."""
+    from .errors import NoMatchError
+
+    if active is None:
+        return
+    misses = active.misses
+    reported = item.stash.get(_REPORTED, 0)
+    if len(misses) <= reported:
+        return
+    item.stash[_REPORTED] = len(misses)
+    counts: dict[str, int] = {}
+    for miss in misses[reported:]:
+        counts[miss.message] = counts.get(miss.message, 0) + 1
+    lines = [message if n == 1 else f"{message}\n  ({n} times: the client retried)"
+             for message, n in counts.items()]
+    lines.append(active.hint())
+    if raised is not None and not isinstance(raised, NoMatchError | pytest.fail.Exception):
+        first = (str(raised).splitlines() or [""])[0][:200]
+        lines.append(f"(the test raised {type(raised).__name__}: {first})")
+    raise pytest.fail.Exception("\n".join(lines), pytrace=False) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    active = item.stash.get(_ACTIVE, None)
+    try:
+        result = yield
+    except BaseException as raised:
+        _fail_on_misses(item, active, raised)
+        raise
+    _fail_on_misses(item, active, None)
+    return result

@@ -1,0 +1,451 @@
+"""``ssevcr.use_cassette``: interception of every httpx/httpx2 client, replay and in-process
+recording against a real local upstream (real sockets on 127.0.0.1, provider fixture bytes, known
+gaps), as a context manager and as a sync/async decorator, nested and from threads."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+
+import ssevcr
+from ssevcr import NoMatchError, codec
+from ssevcr.cassette import Cassette, Interaction, Outcome, Request, Response
+from ssevcr.intercept import active, use_cassette
+from ssevcr.sse import parse
+
+PROVIDERS = Path(__file__).resolve().parent / "fixtures" / "providers"
+ROUTES = {
+    "/v1/chat/completions": "openai-chat/text.sse",
+    "/v1/messages": "anthropic/text.sse",
+    "/v1/responses": "openai-responses/text.sse",
+}
+SECRET = "sk-live-SECRET-4f9a8b7c6d5e"
+
+
+def frames(fixture: str) -> list[bytes]:
+    """The fixture's SSE frames (exact bytes): the upstream sends one per chunk."""
+    body = (PROVIDERS / fixture).read_bytes()
+    parsed = parse(body)
+    return [f.raw for f in parsed.frames] + ([parsed.tail] if parsed.tail else [])
+
+
+class Upstream:
+    """A minimal real upstream: HTTP/1.1 on 127.0.0.1, streams a provider fixture per path with
+    chunked encoding, one SSE frame per chunk, sleeping ``gap(i)`` before frame ``i``. It logs
+    every request and the monotonic time each chunk was written (relative to the request).
+
+    ``?break=N`` closes the connection after N frames without the terminating chunk;
+    ``?gzip=1`` sends the body gzip-compressed (one compressed piece per frame).
+    """
+
+    def __init__(self, gap: Callable[[int], float] = lambda i: 0.0):
+        self.gap = gap
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.sent: list[list[float]] = []
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                t0 = time.monotonic()
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                path, _, query = self.path.partition("?")
+                upstream.requests.append(("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                times: list[float] = []
+                upstream.sent.append(times)
+                if path not in ROUTES:
+                    self.send_error(404)
+                    return
+                params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream; charset=utf-8")
+                self.send_header("transfer-encoding", "chunked")
+                self.send_header("set-cookie", f"session={SECRET}")
+                compress = None
+                if params.get("gzip"):
+                    self.send_header("content-encoding", "gzip")
+                    compress = zlib.compressobj(wbits=31)
+                self.end_headers()
+                self.wfile.flush()
+                stop = int(params.get("break", 10**9))
+                for i, frame in enumerate(frames(ROUTES[path])):
+                    if i == stop:
+                        self.close_connection = True
+                        self.wfile.flush()
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    time.sleep(upstream.gap(i))
+                    data = compress.compress(frame) + compress.flush(zlib.Z_SYNC_FLUSH) if compress else frame  # type: ignore[arg-type]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+                    times.append(time.monotonic() - t0)
+                if compress:
+                    tail = compress.flush()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(tail), tail))
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # clients that close keep-alive connections: not the test's business
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    server = Upstream()
+    yield server
+    server.stop()
+
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+def synthetic(path: Path, gap: float = 0.0, count: int = 1) -> Cassette:
+    """A cassette of ``count`` openai chat interactions built from the fixture bytes, one frame
+    per chunk, ``gap`` seconds apart (synthesized timing)."""
+    chunks = [(gap * (i + 1), f) for i, f in enumerate(frames(ROUTES["/v1/chat/completions"]))]
+    interaction = Interaction(
+        Request("POST", "https://api.openai.com/v1/chat/completions", (("content-type", "application/json"),),
+                json.dumps(CHAT).encode()),
+        Response.from_chunks(200, chunks, reason="OK", headers=(("content-type", "text/event-stream"),)),
+    )
+    cassette = Cassette((interaction,) * count)
+    codec.save(cassette, path)
+    return cassette
+
+
+def post(client: Any, url: str = "http://127.0.0.1:9/v1/chat/completions", **kw: Any) -> Any:
+    return client.post(url, json=CHAT, **kw)
+
+
+# ------------------------------------------------------------------------------ replay
+
+
+def test_context_manager_replays_every_client_kind_and_restores_the_transports(tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    cassette = synthetic(path, count=4)
+    body = cassette.interactions[0].response.body
+    originals = {m: (m.HTTPTransport.handle_request, m.AsyncHTTPTransport.handle_async_request)
+                 for m in (httpx, httpx2)}
+    with ssevcr.use_cassette(path, timing="instant") as cas:
+        assert active() is cas
+        with httpx.Client() as c1, httpx2.Client() as c2:
+            assert post(c1).content == body
+            assert post(c2).content == body
+
+        async def both() -> list[bytes]:
+            async with httpx.AsyncClient() as a1, httpx2.AsyncClient() as a2:
+                return [(await post(a1)).content, (await post(a2)).content]
+
+        assert asyncio.run(both()) == [body, body]
+        assert len(cas.plays) == 4 and not cas.misses and not cas.unused()
+    assert active() is None
+    for m, (sync, asyn) in originals.items():
+        assert m.HTTPTransport.handle_request is sync
+        assert m.AsyncHTTPTransport.handle_async_request is asyn
+    assert not cas.recorded and not cas.saved
+
+
+def test_outside_the_context_requests_go_to_the_network(tmp_path: Path, upstream: Upstream) -> None:
+    synthetic(tmp_path / "c.msgpack")
+    with ssevcr.use_cassette(tmp_path / "c.msgpack", timing="instant"):
+        pass
+    with httpx2.Client() as client:
+        assert post(client, upstream.url + "/v1/chat/completions").status_code == 200
+    assert len(upstream.requests) == 1
+
+
+def test_nested_cassettes_innermost_answers_and_each_exit_restores(tmp_path: Path) -> None:
+    outer_path, inner_path = tmp_path / "outer.msgpack", tmp_path / "inner.msgpack"
+    synthetic(outer_path, count=2)
+    synthetic(inner_path, count=1)
+    with httpx2.Client() as client, ssevcr.use_cassette(outer_path, timing="instant") as outer:
+        with ssevcr.use_cassette(inner_path, timing="instant") as inner:
+            assert active() is inner
+            post(client)
+            with pytest.raises(NoMatchError, match="already played"):
+                post(client)  # the inner one is used up; the outer one is not asked
+        assert active() is outer
+        post(client)
+        assert (len(outer.plays), len(inner.plays), len(inner.misses)) == (1, 1, 1)
+    assert active() is None
+    assert httpx2.HTTPTransport.handle_request.__name__ == "handle_request"
+    assert not hasattr(httpx2.HTTPTransport.handle_request, "__wrapped__")
+
+
+def test_the_same_use_object_reentered_and_exited_out_of_order(tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    synthetic(path, count=3)
+    use = ssevcr.use_cassette(path, timing="instant")
+    with use as a, use as b:
+        assert a is not b and active() is b
+    assert active() is None
+    # two cassettes left in another order than entered (interleaved tasks) still unpatch
+    first, second = ssevcr.use_cassette(path), ssevcr.use_cassette(path)
+    x = first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert active() is not x and active() is not None
+    second.__exit__(None, None, None)
+    assert active() is None and not hasattr(httpx.HTTPTransport.handle_request, "__wrapped__")
+
+
+def test_sync_decorator_and_async_decorator(tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    cassette = synthetic(path, count=1)
+    body = cassette.interactions[0].response.body
+
+    @ssevcr.use_cassette(path, timing="instant")
+    def sync_call(n: int) -> bytes:
+        assert active() is not None
+        with httpx2.Client() as client:
+            return bytes(post(client).content) * n
+
+    @ssevcr.use_cassette(path, timing="instant")
+    async def async_call() -> bytes:
+        async with httpx2.AsyncClient() as client:
+            return bytes((await post(client)).content)
+
+    assert sync_call.__name__ == "sync_call"
+    assert sync_call(2) == body * 2
+    assert sync_call(1) == body  # each call is a fresh entry: the interaction plays again
+    assert asyncio.run(async_call()) == body
+    assert asyncio.iscoroutinefunction(async_call)
+    assert active() is None
+
+
+async def test_async_with_and_original_timing_sleeps_the_recorded_gaps(tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    synthetic(path, gap=0.01)
+    async with httpx2.AsyncClient() as client, ssevcr.use_cassette(path) as cas:
+        t0 = time.monotonic()
+        async with client.stream("POST", "http://x/v1/chat/completions", json=CHAT) as r:
+            arrivals = [time.monotonic() - t0 async for _ in r.aiter_raw()]
+    recorded = cas.cassette.interactions[0].response.chunk_at
+    assert len(arrivals) == len(recorded)
+    assert arrivals[-1] >= recorded[-1] - 0.005
+    assert arrivals[-1] < recorded[-1] + 0.25
+
+
+def test_sync_clients_in_threads_are_intercepted(tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    cassette = synthetic(path, gap=0.002, count=8)
+    results: list[bytes] = []
+    with ssevcr.use_cassette(path) as cas:
+
+        def work() -> None:
+            with httpx2.Client() as client:
+                results.append(bytes(post(client).content))
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results == [cassette.interactions[0].response.body] * 8
+    assert sorted(p.index for p in cas.plays) == list(range(8))
+
+
+def test_faults_and_a_miss_in_process(tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    synthetic(path)
+    with httpx2.Client() as client, ssevcr.use_cassette(
+            path, timing="instant", faults=["truncate:after=3,end=abort"]) as cas:
+        with client.stream("POST", "http://x/v1/chat/completions", json=CHAT) as r:
+            got = []
+            with pytest.raises(httpx2.RemoteProtocolError):
+                for chunk in r.iter_raw():
+                    got.append(chunk)
+        assert len(parse(b"".join(got)).events) == 3
+        assert cas.fired == ["truncate:after=3,end=abort"]
+        with pytest.raises(NoMatchError) as info:
+            client.post("http://x/v1/chat/completions", json={**CHAT, "model": "gpt-other"})
+    text = str(info.value)
+    assert '$.model: recorded "gpt-4o", got "gpt-other"' in text
+    assert "record mode 'none'" in text
+    assert [m.request.body for m in cas.misses] == [json.dumps({**CHAT, "model": "gpt-other"}).encode()
+                                                    .replace(b", ", b",").replace(b": ", b":")]
+
+
+def test_missing_cassette_in_none_mode_says_how_to_record(tmp_path: Path) -> None:
+    with httpx2.Client() as client, ssevcr.use_cassette(tmp_path / "absent.msgpack") as cas, \
+            pytest.raises(NoMatchError, match="does not exist; record it with record='once'"):
+        post(client)
+    assert len(cas.misses) == 1 and not (tmp_path / "absent.msgpack").exists()
+
+
+def test_bad_options_fail_at_the_call() -> None:
+    with pytest.raises(ssevcr.ConfigError, match="record mode"):
+        use_cassette("x.msgpack", record="sometimes")
+    with pytest.raises(ssevcr.ConfigError):
+        use_cassette("x.msgpack", timing="warp")
+    with pytest.raises(ssevcr.ConfigError):
+        use_cassette("x.msgpack", faults=["explode"])
+    with pytest.raises(ssevcr.ConfigError):
+        use_cassette("x.msgpack", match_on=["colour"])
+
+
+# ------------------------------------------------------------------------------ recording
+
+
+def known_gap(i: int) -> float:
+    return 0.06 if i % 6 == 5 else 0.002
+
+
+def test_record_once_timestamps_follow_the_upstream_gaps_and_redacts(tmp_path: Path) -> None:
+    server = Upstream(gap=known_gap)
+    path = tmp_path / "rec.msgpack"
+    try:
+        with httpx2.Client() as client, ssevcr.use_cassette(path, record="once") as cas:
+            t0 = time.monotonic()
+            with client.stream("POST", server.url + "/v1/chat/completions?key=" + SECRET, json=CHAT,
+                               headers={"authorization": f"Bearer {SECRET}"}) as r:
+                seen = [(time.monotonic() - t0, c) for c in r.iter_raw()]
+    finally:
+        server.stop()
+    sent = server.sent[0]
+    saved = codec.load(path)
+    assert saved.interactions == tuple(cas.recorded) and cas.saved
+    response = saved.interactions[0].response
+    assert response.body == b"".join(frames(ROUTES["/v1/chat/completions"])) == b"".join(c for _, c in seen)
+    assert response.end.outcome == Outcome.COMPLETE and response.status == 200
+    assert 0 <= response.headers_at <= response.chunk_at[0]
+    # one chunk per frame here (the gaps keep the reads apart; a merged read would be one chunk)
+    assert len(response.chunk_at) >= len(sent) * 0.8
+    ends = _chunk_ends(response)
+    for at, end in zip(response.chunk_at, ends, strict=True):
+        written = sent[end]  # the frame that completed this chunk was written at sent[end]
+        assert written - 0.002 <= at <= written + 0.05, (at, written)
+    big = [b - a for a, b in zip(response.chunk_at, response.chunk_at[1:], strict=False) if b - a > 0.04]
+    assert len(big) == sum(1 for i in range(1, len(sent)) if known_gap(i) > 0.04)
+    raw = path.read_bytes()
+    assert SECRET.encode() not in raw and b"REDACTED" in raw
+    assert server.requests[0][2]["authorization"] == f"Bearer {SECRET}"  # it was sent upstream
+
+
+def _chunk_ends(response: Response) -> list[int]:
+    """For each recorded chunk, the index of the last upstream frame it holds."""
+    bounds, pos = [], 0
+    for f in frames(ROUTES["/v1/chat/completions"]):
+        pos += len(f)
+        bounds.append(pos)
+    out, pos, k = [], 0, 0
+    for size in response.chunk_sizes:
+        pos += size
+        while bounds[k] < pos:
+            k += 1
+        out.append(k)
+    return out
+
+
+async def test_record_async_gzip_keeps_the_encoded_bytes(tmp_path: Path, upstream: Upstream) -> None:
+    path = tmp_path / "gz.msgpack"
+    async with httpx2.AsyncClient() as client:
+        with ssevcr.use_cassette(path, record="all"):
+            r = await client.post(upstream.url + "/v1/messages?gzip=1", json=CHAT)
+        assert r.content == (PROVIDERS / "anthropic/text.sse").read_bytes()  # the client got text
+        response = codec.load(path).interactions[0].response
+        assert response.content_encoding == "gzip"
+        assert gzip.decompress(response.body) == r.content  # the cassette holds the wire bytes
+        with ssevcr.use_cassette(path, timing="instant"):
+            again = await client.post("http://elsewhere/v1/messages?gzip=1", json=CHAT)
+        assert again.content == r.content
+
+
+def test_record_upstream_error_and_client_disconnect(tmp_path: Path, upstream: Upstream) -> None:
+    path = tmp_path / "ends.msgpack"
+    with httpx.Client() as client, ssevcr.use_cassette(path, record="all"):
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.post(upstream.url + "/v1/chat/completions?break=3", json=CHAT)
+        with client.stream("POST", upstream.url + "/v1/chat/completions", json=CHAT) as r:
+            it = r.iter_raw()
+            first = next(it)
+    broken, left = codec.load(path).interactions
+    assert broken.response.end.outcome == Outcome.UPSTREAM_ERROR
+    assert "RemoteProtocolError" in (broken.response.end.error or "")
+    assert len(parse(broken.response.body).events) == 3
+    assert left.response.end.outcome == Outcome.CLIENT_DISCONNECTED
+    assert left.response.body.startswith(first)
+    # replaying the broken one raises the same library error after the same three events
+    with httpx.Client() as client, ssevcr.use_cassette(path, timing="instant"), \
+            pytest.raises(httpx.RemoteProtocolError):
+        client.post("http://x/v1/chat/completions?break=3", json=CHAT)
+
+
+def test_new_episodes_replays_matches_and_appends_misses(tmp_path: Path, upstream: Upstream) -> None:
+    path = tmp_path / "ep.msgpack"
+    synthetic(path)
+    other = {**CHAT, "model": "gpt-new"}
+    with httpx2.Client() as client, ssevcr.use_cassette(path, record="new_episodes", timing="instant") as cas:
+        post(client, upstream.url + "/v1/chat/completions")  # replayed
+        client.post(upstream.url + "/v1/chat/completions", json=other)  # recorded
+    assert len(upstream.requests) == 1 and json.loads(upstream.requests[0][3]) == other
+    assert len(cas.plays) == 1 and not cas.misses and len(cas.player.misses) == 1
+    saved = codec.load(path)
+    assert [json.loads(i.request.body)["model"] for i in saved.interactions] == ["gpt-4o", "gpt-new"]
+
+
+def test_once_with_an_existing_file_replays_only_and_all_overwrites(tmp_path: Path, upstream: Upstream) -> None:
+    path = tmp_path / "c.msgpack"
+    synthetic(path, count=2)
+    with httpx2.Client() as client:
+        with ssevcr.use_cassette(path, record="once"):
+            post(client, upstream.url + "/v1/chat/completions")
+        assert not upstream.requests
+        with ssevcr.use_cassette(path, record="all") as cas:
+            post(client, upstream.url + "/v1/chat/completions")
+    assert len(upstream.requests) == 1 and not cas.plays
+    saved = codec.load(path)
+    assert len(saved.interactions) == 1 and saved.interactions[0].request.url.startswith(upstream.url)
+
+
+def test_saved_when_the_body_raises(tmp_path: Path, upstream: Upstream) -> None:
+    path = tmp_path / "c.msgpack"
+    with pytest.raises(ZeroDivisionError), httpx2.Client() as client, ssevcr.use_cassette(path, record="once"):
+        post(client, upstream.url + "/v1/chat/completions")
+        1 / 0  # noqa: B018
+    assert len(codec.load(path).interactions) == 1
+
+
+def test_extra_redaction_and_matching_despite_redacted_values(tmp_path: Path, upstream: Upstream) -> None:
+    path = tmp_path / "c.msgpack"
+    body = {**CHAT, "user": "alice@example.com"}
+    with httpx2.Client() as client:
+        with ssevcr.use_cassette(path, record="once", redact_headers=["x-team"], redact_query=["sig"],
+                                 redact_body=["user"]):
+            client.post(upstream.url + "/v1/chat/completions?sig=abc123&key=k1", json=body,
+                        headers={"x-team": "team-secret"})
+        raw = path.read_bytes()
+        assert b"team-secret" not in raw and b"abc123" not in raw and b"alice@" not in raw
+        # the live request still carries its real values: it matches the redacted recording
+        with ssevcr.use_cassette(path, timing="instant", redact_query=["sig"], redact_body=["user"]) as cas:
+            client.post("http://x/v1/chat/completions?sig=other&key=k2", json=body)
+        assert len(cas.plays) == 1
