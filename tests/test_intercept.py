@@ -1,24 +1,23 @@
 """``ssevcr.use_cassette``: interception of every httpx/httpx2 client, replay and in-process
-recording against a real local upstream (real sockets on 127.0.0.1, provider fixture bytes, known
-gaps), as a context manager and as a sync/async decorator, nested and from threads."""
+recording against the real local upstream of tests/upstream.py (real sockets on 127.0.0.1,
+provider fixture bytes, known gaps), as a context manager and as a sync/async decorator, nested
+and from threads."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 import json
-import socket
 import threading
 import time
-import zlib
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import httpx2
 import pytest
+from upstream import Upstream, fixture_body, matched_gaps
 
 import ssevcr
 from ssevcr import NoMatchError, codec
@@ -26,103 +25,49 @@ from ssevcr.cassette import Cassette, Interaction, Outcome, Request, Response
 from ssevcr.intercept import active, use_cassette
 from ssevcr.sse import parse
 
-PROVIDERS = Path(__file__).resolve().parent / "fixtures" / "providers"
-ROUTES = {
-    "/v1/chat/completions": "openai-chat/text.sse",
-    "/v1/messages": "anthropic/text.sse",
-    "/v1/responses": "openai-responses/text.sse",
-}
 SECRET = "sk-live-SECRET-4f9a8b7c6d5e"
 
 
 def frames(fixture: str) -> list[bytes]:
-    """The fixture's SSE frames (exact bytes): the upstream sends one per chunk."""
-    body = (PROVIDERS / fixture).read_bytes()
-    parsed = parse(body)
+    """The fixture's SSE frames (exact bytes)."""
+    parsed = parse(fixture_body(fixture))
     return [f.raw for f in parsed.frames] + ([parsed.tail] if parsed.tail else [])
 
 
-class Upstream:
-    """A minimal real upstream: HTTP/1.1 on 127.0.0.1, streams a provider fixture per path with
-    chunked encoding, one SSE frame per chunk, sleeping ``gap(i)`` before frame ``i``. It logs
-    every request and the monotonic time each chunk was written (relative to the request).
+def steer(fixture: str | None = None, test_id: str | None = None, **kw: str) -> dict[str, str]:
+    """Headers that steer tests/upstream.py (``gap_ms="5-60"`` -> ``x-upstream-gap-ms``)."""
+    h = {f"x-upstream-{k.replace('_', '-')}": v for k, v in kw.items()}
+    if fixture:
+        h["x-upstream-fixture"] = fixture
+    if test_id:
+        h["x-test-id"] = test_id
+    return h
 
-    ``?break=N`` closes the connection after N frames without the terminating chunk;
-    ``?gzip=1`` sends the body gzip-compressed (one compressed piece per frame).
-    """
 
-    def __init__(self, gap: Callable[[int], float] = lambda i: 0.0):
-        self.gap = gap
-        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
-        self.sent: list[list[float]] = []
-        upstream = self
+def stop(server: Upstream) -> None:
+    """Stop the upstream after ending its connection handlers (a handler still waiting on a
+    keep-alive connection when the loop stops is destroyed pending: an unraisable warning).
+    Stopping twice is fine."""
+    if not server._thread.is_alive():
+        return
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    async def end_handlers() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                t0 = time.monotonic()
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                path, _, query = self.path.partition("?")
-                upstream.requests.append(("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                times: list[float] = []
-                upstream.sent.append(times)
-                if path not in ROUTES:
-                    self.send_error(404)
-                    return
-                params = dict(p.partition("=")[::2] for p in query.split("&") if p)
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream; charset=utf-8")
-                self.send_header("transfer-encoding", "chunked")
-                self.send_header("set-cookie", f"session={SECRET}")
-                compress = None
-                if params.get("gzip"):
-                    self.send_header("content-encoding", "gzip")
-                    compress = zlib.compressobj(wbits=31)
-                self.end_headers()
-                self.wfile.flush()
-                stop = int(params.get("break", 10**9))
-                for i, frame in enumerate(frames(ROUTES[path])):
-                    if i == stop:
-                        self.close_connection = True
-                        self.wfile.flush()
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                        return
-                    time.sleep(upstream.gap(i))
-                    data = compress.compress(frame) + compress.flush(zlib.Z_SYNC_FLUSH) if compress else frame  # type: ignore[arg-type]
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                    self.wfile.flush()
-                    times.append(time.monotonic() - t0)
-                if compress:
-                    tail = compress.flush()
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(tail), tail))
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # clients that close keep-alive connections: not the test's business
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    asyncio.run_coroutine_threadsafe(end_handlers(), server._loop).result(10)
+    server.stop()
 
 
 @pytest.fixture
 def upstream() -> Iterator[Upstream]:
-    server = Upstream()
-    yield server
-    server.stop()
+    server = Upstream().start()
+    try:
+        yield server
+    finally:
+        stop(server)
 
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -131,7 +76,7 @@ CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "str
 def synthetic(path: Path, gap: float = 0.0, count: int = 1) -> Cassette:
     """A cassette of ``count`` openai chat interactions built from the fixture bytes, one frame
     per chunk, ``gap`` seconds apart (synthesized timing)."""
-    chunks = [(gap * (i + 1), f) for i, f in enumerate(frames(ROUTES["/v1/chat/completions"]))]
+    chunks = [(gap * (i + 1), f) for i, f in enumerate(frames("openai-chat/text.sse"))]
     interaction = Interaction(
         Request("POST", "https://api.openai.com/v1/chat/completions", (("content-type", "application/json"),),
                 json.dumps(CHAT).encode()),
@@ -180,7 +125,7 @@ def test_outside_the_context_requests_go_to_the_network(tmp_path: Path, upstream
         pass
     with httpx2.Client() as client:
         assert post(client, upstream.url + "/v1/chat/completions").status_code == 200
-    assert len(upstream.requests) == 1
+    assert len(upstream.exchanges) == 1
 
 
 def test_nested_cassettes_innermost_answers_and_each_exit_restores(tmp_path: Path) -> None:
@@ -316,67 +261,48 @@ def test_bad_options_fail_at_the_call() -> None:
 # ------------------------------------------------------------------------------ recording
 
 
-def known_gap(i: int) -> float:
-    return 0.06 if i % 6 == 5 else 0.002
-
-
-def test_record_once_timestamps_follow_the_upstream_gaps_and_redacts(tmp_path: Path) -> None:
-    server = Upstream(gap=known_gap)
+def test_record_once_timestamps_follow_the_upstream_gaps_and_redacts(tmp_path: Path, upstream: Upstream) -> None:
     path = tmp_path / "rec.msgpack"
-    try:
-        with httpx2.Client() as client, ssevcr.use_cassette(path, record="once") as cas:
-            t0 = time.monotonic()
-            with client.stream("POST", server.url + "/v1/chat/completions?key=" + SECRET, json=CHAT,
-                               headers={"authorization": f"Bearer {SECRET}"}) as r:
-                seen = [(time.monotonic() - t0, c) for c in r.iter_raw()]
-    finally:
-        server.stop()
-    sent = server.sent[0]
+    headers = {"authorization": f"Bearer {SECRET}",
+               **steer("openai-chat/text.sse", "gaps", chunks="12", gap_ms="5-60", set_cookie="1")}
+    with httpx2.Client() as client, ssevcr.use_cassette(path, record="once") as cas:
+        t0 = time.monotonic()
+        with client.stream("POST", upstream.url + "/v1/chat/completions?key=" + SECRET, json=CHAT,
+                           headers=headers) as r:
+            seen = b"".join(r.iter_raw())
+    ex = upstream.exchange("gaps")
+    assert ex.headers["authorization"] == f"Bearer {SECRET}"  # the real key went upstream
     saved = codec.load(path)
     assert saved.interactions == tuple(cas.recorded) and cas.saved
     response = saved.interactions[0].response
-    assert response.body == b"".join(frames(ROUTES["/v1/chat/completions"])) == b"".join(c for _, c in seen)
+    assert response.body == fixture_body("openai-chat/text.sse") == ex.sent_body == seen
     assert response.end.outcome == Outcome.COMPLETE and response.status == 200
     assert 0 <= response.headers_at <= response.chunk_at[0]
-    # one chunk per frame here (the gaps keep the reads apart; a merged read would be one chunk)
-    assert len(response.chunk_at) >= len(sent) * 0.8
-    ends = _chunk_ends(response)
-    for at, end in zip(response.chunk_at, ends, strict=True):
-        written = sent[end]  # the frame that completed this chunk was written at sent[end]
-        assert written - 0.002 <= at <= written + 0.05, (at, written)
-    big = [b - a for a, b in zip(response.chunk_at, response.chunk_at[1:], strict=False) if b - a > 0.04]
-    assert len(big) == sum(1 for i in range(1, len(sent)) if known_gap(i) > 0.04)
+    # each chunk is stamped when it arrived: at the upstream's write time, gap for gap
+    pairs = matched_gaps(ex.sent, response.chunk_at, response.chunk_sizes)
+    assert len(pairs) == 11 and max(s for s, _ in pairs) > 0.03
+    for sent_gap, recorded_gap in pairs:
+        assert abs(recorded_gap - sent_gap) <= 0.03, pairs
+    assert abs(t0 + response.chunk_at[-1] - ex.send_times[-1]) <= 0.05
     raw = path.read_bytes()
     assert SECRET.encode() not in raw and b"REDACTED" in raw
-    assert server.requests[0][2]["authorization"] == f"Bearer {SECRET}"  # it was sent upstream
-
-
-def _chunk_ends(response: Response) -> list[int]:
-    """For each recorded chunk, the index of the last upstream frame it holds."""
-    bounds, pos = [], 0
-    for f in frames(ROUTES["/v1/chat/completions"]):
-        pos += len(f)
-        bounds.append(pos)
-    out, pos, k = [], 0, 0
-    for size in response.chunk_sizes:
-        pos += size
-        while bounds[k] < pos:
-            k += 1
-        out.append(k)
-    return out
+    assert response.header("set-cookie") == "REDACTED"
+    assert saved.interactions[0].request.url.endswith("?key=REDACTED")
 
 
 async def test_record_async_gzip_keeps_the_encoded_bytes(tmp_path: Path, upstream: Upstream) -> None:
     path = tmp_path / "gz.msgpack"
+    headers = steer("anthropic/text.sse", gzip="1", gap_ms="1")
     async with httpx2.AsyncClient() as client:
         with ssevcr.use_cassette(path, record="all"):
-            r = await client.post(upstream.url + "/v1/messages?gzip=1", json=CHAT)
-        assert r.content == (PROVIDERS / "anthropic/text.sse").read_bytes()  # the client got text
+            r = await client.post(upstream.url + "/v1/messages", json=CHAT, headers=headers)
+        assert r.content == fixture_body("anthropic/text.sse")  # the client got the decoded text
         response = codec.load(path).interactions[0].response
         assert response.content_encoding == "gzip"
         assert gzip.decompress(response.body) == r.content  # the cassette holds the wire bytes
+        assert len(response.chunk_sizes) > 1
         with ssevcr.use_cassette(path, timing="instant"):
-            again = await client.post("http://elsewhere/v1/messages?gzip=1", json=CHAT)
+            again = await client.post("http://elsewhere/v1/messages", json=CHAT)
         assert again.content == r.content
 
 
@@ -384,20 +310,24 @@ def test_record_upstream_error_and_client_disconnect(tmp_path: Path, upstream: U
     path = tmp_path / "ends.msgpack"
     with httpx.Client() as client, ssevcr.use_cassette(path, record="all"):
         with pytest.raises(httpx.RemoteProtocolError):
-            client.post(upstream.url + "/v1/chat/completions?break=3", json=CHAT)
-        with client.stream("POST", upstream.url + "/v1/chat/completions", json=CHAT) as r:
-            it = r.iter_raw()
-            first = next(it)
+            client.post(upstream.url + "/v1/chat/completions", json=CHAT,
+                        headers=steer("openai-chat/text.sse", "dies", die_after="3", gap_ms="1"))
+        with client.stream("POST", upstream.url + "/v1/chat/completions", json=CHAT,
+                           headers=steer("openai-chat/text.sse", gap_ms="20")) as r:
+            first = next(r.iter_raw())
     broken, left = codec.load(path).interactions
     assert broken.response.end.outcome == Outcome.UPSTREAM_ERROR
     assert "RemoteProtocolError" in (broken.response.end.error or "")
-    assert len(parse(broken.response.body).events) == 3
+    assert broken.response.body == upstream.exchange("dies").sent_body
     assert left.response.end.outcome == Outcome.CLIENT_DISCONNECTED
     assert left.response.body.startswith(first)
-    # replaying the broken one raises the same library error after the same three events
+    # replaying the broken one raises the same library error after the same bytes
     with httpx.Client() as client, ssevcr.use_cassette(path, timing="instant"), \
-            pytest.raises(httpx.RemoteProtocolError):
-        client.post("http://x/v1/chat/completions?break=3", json=CHAT)
+            client.stream("POST", "http://x/v1/chat/completions", json=CHAT) as r:
+        got = []
+        with pytest.raises(httpx.RemoteProtocolError):
+            got.extend(r.iter_raw())
+    assert b"".join(got) == broken.response.body
 
 
 def test_new_episodes_replays_matches_and_appends_misses(tmp_path: Path, upstream: Upstream) -> None:
@@ -407,7 +337,7 @@ def test_new_episodes_replays_matches_and_appends_misses(tmp_path: Path, upstrea
     with httpx2.Client() as client, ssevcr.use_cassette(path, record="new_episodes", timing="instant") as cas:
         post(client, upstream.url + "/v1/chat/completions")  # replayed
         client.post(upstream.url + "/v1/chat/completions", json=other)  # recorded
-    assert len(upstream.requests) == 1 and json.loads(upstream.requests[0][3]) == other
+    assert len(upstream.exchanges) == 1 and json.loads(upstream.exchanges[0].body) == other
     assert len(cas.plays) == 1 and not cas.misses and len(cas.player.misses) == 1
     saved = codec.load(path)
     assert [json.loads(i.request.body)["model"] for i in saved.interactions] == ["gpt-4o", "gpt-new"]
@@ -419,10 +349,10 @@ def test_once_with_an_existing_file_replays_only_and_all_overwrites(tmp_path: Pa
     with httpx2.Client() as client:
         with ssevcr.use_cassette(path, record="once"):
             post(client, upstream.url + "/v1/chat/completions")
-        assert not upstream.requests
+        assert not upstream.exchanges
         with ssevcr.use_cassette(path, record="all") as cas:
             post(client, upstream.url + "/v1/chat/completions")
-    assert len(upstream.requests) == 1 and not cas.plays
+    assert len(upstream.exchanges) == 1 and not cas.plays
     saved = codec.load(path)
     assert len(saved.interactions) == 1 and saved.interactions[0].request.url.startswith(upstream.url)
 
