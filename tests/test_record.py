@@ -1,0 +1,1008 @@
+"""Recording through the real ``ssevcr record`` CLI (a subprocess running the real mitmdump) with
+real clients — the openai and anthropic SDKs (httpx2), plain httpx and ``curl -N`` — against the
+real upstream of tests/upstream.py, over sockets on 127.0.0.1, in reverse and forward mode.
+
+What is checked against what: the upstream logs every piece it wrote and when; the cassette must
+hold exactly those bytes with the same gaps (tolerance sized for a loaded 2-core machine; the
+tight figure is in bench/), and the client must have seen them spread in time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import httpx
+import httpx2
+import openai
+import pytest
+from upstream import TLSFiles, Upstream, fixture_body, fixture_names, make_tls_files, matched_gaps
+
+from ssevcr import codec
+from ssevcr.cassette import Cassette, Interaction, Outcome, Request, Response
+from ssevcr.errors import ConfigError, SsevcrError
+from ssevcr.mitm import _protocol_line, locate_mitmdump
+from ssevcr.redaction import DEFAULT_HEADERS, Redaction
+from ssevcr.sse import parse
+
+try:
+    MITMDUMP = locate_mitmdump()
+except SsevcrError:  # pragma: no cover - bootstrap creates .venv-mitmproxy
+    MITMDUMP = []
+ROOT = Path(__file__).resolve().parent.parent
+GAP_TOLERANCE = 0.008  # median |recorded gap - sent gap| in seconds; the bench target is 1 ms
+SECRET_KEY = "sk-test-" + uuid.uuid4().hex  # sent by clients; must never reach a cassette
+SECRET_ANT = "sk-ant-test-" + uuid.uuid4().hex
+
+
+# ---------------------------------------------------------------------------------------------
+# the recorder, as a user runs it
+
+
+class RecordCLI:
+    """``ssevcr record CASSETTE --listen 127.0.0.1:0 ...`` as a subprocess."""
+
+    def __init__(self, cassette: Path, *args: str, confdir: Path, timeout: float = 30.0) -> None:
+        self.cassette = cassette
+        self.confdir = confdir
+        self.argv = [
+            sys.executable,
+            "-c",
+            "from ssevcr.cli import main; main()",
+            "record",
+            str(cassette),
+            "--listen",
+            "127.0.0.1:0",
+            "--confdir",
+            str(confdir),
+            *args,
+        ]
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        )
+        self.stderr: list[str] = []
+        self.stdout: list[str] = []
+        self._err_thread = threading.Thread(
+            target=self._drain, args=(self.proc.stderr, self.stderr), daemon=True
+        )
+        self._err_thread.start()
+        ready: list[str] = []
+        got = threading.Event()
+
+        def first_line() -> None:
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline()
+            ready.append(line)
+            got.set()
+            self._drain(self.proc.stdout, self.stdout)
+
+        threading.Thread(target=first_line, daemon=True).start()
+        if not got.wait(timeout) or not ready[0]:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"recorder not ready: stderr={''.join(self.stderr)!r}")
+        self.ready_line = ready[0].strip()
+        m = re.search(r"http://[\w.:\[\]]+", self.ready_line)
+        assert m, self.ready_line
+        self.url = m.group(0)
+        self.ca = str(confdir / "mitmproxy-ca-cert.pem")
+
+    @staticmethod
+    def _drain(stream: object, into: list[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            into.append(line)
+
+    def mitmdump_pid(self) -> int:
+        children = []
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            children += (task / "children").read_text().split()
+        assert len(children) == 1, children
+        return int(children[0])
+
+    def recorded(self, test_id: str, timeout: float = 20.0) -> Interaction:
+        """Wait until the interaction of the request with ``x-test-id: test_id`` is on disk."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.cassette.exists():
+                for inter in codec.load(self.cassette).interactions:
+                    if inter.request.header("x-test-id") == test_id:
+                        return inter
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{test_id} never recorded; stderr: {''.join(self.stderr)}")
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout)
+        self._err_thread.join(5)
+        return rc
+
+
+def tid() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def steer(test_id: str, fixture: str | None = None, **kw: str) -> dict[str, str]:
+    h = {"x-test-id": test_id}
+    if fixture:
+        h["x-upstream-fixture"] = fixture
+    h.update({f"x-upstream-{k.replace('_', '-')}": v for k, v in kw.items()})
+    return h
+
+
+def check_stream(inter: Interaction, ex: object, client_times: list[float] | None = None) -> None:
+    """The cassette holds exactly the bytes the upstream sent, with its gaps; the client saw
+    them spread in time."""
+    resp = inter.response
+    assert resp.end.outcome is Outcome.COMPLETE, resp.end
+    assert resp.body == ex.sent_body  # type: ignore[attr-defined]
+    assert resp.status == 200 and resp.is_event_stream
+    sent = ex.sent  # type: ignore[attr-defined]
+    pairs = matched_gaps(sent, resp.chunk_at, resp.chunk_sizes)
+    diffs = sorted(abs(s - r) for s, r in pairs)
+    assert diffs[len(diffs) // 2] < GAP_TOLERANCE, pairs
+    span_sent = sent[-1][0] - sent[0][0]
+    span_rec = sum(r for _, r in pairs)
+    assert abs(span_rec - span_sent) < 0.05 + 0.2 * span_sent, (span_rec, span_sent)
+    assert 0 <= resp.headers_at <= resp.chunk_at[0] <= resp.end.at
+    if client_times is not None:
+        assert len(client_times) >= 2
+        client_span = client_times[-1] - client_times[0]
+        assert client_span > 0.6 * span_sent, (client_span, span_sent, [round(t - sent[0][0], 4) for t in client_times], [round(t - sent[0][0], 4) for t, _ in sent], resp.chunk_at)  # not one burst
+
+
+def assert_no_secret(cassette: Path, *secrets: str) -> None:
+    data = cassette.read_bytes()
+    for s in secrets:
+        assert s.encode() not in data
+    assert b"REDACTED" in data
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with Upstream() as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def upstream_tls(tls_files: TLSFiles) -> Iterator[Upstream]:
+    with Upstream(tls=tls_files) as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mitmproxy's configuration directory (its CA); every test that runs mitmdump uses it."""
+    if not MITMDUMP:  # pragma: no cover - bootstrap creates .venv-mitmproxy
+        pytest.skip("needs mitmdump (bootstrap creates .venv-mitmproxy, or set SSEVCR_MITMDUMP)")
+    return tmp_path_factory.mktemp("mitmconf")
+
+
+PRE_EXISTING = Interaction(
+    Request("GET", "http://pre.existing/marker"), Response.from_chunks(200, [(0.001, b"kept")])
+)
+
+
+@pytest.fixture(scope="module")
+def reverse(
+    upstream: Upstream, confdir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RecordCLI]:
+    cassette = tmp_path_factory.mktemp("rev") / "reverse.msgpack"
+    codec.save(Cassette((PRE_EXISTING,)), cassette)  # recording appends by default
+    rec = RecordCLI(
+        cassette,
+        "--upstream",
+        upstream.url,
+        "--redact-header",
+        "x-custom-secret",
+        "--redact-query",
+        "token",
+        "--redact-body",
+        "auth.token",
+        confdir=confdir,
+    )
+    yield rec
+    assert rec.stop(signal.SIGTERM) == 0, rec.stderr
+    assert any(line.startswith("Saved ") for line in rec.stderr)
+
+
+@pytest.fixture(scope="module")
+def forward(confdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecordCLI]:
+    cassette = tmp_path_factory.mktemp("fwd") / "forward.msgpack"
+    rec = RecordCLI(cassette, "--insecure-upstream", confdir=confdir)
+    yield rec
+    assert rec.stop(signal.SIGINT) == 0, rec.stderr
+
+
+def tls_context(ca: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca)
+
+
+# ---------------------------------------------------------------------------------------------
+# reverse mode
+
+
+def test_ready_line_and_ca_hint(reverse: RecordCLI, forward: RecordCLI) -> None:
+    assert reverse.ready_line.startswith("Recording on http://127.0.0.1:")
+    assert "reverse proxy" in reverse.ready_line
+    assert "forward proxy" in forward.ready_line
+    assert not reverse.url.endswith(":0")
+    assert Path(forward.ca).exists()
+    deadline = time.monotonic() + 5  # printed on stderr before the ready line; our reader may lag
+    while not any(
+        forward.ca in line for line in forward.stderr
+    ):  # where the CA is, how to trust it
+        assert time.monotonic() < deadline, forward.stderr
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("fixture", fixture_names())
+def test_reverse_httpx_records_each_fixture(
+    reverse: RecordCLI, upstream: Upstream, fixture: str
+) -> None:
+    t = tid()
+    split = (
+        "bytes" if fixture_names().index(fixture) % 2 else "events"
+    )  # both: boundaries inside and between events
+    times, got = [], []
+    with (
+        httpx.Client(base_url=reverse.url, timeout=20) as client,
+        client.stream(
+            "POST",
+            "/v1/stream",
+            json={"model": "m", "stream": True},
+            headers={**steer(t, fixture, split=split), "authorization": f"Bearer {SECRET_KEY}"},
+        ) as r,
+    ):
+        for piece in r.iter_raw():
+            times.append(time.monotonic())
+            got.append(piece)
+    ex = upstream.exchange(t)
+    assert b"".join(got) == fixture_body(fixture) == ex.sent_body
+    inter = reverse.recorded(t)
+    check_stream(inter, ex, times)
+    assert len(parse(inter.response.body).events) == len(parse(fixture_body(fixture)).events)
+    assert inter.request.method == "POST" and inter.request.url == f"{upstream.url}/v1/stream"
+    assert json.loads(inter.request.body) == {"model": "m", "stream": True}
+    assert inter.request.header("authorization") == "REDACTED"
+    assert ex.headers["authorization"] == f"Bearer {SECRET_KEY}"  # the upstream got the real one
+
+
+def test_reverse_openai_sdk(reverse: RecordCLI, upstream: Upstream) -> None:
+    t, fixture = tid(), "openai-chat/text.sse"
+    client = openai.OpenAI(base_url=f"{reverse.url}/v1", api_key=SECRET_KEY, max_retries=0)
+    times, text = [], []
+    stream = client.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        extra_headers=steer(t, fixture),
+    )
+    for chunk in stream:
+        times.append(time.monotonic())
+        if chunk.choices and chunk.choices[0].delta.content:
+            text.append(chunk.choices[0].delta.content)
+    expected = "".join(
+        (json.loads(e.data)["choices"] or [{}])[0].get("delta", {}).get("content") or ""
+        for e in parse(fixture_body(fixture)).events
+        if e.data != "[DONE]"
+    )
+    assert "".join(text) == expected and expected
+    ex = upstream.exchange(t)
+    inter = reverse.recorded(t)
+    check_stream(inter, ex, times)
+    assert inter.request.path == "/v1/chat/completions"
+    assert_no_secret(reverse.cassette, SECRET_KEY)
+
+
+def test_reverse_anthropic_sdk(reverse: RecordCLI, upstream: Upstream) -> None:
+    t, fixture = tid(), "anthropic/tool_use.sse"
+    # anthropic 2.x sends the key as Authorization; older clients and curl users send x-api-key
+    client = anthropic.Anthropic(
+        base_url=reverse.url,
+        api_key=SECRET_ANT,
+        max_retries=0,
+        default_headers={"x-api-key": SECRET_KEY},
+    )
+    times, kinds = [], []
+    stream = client.messages.create(
+        model="claude-x",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        extra_headers=steer(t, fixture),
+    )
+    for event in stream:
+        times.append(time.monotonic())
+        kinds.append(event.type)
+    # (this fixture's last block has no blank line after it: message_stop is never dispatched)
+    assert kinds == [e.type for e in parse(fixture_body(fixture)).events if e.type != "ping"]
+    ex = upstream.exchange(t)
+    assert (
+        ex.headers["x-api-key"] == SECRET_KEY
+        and ex.headers["authorization"] == f"Bearer {SECRET_ANT}"
+    )
+    inter = reverse.recorded(t)
+    check_stream(inter, ex, times)
+    assert inter.request.header("x-api-key") == inter.request.header("authorization") == "REDACTED"
+    assert_no_secret(reverse.cassette, SECRET_ANT, SECRET_KEY)
+
+
+def test_reverse_curl(reverse: RecordCLI, upstream: Upstream) -> None:
+    t, fixture = tid(), "gemini/text.sse"
+    args = [
+        "curl",
+        "-sN",
+        f"{reverse.url}/v1beta/models/g:streamGenerateContent?alt=sse&key={SECRET_KEY}",
+    ]
+    for k, v in steer(t, fixture, chunks="6").items():
+        args += ["-H", f"{k}: {v}"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, bufsize=0)
+    assert proc.stdout is not None
+    times, got = [], []
+    while piece := proc.stdout.read(65536):
+        times.append(time.monotonic())
+        got.append(piece)
+    assert proc.wait(10) == 0
+    assert b"".join(got) == fixture_body(fixture)
+    ex = upstream.exchange(t)
+    assert f"key={SECRET_KEY}" in ex.path
+    inter = reverse.recorded(t)
+    check_stream(inter, ex, times)
+    assert inter.request.url.endswith("?alt=sse&key=REDACTED")
+    assert_no_secret(reverse.cassette, SECRET_KEY)
+
+
+def test_reverse_redacts_user_additions(reverse: RecordCLI, upstream: Upstream) -> None:
+    t = tid()
+    s1, s2, s3 = (uuid.uuid4().hex for _ in range(3))
+    r = httpx.post(
+        f"{reverse.url}/v1/things?token={s2}&keep=1",
+        json={"model": "m", "auth": {"token": s3, "user": "u"}},
+        headers={**steer(t, json="1", set_cookie="1"), "x-custom-secret": s1},
+        timeout=20,
+    )
+    assert r.status_code == 200
+    s4 = r.headers["set-cookie"].removeprefix("sid=")  # the client is served as usual
+    assert len(s4) == 32
+    ex = upstream.exchange(t)
+    assert ex.headers["x-custom-secret"] == s1 and s2 in ex.path and s3.encode() in ex.body
+    inter = reverse.recorded(t)
+    req = inter.request
+    assert req.header("x-custom-secret") == "REDACTED"
+    assert req.url.endswith("/v1/things?token=REDACTED&keep=1")
+    assert json.loads(req.body) == {"model": "m", "auth": {"token": "REDACTED", "user": "u"}}
+    assert inter.response.header("set-cookie") == "REDACTED"
+    assert_no_secret(reverse.cassette, s1, s2, s3, s4)
+
+
+def test_reverse_json_response(reverse: RecordCLI, upstream: Upstream) -> None:
+    t = tid()
+    r = httpx.get(f"{reverse.url}/v1/models", headers=steer(t, json="1"), timeout=20)
+    inter = reverse.recorded(t)
+    ex = upstream.exchange(t)
+    assert inter.response.body == r.content == ex.sent_body
+    assert inter.response.content_type == "application/json"
+    assert inter.response.end.outcome is Outcome.COMPLETE and len(inter.response.chunk_sizes) >= 1
+    assert inter.response.header("content-length") == str(len(r.content))
+
+
+def test_reverse_gzip_stream_is_byte_exact(reverse: RecordCLI, upstream: Upstream) -> None:
+    t, fixture = tid(), "openai-responses/text.sse"
+    with (
+        httpx.Client(timeout=20) as client,
+        client.stream(
+            "POST", f"{reverse.url}/v1/responses", json={}, headers=steer(t, fixture, gzip="1")
+        ) as r,
+    ):
+        decoded = b"".join(r.iter_bytes())  # the client decodes as usual
+    assert decoded == fixture_body(fixture)
+    ex = upstream.exchange(t)
+    inter = reverse.recorded(t)
+    check_stream(inter, ex)
+    assert inter.response.content_encoding == "gzip"
+    assert inter.response.body == ex.sent_body != fixture_body(fixture)  # raw compressed bytes
+    assert gzip.decompress(inter.response.body) == fixture_body(fixture)
+    n = len(parse(fixture_body(fixture)).events)
+    deadline = time.monotonic() + 5
+    while not any(
+        f"/v1/responses 200 {n} events" in line for line in reverse.stderr
+    ):  # progress decodes gzip
+        assert time.monotonic() < deadline, reverse.stderr
+        time.sleep(0.05)
+
+
+def test_upstream_dying_midstream_is_an_upstream_error(
+    reverse: RecordCLI, upstream: Upstream
+) -> None:
+    t, fixture = tid(), "anthropic/text.sse"
+    got = []
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.Client(timeout=20) as client,
+        client.stream(
+            "POST",
+            f"{reverse.url}/v1/messages",
+            json={},
+            headers=steer(t, fixture, chunks="8", die_after="3"),
+        ) as r,
+    ):
+        for piece in r.iter_raw():
+            got.append(piece)
+    ex = upstream.exchange(t)
+    assert ex.outcome == "died" and len(ex.sent) == 3
+    inter = reverse.recorded(t)
+    resp = inter.response
+    assert resp.end.outcome is Outcome.UPSTREAM_ERROR
+    assert resp.end.error  # mitmproxy's error text
+    assert resp.body == ex.sent_body == b"".join(got)
+    assert len(resp.body) < len(fixture_body(fixture))
+
+
+def test_client_disconnecting_is_recorded(reverse: RecordCLI, upstream: Upstream) -> None:
+    t, fixture = tid(), "openai-chat/text.sse"
+    got = []
+    with (
+        httpx.Client(timeout=20) as client,
+        client.stream(
+            "POST",
+            f"{reverse.url}/v1/chat/completions",
+            json={},
+            headers=steer(t, fixture, chunks="12", gap_ms="80-80"),
+        ) as r,
+    ):
+        for piece in r.iter_raw():
+            got.append(piece)
+            if len(got) == 3:
+                break  # leaving the block closes the connection mid-stream
+    received = b"".join(got)
+    inter = reverse.recorded(t)
+    resp = inter.response
+    assert resp.end.outcome is Outcome.CLIENT_DISCONNECTED, resp.end
+    full = fixture_body(fixture)
+    assert resp.body.startswith(received) and full.startswith(resp.body)
+    assert len(resp.body) < len(full)
+    assert len(resp.chunk_sizes) <= 4  # what the client got, at most one piece in flight more
+    assert upstream.exchange(t).outcome in ("client_gone", "complete")
+
+
+def test_concurrent_streams(reverse: RecordCLI, upstream: Upstream) -> None:
+    ids = [tid() for _ in range(6)]
+    fixtures = fixture_names()[:6]
+    errors: list[BaseException] = []
+
+    def run(test_id: str, fixture: str) -> None:
+        try:
+            r = httpx.post(
+                f"{reverse.url}/v1/x", json={}, headers=steer(test_id, fixture), timeout=20
+            )
+            assert r.content == fixture_body(fixture)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=a) for a in zip(ids, fixtures, strict=True)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    for test_id in ids:
+        check_stream(reverse.recorded(test_id), upstream.exchange(test_id))
+
+
+def test_appends_to_an_existing_cassette(reverse: RecordCLI, upstream: Upstream) -> None:
+    t = tid()
+    httpx.get(f"{reverse.url}/v1/models", headers=steer(t, json="1"), timeout=20)
+    reverse.recorded(t)
+    assert codec.load(reverse.cassette).interactions[0] == PRE_EXISTING
+
+
+# ---------------------------------------------------------------------------------------------
+# forward mode (HTTPS intercepted with the mitmproxy CA)
+
+
+def test_forward_openai_sdk_https(forward: RecordCLI, upstream_tls: Upstream) -> None:
+    t, fixture = tid(), "openai-chat/parallel_tool_calls.sse"
+    http_client = httpx2.Client(proxy=forward.url, verify=tls_context(forward.ca), timeout=20)
+    client = openai.OpenAI(
+        base_url=f"{upstream_tls.url}/v1",
+        api_key=SECRET_KEY,
+        http_client=http_client,
+        max_retries=0,
+    )
+    times, args = [], {}
+    for chunk in client.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        extra_headers=steer(t, fixture),
+    ):
+        times.append(time.monotonic())
+        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            args[call.index] = args.get(call.index, "") + (call.function.arguments or "")
+    assert len(args) == 2 and all(json.loads(a) for a in args.values())
+    http_client.close()
+    ex = upstream_tls.exchange(t)
+    inter = forward.recorded(t)
+    check_stream(inter, ex, times)
+    assert inter.request.url == f"{upstream_tls.url}/v1/chat/completions"
+    assert_no_secret(forward.cassette, SECRET_KEY)
+
+
+def test_forward_anthropic_sdk_https(forward: RecordCLI, upstream_tls: Upstream) -> None:
+    t, fixture = tid(), "anthropic/text.sse"
+    http_client = httpx2.Client(proxy=forward.url, verify=tls_context(forward.ca), timeout=20)
+    client = anthropic.Anthropic(
+        base_url=upstream_tls.url, api_key=SECRET_ANT, http_client=http_client, max_retries=0
+    )
+    times = []
+    with client.messages.stream(
+        model="claude-x",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers=steer(t, fixture),
+    ) as stream:
+        for _ in stream:
+            times.append(time.monotonic())
+        text = stream.get_final_text()
+    assert text
+    http_client.close()
+    inter = forward.recorded(t)
+    check_stream(inter, upstream_tls.exchange(t), times)
+    assert_no_secret(forward.cassette, SECRET_ANT)
+
+
+def test_forward_httpx_https_and_http(
+    forward: RecordCLI, upstream_tls: Upstream, upstream: Upstream
+) -> None:
+    for up in (upstream_tls, upstream):
+        t, fixture = tid(), "mistral/thinking_text.sse"
+        times = []
+        with (
+            httpx.Client(proxy=forward.url, verify=tls_context(forward.ca), timeout=20) as client,
+            client.stream(
+                "POST",
+                f"{up.url}/v1/chat/completions",
+                json={},
+                headers=steer(t, fixture, split="bytes"),
+            ) as r,
+        ):
+            for _ in r.iter_raw():
+                times.append(time.monotonic())
+        inter = forward.recorded(t)
+        check_stream(inter, up.exchange(t), times)
+        assert inter.request.url.startswith(up.url)
+
+
+def test_forward_curl_https(forward: RecordCLI, upstream_tls: Upstream) -> None:
+    t, fixture = tid(), "cohere/tool_call.sse"
+    args = [
+        "curl",
+        "-sN",
+        "--proxy",
+        forward.url,
+        "--cacert",
+        forward.ca,
+        f"{upstream_tls.url}/v2/chat",
+        "-H",
+        f"Authorization: Bearer {SECRET_KEY}",
+        "--json",
+        "{}",
+    ]
+    for k, v in steer(t, fixture).items():
+        args += ["-H", f"{k}: {v}"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, bufsize=0)
+    assert proc.stdout is not None
+    times, got = [], []
+    while piece := proc.stdout.read(65536):
+        times.append(time.monotonic())
+        got.append(piece)
+    assert proc.wait(10) == 0
+    assert b"".join(got) == fixture_body(fixture)
+    inter = forward.recorded(t)
+    check_stream(inter, upstream_tls.exchange(t), times)
+    assert_no_secret(forward.cassette, SECRET_KEY)
+
+
+# ---------------------------------------------------------------------------------------------
+# life cycle
+
+
+def test_command_mode_sets_the_proxy_env_and_returns_its_exit_code(
+    tmp_path: Path, confdir: Path, upstream_tls: Upstream
+) -> None:
+    t, fixture = tid(), "groq/error_midstream.sse"
+    cassette = tmp_path / "cmd.msgpack"
+    headers = " ".join(f"-H '{k}: {v}'" for k, v in steer(t, fixture).items())
+    script = f"curl -sN {headers} {upstream_tls.url}/openai/v1/chat/completions > {tmp_path / 'out'}; exit 7"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from ssevcr.cli import main; main()",
+            "record",
+            str(cassette),
+            "--listen",
+            "127.0.0.1:0",
+            "--confdir",
+            str(confdir),
+            "--insecure-upstream",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 7, r.stderr
+    assert (tmp_path / "out").read_bytes() == fixture_body(
+        fixture
+    )  # curl used HTTPS_PROXY + CURL_CA_BUNDLE
+    assert r.stdout.count("\n") == 1 and r.stdout.startswith("Recording on http://127.0.0.1:")
+    (inter,) = codec.load(cassette).interactions
+    assert inter.request.header("x-test-id") == t and inter.response.body == fixture_body(fixture)
+    assert "/openai/v1/chat/completions 200" in r.stderr  # one progress line per exchange
+
+
+def test_filters_and_overwrite(tmp_path: Path, confdir: Path, upstream: Upstream) -> None:
+    cassette = tmp_path / "f.msgpack"
+    codec.save(Cassette((PRE_EXISTING,)), cassette)
+    rec = RecordCLI(
+        cassette, "--overwrite", "--path", "/keep/*", "--host", "127.0.0.*", confdir=confdir
+    )
+    try:
+        ids = {}
+        with httpx.Client(proxy=rec.url, timeout=20) as client:
+            for path in ("/skip/a", "/keep/b", "/keep/c?x=1"):
+                ids[path] = tid()
+                assert (
+                    client.get(
+                        f"{upstream.url}{path}", headers=steer(ids[path], json="1")
+                    ).status_code
+                    == 200
+                )
+        rec.recorded(ids["/keep/c?x=1"])
+        urls = [i.request.url for i in codec.load(cassette).interactions]
+        assert urls == [f"{upstream.url}/keep/b", f"{upstream.url}/keep/c?x=1"]  # old one replaced
+    finally:
+        assert rec.stop() == 0
+
+
+def test_host_filter_excludes(tmp_path: Path, confdir: Path, upstream: Upstream) -> None:
+    cassette = tmp_path / "h.msgpack"
+    rec = RecordCLI(
+        cassette, "--host", "api.example.com", "--host", f"*:{upstream.port}", confdir=confdir
+    )
+    try:
+        t = tid()
+        with httpx.Client(proxy=rec.url, timeout=20) as client:
+            client.get(f"{upstream.url}/a", headers=steer(t, json="1"))
+        rec.recorded(t)  # host:port pattern matched
+    finally:
+        rec.stop()
+    rec = RecordCLI(cassette, "--host", "api.example.com", confdir=confdir)
+    try:
+        t2 = tid()
+        with httpx.Client(proxy=rec.url, timeout=20) as client:
+            assert client.get(f"{upstream.url}/b", headers=steer(t2, json="1")).status_code == 200
+        upstream.exchange(t2)
+    finally:
+        assert rec.stop() == 0  # SIGTERM drains the writer: anything recorded would be on disk now
+    assert [i.request.header("x-test-id") for i in codec.load(cassette).interactions] == [t]
+
+
+def test_sigkill_keeps_every_completed_exchange(
+    tmp_path: Path, confdir: Path, upstream: Upstream
+) -> None:
+    cassette = tmp_path / "k.msgpack"
+    rec = RecordCLI(cassette, "--upstream", upstream.url, confdir=confdir)
+    done = []
+    for fixture in fixture_names()[:3]:
+        t = tid()
+        httpx.post(f"{rec.url}/v1/x", json={}, headers=steer(t, fixture, gap_ms="5-10"), timeout=20)
+        done.append(t)
+    for t in done:
+        rec.recorded(t)
+    # one more stream in flight, then SIGKILL the process that writes the cassette
+    t = tid()
+    with (
+        httpx.Client(timeout=20) as client,
+        client.stream(
+            "POST",
+            f"{rec.url}/v1/x",
+            json={},
+            headers=steer(t, "openai-chat/text.sse", chunks="20", gap_ms="100-100"),
+        ) as r,
+    ):
+        it = r.iter_raw()
+        next(it)
+        os.kill(rec.mitmdump_pid(), signal.SIGKILL)
+        with pytest.raises(httpx.HTTPError):
+            for _ in it:
+                pass
+    assert rec.proc.wait(20) == 1
+    assert any("mitmdump stopped unexpectedly" in line for line in rec.stderr), rec.stderr
+    loaded = codec.load(cassette)
+    assert [i.request.header("x-test-id") for i in loaded.interactions] == done
+    for inter, fixture in zip(loaded.interactions, fixture_names()[:3], strict=True):
+        assert inter.response.body == fixture_body(fixture)
+
+
+def test_sigkill_of_the_cli_does_not_orphan_mitmdump(
+    tmp_path: Path, confdir: Path, upstream: Upstream
+) -> None:
+    rec = RecordCLI(tmp_path / "o.msgpack", "--upstream", upstream.url, confdir=confdir)
+    child = rec.mitmdump_pid()
+    rec.proc.kill()
+    rec.proc.wait(10)
+    deadline = time.monotonic() + 15
+    while (
+        Path(f"/proc/{child}").exists()
+        and Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
+    ):
+        assert time.monotonic() < deadline, "mitmdump outlived its launcher"
+        time.sleep(0.05)
+
+
+def test_port_already_taken_is_one_clear_line(tmp_path: Path, confdir: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from ssevcr.cli import main; main()",
+                "record",
+                str(tmp_path / "p.msgpack"),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--confdir",
+                str(confdir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        f"Error: cannot listen on 127.0.0.1:{port}: address already in use "
+        "(choose another with --listen HOST:PORT; port 0 picks a free one)"
+    ]
+    assert not (tmp_path / "p.msgpack").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ftp://example.com", "expected http:// or https://"),
+        ("https://api.openai.com/v1", "give only scheme"),
+        ("http://", "no host"),
+        ("http://host:99999", "out of range"),
+    ],
+)
+def test_bad_upstream_is_one_clear_line(tmp_path: Path, url: str, problem: str) -> None:
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from ssevcr.cli import main; main()",
+            "record",
+            str(tmp_path / "b.msgpack"),
+            "--upstream",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"Error: bad upstream URL {url!r}") and problem in line
+
+
+def test_damaged_cassette_is_refused_before_recording(tmp_path: Path) -> None:
+    cassette = tmp_path / "bad.msgpack"
+    cassette.write_bytes(b"\x00not a cassette")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from ssevcr.cli import main; main()",
+            "record",
+            str(cassette),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("Error: cassette ") and str(cassette) in line
+
+
+def test_addon_loads_into_a_plain_mitmdump(
+    tmp_path: Path, confdir: Path, upstream: Upstream
+) -> None:
+    """``mitmdump -s ssevcr/mitm_addon.py`` with nothing on PYTHONPATH: the addon finds its package."""
+    cassette = tmp_path / "s.msgpack"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_CURRENT_TEST")}
+    proc = subprocess.Popen(
+        [
+            *MITMDUMP,
+            "-s",
+            str(ROOT / "ssevcr" / "mitm_addon.py"),
+            "--mode",
+            f"reverse:{upstream.url}",
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            "0",
+            "--set",
+            f"confdir={confdir}",
+            "--set",
+            f"ssevcr_cassette={cassette}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = None
+        for raw in proc.stdout:
+            parsed = _protocol_line(raw.decode())
+            if parsed and parsed[0] == "SSEVCR-READY":
+                ready = parsed[1]
+                break
+        assert ready is not None
+        host, port = ready["listen"][0]
+        t = tid()
+        r = httpx.post(
+            f"http://{host}:{port}/v1/x",
+            json={},
+            headers=steer(t, "gemini/tool_call.sse"),
+            timeout=20,
+        )
+        assert r.content == fixture_body("gemini/tool_call.sse")
+        upstream.exchange(t)
+        deadline = time.monotonic() + 10
+        while not cassette.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    (inter,) = codec.load(cassette).interactions
+    assert inter.response.body == fixture_body("gemini/tool_call.sse")
+
+
+def test_launcher_imports_stay_light() -> None:
+    code = (
+        "import sys, ssevcr.mitm, ssevcr.mitm_addon, ssevcr.redaction; "
+        "bad = [m for m in ('mitmproxy', 'httpx', 'httpx2', 'click') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# redaction (pure)
+
+
+def test_redaction_defaults_cover_the_design_list() -> None:
+    design = {
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "x-goog-api-key",
+        "openai-organization",
+        "openai-project",
+        "cookie",
+        "set-cookie",
+    }
+    assert design <= DEFAULT_HEADERS
+    headers = (
+        ("Authorization", "Bearer s"),
+        ("content-type", "application/json"),
+        ("X-Api-Key", "s"),
+        ("cookie", "a=1"),
+        ("Cookie", "b=2"),
+    )
+    assert Redaction().redact_headers(headers) == (
+        ("Authorization", "REDACTED"),
+        ("content-type", "application/json"),
+        ("X-Api-Key", "REDACTED"),
+        ("cookie", "REDACTED"),
+        ("Cookie", "REDACTED"),
+    )
+    clean = (("content-type", "text/event-stream"),)
+    assert Redaction().redact_headers(clean) is clean
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "https://g.example/v1/m:stream?alt=sse&key=AIza123",
+            "https://g.example/v1/m:stream?alt=sse&key=REDACTED",
+        ),
+        (
+            "https://g.example/p?KEY=a&%6Bey=b&keys=c#frag",
+            "https://g.example/p?KEY=REDACTED&%6Bey=REDACTED&keys=c#frag",
+        ),
+        ("https://g.example/p?key", "https://g.example/p?key=REDACTED"),
+        ("https://g.example/p?x=1&y=%20", "https://g.example/p?x=1&y=%20"),
+        ("https://g.example/p", "https://g.example/p"),
+    ],
+)
+def test_redaction_of_query_keys_keeps_the_rest_of_the_url(url: str, expected: str) -> None:
+    assert Redaction().redact_url(url) == expected
+
+
+def test_redaction_of_body_paths() -> None:
+    r = Redaction().extended(body_paths=["api_key", "auth.token", "messages.secret"])
+    body = b'{"api_key": "s1", "auth": {"token": "s2", "kind": "x"}, "messages": [{"secret": "s3"}, {"a": 1}]}'
+    assert json.loads(r.redact_body(body)) == {
+        "api_key": "REDACTED",
+        "auth": {"token": "REDACTED", "kind": "x"},
+        "messages": [{"secret": "REDACTED"}, {"a": 1}],
+    }
+    untouched = b'{ "model" : "gpt-4o",  "auth": {"kind": 1} }'
+    assert r.redact_body(untouched) is untouched  # no match: the exact bytes are kept
+    assert r.redact_body(b"api_key=s1") == b"api_key=s1"  # not JSON
+    assert r.redact_body(b"{broken") == b"{broken"
+    with pytest.raises(ConfigError):
+        Redaction().extended(body_paths=["auth..token"])
+
+
+def test_redaction_of_a_whole_interaction() -> None:
+    r = Redaction().extended(headers=["X-Custom"], query_keys=["sig"])
+    inter = Interaction(
+        Request(
+            "POST",
+            "https://h/p?sig=1&a=2",
+            (("x-custom", "s"), ("authorization", "Bearer s")),
+            b"{}",
+        ),
+        Response.from_chunks(
+            200, [(0.1, b"data: x\n\n")], headers=(("set-cookie", "sid=s"), ("x-custom", "s"))
+        ),
+    )
+    out = r.interaction(inter)
+    assert out.request.url == "https://h/p?sig=REDACTED&a=2"
+    assert out.request.headers == (("x-custom", "REDACTED"), ("authorization", "REDACTED"))
+    assert out.response.headers == (("set-cookie", "REDACTED"), ("x-custom", "REDACTED"))
+    assert (
+        out.response.body == inter.response.body
+        and out.response.chunk_at == inter.response.chunk_at
+    )

@@ -1,0 +1,316 @@
+"""A real upstream for tests and benchmarks: an asyncio HTTP/1.1 server (plain or TLS with a
+self-signed certificate made by ``openssl`` at test time) that streams provider SSE fixtures in
+chunks with known gaps, and logs what it sent and when (``time.monotonic()``, which is one clock
+for every process on the machine).
+
+Each request is steered by headers, so any client (SDK, httpx, curl) and any path work:
+
+    x-upstream-fixture: openai-chat/text.sse    stream that fixture (tests/fixtures/providers)
+    x-upstream-chunks: 8                        how many chunks (default 8, at most one per event)
+    x-upstream-split: events|bytes              cut between events (default) or at byte offsets
+    x-upstream-gap-ms: 20-40                    gap before each chunk, uniform in the range (seeded)
+    x-upstream-gzip: 1                          gzip the stream (one sync-flushed member per chunk)
+    x-upstream-die-after: 3                     close the connection after 3 chunks (no last chunk)
+    x-upstream-json: 1                          a plain JSON answer with content-length
+    x-upstream-set-cookie: 1                    add a set-cookie header with a fresh secret
+    x-test-id: ID                               key of the logged :class:`Exchange`
+
+It runs on its own thread and event loop; tests stay synchronous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ssevcr.sse import parse
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVIDERS = ROOT / "tests" / "fixtures" / "providers"
+if not PROVIDERS.is_dir():  # pragma: no cover - before the fixtures were copied
+    PROVIDERS = Path("/work/shared/fixtures/providers")
+
+
+def fixture_names() -> list[str]:
+    return sorted(str(p.relative_to(PROVIDERS)) for p in PROVIDERS.glob("*/*.sse"))
+
+
+def fixture_body(name: str) -> bytes:
+    return (PROVIDERS / name).read_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class TLSFiles:
+    cert: Path
+    key: Path
+
+
+def make_tls_files(directory: Path) -> TLSFiles:
+    """A self-signed certificate for localhost / 127.0.0.1, made with the openssl command."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "upstream-cert.pem", directory / "upstream-key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return TLSFiles(cert, key)
+
+
+def plan_chunks(body: bytes, count: int, split: str) -> list[bytes]:
+    """Cut a body into at most ``count`` contiguous pieces, between events or at byte offsets."""
+    if split == "bytes":
+        count = max(1, min(count, len(body)))
+        step = -(-len(body) // count)
+        return [body[i : i + step] for i in range(0, len(body), step)]
+    parsed = parse(body)
+    frames = [f.raw for f in parsed.frames] + ([parsed.tail] if parsed.tail else [])
+    count = max(1, min(count, len(frames)))
+    out = []
+    for i in range(count):
+        lo, hi = i * len(frames) // count, (i + 1) * len(frames) // count
+        out.append(b"".join(frames[lo:hi]))
+    return [c for c in out if c]
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the upstream saw and sent for one request (mutable: filled while it runs)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    received_at: float
+    headers_sent_at: float = 0.0
+    sent: list[tuple[float, bytes]] = field(default_factory=list)  # body pieces, as sent
+    outcome: str = "running"  # complete | died | client_gone
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def sent_body(self) -> bytes:
+        return b"".join(d for _, d in self.sent)
+
+    @property
+    def send_times(self) -> list[float]:
+        return [t for t, _ in self.sent]
+
+
+class Upstream:
+    """The server. ``with Upstream() as up: up.url ...``; ``up.exchange(test_id)`` waits for
+    that request's exchange to finish."""
+
+    def __init__(self, *, tls: TLSFiles | None = None, host: str = "127.0.0.1") -> None:
+        self.tls = tls
+        self.host = host
+        self.port = 0
+        self.exchanges: list[Exchange] = []
+        self._by_id: dict[str, Exchange] = {}
+        self._cond = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="upstream", daemon=True)
+        self._server: asyncio.base_events.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    def start(self) -> Upstream:
+        self._thread.start()
+        ctx = None
+        if self.tls is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(self.tls.cert, self.tls.key)
+        fut = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, self.host, 0, ssl=ctx), self._loop
+        )
+        self._server = fut.result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def __enter__(self) -> Upstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def exchange(self, test_id: str, timeout: float = 20.0) -> Exchange:
+        """The finished exchange of the request that carried ``x-test-id: test_id``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while test_id not in self._by_id:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"upstream never saw x-test-id {test_id!r}")
+                self._cond.wait(left)
+            ex = self._by_id[test_id]
+        if not ex.done.wait(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(f"upstream exchange {test_id!r} did not finish")
+        return ex
+
+    # -- server side -------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                received_at = time.monotonic()
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _version = lines[0].split(" ", 2)
+                headers: dict[str, str] = {}
+                for line in lines[1:]:
+                    if line:
+                        k, _, v = line.partition(":")
+                        headers[k.strip().lower()] = v.strip()
+                body = b""
+                if "content-length" in headers:
+                    body = await reader.readexactly(int(headers["content-length"]))
+                elif headers.get("transfer-encoding", "").lower() == "chunked":
+                    parts = []
+                    while True:
+                        size = int((await reader.readline()).split(b";")[0], 16)
+                        if size == 0:
+                            await reader.readline()
+                            break
+                        parts.append(await reader.readexactly(size))
+                        await reader.readline()
+                    body = b"".join(parts)
+                ex = Exchange(method, target, headers, body, received_at)
+                with self._cond:
+                    self.exchanges.append(ex)
+                    if "x-test-id" in headers:
+                        self._by_id[headers["x-test-id"]] = ex
+                    self._cond.notify_all()
+                try:
+                    keep = await self._respond(ex, writer)
+                finally:
+                    ex.done.set()
+                if not keep:
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            return
+        finally:
+            writer.close()
+
+    async def _respond(self, ex: Exchange, writer: asyncio.StreamWriter) -> bool:
+        h = ex.headers
+        extra = ""
+        if "x-upstream-set-cookie" in h:  # a fresh secret the client never sent
+            extra += f"set-cookie: sid={uuid.uuid4().hex}\r\n"
+        name = h.get("x-upstream-fixture")
+        if name is None or h.get("x-upstream-json"):
+            payload = json.dumps(
+                {"ok": True, "path": ex.path.split("?")[0], "method": ex.method}
+            ).encode()
+            writer.write(
+                f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(payload)}\r\n{extra}\r\n".encode()
+                + payload
+            )
+            ex.headers_sent_at = time.monotonic()
+            ex.sent.append((ex.headers_sent_at, payload))
+            await writer.drain()
+            ex.outcome = "complete"
+            return True
+        body = fixture_body(name)
+        pieces = plan_chunks(
+            body, int(h.get("x-upstream-chunks", "8")), h.get("x-upstream-split", "events")
+        )
+        lo, _, hi = h.get("x-upstream-gap-ms", "20-40").partition("-")
+        gap_lo, gap_hi = float(lo) / 1000, float(hi or lo) / 1000
+        rng = random.Random(f"{name}:{len(pieces)}:{gap_lo}:{gap_hi}")
+        gzip = h.get("x-upstream-gzip") == "1"
+        die_after = int(h["x-upstream-die-after"]) if "x-upstream-die-after" in h else None
+        if gzip:
+            extra += "content-encoding: gzip\r\n"
+            comp = zlib.compressobj(6, zlib.DEFLATED, 31)
+        writer.write(
+            (
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
+                f"transfer-encoding: chunked\r\n{extra}\r\n"
+            ).encode()
+        )
+        ex.headers_sent_at = time.monotonic()
+        await writer.drain()
+        for i, piece in enumerate(pieces):
+            await asyncio.sleep(rng.uniform(gap_lo, gap_hi))
+            last = i == len(pieces) - 1
+            if gzip:
+                piece = comp.compress(piece) + (
+                    comp.flush() if last else comp.flush(zlib.Z_SYNC_FLUSH)
+                )
+            if die_after is not None and i >= die_after:
+                ex.outcome = "died"
+                writer.transport.close()
+                return False
+            frame = b"%x\r\n%s\r\n" % (len(piece), piece)
+            if last:
+                frame += b"0\r\n\r\n"
+            if writer.transport.is_closing():
+                ex.outcome = "client_gone"
+                return False
+            ex.sent.append((time.monotonic(), piece))
+            writer.write(frame)
+            try:
+                await writer.drain()
+            except ConnectionError:
+                ex.outcome = "client_gone"
+                return False
+        ex.outcome = "complete"
+        return True
+
+
+def matched_gaps(
+    sent: list[tuple[float, bytes]], chunk_at: tuple[float, ...], chunk_sizes: tuple[int, ...]
+) -> list[tuple[float, float]]:
+    """Pairs (sent gap, recorded gap) between consecutive upstream writes: each write is
+    matched to the recorded chunk that holds its last byte (robust to coalesced reads)."""
+    ends, pos = [], 0
+    for size in chunk_sizes:
+        pos += size
+        ends.append(pos)
+    times, pos, j = [], 0, 0
+    for _t, data in sent:
+        pos += len(data)
+        while j < len(ends) and ends[j] < pos:
+            j += 1
+        times.append(chunk_at[min(j, len(chunk_at) - 1)])
+    sent_t = [t for t, _ in sent]
+    return [(sent_t[i] - sent_t[i - 1], times[i] - times[i - 1]) for i in range(1, len(sent))]
