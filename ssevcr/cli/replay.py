@@ -1,0 +1,261 @@
+"""``ssevcr replay``: serve cassettes as a base URL (and, with ``--proxy``, as a forward proxy)
+until stopped, or around one command.
+
+Prints one ready line with the URL (stdout; stderr when running a command, whose output stays its
+own), misses as they happen and a short summary on exit (stderr). With ``-- CMD`` the command runs
+with ``OPENAI_BASE_URL``/``ANTHROPIC_BASE_URL`` (and dummy API keys where none are set) pointing at
+the server, and ssevcr exits with its exit code; ``--strict`` also fails the run on misses and on
+interactions never played. Ctrl-C / SIGTERM stop it cleanly.
+
+It only parses options and supervises: serving is :mod:`ssevcr.server`, the proxy child
+:mod:`ssevcr.mitm` with :mod:`ssevcr.mitm_replay_addon`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import Sequence
+
+import click
+
+from ..errors import ConfigError
+from ..faults import Fault, parse_fault
+from ..player import Player
+from ..server import ReplayServer, new_event_loop
+from ..timing import parse_duration, parse_timing
+from .record import parse_listen, proxy_env
+
+__all__ = ["command_env", "replay_command"]
+
+DUMMY_OPENAI_KEY = "sk-ssevcr-replay-dummy"
+DUMMY_ANTHROPIC_KEY = "sk-ant-ssevcr-replay-dummy"
+_STOP_GRACE = 5.0  # seconds a command gets to exit after SIGTERM before it is killed
+
+
+class _ReplayCommand(click.Command):
+    """Takes everything after ``--`` as the command to run (CASSETTE... is variadic too)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            ctx.meta["ssevcr_command"] = args[at + 1 :]
+            if not args[at + 1 :]:
+                raise click.UsageError("nothing to run after --", ctx=ctx)
+            args = args[:at]
+        return super().parse_args(ctx, args)
+
+
+def _timing(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_timing(value)
+        except ConfigError as e:
+            raise click.BadParameter(str(e)) from None
+    return value
+
+
+def _max_gap(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value, what="--max-gap")
+    except ConfigError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _faults(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[Fault, ...]:
+    out = []
+    for spec in value:
+        try:
+            out.append(parse_fault(spec))
+        except ConfigError as e:
+            raise click.BadParameter(str(e)) from None
+    return tuple(out)
+
+
+def command_env(url: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for ``-- CMD``: SDK base URLs pointing at the server, dummy API keys where
+    none are set (the replay never checks them), and ``SSEVCR_URL``."""
+    env = dict(os.environ if base is None else base)
+    env["SSEVCR_URL"] = url
+    env["OPENAI_BASE_URL"] = f"{url}/v1"
+    env["ANTHROPIC_BASE_URL"] = url
+    if not env.get("OPENAI_API_KEY"):
+        env["OPENAI_API_KEY"] = DUMMY_OPENAI_KEY
+    if not env.get("ANTHROPIC_API_KEY"):
+        env["ANTHROPIC_API_KEY"] = DUMMY_ANTHROPIC_KEY
+    return env
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def summary(player: Player) -> list[str]:
+    """The lines printed on exit: plays, misses, faults fired and skipped."""
+    fired: Counter[str] = Counter(f for p in player.plays for f in p.schedule.fired)
+    skipped: Counter[str] = Counter(s for p in player.plays for s in p.schedule.skipped)
+    lines = [f"ssevcr replay: {_plural(len(player.plays), 'play')}, {_plural(len(player.misses), 'miss', 'misses')}"]
+    if fired:
+        lines.append("  faults fired: " + ", ".join(f"{f} ({_plural(n, 'time')})" for f, n in fired.items()))
+    if skipped:
+        lines.append("  faults skipped: " + "; ".join(f"{s} ({_plural(n, 'time')})" for s, n in skipped.items()))
+    if player.faults and not fired and not skipped:
+        lines.append("  faults never applied: " + ", ".join(str(f) for f in player.faults))
+    return lines
+
+
+def strict_problems(player: Player) -> list[str]:
+    """What ``--strict`` fails on: each miss and each interaction never played."""
+    problems = []
+    for miss in player.misses:
+        problems.append(f"  miss: {miss.message.splitlines()[0].removeprefix('ssevcr: ')}")
+    names = [name for name, c in player.cassettes for _ in c.interactions]
+    for n, interaction in player.unused():
+        r = interaction.request
+        problems.append(f"  never played: #{n + 1} {r.method} {r.url} (from {names[n]})")
+    return problems
+
+
+class _Stop:
+    """SIGINT/SIGTERM while serving: remember which, wake the main task."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.event = asyncio.Event()
+        self.signals: list[int] = []
+
+    def __enter__(self) -> _Stop:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(sig, self._handle, sig)
+        return self
+
+    def _handle(self, sig: int) -> None:
+        self.signals.append(sig)
+        self.event.set()
+
+    def __exit__(self, *exc: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.loop.remove_signal_handler(sig)
+
+
+async def _run_command(command: Sequence[str], env: dict[str, str], stop: _Stop) -> int:
+    """Run CMD (in our process group: the terminal's Ctrl-C reaches it directly); forward SIGTERM;
+    return its exit code (128+N when killed by signal N)."""
+    try:
+        child = await asyncio.create_subprocess_exec(*command, env=env)
+    except OSError as e:
+        raise click.ClickException(f"cannot run {command[0]!r}: {e.strerror or e}") from None
+    waiting = asyncio.ensure_future(child.wait())
+    handled = 0
+    while not waiting.done():
+        stopping = asyncio.ensure_future(stop.event.wait())
+        await asyncio.wait([waiting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if waiting.done():
+            break
+        stop.event.clear()
+        for sig in stop.signals[handled:]:
+            if sig != signal.SIGINT and child.returncode is None:  # SIGINT: the terminal sent it to CMD too
+                child.send_signal(sig)
+        handled = len(stop.signals)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiting), _STOP_GRACE)
+        if not waiting.done():
+            child.terminate() if len(stop.signals) < 2 else child.kill()
+    code = waiting.result()
+    return code if code >= 0 else 128 - code
+
+
+async def _serve(player: Player, host: str, port: int, *, cors: bool, command: Sequence[str], proxy: bool,
+                 proxy_listen: tuple[str, int], mitmdump: str | None, confdir: str | None) -> int:
+    loop = asyncio.get_running_loop()
+    with _Stop(loop) as stop:  # before the ready line: a signal right after it stops us cleanly
+        async with ReplayServer(player, host, port, cors=cors) as server:
+            details = [f"{_plural(len(player.interactions), 'interaction')} from {player.names}",
+                       f"timing {player.timing}"]
+            if player.faults:
+                details.append("faults " + " ".join(str(f) for f in player.faults))
+            env = command_env(server.url)
+            mitm = None
+            if proxy:
+                from ..mitm import Mitmdump
+                from ..mitm_replay_addon import ADDON_FILE, OPTION
+
+                mitm = Mitmdump(ADDON_FILE, mode="regular", listen_host=proxy_listen[0], listen_port=proxy_listen[1],
+                                options={OPTION: server.url, "upstream_cert": False, "connection_strategy": "lazy"},
+                                confdir=confdir, mitmdump=mitmdump)
+            try:
+                if mitm is not None:
+                    proxy_ready = await loop.run_in_executor(None, mitm.start)
+                    details.append(f"proxy {proxy_ready.url}, CA {proxy_ready.ca_cert}")
+                    env = proxy_env(proxy_ready, forward=True, base=env)
+                    no_proxy = [v for v in (env.get("NO_PROXY") or env.get("no_proxy") or "").split(",") if v.strip()]
+                    env["NO_PROXY"] = env["no_proxy"] = ",".join([*no_proxy, server.host])
+                click.echo(f"ssevcr replay: serving {server.url} ({'; '.join(details)})", err=bool(command))
+                sys.stdout.flush()
+                if command:
+                    return await _run_command(command, env, stop)
+                while not stop.event.is_set():
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.event.wait(), 0.5)
+                    if mitm is not None and not mitm.running:
+                        raise click.ClickException("mitmdump stopped unexpectedly")
+                return 0
+            finally:
+                if mitm is not None:
+                    await loop.run_in_executor(None, mitm.stop)
+
+
+@click.command("replay", cls=_ReplayCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("cassettes", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False), metavar="CASSETTE...")
+@click.option("--listen", metavar="HOST:PORT", help="Address to serve on; port 0 picks a free port. [default: 127.0.0.1:8080; 127.0.0.1:0 with -- CMD]")
+@click.option("--timing", callback=_timing, metavar="T", help="original (default) | instant | scale:F | fixed:DUR.")
+@click.option("--max-gap", callback=_max_gap, metavar="DUR", help="Cap every pause at DUR (250ms, 1.5s).")
+@click.option("--fault", "faults", multiple=True, callback=_faults, metavar="F", help="A fault, e.g. truncate:after=3,end=abort or status:429,times=1; scope with on=N or on=/path. Repeatable.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (faults).")
+@click.option("--cors", is_flag=True, help="Answer CORS preflights and let pages on any origin read the responses.")
+@click.option("--once", is_flag=True, help="Play each interaction once; a request too many is a miss (default: start the sequence over).")
+@click.option("--strict", is_flag=True, help="Fail (exit 1) on misses and on interactions never played.")
+@click.option("--proxy", is_flag=True, help="Also serve as a forward proxy (HTTPS_PROXY; HTTPS intercepted with the mitmproxy CA).")
+@click.option("--proxy-listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT", help="Address of the --proxy proxy.")
+@click.option("--mitmdump", metavar="PATH", help="The mitmdump for --proxy [default: $SSEVCR_MITMDUMP, then mitmproxy in this Python, then PATH].")
+@click.option("--confdir", type=click.Path(file_okay=False), help="mitmproxy configuration directory holding the CA [default: ~/.mitmproxy].")
+def replay_command(cassettes: tuple[str, ...], listen: str | None, timing: str | None, max_gap: float | None,
+                   faults: tuple[Fault, ...], seed: int, cors: bool, once: bool, strict: bool, proxy: bool,
+                   proxy_listen: str, mitmdump: str | None, confdir: str | None) -> None:
+    """Serve CASSETTE... over HTTP with the recorded timing (or a changed one) and optional
+    faults, byte-exact. Clients use the printed URL as their base URL (OpenAI: URL/v1).
+
+    \b
+    ssevcr replay c.msgpack --listen 127.0.0.1:8080 --timing scale:0.5
+    ssevcr replay c.msgpack --fault truncate:after=3,end=abort --strict -- pytest tests/
+    """
+    ctx = click.get_current_context()
+    command: list[str] = ctx.meta.get("ssevcr_command", [])
+    host, port = parse_listen(listen if listen is not None else ("127.0.0.1:0" if command else "127.0.0.1:8080"))
+    proxy_address = parse_listen(proxy_listen)
+    player = Player.create(list(cassettes), timing=timing, max_gap=max_gap, faults=faults, seed=seed,
+                           repeat=not once)
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            code = runner.run(_serve(player, host, port, cors=cors, command=command, proxy=proxy,
+                                     proxy_listen=proxy_address, mitmdump=mitmdump, confdir=confdir))
+    except OSError as e:
+        raise click.ClickException(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+    for line in summary(player):
+        click.echo(line, err=True)
+    problems = strict_problems(player) if strict else []
+    if problems:
+        click.echo("ssevcr replay --strict: the run fails:", err=True)
+        for line in problems:
+            click.echo(line, err=True)
+        code = code or 1
+    if code:
+        ctx.exit(code)
+

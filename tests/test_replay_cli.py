@@ -1,0 +1,251 @@
+"""``ssevcr replay`` as users run it: a real process, its ready line, real clients, signals,
+``-- CMD`` with only the environment it sets, ``--strict``, usage errors and ``--proxy``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import ssl
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from click.testing import CliRunner
+from replay_helpers import ANTHROPIC, OPENAI_CHAT, example_path, expected, interaction, params
+
+from ssevcr.cli import main
+
+SSEVCR = [str(Path(sys.executable).parent / "ssevcr")]  # the installed console script
+URL = re.compile(r"serving (http://127\.0\.0\.1:\d+)")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "ANTHROPIC_")) and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+    env.update(extra)
+    return env
+
+
+class Replay:
+    """A running ``ssevcr replay`` (no command): its URL from the ready line; stop() -> exit code."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([*SSEVCR, "replay", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=_env())
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        match = URL.search(line)
+        if not match:
+            self.proc.kill()
+            raise AssertionError(f"no ready line: {line!r} {self.proc.communicate()[1].decode()!r}")
+        self.line = line
+        self.url = match.group(1)
+        self.stderr = ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=30)
+        self.stderr = err.decode()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def replays() -> Iterator[list[Replay]]:
+    started: list[Replay] = []
+    yield started
+    for r in started:
+        if r.proc.poll() is None:
+            r.proc.kill()
+            r.proc.wait()
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SSEVCR, "replay", *args], capture_output=True, text=True, env=_env(), timeout=timeout)
+
+
+def test_ready_line_port_0_miss_log_summary_and_sigterm(replays: list[Replay]) -> None:
+    recorded = interaction(OPENAI_CHAT)
+    r = Replay(example_path(OPENAI_CHAT), "--listen", "127.0.0.1:0", "--timing", "instant")
+    replays.append(r)
+    assert r.line.count("\n") == 1 and "1 interaction" in r.line and "timing instant" in r.line
+    ok = httpx2.post(r.url + recorded.request.path, content=recorded.request.body)
+    assert ok.status_code == 200 and ok.content == recorded.response.body
+    miss = httpx2.post(r.url + "/v1/nothing", json={})
+    assert miss.status_code == 404 and miss.headers["x-should-retry"] == "false"
+    assert r.stop(signal.SIGTERM) == 0
+    assert "closest: #1 POST https://api.openai.com/v1/chat/completions" in r.stderr  # the miss, logged
+    assert "1 play, 1 miss" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_ctrl_c_stops_cleanly(replays: list[Replay]) -> None:
+    r = Replay(example_path(ANTHROPIC), "--listen", "127.0.0.1:0")
+    replays.append(r)
+    assert r.stop(signal.SIGINT) == 0
+    assert "0 plays, 0 misses" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_faults_repeatable_and_scoped_once_and_summary(replays: list[Replay]) -> None:
+    chat, msgs = interaction(OPENAI_CHAT), interaction(ANTHROPIC)
+    r = Replay(example_path(OPENAI_CHAT), example_path(ANTHROPIC), "--listen", "127.0.0.1:0", "--timing", "instant",
+               "--fault", "truncate:after=1,end=close,on=2", "--fault", "status:429,times=1,on=/v1/chat/*", "--once")
+    replays.append(r)
+    first = httpx2.post(r.url + chat.request.path, content=chat.request.body)
+    assert first.status_code == 429 and first.headers["retry-after"]
+    assert httpx2.post(r.url + chat.request.path, content=chat.request.body).content == chat.response.body
+    short = httpx2.post(r.url + msgs.request.path, content=msgs.request.body).content
+    events = [e for e in short.split(b"\n\n") if e]
+    assert len(events) == 1 and short == msgs.response.body[: len(short)]
+    assert httpx2.post(r.url + msgs.request.path, content=msgs.request.body).status_code == 404  # --once
+    assert r.stop() == 0
+    assert "3 plays, 1 miss" in r.stderr
+    assert "truncate:after=1,end=close,on=2 (1 time)" in r.stderr and "status:429,times=1,on=/v1/chat/* (1 time)" in r.stderr
+
+
+SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import anthropic, openai
+
+    want = json.loads(sys.argv[1])
+    text = ""
+    for chunk in openai.OpenAI().chat.completions.create(**want["openai"]):   # no configuration at all
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+    for event in anthropic.Anthropic().messages.create(**want["anthropic"]):
+        if event.type == "content_block_delta":
+            text += event.delta.text
+    print("base", os.environ["OPENAI_BASE_URL"], os.environ["ANTHROPIC_BASE_URL"])
+    print("keys", os.environ["OPENAI_API_KEY"], os.environ["ANTHROPIC_API_KEY"])
+    sys.exit(3 if text == want["text"] else 9)
+""")
+
+
+def test_command_runs_with_the_environment_and_its_exit_code_comes_back(tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(SCRIPT)
+    want = {"openai": params(OPENAI_CHAT), "anthropic": params(ANTHROPIC),
+            "text": expected(interaction(OPENAI_CHAT).response.body)[0] + expected(interaction(ANTHROPIC).response.body)[0]}
+    out = run(example_path(OPENAI_CHAT), example_path(ANTHROPIC), "--timing", "scale:0.2", "--strict",
+              "--", sys.executable, str(script), json.dumps(want))
+    assert out.returncode == 3, out.stderr
+    base = re.search(r"base (http://127\.0\.0\.1:\d+)/v1 (http://127\.0\.0\.1:\d+)\n", out.stdout)
+    assert base and base.group(1) == base.group(2)
+    assert "keys sk-ssevcr-replay-dummy sk-ant-ssevcr-replay-dummy" in out.stdout
+    assert "serving http://127.0.0.1:" in out.stderr  # the ready line stays out of the command's stdout
+    assert "2 plays, 0 misses" in out.stderr and "--strict" not in out.stderr
+
+
+def test_command_killed_by_a_signal_is_128_plus_n(tmp_path: Path) -> None:
+    out = run(example_path(OPENAI_CHAT), "--", sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)")
+    assert out.returncode == 128 + signal.SIGTERM
+
+
+def test_strict_fails_on_a_miss() -> None:
+    code = "import httpx2, os; r = httpx2.post(os.environ['SSEVCR_URL'] + '/v1/chat/completions', json={'model': 'x'}); print(r.status_code)"
+    out = run(example_path(OPENAI_CHAT), "--strict", "--", sys.executable, "-c", code)
+    assert out.stdout.strip() == "404"
+    assert out.returncode == 1
+    assert "--strict: the run fails" in out.stderr
+    assert "miss: no recorded interaction" in out.stderr
+    assert "never played: #1 POST https://api.openai.com/v1/chat/completions" in out.stderr
+    lenient = run(example_path(OPENAI_CHAT), "--", sys.executable, "-c", code)
+    assert lenient.returncode == 0 and "0 plays, 1 miss" in lenient.stderr
+
+
+def test_strict_fails_on_an_unused_interaction(tmp_path: Path) -> None:
+    chat = interaction(OPENAI_CHAT)
+    body = tmp_path / "body.json"
+    body.write_bytes(chat.request.body)
+    code = (f"import httpx2, os; r = httpx2.post(os.environ['OPENAI_BASE_URL'] + '/chat/completions', "
+            f"content=open({str(body)!r}, 'rb').read()); assert r.status_code == 200")
+    both = run(example_path(OPENAI_CHAT), example_path(ANTHROPIC), "--strict", "--timing", "instant",
+               "--", sys.executable, "-c", code)
+    assert both.returncode == 1
+    assert "never played: #2 POST https://api.anthropic.com/v1/messages" in both.stderr
+    assert "miss:" not in both.stderr
+    one = run(example_path(OPENAI_CHAT), "--strict", "--timing", "instant", "--", sys.executable, "-c", code)
+    assert one.returncode == 0, one.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--fault", "truncate:after=x"], "Invalid value for '--fault'"),
+    (["--fault", "explode"], "unknown fault 'explode'"),
+    (["--timing", "fast"], "Invalid value for '--timing'"),
+    (["--max-gap", "soon"], "Invalid value for '--max-gap'"),
+    (["--listen", "localhost:http"], "Invalid value for --listen"),
+    (["--seed", "abc"], "Invalid value for '--seed'"),
+    (["--", ], "nothing to run after --"),
+])
+def test_usage_errors_exit_2(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["replay", example_path(OPENAI_CHAT), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_and_damaged_cassettes(tmp_path: Path) -> None:
+    missing = CliRunner().invoke(main, ["replay", str(tmp_path / "nope.msgpack")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    damaged = tmp_path / "bad.msgpack"
+    damaged.write_bytes(b"\x00not msgpack")
+    result = CliRunner().invoke(main, ["replay", str(damaged)])
+    assert result.exit_code == 1 and result.output.startswith("Error: cassette")
+
+
+def test_unknown_command_is_a_clear_error() -> None:
+    out = run(example_path(OPENAI_CHAT), "--", "/nonexistent/program")
+    assert out.returncode == 1 and "cannot run '/nonexistent/program'" in out.stderr
+
+
+def _mitmdump() -> str | None:
+    path = os.environ.get("SSEVCR_MITMDUMP")
+    return path if path and os.access(path, os.X_OK) else None
+
+
+@pytest.mark.skipif(_mitmdump() is None, reason="no mitmdump (bootstrap creates .venv-mitmproxy)")
+def test_proxy_mode_serves_forward_proxy_clients_without_network(replays: list[Replay], tmp_path: Path) -> None:
+    chat = interaction(OPENAI_CHAT)
+    r = Replay(example_path(OPENAI_CHAT), "--listen", "127.0.0.1:0", "--proxy", "--timing", "scale:0.2",
+               "--fault", "truncate:after=2,end=abort,on=/v1/embeddings", "--confdir", str(tmp_path / "mitm"))
+    replays.append(r)
+    match = re.search(r"proxy (http://127\.0\.0\.1:\d+), CA (\S+?)\)", r.line)
+    assert match, r.line
+    proxy, ca = match.groups()
+    assert Path(ca).is_file()
+    with httpx2.Client(proxy=proxy, verify=ssl.create_default_context(cafile=ca), timeout=20) as client:
+        with client.stream("POST", chat.request.url, content=chat.request.body) as response:  # https://api.openai.com
+            assert response.status_code == 200
+            body = b"".join(response.iter_raw())
+        assert body == chat.response.body
+        miss = client.post("https://api.openai.com/v1/embeddings", json={"input": "x"})
+        assert miss.status_code == 404
+        # the miss names the URL the client asked for (the proxy passes it on)
+        assert "matches POST https://api.openai.com/v1/embeddings" in miss.json()["error"]["message"]
+    assert r.stop() == 0
+    assert "1 play, 1 miss" in r.stderr
+
+
+@pytest.mark.skipif(_mitmdump() is None, reason="no mitmdump (bootstrap creates .venv-mitmproxy)")
+def test_proxy_mode_command_gets_proxy_and_ca_variables(tmp_path: Path) -> None:
+    code = textwrap.dedent("""
+        import json, os, ssl, sys, openai, httpx2
+        want = json.loads(sys.argv[1])
+        # a client that cannot change its base URL: the real API URL, through HTTPS_PROXY, trusting SSL_CERT_FILE
+        client = openai.OpenAI(base_url="https://api.openai.com/v1",
+                               http_client=httpx2.Client(verify=ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])))
+        n = sum(1 for _ in client.chat.completions.create(**want))
+        print("chunks", n, os.environ["HTTPS_PROXY"], os.environ["REQUESTS_CA_BUNDLE"] == os.environ["NODE_EXTRA_CA_CERTS"])
+    """)
+    out = run(example_path(OPENAI_CHAT), "--proxy", "--timing", "instant", "--strict", "--confdir", str(tmp_path / "mitm"),
+              "--", sys.executable, "-c", code, json.dumps(params(OPENAI_CHAT)))
+    assert out.returncode == 0, out.stderr
+    n = expected(interaction(OPENAI_CHAT).response.body)[2]
+    assert re.search(rf"chunks {n} http://127\.0\.0\.1:\d+ True", out.stdout), out.stdout

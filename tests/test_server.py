@@ -1,0 +1,716 @@
+"""The replay server over real sockets on 127.0.0.1: the official SDKs (sync and async, httpx2
+underneath), plain httpx/httpx2, aiohttp, curl and a raw h11 socket get exactly the recorded bytes,
+chunk boundaries and (at scale 1) gaps; every fault is observed from a real client; misses,
+malformed requests, vanishing clients and 200 concurrent streams are handled.
+
+Expected content is derived from the recorded bytes with our parser, never from the server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import anthropic
+import h11
+import httpx
+import httpx2
+import openai
+import pytest
+from replay_helpers import (
+    ALL_EXAMPLES,
+    ANTHROPIC,
+    ANTHROPIC_TOOLS,
+    OPENAI_CHAT,
+    OPENAI_RESPONSES,
+    OPENAI_TOOLS,
+    example,
+    example_path,
+    expected,
+    interaction,
+    json_interaction,
+    params,
+    raw_request,
+    read_response,
+    request_bytes,
+)
+
+from ssevcr.cassette import Cassette
+from ssevcr.player import Player
+from ssevcr.schedule import HOP_BY_HOP
+from ssevcr.server import ReplayServer, ServerThread
+from ssevcr.sse import parse
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # anthropic warns about old model names
+
+
+@dataclass
+class Served:
+    thread: ServerThread
+    logs: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.thread.url
+
+    @property
+    def player(self) -> Player:
+        return self.thread.player
+
+    @property
+    def requests(self) -> int:
+        return self.thread.server.requests
+
+    def wait_idle(self, timeout: float = 3.0) -> int:
+        """Open connections once they drain (or the count at the timeout)."""
+        deadline = time.monotonic() + timeout
+        while self.thread.server.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.thread.server.connections
+
+    def loop_tasks(self) -> list[str]:
+        return self.thread.call(lambda: sorted(t.get_coro().__qualname__ for t in asyncio.all_tasks()))
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Served]]:
+    started: list[Served] = []
+
+    def start(cassettes: Any, *, cors: bool = False, repeat: bool = True, **kw: Any) -> Served:
+        if isinstance(cassettes, str):
+            cassettes = [example_path(cassettes)]
+        player = Player.create(cassettes, repeat=repeat, **kw)
+        served = Served(ServerThread(player, cors=cors))
+        served.thread.server.log = served.logs.append
+        served.thread.start()
+        started.append(served)
+        return served
+
+    yield start
+    for s in started:
+        s.thread.close()
+
+
+def path_of(name: str) -> str:
+    r = interaction(name).request
+    return r.path + (f"?{r.query}" if r.query else "")
+
+
+# -------------------------------------------------------------------------------------------
+# bytes
+
+
+@pytest.mark.parametrize("name", ALL_EXAMPLES)
+def test_raw_socket_receives_the_recorded_head_bytes_and_chunks(serve: Callable[..., Served], name: str) -> None:
+    recorded = interaction(name)
+    server = serve(name, timing="instant")
+    r = raw_request(server.url, recorded.request)
+    assert r.end == "complete"
+    assert r.body == recorded.response.body
+    assert [len(c) for c in r.chunks] == list(recorded.response.chunk_sizes)  # chunk boundaries kept
+    # the head, byte for byte: status line, recorded headers (case and order) minus hop-by-hop
+    resp = recorded.response
+    lines = [f"HTTP/1.1 {resp.status} {resp.reason}"]
+    lines += [f"{k}: {v}" for k, v in resp.headers if k.lower() not in HOP_BY_HOP]
+    lines += ["Transfer-Encoding: chunked"]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    assert r.wire.startswith(head)
+
+
+def test_content_length_body_is_not_chunked(serve: Callable[..., Served]) -> None:
+    it = json_interaction()
+    server = serve(Cassette((it,)), timing="instant")
+    r = raw_request(server.url, it.request)
+    assert r.end == "complete" and r.status == 200
+    assert r.header(b"content-length") == b"11" and r.header(b"transfer-encoding") is None
+    assert r.body == b'{"data":[]}'
+
+
+def test_keep_alive_and_pipelining(serve: Callable[..., Served]) -> None:
+    recorded = interaction(OPENAI_CHAT)
+    server = serve(OPENAI_CHAT, timing="instant")
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        conn = h11.Connection(h11.CLIENT)
+        for _ in range(2):  # one after the other on the same connection
+            sock.sendall(request_bytes(conn, recorded.request, f"{host}:{port}"))
+            r = read_response(sock, conn, time.monotonic())
+            assert r.end == "complete" and r.body == recorded.response.body
+            conn.start_next_cycle()
+        # two requests written at once (pipelined): two answers, in order
+        data = request_bytes(conn, recorded.request, f"{host}:{port}")
+        sock.sendall(data + data)
+        for n in range(2):
+            if n:
+                assert request_bytes(conn, recorded.request, f"{host}:{port}") == data  # already sent
+            r = read_response(sock, conn, time.monotonic())
+            assert r.end == "complete" and r.body == recorded.response.body
+            conn.start_next_cycle()
+    assert server.requests == 4 and len(server.player.plays) == 4
+
+
+def test_expect_100_continue(serve: Callable[..., Served]) -> None:
+    recorded = interaction(OPENAI_CHAT)
+    server = serve(OPENAI_CHAT, timing="instant")
+    host, port = server.url.removeprefix("http://").split(":")
+    body = recorded.request.body
+    head = (f"POST {path_of(OPENAI_CHAT)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head)
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(body)
+        conn = h11.Connection(h11.CLIENT)
+        conn.send(h11.Request(method="POST", target="/", headers=[("host", "x"), ("content-length", "0")]))
+        conn.send(h11.EndOfMessage())
+        r = read_response(sock, conn, time.monotonic())
+    assert r.end == "complete" and r.body == recorded.response.body
+
+
+# -------------------------------------------------------------------------------------------
+# SDKs and client libraries (instant timing: these check bytes and parsing, not time)
+
+
+def _fold(item: Any, text: list[str], args: dict[int, str]) -> None:
+    kind = getattr(item, "type", None) or getattr(item, "object", None)
+    if kind == "chat.completion.chunk":
+        for choice in item.choices:
+            text.append(choice.delta.content or "")
+            for call in choice.delta.tool_calls or []:
+                args[call.index] = args.get(call.index, "") + (call.function.arguments or "")
+    elif kind == "response.output_text.delta":
+        text.append(item.delta)
+    elif kind == "content_block_delta":
+        if item.delta.type == "text_delta":
+            text.append(item.delta.text)
+        elif item.delta.type == "input_json_delta":
+            args[item.index] = args.get(item.index, "") + item.delta.partial_json
+
+
+def consume(stream: Any) -> tuple[str, dict[int, str], int]:
+    text: list[str] = []
+    args: dict[int, str] = {}
+    n = 0
+    for item in stream:
+        n += 1
+        _fold(item, text, args)
+    return "".join(text), args, n
+
+
+async def aconsume(stream: Any) -> tuple[str, dict[int, str], int]:
+    text: list[str] = []
+    args: dict[int, str] = {}
+    n = 0
+    async for item in stream:
+        n += 1
+        _fold(item, text, args)
+    return "".join(text), args, n
+
+
+def sdk_call(client: Any, name: str) -> Any:
+    if name.startswith("anthropic"):
+        return client.messages.create(**params(name))
+    if "responses" in name:
+        return client.responses.create(**params(name))
+    return client.chat.completions.create(**params(name))
+
+
+def make_client(name: str, url: str, *, asynchronous: bool = False, **kw: Any) -> Any:
+    kw.setdefault("max_retries", 0)
+    if name.startswith("anthropic"):
+        cls: Any = anthropic.AsyncAnthropic if asynchronous else anthropic.Anthropic
+        return cls(base_url=url, api_key="test", **kw)
+    cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+    return cls(base_url=url + "/v1", api_key="test", **kw)
+
+
+SDK_EXAMPLES = [OPENAI_CHAT, OPENAI_TOOLS, OPENAI_RESPONSES, ANTHROPIC, ANTHROPIC_TOOLS]
+
+
+@pytest.mark.parametrize("name", SDK_EXAMPLES)
+def test_sdk_sync_streams_the_recording(serve: Callable[..., Served], name: str) -> None:
+    server = serve(name, timing="instant")
+    with make_client(name, server.url) as client:
+        got = consume(sdk_call(client, name))
+    assert got == expected(interaction(name).response.body)
+    assert server.requests == 1
+
+
+@pytest.mark.parametrize("name", SDK_EXAMPLES)
+async def test_sdk_async_streams_the_recording(serve: Callable[..., Served], name: str) -> None:
+    server = serve(name, timing="instant")
+    async with make_client(name, server.url, asynchronous=True) as client:
+        got = await aconsume(await sdk_call(client, name))
+    assert got == expected(interaction(name).response.body)
+
+
+@pytest.mark.parametrize("name", [OPENAI_CHAT, ANTHROPIC])
+def test_sdk_raw_response_is_the_recorded_bytes(serve: Callable[..., Served], name: str) -> None:
+    server = serve(name, timing="instant")
+    with make_client(name, server.url) as client:
+        resource = client.messages if name.startswith("anthropic") else client.chat.completions
+        with resource.with_streaming_response.create(**params(name)) as response:
+            assert response.status_code == 200
+            body = b"".join(response.iter_bytes())
+    assert body == interaction(name).response.body
+
+
+@pytest.mark.parametrize("lib", [httpx, httpx2])
+def test_httpx_sync_raw_bytes(serve: Callable[..., Served], lib: Any) -> None:
+    recorded = interaction(ANTHROPIC_TOOLS)
+    server = serve(ANTHROPIC_TOOLS, timing="instant")
+    with lib.Client(base_url=server.url) as client, client.stream(
+        "POST", path_of(ANTHROPIC_TOOLS), content=recorded.request.body,
+        headers={"content-type": "application/json"}) as response:
+        pieces = list(response.iter_raw())
+    assert b"".join(pieces) == recorded.response.body
+    assert response.headers["content-type"] == recorded.response.header("content-type")
+
+
+@pytest.mark.parametrize("lib", [httpx, httpx2])
+async def test_httpx_async_raw_bytes(serve: Callable[..., Served], lib: Any) -> None:
+    recorded = interaction(OPENAI_TOOLS)
+    server = serve(OPENAI_TOOLS, timing="instant")
+    async with lib.AsyncClient(base_url=server.url) as client, client.stream(
+        "POST", path_of(OPENAI_TOOLS), content=recorded.request.body) as response:
+        body = b"".join([piece async for piece in response.aiter_raw()])
+    assert body == recorded.response.body
+
+
+async def test_aiohttp_raw_bytes(serve: Callable[..., Served]) -> None:
+    recorded = interaction(OPENAI_RESPONSES)
+    server = serve(OPENAI_RESPONSES, timing="instant")
+    async with aiohttp.ClientSession(auto_decompress=False) as session, session.post(
+        server.url + path_of(OPENAI_RESPONSES), data=recorded.request.body,
+        headers={"content-type": "application/json"}) as response:
+        assert response.status == 200
+        body = b"".join([piece async for piece in response.content.iter_any()])
+    assert body == recorded.response.body
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize("name", ["gemini-text", OPENAI_CHAT])
+def test_curl_no_buffer_gets_the_recorded_bytes(serve: Callable[..., Served], name: str) -> None:
+    recorded = interaction(name)
+    server = serve(name, timing="scale:0.1")
+    out = subprocess.run(["curl", "-sS", "-N", "--fail", "-H", "content-type: application/json",
+                          "--data-binary", "@-", server.url + path_of(name)],
+                         input=recorded.request.body, capture_output=True, timeout=30, check=True)
+    assert out.stdout == recorded.response.body
+
+
+async def test_async_api_in_the_callers_loop() -> None:
+    recorded = interaction(OPENAI_CHAT)
+    player = Player.create([example_path(OPENAI_CHAT)], timing="instant", repeat=True)
+    async with ReplayServer(player) as server:
+        assert server.url.startswith("http://127.0.0.1:") and server.port > 0
+        async with httpx2.AsyncClient() as client:
+            response = await client.post(server.url + path_of(OPENAI_CHAT), content=recorded.request.body)
+        assert response.content == recorded.response.body
+    assert server.connections == 0
+
+
+# -------------------------------------------------------------------------------------------
+# timing (the only tests that wait on a real clock; tolerances for a loaded 2-core machine)
+
+
+def test_gaps_follow_the_recording_at_scale_1(serve: Callable[..., Served]) -> None:
+    recorded = interaction(OPENAI_CHAT)
+    resp = recorded.response
+    server = serve(OPENAI_CHAT)
+    r = raw_request(server.url, recorded.request)
+    assert r.end == "complete" and r.body == resp.body
+    assert r.head_at is not None and resp.headers_at - 0.001 <= r.head_at <= resp.headers_at + 0.05
+    # never early (the client's clock starts before the server's), never much late
+    for got, want in zip(r.times, resp.chunk_at, strict=True):
+        assert want - 0.001 <= got <= want + 0.1
+    gaps = [b - a for a, b in itertools.pairwise(r.times)]
+    recorded_gaps = [b - a for a, b in itertools.pairwise(resp.chunk_at)]
+    errors = [abs(g - w) for g, w in zip(gaps, recorded_gaps, strict=True)]
+    assert statistics.median(errors) < 0.005
+    assert r.end_at == pytest.approx(resp.end.at, abs=0.1)
+
+
+@pytest.mark.parametrize("factor", [0.25, 2.0])
+def test_total_duration_scales(serve: Callable[..., Served], factor: float) -> None:
+    name = ANTHROPIC_TOOLS if factor < 1 else ANTHROPIC
+    recorded = interaction(name)
+    resp = recorded.response
+    server = serve(name, timing=f"scale:{factor}")
+    r = raw_request(server.url, recorded.request)
+    assert r.end == "complete" and r.body == resp.body
+    assert r.end_at == pytest.approx(factor * resp.end.at, abs=0.08)
+    assert r.times[0] == pytest.approx(factor * resp.chunk_at[0], abs=0.08)
+
+
+def test_instant_timing_sends_everything_at_once(serve: Callable[..., Served]) -> None:
+    recorded = interaction(ANTHROPIC_TOOLS)  # 1.8 s recorded
+    server = serve(ANTHROPIC_TOOLS, timing="instant")
+    r = raw_request(server.url, recorded.request)
+    assert r.body == recorded.response.body and r.end_at < 0.3
+
+
+# -------------------------------------------------------------------------------------------
+# faults, observed from real clients
+
+
+def _first_events(name: str, n: int) -> bytes:
+    events = parse(interaction(name).response.body).events
+    return interaction(name).response.body[: events[n - 1].end]
+
+
+def test_abort_is_the_sdks_incomplete_read(serve: Callable[..., Served]) -> None:
+    server = serve(OPENAI_CHAT, timing="instant", faults=["truncate:after=3,end=abort"])
+    received = 0
+    with make_client(OPENAI_CHAT, server.url) as client, pytest.raises(openai.APIConnectionError) as info:
+        for _ in sdk_call(client, OPENAI_CHAT):
+            received += 1
+    assert isinstance(info.value.__cause__, httpx2.RemoteProtocolError)
+    assert "incomplete chunked read" in str(info.value.__cause__)
+    assert received == 3
+    r = raw_request(server.url, interaction(OPENAI_CHAT).request)
+    assert r.end == "closed" and r.body == _first_events(OPENAI_CHAT, 3)
+    assert not r.wire.endswith(b"0\r\n\r\n")
+
+
+async def test_abort_anthropic_async(serve: Callable[..., Served]) -> None:
+    server = serve(ANTHROPIC_TOOLS, timing="instant", faults=["truncate:after=5,end=abort"])
+    async with make_client(ANTHROPIC_TOOLS, server.url, asynchronous=True) as client:
+        stream = await sdk_call(client, ANTHROPIC_TOOLS)
+        with pytest.raises(httpx2.RemoteProtocolError, match="incomplete chunked read"):
+            async for _ in stream:
+                pass
+
+
+def test_reset_is_a_tcp_rst_after_the_bytes(serve: Callable[..., Served]) -> None:
+    server = serve(OPENAI_CHAT, timing="instant", faults=["truncate:after=3,end=reset"])
+    r = raw_request(server.url, interaction(OPENAI_CHAT).request)
+    assert r.end == "reset"
+    assert r.body == _first_events(OPENAI_CHAT, 3)  # every byte before the reset arrived
+    with make_client(OPENAI_CHAT, server.url) as client, pytest.raises(openai.APIConnectionError) as info:
+        consume(sdk_call(client, OPENAI_CHAT))
+    assert isinstance(info.value.__cause__, httpx2.ReadError)
+    assert "reset" in str(info.value.__cause__).lower()
+
+
+def test_reset_anthropic(serve: Callable[..., Served]) -> None:
+    server = serve(ANTHROPIC, timing="instant", faults=["truncate:after=2,end=reset"])
+    with make_client(ANTHROPIC, server.url) as client, pytest.raises(httpx2.ReadError):
+        consume(sdk_call(client, ANTHROPIC))
+
+
+def test_truncate_close_ends_well_formed_but_short(serve: Callable[..., Served]) -> None:
+    server = serve(OPENAI_CHAT, timing="instant", faults=["truncate:after=3,end=close"])
+    with make_client(OPENAI_CHAT, server.url) as client:
+        _, _, n = consume(sdk_call(client, OPENAI_CHAT))
+    assert n == 3
+    r = raw_request(server.url, interaction(OPENAI_CHAT).request)
+    assert r.end == "complete" and r.body == _first_events(OPENAI_CHAT, 3)
+
+
+def test_truncate_byte(serve: Callable[..., Served]) -> None:
+    server = serve(OPENAI_CHAT, timing="instant", faults=["truncate:byte=100,end=close"])
+    r = raw_request(server.url, interaction(OPENAI_CHAT).request)
+    assert r.end == "complete" and r.body == interaction(OPENAI_CHAT).response.body[:100]
+
+
+def test_truncate_content_length_body_is_an_incomplete_read(serve: Callable[..., Served]) -> None:
+    it = json_interaction()
+    server = serve(Cassette((it,)), timing="instant", faults=["truncate:byte=5,end=abort"])
+    with httpx2.Client() as client, pytest.raises(httpx2.RemoteProtocolError):
+        client.get(server.url + "/v1/models")
+
+
+@pytest.mark.parametrize("name", [OPENAI_CHAT, ANTHROPIC])
+def test_stall_forever_is_the_sdks_read_timeout_and_frees_the_connection(serve: Callable[..., Served], name: str) -> None:
+    server = serve(name, timing="instant", faults=["stall:before=3,for=forever"])
+    started = time.monotonic()
+    received = 0
+    with make_client(name, server.url, timeout=httpx2.Timeout(5.0, read=0.3)) as client, pytest.raises(
+            (openai.APITimeoutError, httpx2.ReadTimeout)) as info:
+        for _ in sdk_call(client, name):
+            received += 1
+    assert 0.25 < time.monotonic() - started < 3
+    error = info.value if isinstance(info.value, httpx2.ReadTimeout) else info.value.__cause__
+    assert isinstance(error, httpx2.ReadTimeout)
+    assert received >= 1  # the events before the stall arrived
+    assert server.wait_idle() == 0  # the hang ends when the client goes
+
+
+def test_stall_for_a_while_delays_one_event(serve: Callable[..., Served]) -> None:
+    server = serve(OPENAI_CHAT, timing="instant", faults=["stall:before=3,for=300ms"])
+    r = raw_request(server.url, interaction(OPENAI_CHAT).request)
+    assert r.end == "complete" and r.body == interaction(OPENAI_CHAT).response.body
+    body = interaction(OPENAI_CHAT).response.body
+    third = parse(body).events[2].start
+    before = [t for t, end in zip(r.times, _ends(r.chunks), strict=True) if end <= third]
+    after = [t for t, end in zip(r.times, _ends(r.chunks), strict=True) if end > third]
+    assert max(before) < 0.2 and min(after) >= 0.29
+
+
+def _ends(chunks: list[bytes]) -> list[int]:
+    out, pos = [], 0
+    for c in chunks:
+        pos += len(c)
+        out.append(pos)
+    return out
+
+
+@pytest.mark.parametrize("name", [OPENAI_CHAT, ANTHROPIC])
+def test_status_429_with_retry_after_is_retried_by_the_sdk(serve: Callable[..., Served], name: str) -> None:
+    server = serve(name, timing="instant", faults=["status:429,times=1,retry_after=100ms"])
+    started = time.monotonic()
+    with make_client(name, server.url, max_retries=2) as client:
+        got = consume(sdk_call(client, name))
+    assert got == expected(interaction(name).response.body)
+    assert server.requests == 2  # the 429, then the retry that got the recording
+    assert time.monotonic() - started >= 0.1  # the SDK honoured retry-after-ms
+    assert [p.schedule.status for p in server.player.plays] == [429, 200]
+
+
+def test_status_500_and_529_are_the_sdks_status_errors(serve: Callable[..., Served]) -> None:
+    server = serve(OPENAI_CHAT, timing="instant", faults=["status:500"])
+    with make_client(OPENAI_CHAT, server.url) as client, pytest.raises(openai.InternalServerError):
+        sdk_call(client, OPENAI_CHAT)
+    server = serve(ANTHROPIC, timing="instant", faults=["status:529"])
+    with make_client(ANTHROPIC, server.url) as client, pytest.raises(anthropic.APIStatusError) as info:
+        sdk_call(client, ANTHROPIC)
+    assert info.value.status_code == 529
+
+
+@pytest.mark.parametrize("name", [OPENAI_CHAT, OPENAI_RESPONSES])
+def test_error_event_is_openais_api_error(serve: Callable[..., Served], name: str) -> None:
+    server = serve(name, timing="instant", faults=["error:after=3"])
+    received = 0
+    with make_client(name, server.url) as client, pytest.raises(openai.APIError) as info:
+        for _ in sdk_call(client, name):
+            received += 1
+    assert not isinstance(info.value, openai.APIConnectionError)
+    assert "server had an error" in info.value.message
+    assert received == 3
+
+
+def test_error_event_is_anthropics_api_error(serve: Callable[..., Served]) -> None:
+    server = serve(ANTHROPIC_TOOLS, timing="instant", faults=["error:after=4"])
+    with make_client(ANTHROPIC_TOOLS, server.url) as client, pytest.raises(anthropic.APIStatusError) as info:
+        consume(sdk_call(client, ANTHROPIC_TOOLS))
+    assert "overloaded_error" in str(info.value)
+
+
+def test_corrupt_json_breaks_the_sdks_parse(serve: Callable[..., Served]) -> None:
+    server = serve(OPENAI_CHAT, timing="instant", faults=["corrupt:event=2,how=json"])
+    with make_client(OPENAI_CHAT, server.url) as client, pytest.raises(json.JSONDecodeError):
+        consume(sdk_call(client, OPENAI_CHAT))
+
+
+def test_corrupt_utf8_and_seeded_bytes(serve: Callable[..., Served]) -> None:
+    request = interaction(OPENAI_CHAT).request
+    body = interaction(OPENAI_CHAT).response.body
+    r = raw_request(serve(OPENAI_CHAT, timing="instant", faults=["corrupt:event=2,how=utf8"]).url, request)
+    assert b"\xff\xfe" in r.body and len(r.body) == len(body) + 2
+    broken = serve(ANTHROPIC, timing="instant", faults=["corrupt:event=2,how=utf8"])
+    with make_client(ANTHROPIC, broken.url) as client, pytest.raises(UnicodeDecodeError):
+        consume(sdk_call(client, ANTHROPIC))
+    same = [raw_request(serve(OPENAI_CHAT, timing="instant", seed=7, faults=["corrupt:event=5,how=bytes"]).url, request).body
+            for _ in range(2)]
+    other = raw_request(serve(OPENAI_CHAT, timing="instant", seed=8, faults=["corrupt:event=5,how=bytes"]).url, request).body
+    assert same[0] == same[1] != body and other not in (body, same[0])
+
+
+def test_drop_and_duplicate(serve: Callable[..., Served]) -> None:
+    body = interaction(OPENAI_CHAT).response.body
+    last = parse(body).events[-1]
+    r = raw_request(serve(OPENAI_CHAT, timing="instant", faults=["drop:event=last"]).url, interaction(OPENAI_CHAT).request)
+    assert r.body == body[: last.start] + body[last.end :] and b"[DONE]" not in r.body
+    server = serve(OPENAI_CHAT, timing="instant", faults=["duplicate:event=2"])
+    with make_client(OPENAI_CHAT, server.url) as client:
+        _, _, n = consume(sdk_call(client, OPENAI_CHAT))
+    assert n == expected(body)[2] + 1
+
+
+@pytest.mark.parametrize("spec", ["rechunk:size=1", "rechunk:hostile", "rechunk:random,max=7"])
+def test_rechunk_changes_boundaries_not_bytes(serve: Callable[..., Served], spec: str) -> None:
+    recorded = interaction(ANTHROPIC_TOOLS)
+    server = serve(ANTHROPIC_TOOLS, timing="instant", faults=[spec])
+    r = raw_request(server.url, recorded.request)
+    assert r.body == recorded.response.body
+    assert len(r.chunks) > 2 * len(recorded.response.chunk_sizes)
+    if spec == "rechunk:size=1":
+        assert all(len(c) == 1 for c in r.chunks)
+    with make_client(ANTHROPIC_TOOLS, server.url) as client:
+        assert consume(sdk_call(client, ANTHROPIC_TOOLS)) == expected(recorded.response.body)
+
+
+def test_slow_caps_the_bandwidth(serve: Callable[..., Served]) -> None:
+    recorded = interaction(OPENAI_CHAT)
+    server = serve(OPENAI_CHAT, timing="instant", faults=["slow:bps=20000"])
+    r = raw_request(server.url, recorded.request)
+    assert r.body == recorded.response.body
+    assert r.end_at == pytest.approx(len(recorded.response.body) / 20000, abs=0.1)
+
+
+# -------------------------------------------------------------------------------------------
+# misses, bad requests, clients that leave, load
+
+
+@pytest.mark.parametrize("name", [OPENAI_CHAT, ANTHROPIC])
+def test_miss_is_fast_not_retried_and_names_the_closest_request(serve: Callable[..., Served], name: str) -> None:
+    server = serve(name, timing="instant")
+    changed = params(name) | {"max_tokens": 7}
+    started = time.monotonic()
+    with make_client(name, server.url, max_retries=2) as client, pytest.raises(
+            (openai.NotFoundError, anthropic.NotFoundError)) as info:
+        resource = client.messages if name.startswith("anthropic") else client.chat.completions
+        resource.create(**changed)
+    assert time.monotonic() - started < 0.5  # SDK retries would back off for 0.5 s and more
+    assert server.requests == 1
+    message = str(info.value)
+    assert "closest: #1 POST" in message and interaction(name).request.url in message
+    assert "max_tokens" in message
+    assert info.value.response.headers["x-should-retry"] == "false"
+    assert len(server.player.misses) == 1
+    assert server.logs and "closest" in server.logs[0]
+
+
+def test_miss_is_json_shaped_like_an_api_error(serve: Callable[..., Served]) -> None:
+    server = serve(OPENAI_CHAT, timing="instant")
+    response = httpx2.post(server.url + "/v1/embeddings", json={"input": "x"})
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "ssevcr_no_match"
+    assert "path: recorded /v1/chat/completions, got /v1/embeddings" in error["message"]
+
+
+def test_once_makes_a_repeat_a_miss(serve: Callable[..., Served]) -> None:
+    recorded = interaction(OPENAI_CHAT)
+    server = serve(OPENAI_CHAT, timing="instant", repeat=False)
+    assert raw_request(server.url, recorded.request).status == 200
+    again = raw_request(server.url, recorded.request)
+    assert again.status == 404 and b"already played" in again.body
+    repeating = serve(OPENAI_CHAT, timing="instant")
+    assert [raw_request(repeating.url, recorded.request).status for _ in range(3)] == [200, 200, 200]
+
+
+@pytest.mark.parametrize("garbage", [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n",
+                                     b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n"])
+def test_malformed_request_gets_400_and_the_server_lives_on(serve: Callable[..., Served], garbage: bytes) -> None:
+    server = serve(OPENAI_CHAT, timing="instant")
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(garbage)
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"malformed HTTP request" in reply
+    assert raw_request(server.url, interaction(OPENAI_CHAT).request).status == 200
+    assert server.wait_idle() == 0
+
+
+@pytest.mark.parametrize("how", ["close", "rst"])
+@pytest.mark.parametrize("fault", [None, "stall:before=4,for=forever"])
+def test_client_leaving_mid_stream_frees_its_task_and_socket(serve: Callable[..., Served], how: str,
+                                                            fault: str | None) -> None:
+    server = serve(ANTHROPIC_TOOLS, faults=[fault] if fault else [])  # 1.8 s at the recorded pace
+    parts = server.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((parts[0], int(parts[1])), timeout=5)
+    conn = h11.Connection(h11.CLIENT)
+    sock.sendall(request_bytes(conn, interaction(ANTHROPIC_TOOLS).request, "x"))
+    r = read_response(sock, conn, time.monotonic(), stop_after=2)
+    assert r.end == "stopped" and server.thread.server.connections == 1
+    if how == "rst":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    left = time.monotonic()
+    sock.close()
+    assert server.wait_idle(1.0) == 0
+    assert time.monotonic() - left < 0.5  # at once, not at the next scheduled write
+    assert server.loop_tasks() == ["ServerThread._serve"]
+    assert server.logs == []  # quietly
+
+
+async def test_200_concurrent_streams(serve: Callable[..., Served]) -> None:
+    recorded = interaction(OPENAI_CHAT)
+    server = serve(OPENAI_CHAT, timing="scale:0.1")  # 0.15 s per stream
+    host, port = server.url.removeprefix("http://").split(":")
+
+    async def one() -> bytes:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        conn = h11.Connection(h11.CLIENT)
+        writer.write(request_bytes(conn, recorded.request, "x"))
+        body = b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(65536))
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                break
+        writer.close()
+        await writer.wait_closed()
+        return body
+
+    started = time.monotonic()
+    bodies = await asyncio.wait_for(asyncio.gather(*[one() for _ in range(200)]), 30)
+    assert all(b == recorded.response.body for b in bodies)
+    assert time.monotonic() - started < 10
+    assert len(server.player.plays) == 200 and server.player.misses == []
+    assert server.wait_idle() == 0
+
+
+async def test_many_sdk_streams_at_once(serve: Callable[..., Served]) -> None:
+    server = serve(OPENAI_CHAT, timing="scale:0.05")
+    want = expected(interaction(OPENAI_CHAT).response.body)
+    async with make_client(OPENAI_CHAT, server.url, asynchronous=True) as client:
+        async def one() -> Any:
+            return await aconsume(await sdk_call(client, OPENAI_CHAT))
+
+        results = await asyncio.gather(*[one() for _ in range(50)])
+    assert all(r == want for r in results)
+
+
+# -------------------------------------------------------------------------------------------
+# CORS
+
+
+def test_cors_preflight_and_readable_stream(serve: Callable[..., Served]) -> None:
+    recorded = interaction(OPENAI_CHAT)
+    server = serve(OPENAI_CHAT, timing="instant", cors=True)
+    origin = "http://localhost:5173"
+    pre = httpx2.options(server.url + path_of(OPENAI_CHAT), headers={
+        "origin": origin, "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type"})
+    assert pre.status_code == 204
+    assert pre.headers["access-control-allow-origin"] == origin
+    assert "POST" in pre.headers["access-control-allow-methods"]
+    assert pre.headers["access-control-allow-headers"] == "authorization, content-type"
+    response = httpx2.post(server.url + path_of(OPENAI_CHAT), content=recorded.request.body, headers={"origin": origin})
+    assert response.content == recorded.response.body
+    assert response.headers["access-control-allow-origin"] == origin
+    assert response.headers["access-control-expose-headers"]
+    assert len(server.player.plays) == 1  # the preflight is not a play
+    plain = serve(OPENAI_CHAT, timing="instant")
+    assert "access-control-allow-origin" not in httpx2.post(plain.url + path_of(OPENAI_CHAT),
+                                                            content=recorded.request.body).headers
+
+
+def test_several_cassettes_and_scoped_faults(serve: Callable[..., Served]) -> None:
+    server = serve([example_path(OPENAI_CHAT), example_path(ANTHROPIC)], timing="instant",
+                   faults=["truncate:after=1,end=close,on=/v1/messages"])
+    chat = raw_request(server.url, interaction(OPENAI_CHAT).request)
+    msgs = raw_request(server.url, interaction(ANTHROPIC).request)
+    assert chat.body == interaction(OPENAI_CHAT).response.body
+    assert msgs.body == _first_events(ANTHROPIC, 1)
+    assert defaultdict(list, {p.cassette: p.schedule.fired for p in server.player.plays})[example_path(ANTHROPIC)]
+    assert example(ANTHROPIC).interactions[0].request.path == "/v1/messages"
