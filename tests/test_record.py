@@ -89,7 +89,8 @@ class RecordCLI:
             got.set()
             self._drain(self.proc.stdout, self.stdout)
 
-        threading.Thread(target=first_line, daemon=True).start()
+        self._out_thread = threading.Thread(target=first_line, daemon=True)
+        self._out_thread.start()
         if not got.wait(timeout) or not ready[0]:
             self.proc.kill()
             self.proc.wait()
@@ -128,8 +129,28 @@ class RecordCLI:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         rc = self.proc.wait(timeout)
-        self._err_thread.join(5)
+        self.close()
         return rc
+
+    def close(self) -> None:
+        """After the process ended: finish reading its output and close the pipes."""
+        self._err_thread.join(5)
+        self._out_thread.join(5)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def run_curl(args: list[str]) -> tuple[list[float], bytes]:
+    """Run curl, noting when each piece of its output arrives."""
+    times, got = [], []
+    with subprocess.Popen(args, stdout=subprocess.PIPE, bufsize=0) as proc:
+        assert proc.stdout is not None
+        while piece := proc.stdout.read(65536):
+            times.append(time.monotonic())
+            got.append(piece)
+        assert proc.wait(10) == 0
+    return times, b"".join(got)
 
 
 def tid() -> str:
@@ -162,7 +183,13 @@ def check_stream(inter: Interaction, ex: object, client_times: list[float] | Non
     if client_times is not None:
         assert len(client_times) >= 2
         client_span = client_times[-1] - client_times[0]
-        assert client_span > 0.6 * span_sent, (client_span, span_sent, [round(t - sent[0][0], 4) for t in client_times], [round(t - sent[0][0], 4) for t, _ in sent], resp.chunk_at)  # not one burst
+        assert client_span > 0.6 * span_sent, (
+            client_span,
+            span_sent,
+            [round(t - sent[0][0], 4) for t in client_times],
+            [round(t - sent[0][0], 4) for t, _ in sent],
+            resp.chunk_at,
+        )  # not one burst
 
 
 def assert_no_secret(cassette: Path, *secrets: str) -> None:
@@ -360,14 +387,8 @@ def test_reverse_curl(reverse: RecordCLI, upstream: Upstream) -> None:
     ]
     for k, v in steer(t, fixture, chunks="6").items():
         args += ["-H", f"{k}: {v}"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, bufsize=0)
-    assert proc.stdout is not None
-    times, got = [], []
-    while piece := proc.stdout.read(65536):
-        times.append(time.monotonic())
-        got.append(piece)
-    assert proc.wait(10) == 0
-    assert b"".join(got) == fixture_body(fixture)
+    times, got = run_curl(args)
+    assert got == fixture_body(fixture)
     ex = upstream.exchange(t)
     assert f"key={SECRET_KEY}" in ex.path
     inter = reverse.recorded(t)
@@ -614,14 +635,8 @@ def test_forward_curl_https(forward: RecordCLI, upstream_tls: Upstream) -> None:
     ]
     for k, v in steer(t, fixture).items():
         args += ["-H", f"{k}: {v}"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, bufsize=0)
-    assert proc.stdout is not None
-    times, got = [], []
-    while piece := proc.stdout.read(65536):
-        times.append(time.monotonic())
-        got.append(piece)
-    assert proc.wait(10) == 0
-    assert b"".join(got) == fixture_body(fixture)
+    times, got = run_curl(args)
+    assert got == fixture_body(fixture)
     inter = forward.recorded(t)
     check_stream(inter, upstream_tls.exchange(t), times)
     assert_no_secret(forward.cassette, SECRET_KEY)
@@ -746,6 +761,7 @@ def test_sigkill_keeps_every_completed_exchange(
             for _ in it:
                 pass
     assert rec.proc.wait(20) == 1
+    rec.close()
     assert any("mitmdump stopped unexpectedly" in line for line in rec.stderr), rec.stderr
     loaded = codec.load(cassette)
     assert [i.request.header("x-test-id") for i in loaded.interactions] == done
@@ -760,6 +776,7 @@ def test_sigkill_of_the_cli_does_not_orphan_mitmdump(
     child = rec.mitmdump_pid()
     rec.proc.kill()
     rec.proc.wait(10)
+    rec.close()
     deadline = time.monotonic() + 15
     while (
         Path(f"/proc/{child}").exists()
@@ -901,7 +918,7 @@ def test_addon_loads_into_a_plain_mitmdump(
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
+        proc.communicate(timeout=20)  # drains and closes its output
     (inter,) = codec.load(cassette).interactions
     assert inter.response.body == fixture_body("gemini/tool_call.sse")
 

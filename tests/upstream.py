@@ -158,10 +158,24 @@ class Upstream:
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        """Close the listener, end every connection handler (one left pending on a keep-alive
+        connection would be destroyed with the loop: an unraisable warning), stop the loop."""
+        if not self._thread.is_alive():
+            return
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def __enter__(self) -> Upstream:
         return self.start()
