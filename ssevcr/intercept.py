@@ -318,14 +318,16 @@ class ActiveCassette:
             captures = list(self._captures)
         return [c.interaction(self.options.redaction) for c in captures if c.end is not None]
 
-    def explain(self) -> str:
-        """Every miss, with the closest recorded request and what differed, and what to do."""
-        misses = self.misses
-        if not misses:
+    def explain(self, start: int = 0) -> str:
+        """The misses from ``start`` on: each distinct explanation once (a client that retried
+        says so), then what to do. Empty when there are none."""
+        counts: dict[str, int] = {}
+        for miss in self.misses[start:]:
+            counts[miss.message] = counts.get(miss.message, 0) + 1
+        if not counts:
             return ""
-        lines = [m.message for m in misses]
-        lines.append(self.hint())
-        return "\n".join(lines)
+        lines = [text if n == 1 else f"{text}\n  ({n} times: the client retried)" for text, n in counts.items()]
+        return "\n".join([*lines, self.hint()])
 
     def hint(self) -> str:
         if not self.existed:
@@ -352,8 +354,7 @@ class ActiveCassette:
                     return
 
     def _miss(self, error: NoMatchError) -> NoMatchError:
-        new = NoMatchError(f"{error}\n{self.hint()}", method=error.method, url=error.url)
-        return new
+        return NoMatchError(f"{error}\n{self.hint()}", method=error.method, url=error.url)
 
     def handle_sync(self, transport: Any, request: Any, send: Callable[[Any, Any], Any]) -> Any:
         from .transport import handle_sync

@@ -218,17 +218,12 @@ def _fail_on_misses(item: pytest.Item, active: ActiveCassette | None, raised: Ba
 
     if active is None:
         return
-    misses = active.misses
+    misses = len(active.misses)
     reported = item.stash.get(_REPORTED, 0)
-    if len(misses) <= reported:
+    if misses <= reported:
         return
-    item.stash[_REPORTED] = len(misses)
-    counts: dict[str, int] = {}
-    for miss in misses[reported:]:
-        counts[miss.message] = counts.get(miss.message, 0) + 1
-    lines = [message if n == 1 else f"{message}\n  ({n} times: the client retried)"
-             for message, n in counts.items()]
-    lines.append(active.hint())
+    item.stash[_REPORTED] = misses
+    lines = [active.explain(reported)]
     if raised is not None and not isinstance(raised, NoMatchError | pytest.fail.Exception):
         first = (str(raised).splitlines() or [""])[0][:200]
         lines.append(f"(the test raised {type(raised).__name__}: {first})")

@@ -236,6 +236,7 @@ def test_faults_and_a_miss_in_process(tmp_path: Path) -> None:
     text = str(info.value)
     assert '$.model: recorded "gpt-4o", got "gpt-other"' in text
     assert "record mode 'none'" in text
+    assert cas.explain() == text and cas.explain(1) == ""
     assert [m.request.body for m in cas.misses] == [json.dumps({**CHAT, "model": "gpt-other"}).encode()
                                                     .replace(b", ", b",").replace(b": ", b":")]
 
