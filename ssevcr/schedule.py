@@ -225,6 +225,22 @@ def build(
     time_points = [response.headers_at, response.end.at, *response.chunk_at]
     tmap = timing.retime(time_points)
 
+    if not faults:  # the common case, once per play: the recorded chunks at their mapped times
+        steps = tuple(Send(tmap[at], data) for at, data in recorded if data)
+        last = steps[-1].at if steps else tmap[response.headers_at]
+        end_at = max(tmap[response.end.at], last)
+        plain_end: EndStep = Abort(end_at) if response.end.outcome == Outcome.UPSTREAM_ERROR else Close(end_at)
+        length: int | None = None
+        if any(k.lower() == "content-length" for k, _ in headers):
+            declared = (response.header("content-length") or "").strip()
+            if isinstance(plain_end, Close):
+                length = len(response.body)
+            else:  # an upstream error: keep the length the client was promised
+                length = int(declared) if declared.isdigit() else len(response.body) + 1
+            headers = [(k, str(length) if k.lower() == "content-length" else v) for k, v in headers]
+        return Schedule(response.status, response.reason, response.http_version, tuple(headers),
+                        tmap[response.headers_at], steps, plain_end, content_length=length)
+
     event_faults = [f for f in faults if isinstance(f, Corrupt | Stall | Drop | Duplicate | InjectError) or
                     (isinstance(f, Truncate) and f.after is not None)]
 
