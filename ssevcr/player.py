@@ -67,6 +67,7 @@ class Player:
         self._lock = threading.Lock()
         self._entries = [_Entry(name, i) for name, c in self.cassettes for i in c.interactions]
         self._fault_counts: dict[int, int] = {}
+        self._plain: dict[int, Schedule] = {}  # fault-free schedules by interaction index
 
     @classmethod
     def create(
@@ -127,8 +128,14 @@ class Player:
             # so the client's retry gets it (status:429,times=1 -> 429, then the recording)
             if not any(isinstance(f, Status) for f in faults):
                 entry.plays += 1
-        sched = schedule_mod.build(entry.interaction.response, timing=self.timing, faults=faults,
-                                   seed=f"{self.seed}:{index}:{number}", url=entry.interaction.request.url)
+        # without faults a schedule depends only on the interaction (the seed feeds faults only):
+        # build it once (the replay server answers the same request thousands of times)
+        sched = None if faults else self._plain.get(index)
+        if sched is None:
+            sched = schedule_mod.build(entry.interaction.response, timing=self.timing, faults=faults,
+                                       seed=f"{self.seed}:{index}:{number}", url=entry.interaction.request.url)
+            if not faults:
+                self._plain[index] = sched
         play = Play(index, entry.cassette, entry.interaction, sched, request, number)
         with self._lock:
             self.plays.append(play)

@@ -15,10 +15,11 @@ player's explanation; it is logged. Malformed HTTP gets a 400. A client that lea
 its connection quietly, at once, even in the middle of a long wait.
 
 asyncio timers wake through ``epoll_wait``, whose timeout has millisecond resolution and is rounded
-up: steps go out 0-1 ms late (p50 ~0.7 ms measured here). :func:`new_event_loop` makes a loop whose
-selector waits the whole milliseconds in epoll and the sub-millisecond rest in ``nanosleep``
-(p50 ~0.1 ms); the CLI and :class:`ServerThread` use it. The cost: I/O that arrives during that
-sub-millisecond rest waits for it (never more than 1 ms, only when no timer is due sooner).
+up (sometimes by a whole extra millisecond): steps go out 0-2 ms late (p50 ~0.5 ms measured here).
+:func:`new_event_loop` makes a loop whose selector waits the whole milliseconds in epoll and the
+sub-millisecond rest in ``nanosleep`` (p50 ~0.1 ms); the CLI and :class:`ServerThread` use it. The
+cost: I/O that arrives during that sub-millisecond rest waits for it (never more than 1 ms, only
+when no timer is due sooner), and more loop iterations (bench/bench_replay.py measures both).
 
 This module only follows schedules: it never decides timing or faults (see ``schedule``).
 """
@@ -28,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
-import math
 import selectors
 import socket
 import struct
@@ -44,7 +44,7 @@ from typing import Any
 
 import h11
 
-from .cassette import Request
+from .cassette import Headers, Request
 from .errors import NoMatchError, SsevcrError
 from .player import Player
 from .schedule import Abort, Close, Hang, Reset, Schedule
@@ -66,18 +66,27 @@ def _stderr(message: str) -> None:
 
 
 class PreciseSelector(selectors.EpollSelector):
-    """An epoll selector with sub-millisecond timeouts: whole milliseconds in ``epoll_wait`` (rounded
-    down), the rest in ``nanosleep``, then a non-blocking poll."""
+    """An epoll selector with sub-millisecond timeouts: whole milliseconds in ``epoll_wait``, the
+    rest in ``nanosleep``, then a non-blocking poll (events are level-triggered, so waiting on the
+    epoll object first and collecting with the stock ``select(0)`` loses nothing).
+
+    The stock selector passes ``math.ceil(t * 1e3) * 1e-3`` to ``epoll.poll``, which rounds it up
+    again: for some values (0.013000000000000001) it waits a whole millisecond more than asked.
+    Here the millisecond count goes in as ``(ms - 0.5) / 1000``, which rounds up to exactly ``ms``.
+    """
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is None or timeout <= 0:
             return super().select(timeout)
         deadline = time.monotonic() + timeout
-        coarse = math.floor(timeout * 1e3) * 1e-3
-        if coarse > 0:
-            ready = super().select(coarse)
-            if ready:
-                return ready
+        ms = int(timeout * 1e3)
+        if ms > 0:
+            try:
+                woke = self._selector.poll((ms - 0.5) / 1e3, 1)  # type: ignore[attr-defined]
+            except InterruptedError:
+                woke = []
+            if woke:
+                return super().select(0)
         rest = deadline - time.monotonic()
         if rest > 0:
             time.sleep(rest)
@@ -308,22 +317,33 @@ class _Connection(asyncio.Protocol):
 
     async def _follow(self, s: Schedule, t0: float, extra: RawHeaders, *, head_only: bool) -> bool:
         """Play a schedule on absolute deadlines from ``t0``."""
-        headers = [(_b(k), _b(v)) for k, v in s.headers]
-        reason = s.reason or (HTTPStatus(s.status).phrase if s.status in HTTPStatus._value2member_map_ else "")
+        reason, block = self.server.head_of(s)
         await self._sleep_until(t0 + s.headers_at)
-        out = [self.h11.send(h11.Response(status_code=s.status, headers=headers + extra, reason=_b(reason)))]
+        # h11 decides the framing and keep-alive from a head that has only the framing header;
+        # the recorded headers (validated once per schedule) go in right after the status line
+        length = s.content_length
+        sized = b"" if length is None else b"content-length: %d\r\n" % length
+        framing = [] if length is None else [(b"content-length", b"%d" % length)]
+        head = self.h11.send(h11.Response(status_code=s.status, headers=framing + extra, reason=reason))
+        status_line = head.index(b"\r\n") + 2
+        out = [head[:status_line] + block + head[status_line:].removeprefix(sized)]
         no_body = head_only or s.status in (204, 304) or s.status < 200
+        # chunked framing is written here (h11 costs ~4 us per Data event); h11 still frames
+        # sized and HTTP/1.0 bodies, and sends the terminating chunk
+        chunked = not no_body and s.content_length is None and (self.h11.their_http_version or b"") >= b"1.1"
         pending = 0
         if not no_body:
             time = self.loop.time
+            now = time()
             for step in s.steps:
                 when = t0 + step.at
-                if when > time() or pending > _FLUSH_AT:
+                if (when > now and when > (now := time())) or pending > _FLUSH_AT:
                     self._write(out)
                     pending = 0
                     await self._drain()
                     await self._sleep_until(when)
-                data = self.h11.send(h11.Data(data=step.data))
+                    now = time()
+                data = b"%x\r\n%s\r\n" % (len(step.data), step.data) if chunked else self.h11.send(h11.Data(data=step.data))
                 out.append(data)
                 pending += len(data)
         end = s.end
@@ -405,6 +425,7 @@ class ReplayServer:
         self.log: Log = log or _stderr
         self.requests = 0  # requests seen (plays, misses, preflights, ...)
         self._connections: set[_Connection] = set()
+        self._heads: dict[tuple[int, str, Headers], tuple[bytes, bytes]] = {}  # -> (reason, header lines)
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -421,6 +442,23 @@ class ReplayServer:
                                                      backlog=2048, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    def head_of(self, s: Schedule) -> tuple[bytes, bytes]:
+        """Reason phrase and serialized header lines of a schedule's head, validated by h11 once
+        per schedule (h11 would check every header again on every response)."""
+        key = (s.status, s.reason, s.headers)
+        cached = self._heads.get(key)
+        if cached is not None:
+            return cached
+        phrase = HTTPStatus(s.status).phrase if s.status in HTTPStatus._value2member_map_ else ""
+        reason = _b(s.reason or phrase)
+        headers = [(_b(k), _b(v)) for k, v in s.headers]
+        h11.Response(status_code=s.status, headers=headers, reason=reason)  # raises on what HTTP/1.1 cannot carry
+        block = b"".join(b"%s: %s\r\n" % (k, v) for k, v in headers)
+        if len(self._heads) >= 1024:
+            self._heads.clear()
+        self._heads[key] = (reason, block)
+        return reason, block
 
     @property
     def authority(self) -> str:

@@ -134,6 +134,7 @@ def test_content_length_body_is_not_chunked(serve: Callable[..., Served]) -> Non
     r = raw_request(server.url, it.request)
     assert r.end == "complete" and r.status == 200
     assert r.header(b"content-length") == b"11" and r.header(b"transfer-encoding") is None
+    assert r.wire.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n")
     assert r.body == b'{"data":[]}'
 
 
