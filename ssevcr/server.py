@@ -332,20 +332,29 @@ class _Connection(asyncio.Protocol):
         # sized and HTTP/1.0 bodies, and sends the terminating chunk
         chunked = not no_body and s.content_length is None and (self.h11.their_http_version or b"") >= b"1.1"
         pending = 0
-        if not no_body:
+        if not no_body and s.steps:
+            framed = self.server.framed_of(s) if chunked else None
             time = self.loop.time
             now = time()
-            for step in s.steps:
-                when = t0 + step.at
-                if (when > now and when > (now := time())) or pending > _FLUSH_AT:
-                    self._write(out)
-                    pending = 0
-                    await self._drain()
-                    await self._sleep_until(when)
-                    now = time()
-                data = b"%x\r\n%s\r\n" % (len(step.data), step.data) if chunked else self.h11.send(h11.Data(data=step.data))
-                out.append(data)
-                pending += len(data)
+            if framed is not None and t0 + s.steps[-1].at <= now:  # all due (instant): no per-step work
+                out.extend(framed)
+            else:
+                for i, step in enumerate(s.steps):
+                    when = t0 + step.at
+                    if (when > now and when > (now := time())) or pending > _FLUSH_AT:
+                        self._write(out)
+                        pending = 0
+                        await self._drain()
+                        await self._sleep_until(when)
+                        now = time()
+                    if framed is not None:
+                        data = framed[i]
+                    elif chunked:
+                        data = b"%x\r\n%s\r\n" % (len(step.data), step.data)
+                    else:
+                        data = self.h11.send(h11.Data(data=step.data))
+                    out.append(data)
+                    pending += len(data)
         end = s.end
         if isinstance(end, Close) or no_body:
             if end.at + t0 > self.loop.time():
@@ -425,6 +434,7 @@ class ReplayServer:
         self.log: Log = log or _stderr
         self.requests = 0  # requests seen (plays, misses, preflights, ...)
         self._connections: set[_Connection] = set()
+        self._framed: dict[int, tuple[Schedule, tuple[bytes, ...]]] = {}  # id(schedule) -> (it, framed steps)
         self._heads: dict[tuple[int, str, Headers], tuple[bytes, bytes]] = {}  # -> (reason, header lines)
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -459,6 +469,20 @@ class ReplayServer:
             self._heads.clear()
         self._heads[key] = (reason, block)
         return reason, block
+
+    def framed_of(self, s: Schedule) -> tuple[bytes, ...] | None:
+        """The steps in chunked framing, kept for schedules the player reuses (fault-free ones),
+        so that replaying a stream again does not frame the same bytes again; None otherwise."""
+        if s.fired or s.skipped:
+            return None
+        cached = self._framed.get(id(s))
+        if cached is not None and cached[0] is s:
+            return cached[1]
+        framed = tuple(b"%x\r\n%s\r\n" % (len(step.data), step.data) for step in s.steps)
+        if len(self._framed) >= 256:
+            self._framed.clear()
+        self._framed[id(s)] = (s, framed)
+        return framed
 
     @property
     def authority(self) -> str:

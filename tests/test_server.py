@@ -332,15 +332,15 @@ def test_gaps_follow_the_recording_at_scale_1(serve: Callable[..., Served]) -> N
     server = serve(OPENAI_CHAT)
     r = raw_request(server.url, recorded.request)
     assert r.end == "complete" and r.body == resp.body
-    assert r.head_at is not None and resp.headers_at - 0.001 <= r.head_at <= resp.headers_at + 0.05
-    # never early (the client's clock starts before the server's), never much late
+    assert r.head_at is not None and resp.headers_at - 0.001 <= r.head_at <= resp.headers_at + 0.3
+    # never early (the client's clock starts before the server's); lateness is load, so loose
     for got, want in zip(r.times, resp.chunk_at, strict=True):
-        assert want - 0.001 <= got <= want + 0.1
+        assert want - 0.001 <= got <= want + 0.3
     gaps = [b - a for a, b in itertools.pairwise(r.times)]
     recorded_gaps = [b - a for a, b in itertools.pairwise(resp.chunk_at)]
     errors = [abs(g - w) for g, w in zip(gaps, recorded_gaps, strict=True)]
-    assert statistics.median(errors) < 0.005
-    assert r.end_at == pytest.approx(resp.end.at, abs=0.1)
+    assert statistics.median(errors) < 0.005  # ~0.1 ms on an idle machine (bench/bench_replay.py)
+    assert resp.end.at - 0.001 <= r.end_at <= resp.end.at + 0.3
 
 
 @pytest.mark.parametrize("factor", [0.25, 2.0])
@@ -351,15 +351,15 @@ def test_total_duration_scales(serve: Callable[..., Served], factor: float) -> N
     server = serve(name, timing=f"scale:{factor}")
     r = raw_request(server.url, recorded.request)
     assert r.end == "complete" and r.body == resp.body
-    assert r.end_at == pytest.approx(factor * resp.end.at, abs=0.08)
-    assert r.times[0] == pytest.approx(factor * resp.chunk_at[0], abs=0.08)
+    assert factor * resp.end.at - 0.001 <= r.end_at <= factor * resp.end.at + 0.25
+    assert factor * resp.chunk_at[0] - 0.001 <= r.times[0] <= factor * resp.chunk_at[0] + 0.25
 
 
 def test_instant_timing_sends_everything_at_once(serve: Callable[..., Served]) -> None:
     recorded = interaction(ANTHROPIC_TOOLS)  # 1.8 s recorded
     server = serve(ANTHROPIC_TOOLS, timing="instant")
     r = raw_request(server.url, recorded.request)
-    assert r.body == recorded.response.body and r.end_at < 0.3
+    assert r.body == recorded.response.body and r.end_at < 0.9  # recorded: 1.8 s
 
 
 # -------------------------------------------------------------------------------------------
@@ -457,7 +457,7 @@ def test_stall_for_a_while_delays_one_event(serve: Callable[..., Served]) -> Non
     third = parse(body).events[2].start
     before = [t for t, end in zip(r.times, _ends(r.chunks), strict=True) if end <= third]
     after = [t for t, end in zip(r.times, _ends(r.chunks), strict=True) if end > third]
-    assert max(before) < 0.2 and min(after) >= 0.29
+    assert min(after) >= 0.299 and max(before) < 0.25
 
 
 def _ends(chunks: list[bytes]) -> list[int]:
@@ -558,7 +558,7 @@ def test_slow_caps_the_bandwidth(serve: Callable[..., Served]) -> None:
     server = serve(OPENAI_CHAT, timing="instant", faults=["slow:bps=20000"])
     r = raw_request(server.url, recorded.request)
     assert r.body == recorded.response.body
-    assert r.end_at == pytest.approx(len(recorded.response.body) / 20000, abs=0.1)
+    assert len(recorded.response.body) / 20000 - 0.001 <= r.end_at <= len(recorded.response.body) / 20000 + 0.3
 
 
 # -------------------------------------------------------------------------------------------
@@ -574,7 +574,7 @@ def test_miss_is_fast_not_retried_and_names_the_closest_request(serve: Callable[
             (openai.NotFoundError, anthropic.NotFoundError)) as info:
         resource = client.messages if name.startswith("anthropic") else client.chat.completions
         resource.create(**changed)
-    assert time.monotonic() - started < 0.5  # SDK retries would back off for 0.5 s and more
+    assert time.monotonic() - started < 1.0  # no backoff: SDK retries wait 0.4 s and more
     assert server.requests == 1
     message = str(info.value)
     assert "closest: #1 POST" in message and interaction(name).request.url in message
@@ -634,8 +634,8 @@ def test_client_leaving_mid_stream_frees_its_task_and_socket(serve: Callable[...
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     left = time.monotonic()
     sock.close()
-    assert server.wait_idle(1.0) == 0
-    assert time.monotonic() - left < 0.5  # at once, not at the next scheduled write
+    assert server.wait_idle(3.0) == 0
+    assert time.monotonic() - left < 1.0  # at once (a hang has no next write to fail on)
     assert server.loop_tasks() == ["ServerThread._serve"]
     assert server.logs == []  # quietly
 
