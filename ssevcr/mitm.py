@@ -203,6 +203,7 @@ class Mitmdump:
         self._ready_event = threading.Event()
         self._startup_output: collections.deque[str] = collections.deque(maxlen=200)
         self._reader: threading.Thread | None = None
+        self._stopping = False
 
     # -- command line ----------------------------------------------------------------------
 
@@ -295,9 +296,10 @@ class Mitmdump:
             parsed = _protocol_line(line)
             if parsed is not None:
                 prefix, info, rest = parsed
-                if prefix == READY and self.ready is None:
-                    self.ready = _ready_from(info, self.listen_host, self.listen_port)
-                    self._ready_event.set()
+                if prefix == READY:
+                    if self.ready is None:  # later ones: mitmproxy reloaded the addon file
+                        self.ready = _ready_from(info, self.listen_host, self.listen_port)
+                        self._ready_event.set()
                 elif self.on_line is not None:
                     try:
                         self.on_line(prefix, info)
@@ -308,7 +310,8 @@ class Mitmdump:
                     continue
             if self.ready is None:
                 self._startup_output.append(line)
-            elif line.strip():
+            elif line.strip() and not self._stopping:
+                # (once asked to stop, mitmproxy may print tracebacks of cancelled connections)
                 self.log(line)
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -332,6 +335,7 @@ class Mitmdump:
             self._cleanup()
             return None
         if proc.poll() is None:
+            self._stopping = True
             try:
                 proc.send_signal(signal.SIGTERM)
             except ProcessLookupError:
