@@ -1,0 +1,496 @@
+"""Replay server benchmarks: timing fidelity, instant-mode throughput, 1,000 concurrent streams.
+
+    .venv/bin/python bench/bench_replay.py [--quick]
+
+The server runs in its own process (``--serve MODE``, re-invoking this file) so the client never
+steals its event loop; the client is this process (asyncio protocols that only timestamp reads
+and walk the chunked framing).
+
+1. Timing fidelity at scale 1: |observed gap - recorded gap| between consecutive HTTP chunks as
+   the client receives them, p50/p99/max, for 1 stream (sequential runs) and 500 concurrent
+   streams (started over 1 s), with the precise event loop (``ssevcr.server.new_event_loop``, what
+   the CLI uses) and with asyncio's default loop (epoll's millisecond timeout rounding).
+2. Instant-mode throughput: keep-alive clients replaying as fast as they can, ssevcr vs two bare
+   asyncio servers that answer every request with the same response bytes (captured from ssevcr)
+   in one write: the everyday streams idiom (readuntil / readexactly / write / drain) and a
+   minimal Protocol (the floor); same client, same run, interleaved. Responses/s and server CPU
+   per response.
+3. 1,000 concurrent streams at scale 1: errors (bytes differ, connection failures) and the
+   server's RSS before and at its peak (VmHWM).
+
+Prints figures and ratios; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ssevcr import codec  # noqa: E402
+from ssevcr.cassette import Cassette, Interaction, Request, Response  # noqa: E402
+
+CASSETTE = ROOT / "cassettes" / "examples" / "openai-chat-text.msgpack"  # 36 chunks, 10-60 ms gaps, 1.47 s
+
+
+# ---------------------------------------------------------------------------------------------
+# server process
+
+
+def serve(mode: str, cassette: str, timing: str, response_file: str | None) -> None:
+    """Run one server until SIGTERM; print its URL on stdout when ready."""
+    if mode in ("bare", "streams"):
+        loop = asyncio.new_event_loop()
+        assert response_file
+        loop.run_until_complete(_serve_bare(Path(response_file).read_bytes(), streams=mode == "streams"))
+        return
+    from ssevcr.player import Player
+    from ssevcr.server import ReplayServer, new_event_loop
+
+    player = Player.create([cassette], timing=timing, repeat=True)
+    loop = new_event_loop() if mode == "precise" else asyncio.new_event_loop()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        async with ReplayServer(player, log=lambda _: None) as server:
+            print(server.url, flush=True)
+            await stop.wait()
+
+    loop.run_until_complete(main())
+
+
+class _Bare(asyncio.Protocol):
+    """The floor: read a request head (+ content-length body), write canned bytes, keep alive."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            length = 0
+            for line in self.buf[:end].split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            total = end + 4 + length
+            if len(self.buf) < total:
+                return
+            self.buf = self.buf[total:]
+            assert self.transport is not None
+            self.transport.write(self.response)
+
+
+async def _serve_bare(response: bytes, *, streams: bool) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The everyday asyncio streams idiom: readuntil the blank line, readexactly the body."""
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                writer.write(response)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    if streams:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=2048)
+    else:
+        server = await loop.create_server(lambda: _Bare(response), "127.0.0.1", 0, backlog=2048)
+    print(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    await stop.wait()
+    server.close()
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    host: str
+    port: int
+
+    def cpu(self) -> float:
+        """User + system CPU seconds so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def memory(self) -> tuple[int, int]:
+        """(VmRSS, VmHWM) in KiB."""
+        values = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                name, value = line.split(":")
+                values[name] = int(value.split()[0])
+        return values["VmRSS"], values["VmHWM"]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start(mode: str, timing: str = "original", response_file: str | None = None, cassette: Path = CASSETTE) -> Server:
+    args = [sys.executable, __file__, "--serve", mode, "--timing", timing, "--cassette", str(cassette)]
+    if response_file:
+        args += ["--response-file", response_file]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().decode().strip()
+    host, port = url.removeprefix("http://").split(":")
+    return Server(proc, host, int(port))
+
+
+# ---------------------------------------------------------------------------------------------
+# client
+
+
+def request_bytes(request: Request) -> bytes:
+    head = [f"{request.method} {request.path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
+            f"Content-Length: {len(request.body)}"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + request.body
+
+
+class ChunkedReader:
+    """Walks a chunked response as it arrives; records when each HTTP chunk completed."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.head_done = False
+        self.need: int | None = None  # bytes of the current chunk still expected (incl. CRLF)
+        self.times: list[float] = []
+        self.body = bytearray()
+        self.done = False
+
+    def feed(self, data: bytes, now: float) -> None:
+        self.buf += data
+        while not self.done:
+            if not self.head_done:
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                del self.buf[: end + 4]
+                self.head_done = True
+            if self.need is None:
+                end = self.buf.find(b"\r\n")
+                if end < 0:
+                    return
+                size = int(bytes(self.buf[:end]), 16)
+                del self.buf[: end + 2]
+                self.need = size + 2
+                if size == 0:
+                    self.done = True
+                    return
+            if len(self.buf) < self.need:
+                return
+            self.body += self.buf[: self.need - 2]
+            del self.buf[: self.need]
+            self.need = None
+            self.times.append(now)
+
+
+class TimedStream(asyncio.Protocol):
+    def __init__(self, request: bytes, done: asyncio.Future[ChunkedReader]) -> None:
+        self.request = request
+        self.done = done
+        self.reader = ChunkedReader()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data, time.monotonic())
+        if self.reader.done and not self.done.done():
+            self.done.set_result(self.reader)
+            assert self.transport is not None
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc or ConnectionError("closed before the end of the body"))
+
+
+async def one_stream(server: Server, request: bytes, delay: float = 0.0) -> ChunkedReader:
+    if delay:
+        await asyncio.sleep(delay)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[ChunkedReader] = loop.create_future()
+    await loop.create_connection(lambda: TimedStream(request, done), server.host, server.port)
+    return await done
+
+
+def gap_errors(reader: ChunkedReader, recorded: list[float]) -> list[float]:
+    observed = [b - a for a, b in zip(reader.times, reader.times[1:], strict=False)]
+    wanted = [b - a for a, b in zip(recorded, recorded[1:], strict=False)]
+    return [abs(o - w) for o, w in zip(observed, wanted, strict=True)]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def fmt_ms(values: list[float]) -> str:
+    return f"p50 {pct(values, 0.5) * 1e3:6.3f} ms  p99 {pct(values, 0.99) * 1e3:6.3f} ms  max {max(values) * 1e3:6.2f} ms"
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks
+
+
+def fidelity(mode: str, streams: int, rounds: int, request: bytes, recorded: list[float], body: bytes) -> dict[str, float]:
+    server = start(mode)
+    cpu0 = server.cpu()
+    errors: list[float] = []
+    failures = 0
+    rng = random.Random(1)
+
+    async def run() -> None:
+        nonlocal failures
+        for _ in range(rounds):
+            spread = 1.0 if streams > 1 else 0.0
+            results = await asyncio.gather(*[one_stream(server, request, rng.uniform(0, spread)) for _ in range(streams)],
+                                           return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException) or bytes(r.body) != body:
+                    failures += 1
+                else:
+                    errors.extend(gap_errors(r, recorded))
+
+    started = time.monotonic()
+    asyncio.run(run())
+    wall = time.monotonic() - started
+    cpu = server.cpu() - cpu0
+    server.stop()
+    return {"p50": pct(errors, 0.5), "p99": pct(errors, 0.99), "max": max(errors), "n": len(errors),
+            "failures": failures, "cpu": cpu, "wall": wall}
+
+
+def throughput(server: Server, request: bytes, response_len: int, clients: int, seconds: float) -> tuple[float, float]:
+    """Responses per second and server CPU microseconds per response."""
+
+    class Client(asyncio.Protocol):
+        def __init__(self, stop_at: float, counter: list[int], done: asyncio.Future[None]) -> None:
+            self.stop_at, self.counter, self.done = stop_at, counter, done
+            self.got = 0
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+            transport.write(request)
+
+        def data_received(self, data: bytes) -> None:
+            self.got += len(data)
+            assert self.transport is not None
+            while self.got >= response_len:
+                self.got -= response_len
+                self.counter[0] += 1
+                if time.monotonic() >= self.stop_at:
+                    self.transport.close()
+                    return
+                self.transport.write(request)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self.done.done():
+                self.done.set_result(None)
+
+    async def run() -> int:
+        loop = asyncio.get_running_loop()
+        counter = [0]
+        stop_at = time.monotonic() + seconds
+        dones = []
+        for _ in range(clients):
+            done: asyncio.Future[None] = loop.create_future()
+            dones.append(done)
+            await loop.create_connection(lambda d=done: Client(stop_at, counter, d), server.host, server.port)
+        await asyncio.gather(*dones)
+        return counter[0]
+
+    cpu0 = server.cpu()
+    started = time.monotonic()
+    count = asyncio.run(run())
+    wall = time.monotonic() - started
+    return count / wall, (server.cpu() - cpu0) / max(count, 1) * 1e6
+
+
+def capture_response(server: Server, request: bytes) -> bytes:
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.sendall(request)
+        data = b""
+        while not data.endswith(b"\r\n0\r\n\r\n"):
+            data += sock.recv(65536)
+    return data
+
+
+def many(count: int, request: bytes, body: bytes, recorded: list[float], rounds: int = 2) -> dict[str, object]:
+    server = start("precise")
+    time.sleep(0.3)
+    rss0, _ = server.memory()
+    failures: list[str] = []
+    errors: list[float] = []
+    peaks: list[int] = []
+    walls: list[float] = []
+
+    async def run() -> None:
+        rng = random.Random(2)
+        results = await asyncio.gather(*[one_stream(server, request, rng.uniform(0, 0.5)) for _ in range(count)],
+                                       return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                failures.append(f"{type(r).__name__}: {r}")
+            elif bytes(r.body) != body:
+                failures.append("bytes differ")
+            else:
+                errors.extend(gap_errors(r, recorded))
+
+    for _ in range(rounds):
+        started = time.monotonic()
+        asyncio.run(run())
+        walls.append(time.monotonic() - started)
+        peaks.append(server.memory()[1])
+    rss_end, _ = server.memory()
+    server.stop()
+    return {"rss0": rss0, "peaks": peaks, "rss_end": rss_end, "failures": len(failures), "walls": walls,
+            "first": failures[0] if failures else "", "errors": errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["fidelity", "throughput", "many"])
+    parser.add_argument("--serve")
+    parser.add_argument("--timing", default="original")
+    parser.add_argument("--cassette", default=str(CASSETTE))
+    parser.add_argument("--response-file")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.cassette, args.timing, args.response_file)
+        return
+
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    interaction = codec.load(CASSETTE).interactions[0]
+    request = request_bytes(interaction.request)
+    recorded = list(interaction.response.chunk_at)
+    body = interaction.response.body
+    print(f"# ssevcr replay server benchmarks  ({time.strftime('%Y-%m-%d')}, {platform.python_version()}, "
+          f"{os.cpu_count()} cores, {platform.machine()})")
+    print(f"cassette: {CASSETTE.name} ({len(recorded)} chunks, {len(body)} bytes, {interaction.response.end.at:.2f} s)")
+
+    rounds = 3 if args.quick else 8
+    if args.only in (None, "fidelity"):
+        section_fidelity(args.quick, rounds, request, recorded, body)
+    if args.only in (None, "throughput"):
+        section_throughput(args.quick, request)
+    if args.only in (None, "many"):
+        section_many(args.quick, request, body, recorded)
+
+
+def section_fidelity(quick: bool, rounds: int, request: bytes, recorded: list[float], body: bytes) -> None:
+    print("\n## 1. timing fidelity at scale 1: |observed gap - recorded gap| per chunk")
+    for streams, n in ((1, rounds), (500, 1 if quick else 2)):
+        for mode in ("precise", "default"):
+            r = fidelity(mode, streams, n, request, recorded, body)
+            label = "precise loop (CLI)" if mode == "precise" else "default asyncio loop"
+            print(f"  {streams:4d} stream{'s' if streams > 1 else ' '} {label:21s} p50 {r['p50'] * 1e3:6.3f} ms  "
+                  f"p99 {r['p99'] * 1e3:6.3f} ms  max {r['max'] * 1e3:6.2f} ms  ({r['n']} gaps, "
+                  f"{r['failures']} failures, server CPU {r['cpu'] / r['wall'] * 100:.0f}%)")
+
+
+
+def long_stream(path: Path, events: int) -> None:
+    """A synthesized stream of ``events`` small chat-completion chunks, one event per chunk."""
+    template = codec.load(CASSETTE).interactions[0]
+    chunks, at = [], 0.3
+    for i in range(events):
+        at += 0.02
+        chunks.append((at, b'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" tok%d"}}]}\n\n' % i))
+    response = Response.from_chunks(200, chunks, reason="OK", headers=(("content-type", "text/event-stream"),),
+                                    headers_at=0.25)
+    codec.save(Cassette((Interaction(template.request, response),)), path)
+
+
+def section_throughput(quick: bool, request: bytes) -> None:
+    print("\n## 2. instant-mode throughput (keep-alive, 50 clients; same client for every server, interleaved)")
+    seconds = 3.0 if quick else 6.0
+    with tempfile.TemporaryDirectory() as tmp:
+        long = Path(tmp) / "long.msgpack"
+        long_stream(long, 2000)
+        for cassette, label in ((CASSETTE, f"{CASSETTE.name} (36 chunks)"), (long, "synthesized 2,000-chunk stream")):
+            ours = start("precise", timing="instant", cassette=cassette)
+            response = capture_response(ours, request)
+            canned = Path(tmp) / "response.bin"
+            canned.write_bytes(response)
+            order = [("bare protocol", start("bare", response_file=str(canned))),
+                     ("bare streams", start("streams", response_file=str(canned))), ("ssevcr", ours)]
+            results: dict[str, tuple[float, float]] = {}
+            for name, server in order * 2:  # interleaved, best of two
+                rps, cpu_us = throughput(server, request, len(response), 50, seconds / 2)
+                if name not in results or rps > results[name][0]:
+                    results[name] = (rps, cpu_us)
+            for _, server in order:
+                server.stop()
+            print(f"  {label}, {len(response)} bytes per response:")
+            for name, (rps, cpu_us) in results.items():
+                print(f"    {name:15s} {rps:8.0f} responses/s  {rps * len(response) / 1e6:7.1f} MB/s  "
+                      f"server CPU {cpu_us:7.1f} us/response")
+            mine = results["ssevcr"][0]
+            print(f"    ratio ssevcr / bare streams server: {mine / results['bare streams'][0]:.2f}   "
+                  f"ssevcr / bare protocol server: {mine / results['bare protocol'][0]:.2f}")
+
+
+def section_many(quick: bool, request: bytes, body: bytes, recorded: list[float]) -> None:
+    print("\n## 3. concurrent streams at scale 1 (precise loop), started over 0.5 s, two rounds")
+    for count in ((300,) if quick else (1000,)):
+        r = many(count, request, body, recorded)
+        peaks = r["peaks"]
+        assert isinstance(peaks, list) and isinstance(r["errors"], list)
+        rss0 = float(r["rss0"])  # type: ignore[arg-type]
+        print(f"  {count} streams x 2 rounds: {r['failures']} errors{' (' + str(r['first']) + ')' if r['failures'] else ''}; "
+              f"gap error {fmt_ms(r['errors'])}")
+        print(f"    server RSS idle {rss0 / 1024:.1f} MiB, peak after round 1 {peaks[0] / 1024:.1f} MiB, "
+              f"after round 2 {peaks[1] / 1024:.1f} MiB ({(peaks[0] - rss0) / count:.0f} KiB per stream), "
+              f"after the streams {float(r['rss_end']) / 1024:.1f} MiB")  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()
