@@ -1,0 +1,504 @@
+"""The chat UI example (examples/chat-ui/) in headless Chromium against a real replay server.
+
+The pages come from one origin (a stdlib static server), the stream from another (the replay
+server with CORS, as a thread through the programmatic API or as an ``ssevcr replay --cors``
+child process), over real sockets: the browser does the preflight, the chunked decoding, the
+ReadableStream reads and the EventSource parsing. What the page shows is compared with what the
+cassette's bytes say, derived with ssevcr's own parser, never written out by hand.
+
+Needs Playwright for Python and a Chromium binary (Debian's ``chromium``; ``SSEVCR_CHROMIUM``
+points elsewhere). Without them the tests skip locally and FAIL when ``CI`` is set.
+Screenshots of every state go to a temporary directory, or to ``SSEVCR_SCREENSHOTS`` if set.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from replay_helpers import EXAMPLES, OPENAI_CHAT, ROOT, example_path, expected, interaction
+
+from ssevcr.player import Player
+from ssevcr.server import ServerThread
+from ssevcr.sse import parse
+from ssevcr.stats import arrivals
+
+CHAT_UI = ROOT / "examples" / "chat-ui"
+EVENTSOURCE = "anthropic-text-eventsource"
+SSEVCR = str(Path(sys.executable).parent / "ssevcr")
+CONFORMANCE = ROOT / "tests" / "fixtures" / "sse_conformance.json"
+PAGE_TIMEOUT = 2.0  # the chat page's default inactivity timeout (seconds)
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TERMINAL = {"done", "network", "http", "aborted", "provider", "bad-event", "incomplete", "timeout"}
+
+
+def _missing(reason: str) -> None:
+    """No browser here: skip locally, fail in CI (a browser test must never vanish there)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _load_module(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------
+# what the cassettes say (our parser, on the recorded bytes)
+
+
+def chat_text(body: bytes) -> str:
+    return expected(body)[0]
+
+
+def body_through_event(body: bytes, n: int) -> bytes:
+    """The recorded body up to the end of event ``n`` (1-based), as a fault counting events cuts it."""
+    return body[: parse(body).events[n - 1].end]
+
+
+def content_span(name: str) -> tuple[float, float]:
+    """Recorded arrival (seconds from the request) of the first and the last event carrying text."""
+    resp = interaction(name).response
+    timed, _ = arrivals((c.at, c.data) for c in resp.chunks)
+    times = [at for frame, at in timed if getattr(frame, "data", "").startswith("{") and chat_text(frame.raw)]
+    return times[0], times[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures: browser, static pages, replay servers
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (pip install playwright)")
+    chromium = os.environ.get("SSEVCR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        _missing(f"no Chromium at {chromium} (apt-get install chromium, or set SSEVCR_CHROMIUM)")
+    pw = sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    except PlaywrightError:
+        pw.stop()
+        raise  # a browser that is there but cannot start is a failure, not a skip
+    yield b
+    b.close()
+    pw.stop()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 900, "height": 700})
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    p.set_default_timeout(15_000)
+    yield p
+    context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def static() -> Iterator[str]:
+    """The example pages, served by examples/chat-ui/serve.py on their own port (their own origin)."""
+    server: ThreadingHTTPServer = _load_module(CHAT_UI / "serve.py").start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wanted = os.environ.get("SSEVCR_SCREENSHOTS")
+    path = Path(wanted) if wanted else tmp_path_factory.mktemp("browser-screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def replay() -> Iterator[Callable[..., ServerThread]]:
+    """Start a replay server (a thread, CORS on, each interaction once) for an example cassette."""
+    started: list[ServerThread] = []
+
+    def start(name: str, *, timing: str = "original", faults: tuple[str, ...] = (),
+              cors: bool = True) -> ServerThread:
+        player = Player.create([example_path(name)], timing=timing, faults=list(faults))
+        server = ServerThread(player, cors=cors, log=lambda line: None).start()
+        started.append(server)
+        return server
+
+    yield start
+    for s in started:
+        s.close()
+
+
+class Replay:
+    """``ssevcr replay CASSETTE --cors --once ...`` as a child process; ``stop()`` -> its summary."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([SSEVCR, "replay", *args, "--cors", "--once", "--listen", "127.0.0.1:0"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        match = re.search(r"serving (http://127\.0\.0\.1:\d+)", line)
+        if not match:
+            self.proc.kill()
+            raise AssertionError(f"no ready line: {line!r} {self.proc.communicate()[1].decode()!r}")
+        self.url = match.group(1)
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=20)
+        assert self.proc.returncode == 0, err.decode()
+        return err.decode()
+
+
+@pytest.fixture
+def cli_replay() -> Iterator[Callable[..., Replay]]:
+    started: list[Replay] = []
+
+    def start(*args: str) -> Replay:
+        r = Replay(*args)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        if r.proc.poll() is None:
+            r.proc.kill()
+            r.proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# driving the pages
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # seconds since the click
+    state: str
+    text: str
+
+
+def open_chat(page: Any, static: str, api: str, **params: str) -> None:
+    page.goto(f"{static}/index.html?{urlencode({'api': api, **params})}")
+    page.wait_for_function("document.body.dataset.state === 'idle'")
+
+
+def watch(page: Any, button: str, *, shots: Path | None = None, name: str = "", limit: float = 15.0) -> list[Sample]:
+    """Click, then sample the rendered answer and the state until the page settles."""
+    read = "() => [document.body.dataset.state, document.getElementById('answer').textContent]"
+    samples: list[Sample] = []
+    t0 = time.monotonic()
+    page.click(button)
+    shot_taken = False
+    while True:
+        state, text = page.evaluate(read)
+        now = time.monotonic() - t0
+        samples.append(Sample(now, state, text))
+        if state in TERMINAL or now > limit:
+            break
+        if shots is not None and not shot_taken and state == "streaming" and len(text) > 40:
+            page.screenshot(path=str(shots / f"{name}-streaming.png"))
+            shot_taken = True
+        time.sleep(0.025)
+    return samples
+
+
+def stats(page: Any) -> dict[str, int]:
+    raw = page.evaluate("() => ({...document.getElementById('stats').dataset})")
+    return {k: int(v) for k, v in raw.items()}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+# ---------------------------------------------------------------------------------------------
+# fetch + ReadableStream
+
+
+def test_text_grows_with_the_recorded_timing(page: Any, static: str, cli_replay: Callable[..., Replay],
+                                             shots: Path) -> None:
+    body = interaction(OPENAI_CHAT).response.body
+    recorded = chat_text(body)
+    first_at, last_at = content_span(OPENAI_CHAT)
+    server = cli_replay(example_path(OPENAI_CHAT))  # timing original: what `ssevcr replay --cors` does
+    open_chat(page, static, server.url)
+    samples = watch(page, "#send", shots=shots, name="chat")
+    page.screenshot(path=str(shots / "chat-done.png"))
+
+    final = samples[-1]
+    assert final.state == "done", page.text_content("#detail")
+    assert final.text == recorded
+    # the page only ever appends: every sample is a prefix of every later one
+    for earlier, later in zip(samples, samples[1:], strict=False):
+        assert later.text.startswith(earlier.text), (earlier, later)
+    partial = sorted({s.text for s in samples if s.text and s.text != recorded}, key=len)
+    assert len(partial) >= 4, f"the text did not grow in steps: {[s.text[:20] for s in samples]}"
+    # the stream is paced as recorded, not delivered at once: no text before the first content
+    # event was due, and the text takes most of its recorded span to complete (load only delays)
+    first_seen = next(s.at for s in samples if s.text)
+    complete = next(s.at for s in samples if s.text == recorded)
+    assert first_seen >= 0.8 * first_at
+    assert complete - first_seen >= 0.5 * (last_at - first_at), (first_seen, complete, first_at, last_at)
+    summary = server.stop()
+    assert "1 play, 0 misses" in summary
+
+
+def test_truncated_stream_shows_the_aborted_state(page: Any, static: str, replay: Callable[..., ServerThread],
+                                                  shots: Path) -> None:
+    body = interaction(OPENAI_CHAT).response.body
+    server = replay(OPENAI_CHAT, faults=("truncate:after=5,end=abort",))
+    open_chat(page, static, server.url)
+    final = watch(page, "#send")[-1]
+    page.screenshot(path=str(shots / "chat-aborted.png"))
+    assert final.state == "aborted", page.text_content("#detail")
+    assert "mid-stream" in page.text_content("#detail")
+    assert server.player.plays[0].schedule.fired == ("truncate:after=5,end=abort",)
+    # What arrived stays on the page, as whole events. How much arrives is up to Chromium: it
+    # drops the bytes still unread when it learns the chunked body broke (here event 5, sent in
+    # the same instant as the close, in about one run out of three; under load, more).
+    seen = stats(page)
+    k = seen["events"]
+    assert 0 <= k <= 5
+    assert seen["bytes"] == (len(body_through_event(body, k)) if k else 0)
+    assert final.text == (chat_text(body_through_event(body, k)) if k else "")
+
+
+def test_stalled_stream_fires_the_page_timeout(page: Any, static: str, replay: Callable[..., ServerThread],
+                                               shots: Path) -> None:
+    body = interaction(OPENAI_CHAT).response.body
+    server = replay(OPENAI_CHAT, faults=("stall:before=3,for=forever",))
+    open_chat(page, static, server.url)
+    samples = watch(page, "#send")
+    page.screenshot(path=str(shots / "chat-timeout.png"))
+    final = samples[-1]
+    assert final.state == "timeout", page.text_content("#detail")
+    assert final.text == chat_text(body_through_event(body, 2))
+    # the page's own timer: 2 s after the last byte (event 2, recorded at ~0.45 s), never sooner
+    last_text_at = next(s.at for s in samples if s.text == final.text)
+    assert final.at >= PAGE_TIMEOUT + 0.8 * content_span(OPENAI_CHAT)[0]
+    assert final.at - last_text_at >= PAGE_TIMEOUT - 0.1
+    assert final.at < PAGE_TIMEOUT + 8  # loose: a loaded machine is slow, not stuck
+    # the page gave up for real: it aborted the request, and the server saw the connection go
+    assert wait_for(lambda: server.call(lambda: server.server.connections) == 0)
+
+
+@pytest.mark.parametrize("faults", [("rechunk:size=1",), ("rechunk:size=1", "slow:bps=6000")],
+                         ids=["rechunk-1", "rechunk-1-slow"])
+def test_one_byte_chunks_render_exactly_the_recorded_text(page: Any, static: str, shots: Path,
+                                                          replay: Callable[..., ServerThread],
+                                                          faults: tuple[str, ...]) -> None:
+    body = interaction(OPENAI_CHAT).response.body
+    server = replay(OPENAI_CHAT, timing="instant" if len(faults) > 1 else "original", faults=faults)
+    open_chat(page, static, server.url)
+    final = watch(page, "#send")[-1]
+    page.screenshot(path=str(shots / f"chat-{'-'.join(f.split(':')[0] for f in faults)}-done.png"))
+    assert final.state == "done", page.text_content("#detail")
+    assert final.text == chat_text(body)
+    schedule = server.player.plays[0].schedule
+    assert set(faults) <= set(schedule.fired)
+    assert all(len(step.data) == 1 for step in schedule.steps)  # the server really sent 1-byte chunks
+    seen = stats(page)
+    assert seen["bytes"] == len(body) and seen["events"] == len(parse(body).events)
+    # 1-byte chunks due at the same instant go out in one write and Chromium reads them at once;
+    # paced by slow:bps (1/6000 s a byte) they reach the page a few bytes per read
+    if "slow" in faults[-1]:
+        assert seen["splitReads"] > seen["events"], seen
+
+
+def test_provider_error_event_shows_the_provider_state(page: Any, static: str, shots: Path,
+                                                       replay: Callable[..., ServerThread]) -> None:
+    body = interaction(OPENAI_CHAT).response.body
+    server = replay(OPENAI_CHAT, timing="scale:0.3", faults=("error:after=6,message=The server is overloaded",))
+    open_chat(page, static, server.url)
+    final = watch(page, "#send")[-1]
+    page.screenshot(path=str(shots / "chat-provider-error.png"))
+    assert final.state == "provider"
+    assert page.text_content("#detail") == "The server is overloaded"
+    assert final.text == chat_text(body_through_event(body, 6))
+
+
+def test_missing_done_shows_the_incomplete_state(page: Any, static: str, shots: Path,
+                                                 replay: Callable[..., ServerThread]) -> None:
+    body = interaction(OPENAI_CHAT).response.body
+    assert parse(body).events[-1].data == "[DONE]"
+    server = replay(OPENAI_CHAT, timing="instant", faults=("drop:event=last",))
+    open_chat(page, static, server.url)
+    final = watch(page, "#send")[-1]
+    page.screenshot(path=str(shots / "chat-incomplete.png"))
+    assert final.state == "incomplete"
+    assert page.text_content("#detail") == "the stream ended without [DONE]"
+    assert final.text == chat_text(body)  # every text event came; only the end marker is missing
+
+
+def test_without_cors_the_browser_refuses_the_stream(page: Any, static: str, shots: Path,
+                                                     replay: Callable[..., ServerThread]) -> None:
+    server = replay(OPENAI_CHAT, timing="instant", cors=False)
+    open_chat(page, static, server.url)
+    final = watch(page, "#send")[-1]
+    page.screenshot(path=str(shots / "chat-network-error.png"))
+    assert final.state == "network"
+    assert final.text == ""
+    assert server.player.plays == []  # the preflight was refused: the POST never went out
+
+
+def test_a_request_the_cassette_lacks_shows_the_miss(page: Any, static: str, shots: Path,
+                                                     replay: Callable[..., ServerThread]) -> None:
+    server = replay(OPENAI_CHAT, timing="instant")
+    open_chat(page, static, server.url)
+    page.fill("#prompt", "What's the weather like in Paris?")
+    final = watch(page, "#send")[-1]
+    page.screenshot(path=str(shots / "chat-miss.png"))
+    assert final.state == "http"
+    detail = page.text_content("#detail")
+    assert detail.startswith("HTTP 404: ssevcr: no recorded interaction")
+    assert "Paris" in detail and len(server.player.misses) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# EventSource
+
+
+def event_rows(page: Any) -> list[tuple[str, str]]:
+    rows = page.evaluate("() => [...document.querySelectorAll('#events li')]"
+                         ".map(li => [li.dataset.type, li.querySelector('code').textContent])")
+    return [(t, d) for t, d in rows]
+
+
+def test_eventsource_page_renders_the_events_of_its_cassette(page: Any, static: str, shots: Path,
+                                                             cli_replay: Callable[..., Replay]) -> None:
+    resp = interaction(EVENTSOURCE).response
+    events = parse(resp.body).events
+    server = cli_replay(example_path(EVENTSOURCE))
+    page.goto(f"{static}/eventsource.html?{urlencode({'api': server.url})}")
+    page.click("#start")
+    page.wait_for_function("['done', 'aborted', 'provider'].includes(document.body.dataset.state)")
+    page.screenshot(path=str(shots / "eventsource-done.png"), full_page=True)
+    assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#detail")
+    assert event_rows(page) == [(e.type, e.data) for e in events]
+    deltas = [json.loads(e.data)["delta"] for e in events if e.type == "content_block_delta"]
+    assert page.text_content("#answer") == "".join(d["text"] for d in deltas if d["type"] == "text_delta")
+    summary = server.stop()
+    assert "1 play, 0 misses" in summary  # one GET that matched, no reconnect
+
+
+def test_eventsource_page_stops_on_a_cut_stream(page: Any, static: str, shots: Path,
+                                                replay: Callable[..., ServerThread]) -> None:
+    events = parse(interaction(EVENTSOURCE).response.body).events
+    server = replay(EVENTSOURCE, timing="instant", faults=("truncate:after=4,end=close",))
+    page.goto(f"{static}/eventsource.html?{urlencode({'api': server.url})}")
+    page.click("#start")
+    page.wait_for_function("['done', 'aborted', 'provider'].includes(document.body.dataset.state)")
+    page.screenshot(path=str(shots / "eventsource-aborted.png"), full_page=True)
+    assert page.evaluate("document.body.dataset.state") == "aborted"
+    assert event_rows(page) == [(e.type, e.data) for e in events[:4]]
+    assert len(server.player.plays) == 1
+
+
+def test_eventsource_page_tells_the_provider_error_event_from_a_broken_connection(
+        page: Any, static: str, shots: Path, replay: Callable[..., ServerThread]) -> None:
+    events = parse(interaction(EVENTSOURCE).response.body).events
+    server = replay(EVENTSOURCE, timing="instant", faults=("error:after=3,message=Overloaded",))
+    page.goto(f"{static}/eventsource.html?{urlencode({'api': server.url})}")
+    page.click("#start")
+    page.wait_for_function("['done', 'aborted', 'provider'].includes(document.body.dataset.state)")
+    page.screenshot(path=str(shots / "eventsource-provider-error.png"), full_page=True)
+    assert page.evaluate("document.body.dataset.state") == "provider"
+    assert page.text_content("#detail") == "Overloaded"
+    rows = event_rows(page)
+    assert rows[:3] == [(e.type, e.data) for e in events[:3]]
+    assert [t for t, _ in rows[3:]] == ["error"]  # Anthropic's own error event, as the fault injects it
+
+
+# ---------------------------------------------------------------------------------------------
+# the page's SSE decoder, in the browser, on the WHATWG/WPT cases ssevcr's parser passes
+
+
+def test_page_decoder_passes_the_conformance_cases(page: Any, static: str) -> None:
+    """The same cases as tests/test_sse.py (parsing cases only), fed to examples/chat-ui/sse.js
+    whole, one byte at a time and in the case's own chunking."""
+    cases = [c for c in json.loads(CONFORMANCE.read_text("utf-8")) if not c["expected_fail_connection"]]
+    runs = []
+    for c in cases:
+        data = base64.b64decode(c["input_bytes_b64"])
+        chunkings = {"whole": [data], "bytewise": [data[i : i + 1] for i in range(len(data))]}
+        if c["chunks_b64"] is not None:
+            chunkings["chunked"] = [base64.b64decode(x) for x in c["chunks_b64"]]
+        for mode, chunks in chunkings.items():
+            runs.append({"id": f"{c['id']}-{mode}", "initial": c["initial_last_event_id"],
+                         "chunks": [list(ch) for ch in chunks]})
+    page.goto(f"{static}/index.html")
+    results = page.evaluate(
+        """async (runs) => {
+             const { SSEDecoder } = await import('./sse.js');
+             return runs.map((run) => {
+               const d = new SSEDecoder(run.initial);
+               const events = [];
+               for (const chunk of run.chunks) events.push(...d.decode(new Uint8Array(chunk)));
+               events.push(...d.flush());
+               return { id: run.id, events: events.map((e) => [e.type, e.data, e.lastEventId]),
+                        lastEventId: d.lastEventId, retry: d.retry };
+             });
+           }""",
+        runs,
+    )
+    by_id = {r["id"]: r for r in results}
+    assert len(by_id) == len(runs) >= 2 * len(cases)
+    for c in cases:
+        want = [[e["type"], e["data"], e["lastEventId"]] for e in c["expected_events"]]
+        state = c["expected_final_state"]
+        for run_id in (r["id"] for r in runs if r["id"].rsplit("-", 1)[0] == c["id"]):
+            got = by_id[run_id]
+            assert got["events"] == want, run_id
+            assert (got["lastEventId"], got["retry"]) == (state["last_event_id"], state["reconnection_time_ms"]), run_id
+
+
+# ---------------------------------------------------------------------------------------------
+# the EventSource cassette (no browser needed)
+
+
+def test_eventsource_cassette_rebuilds_identically_from_anthropic_text(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, str(CHAT_UI / "build_eventsource_cassette.py"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    built = tmp_path / f"{EVENTSOURCE}.msgpack"
+    assert built.read_bytes() == (EXAMPLES / f"{EVENTSOURCE}.msgpack").read_bytes()
+    it, source = interaction(EVENTSOURCE), interaction("anthropic-text")
+    assert it.response == source.response  # the same bytes, chunking and synthesized timing
+    assert (it.request.method, it.request.body) == ("GET", b"")
+    from ssevcr import codec
+
+    meta = codec.load(built).meta
+    assert meta["timing"] == "synthesized" and "synthesized" in meta["request"]
