@@ -412,8 +412,8 @@ def main() -> None:
     request = request_bytes(interaction.request)
     recorded = list(interaction.response.chunk_at)
     body = interaction.response.body
-    print(f"# ssevcr replay server benchmarks  ({time.strftime('%Y-%m-%d')}, {platform.python_version()}, "
-          f"{os.cpu_count()} cores, {platform.machine()})")
+    print(f"# ssevcr replay server benchmarks  ({time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, "
+          f"{os.cpu_count()} cores, {platform.machine()}, load average {os.getloadavg()[0]:.2f} at start)")
     print(f"cassette: {CASSETTE.name} ({len(recorded)} chunks, {len(body)} bytes, {interaction.response.end.at:.2f} s)")
 
     rounds = 3 if args.quick else 8
@@ -434,7 +434,6 @@ def section_fidelity(quick: bool, rounds: int, request: bytes, recorded: list[fl
             print(f"  {streams:4d} stream{'s' if streams > 1 else ' '} {label:21s} p50 {r['p50'] * 1e3:6.3f} ms  "
                   f"p99 {r['p99'] * 1e3:6.3f} ms  max {r['max'] * 1e3:6.2f} ms  ({r['n']} gaps, "
                   f"{r['failures']} failures, server CPU {r['cpu'] / r['wall'] * 100:.0f}%)")
-
 
 
 def long_stream(path: Path, events: int) -> None:

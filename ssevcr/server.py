@@ -294,12 +294,15 @@ class _Connection(asyncio.Protocol):
             return self._simple(204, [*cors, *self.server.preflight_headers(request)], b"")
         try:
             play = self.server.player.play(request)
+            self.server.head_of(play.schedule)  # a head HTTP/1.1 cannot carry fails here, not mid-answer
         except NoMatchError as e:
             self.server.log(str(e))
             return self._simple(MISS_STATUS, [*cors, (b"x-ssevcr-miss", b"true")], miss_body(str(e)))
-        except SsevcrError as e:
-            self.server.log(f"ssevcr: cannot replay {request.method} {request.url}: {e}")
-            return self._simple(400, cors, miss_body(str(e)))
+        except (SsevcrError, h11.LocalProtocolError) as e:
+            why = str(e) if isinstance(e, SsevcrError) else f"the recorded response head is not valid HTTP/1.1 ({e})"
+            message = f"ssevcr: cannot replay {request.method} {request.url}: {why}"
+            self.server.log(message)
+            return self._simple(400, cors, miss_body(message))
         return await self._follow(play.schedule, t0, cors, head_only=request.method == "HEAD")
 
     def _simple(self, status: int, extra: RawHeaders, body: bytes) -> bool:

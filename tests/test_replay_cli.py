@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -214,23 +215,31 @@ def _mitmdump() -> str | None:
 def test_proxy_mode_serves_forward_proxy_clients_without_network(replays: list[Replay], tmp_path: Path) -> None:
     chat = interaction(OPENAI_CHAT)
     r = Replay(example_path(OPENAI_CHAT), "--listen", "127.0.0.1:0", "--proxy", "--timing", "scale:0.2",
-               "--fault", "truncate:after=2,end=abort,on=/v1/embeddings", "--confdir", str(tmp_path / "mitm"))
+               "--fault", "truncate:after=2,end=abort,times=1", "--confdir", str(tmp_path / "mitm"))
     replays.append(r)
     match = re.search(r"proxy (http://127\.0\.0\.1:\d+), CA (\S+?)\)", r.line)
     assert match, r.line
     proxy, ca = match.groups()
     assert Path(ca).is_file()
     with httpx2.Client(proxy=proxy, verify=ssl.create_default_context(cafile=ca), timeout=20) as client:
-        with client.stream("POST", chat.request.url, content=chat.request.body) as response:  # https://api.openai.com
+        # the fault behaves as without the proxy: an incomplete chunked read after two events
+        with pytest.raises(httpx2.RemoteProtocolError, match="incomplete chunked read"), client.stream(
+                "POST", chat.request.url, content=chat.request.body) as response:  # https://api.openai.com
+            for _ in response.iter_raw():
+                pass
+        pieces: list[tuple[float, bytes]] = []
+        with client.stream("POST", chat.request.url, content=chat.request.body) as response:
             assert response.status_code == 200
-            body = b"".join(response.iter_raw())
-        assert body == chat.response.body
+            pieces += [(time.monotonic(), piece) for piece in response.iter_raw()]
+        assert b"".join(p for _, p in pieces) == chat.response.body
+        # streamed, not buffered by the proxy: at scale 0.2 the last chunk comes ~0.2 s after the first
+        assert pieces[-1][0] - pieces[0][0] > 0.1
         miss = client.post("https://api.openai.com/v1/embeddings", json={"input": "x"})
         assert miss.status_code == 404
         # the miss names the URL the client asked for (the proxy passes it on)
         assert "matches POST https://api.openai.com/v1/embeddings" in miss.json()["error"]["message"]
     assert r.stop() == 0
-    assert "1 play, 1 miss" in r.stderr
+    assert "2 plays, 1 miss" in r.stderr and "truncate:after=2,end=abort,times=1 (1 time)" in r.stderr
 
 
 @pytest.mark.skipif(_mitmdump() is None, reason="no mitmdump (bootstrap creates .venv-mitmproxy)")

@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -136,6 +136,15 @@ def test_content_length_body_is_not_chunked(serve: Callable[..., Served]) -> Non
     assert r.header(b"content-length") == b"11" and r.header(b"transfer-encoding") is None
     assert r.wire.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n")
     assert r.body == b'{"data":[]}'
+
+
+def test_a_recorded_head_http11_cannot_carry_is_a_clear_400(serve: Callable[..., Served]) -> None:
+    good = json_interaction()
+    bad = replace(good, response=replace(good.response, headers=(("X-Broken", "a\nb"),)))
+    server = serve(Cassette((bad,)), timing="instant")
+    r = raw_request(server.url, bad.request)
+    assert r.status == 400 and b"not valid HTTP/1.1" in r.body and r.header(b"x-should-retry") == b"false"
+    assert server.logs and "not valid HTTP/1.1" in server.logs[0]
 
 
 def test_keep_alive_and_pipelining(serve: Callable[..., Served]) -> None:
