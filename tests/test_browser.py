@@ -306,10 +306,9 @@ def test_stalled_stream_fires_the_page_timeout(page: Any, static: str, replay: C
     final = samples[-1]
     assert final.state == "timeout", page.text_content("#detail")
     assert final.text == chat_text(body_through_event(body, 2))
-    # the page's own timer: 2 s after the last byte (event 2, recorded at ~0.45 s), never sooner
-    last_text_at = next(s.at for s in samples if s.text == final.text)
+    # the page's own timer: 2 s after the last byte (event 2, due ~0.45 s after the request),
+    # never sooner (a sample can only see it later)
     assert final.at >= PAGE_TIMEOUT + 0.8 * content_span(OPENAI_CHAT)[0]
-    assert final.at - last_text_at >= PAGE_TIMEOUT - 0.1
     assert final.at < PAGE_TIMEOUT + 8  # loose: a loaded machine is slow, not stuck
     # the page gave up for real: it aborted the request, and the server saw the connection go
     assert wait_for(lambda: server.call(lambda: server.server.connections) == 0)
