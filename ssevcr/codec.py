@@ -56,6 +56,7 @@ __all__ = [
     "locked",
     "save",
     "update",
+    "write_atomic",
 ]
 
 FORMAT = "ssevcr"
@@ -159,7 +160,9 @@ def _create_temp(directory: str) -> tuple[int, str]:
             continue
 
 
-def _atomic_write(path: str, data: bytes, *, fsync: bool = True) -> None:
+def write_atomic(path: str, data: bytes, *, fsync: bool = True) -> None:
+    """Write a file so that readers see the old content or the new, never a part (temp file in
+    the same directory, then rename); a replaced file keeps its mode."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = _create_temp(directory)
@@ -183,7 +186,7 @@ def save(cassette: Cassette, path: str | os.PathLike[str], *, fsync: bool = True
     always a whole cassette, the old one or the new one."""
     p = os.fspath(path)
     try:
-        _atomic_write(p, dumps(cassette), fsync=fsync)
+        write_atomic(p, dumps(cassette), fsync=fsync)
     except OSError as e:
         raise CassetteError(p, f"cannot be written: {e.strerror or e}") from None
 

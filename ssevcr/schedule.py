@@ -19,12 +19,11 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import providers
-from .cassette import Headers, Outcome, Response
+from .cassette import Headers, Outcome, Response, decode_content
 from .errors import ConfigError
 from .faults import (
     Corrupt,
@@ -167,25 +166,6 @@ def _corrupt(raw: bytes, how: str, rng: random.Random) -> bytes:
     return raw[:start] + broken + raw[end:]
 
 
-def _decode_pieces(pieces: list[tuple[float, bytes]], encoding: str) -> list[tuple[float, bytes]] | None:
-    """Decompress gzip/deflate chunk by chunk, keeping each chunk's time; None if unsupported."""
-    if encoding in ("gzip", "x-gzip"):
-        d = zlib.decompressobj(wbits=31)
-    elif encoding == "deflate":
-        d = zlib.decompressobj(wbits=47)
-    else:
-        return None
-    out = []
-    try:
-        for at, data in pieces:
-            out.append((at, d.decompress(data)))
-        if out:
-            out[-1] = (out[-1][0], out[-1][1] + d.flush())
-    except zlib.error:
-        return None
-    return out
-
-
 def _hostile_boundaries(body: bytes) -> list[int]:
     """Split points a careless line-buffering client gets wrong: between CR and LF, inside UTF-8
     characters, right after a field's colon, and between the two line endings of a blank line."""
@@ -258,7 +238,7 @@ def build(
     # --- a compressed body: event faults need the decoded bytes (then served without encoding)
     encoding = response.content_encoding
     if event_faults and encoding != "identity":
-        decoded = _decode_pieces(recorded, encoding)
+        decoded = decode_content(recorded, encoding)
         if decoded is None:
             skipped += [f"{f}: the body is {encoding}-encoded and cannot be decoded here" for f in event_faults]
             event_faults = []

@@ -14,8 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .cassette import Interaction, Response
-from .schedule import _decode_pieces
+from .cassette import Interaction, Response, decode_content
 from .sse import Event, Frame, parse
 
 __all__ = [
@@ -115,7 +114,7 @@ def decoded_pieces(response: Response) -> tuple[Pieces, str | None]:
 def decode(pieces: Pieces, encoding: str) -> tuple[Pieces, str | None]:
     if encoding == "identity" or not pieces:
         return pieces, None
-    decoded = _decode_pieces(pieces, encoding)
+    decoded = decode_content(pieces, encoding)
     if decoded is None:
         return pieces, f"the body is {encoding}-encoded and could not be decoded; shown as recorded"
     return decoded, None

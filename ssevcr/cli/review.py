@@ -284,7 +284,7 @@ def _print_events(st: InteractionStats, body: bytes) -> None:
 
 def _write_text(path: str, text: str) -> None:
     try:
-        codec._atomic_write(path, text.encode("utf-8"), fsync=False)
+        codec.write_atomic(path, text.encode("utf-8"), fsync=False)
     except OSError as e:
         raise click.ClickException(f"cannot write {path!r}: {e.strerror or e}") from None
 
