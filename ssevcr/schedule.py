@@ -317,6 +317,7 @@ def build(
     # --- walk the body: kept ranges (with their chunk times), literals and markers
     items: list[_Piece | _Marker] = []
     cut: str | None = None
+    cut_at = response.end.at
 
     def keep(a: int, b: int) -> None:
         if a >= b:
@@ -346,6 +347,8 @@ def build(
             cursor = op.end
         else:
             cut = op.how
+            # the connection dies when the first byte not sent would have arrived
+            cut_at = time_at(op.pos) if op.pos < len(body) else response.end.at
             break
     if cut is None:
         keep(cursor, len(body))
@@ -356,6 +359,7 @@ def build(
             it.at = tmap.get(it.at, it.at)
     headers_at = tmap[response.headers_at]
     end_at = tmap[response.end.at]
+    cut_at = tmap.get(cut_at, cut_at)
 
     # --- byte-level faults: truncate:byte, rechunk, stall shifts, slow
     for bf in faults:
@@ -372,8 +376,10 @@ def build(
         for it in items:
             if isinstance(it, _Piece):
                 if sent >= limit:
+                    cut_at = it.at
                     break
                 if sent + len(it.data) > limit:
+                    cut_at = it.at
                     it = _Piece(it.at, it.data[: limit - sent])
                 sent += len(it.data)
             kept_items.append(it)
@@ -424,11 +430,11 @@ def build(
     if hang_at is not None:
         end = Hang(max(hang_at, last))
     elif cut == "close":
-        end = Close(last)
+        end = Close(max(last, cut_at + shift))
     elif cut == "abort":
-        end = Abort(last)
+        end = Abort(max(last, cut_at + shift))
     elif cut == "reset":
-        end = Reset(last)
+        end = Reset(max(last, cut_at + shift))
     elif response.end.outcome == Outcome.UPSTREAM_ERROR:
         end = Abort(max(end_at, last))
     else:
