@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import anthropic
 import httpx
@@ -52,8 +53,22 @@ SECRET_ANT = "sk-ant-test-" + uuid.uuid4().hex
 # the recorder, as a user runs it
 
 
+def _descendants(pid: int) -> list[int]:
+    out = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                out += [int(child), *_descendants(int(child))]
+    except OSError:
+        pass
+    return out
+
+
 class RecordCLI:
-    """``ssevcr record CASSETTE --listen 127.0.0.1:0 ...`` as a subprocess."""
+    """``ssevcr record CASSETTE --listen 127.0.0.1:0 ...`` as a subprocess. One a test leaves
+    running (a failed assertion) is killed, with its mitmdump and command, after the test."""
+
+    live: ClassVar[list[RecordCLI]] = []
 
     def __init__(self, cassette: Path, *args: str, confdir: Path, timeout: float = 30.0) -> None:
         self.cassette = cassette
@@ -73,6 +88,7 @@ class RecordCLI:
         self.proc = subprocess.Popen(
             self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
         )
+        RecordCLI.live.append(self)
         self.stderr: list[str] = []
         self.stdout: list[str] = []
         self._err_thread = threading.Thread(
@@ -92,8 +108,7 @@ class RecordCLI:
         self._out_thread = threading.Thread(target=first_line, daemon=True)
         self._out_thread.start()
         if not got.wait(timeout) or not ready[0]:
-            self.proc.kill()
-            self.proc.wait()
+            self.kill()
             raise AssertionError(f"recorder not ready: stderr={''.join(self.stderr)!r}")
         self.ready_line = ready[0].strip()
         m = re.search(r"http://[\w.:\[\]]+", self.ready_line)
@@ -110,8 +125,9 @@ class RecordCLI:
         children = []
         for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
             children += (task / "children").read_text().split()
-        assert len(children) == 1, children
-        return int(children[0])
+        mitm = [c for c in children if b"mitmdump" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(mitm) == 1, children
+        return int(mitm[0])
 
     def recorded(self, test_id: str, timeout: float = 20.0) -> Interaction:
         """Wait until the interaction of the request with ``x-test-id: test_id`` is on disk."""
@@ -133,12 +149,38 @@ class RecordCLI:
         return rc
 
     def close(self) -> None:
-        """After the process ended: finish reading its output and close the pipes."""
-        self._err_thread.join(5)
-        self._out_thread.join(5)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
+        """After the process ended: finish reading its output and close the pipes (not one a
+        reader still waits on: a leftover grandchild may hold it open)."""
+        if self in RecordCLI.live:
+            RecordCLI.live.remove(self)
+        for thread, pipe in (
+            (self._err_thread, self.proc.stderr),
+            (self._out_thread, self.proc.stdout),
+        ):
+            thread.join(5)
+            if pipe is not None and not thread.is_alive():
                 pipe.close()
+
+    def kill(self) -> None:
+        """Last resort: SIGKILL the CLI, its mitmdump and its command."""
+        for pid in [*_descendants(self.proc.pid), self.proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.proc.wait(10)
+        self.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_recorder_outlives_its_test() -> Iterator[None]:
+    before = list(RecordCLI.live)
+    yield
+    for rec in [r for r in RecordCLI.live if r not in before]:
+        if rec.proc.poll() is None:
+            rec.kill()
+        else:
+            rec.close()
 
 
 def run_curl(args: list[str]) -> tuple[list[float], bytes]:
@@ -1070,4 +1112,54 @@ def test_missing_mitmdump_says_how_to_install_it(tmp_path: Path) -> None:
         line.startswith("Error: mitmdump not found")
         and "ssevcr[record]" in line
         and "SSEVCR_MITMDUMP" in line
+    )
+
+
+def test_reverse_https_upstream_is_verified_unless_told_otherwise(
+    tmp_path: Path, confdir: Path, upstream_tls: Upstream
+) -> None:
+    cassette = tmp_path / "tls.msgpack"
+    rec = RecordCLI(cassette, "--upstream", upstream_tls.url, confdir=confdir)
+    try:
+        r = httpx.get(f"{rec.url}/v1/models", headers=steer(tid(), json="1"), timeout=20)
+        assert r.status_code == 502  # self-signed upstream refused: verification is on by default
+    finally:
+        assert rec.stop() == 0
+    assert not cassette.exists()
+    assert any("/v1/models ---" in line and "no_response" in line for line in rec.stderr), (
+        rec.stderr
+    )
+    rec = RecordCLI(
+        cassette, "--upstream", upstream_tls.url, "--insecure-upstream", confdir=confdir
+    )
+    try:
+        t, fixture = tid(), "openai-responses/function_call.sse"
+        args = ["curl", "-sN", f"{rec.url}/v1/responses", "--json", "{}"]
+        for k, v in steer(t, fixture).items():
+            args += ["-H", f"{k}: {v}"]
+        times, got = run_curl(args)
+        assert got == fixture_body(fixture)
+        inter = rec.recorded(t)
+        check_stream(inter, upstream_tls.exchange(t), times)
+        assert inter.request.url == f"{upstream_tls.url}/v1/responses"
+    finally:
+        assert rec.stop() == 0
+
+
+def test_sigterm_reaches_the_command_and_its_exit_code_is_returned(
+    tmp_path: Path, confdir: Path
+) -> None:
+    rec = RecordCLI(
+        tmp_path / "t.msgpack",
+        "--",
+        "sh",
+        "-c",
+        'trap "exit 5" TERM; while :; do sleep 0.05; done',
+        confdir=confdir,
+    )
+    child = rec.mitmdump_pid()
+    assert rec.stop(signal.SIGTERM) == 5
+    assert (
+        not Path(f"/proc/{child}").exists()
+        or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
     )

@@ -117,33 +117,36 @@ class _Signals:
             signal.signal(sig, old)
 
 
-def _run_command(command: Sequence[str], env: dict[str, str], proxy: Mitmdump) -> int:
+def _run_command(
+    command: Sequence[str], env: dict[str, str], proxy: Mitmdump, signals: _Signals
+) -> int:
     """Run CMD in our process group (the terminal's Ctrl-C reaches it directly); forward
     SIGTERM to it; stop when it exits. Returns its exit code (128+N when killed by signal N)."""
+    if signals.received:  # stopped before the command could start
+        return 128 + signals.received[0]
     try:
         child = subprocess.Popen(list(command), env=env)
     except OSError as e:
         raise click.ClickException(f"cannot run {command[0]!r}: {e.strerror or e}") from None
-    with _Signals() as signals:
-        while True:
+    while True:
+        try:
+            code = child.wait(0.1)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        while signals.received:
+            signum = signals.received.pop(0)
+            if signum != signal.SIGINT:  # SIGINT: the terminal already sent it to CMD
+                child.send_signal(signum)
+        if not proxy.running:
+            click.echo("Error: mitmdump stopped unexpectedly; stopping the command", err=True)
+            child.terminate()
             try:
-                code = child.wait(0.1)
-                break
+                child.wait(10)
             except subprocess.TimeoutExpired:
-                pass
-            while signals.received:
-                signum = signals.received.pop(0)
-                if signum != signal.SIGINT:  # SIGINT: the terminal already sent it to CMD
-                    child.send_signal(signum)
-            if not proxy.running:
-                click.echo("Error: mitmdump stopped unexpectedly; stopping the command", err=True)
-                child.terminate()
-                try:
-                    child.wait(10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
-                return 1
+                child.kill()
+                child.wait()
+            return 1
     return code if code >= 0 else 128 - code
 
 
@@ -279,33 +282,34 @@ def record_command(
         on_line=on_line,
     )
     code = 0
-    try:
-        ready = proxy.start()
-        forward = upstream is None
-        if forward:
-            click.echo(
-                f"CA certificate: {ready.ca_cert}\n"
-                f"  Trust it in the client: SSL_CERT_FILE / REQUESTS_CA_BUNDLE / NODE_EXTRA_CA_CERTS={ready.ca_cert},\n"
-                f"  curl --cacert {ready.ca_cert}; proxy: HTTPS_PROXY={ready.url} (`-- CMD` sets all of these).",
-                err=True,
-            )
-            click.echo(f"Recording on {ready.url} (forward proxy) into {cassette}")
-        else:
-            click.echo(
-                f"Recording on {ready.url} (reverse proxy to {check_upstream(upstream or '')}) into {cassette}"
-            )
-        sys.stdout.flush()
-        if command:
-            code = _run_command(command, proxy_env(ready, forward=forward), proxy)
-        else:
-            with _Signals() as signals:
-                while not signals.event.wait(0.2):
+    # signals are caught from before mitmdump starts: a SIGTERM at any moment stops it cleanly
+    with _Signals() as signals:
+        try:
+            ready = proxy.start()
+            forward = upstream is None
+            if forward:
+                click.echo(
+                    f"CA certificate: {ready.ca_cert}\n"
+                    f"  Trust it in the client: SSL_CERT_FILE / REQUESTS_CA_BUNDLE / NODE_EXTRA_CA_CERTS={ready.ca_cert},\n"
+                    f"  curl --cacert {ready.ca_cert}; proxy: HTTPS_PROXY={ready.url} (`-- CMD` sets all of these).",
+                    err=True,
+                )
+                click.echo(f"Recording on {ready.url} (forward proxy) into {cassette}")
+            else:
+                click.echo(
+                    f"Recording on {ready.url} (reverse proxy to {check_upstream(upstream or '')}) into {cassette}"
+                )
+            sys.stdout.flush()
+            if command:
+                code = _run_command(command, proxy_env(ready, forward=forward), proxy, signals)
+            else:
+                while not signals.received and not signals.event.wait(0.2):
                     if not proxy.running:
                         raise SsevcrError(
                             f"mitmdump stopped unexpectedly (exit code {proxy.process.returncode if proxy.process else '?'})"
                         )
-    finally:
-        proxy.stop()
+        finally:
+            proxy.stop()
     click.echo(f"Saved {saved[0]} exchange{'s' if saved[0] != 1 else ''} to {cassette}", err=True)
     if code:
         click.get_current_context().exit(code)
