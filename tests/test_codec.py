@@ -35,11 +35,7 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 
 def _provider_body() -> bytes:
-    for base in (FIXTURES / "providers", Path("/work/shared/fixtures/providers")):
-        path = base / "anthropic" / "text.sse"
-        if path.exists():
-            return path.read_bytes()
-    raise AssertionError("anthropic/text.sse fixture not found")
+    return (FIXTURES / "providers" / "anthropic" / "text.sse").read_bytes()
 
 
 def real_cassette() -> Cassette:

@@ -19,8 +19,6 @@ from ssevcr.sse import parse
 from ssevcr.timing import parse_timing
 
 PROVIDERS = Path(__file__).parent / "fixtures" / "providers"
-if not PROVIDERS.exists():  # while the fixtures are being copied in
-    PROVIDERS = Path("/work/shared/fixtures/providers")
 
 SSE = "text/event-stream; charset=utf-8"
 

@@ -14,7 +14,6 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -403,10 +402,6 @@ def test_well_formed_streams_mean_what_they_say(
 # real provider streams (tests/fixtures/providers; see PROVENANCE.md there)
 
 PROVIDERS = FIXTURES / "providers"
-if not (
-    PROVIDERS / "PROVENANCE.md"
-).exists():  # the copy into tests/fixtures may not have landed yet
-    PROVIDERS = Path("/work/shared/fixtures/providers")
 
 _SECTION = re.compile(r"^### `([^`]+)`$(.*?)(?=^### |\Z)", re.M | re.S)
 _CHECKED = re.compile(

@@ -37,8 +37,6 @@ from ssevcr.sse import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS = ROOT / "tests" / "fixtures" / "providers"
-if not PROVIDERS.is_dir():  # pragma: no cover - before the fixtures were copied
-    PROVIDERS = Path("/work/shared/fixtures/providers")
 
 
 def fixture_names() -> list[str]:
