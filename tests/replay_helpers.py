@@ -65,6 +65,8 @@ def expected(body: bytes) -> tuple[str, dict[int, str], int]:
                     args[call["index"]] += (call.get("function") or {}).get("arguments") or ""
         elif data.get("type") == "response.output_text.delta":
             text += data["delta"]
+        elif data.get("type") == "response.function_call_arguments.delta":
+            args[data["output_index"]] += data["delta"]
         elif data.get("type") == "content_block_delta":
             delta = data["delta"]
             if delta["type"] == "text_delta":

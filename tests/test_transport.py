@@ -18,6 +18,7 @@ import httpx
 import httpx2
 import openai
 import pytest
+import replay_helpers
 
 from ssevcr import NoMatchError, ReplayTransport, codec
 from ssevcr.cassette import Cassette
@@ -36,28 +37,8 @@ def params(cassette: Cassette) -> dict[str, Any]:
 
 def expected(cassette: Cassette) -> tuple[str, dict[int, str]]:
     """Text and tool-call arguments (by index) derived from the recorded bytes by our parser."""
-    text, args = "", defaultdict(str)
-    for event in parse(cassette.interactions[0].response.body).events:
-        if event.data == "[DONE]":
-            continue
-        data = json.loads(event.data)
-        if data.get("object") == "chat.completion.chunk":
-            for choice in data["choices"]:
-                delta = choice.get("delta") or {}
-                text += delta.get("content") or ""
-                for call in delta.get("tool_calls") or []:
-                    args[call["index"]] += (call.get("function") or {}).get("arguments") or ""
-        elif data.get("type") == "response.output_text.delta":
-            text += data["delta"]
-        elif data.get("type") == "response.function_call_arguments.delta":
-            args[data["output_index"]] += data["delta"]
-        elif data.get("type") == "content_block_delta":
-            delta = data["delta"]
-            if delta["type"] == "text_delta":
-                text += delta["text"]
-            elif delta["type"] == "input_json_delta":
-                args[data["index"]] += delta["partial_json"]
-    return text, dict(args)
+    text, args, _ = replay_helpers.expected(cassette.interactions[0].response.body)
+    return text, args
 
 
 def openai_client(transport: ReplayTransport, *, asynchronous: bool = False, **kw: Any) -> Any:
