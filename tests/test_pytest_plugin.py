@@ -284,7 +284,8 @@ def test_record_once_then_replay_with_the_upstream_stopped(inner: tuple[pytest.P
 
     # a miss fails the test with the explanation, even when the SDK swallowed it
     pytester.makepyfile(test_miss=MISS_TESTS)
-    result = pytester.runpytest("test_miss.py", "-p", "no:cacheprovider")
+    # -rN: no short summary (under CI=... pytest prints it untruncated, repeating each message)
+    result = pytester.runpytest("test_miss.py", "-p", "no:cacheprovider", "-rN")
     result.assert_outcomes(failed=4)
     out = result.stdout.str()
     assert out.count("no recorded interaction in") == 4  # once per test, retries folded
