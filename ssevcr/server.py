@@ -3,8 +3,13 @@
     async with ReplayServer(player) as server:        # or ServerThread(player).start() from sync code
         ...  server.url  ...
 
-asyncio + h11 (HTTP/1.1, keep-alive, pipelining). Each request is matched by the player, and the
-connection follows the schedule it gets: the head at ``headers_at``, every ``Send`` at its absolute
+asyncio + h11 (HTTP/1.1, keep-alive, pipelining). A plain HTTP/1.1 keep-alive request (a strict
+subset of what h11 accepts: one Host, at most one numeric Content-Length, no Transfer-Encoding,
+Expect, Upgrade or Connection other than keep-alive) is parsed here and answered with pre-framed
+bytes, the way h11 would frame them; the first request outside that subset hands the connection
+to h11 for the rest of its life (HTTP/1.0, chunked uploads, 100-continue, ``Connection: close``,
+malformed requests, which get their 400 from h11). Each request is matched by the player, and
+the connection follows the schedule it gets: the head at ``headers_at``, every ``Send`` at its absolute
 deadline measured from when the request head arrived (never from the previous write, so a slow
 write never accumulates drift), then the end: ``Close`` (terminating chunk, keep-alive), ``Abort``
 (close without it), ``Reset`` (TCP RST through SO_LINGER 0) or ``Hang`` (open and silent until the
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import re
 import selectors
 import socket
 import struct
@@ -59,6 +65,71 @@ FORWARDED_URL = "x-ssevcr-forwarded-url"  # set by the --proxy addon: the URL th
 _FLUSH_AT = 64 * 1024  # bytes gathered before a write while steps are already due
 _READ_PAUSE_AT = 256 * 1024  # stop reading a client that pipelines this much during a response
 _RESET_DRAIN_WAIT = 0.5  # seconds to let the peer acknowledge the bytes before a reset
+_MAX_HEAD = 16 * 1024  # h11's limit on a request head still incomplete
+_WHOLE_MAX = 256 * 1024  # largest body written at once (larger ones go out _FLUSH_AT at a time, each
+# waiting for the client to take the previous one: a client that stops reading holds ~_FLUSH_AT here)
+
+# the fast path's request grammar: h11's (RFC 9112) with stricter header values (no control bytes)
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.1")
+_HEADER_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)[ \t]*")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_NOT_SIMPLE = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te", b"trailer"})
+_CHUNKED_END = b"0\r\n\r\n"
+_TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"  # as h11 writes it
+
+
+class SimpleHead:
+    """A request head the fast path can answer without h11 (see :func:`parse_simple_head`)."""
+
+    __slots__ = ("end", "headers", "length", "method", "target")
+
+    def __init__(self, end: int, method: bytes, target: bytes, headers: RawHeaders, length: int):
+        self.end = end  # bytes of the head, blank line included
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.length = length  # of the body (content-length, 0 without one)
+
+
+def parse_simple_head(data: bytes | bytearray) -> SimpleHead | bool:
+    """The head at the start of ``data`` if it is a plain HTTP/1.1 keep-alive request h11 would
+    accept as is; ``True`` when more bytes are needed to tell; ``False`` when it is anything else
+    (let h11 parse it: it may be fine, or get its 4xx)."""
+    blank = _BLANK_LINE.search(data, 0, _MAX_HEAD + 4)  # where h11 sees the head end
+    if blank is None:  # (h11 refuses at once a request line that starts with a control byte)
+        return len(data) <= _MAX_HEAD and (not data or data[0] > 0x20)
+    end = blank.start() - 1
+    if blank[0] != b"\n\r\n" or end < 0 or data[end] != 13:  # bare LF line ends: h11's to judge
+        return False
+    lines = bytes(data[:end]).split(b"\r\n")
+    first = _REQUEST_LINE.fullmatch(lines[0])
+    if first is None or first[1] == b"CONNECT":
+        return False
+    headers: RawHeaders = []
+    hosts = 0
+    length = -1
+    for line in lines[1:]:
+        m = _HEADER_LINE.fullmatch(line)
+        if m is None:
+            return False
+        name, value = m[1], m[2]
+        lower = name.lower()
+        if lower == b"host":
+            hosts += 1
+        elif lower == b"content-length":
+            if length >= 0 or not value.isdigit() or len(value) > 20:
+                return False
+            length = int(value)
+        elif lower == b"connection":
+            if value.lower() != b"keep-alive":
+                return False
+        elif lower in _NOT_SIMPLE:
+            return False
+        headers.append((name, value))
+    if hosts != 1:
+        return False
+    return SimpleHead(end + 4, first[1], first[2], headers, max(length, 0))
 
 
 def _stderr(message: str) -> None:
@@ -116,12 +187,15 @@ class _Gone(Exception):
 
 
 class _Connection(asyncio.Protocol):
-    """One client connection: h11 state, a wake-up future for the connection's task, flow control."""
+    """One client connection: its bytes (or h11 state, once a request needs h11), a wake-up future
+    for the connection's task, flow control."""
 
     def __init__(self, server: ReplayServer):
         self.server = server
         self.loop = server.loop
-        self.h11 = h11.Connection(h11.SERVER)
+        self.h11: h11.Connection | None = None  # None while every request is a simple one
+        self.buffer = bytearray()  # received and not parsed yet (while h11 is None)
+        self.eof = False
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task[None] | None = None
         self.gone = False  # the client closed or reset the connection (or the server is closing)
@@ -143,7 +217,10 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received_at = self.loop.time()
-        self.h11.receive_data(data)
+        if self.h11 is None:
+            self.buffer += data
+        else:
+            self.h11.receive_data(data)
         self.unread += len(data)
         if self.unread > _READ_PAUSE_AT and not self.reading_paused and self.transport is not None:
             self.transport.pause_reading()
@@ -153,7 +230,9 @@ class _Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         # A client that closes its side is gone (as in uvicorn): stop waiting for it. The task
         # still answers what is already buffered (a malformed request gets its 400) and closes.
-        self.h11.receive_data(b"")
+        self.eof = True
+        if self.h11 is not None:
+            self.h11.receive_data(b"")
         self.gone = True
         self._wake()
         return True
@@ -215,12 +294,13 @@ class _Connection(asyncio.Protocol):
                 incoming = await self._read_request()
                 if incoming is None:
                     break
-                head, body, t0 = incoming
-                if not await self._respond(head, body, t0):
+                if not await self._respond(*incoming):
                     break
-                if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
-                    break
-                self.h11.start_next_cycle()
+                conn = self.h11
+                if conn is not None:
+                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                        break
+                    conn.start_next_cycle()
                 self.ready_at = self.loop.time()
         except _Gone:
             pass
@@ -241,23 +321,62 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
         self.server._connections.discard(self)
 
-    async def _read_request(self) -> tuple[h11.Request, bytes, float] | None:
+    def _ask_for_data(self) -> None:
+        self.unread = 0
+        if self.reading_paused and self.transport is not None:
+            self.transport.resume_reading()
+            self.reading_paused = False
+
+    async def _read_request(self) -> tuple[bytes, bytes, RawHeaders, bytes, float] | None:
+        """The next request: (method, target, headers, body, when its head arrived); None when the
+        client is done. Simple requests are parsed here, anything else by h11."""
+        t0: float | None = None
+        while self.h11 is None:
+            buffer = self.buffer
+            head = parse_simple_head(buffer) if buffer else True
+            if head is False or (head is True and self.gone and buffer):
+                self._hand_to_h11()  # h11 answers it (or its 4xx, or sees the client leave mid-head)
+                break
+            if isinstance(head, SimpleHead):
+                if t0 is None:
+                    t0 = max(self.received_at, self.ready_at)
+                total = head.end + head.length
+                if len(buffer) >= total:
+                    body = bytes(buffer[head.end:total])
+                    del buffer[:total]
+                    return head.method, head.target, head.headers, body, t0
+                if self.gone:  # the client left half-way through its request
+                    raise _Gone
+            elif self.gone:
+                return None
+            self._ask_for_data()
+            await self._wait()
+        return await self._read_h11_request()
+
+    def _hand_to_h11(self) -> None:
+        conn = self.h11 = h11.Connection(h11.SERVER)
+        if self.buffer:
+            conn.receive_data(bytes(self.buffer))
+            self.buffer.clear()
+        if self.eof:
+            conn.receive_data(b"")
+
+    async def _read_h11_request(self) -> tuple[bytes, bytes, RawHeaders, bytes, float] | None:
+        conn = self.h11
+        assert conn is not None
         head: h11.Request | None = None
         t0 = 0.0
         body: list[bytes] = []
         while True:
-            event = self.h11.next_event()
+            event = conn.next_event()
             if event is h11.NEED_DATA:
                 if self.gone:
                     if head is not None:  # the client left half-way through its request
                         raise _Gone
                     return None
-                self.unread = 0
-                if self.reading_paused and self.transport is not None:
-                    self.transport.resume_reading()
-                    self.reading_paused = False
-                if self.h11.they_are_waiting_for_100_continue:
-                    self._write([self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))])
+                self._ask_for_data()
+                if conn.they_are_waiting_for_100_continue:
+                    self._write([conn.send(h11.InformationalResponse(status_code=100, headers=[]))])
                 await self._wait()
             elif isinstance(event, h11.Request):
                 head, t0 = event, max(self.received_at, self.ready_at)
@@ -265,15 +384,15 @@ class _Connection(asyncio.Protocol):
                 body.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 assert head is not None
-                return head, b"".join(body), t0
+                return head.method, head.target, list(head.headers.raw_items()), b"".join(body), t0
             elif isinstance(event, h11.ConnectionClosed):
                 return None
             else:  # PAUSED cannot happen before EndOfMessage
                 return None
 
-    def _request(self, head: h11.Request, body: bytes) -> Request:
-        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers.raw_items())
-        target = head.target.decode("latin-1")
+    def _request(self, method: bytes, raw_target: bytes, raw_headers: RawHeaders, body: bytes) -> Request:
+        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers)
+        target = raw_target.decode("latin-1")
         forwarded = next((v for k, v in headers if k.lower() == FORWARDED_URL), None)
         if forwarded:
             url = forwarded
@@ -283,63 +402,86 @@ class _Connection(asyncio.Protocol):
             url = f"http://{host}{target}"
         else:
             url = target  # absolute-form (a client that treats us as its proxy)
-        return Request(method=head.method.decode("latin-1"), url=url, headers=headers, body=body)
+        return Request(method=method.decode("latin-1"), url=url, headers=headers, body=body)
 
-    async def _respond(self, head: h11.Request, body: bytes, t0: float) -> bool:
+    async def _respond(self, method: bytes, target: bytes, headers: RawHeaders, body: bytes, t0: float) -> bool:
         """Answer one request; False when the connection must close afterwards."""
         self.server.requests += 1
-        request = self._request(head, body)
+        request = self._request(method, target, headers, body)
         cors = self.server.cors_headers(request) if self.server.cors else []
         if self.server.cors and request.method == "OPTIONS" and request.header("access-control-request-method"):
-            return self._simple(204, [*cors, *self.server.preflight_headers(request)], b"")
+            return self._simple(204, [*cors, *self.server.preflight_headers(request)], b"", head_only=False)
         try:
             play = self.server.player.play(request)
             self.server.head_of(play.schedule)  # a head HTTP/1.1 cannot carry fails here, not mid-answer
         except NoMatchError as e:
             self.server.log(str(e))
-            return self._simple(MISS_STATUS, [*cors, (b"x-ssevcr-miss", b"true")], miss_body(str(e)))
+            return self._simple(MISS_STATUS, [*cors, (b"x-ssevcr-miss", b"true")], miss_body(str(e)),
+                                head_only=request.method == "HEAD")
         except (SsevcrError, h11.LocalProtocolError) as e:
             why = str(e) if isinstance(e, SsevcrError) else f"the recorded response head is not valid HTTP/1.1 ({e})"
             message = f"ssevcr: cannot replay {request.method} {request.url}: {why}"
             self.server.log(message)
-            return self._simple(400, cors, miss_body(message))
+            return self._simple(400, cors, miss_body(message), head_only=request.method == "HEAD")
         return await self._follow(play.schedule, t0, cors, head_only=request.method == "HEAD")
 
-    def _simple(self, status: int, extra: RawHeaders, body: bytes) -> bool:
+    def _simple(self, status: int, extra: RawHeaders, body: bytes, *, head_only: bool) -> bool:
+        """A small answer of our own (a miss, a preflight); the headers of a HEAD request's answer
+        say what a GET would get, without the body."""
         headers: RawHeaders = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                (b"x-should-retry", b"false"), *extra]
         if not body:
             headers = [(k, v) for k, v in headers if k not in (b"content-type", b"content-length")]
-        parts = [self.h11.send(h11.Response(status_code=status, headers=headers,
-                                            reason=HTTPStatus(status).phrase.encode()))]
-        if body:
-            parts.append(self.h11.send(h11.Data(data=body)))
-        parts.append(self.h11.send(h11.EndOfMessage()))
+        reason = HTTPStatus(status).phrase.encode()
+        conn = self.h11
+        if conn is None:  # what h11 writes for a keep-alive HTTP/1.1 request
+            chunked = not body and status not in (204, 304)
+            lines = b"".join(b"%s: %s\r\n" % (k, v) for k, v in headers)
+            rest = b"" if head_only else _CHUNKED_END if chunked else body
+            self._write([b"HTTP/1.1 %d %s\r\n%s%s\r\n%s" % (status, reason, lines, _TE_CHUNKED if chunked else b"", rest)])
+            return True
+        parts = [conn.send(h11.Response(status_code=status, headers=headers, reason=reason))]
+        if body and not head_only:  # (h11 refuses body bytes in the answer to a HEAD request)
+            parts.append(conn.send(h11.Data(data=body)))
+        parts.append(conn.send(h11.EndOfMessage()))
         self._write(parts)
         return True
 
     async def _follow(self, s: Schedule, t0: float, extra: RawHeaders, *, head_only: bool) -> bool:
         """Play a schedule on absolute deadlines from ``t0``."""
+        conn = self.h11
+        if conn is None and not extra and not head_only and t0 + s.end.at <= self.loop.time():
+            whole = self.server.whole_of(s)
+            if whole is not None:  # instant replay of a reused schedule: one write, no per-step work
+                self._write([whole])
+                await self._drain()
+                return True
         reason, block = self.server.head_of(s)
         await self._sleep_until(t0 + s.headers_at)
-        # h11 decides the framing and keep-alive from a head that has only the framing header;
-        # the recorded headers (validated once per schedule) go in right after the status line
         length = s.content_length
-        sized = b"" if length is None else b"content-length: %d\r\n" % length
-        framing = [] if length is None else [(b"content-length", b"%d" % length)]
-        head = self.h11.send(h11.Response(status_code=s.status, headers=framing + extra, reason=reason))
-        status_line = head.index(b"\r\n") + 2
-        out = [head[:status_line] + block + head[status_line:].removeprefix(sized)]
         no_body = head_only or s.status in (204, 304) or s.status < 200
-        # chunked framing is written here (h11 costs ~4 us per Data event); h11 still frames
-        # sized and HTTP/1.0 bodies, and sends the terminating chunk
-        chunked = not no_body and s.content_length is None and (self.h11.their_http_version or b"") >= b"1.1"
+        if conn is None:
+            # a simple request: the head h11 would write (see whole_of), keep-alive
+            out = [_head_bytes(s, reason, block, b"".join(b"%s: %s\r\n" % (k, v) for k, v in extra))]
+            chunked = not no_body and length is None
+        else:
+            # h11 decides the framing and keep-alive from a head that has only the framing header;
+            # the recorded headers (validated once per schedule) go in right after the status line
+            sized = b"" if length is None else b"content-length: %d\r\n" % length
+            framing = [] if length is None else [(b"content-length", b"%d" % length)]
+            head = conn.send(h11.Response(status_code=s.status, headers=framing + extra, reason=reason))
+            status_line = head.index(b"\r\n") + 2
+            out = [head[:status_line] + block + head[status_line:].removeprefix(sized)]
+            # chunked framing is written here (h11 costs ~4 us per Data event); h11 still frames
+            # sized and HTTP/1.0 bodies, and sends the terminating chunk
+            chunked = not no_body and length is None and (conn.their_http_version or b"") >= b"1.1"
+        sent = 0  # body bytes of a sized response framed here
         pending = 0
         if not no_body and s.steps:
-            framed = self.server.framed_of(s) if chunked else None
+            framed, size = self.server.framed_of(s) if chunked else (None, 0)
             time = self.loop.time
             now = time()
-            if framed is not None and t0 + s.steps[-1].at <= now:  # all due (instant): no per-step work
+            if framed is not None and size <= _WHOLE_MAX and t0 + s.steps[-1].at <= now:  # all due (instant)
                 out.extend(framed)
             else:
                 for i, step in enumerate(s.steps):
@@ -354,8 +496,11 @@ class _Connection(asyncio.Protocol):
                         data = framed[i]
                     elif chunked:
                         data = b"%x\r\n%s\r\n" % (len(step.data), step.data)
+                    elif conn is None:
+                        data = step.data
+                        sent += len(data)
                     else:
-                        data = self.h11.send(h11.Data(data=step.data))
+                        data = conn.send(h11.Data(data=step.data))
                     out.append(data)
                     pending += len(data)
         end = s.end
@@ -363,7 +508,12 @@ class _Connection(asyncio.Protocol):
             if end.at + t0 > self.loop.time():
                 self._write(out)
                 await self._sleep_until(t0 + end.at)
-            out.append(self.h11.send(h11.EndOfMessage()))
+            if conn is not None:
+                out.append(conn.send(h11.EndOfMessage()))
+            elif chunked:
+                out.append(_CHUNKED_END)
+            elif not no_body and sent != length:  # h11 would refuse to end this message
+                raise RuntimeError(f"schedule sends {sent} body bytes with content-length {length}")
             self._write(out)
             await self._drain()
             return True
@@ -395,7 +545,8 @@ class _Connection(asyncio.Protocol):
 
     def _bad_request(self, error: h11.RemoteProtocolError) -> None:
         """Answer a malformed request with its 4xx (h11 still lets our side speak), then close."""
-        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE) or self.transport is None:
+        conn = self.h11
+        if conn is None or conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE) or self.transport is None:
             return
         status = error.error_status_hint if 400 <= error.error_status_hint < 500 else 400
         message = f"ssevcr: malformed HTTP request: {error}"
@@ -403,12 +554,19 @@ class _Connection(asyncio.Protocol):
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close")]
         try:
-            parts = [self.h11.send(h11.Response(status_code=status, headers=headers,
-                                                reason=HTTPStatus(status).phrase.encode())),
-                     self.h11.send(h11.Data(data=body)), self.h11.send(h11.EndOfMessage())]
+            parts = [conn.send(h11.Response(status_code=status, headers=headers,
+                                            reason=HTTPStatus(status).phrase.encode())),
+                     conn.send(h11.Data(data=body)), conn.send(h11.EndOfMessage())]
         except h11.LocalProtocolError:
             return
         self.transport.write(b"".join(p for p in parts if p))
+
+
+def _head_bytes(s: Schedule, reason: bytes, block: bytes, extra: bytes = b"") -> bytes:
+    """The response head h11 writes for a keep-alive HTTP/1.1 request: status line, the recorded
+    headers, the extra ones, and ``Transfer-Encoding: chunked`` last when the body has no length."""
+    chunked = s.content_length is None and s.status not in (204, 304)
+    return b"HTTP/1.1 %d %s\r\n%s%s%s\r\n" % (s.status, reason, block, extra, _TE_CHUNKED if chunked else b"")
 
 
 def _unacked(sock: Any) -> int:
@@ -437,7 +595,8 @@ class ReplayServer:
         self.log: Log = log or _stderr
         self.requests = 0  # requests seen (plays, misses, preflights, ...)
         self._connections: set[_Connection] = set()
-        self._framed: dict[int, tuple[Schedule, tuple[bytes, ...]]] = {}  # id(schedule) -> (it, framed steps)
+        self._framed: dict[int, tuple[Schedule, tuple[bytes, ...], int]] = {}  # id(schedule) -> (it, framed steps, size)
+        self._whole: dict[int, tuple[Schedule, bytes | None]] = {}  # id(schedule) -> (it, whole response)
         self._heads: dict[tuple[int, str, Headers], tuple[bytes, bytes]] = {}  # -> (reason, header lines)
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -473,19 +632,45 @@ class ReplayServer:
         self._heads[key] = (reason, block)
         return reason, block
 
-    def framed_of(self, s: Schedule) -> tuple[bytes, ...] | None:
-        """The steps in chunked framing, kept for schedules the player reuses (fault-free ones),
-        so that replaying a stream again does not frame the same bytes again; None otherwise."""
+    def framed_of(self, s: Schedule) -> tuple[tuple[bytes, ...] | None, int]:
+        """The steps in chunked framing and their size, kept for schedules the player reuses
+        (fault-free ones), so that replaying a stream again does not frame the same bytes again;
+        (None, 0) for other schedules."""
         if s.fired or s.skipped:
-            return None
+            return None, 0
         cached = self._framed.get(id(s))
         if cached is not None and cached[0] is s:
-            return cached[1]
+            return cached[1], cached[2]
         framed = tuple(b"%x\r\n%s\r\n" % (len(step.data), step.data) for step in s.steps)
+        size = sum(map(len, framed))
         if len(self._framed) >= 256:
             self._framed.clear()
-        self._framed[id(s)] = (s, framed)
-        return framed
+        self._framed[id(s)] = (s, framed, size)
+        return framed, size
+
+    def whole_of(self, s: Schedule) -> bytes | None:
+        """A reused schedule's whole answer to a simple request (head, body, end of body), kept
+        for instant replay; None for schedules with faults, without a clean end, or large."""
+        if s.fired or s.skipped or not isinstance(s.end, Close):
+            return None
+        cached = self._whole.get(id(s))
+        if cached is not None and cached[0] is s:
+            return cached[1]
+        whole: bytes | None = None
+        size = sum(len(step.data) for step in s.steps)
+        if size <= _WHOLE_MAX:
+            reason, block = self.head_of(s)
+            head = _head_bytes(s, reason, block)
+            if s.status in (204, 304):
+                whole = head
+            elif s.content_length is None:
+                whole = b"".join((head, *(self.framed_of(s)[0] or ()), _CHUNKED_END))
+            elif s.content_length == size:
+                whole = b"".join((head, *(step.data for step in s.steps)))
+        if len(self._whole) >= 256:
+            self._whole.clear()
+        self._whole[id(s)] = (s, whole)
+        return whole
 
     @property
     def authority(self) -> str:
