@@ -2,7 +2,9 @@
 
 It matches each request to a recorded interaction (identical requests in recorded order), scopes
 the faults to that play, builds its schedule, and keeps the log a test or ``--strict`` asks about:
-what was played, what missed, which faults fired, which interactions were never used.
+what was played, what missed, which faults fired, which interactions were never used. A
+long-running server caps that log (``log_limit``): it keeps counts of everything, the most recent
+plays and the first misses, so serving a million requests takes no more memory than a thousand.
 
 No sockets, clocks or files: a lock guards the counters because sync clients may call from threads.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +26,8 @@ from .schedule import Schedule
 from .timing import Timing, parse_timing
 
 __all__ = ["Miss", "Play", "Player"]
+
+_CACHED_BODY = 64 * 1024  # requests with bodies up to this size have their matches cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +65,24 @@ class Player:
     seed: int = 0
     match: MatchOptions = field(default_factory=MatchOptions)
     repeat: bool = False
+    log_limit: int | None = None  # keep the last N plays and the first N misses (None: all)
     plays: list[Play] = field(default_factory=list, init=False)
     misses: list[Miss] = field(default_factory=list, init=False)
+    play_count: int = field(default=0, init=False)  # every play, also those no longer in ``plays``
+    miss_count: int = field(default=0, init=False)
+    fired_counts: Counter[str] = field(default_factory=Counter, init=False)  # fault spec -> plays it changed
+    skipped_counts: Counter[str] = field(default_factory=Counter, init=False)  # "spec: why" -> plays
 
     def __post_init__(self) -> None:
+        if self.log_limit is not None and self.log_limit < 1:
+            raise ValueError("log_limit must be at least 1")
         self._lock = threading.Lock()
         self._entries = [_Entry(name, i) for name, c in self.cassettes for i in c.interactions]
         self._fault_counts: dict[int, int] = {}
         self._plain: dict[int, Schedule] = {}  # fault-free schedules by interaction index
+        # the entries that match a request, by (method, url, body): a server answers the same
+        # request again and again, and matching compares URLs and canonical JSON each time
+        self._matches: dict[tuple[str, str, bytes], list[int]] = {}
 
     @classmethod
     def create(
@@ -80,6 +95,7 @@ class Player:
         seed: int = 0,
         match: MatchOptions | None = None,
         repeat: bool = False,
+        log_limit: int | None = None,
     ) -> Player:
         """Build a player from cassettes, paths, or (name, cassette) pairs, parsing the specs."""
         from . import codec
@@ -95,7 +111,7 @@ class Player:
                     path = os.fspath(item)
                     named.append((path, codec.read_any(path)))
         return cls(named, parse_timing(timing, max_gap=max_gap), parse_faults(faults), seed,
-                   match or MatchOptions(), repeat)
+                   match or MatchOptions(), repeat, log_limit)
 
     @property
     def interactions(self) -> list[Interaction]:
@@ -109,8 +125,7 @@ class Player:
     def play(self, request: Request) -> Play:
         """The next recorded answer to ``request``; raises NoMatchError (and logs the miss)."""
         with self._lock:
-            candidates = [n for n, e in enumerate(self._entries)
-                          if not differences(e.interaction.request, request, self.match)]
+            candidates = self._candidates(request)
             fresh = [n for n in candidates if self._entries[n].plays == 0]
             if fresh:
                 index = fresh[0]
@@ -119,7 +134,9 @@ class Player:
             else:
                 message = explain_miss(self.names, [e.interaction.request for e in self._entries], request,
                                        self.match, exhausted=candidates)
-                self.misses.append(Miss(request, message))
+                self.miss_count += 1
+                if self.log_limit is None or len(self.misses) < self.log_limit:
+                    self.misses.append(Miss(request, message))
                 raise NoMatchError(message, method=request.method, url=request.url)
             entry = self._entries[index]
             number = entry.plays
@@ -138,8 +155,31 @@ class Player:
                 self._plain[index] = sched
         play = Play(index, entry.cassette, entry.interaction, sched, request, number)
         with self._lock:
-            self.plays.append(play)
+            self.play_count += 1
+            if sched.fired:
+                self.fired_counts.update(sched.fired)
+            if sched.skipped:
+                self.skipped_counts.update(sched.skipped)
+            plays = self.plays
+            plays.append(play)
+            if self.log_limit is not None and len(plays) >= 2 * self.log_limit:
+                del plays[: -self.log_limit]  # amortized: one trim per log_limit plays
         return play
+
+    def _candidates(self, request: Request) -> list[int]:
+        """Indices of the entries that match ``request`` (the caller holds the lock)."""
+        if "headers" in self.match.on:
+            return [n for n, e in enumerate(self._entries) if not differences(e.interaction.request, request, self.match)]
+        if len(request.body) > _CACHED_BODY:
+            return [n for n, e in enumerate(self._entries) if not differences(e.interaction.request, request, self.match)]
+        key = (request.method, request.url, request.body)
+        found = self._matches.get(key)
+        if found is None:
+            found = [n for n, e in enumerate(self._entries) if not differences(e.interaction.request, request, self.match)]
+            if len(self._matches) >= 1024:
+                self._matches.clear()
+            self._matches[key] = found
+        return found
 
     def _faults_for(self, index: int, request: Request) -> list[Fault]:
         chosen = []
@@ -159,7 +199,8 @@ class Player:
 
     @property
     def fired(self) -> list[str]:
-        return list(dict.fromkeys(f for p in self.plays for f in p.schedule.fired))
+        """Fault specs that changed at least one play, in the order they first fired."""
+        return list(self.fired_counts)
 
     def reset(self) -> None:
         with self._lock:
@@ -168,3 +209,6 @@ class Player:
             self._fault_counts.clear()
             self.plays.clear()
             self.misses.clear()
+            self.play_count = self.miss_count = 0
+            self.fired_counts.clear()
+            self.skipped_counts.clear()

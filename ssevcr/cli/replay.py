@@ -18,7 +18,6 @@ import contextlib
 import os
 import signal
 import sys
-from collections import Counter
 from collections.abc import Sequence
 
 import click
@@ -34,6 +33,7 @@ __all__ = ["command_env", "replay_command"]
 
 DUMMY_OPENAI_KEY = "sk-ssevcr-replay-dummy"
 DUMMY_ANTHROPIC_KEY = "sk-ant-ssevcr-replay-dummy"
+PLAY_LOG_LIMIT = 1000  # plays (most recent) and misses (first) the server keeps; counts are kept for all
 _STOP_GRACE = 5.0  # seconds a command gets to exit after SIGTERM before it is killed
 
 
@@ -97,10 +97,10 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
 
 
 def summary(player: Player) -> list[str]:
-    """The lines printed on exit: plays, misses, faults fired and skipped."""
-    fired: Counter[str] = Counter(f for p in player.plays for f in p.schedule.fired)
-    skipped: Counter[str] = Counter(s for p in player.plays for s in p.schedule.skipped)
-    lines = [f"ssevcr replay: {_plural(len(player.plays), 'play')}, {_plural(len(player.misses), 'miss', 'misses')}"]
+    """The lines printed on exit: plays, misses, faults fired and skipped (from the player's
+    counters: its log of plays is capped)."""
+    fired, skipped = player.fired_counts, player.skipped_counts
+    lines = [f"ssevcr replay: {_plural(player.play_count, 'play')}, {_plural(player.miss_count, 'miss', 'misses')}"]
     if fired:
         lines.append("  faults fired: " + ", ".join(f"{f} ({_plural(n, 'time')})" for f, n in fired.items()))
     if skipped:
@@ -115,6 +115,8 @@ def strict_problems(player: Player) -> list[str]:
     problems = []
     for miss in player.misses:
         problems.append(f"  miss: {miss.message.splitlines()[0].removeprefix('ssevcr: ')}")
+    if player.miss_count > len(player.misses):
+        problems.append(f"  ... and {_plural(player.miss_count - len(player.misses), 'more miss', 'more misses')}")
     names = [name for name, c in player.cassettes for _ in c.interactions]
     for n, interaction in player.unused():
         r = interaction.request
@@ -241,7 +243,7 @@ def replay_command(cassettes: tuple[str, ...], listen: str | None, timing: str |
     host, port = parse_listen(listen if listen is not None else ("127.0.0.1:0" if command else "127.0.0.1:8080"))
     proxy_address = parse_listen(proxy_listen)
     player = Player.create(list(cassettes), timing=timing, max_gap=max_gap, faults=faults, seed=seed,
-                           repeat=not once)
+                           repeat=not once, log_limit=PLAY_LOG_LIMIT)
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             code = runner.run(_serve(player, host, port, cors=cors, command=command, proxy=proxy,
