@@ -54,6 +54,7 @@ __all__ = [
     "load",
     "loads",
     "locked",
+    "present",
     "save",
     "update",
     "write_atomic",
@@ -566,6 +567,19 @@ def _key_position(text: str, start: int, end: int, key: str) -> int | None:
         elif depth == 1 and token[1:-1] == key and text[m.end() : end].lstrip()[:1] == ":":
             return m.start()
     return None
+
+
+def present(path: str | os.PathLike[str]) -> bool:
+    """Whether anything is at ``path``, also something that cannot be read (a symlink loop, a
+    file where a directory should be): loading it then says what is wrong, instead of a
+    recorder or a replay treating it as absent."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def read_any(path: str | os.PathLike[str]) -> Cassette:

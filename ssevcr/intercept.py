@@ -273,7 +273,7 @@ class ActiveCassette:
         from . import codec
         from .player import Player
 
-        existed = options.path.exists()
+        existed = codec.present(options.path)
         cassette = codec.read_any(options.path) if existed and options.record != "all" else Cassette()
         player = Player.create([(str(options.path), cassette)], timing=options.timing,
                                faults=options.faults, seed=options.seed, match=options.match(),

@@ -171,9 +171,9 @@ def ssevcr_cassette(request: pytest.FixtureRequest, ssevcr_cassette_path: Path, 
                                         timing=ssevcr_timing, **kwargs))
         active = use.__enter__()
     except TypeError as e:  # an unknown marker keyword
-        pytest.fail(f"ssevcr marker: {e}", pytrace=False)
-    except SsevcrError as e:
-        pytest.fail(str(e), pytrace=False)
+        raise pytest.fail.Exception(f"ssevcr marker: {e}", pytrace=False) from None
+    except SsevcrError as e:  # (from None: pytest would print the message again, chained)
+        raise pytest.fail.Exception(str(e), pytrace=False) from None
     request.node.stash[_ACTIVE] = active
     try:
         yield active
@@ -182,7 +182,7 @@ def ssevcr_cassette(request: pytest.FixtureRequest, ssevcr_cassette_path: Path, 
         try:
             use.__exit__(None, None, None)
         except SsevcrError as e:
-            pytest.fail(f"ssevcr: saving the cassette failed: {e}", pytrace=False)
+            raise pytest.fail.Exception(f"ssevcr: saving the cassette failed: {e}", pytrace=False) from None
         _fail_on_misses(request.node, active, None)  # misses outside the test call (fixtures)
 
 

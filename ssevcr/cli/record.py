@@ -246,7 +246,7 @@ def record_command(
     host, port = parse_listen(listen)
     mode = "regular" if upstream is None else f"reverse:{check_upstream(upstream)}"
     path = os.path.abspath(cassette)
-    if not overwrite and os.path.exists(path):
+    if not overwrite and codec.present(path):
         codec.load(path)  # a damaged cassette is refused before anything is recorded
     for pattern in redact_body:
         if not pattern.strip() or any(not p for p in pattern.strip().split(".")):
