@@ -1,6 +1,6 @@
 """Core benchmarks: cassette load time vs vcrpy, and in-process replay timing fidelity.
 
-    .venv/bin/python bench/bench_core.py [--events 100000] [--fidelity-events 400]
+    .venv/bin/python bench/bench_core.py [--events 100000] [--fidelity-events 400] [--json FILE]
 
 1. Load a 100k-event stream: ssevcr's msgpack cassette vs vcrpy loading the same stream from its
    YAML cassette (vcrpy's own FilesystemPersister + yaml serializer), median of repeated loads.
@@ -8,7 +8,7 @@
    |observed gap - recorded gap| per chunk, side by side with a baseline that only sleeps to the
    same absolute deadlines in the same process (the floor this machine's clock and scheduler allow).
 
-Prints figures and ratios; asserts nothing.
+Prints figures and ratios (``--json FILE`` also writes them, for bench/run_all.py); asserts nothing.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def median_time(fn: object, repeat: int) -> float:
     return statistics.median(times)
 
 
-def bench_load(events: int) -> None:
+def bench_load(events: int) -> dict[str, float]:
     from vcr.persisters.filesystem import FilesystemPersister
     from vcr.serializers import yamlserializer
 
@@ -99,6 +99,7 @@ def bench_load(events: int) -> None:
         print(f"  ssevcr msgpack  {ssevcr_s * 1e3:8.2f} ms   (keeps every chunk and its time)")
         print(f"  vcrpy YAML      {vcr_s * 1e3:8.2f} ms   (one body string, no timing)")
         print(f"  ratio           {vcr_s / ssevcr_s:8.1f}x faster (target >= 10x)")
+        return {"events": events, "ssevcr_ms": ssevcr_s * 1e3, "vcrpy_ms": vcr_s * 1e3, "ratio": vcr_s / ssevcr_s}
 
 
 def percentiles(errors: list[float]) -> tuple[float, float]:
@@ -111,7 +112,7 @@ def gap_errors(observed: list[float], recorded: list[float]) -> list[float]:
             for o1, o2, r1, r2 in zip(observed, observed[1:], recorded, recorded[1:], strict=False)]
 
 
-def bench_fidelity(events: int) -> None:
+def bench_fidelity(events: int) -> dict[str, float]:
     chunks = stream(events, seed=2, gap_ms=(5, 20))
     cassette = cassette_for(chunks)
     recorded = [at for at, _ in chunks]
@@ -148,17 +149,21 @@ def bench_fidelity(events: int) -> None:
     print(f"  ReplayTransport async         p50 {a50 * 1e3:6.3f} ms  p99 {a99 * 1e3:6.3f} ms  "
           f"(x{a50 / max(b50, 1e-9):.1f} / x{a99 / max(b99, 1e-9):.1f} baseline)")
     print("  target: p50 <= 0.3 ms, p99 <= 1.5 ms")
+    return {"chunks": len(recorded), "baseline_p50_ms": b50 * 1e3, "baseline_p99_ms": b99 * 1e3,
+            "sync_p50_ms": s50 * 1e3, "sync_p99_ms": s99 * 1e3, "async_p50_ms": a50 * 1e3, "async_p99_ms": a99 * 1e3}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--fidelity-events", type=int, default=400)
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     print(f"# bench_core  {time.strftime('%Y-%m-%d')}  {platform.platform()}  {os.cpu_count()} cores  "
           f"Python {platform.python_version()}")
-    bench_load(args.events)
-    bench_fidelity(args.fidelity_events)
+    results = {"load": bench_load(args.events), "fidelity": bench_fidelity(args.fidelity_events)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

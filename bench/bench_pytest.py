@@ -1,7 +1,7 @@
 """Per-test overhead of a replayed streaming test: the ssevcr pytest plugin (instant timing) side by
 side with vcrpy + pytest-recording replaying the same stream.
 
-    .venv/bin/python bench/bench_pytest.py [--tests 200] [--rounds 3] [--repeat 1]
+    .venv/bin/python bench/bench_pytest.py [--tests 200] [--rounds 3] [--repeat 1] [--json FILE]
 
 One stream, two cassettes made from the same bytes: the ssevcr cassette is built from the OpenAI
 chat fixture (``tests/fixtures/providers/openai-chat/text.sse``, one chunk per SSE event;
@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--tests", type=int, default=200, help="tests per session")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=1, help="make the stream K times longer")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ssevcr-bench-pytest-") as tmp:
@@ -161,6 +162,10 @@ def main() -> None:
     for name in ("ssevcr", "vcrpy"):
         print(f"{name:<8} {best[name]:8.2f} {best[name] / n * 1e3:12.2f} {per[name] * 1e3:12.2f}")
     print(f"ratio vcrpy/ssevcr overhead: {per['vcrpy'] / per['ssevcr']:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"tests": n, "events": events, "bytes": size,
+                                               "ssevcr_ms": per["ssevcr"] * 1e3, "vcrpy_ms": per["vcrpy"] * 1e3,
+                                               "ratio": per["vcrpy"] / per["ssevcr"]}, indent=1))
 
 
 if __name__ == "__main__":

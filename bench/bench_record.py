@@ -1,7 +1,7 @@
 """Recording overhead: per-event latency through ``ssevcr record`` vs mitmproxy streaming without
 the addon vs a direct connection, and how closely recorded gaps follow the upstream's send gaps.
 
-    .venv/bin/python bench/bench_record.py [--events 300] [--gap-ms 2] [--rounds 8]
+    .venv/bin/python bench/bench_record.py [--events 300] [--gap-ms 2] [--rounds 8] [--json FILE]
 
 An upstream *process* writes one SSE event per write, each carrying its send time
 (``time.monotonic_ns()``: one clock for every process on the machine); the client reads with httpx
@@ -12,7 +12,8 @@ and takes, per event, arrival time minus send time. Three paths, interleaved ove
 - ssevcr record: client -> ``ssevcr record --upstream ...`` (the real CLI: mitmdump + recording addon)
 
 Each measured stream is preceded by a short warm-up stream on the same connection. Prints median
-and p99 per path, the added latency and ratios. No assertions: figures go to bench/README.md.
+and p99 per path, the added latency and ratios (``--json FILE`` also writes them). No assertions:
+figures go to bench/README.md.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ def main() -> None:
     ap.add_argument("--gap-ms", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     if args.serve:
         asyncio.run(_serve())
@@ -233,6 +235,15 @@ def main() -> None:
             f"|recorded gap - sent gap| over {len(gaps)} gaps: median {statistics.median(gaps):.3f} ms, "
             f"p99 {pct(gaps, 99):.3f} ms  (target: median <= 1 ms)"
         )
+    if args.json:
+        results = {
+            "events": args.rounds * args.events,
+            "median_ms": med,
+            "p99_ms": p99,
+            "gap_error_median_ms": statistics.median(gaps) if gaps else None,
+            "gap_error_p99_ms": pct(gaps, 99) if gaps else None,
+        }
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

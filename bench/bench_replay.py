@@ -1,6 +1,6 @@
 """Replay server benchmarks: timing fidelity, instant-mode throughput, 1,000 concurrent streams.
 
-    .venv/bin/python bench/bench_replay.py [--quick]
+    .venv/bin/python bench/bench_replay.py [--quick] [--only fidelity|throughput|many] [--many N] [--json FILE]
 
 The server runs in its own process (``--serve MODE``, re-invoking this file) so the client never
 steals its event loop; the client is this process (asyncio protocols that only timestamp reads
@@ -18,7 +18,7 @@ and walk the chunked framing).
 3. 1,000 concurrent streams at scale 1: errors (bytes differ, connection failures) and the
    server's RSS before and at its peak (VmHWM).
 
-Prints figures and ratios; asserts nothing.
+Prints figures and ratios (``--json FILE`` also writes them, for bench/run_all.py); asserts nothing.
 """
 
 from __future__ import annotations
@@ -399,6 +399,8 @@ def main() -> None:
     parser.add_argument("--timing", default="original")
     parser.add_argument("--cassette", default=str(CASSETTE))
     parser.add_argument("--response-file")
+    parser.add_argument("--many", type=int, help="concurrent streams in section 3 [default: 1000; 300 with --quick]")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.cassette, args.timing, args.response_file)
@@ -417,23 +419,32 @@ def main() -> None:
     print(f"cassette: {CASSETTE.name} ({len(recorded)} chunks, {len(body)} bytes, {interaction.response.end.at:.2f} s)")
 
     rounds = 3 if args.quick else 8
+    results: dict[str, object] = {}
     if args.only in (None, "fidelity"):
-        section_fidelity(args.quick, rounds, request, recorded, body)
+        results["fidelity"] = section_fidelity(args.quick, rounds, request, recorded, body)
     if args.only in (None, "throughput"):
-        section_throughput(args.quick, request)
+        results["throughput"] = section_throughput(args.quick, request)
     if args.only in (None, "many"):
-        section_many(args.quick, request, body, recorded)
+        results["many"] = section_many(args.many or (300 if args.quick else 1000), request, body, recorded)
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
-def section_fidelity(quick: bool, rounds: int, request: bytes, recorded: list[float], body: bytes) -> None:
+def section_fidelity(quick: bool, rounds: int, request: bytes, recorded: list[float],
+                     body: bytes) -> dict[str, dict[str, float]]:
     print("\n## 1. timing fidelity at scale 1: |observed gap - recorded gap| per chunk")
+    out = {}
     for streams, n in ((1, rounds), (500, 1 if quick else 2)):
         for mode in ("precise", "default"):
             r = fidelity(mode, streams, n, request, recorded, body)
+            out[f"{streams} {mode}"] = r
             label = "precise loop (CLI)" if mode == "precise" else "default asyncio loop"
             print(f"  {streams:4d} stream{'s' if streams > 1 else ' '} {label:21s} p50 {r['p50'] * 1e3:6.3f} ms  "
                   f"p99 {r['p99'] * 1e3:6.3f} ms  max {r['max'] * 1e3:6.2f} ms  ({r['n']} gaps, "
                   f"{r['failures']} failures, server CPU {r['cpu'] / r['wall'] * 100:.0f}%)")
+    return out
 
 
 def long_stream(path: Path, events: int) -> None:
@@ -448,13 +459,15 @@ def long_stream(path: Path, events: int) -> None:
     codec.save(Cassette((Interaction(template.request, response),)), path)
 
 
-def section_throughput(quick: bool, request: bytes) -> None:
+def section_throughput(quick: bool, request: bytes) -> dict[str, dict[str, object]]:
     print("\n## 2. instant-mode throughput (keep-alive, 50 clients; same client for every server, interleaved)")
     seconds = 3.0 if quick else 6.0
+    out: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         long = Path(tmp) / "long.msgpack"
         long_stream(long, 2000)
-        for cassette, label in ((CASSETTE, f"{CASSETTE.name} (36 chunks)"), (long, "synthesized 2,000-chunk stream")):
+        for cassette, label, key in ((CASSETTE, f"{CASSETTE.name} (36 chunks)", "36 chunks"),
+                                     (long, "synthesized 2,000-chunk stream", "2000 chunks")):
             ours = start("precise", timing="instant", cassette=cassette)
             response = capture_response(ours, request)
             canned = Path(tmp) / "response.bin"
@@ -475,20 +488,29 @@ def section_throughput(quick: bool, request: bytes) -> None:
             mine = results["ssevcr"][0]
             print(f"    ratio ssevcr / bare streams server: {mine / results['bare streams'][0]:.2f}   "
                   f"ssevcr / bare protocol server: {mine / results['bare protocol'][0]:.2f}")
+            out[key] = {"bytes": len(response), **{name: {"rps": rps, "cpu_us": cpu_us} for name, (rps, cpu_us) in results.items()},
+                        "ratio_streams": mine / results["bare streams"][0],
+                        "ratio_protocol": mine / results["bare protocol"][0]}
+    return out
 
 
-def section_many(quick: bool, request: bytes, body: bytes, recorded: list[float]) -> None:
+def section_many(count: int, request: bytes, body: bytes, recorded: list[float]) -> dict[str, object]:
     print("\n## 3. concurrent streams at scale 1 (precise loop), started over 0.5 s, two rounds")
-    for count in ((300,) if quick else (1000,)):
-        r = many(count, request, body, recorded)
-        peaks = r["peaks"]
-        assert isinstance(peaks, list) and isinstance(r["errors"], list)
-        rss0 = float(r["rss0"])  # type: ignore[arg-type]
-        print(f"  {count} streams x 2 rounds: {r['failures']} errors{' (' + str(r['first']) + ')' if r['failures'] else ''}; "
-              f"gap error {fmt_ms(r['errors'])}")
-        print(f"    server RSS idle {rss0 / 1024:.1f} MiB, peak after round 1 {peaks[0] / 1024:.1f} MiB, "
-              f"after round 2 {peaks[1] / 1024:.1f} MiB ({(peaks[0] - rss0) / count:.0f} KiB per stream), "
-              f"after the streams {float(r['rss_end']) / 1024:.1f} MiB")  # type: ignore[arg-type]
+    r = many(count, request, body, recorded)
+    peaks = r["peaks"]
+    assert isinstance(peaks, list) and isinstance(r["errors"], list)
+    rss0 = float(r["rss0"])  # type: ignore[arg-type]
+    print(f"  {count} streams x 2 rounds: {r['failures']} errors{' (' + str(r['first']) + ')' if r['failures'] else ''}; "
+          f"gap error {fmt_ms(r['errors'])}")
+    print(f"    server RSS idle {rss0 / 1024:.1f} MiB, peak after round 1 {peaks[0] / 1024:.1f} MiB, "
+          f"after round 2 {peaks[1] / 1024:.1f} MiB ({(peaks[0] - rss0) / count:.0f} KiB per stream), "
+          f"after the streams {float(r['rss_end']) / 1024:.1f} MiB")  # type: ignore[arg-type]
+    errors = r["errors"]
+    assert isinstance(errors, list)
+    return {"streams": count, "failures": r["failures"], "first_failure": r["first"], "rss_idle_kib": r["rss0"],
+            "peak_kib": peaks, "rss_end_kib": r["rss_end"], "walls": r["walls"],
+            "gap_p50_ms": pct(errors, 0.5) * 1e3 if errors else None,
+            "gap_p99_ms": pct(errors, 0.99) * 1e3 if errors else None}
 
 
 if __name__ == "__main__":

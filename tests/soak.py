@@ -190,11 +190,12 @@ def fd_count(pid: int | str = "self") -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
-def rss_kib(pid: int | str = "self") -> int:
+def rss_kib(pid: int | str = "self", field: str = "VmRSS") -> int:
+    """Resident memory (``VmHWM``: its peak) in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,6 +225,7 @@ def _serve(timing: str, log_limit: int) -> None:
                 buffers = [c.transport.get_write_buffer_size() for c in conns if c.transport is not None]
                 return {"tasks": sorted(t.get_coro().__qualname__ for t in asyncio.all_tasks()),  # type: ignore[union-attr]
                         "connections": server.connections, "fds": fd_count(), "rss_kib": rss_kib(),
+                        "hwm_kib": rss_kib(field="VmHWM"),
                         "live_connections": sum(isinstance(o, _Connection) for o in gc.get_objects()),
                         "paused": sum(c.writing_paused for c in conns), "largest_buffer": max(buffers, default=0),
                         "requests": server.requests, "plays": player.play_count, "errors": errors[:5]}
