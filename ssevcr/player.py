@@ -124,47 +124,55 @@ class Player:
 
     def play(self, request: Request) -> Play:
         """The next recorded answer to ``request``; raises NoMatchError (and logs the miss)."""
+        entries = self._entries
         with self._lock:
             candidates = self._candidates(request)
-            fresh = [n for n in candidates if self._entries[n].plays == 0]
-            if fresh:
-                index = fresh[0]
-            elif candidates and self.repeat:
-                index = min(candidates, key=lambda n: (self._entries[n].plays, n))
-            else:
-                message = explain_miss(self.names, [e.interaction.request for e in self._entries], request,
-                                       self.match, exhausted=candidates)
-                self.miss_count += 1
-                if self.log_limit is None or len(self.misses) < self.log_limit:
-                    self.misses.append(Miss(request, message))
-                raise NoMatchError(message, method=request.method, url=request.url)
-            entry = self._entries[index]
+            index = next((n for n in candidates if entries[n].plays == 0), -1)
+            if index < 0:
+                if candidates and self.repeat:
+                    index = candidates[0] if len(candidates) == 1 else min(candidates, key=lambda n: (entries[n].plays, n))
+                else:
+                    message = explain_miss(self.names, [e.interaction.request for e in entries], request,
+                                           self.match, exhausted=candidates)
+                    self.miss_count += 1
+                    if self.log_limit is None or len(self.misses) < self.log_limit:
+                        self.misses.append(Miss(request, message))
+                    raise NoMatchError(message, method=request.method, url=request.url)
+            entry = entries[index]
             number = entry.plays
-            faults = self._faults_for(index, request)
+            faults = self._faults_for(index, request) if self.faults else []
             # a status fault answers instead of the recording: the interaction is still unused,
             # so the client's retry gets it (status:429,times=1 -> 429, then the recording)
             if not any(isinstance(f, Status) for f in faults):
                 entry.plays += 1
-        # without faults a schedule depends only on the interaction (the seed feeds faults only):
-        # build it once (the replay server answers the same request thousands of times)
-        sched = None if faults else self._plain.get(index)
-        if sched is None:
-            sched = schedule_mod.build(entry.interaction.response, timing=self.timing, faults=faults,
-                                       seed=f"{self.seed}:{index}:{number}", url=entry.interaction.request.url)
-            if not faults:
-                self._plain[index] = sched
+            # without faults a schedule depends only on the interaction (the seed feeds faults
+            # only): it is built once (the replay server answers the same request thousands of times)
+            sched = None if faults else self._plain.get(index)
+            if sched is not None:
+                play = Play(index, entry.cassette, entry.interaction, sched, request, number)
+                self._log(play)
+                return play
+        sched = schedule_mod.build(entry.interaction.response, timing=self.timing, faults=faults,
+                                   seed=f"{self.seed}:{index}:{number}", url=entry.interaction.request.url)
         play = Play(index, entry.cassette, entry.interaction, sched, request, number)
         with self._lock:
-            self.play_count += 1
-            if sched.fired:
-                self.fired_counts.update(sched.fired)
-            if sched.skipped:
-                self.skipped_counts.update(sched.skipped)
-            plays = self.plays
-            plays.append(play)
-            if self.log_limit is not None and len(plays) >= 2 * self.log_limit:
-                del plays[: -self.log_limit]  # amortized: one trim per log_limit plays
+            if not faults:
+                self._plain[index] = sched
+            self._log(play)
         return play
+
+    def _log(self, play: Play) -> None:
+        """Count a play and keep it in the (capped) log; the caller holds the lock."""
+        self.play_count += 1
+        sched = play.schedule
+        if sched.fired:
+            self.fired_counts.update(sched.fired)
+        if sched.skipped:
+            self.skipped_counts.update(sched.skipped)
+        plays = self.plays
+        plays.append(play)
+        if self.log_limit is not None and len(plays) >= 2 * self.log_limit:
+            del plays[: -self.log_limit]  # amortized: one trim per log_limit plays
 
     def _candidates(self, request: Request) -> list[int]:
         """Indices of the entries that match ``request`` (the caller holds the lock)."""

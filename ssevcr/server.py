@@ -66,6 +66,7 @@ _FLUSH_AT = 64 * 1024  # bytes gathered before a write while steps are already d
 _READ_PAUSE_AT = 256 * 1024  # stop reading a client that pipelines this much during a response
 _RESET_DRAIN_WAIT = 0.5  # seconds to let the peer acknowledge the bytes before a reset
 _MAX_HEAD = 16 * 1024  # h11's limit on a request head still incomplete
+_CACHED_HEAD = 4096  # simple heads up to this size are remembered (clients send the same head again)
 _WHOLE_MAX = 256 * 1024  # largest body written at once (larger ones go out _FLUSH_AT at a time, each
 # waiting for the client to take the previous one: a client that stops reading holds ~_FLUSH_AT here)
 
@@ -82,7 +83,7 @@ _TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"  # as h11 writes it
 class SimpleHead:
     """A request head the fast path can answer without h11 (see :func:`parse_simple_head`)."""
 
-    __slots__ = ("end", "headers", "length", "method", "target")
+    __slots__ = ("end", "headers", "length", "method", "parts", "target")
 
     def __init__(self, end: int, method: bytes, target: bytes, headers: RawHeaders, length: int):
         self.end = end  # bytes of the head, blank line included
@@ -90,6 +91,7 @@ class SimpleHead:
         self.target = target
         self.headers = headers
         self.length = length  # of the body (content-length, 0 without one)
+        self.parts: tuple[str, str, Headers] | None = None  # the Request's method, URL and headers, once known
 
 
 def parse_simple_head(data: bytes | bytearray) -> SimpleHead | bool:
@@ -327,13 +329,27 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
             self.reading_paused = False
 
-    async def _read_request(self) -> tuple[bytes, bytes, RawHeaders, bytes, float] | None:
-        """The next request: (method, target, headers, body, when its head arrived); None when the
-        client is done. Simple requests are parsed here, anything else by h11."""
+    async def _read_request(self) -> tuple[Request, float] | None:
+        """The next request and when its head arrived; None when the client is done. Simple
+        requests are parsed here (a head seen before is looked up, not parsed again), anything
+        else by h11."""
         t0: float | None = None
+        seen = self.server._simple_heads
         while self.h11 is None:
             buffer = self.buffer
-            head = parse_simple_head(buffer) if buffer else True
+            head: SimpleHead | bool = True
+            if buffer:
+                end = buffer.find(b"\r\n\r\n", 0, _MAX_HEAD + 4)
+                key = bytes(buffer[: end + 4]) if 0 <= end < _CACHED_HEAD else b""
+                cached = seen.get(key) if key else None
+                if cached is not None:
+                    head = cached
+                else:
+                    head = parse_simple_head(buffer)
+                    if key and isinstance(head, SimpleHead) and head.end == len(key):
+                        if len(seen) >= 1024:
+                            seen.clear()
+                        seen[key] = head
             if head is False or (head is True and self.gone and buffer):
                 self._hand_to_h11()  # h11 answers it (or its 4xx, or sees the client leave mid-head)
                 break
@@ -344,7 +360,10 @@ class _Connection(asyncio.Protocol):
                 if len(buffer) >= total:
                     body = bytes(buffer[head.end:total])
                     del buffer[:total]
-                    return head.method, head.target, head.headers, body, t0
+                    parts = head.parts
+                    if parts is None:
+                        parts = head.parts = self._request_parts(head.method, head.target, head.headers)
+                    return Request(parts[0], parts[1], parts[2], body), t0
                 if self.gone:  # the client left half-way through its request
                     raise _Gone
             elif self.gone:
@@ -361,7 +380,7 @@ class _Connection(asyncio.Protocol):
         if self.eof:
             conn.receive_data(b"")
 
-    async def _read_h11_request(self) -> tuple[bytes, bytes, RawHeaders, bytes, float] | None:
+    async def _read_h11_request(self) -> tuple[Request, float] | None:
         conn = self.h11
         assert conn is not None
         head: h11.Request | None = None
@@ -384,13 +403,15 @@ class _Connection(asyncio.Protocol):
                 body.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 assert head is not None
-                return head.method, head.target, list(head.headers.raw_items()), b"".join(body), t0
+                method, url, headers = self._request_parts(head.method, head.target, list(head.headers.raw_items()))
+                return Request(method, url, headers, b"".join(body)), t0
             elif isinstance(event, h11.ConnectionClosed):
                 return None
             else:  # PAUSED cannot happen before EndOfMessage
                 return None
 
-    def _request(self, method: bytes, raw_target: bytes, raw_headers: RawHeaders, body: bytes) -> Request:
+    def _request_parts(self, method: bytes, raw_target: bytes, raw_headers: RawHeaders) -> tuple[str, str, Headers]:
+        """A request's method, URL and headers as the player matches them."""
         headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers)
         target = raw_target.decode("latin-1")
         forwarded = next((v for k, v in headers if k.lower() == FORWARDED_URL), None)
@@ -402,12 +423,11 @@ class _Connection(asyncio.Protocol):
             url = f"http://{host}{target}"
         else:
             url = target  # absolute-form (a client that treats us as its proxy)
-        return Request(method=method.decode("latin-1"), url=url, headers=headers, body=body)
+        return method.decode("latin-1"), url, headers
 
-    async def _respond(self, method: bytes, target: bytes, headers: RawHeaders, body: bytes, t0: float) -> bool:
+    async def _respond(self, request: Request, t0: float) -> bool:
         """Answer one request; False when the connection must close afterwards."""
         self.server.requests += 1
-        request = self._request(method, target, headers, body)
         cors = self.server.cors_headers(request) if self.server.cors else []
         if self.server.cors and request.method == "OPTIONS" and request.header("access-control-request-method"):
             return self._simple(204, [*cors, *self.server.preflight_headers(request)], b"", head_only=False)
@@ -598,6 +618,8 @@ class ReplayServer:
         self._framed: dict[int, tuple[Schedule, tuple[bytes, ...], int]] = {}  # id(schedule) -> (it, framed steps, size)
         self._whole: dict[int, tuple[Schedule, bytes | None]] = {}  # id(schedule) -> (it, whole response)
         self._heads: dict[tuple[int, str, Headers], tuple[bytes, bytes]] = {}  # -> (reason, header lines)
+        self._simple_heads: dict[bytes, SimpleHead] = {}  # request heads seen, parsed
+        self._head_ids: dict[int, tuple[Schedule, tuple[bytes, bytes]]] = {}  # id(schedule) -> (it, head_of)
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -618,9 +640,13 @@ class ReplayServer:
     def head_of(self, s: Schedule) -> tuple[bytes, bytes]:
         """Reason phrase and serialized header lines of a schedule's head, validated by h11 once
         per schedule (h11 would check every header again on every response)."""
+        reused = self._head_ids.get(id(s))  # a schedule the player reuses: no tuple to hash again
+        if reused is not None and reused[0] is s:
+            return reused[1]
         key = (s.status, s.reason, s.headers)
         cached = self._heads.get(key)
         if cached is not None:
+            self._remember_head(s, cached)
             return cached
         phrase = HTTPStatus(s.status).phrase if s.status in HTTPStatus._value2member_map_ else ""
         reason = _b(s.reason or phrase)
@@ -630,7 +656,14 @@ class ReplayServer:
         if len(self._heads) >= 1024:
             self._heads.clear()
         self._heads[key] = (reason, block)
+        self._remember_head(s, (reason, block))
         return reason, block
+
+    def _remember_head(self, s: Schedule, head: tuple[bytes, bytes]) -> None:
+        if not s.fired and not s.skipped:  # fault-free schedules are reused; others are one play's
+            if len(self._head_ids) >= 256:
+                self._head_ids.clear()
+            self._head_ids[id(s)] = (s, head)
 
     def framed_of(self, s: Schedule) -> tuple[tuple[bytes, ...] | None, int]:
         """The steps in chunked framing and their size, kept for schedules the player reuses
