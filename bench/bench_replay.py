@@ -60,7 +60,7 @@ def serve(mode: str, cassette: str, timing: str, response_file: str | None) -> N
     from ssevcr.player import Player
     from ssevcr.server import ReplayServer, new_event_loop
 
-    player = Player.create([cassette], timing=timing, repeat=True)
+    player = Player.create([cassette], timing=timing, repeat=True, log_limit=1000)  # as ssevcr replay
     loop = new_event_loop() if mode == "precise" else asyncio.new_event_loop()
 
     async def main() -> None:

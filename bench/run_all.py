@@ -27,6 +27,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,7 +129,8 @@ def _rows_record(r: dict[str, Any]) -> list[Row]:
                 {"record_added_ms": added, "record_ratio": med["ssevcr record"] / med["mitmproxy"]})]
     if r.get("gap_error_median_ms") is not None:
         rows.append(Row("record_gap", "Recorded gap vs the upstream's send gap, median / p99", "median ≤ 1 ms",
-                        f"{_ms(r['gap_error_median_ms'])} / {_ms(r['gap_error_p99_ms'])} ms", "—",
+                        f"{_ms(r['gap_error_median_ms'])} / {_ms(r['gap_error_p99_ms'])} ms",
+                        "(the upstream's own send gaps are the baseline)",
                         r["gap_error_median_ms"] <= 1, {"record_gap_median_ms": r["gap_error_median_ms"]}))
     return rows
 
@@ -194,6 +196,16 @@ def _commit() -> str:
         return "-"
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu model not reported"
+
+
 def _load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -245,7 +257,7 @@ def append_history(values: dict[str, Any]) -> None:
         w = csv.writer(f)
         if new:
             w.writerow(HISTORY_COLUMNS)
-        w.writerow(["" if values.get(c) is None else (f"{values[c]:.4g}" if isinstance(values[c], float) else values[c])
+        w.writerow(["" if values.get(c) is None else (f"{values[c]:.6g}" if isinstance(values[c], float) else values[c])
                     for c in HISTORY_COLUMNS])
 
 
@@ -256,6 +268,7 @@ def main() -> None:
     args = parser.parse_args()
     names = args.only or list(RUNS)
     load_before = _load()
+    commit = _commit()  # before this run writes README.md
     started = time.monotonic()
     when = time.strftime("%Y-%m-%d %H:%M")
     print(f"# bench/run_all.py  {when}  {os.cpu_count()} cpus  load average {load_before} (1/5/15 min)")
@@ -275,23 +288,24 @@ def main() -> None:
     if args.no_write or args.only:
         return
 
-    machine = (f"{platform.machine()}, {os.cpu_count()} cpus ({platform.processor() or 'cpu model not reported'}), "
-               f"{platform.system()} {platform.release()}")
-    versions = (f"Python {platform.python_version()}, ssevcr {_commit()}, h11 {_version('h11')}, "
+    machine = f"{platform.machine()}, {os.cpu_count()} cpus ({_cpu_model()}), {platform.system()} {platform.release()}"
+    versions = (f"Python {platform.python_version()}, ssevcr {commit}, h11 {_version('h11')}, "
                 f"httpx {_version('httpx')}, httpx2 {_version('httpx2')}, msgpack {_version('msgpack')}, "
                 f"mitmproxy {_mitmproxy_version()} (own venv), vcrpy {_version('vcrpy')}, "
                 f"pytest-recording {_version('pytest-recording')}, pytest {_version('pytest')}")
     section = [
         HEADING, "",
-        f"`bench/run_all.py` runs every script below with reduced sizes ({seconds / 60:.1f} minutes here) and "
-        "writes this table; `bench/history.csv` keeps one line per run. The per-benchmark sections below hold "
-        "the full-size runs and how each figure is measured.", "",
-        f"Last run {when}: {machine}; load average {load_before} before, {load_after} after (1/5/15 min); "
-        f"{versions}. {sum(met)} of {len(met)} targets met.", "",
+        textwrap.fill(f"`bench/run_all.py` runs every script below with reduced sizes ({seconds / 60:.1f} minutes "
+                      "here) and writes this table; `bench/history.csv` keeps one line per run, to compare. The "
+                      "per-benchmark sections below hold the full-size runs and how each figure is measured.", 100),
+        "",
+        textwrap.fill(f"Last run {when}: {machine}; load average {load_before} before, {load_after} after "
+                      f"(1/5/15 min); {versions}. {sum(met)} of {len(met)} targets met.", 100),
+        "",
         *table(rows),
     ]
     write_readme(section)
-    values: dict[str, Any] = {"date": when, "commit": _commit(), "cpus": os.cpu_count(), "load_before": load_before,
+    values: dict[str, Any] = {"date": when, "commit": commit, "cpus": os.cpu_count(), "load_before": load_before,
                               "load_after": load_after, "python": platform.python_version(), "seconds": round(seconds),
                               "targets_met": f"{sum(met)}/{len(met)}"}
     for r in rows:
