@@ -192,18 +192,32 @@ def save(cassette: Cassette, path: str | os.PathLike[str], *, fsync: bool = True
         raise CassetteError(p, f"cannot be written: {e.strerror or e}") from None
 
 
+def lock_path(path: str | os.PathLike[str]) -> str:
+    """Where the lock of a cassette lives: a per-user folder in the temp directory, named by the
+    cassette's real path, so no ``.lock`` file ever lands beside a cassette in the repository."""
+    import hashlib
+    import tempfile
+
+    real = os.path.realpath(os.path.abspath(os.fspath(path)))
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    folder = os.path.join(tempfile.gettempdir(), f"ssevcr-locks-{uid}")
+    return os.path.join(folder, hashlib.sha256(os.fsencode(real)).hexdigest()[:40] + ".lock")
+
+
 @contextlib.contextmanager
 def locked(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive lock beside a cassette (``<name>.lock``) so that several recorders
-    appending to one cassette never lose each other's interactions."""
-    lock_path = os.fspath(path) + ".lock"
-    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    """Hold an exclusive lock on a cassette (see :func:`lock_path`) so that several recorders,
+    in any process on this machine, appending to one cassette never lose each other's
+    interactions."""
+    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+    lock_file = lock_path(path)
+    os.makedirs(os.path.dirname(lock_file), mode=0o700, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not on POSIX
         yield
         return
-    with open(lock_path, "a+b") as f:
+    with open(lock_file, "a+b") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield

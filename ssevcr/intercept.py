@@ -14,7 +14,9 @@ original transport and timestamps each raw (still content-encoded) chunk as the 
 
 Record modes (vcrpy's words): ``none`` replays only, a miss raises NoMatchError; ``once`` records
 when the cassette file does not exist, else replays only; ``new_episodes`` replays matches and
-records misses; ``all`` records everything and overwrites. Recorded interactions are redacted
+records misses; ``all`` records everything and replaces the file (once per run: the first save
+of a cassette in a process, or in a pytest session across xdist workers, replaces it, later
+saves append, so tests sharing a cassette keep each other's recordings). Recorded interactions are redacted
 like ``ssevcr record`` and saved atomically (under the codec's lock) when the context exits,
 also when its body raised.
 
@@ -416,15 +418,52 @@ class ActiveCassette:
         new = tuple(c.interaction(self.options.redaction) for c in captures)
         if not new:
             return
-        overwrite = self.options.record == "all"
+        rewrite = self.options.record == "all"
 
         def change(current: Cassette) -> Cassette:
-            if overwrite:
+            if rewrite and _first_rewrite(self.options.path):
                 return Cassette(interactions=new, meta=current.meta)
             return Cassette(interactions=(*current.interactions, *new), meta=current.meta)
 
         codec.update(self.options.path, change)
         self.saved = True
+
+
+# ---------------------------------------------------------------------------------------------
+# ``all`` replaces a cassette once per run
+
+
+_rewritten: set[str] = set()
+_run: tuple[str, str | None] = ("", None)  # (run id, folder shared by the processes of the run)
+
+
+def begin_run(run_id: str, claims: str | None = None) -> None:
+    """Start counting ``all`` rewrites for a new run (a pytest session). ``claims``: a folder
+    shared by several processes (pytest-xdist workers) of the same run, so that the first of
+    them to save a cassette replaces it and the others append. Same id again: no change."""
+    global _run
+    if _run[0] != run_id:
+        _run = (run_id, claims)
+        _rewritten.clear()
+
+
+def _first_rewrite(path: str | os.PathLike[str]) -> bool:
+    """True once per run and cassette (called under the cassette's lock)."""
+    key = os.path.realpath(os.path.abspath(os.fspath(path)))
+    claims = _run[1]
+    if claims is None:
+        if key in _rewritten:
+            return False
+        _rewritten.add(key)
+        return True
+    import hashlib
+
+    claim = os.path.join(claims, hashlib.sha256(os.fsencode(key)).hexdigest()[:40])
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

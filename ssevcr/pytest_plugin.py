@@ -45,6 +45,8 @@ __all__ = [
     "ssevcr_timing",
 ]
 
+_RUN = pytest.StashKey[tuple[str, "str | None"]]()  # (run id, folder of ``all`` claims shared with xdist workers)
+_CLAIMS_MADE = pytest.StashKey[str]()  # the claims folder this (controlling) process created
 _ACTIVE = pytest.StashKey["ActiveCassette"]()
 _REPORTED = pytest.StashKey[int]()
 _OWN_KEYWORDS = ("record", "timing")  # resolved by their own fixtures (CLI > env > marker)
@@ -63,6 +65,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # one run for record mode ``all`` (the first save of a cassette replaces it, later ones
+    # append): xdist workers share the controller's run id and claims folder
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and "ssevcr_run" in workerinput:
+        config.stash[_RUN] = (workerinput["ssevcr_run"], workerinput["ssevcr_claims"])
+    else:
+        config.stash[_RUN] = (os.urandom(8).hex(), None)
     config.addinivalue_line(
         "markers",
         "ssevcr(name_or_path=None, *, timing=None, faults=(), seed=0, match_on=None, ignore_body_keys=(), "
@@ -79,6 +88,26 @@ def pytest_configure(config: pytest.Config) -> None:
             except ConfigError as e:
                 raise pytest.UsageError(f"{source}: {e}") from None
             break
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist (controller): hand each worker the run id and a claims folder."""
+    config = node.config
+    if _CLAIMS_MADE not in config.stash:
+        import tempfile
+
+        config.stash[_CLAIMS_MADE] = tempfile.mkdtemp(prefix="ssevcr-run-")
+    node.workerinput["ssevcr_run"] = config.stash[_RUN][0]
+    node.workerinput["ssevcr_claims"] = config.stash[_CLAIMS_MADE]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    claims = config.stash.get(_CLAIMS_MADE, None)
+    if claims:
+        import shutil
+
+        shutil.rmtree(claims, ignore_errors=True)
 
 
 def _marker(request: pytest.FixtureRequest) -> pytest.Mark | None:
@@ -160,8 +189,9 @@ def ssevcr_cassette(request: pytest.FixtureRequest, ssevcr_cassette_path: Path, 
     active every httpx and httpx2 client replays from it (or records into it); it is saved when
     the test ends, also when it fails."""
     from .errors import SsevcrError
-    from .intercept import CassetteUse, Options
+    from .intercept import CassetteUse, Options, begin_run
 
+    begin_run(*request.config.stash[_RUN])
     marker = _marker(request)
     kwargs = {**ssevcr_config, **(marker.kwargs if marker is not None else {})}
     for key in _OWN_KEYWORDS:

@@ -772,7 +772,18 @@ def test_concurrent_update_loses_nothing(tmp_path: Path) -> None:
     assert len(set(seen)) == 100
     for w in range(4):  # each worker's appends stay in its order
         assert [n for worker, n in seen if worker == str(w)] == list(range(25))
-    assert sorted(p for p in _listing(tmp_path)) == ["shared.msgpack", "shared.msgpack.lock"]
+    # no temp files left, and the lock lives outside the cassette folder (nothing to commit by mistake)
+    assert sorted(p for p in _listing(tmp_path)) == ["shared.msgpack"]
+    assert os.path.exists(codec.lock_path(path))
+
+
+def test_lock_is_per_real_path(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    one = codec.lock_path(tmp_path / "real" / "c.msgpack")
+    assert one == codec.lock_path(tmp_path / "link" / "c.msgpack")
+    assert one != codec.lock_path(tmp_path / "real" / "d.msgpack")
+    assert not one.startswith(str(tmp_path))
 
 
 def test_update_starts_empty_and_returns_what_it_saved(tmp_path: Path) -> None:

@@ -78,9 +78,9 @@ def text_of(stream, arrivals=None, t0=0.0):
 
 
 def check(cas):
-    if cas.existed:      # replay: played once, nothing recorded
+    if cas.existed and cas.record_mode != "all":   # replay: played once, nothing recorded
         assert len(cas.plays) == 1 and not cas.recorded and not cas.misses
-    else:                # recording: one real exchange
+    else:                                          # recording: one real exchange
         assert len(cas.recorded) == 1 and not cas.plays
 """
 
@@ -336,6 +336,36 @@ def test_xdist_records_and_replays_in_parallel_workers(inner: tuple[pytest.Pytes
     assert sorted(json.loads(i.request.body)["messages"][0]["content"] for i in shared.interactions) == [
         f"shared q{n}" for n in range(4)]
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=8)
+
+
+def _shared_questions(root: Path) -> list[str]:
+    shared = codec.load(root / "cassettes" / "test_par" / "shared.msgpack")
+    return sorted(json.loads(i.request.body)["messages"][0]["content"] for i in shared.interactions)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_record_all_replaces_a_shared_cassette_once_per_run(inner: tuple[pytest.Pytester, Upstream],
+                                                            workers: int) -> None:
+    """``all`` re-records: the first save of a cassette in a session replaces the file, the
+    other tests sharing it (in this process or another xdist worker) append, so a second
+    ``all`` session leaves the same four recordings, not eight and not one."""
+    pytester, upstream = inner
+    pytester.makepyfile(test_par=XDIST_TESTS)
+    args = ("-n", str(workers), "-p", "no:cacheprovider", "--ssevcr-record=all")
+    for session in (1, 2):
+        result = pytester.runpytest_subprocess(*args)
+        result.assert_outcomes(passed=8)
+        assert len(upstream.exchanges) == 8 * session  # everything recorded again
+        assert _shared_questions(pytester.path) == [f"shared q{n}" for n in range(4)]
+        for n in range(4):
+            own = codec.load(pytester.path / "cassettes" / "test_par" / f"test_own_cassette[{n}].msgpack")
+            assert len(own) == 1
+    # the claims folder of the run is gone, and no lock file sits among the cassettes
+    assert sorted(p.name for p in (pytester.path / "cassettes" / "test_par").iterdir()) == sorted(
+        ["shared.msgpack", *(f"test_own_cassette[{n}].msgpack" for n in range(4))])
+    stop(upstream)
+    result = pytester.runpytest_subprocess("-n", str(workers), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=8)
 
 
