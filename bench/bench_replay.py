@@ -8,7 +8,7 @@ and walk the chunked framing).
 
 1. Timing fidelity at scale 1: |observed gap - recorded gap| between consecutive HTTP chunks as
    the client receives them, p50/p99/max, for 1 stream (sequential runs) and 500 concurrent
-   streams (started over 1 s), with the precise event loop (``ssevcr.server.new_event_loop``, what
+   streams (started over 1 s), with the precise event loop (``ssevcr.timer.new_event_loop``, what
    the CLI uses) and with asyncio's default loop (epoll's millisecond timeout rounding).
 2. Instant-mode throughput: keep-alive clients replaying as fast as they can, ssevcr vs two bare
    asyncio servers that answer every request with the same response bytes (captured from ssevcr)
@@ -58,7 +58,8 @@ def serve(mode: str, cassette: str, timing: str, response_file: str | None) -> N
         loop.run_until_complete(_serve_bare(Path(response_file).read_bytes(), streams=mode == "streams"))
         return
     from ssevcr.player import Player
-    from ssevcr.server import ReplayServer, new_event_loop
+    from ssevcr.server import ReplayServer
+    from ssevcr.timer import new_event_loop
 
     player = Player.create([cassette], timing=timing, repeat=True, log_limit=1000)  # as ssevcr replay
     loop = new_event_loop() if mode == "precise" else asyncio.new_event_loop()

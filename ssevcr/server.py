@@ -19,12 +19,16 @@ A miss answers 404 with ``x-should-retry: false`` and an API-shaped JSON error w
 player's explanation; it is logged. Malformed HTTP gets a 400. A client that leaves mid-stream ends
 its connection quietly, at once, even in the middle of a long wait.
 
-asyncio timers wake through ``epoll_wait``, whose timeout has millisecond resolution and is rounded
-up (sometimes by a whole extra millisecond): steps go out 0-2 ms late (p50 ~0.5 ms measured here).
-:func:`new_event_loop` makes a loop whose selector waits the whole milliseconds in epoll and the
-sub-millisecond rest in ``nanosleep`` (p50 ~0.1 ms); the CLI and :class:`ServerThread` use it. The
-cost: I/O that arrives during that sub-millisecond rest waits for it (never more than 1 ms, only
-when no timer is due sooner), and more loop iterations (bench/bench_replay.py measures both).
+Waiting for a request is bounded, as in any HTTP server; answering it never is (a stream lasts as
+long as its schedule, a ``stall:...,for=forever`` until the client leaves). A connection closes when
+no byte of its next request comes within ``idle_timeout`` of the end of the previous answer (quietly:
+a FIN, which connection pools and browsers take as "open a new one"), and when a request head is not
+complete within ``head_timeout`` of the connection opening or of the request's first byte, or its
+body pauses that long (a 408, then close). One timer per connection, armed when the connection
+starts waiting and moved only when it fires, keeps keep-alive requests free of timer work.
+
+Steps wait on the loop's timers: for sub-millisecond precision, serve in the loop of
+:func:`ssevcr.timer.new_event_loop` (the CLI and :class:`ServerThread` do).
 
 This module only follows schedules: it never decides timing or faults (see ``schedule``).
 """
@@ -35,13 +39,11 @@ import asyncio
 import fcntl
 import json
 import re
-import selectors
 import socket
 import struct
 import sys
 import termios
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future as ThreadFuture
 from http import HTTPStatus
@@ -51,11 +53,13 @@ from typing import Any
 import h11
 
 from .cassette import Headers, Request
-from .errors import NoMatchError, SsevcrError
+from .errors import ConfigError, NoMatchError, SsevcrError
 from .player import Player
 from .schedule import Abort, Close, Hang, Reset, Schedule
+from .timer import PreciseSelector, new_event_loop
 
-__all__ = ["PreciseSelector", "ReplayServer", "ServerThread", "miss_body", "new_event_loop"]
+__all__ = ["HEAD_TIMEOUT", "IDLE_TIMEOUT", "PreciseSelector", "ReplayServer", "ServerThread", "miss_body",
+           "new_event_loop"]  # PreciseSelector, new_event_loop: from ssevcr.timer, where they live now
 
 Log = Callable[[str], None]
 RawHeaders = list[tuple[bytes, bytes]]
@@ -69,6 +73,21 @@ _MAX_HEAD = 16 * 1024  # h11's limit on a request head still incomplete
 _CACHED_HEAD = 4096  # simple heads up to this size are remembered (clients send the same head again)
 _WHOLE_MAX = 256 * 1024  # largest body written at once (larger ones go out _FLUSH_AT at a time, each
 # waiting for the client to take the previous one: a client that stops reading holds ~_FLUSH_AT here)
+
+# How long a connection may wait for a request (seconds; None: forever). A request head comes in
+# one segment: 60 s (nginx's client_header_timeout, Node's headersTimeout) is for people typing one
+# into nc. The idle time outlasts the keep-alive pools of the clients served most (httpx/httpx2 and
+# the SDKs 5 s, Node's undici 4 s, aiohttp 15 s, Go 90 s, Firefox 115 s), so that they close first
+# and a request never crosses our FIN; servers facing the internet (uvicorn, hypercorn, Node: 5 s,
+# nginx: 75 s) save sockets instead, which a local test server does not need to.
+HEAD_TIMEOUT = 60.0
+IDLE_TIMEOUT = 120.0
+
+# what a connection is waiting for (its timeout depends on it)
+_IDLE = 0  # the first byte of the next request, after an answer: idle_timeout from the answer's end
+_HEAD = 1  # the rest of a request head (a new connection's first one from the start): head_timeout
+_BODY = 2  # the rest of a request body: a pause of head_timeout
+_BUSY = 3  # nothing: it is answering (no timeout)
 
 # the fast path's request grammar: h11's (RFC 9112) with stricter header values (no control bytes)
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
@@ -138,41 +157,6 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class PreciseSelector(selectors.EpollSelector):
-    """An epoll selector with sub-millisecond timeouts: whole milliseconds in ``epoll_wait``, the
-    rest in ``nanosleep``, then a non-blocking poll (events are level-triggered, so waiting on the
-    epoll object first and collecting with the stock ``select(0)`` loses nothing).
-
-    The stock selector passes ``math.ceil(t * 1e3) * 1e-3`` to ``epoll.poll``, which rounds it up
-    again: for some values (0.013000000000000001) it waits a whole millisecond more than asked.
-    Here the millisecond count goes in as ``(ms - 0.5) / 1000``, which rounds up to exactly ``ms``.
-    """
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if timeout is None or timeout <= 0:
-            return super().select(timeout)
-        deadline = time.monotonic() + timeout
-        ms = int(timeout * 1e3)
-        if ms > 0:
-            try:
-                woke = self._selector.poll((ms - 0.5) / 1e3, 1)  # type: ignore[attr-defined]
-            except InterruptedError:
-                woke = []
-            if woke:
-                return super().select(0)
-        rest = deadline - time.monotonic()
-        if rest > 0:
-            time.sleep(rest)
-        return super().select(0)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """An event loop whose timers fire within ~0.1 ms instead of ~1 ms (Linux; elsewhere the default)."""
-    if hasattr(selectors, "EpollSelector"):
-        return asyncio.SelectorEventLoop(PreciseSelector())
-    return asyncio.new_event_loop()  # pragma: no cover - not Linux
-
-
 def miss_body(message: str) -> bytes:
     """The JSON error a miss answers with: shaped like OpenAI's and Anthropic's errors, so both
     SDKs raise their own status error carrying the message."""
@@ -203,6 +187,9 @@ class _Connection(asyncio.Protocol):
         self.gone = False  # the client closed or reset the connection (or the server is closing)
         self.received_at = 0.0  # when the last bytes arrived
         self.ready_at = 0.0  # when the connection became free for the next request
+        self.state = _HEAD  # what it waits for (see _IDLE ...); a new connection owes its first head
+        self.started_at = 0.0  # when the request being received began (the connection opened, or its first byte came)
+        self._timer: asyncio.TimerHandle | None = None  # the timeout check (at most one per connection)
         self.unread = 0  # bytes fed to h11 since the task last asked for data
         self.reading_paused = False
         self.writing_paused = False
@@ -213,7 +200,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.received_at = self.ready_at = self.loop.time()
+        self.received_at = self.ready_at = self.started_at = self.loop.time()
         self.task = self.loop.create_task(self._run())
         self.server._connections.add(self)
 
@@ -288,6 +275,55 @@ class _Connection(asyncio.Protocol):
             self.transport.write(b"".join(parts) if len(parts) > 1 else parts[0])
         parts.clear()
 
+    # --- timeouts while waiting for a request. The timer is armed when the connection starts
+    # waiting with none pending, never earlier than any deadline it can have then, and moved only
+    # when it fires: a keep-alive request costs two assignments, not a timer.
+
+    def _arm(self) -> None:
+        soonest = self.server._soonest_timeout
+        if soonest is not None:
+            self._timer = self.loop.call_at(self.ready_at + soonest, self._on_timer)
+
+    def _deadline(self) -> float | None:
+        state = self.state
+        if state == _IDLE:
+            idle = self.server.idle_timeout
+            return None if idle is None else self.ready_at + idle
+        head = self.server.head_timeout
+        if state == _BUSY or head is None:
+            return None
+        if state == _HEAD:
+            return self.started_at + head
+        return max(self.received_at, self.ready_at) + head  # a body: since its last bytes
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.gone:
+            return
+        waiter = self._waiter
+        if waiter is None or waiter.done():  # the task has not run since it was woken (it may have
+            return  # a whole request now): its next wait for a request arms the timer again
+        deadline = self._deadline()
+        if deadline is None:
+            return
+        if self.loop.time() < deadline:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+            return
+        self._time_out()
+
+    def _time_out(self) -> None:
+        """Close a connection whose request did not come in time: quietly when no byte of it came
+        (an idle keep-alive connection, a client that connected and said nothing), else with a 408."""
+        conn = self.h11
+        begun = self.state == _BODY or bool(self.buffer) or (conn is not None and bool(conn.trailing_data[0]))
+        if begun and self.transport is not None:
+            message = f"ssevcr: the request did not arrive in time (head_timeout {self.server.head_timeout} s)"
+            body = json.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": message}}).encode()
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+        self._close()  # flushes what is buffered, then FIN
+        self._wake()
+
     # --- the connection's task
 
     async def _run(self) -> None:
@@ -296,6 +332,7 @@ class _Connection(asyncio.Protocol):
                 incoming = await self._read_request()
                 if incoming is None:
                     break
+                self.state = _BUSY
                 if not await self._respond(*incoming):
                     break
                 conn = self.h11
@@ -304,6 +341,7 @@ class _Connection(asyncio.Protocol):
                         break
                     conn.start_next_cycle()
                 self.ready_at = self.loop.time()
+                self.state = _IDLE
         except _Gone:
             pass
         except h11.RemoteProtocolError as e:
@@ -319,6 +357,9 @@ class _Connection(asyncio.Protocol):
 
     def _close(self) -> None:
         self.gone = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         self.server._connections.discard(self)
@@ -366,9 +407,14 @@ class _Connection(asyncio.Protocol):
                     return Request(parts[0], parts[1], parts[2], body), t0
                 if self.gone:  # the client left half-way through its request
                     raise _Gone
+                self.state = _BODY
             elif self.gone:
                 return None
+            elif buffer and self.state == _IDLE:  # the first bytes of the next request
+                self.state, self.started_at = _HEAD, self.loop.time()
             self._ask_for_data()
+            if self._timer is None:
+                self._arm()
             await self._wait()
         return await self._read_h11_request()
 
@@ -393,9 +439,15 @@ class _Connection(asyncio.Protocol):
                     if head is not None:  # the client left half-way through its request
                         raise _Gone
                     return None
+                if head is not None:
+                    self.state = _BODY
+                elif self.state == _IDLE and conn.trailing_data[0]:  # the first bytes of the next request
+                    self.state, self.started_at = _HEAD, self.loop.time()
                 self._ask_for_data()
                 if conn.they_are_waiting_for_100_continue:
                     self._write([conn.send(h11.InformationalResponse(status_code=100, headers=[]))])
+                if self._timer is None:
+                    self._arm()
                 await self._wait()
             elif isinstance(event, h11.Request):
                 head, t0 = event, max(self.received_at, self.ready_at)
@@ -604,15 +656,26 @@ def _unacked(sock: Any) -> int:
 class ReplayServer:
     """Serve a :class:`~ssevcr.player.Player` on ``host:port`` (port 0: any free port) in the
     running event loop. ``cors=True`` answers preflights and lets pages on other origins read
-    the stream. ``log`` receives one line per miss (default: stderr)."""
+    the stream. ``log`` receives one line per miss (default: stderr). ``idle_timeout`` closes a
+    keep-alive connection that sends nothing for that long after an answer; ``head_timeout``
+    one whose request head is not complete that long after it opened or the head began (or whose
+    body pauses that long). Seconds; None waits forever."""
 
     def __init__(self, player: Player, host: str = "127.0.0.1", port: int = 0, *, cors: bool = False,
-                 log: Log | None = None):
+                 log: Log | None = None, head_timeout: float | None = HEAD_TIMEOUT,
+                 idle_timeout: float | None = IDLE_TIMEOUT):
+        for name, value in (("head_timeout", head_timeout), ("idle_timeout", idle_timeout)):
+            if value is not None and not 0 < value < float("inf"):
+                raise ConfigError(f"{name} must be a positive number of seconds or None (forever), got {value}")
         self.player = player
         self.host = host
         self.port = port
         self.cors = cors
         self.log: Log = log or _stderr
+        self.head_timeout = head_timeout
+        self.idle_timeout = idle_timeout
+        timeouts = [t for t in (head_timeout, idle_timeout) if t is not None]
+        self._soonest_timeout = min(timeouts) if timeouts else None
         self.requests = 0  # requests seen (plays, misses, preflights, ...)
         self._connections: set[_Connection] = set()
         self._framed: dict[int, tuple[Schedule, tuple[bytes, ...], int]] = {}  # id(schedule) -> (it, framed steps, size)
@@ -773,8 +836,10 @@ class ServerThread:
     """
 
     def __init__(self, player: Player, host: str = "127.0.0.1", port: int = 0, *, cors: bool = False,
-                 log: Log | None = None, precise: bool = True):
-        self.server = ReplayServer(player, host, port, cors=cors, log=log)
+                 log: Log | None = None, precise: bool = True, head_timeout: float | None = HEAD_TIMEOUT,
+                 idle_timeout: float | None = IDLE_TIMEOUT):
+        self.server = ReplayServer(player, host, port, cors=cors, log=log, head_timeout=head_timeout,
+                                   idle_timeout=idle_timeout)
         self.precise = precise
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -1,13 +1,22 @@
-"""Precise sleeps for asyncio.
+"""Precise timing for asyncio: replay steps on their deadlines to a fraction of a millisecond.
 
-asyncio wakes timers late by up to a millisecond: epoll takes its timeout in whole milliseconds,
-rounded up. Replaying a stream whose gaps are 10-60 ms that is a visible error, so the adapters
-sleep the last stretch on one daemon thread instead: it waits for the earliest deadline with a
-nanosecond-resolution timeout and wakes the waiting loops with ``call_soon_threadsafe``. The event
-loop itself is never blocked. Long waits spend all but the last few milliseconds on the loop's own
-(cheap) timer.
+asyncio wakes timers late by up to 1-2 ms: ``epoll_wait`` takes its timeout in whole milliseconds,
+and the stock selector rounds up, sometimes by a whole extra millisecond. Replaying a stream whose
+gaps are 10-60 ms that is a visible error (p50 lateness ~0.5 ms measured here). There are two
+remedies, one for each kind of event loop:
 
-Outside asyncio (e.g. trio through anyio) it falls back to ``anyio.sleep``.
+- **A loop we own** (the replay server: ``ssevcr replay`` and :class:`~ssevcr.server.ServerThread`):
+  :func:`new_event_loop` makes a loop whose :class:`PreciseSelector` waits the whole milliseconds in
+  epoll and the sub-millisecond rest in ``nanosleep`` (p50 ~0.1 ms). The cost: I/O that arrives
+  during that rest waits for it (never more than 1 ms, only when no timer is due sooner), and more
+  loop iterations (bench/bench_replay.py measures both).
+- **A loop we don't own** (the in-process transports run in the caller's loop, whatever it is):
+  :func:`sleep_until` spends long waits on the loop's own (cheap) timer and the last few
+  milliseconds on one daemon thread, which waits for the earliest deadline with a
+  nanosecond-resolution timeout and wakes the waiting loops with ``call_soon_threadsafe``. That
+  loop is never blocked. Outside asyncio (e.g. trio through anyio) it falls back to ``anyio.sleep``.
+
+Nothing here knows about cassettes or schedules: it only waits.
 """
 
 from __future__ import annotations
@@ -15,13 +24,61 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import selectors
+import sys
 import threading
 import time
 from collections import defaultdict
 
-__all__ = ["sleep", "sleep_until"]
+__all__ = ["PreciseSelector", "new_event_loop", "sleep", "sleep_until"]
 
 _COARSE = 0.005  # waits longer than this sleep on the loop first, the last part on the thread
+
+
+# --- a loop we own: a selector with sub-millisecond timeouts
+
+if sys.platform == "linux":
+    _Epoll = selectors.EpollSelector
+else:  # pragma: no cover - this module also serves the in-process transports, on any platform
+    _Epoll = selectors.DefaultSelector  # (PreciseSelector is then never used: see new_event_loop)
+
+
+class PreciseSelector(_Epoll):
+    """An epoll selector with sub-millisecond timeouts: whole milliseconds in ``epoll_wait``, the
+    rest in ``nanosleep``, then a non-blocking poll (events are level-triggered, so waiting on the
+    epoll object first and collecting with the stock ``select(0)`` loses nothing).
+
+    The stock selector passes ``math.ceil(t * 1e3) * 1e-3`` to ``epoll.poll``, which rounds it up
+    again: for some values (0.013000000000000001) it waits a whole millisecond more than asked.
+    Here the millisecond count goes in as ``(ms - 0.5) / 1000``, which rounds up to exactly ``ms``.
+    """
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None or timeout <= 0:
+            return super().select(timeout)
+        deadline = time.monotonic() + timeout
+        ms = int(timeout * 1e3)
+        if ms > 0:
+            try:
+                woke = self._selector.poll((ms - 0.5) / 1e3, 1)  # type: ignore[attr-defined]
+            except InterruptedError:
+                woke = []
+            if woke:
+                return super().select(0)
+        rest = deadline - time.monotonic()
+        if rest > 0:
+            time.sleep(rest)
+        return super().select(0)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """An event loop whose timers fire within ~0.1 ms instead of ~1 ms (Linux; elsewhere the default)."""
+    if sys.platform == "linux":
+        return asyncio.SelectorEventLoop(PreciseSelector())
+    return asyncio.new_event_loop()  # pragma: no cover - not Linux
+
+
+# --- a loop we don't own: the timer thread
 
 
 class _TimerThread:

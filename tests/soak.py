@@ -202,9 +202,10 @@ def rss_kib(pid: int | str = "self", field: str = "VmRSS") -> int:
 # the server, in a process of its own
 
 
-def _serve(timing: str, log_limit: int) -> None:
+def _serve(timing: str, log_limit: int, head_timeout: float | None, idle_timeout: float | None) -> None:
     from ssevcr.player import Player
-    from ssevcr.server import ReplayServer, _Connection, new_event_loop
+    from ssevcr.server import ReplayServer, _Connection
+    from ssevcr.timer import new_event_loop
 
     player = Player.create([("soak", soak_cassette())], timing=timing, repeat=True, log_limit=log_limit)
     errors: list[str] = []
@@ -217,7 +218,7 @@ def _serve(timing: str, log_limit: int) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        async with ReplayServer(player, log=log) as server:
+        async with ReplayServer(player, log=log, head_timeout=head_timeout, idle_timeout=idle_timeout) as server:
 
             async def stats() -> dict[str, object]:  # in the server's loop
                 gc.collect()
@@ -243,11 +244,13 @@ def _serve(timing: str, log_limit: int) -> None:
 
 
 class SoakServer:
-    """``python tests/soak.py --serve``: the replay server on 127.0.0.1:0 in its own process."""
+    """``python tests/soak.py --serve``: the replay server on 127.0.0.1:0 in its own process
+    (timeouts: the server's defaults unless given; None waits forever)."""
 
-    def __init__(self, timing: str = SOAK_TIMING, log_limit: int = 1000):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", timing, str(log_limit)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(self, timing: str = SOAK_TIMING, log_limit: int = 1000, *, head_timeout: float | str | None = "default",
+                 idle_timeout: float | str | None = "default"):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", timing, str(log_limit), str(head_timeout),
+                                      str(idle_timeout)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self.url = self.proc.stdout.readline().strip()
         if not self.url:
@@ -296,5 +299,11 @@ class SoakServer:
         self.close()
 
 
+def _timeout(arg: str, default: float) -> float | None:
+    return default if arg == "default" else None if arg == "None" else float(arg)
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
-    _serve(sys.argv[2], int(sys.argv[3]))
+    from ssevcr.server import HEAD_TIMEOUT, IDLE_TIMEOUT
+
+    _serve(sys.argv[2], int(sys.argv[3]), _timeout(sys.argv[4], HEAD_TIMEOUT), _timeout(sys.argv[5], IDLE_TIMEOUT))

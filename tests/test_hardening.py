@@ -3,7 +3,9 @@ real processes on 127.0.0.1.
 
 - the replay server after hundreds of clients that vanish mid-stream, stall with full buffers or
   send half a request: no leaked task, socket or connection object, bounded memory, still serving
-  (the 10,000-client figure is bench/bench_hardening.py);
+  (the 10,000-client figure is bench/bench_hardening.py); and after clients that never leave (say
+  nothing, send a head a byte at a time, half a body, or idle after an answer), which its timeouts
+  close;
 - its fast path (simple requests parsed without h11) accepts only what h11 accepts, reads what h11
   reads, and writes the bytes h11's path writes;
 - every server binds 127.0.0.1 unless told otherwise (the address the kernel reports);
@@ -164,6 +166,92 @@ def test_a_client_that_stops_reading_a_large_instant_answer_costs_the_server_lit
         assert blocked[0]["largest_buffer"] <= HELD_PER_STALLED_CLIENT, blocked
         assert soak.stats.errors == []
         assert server.idle()["connections"] == 0
+
+
+LINGERERS = ("silent", "slowloris", "half-body", "idle")  # clients that stay connected and wait
+
+
+def test_clients_that_linger_are_closed_by_the_timeouts_and_leave_nothing_behind() -> None:
+    """Clients that never leave: they connect and say nothing, send a head a byte at a time, send
+    half a body, or take an answer and keep the connection idle. The server closes each one (a 408
+    to those that began a request), and is left as it was."""
+    cassette = soak_cassette()
+    timeout = 0.5
+    with SoakServer(timing="instant", head_timeout=timeout, idle_timeout=timeout) as server:
+        soak = Soak(server.host, server.port, cassette, seed=3)
+        before = server.stats()
+        results: list[tuple[str, float, bytes, str]] = []
+
+        async def linger(kind: str) -> None:
+            loop = asyncio.get_running_loop()
+            since = time.monotonic()  # the server's clock starts later (when it accepts, or the bytes come)
+            sock = await _connect_raw(server.host, server.port)
+            try:
+                if kind == "slowloris":  # one byte every 50 ms, past the timeout
+                    for byte in soak.stream[:-1]:
+                        try:
+                            await loop.sock_sendall(sock, bytes([byte]))
+                        except OSError:
+                            break
+                        if await _readable(sock, 0.05):
+                            break
+                elif kind == "half-body":
+                    head_end = soak.stream.index(b"\r\n\r\n") + 4
+                    since = time.monotonic()
+                    await loop.sock_sendall(sock, soak.stream[: head_end + (len(soak.stream) - head_end) // 2])
+                elif kind == "idle":
+                    since = time.monotonic()
+                    await loop.sock_sendall(sock, soak.stream)
+                    answer = b""
+                    while not answer.endswith(b"\r\n0\r\n\r\n"):
+                        answer += await loop.sock_recv(sock, 65536)
+                got, how = b"", "fin"
+                try:
+                    while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 20):
+                        got += chunk
+                except ConnectionResetError:
+                    how = "reset"
+                results.append((kind, time.monotonic() - since, got, how))
+            finally:
+                sock.close()
+
+        async def main() -> None:
+            await asyncio.gather(*(linger(kind) for kind in LINGERERS for _ in range(50)))
+
+        asyncio.run(main())
+        after = server.idle()
+
+    assert sorted(kind for kind, *_ in results) == sorted(LINGERERS * 50)
+    for kind, waited, got, how in results:
+        assert timeout <= waited < timeout + 10, (kind, waited)
+        if kind in ("silent", "idle"):
+            assert (got, how) == (b"", "fin"), kind
+        else:
+            assert got.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), (kind, got[:100], how)
+    assert after["connections"] == 0 and after["live_connections"] == 0, after
+    assert after["tasks"] == before["tasks"] and after["fds"] == before["fds"], (before, after)
+    assert after["plays"] == 50 and after["errors"] == []
+
+
+async def _connect_raw(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    return sock
+
+
+async def _readable(sock: socket.socket, timeout: float) -> bool:
+    """Whether the server sent something (or closed) within ``timeout``; reads nothing."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+    try:
+        await asyncio.wait_for(ready, timeout)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(sock.fileno())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from click.testing import CliRunner
 from replay_helpers import ANTHROPIC, OPENAI_CHAT, example_path, expected, interaction, params
 
 from ssevcr.cli import main
+from ssevcr.errors import SsevcrError
+from ssevcr.mitm import locate_mitmdump
 
 SSEVCR = [str(Path(sys.executable).parent / "ssevcr")]  # the installed console script
 URL = re.compile(r"serving (http://127\.0\.0\.1:\d+)")
@@ -176,6 +178,39 @@ def test_strict_fails_on_an_unused_interaction(tmp_path: Path) -> None:
     assert one.returncode == 0, one.stderr
 
 
+IDLE_CHECK = textwrap.dedent("""
+    import http.client, os, select, sys, time
+    host, port = os.environ["SSEVCR_URL"].removeprefix("http://").split(":")
+    body = open(sys.argv[1], "rb").read()
+    conn = http.client.HTTPConnection(host, int(port))
+    for _ in range(2):
+        conn.request("POST", "/v1/chat/completions", body=body, headers={"content-type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        answered = time.monotonic()
+        readable, _, _ = select.select([conn.sock], [], [], float(sys.argv[2]))  # the server's FIN
+        closed = bool(readable) and conn.sock.recv(1) == b""
+        print(response.status, closed, round(time.monotonic() - answered, 2))
+        if closed:  # as a connection pool does when it finds the FIN: the next request connects again
+            conn.close()
+""")
+
+
+@pytest.mark.parametrize(("flag", "closed"), [("300ms", True), ("forever", False)])
+def test_idle_timeout_closes_an_idle_connection_and_the_next_request_opens_one(tmp_path: Path, flag: str,
+                                                                                closed: bool) -> None:
+    body = tmp_path / "body.json"
+    body.write_bytes(interaction(OPENAI_CHAT).request.body)
+    out = run(example_path(OPENAI_CHAT), "--timing", "instant", "--idle-timeout", flag, "--",
+              sys.executable, "-c", IDLE_CHECK, str(body), "3" if closed else "0.6")
+    assert out.returncode == 0, out.stderr
+    lines = [line.split() for line in out.stdout.splitlines()]
+    assert [line[:2] for line in lines] == [["200", str(closed)]] * 2, out.stdout
+    if closed:
+        assert all(0.2 < float(line[2]) < 3 for line in lines), out.stdout
+    assert "2 plays, 0 misses" in out.stderr
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--fault", "truncate:after=x"], "Invalid value for '--fault'"),
     (["--fault", "explode"], "unknown fault 'explode'"),
@@ -183,6 +218,8 @@ def test_strict_fails_on_an_unused_interaction(tmp_path: Path) -> None:
     (["--max-gap", "soon"], "Invalid value for '--max-gap'"),
     (["--listen", "localhost:http"], "Invalid value for --listen"),
     (["--seed", "abc"], "Invalid value for '--seed'"),
+    (["--idle-timeout", "soon"], "Invalid value for '--idle-timeout'"),
+    (["--idle-timeout", "0"], "must be longer than 0 (or forever)"),
     (["--", ], "nothing to run after --"),
 ])
 def test_usage_errors_exit_2(args: list[str], message: str) -> None:
@@ -207,8 +244,11 @@ def test_unknown_command_is_a_clear_error() -> None:
 
 
 def _mitmdump() -> str | None:
-    path = os.environ.get("SSEVCR_MITMDUMP")
-    return path if path and os.access(path, os.X_OK) else None
+    """The mitmdump ssevcr would run (SSEVCR_MITMDUMP, an importable mitmproxy, PATH), if any."""
+    try:
+        return " ".join(locate_mitmdump())
+    except SsevcrError:
+        return None
 
 
 @pytest.mark.skipif(_mitmdump() is None, reason="no mitmdump (bootstrap creates .venv-mitmproxy)")

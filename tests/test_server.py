@@ -1,7 +1,8 @@
 """The replay server over real sockets on 127.0.0.1: the official SDKs (sync and async, httpx2
 underneath), plain httpx/httpx2, aiohttp, curl and a raw h11 socket get exactly the recorded bytes,
 chunk boundaries and (at scale 1) gaps; every fault is observed from a real client; misses,
-malformed requests, vanishing clients and 200 concurrent streams are handled.
+malformed requests, vanishing clients and 200 concurrent streams are handled; clients that keep a
+connection without a request are closed by the head and idle timeouts, and pools reconnect.
 
 Expected content is derived from the recorded bytes with our parser, never from the server."""
 
@@ -47,7 +48,7 @@ from replay_helpers import (
 from ssevcr.cassette import Cassette
 from ssevcr.player import Player
 from ssevcr.schedule import HOP_BY_HOP
-from ssevcr.server import ReplayServer, ServerThread
+from ssevcr.server import HEAD_TIMEOUT, IDLE_TIMEOUT, ReplayServer, ServerThread
 from ssevcr.sse import parse
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # anthropic warns about old model names
@@ -85,11 +86,12 @@ class Served:
 def serve() -> Iterator[Callable[..., Served]]:
     started: list[Served] = []
 
-    def start(cassettes: Any, *, cors: bool = False, repeat: bool = True, **kw: Any) -> Served:
+    def start(cassettes: Any, *, cors: bool = False, repeat: bool = True, head_timeout: float | None = HEAD_TIMEOUT,
+              idle_timeout: float | None = IDLE_TIMEOUT, **kw: Any) -> Served:
         if isinstance(cassettes, str):
             cassettes = [example_path(cassettes)]
         player = Player.create(cassettes, repeat=repeat, **kw)
-        served = Served(ServerThread(player, cors=cors))
+        served = Served(ServerThread(player, cors=cors, head_timeout=head_timeout, idle_timeout=idle_timeout))
         served.thread.server.log = served.logs.append
         served.thread.start()
         started.append(served)
@@ -722,3 +724,195 @@ def test_several_cassettes_and_scoped_faults(serve: Callable[..., Served]) -> No
     assert msgs.body == _first_events(ANTHROPIC, 1)
     fired = {p.cassette: p.schedule.fired for p in server.player.plays}
     assert fired == {example_path(OPENAI_CHAT): (), example_path(ANTHROPIC): ("truncate:after=1,end=close,on=/v1/messages",)}
+
+
+# -------------------------------------------------------------------------------------------
+# waiting for a request is bounded (head and idle timeouts); answering it never is
+
+
+def _connect(server: Served) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _until_closed(sock: socket.socket) -> tuple[bytes, str]:
+    """Everything the server sends until it closes: (bytes, "fin" or "reset")."""
+    got = b""
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+    except ConnectionResetError:
+        return got, "reset"
+    return got, "fin"
+
+
+def _post_head(name: str, body_length: int | None = None) -> tuple[bytes, bytes]:
+    """A plain HTTP/1.1 request for the example's recorded answer: (head, body)."""
+    r = interaction(name).request
+    length = len(r.body) if body_length is None else body_length
+    return (f"POST {path_of(name)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode(), r.body
+
+
+def test_a_client_that_sends_nothing_is_closed_quietly_after_the_head_timeout(serve: Callable[..., Served]) -> None:
+    server = serve(OPENAI_CHAT, timing="instant", head_timeout=0.3, idle_timeout=30)
+    connecting = time.monotonic()  # (the server's clock starts when it accepts: later)
+    with _connect(server) as sock:
+        got, how = _until_closed(sock)
+        waited = time.monotonic() - connecting
+    assert (got, how) == (b"", "fin")
+    assert 0.3 <= waited < 3, waited
+    assert server.wait_idle() == 0
+    assert server.loop_tasks() == ["ServerThread._serve"]
+    assert server.requests == 0 and server.logs == []
+
+
+@pytest.mark.parametrize("what", ["a head sent a byte at a time (slowloris)", "half a head", "half a body"])
+def test_a_request_that_does_not_arrive_in_time_gets_a_408_and_a_close(serve: Callable[..., Served], what: str) -> None:
+    server = serve(OPENAI_CHAT, timing="instant", head_timeout=0.4, idle_timeout=30)
+    head, body = _post_head(OPENAI_CHAT)
+    connecting = time.monotonic()
+    with _connect(server) as sock:
+        if what.startswith("a head sent"):  # still sending when the head's time is up: the limit is
+            sock.settimeout(0.05)  # for the whole head, not between its bytes
+            got = b""
+            for byte in head[:-1]:
+                sock.sendall(bytes([byte]))
+                try:
+                    got = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                break
+            sock.settimeout(10)
+            rest, how = _until_closed(sock)
+            got += rest
+        else:
+            sock.sendall(head[: len(head) // 2] if what == "half a head" else head + body[: len(body) // 2])
+            got, how = _until_closed(sock)
+        waited = time.monotonic() - connecting
+    assert got.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"\r\nconnection: close\r\n" in got, got
+    assert b"did not arrive in time" in got
+    assert how == "fin"
+    assert 0.4 <= waited < 3, waited
+    assert server.wait_idle() == 0 and server.requests == 0
+    assert server.loop_tasks() == ["ServerThread._serve"]
+
+
+def test_a_body_that_keeps_coming_is_not_cut(serve: Callable[..., Served]) -> None:
+    """In a body the limit is a pause: a slow upload that never stops for head_timeout gets through."""
+    recorded = interaction(OPENAI_CHAT)
+    server = serve(OPENAI_CHAT, timing="instant", head_timeout=0.5, idle_timeout=30)
+    conn = h11.Connection(h11.CLIENT)
+    data = request_bytes(conn, recorded.request, "x")
+    body_at = data.index(b"\r\n\r\n") + 4
+    step = (len(data) - body_at) // 10 + 1
+    with _connect(server) as sock:
+        started = time.monotonic()
+        sock.sendall(data[:body_at])
+        for i in range(body_at, len(data), step):
+            time.sleep(0.1)
+            sock.sendall(data[i:i + step])
+        sent_in = time.monotonic() - started
+        r = read_response(sock, conn, time.monotonic())
+    assert sent_in > 0.9  # the head timeout, nearly twice
+    assert r.status == 200 and r.end == "complete" and r.body == recorded.response.body
+
+
+def test_an_idle_keep_alive_connection_is_closed_with_a_fin(serve: Callable[..., Served]) -> None:
+    recorded = interaction(OPENAI_CHAT)
+    server = serve(OPENAI_CHAT, timing="instant", head_timeout=30, idle_timeout=0.3)
+    with _connect(server) as sock:
+        conn = h11.Connection(h11.CLIENT)
+        asked = time.monotonic()  # the idle time runs from the end of the answer: later
+        sock.sendall(request_bytes(conn, recorded.request, "x"))
+        r = read_response(sock, conn, asked)
+        assert r.end == "complete" and r.body == recorded.response.body
+        got, how = _until_closed(sock)
+        waited = time.monotonic() - asked
+    assert (got, how) == (b"", "fin")  # no 408: no request had begun
+    assert 0.3 <= waited < 3, waited
+    assert server.wait_idle() == 0
+    assert server.loop_tasks() == ["ServerThread._serve"]
+
+
+@pytest.mark.parametrize("client", ["httpx2", "httpx2-async", "httpx", "aiohttp", "openai"])
+async def test_clients_reconnect_after_an_idle_close_without_an_error(serve: Callable[..., Served], client: str) -> None:
+    """A connection pool that keeps its connections longer than the server (here 0.3 s against
+    their 4-15 s) finds the FIN when it takes one again, and opens a new connection."""
+    recorded = interaction(OPENAI_CHAT)
+    if client == "openai":  # a call that is not a stream: the SDK drops a stream's connection at [DONE]
+        recorded = json_interaction("/v1/models", b'{"object": "list", "data": []}')
+    server = serve([("c", Cassette((recorded,)))], timing="instant", idle_timeout=0.3)
+    path, body, headers = path_of(OPENAI_CHAT), recorded.request.body, {"content-type": "application/json"}
+
+    async def idle_closed() -> None:  # idle as clients idle: their event loop runs meanwhile
+        assert server.thread.server.connections == 1  # the client kept its connection
+        await asyncio.sleep(0.3)
+        for _ in range(300):
+            if not server.thread.server.connections:
+                break
+            await asyncio.sleep(0.01)
+        assert server.thread.server.connections == 0  # and the server closed it
+        await asyncio.sleep(0.05)
+
+    if client in ("httpx2", "httpx"):
+        lib: Any = httpx2 if client == "httpx2" else httpx
+        with lib.Client(base_url=server.url) as c:
+            first = c.post(path, content=body, headers=headers).content
+            await idle_closed()
+            second = c.post(path, content=body, headers=headers).content
+    elif client == "httpx2-async":
+        async with httpx2.AsyncClient(base_url=server.url) as ac:
+            first = (await ac.post(path, content=body, headers=headers)).content
+            await idle_closed()
+            second = (await ac.post(path, content=body, headers=headers)).content
+    elif client == "aiohttp":
+        async with aiohttp.ClientSession(server.url) as session:
+            async with session.post(path, data=body, headers=headers) as response:
+                first = await response.read()
+            await idle_closed()
+            async with session.post(path, data=body, headers=headers) as response:
+                second = await response.read()
+    else:
+        with make_client(OPENAI_CHAT, server.url) as sdk:  # (no retries)
+            first = sdk.models.with_raw_response.list().content
+            await idle_closed()
+            second = sdk.models.with_raw_response.list().content
+    assert first == second == recorded.response.body
+    assert server.player.play_count == 2 and server.logs == []
+
+
+def test_a_connection_in_use_is_kept_alive(serve: Callable[..., Served]) -> None:
+    """The timeouts run from the end of the latest answer, not from when the connection opened."""
+    recorded = interaction(OPENAI_CHAT)
+    server = serve(OPENAI_CHAT, timing="instant", head_timeout=0.4, idle_timeout=0.4)
+    with _connect(server) as sock:
+        conn = h11.Connection(h11.CLIENT)
+        opened = time.monotonic()
+        for _ in range(8):
+            sock.sendall(request_bytes(conn, recorded.request, "x"))
+            r = read_response(sock, conn, time.monotonic())
+            assert r.end == "complete" and r.body == recorded.response.body
+            conn.start_next_cycle()
+            time.sleep(0.15)
+        assert time.monotonic() - opened > 1.2  # three times either timeout
+    assert server.player.play_count == 8
+
+
+@pytest.mark.parametrize("stall", ["forever", "800ms"])
+def test_streams_that_stall_or_outlast_the_timeouts_are_not_cut(serve: Callable[..., Served], stall: str) -> None:
+    recorded = interaction(OPENAI_CHAT)
+    server = serve(OPENAI_CHAT, timing="instant", faults=[f"stall:before=3,for={stall}"], head_timeout=0.2,
+                   idle_timeout=0.2)
+    with _connect(server) as sock:
+        conn = h11.Connection(h11.CLIENT)
+        sock.sendall(request_bytes(conn, recorded.request, "x"))
+        r = read_response(sock, conn, time.monotonic(), timeout=1.0 if stall == "forever" else 10)
+        if stall == "forever":
+            assert r.end == "timeout" and r.status == 200 and r.body  # the events before the stall, then silence
+            assert server.thread.server.connections == 1  # held on purpose, a second after the last byte
+        else:
+            assert r.end == "complete" and r.body == recorded.response.body
+            assert r.end_at > 0.75
+    assert server.wait_idle() == 0  # the hang ends when the client goes
+    assert server.loop_tasks() == ["ServerThread._serve"]

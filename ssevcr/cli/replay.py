@@ -25,8 +25,9 @@ import click
 from ..errors import ConfigError
 from ..faults import Fault, parse_fault
 from ..player import Player
-from ..server import ReplayServer, new_event_loop
-from ..timing import parse_duration, parse_timing
+from ..server import IDLE_TIMEOUT, ReplayServer
+from ..timer import new_event_loop
+from ..timing import format_duration, parse_duration, parse_timing
 from .record import parse_listen, proxy_env
 
 __all__ = ["command_env", "replay_command"]
@@ -66,6 +67,20 @@ def _max_gap(ctx: click.Context, param: click.Parameter, value: str | None) -> f
         return parse_duration(value, what="--max-gap")
     except ConfigError as e:
         raise click.BadParameter(str(e)) from None
+
+
+def _idle_timeout(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return IDLE_TIMEOUT
+    if value.strip().lower() == "forever":
+        return None
+    try:
+        seconds = parse_duration(value, what="--idle-timeout")
+    except ConfigError as e:
+        raise click.BadParameter(str(e)) from None
+    if seconds <= 0:
+        raise click.BadParameter("must be longer than 0 (or forever)")
+    return seconds
 
 
 def _faults(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[Fault, ...]:
@@ -175,10 +190,11 @@ async def _run_command(command: Sequence[str], env: dict[str, str], stop: _Stop)
 
 
 async def _serve(player: Player, host: str, port: int, *, cors: bool, command: Sequence[str], proxy: bool,
-                 proxy_listen: tuple[str, int], mitmdump: str | None, confdir: str | None) -> int:
+                 proxy_listen: tuple[str, int], mitmdump: str | None, confdir: str | None,
+                 idle_timeout: float | None = IDLE_TIMEOUT) -> int:
     loop = asyncio.get_running_loop()
     with _Stop(loop) as stop:  # before the ready line: a signal right after it stops us cleanly
-        async with ReplayServer(player, host, port, cors=cors) as server:
+        async with ReplayServer(player, host, port, cors=cors, idle_timeout=idle_timeout) as server:
             details = [f"{_plural(len(player.interactions), 'interaction')} from {player.names}",
                        f"timing {player.timing}"]
             if player.faults:
@@ -222,6 +238,8 @@ async def _serve(player: Player, host: str, port: int, *, cors: bool, command: S
 @click.option("--fault", "faults", multiple=True, callback=_faults, metavar="F", help="A fault, e.g. truncate:after=3,end=abort or status:429,times=1; scope with on=N or on=/path. Repeatable.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (faults).")
 @click.option("--cors", is_flag=True, help="Answer CORS preflights and let pages on any origin read the responses.")
+@click.option("--idle-timeout", callback=_idle_timeout, metavar="DUR",
+              help=f"Close a keep-alive connection that sends no new request for DUR (a clean close: clients reconnect), or forever. [default: {format_duration(IDLE_TIMEOUT)}]")
 @click.option("--once", is_flag=True, help="Play each interaction once; a request too many is a miss (default: start the sequence over).")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) on misses and on interactions never played.")
 @click.option("--proxy", is_flag=True, help="Also serve as a forward proxy (HTTPS_PROXY; HTTPS intercepted with the mitmproxy CA).")
@@ -229,8 +247,8 @@ async def _serve(player: Player, host: str, port: int, *, cors: bool, command: S
 @click.option("--mitmdump", metavar="PATH", help="The mitmdump for --proxy [default: $SSEVCR_MITMDUMP, then mitmproxy in this Python, then PATH].")
 @click.option("--confdir", type=click.Path(file_okay=False), help="mitmproxy configuration directory holding the CA [default: ~/.mitmproxy].")
 def replay_command(cassettes: tuple[str, ...], listen: str | None, timing: str | None, max_gap: float | None,
-                   faults: tuple[Fault, ...], seed: int, cors: bool, once: bool, strict: bool, proxy: bool,
-                   proxy_listen: str, mitmdump: str | None, confdir: str | None) -> None:
+                   faults: tuple[Fault, ...], seed: int, cors: bool, idle_timeout: float | None, once: bool,
+                   strict: bool, proxy: bool, proxy_listen: str, mitmdump: str | None, confdir: str | None) -> None:
     """Serve CASSETTE... over HTTP with the recorded timing (or a changed one) and optional
     faults, byte-exact. Clients use the printed URL as their base URL (OpenAI: URL/v1).
 
@@ -247,7 +265,8 @@ def replay_command(cassettes: tuple[str, ...], listen: str | None, timing: str |
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             code = runner.run(_serve(player, host, port, cors=cors, command=command, proxy=proxy,
-                                     proxy_listen=proxy_address, mitmdump=mitmdump, confdir=confdir))
+                                     proxy_listen=proxy_address, mitmdump=mitmdump, confdir=confdir,
+                                     idle_timeout=idle_timeout))
     except OSError as e:
         raise click.ClickException(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
     for line in summary(player):
