@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -9,8 +10,14 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 EXAMPLES = ROOT / "cassettes" / "examples"
 
-# Recording and --proxy replay need a mitmdump; on Python 3.11 it lives in its own venv
-# (mitmproxy 11.0.2 cannot share an environment with httpx2). bootstrap creates it.
+# Recording and --proxy replay need a mitmdump. SSEVCR_MITMDUMP, when set, chooses it. Else a
+# mitmproxy importable here is used as ssevcr finds it (one Python >= 3.12 environment with
+# mitmproxy 12, see .ci/mitmproxy12). Else, on Python 3.11, it lives in its own venv (mitmproxy
+# 11.0.2 cannot share an environment with httpx2), which bootstrap creates.
 _MITMDUMP = ROOT / ".venv-mitmproxy" / "bin" / "mitmdump"
-if "SSEVCR_MITMDUMP" not in os.environ and _MITMDUMP.exists():
+if (
+    "SSEVCR_MITMDUMP" not in os.environ
+    and importlib.util.find_spec("mitmproxy") is None
+    and _MITMDUMP.exists()
+):
     os.environ["SSEVCR_MITMDUMP"] = str(_MITMDUMP)

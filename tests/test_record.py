@@ -1092,12 +1092,13 @@ def test_redaction_of_a_whole_interaction() -> None:
 
 def test_missing_mitmdump_says_how_to_install_it(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SSEVCR_MITMDUMP"}
-    env["PATH"] = str(tmp_path)  # no mitmdump there, and this interpreter has no mitmproxy
+    env["PATH"] = str(tmp_path)  # no mitmdump there
     r = subprocess.run(
         [
             sys.executable,
             "-c",
-            "from ssevcr.cli import main; main()",
+            # and no importable mitmproxy (one Python >= 3.12 environment may have it)
+            "import sys; sys.modules['mitmproxy'] = None; from ssevcr.cli import main; main()",
             "record",
             str(tmp_path / "m.msgpack"),
         ],
@@ -1149,15 +1150,20 @@ def test_reverse_https_upstream_is_verified_unless_told_otherwise(
 def test_sigterm_reaches_the_command_and_its_exit_code_is_returned(
     tmp_path: Path, confdir: Path
 ) -> None:
+    trapped = tmp_path / "trapped"
     rec = RecordCLI(
         tmp_path / "t.msgpack",
         "--",
         "sh",
         "-c",
-        'trap "exit 5" TERM; while :; do sleep 0.05; done',
+        f'trap "exit 5" TERM; : > {trapped}; while :; do sleep 0.05; done',
         confdir=confdir,
     )
     child = rec.mitmdump_pid()
+    deadline = time.monotonic() + 10  # a SIGTERM before the trap is set would end sh with 143
+    while not trapped.exists():
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.01)
     assert rec.stop(signal.SIGTERM) == 5
     assert (
         not Path(f"/proc/{child}").exists()
