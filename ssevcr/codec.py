@@ -53,8 +53,11 @@ __all__ = [
     "import_json",
     "load",
     "loads",
+    "loads_any",
     "locked",
     "present",
+    "read_any",
+    "read_bytes",
     "save",
     "update",
     "write_atomic",
@@ -599,12 +602,22 @@ def present(path: str | os.PathLike[str]) -> bool:
 def read_any(path: str | os.PathLike[str]) -> Cassette:
     """Load a cassette from msgpack or its JSON twin (by content, not by name)."""
     p = os.fspath(path)
+    return loads_any(read_bytes(p), path=p)
+
+
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A cassette file's bytes, with the loader's errors."""
+    p = os.fspath(path)
     try:
-        data = Path(p).read_bytes()
+        return Path(p).read_bytes()
     except FileNotFoundError:
         raise CassetteError(p, "no such file") from None
     except OSError as e:
         raise CassetteError(p, f"cannot be read: {e.strerror or e}") from None
+
+
+def loads_any(data: bytes, *, path: str = "<memory>") -> Cassette:
+    """A cassette from msgpack or JSON bytes (told apart by content)."""
     if data.lstrip()[:1] == b"{":
-        return import_json(data, path=p)
-    return loads(data, path=p)
+        return import_json(data, path=path)
+    return loads(data, path=path)

@@ -20,6 +20,9 @@ saves append, so tests sharing a cassette keep each other's recordings). Recorde
 like ``ssevcr record`` and saved atomically (under the codec's lock) when the context exits,
 also when its body raised.
 
+A cassette file opened again with the same bytes (the next case of a parametrized test) is not
+decoded again, and its fault-free schedules are not built again.
+
 This module only routes requests and captures streams: matching, counting and scheduling are
 the Player's, the file format is the codec's.
 """
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from .faults import Fault
     from .player import Miss, Play, Player
     from .redaction import Redaction
+    from .schedule import Schedule
     from .timing import Timing
 
 __all__ = ["RECORD_MODES", "ActiveCassette", "CassetteUse", "RecordMode", "active", "use_cassette"]
@@ -253,6 +257,53 @@ def _recording_stream(response: Any, capture: _Capture, *, sync: bool) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
+# cassettes opened again: the pytest marker and use_cassette open their cassette at every entry
+# (every test). A file holding the same bytes as when it was last opened is not decoded again and
+# its fault-free schedules are not built again: a parametrized test or a cassette shared by tests
+# replays what the first play built. The bytes are compared, never trusted from a timestamp.
+
+_KEEP_FILE = 4 << 20  # files up to this size are kept (with their schedules, ~3x the file in memory)
+_KEEP_TOTAL = 8 << 20  # and this much in all
+_KEEP_FILES = 4  # the files opened most recently (tests that share a cassette usually run in a row)
+
+
+@dataclass(slots=True)
+class _Opened:
+    data: bytes
+    cassette: Cassette
+    schedules: dict[Timing, dict[int, Schedule]]  # fault-free schedules by timing, by interaction
+
+
+_opened: dict[str, _Opened] = {}  # by path, least recently opened first
+_opened_lock = threading.Lock()
+
+
+def _read(path: Path, timing: Timing) -> tuple[Cassette, dict[int, Schedule] | None]:
+    """The cassette at ``path`` and the store of its fault-free schedules under ``timing``
+    (None for a file too large to keep)."""
+    from . import codec
+
+    key = os.fspath(path)
+    data = codec.read_bytes(key)
+    if len(data) > _KEEP_FILE:
+        return codec.loads_any(data, path=key), None
+    with _opened_lock:
+        kept = _opened.pop(key, None)
+        if kept is not None and kept.data == data:
+            _opened[key] = kept  # now the most recent
+            return kept.cassette, kept.schedules.setdefault(timing, {})
+    cassette = codec.loads_any(data, path=key)
+    kept = _Opened(data, cassette, {})
+    with _opened_lock:
+        _opened.pop(key, None)
+        _opened[key] = kept
+        total = sum(len(k.data) for k in _opened.values())
+        while total > _KEEP_TOTAL or len(_opened) > _KEEP_FILES:
+            total -= len(_opened.pop(next(iter(_opened))).data)
+        return cassette, kept.schedules.setdefault(timing, {})
+
+
+# ---------------------------------------------------------------------------------------------
 # the active cassette
 
 
@@ -276,10 +327,14 @@ class ActiveCassette:
         from .player import Player
 
         existed = codec.present(options.path)
-        cassette = codec.read_any(options.path) if existed and options.record != "all" else Cassette()
+        schedules = None
+        if existed and options.record != "all":
+            cassette, schedules = _read(options.path, options.timing)
+        else:
+            cassette = Cassette()
         player = Player.create([(str(options.path), cassette)], timing=options.timing,
                                faults=options.faults, seed=options.seed, match=options.match(),
-                               repeat=options.allow_repeats)
+                               repeat=options.allow_repeats, schedules=schedules)
         return cls(options, cassette, existed, player)
 
     def __post_init__(self) -> None:

@@ -66,6 +66,9 @@ class Player:
     match: MatchOptions = field(default_factory=MatchOptions)
     repeat: bool = False
     log_limit: int | None = None  # keep the last N plays and the first N misses (None: all)
+    # fault-free schedules by interaction index, to share with other players of the same
+    # interactions and timing (use_cassette keeps one per cassette file and timing); None: own
+    schedules: dict[int, Schedule] | None = field(default=None, repr=False)
     plays: list[Play] = field(default_factory=list, init=False)
     misses: list[Miss] = field(default_factory=list, init=False)
     play_count: int = field(default=0, init=False)  # every play, also those no longer in ``plays``
@@ -79,7 +82,8 @@ class Player:
         self._lock = threading.Lock()
         self._entries = [_Entry(name, i) for name, c in self.cassettes for i in c.interactions]
         self._fault_counts: dict[int, int] = {}
-        self._plain: dict[int, Schedule] = {}  # fault-free schedules by interaction index
+        # fault-free schedules by interaction index
+        self._plain: dict[int, Schedule] = {} if self.schedules is None else self.schedules
         # the entries that match a request, by (method, url, body): a server answers the same
         # request again and again, and matching compares URLs and canonical JSON each time
         self._matches: dict[tuple[str, str, bytes], list[int]] = {}
@@ -96,6 +100,7 @@ class Player:
         match: MatchOptions | None = None,
         repeat: bool = False,
         log_limit: int | None = None,
+        schedules: dict[int, Schedule] | None = None,
     ) -> Player:
         """Build a player from cassettes, paths, or (name, cassette) pairs, parsing the specs."""
         from . import codec
@@ -111,7 +116,7 @@ class Player:
                     path = os.fspath(item)
                     named.append((path, codec.read_any(path)))
         return cls(named, parse_timing(timing, max_gap=max_gap), parse_faults(faults), seed,
-                   match or MatchOptions(), repeat, log_limit)
+                   match or MatchOptions(), repeat, log_limit, schedules)
 
     @property
     def interactions(self) -> list[Interaction]:

@@ -46,10 +46,20 @@ __all__ = ["Abort", "Close", "Hang", "Reset", "Schedule", "Send", "build"]
 HOP_BY_HOP = frozenset({"transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Send:
     at: float
     data: bytes
+
+    def __init__(self, at: float, data: bytes) -> None:
+        # frozen: the generated __init__ goes through object.__setattr__ per field; the slots'
+        # own setters do the same in ~60% of the time (a schedule makes one Send per chunk)
+        _SET_AT(self, at)
+        _SET_DATA(self, data)
+
+
+_SET_AT = vars(Send)["at"].__set__
+_SET_DATA = vars(Send)["data"].__set__
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +206,8 @@ def build(
     ``url`` (the recorded request URL) helps tell the provider for ``error`` and ``status``.
     """
     timing = timing or Timing()
+    if not faults:  # the common case: the recorded chunks at their mapped times
+        return _plain(response, timing)
     rng = random.Random(f"ssevcr:{seed}")
     fired: list[str] = []
     skipped: list[str] = []
@@ -204,22 +216,6 @@ def build(
     headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
     time_points = [response.headers_at, response.end.at, *response.chunk_at]
     tmap = timing.retime(time_points)
-
-    if not faults:  # the common case, once per play: the recorded chunks at their mapped times
-        steps = tuple(Send(tmap[at], data) for at, data in recorded if data)
-        last = steps[-1].at if steps else tmap[response.headers_at]
-        end_at = max(tmap[response.end.at], last)
-        plain_end: EndStep = Abort(end_at) if response.end.outcome == Outcome.UPSTREAM_ERROR else Close(end_at)
-        length: int | None = None
-        if any(k.lower() == "content-length" for k, _ in headers):
-            declared = (response.header("content-length") or "").strip()
-            if isinstance(plain_end, Close):
-                length = len(response.body)
-            else:  # an upstream error: keep the length the client was promised
-                length = int(declared) if declared.isdigit() else len(response.body) + 1
-            headers = [(k, str(length) if k.lower() == "content-length" else v) for k, v in headers]
-        return Schedule(response.status, response.reason, response.http_version, tuple(headers),
-                        tmap[response.headers_at], steps, plain_end, content_length=length)
 
     event_faults = [f for f in faults if isinstance(f, Corrupt | Stall | Drop | Duplicate | InjectError) or
                     (isinstance(f, Truncate) and f.after is not None)]
@@ -465,6 +461,31 @@ def build(
         skipped=tuple(skipped),
         content_length=content_length,
     )
+
+
+def _plain(response: Response, timing: Timing) -> Schedule:
+    """The schedule without faults: no SSE parsing, one ``Send`` per non-empty recorded chunk."""
+    headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
+    tmap = timing.retime([response.headers_at, response.end.at, *response.chunk_at])
+    ats: Sequence[float] = response.chunk_at
+    chunks = _split(response.body, response.chunk_sizes)
+    if 0 in response.chunk_sizes:  # an empty chunk sends nothing
+        kept = [(at, data) for at, data in zip(ats, chunks, strict=True) if data]
+        ats, chunks = [at for at, _ in kept], [data for _, data in kept]
+    steps = tuple(map(Send, map(tmap.__getitem__, ats), chunks))
+    last = steps[-1].at if steps else tmap[response.headers_at]
+    end_at = max(tmap[response.end.at], last)
+    end: EndStep = Abort(end_at) if response.end.outcome == Outcome.UPSTREAM_ERROR else Close(end_at)
+    length: int | None = None
+    if any(k.lower() == "content-length" for k, _ in headers):
+        declared = (response.header("content-length") or "").strip()
+        if isinstance(end, Close):
+            length = len(response.body)
+        else:  # an upstream error: keep the length the client was promised
+            length = int(declared) if declared.isdigit() else len(response.body) + 1
+        headers = [(k, str(length) if k.lower() == "content-length" else v) for k, v in headers]
+    return Schedule(response.status, response.reason, response.http_version, tuple(headers),
+                    tmap[response.headers_at], steps, end, content_length=length)
 
 
 def _next_at(items: list[_Piece | _Marker], marker: _Marker, default: float) -> float:

@@ -68,6 +68,8 @@ class Timing:
         ``fixed`` puts every distinct time point ``gap`` after the previous one; ``max_gap`` then
         shortens any longer pause (from the request to the headers included), shifting what follows.
         """
+        if self.max_gap is None and self.mode in ("instant", "original"):  # no order needed
+            return dict.fromkeys(times, 0.0) if self.mode == "instant" else {t: t for t in times}
         points = sorted(set(times))
         if self.mode == "original":
             new = list(points)

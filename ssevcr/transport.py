@@ -86,12 +86,18 @@ class _Clock:
         self.request = request
         self.mod = mod
         self.clock = clock
-        self.t0 = clock()
+        self.t0 = self.now = clock()  # ``now``: the latest reading (the clock never goes back)
         self.read_timeout = _read_timeout(request)
+
+    def due(self, at: float) -> bool:
+        """Whether the step at ``at`` was due at the latest reading: then it is due now, with no
+        wait and no timeout, and needs no new reading (instant replay reads the clock once)."""
+        return self.t0 + at <= self.now
 
     def delay(self, at: float) -> tuple[float, bool]:
         """Seconds to wait for the step at ``at``, and whether the client gives up first."""
-        delay = max(0.0, self.t0 + at - self.clock())
+        now = self.now = self.clock()
+        delay = max(0.0, self.t0 + at - now)
         if self.read_timeout is not None and delay > self.read_timeout:
             return self.read_timeout, True
         return delay, False
@@ -120,30 +126,34 @@ class _SyncStream:
         self.closed = False
 
     def __iter__(self) -> Iterator[bytes]:
+        clock = self.clock
+        t0 = clock.t0
         for step in self.schedule.steps:
             if self.closed:
                 return
-            delay, gives_up = self.clock.delay(step.at)
-            if delay > 0:
-                self.sleep(delay)
-            if gives_up:
-                raise self.clock.timeout_error()
+            if t0 + step.at > clock.now:  # not due at the latest reading (clock.due, inlined)
+                delay, gives_up = clock.delay(step.at)
+                if delay > 0:
+                    self.sleep(delay)
+                if gives_up:
+                    raise clock.timeout_error()
             yield step.data
         end = self.schedule.end
         if isinstance(end, Hang):
-            wait, gives_up = self.clock.hang()
+            wait, gives_up = clock.hang()
             if wait is None:
                 while not self.closed:
                     self.sleep(3600)
                 return
             self.sleep(wait)
-            raise self.clock.timeout_error()
-        delay, gives_up = self.clock.delay(end.at)
-        if delay > 0:
-            self.sleep(delay)
-        if gives_up:
-            raise self.clock.timeout_error()
-        error = self.clock.end_error(end)
+            raise clock.timeout_error()
+        if not clock.due(end.at):
+            delay, gives_up = clock.delay(end.at)
+            if delay > 0:
+                self.sleep(delay)
+            if gives_up:
+                raise clock.timeout_error()
+        error = clock.end_error(end)
         if error is not None:
             raise error
 
@@ -159,30 +169,34 @@ class _AsyncStream:
         self.closed = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        clock = self.clock
+        t0 = clock.t0
         for step in self.schedule.steps:
             if self.closed:
                 return
-            delay, gives_up = self.clock.delay(step.at)
-            if delay > 0:
-                await self.sleep(delay)
-            if gives_up:
-                raise self.clock.timeout_error()
+            if t0 + step.at > clock.now:  # not due at the latest reading (clock.due, inlined)
+                delay, gives_up = clock.delay(step.at)
+                if delay > 0:
+                    await self.sleep(delay)
+                if gives_up:
+                    raise clock.timeout_error()
             yield step.data
         end = self.schedule.end
         if isinstance(end, Hang):
-            wait, gives_up = self.clock.hang()
+            wait, gives_up = clock.hang()
             if wait is None:
                 while not self.closed:
                     await self.sleep(3600)
                 return
             await self.sleep(wait)
-            raise self.clock.timeout_error()
-        delay, gives_up = self.clock.delay(end.at)
-        if delay > 0:
-            await self.sleep(delay)
-        if gives_up:
-            raise self.clock.timeout_error()
-        error = self.clock.end_error(end)
+            raise clock.timeout_error()
+        if not clock.due(end.at):
+            delay, gives_up = clock.delay(end.at)
+            if delay > 0:
+                await self.sleep(delay)
+            if gives_up:
+                raise clock.timeout_error()
+        error = clock.end_error(end)
         if error is not None:
             raise error
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import pytest
 from upstream import Upstream, fixture_body, matched_gaps
 
 import ssevcr
-from ssevcr import NoMatchError, codec
+from ssevcr import NoMatchError, ReplayTransport, codec, intercept
 from ssevcr.cassette import Cassette, Interaction, Outcome, Request, Response
 from ssevcr.intercept import active, use_cassette
 from ssevcr.sse import parse
@@ -380,3 +381,115 @@ def test_extra_redaction_and_matching_despite_redacted_values(tmp_path: Path, up
         with ssevcr.use_cassette(path, timing="instant", redact_query=["sig"], redact_body=["user"]) as cas:
             client.post("http://x/v1/chat/completions?sig=other&key=k2", json=body)
         assert len(cas.plays) == 1
+
+
+# ------------------------------------------------------------------ a cassette opened again
+
+
+def chunks_of(client: Any, **kw: Any) -> list[bytes]:
+    """The raw pieces the client library receives, one per transport chunk (boundaries kept)."""
+    with client.stream("POST", "http://x/v1/chat/completions", json=CHAT, **kw) as r:
+        return list(r.iter_raw())
+
+
+def test_a_cassette_opened_again_is_not_decoded_or_scheduled_again(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.msgpack"
+    recorded = [c.data for c in synthetic(path).interactions[0].response.chunks]
+    decodes: list[str] = []
+    loads_any = codec.loads_any
+    monkeypatch.setattr(codec, "loads_any", lambda data, *, path: decodes.append(path) or loads_any(data, path=path))
+    entries = []
+    with httpx2.Client() as client:
+        for _ in range(3):
+            with ssevcr.use_cassette(path, timing="instant") as cas:
+                assert chunks_of(client) == recorded  # bytes and chunk boundaries
+            entries.append(cas)
+        # what a fresh, never shared decode and schedule send: the same pieces
+        fresh = ReplayTransport(codec.load(path), timing="instant")
+        with httpx2.Client(transport=fresh) as own:
+            assert chunks_of(own) == recorded
+    assert decodes == [str(path)]
+    first = entries[0]
+    for cas in entries[1:]:
+        assert cas.cassette is first.cassette
+        assert cas.plays[0].schedule is first.plays[0].schedule
+        assert cas.player is not first.player and len(cas.plays) == 1 and not cas.unused()
+    assert fresh.player.plays[0].schedule == first.plays[0].schedule
+
+
+def test_a_rewritten_cassette_is_read_again_even_with_the_same_size_and_times(tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    synthetic(path)
+    with httpx2.Client() as client:
+        with ssevcr.use_cassette(path, timing="instant"):
+            before = b"".join(chunks_of(client))
+        raw = path.read_bytes()
+        stat = path.stat()
+        assert raw.count(b"[DONE]") == 1 and b"[DONE]" in before
+        path.write_bytes(raw.replace(b"[DONE]", b"[GONE]"))  # same size, in place
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        with ssevcr.use_cassette(path, timing="instant"):
+            after = b"".join(chunks_of(client))
+    assert after == before.replace(b"[DONE]", b"[GONE]")
+
+
+def test_faults_and_seeds_on_a_reused_cassette(tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    recorded = [c.data for c in synthetic(path, count=2).interactions[0].response.chunks]
+    body = b"".join(recorded)
+
+    def entry(**kw: Any) -> tuple[list[list[bytes]], Any]:
+        with httpx2.Client() as client, ssevcr.use_cassette(path, timing="instant", **kw) as cas:
+            return [chunks_of(client), chunks_of(client)], cas
+
+    plain, cas = entry()
+    assert plain == [recorded, recorded]
+    cached = cas.plays[0].schedule
+    # a fault applies to every play of a cassette already scheduled without it
+    cut, cas = entry(faults=["truncate:after=3,end=close"])
+    assert [len(parse(b"".join(c)).events) for c in cut] == [3, 3]
+    assert cas.fired == ["truncate:after=3,end=close"] and cas.plays[0].schedule is not cached
+    # seeds are per play (seed, interaction, how often played): the two plays are split differently,
+    # the same seed splits the same way again, another seed differently
+    split, _ = entry(faults=["rechunk:random"])
+    again, _ = entry(faults=["rechunk:random"])
+    other, _ = entry(faults=["rechunk:random"], seed=1)
+    assert all(b"".join(c) == body for c in [*split, *again, *other])
+    assert split[0] != split[1] and split == again and other != split
+    # and the fault-free schedule is still the recording, still shared
+    plain, cas = entry()
+    assert plain == [recorded, recorded] and cas.plays[0].schedule is cached
+
+
+def test_each_timing_has_its_own_schedules(tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    synthetic(path, gap=0.002)
+    schedules = {}
+    with httpx2.Client() as client:
+        for timing in ("instant", "original", "instant", "scale:0.5"):
+            with ssevcr.use_cassette(path, timing=timing) as cas:
+                chunks_of(client)
+            schedules.setdefault(timing, []).append(cas.plays[0].schedule)
+    instant, original, scaled = schedules["instant"][0], schedules["original"][0], schedules["scale:0.5"][0]
+    assert schedules["instant"][1] is instant
+    assert {s.at for s in instant.steps} == {0.0}
+    assert [s.at for s in original.steps] == pytest.approx([0.002 * (i + 1) for i in range(len(original.steps))])
+    assert [s.at for s in scaled.steps] == pytest.approx([s.at * 0.5 for s in original.steps])
+    assert [s.data for s in instant.steps] == [s.data for s in original.steps] == [s.data for s in scaled.steps]
+
+
+def test_the_cassettes_kept_are_few_and_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = [tmp_path / f"c{i}.msgpack" for i in range(intercept._KEEP_FILES + 2)]
+    for p in paths:
+        synthetic(p)
+    for p in paths:
+        with ssevcr.use_cassette(p, timing="instant"):
+            pass
+    assert list(intercept._opened)[-intercept._KEEP_FILES:] == [str(p) for p in paths[-intercept._KEEP_FILES:]]
+    assert len(intercept._opened) <= intercept._KEEP_FILES
+    assert sum(len(k.data) for k in intercept._opened.values()) <= intercept._KEEP_TOTAL
+    monkeypatch.setattr(intercept, "_KEEP_FILE", paths[0].stat().st_size - 1)  # too large to keep
+    with ssevcr.use_cassette(paths[0], timing="instant") as a, ssevcr.use_cassette(paths[0], timing="instant") as b:
+        pass
+    assert a.cassette is not b.cassette and a.cassette == b.cassette

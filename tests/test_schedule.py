@@ -3,6 +3,7 @@ the one SSE parser and compared with what was recorded."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import random
 from pathlib import Path
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from ssevcr.cassette import End, Outcome, Response
 from ssevcr.errors import ConfigError
 from ssevcr.faults import parse_faults
-from ssevcr.schedule import Abort, Close, Hang, Reset, Schedule, build
+from ssevcr.schedule import Abort, Close, Hang, Reset, Schedule, Send, build
 from ssevcr.sse import parse
 from ssevcr.timing import parse_timing
 
@@ -307,3 +308,53 @@ def test_any_combination_is_deterministic_and_well_ordered(seed: int, faults: li
     assert a.end.at >= (times[-1] if times else a.headers_at)
     if not faults:
         assert a.body == resp.body
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    empty=st.lists(st.integers(0, 40), max_size=4),
+    timing=st.sampled_from(["original", "instant", "scale:0.3", "fixed:5ms", "original,1ms", "instant,1ms"]),
+    outcome=st.sampled_from([Outcome.COMPLETE, Outcome.UPSTREAM_ERROR]),
+    sized=st.booleans(),
+)
+def test_the_fault_free_path_is_the_general_path_without_edits(seed: int, empty: list[int], timing: str,
+                                                               outcome: Outcome, sized: bool) -> None:
+    """build() without faults takes a short path (no parsing, no edits); with a fault that
+    finds nothing to change it takes the general one. Both send the same steps."""
+    base = recorded(fixture(OPENAI)[:3000], seed=seed, outcome=outcome, max_piece=120)
+    chunks = [(c.at, c.data) for c in base.chunks]
+    for i in empty:  # recorded empty chunks send nothing
+        at = chunks[min(i, len(chunks) - 1)][0]
+        chunks.insert(min(i, len(chunks)), (at, b""))
+    headers = (("content-type", SSE), ("content-length", str(len(base.body)))) if sized else (("content-type", SSE),)
+    resp = Response.from_chunks(200, chunks, headers=(*headers, ("connection", "keep-alive")),
+                                headers_at=base.headers_at, end=base.end)
+    mode, _, cap = timing.partition(",")
+    t = parse_timing(mode, max_gap=cap or None)
+    plain = build(resp, timing=t)
+    general = build(resp, timing=t, faults=parse_faults(["drop:event=100000"]))
+    assert general.skipped and not plain.skipped
+    assert plain == Schedule(general.status, general.reason, general.http_version, general.headers,
+                             general.headers_at, general.steps, general.end, content_length=general.content_length)
+    assert [s.data for s in plain.steps] == [d for _, d in chunks if d]
+
+
+@settings(max_examples=80, deadline=None)
+@given(times=st.lists(st.floats(0, 100, allow_nan=False), max_size=30), mode=st.sampled_from(["original", "instant"]))
+def test_uncapped_retime_maps_like_the_general_rule(times: list[float], mode: str) -> None:
+    """original and instant without a cap skip sorting the time points: the same map."""
+    points = sorted(set(times))
+    rule = dict(zip(points, points if mode == "original" else [0.0] * len(points), strict=True))
+    got = parse_timing(mode).retime(times)
+    assert got == rule and list(map(type, got.values())) == [float] * len(rule)
+    assert parse_timing(mode).retime(times) == pytest.approx(parse_timing(mode, max_gap=1e6).retime(times))
+
+
+def test_send_is_a_frozen_value() -> None:
+    a = Send(0.5, b"data: 1\n\n")
+    assert a == Send(at=0.5, data=b"data: 1\n\n") and hash(a) == hash(Send(0.5, b"data: 1\n\n"))
+    assert repr(a) == "Send(at=0.5, data=b'data: 1\\n\\n')" and a != Send(0.6, a.data)
+    assert dataclasses.replace(a, at=1.0) == Send(1.0, a.data)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.at = 1.0  # type: ignore[misc]

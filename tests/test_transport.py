@@ -388,3 +388,94 @@ def test_concurrent_async_streams_share_one_transport() -> None:
 
     texts = asyncio.run(main())
     assert texts == [expected(cassette)[0]] * 20
+
+
+# ------------------------------------------------------------------ the stream loop, on a fake clock
+
+class FakeClock:
+    """A clock that only the replay's sleeps and the consumer's work move."""
+
+    def __init__(self) -> None:
+        self.now, self.reads, self.sleeps = 1000.0, 0, []
+
+    def read(self) -> float:
+        self.reads += 1
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def replay_on(fake: FakeClock, cassette: Cassette, timing: str, work: float = 0.0,
+              read_timeout: float | None = None) -> tuple[list[tuple[float, bytes]], Any]:
+    """Each chunk with the fake time it was handed over; ``work``: the consumer's time per chunk."""
+    from ssevcr.transport import handle_sync
+
+    inter = cassette.interactions[0]
+    player = ReplayTransport(cassette, timing=timing).player
+    request = httpx2.Request(inter.request.method, inter.request.url, content=inter.request.body,
+                             extensions={"timeout": {"read": read_timeout}})
+    response = handle_sync(player, request, clock=fake.read, sleep=fake.sleep)
+    got = []
+    for data in response.stream:
+        got.append((fake.now, data))
+        fake.now += work
+    return got, player.plays[0].schedule
+
+
+@pytest.mark.parametrize("name", ["openai-chat-text", "gemini-text"])
+def test_instant_replay_reads_the_clock_twice_whatever_the_length(name: str) -> None:
+    cassette = load(name)
+    fake = FakeClock()
+    got, _ = replay_on(fake, cassette, "instant", work=0.001)
+    assert [d for _, d in got] == [c.data for c in cassette.interactions[0].response.chunks]
+    assert fake.sleeps == [] and fake.reads == 2  # the request's arrival and the headers
+
+
+@pytest.mark.parametrize("work", [0.0, 0.004, 0.05])
+@pytest.mark.parametrize("timing", ["original", "scale:0.5"])
+def test_every_chunk_goes_out_at_its_deadline_or_at_once_when_late(timing: str, work: float) -> None:
+    cassette = load("openai-chat-text")
+    fake = FakeClock()
+    t0 = fake.now
+    got, schedule = replay_on(fake, cassette, timing, work=work)
+    assert [d for _, d in got] == [s.data for s in schedule.steps]
+    # each chunk is handed over at its absolute deadline, or as soon as the consumer asks for it
+    # when that is later (a slow consumer): never early, never a wait it did not need
+    ready = t0 + schedule.headers_at
+    late = 0
+    for (at, _), step in zip(got, schedule.steps, strict=True):
+        assert at == pytest.approx(max(t0 + step.at, ready), abs=1e-9)
+        late += ready > t0 + step.at
+        ready = at + work
+    assert late == 0 if work == 0 else late > 0  # the cassette's gaps are 0.9-65 ms
+    assert fake.now == pytest.approx(max(t0 + schedule.end.at, ready), abs=1e-9)
+
+
+@pytest.mark.parametrize("timing", ["instant", "original"])
+async def test_the_async_stream_follows_the_same_deadlines(timing: str) -> None:
+    from ssevcr.transport import handle_async
+
+    cassette = load("openai-chat-text")
+    inter = cassette.interactions[0]
+    fake = FakeClock()
+
+    async def sleep(seconds: float) -> None:
+        fake.sleep(seconds)
+
+    sync_got, schedule = replay_on(FakeClock(), cassette, timing)
+    player = ReplayTransport(cassette, timing=timing).player
+    request = httpx2.Request(inter.request.method, inter.request.url, content=inter.request.body)
+    response = await handle_async(player, request, clock=fake.read, sleep=sleep)
+    got = [(fake.now, data) async for data in response.stream]
+    assert got == sync_got
+    assert fake.reads == 2 if timing == "instant" else fake.reads > len({s.at for s in schedule.steps})
+
+
+def test_a_gap_longer_than_the_read_timeout_times_out_after_the_read_timeout() -> None:
+    cassette = load("openai-chat-text")
+    fake = FakeClock()
+    with pytest.raises(httpx2.ReadTimeout):
+        replay_on(fake, cassette, "scale:100", read_timeout=0.5)
+    assert fake.sleeps[-1] == 0.5
