@@ -29,31 +29,49 @@ import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ssevcr import ReplayTransport, codec
-from ssevcr.cassette import Cassette, End, Interaction, Request, Response
+from ssevcr import ReplayTransport, _store
+from ssevcr._cassette import Cassette, End, Interaction, Request, Response
 
 URL = "https://api.openai.com/v1/chat/completions"
 
 
-def stream(events: int, *, seed: int = 1, gap_ms: tuple[float, float] = (10, 60)) -> list[tuple[float, bytes]]:
+def stream(
+    events: int, *, seed: int = 1, gap_ms: tuple[float, float] = (10, 60)
+) -> list[tuple[float, bytes]]:
     rng = random.Random(seed)
     at = 0.3
     chunks = []
     for i in range(events):
         at += rng.uniform(*gap_ms) / 1000
-        payload = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1727346168,
-                   "model": "gpt-4o", "choices": [{"index": 0, "delta": {"content": f" token{i}"},
-                                                   "finish_reason": None}]}
-        chunks.append((round(at, 6), f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()))
+        payload = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1727346168,
+            "model": "gpt-4o",
+            "choices": [{"index": 0, "delta": {"content": f" token{i}"}, "finish_reason": None}],
+        }
+        chunks.append(
+            (round(at, 6), f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode())
+        )
     chunks.append((round(at + 0.01, 6), b"data: [DONE]\n\n"))
     return chunks
 
 
 def cassette_for(chunks: list[tuple[float, bytes]]) -> Cassette:
-    body = json.dumps({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
-    resp = Response.from_chunks(200, chunks, reason="OK", headers=(("content-type", "text/event-stream"),),
-                                headers_at=0.25, end=End(chunks[-1][0] + 0.001))
-    return Cassette((Interaction(Request("POST", URL, (("content-type", "application/json"),), body), resp),))
+    body = json.dumps(
+        {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()
+    resp = Response.from_chunks(
+        200,
+        chunks,
+        reason="OK",
+        headers=(("content-type", "text/event-stream"),),
+        headers_at=0.25,
+        end=End(chunks[-1][0] + 0.001),
+    )
+    return Cassette(
+        (Interaction(Request("POST", URL, (("content-type", "application/json"),), body), resp),)
+    )
 
 
 def median_time(fn: object, repeat: int) -> float:
@@ -74,19 +92,31 @@ def bench_load(events: int) -> dict[str, float]:
     body = b"".join(d for _, d in chunks)
     with tempfile.TemporaryDirectory() as tmp:
         ours = Path(tmp) / "stream.msgpack"
-        codec.save(cassette, ours)
+        _store.save(cassette, ours)
         theirs = Path(tmp) / "stream.yaml"
         inter = cassette.interactions[0]
-        vcr_doc = {"version": 1, "interactions": [{
-            "request": {"method": "POST", "uri": URL, "body": inter.request.body.decode(),
-                        "headers": {"content-type": ["application/json"]}},
-            "response": {"status": {"code": 200, "message": "OK"},
-                         "headers": {"content-type": ["text/event-stream"]}, "body": {"string": body.decode()}},
-        }]}
+        vcr_doc = {
+            "version": 1,
+            "interactions": [
+                {
+                    "request": {
+                        "method": "POST",
+                        "uri": URL,
+                        "body": inter.request.body.decode(),
+                        "headers": {"content-type": ["application/json"]},
+                    },
+                    "response": {
+                        "status": {"code": 200, "message": "OK"},
+                        "headers": {"content-type": ["text/event-stream"]},
+                        "body": {"string": body.decode()},
+                    },
+                }
+            ],
+        }
         theirs.write_text(yamlserializer.serialize(vcr_doc))
 
         def load_ours() -> None:
-            assert len(codec.load(ours).interactions[0].response.chunk_at) == events + 1
+            assert len(_store.load(ours).interactions[0].response.chunk_at) == events + 1
 
         def load_theirs() -> None:
             _requests, responses = FilesystemPersister.load_cassette(str(theirs), yamlserializer)
@@ -94,12 +124,19 @@ def bench_load(events: int) -> dict[str, float]:
 
         ssevcr_s = median_time(load_ours, 15)
         vcr_s = median_time(load_theirs, 3)
-        print(f"load {events:,} events ({len(body) / 1e6:.1f} MB, {os.path.getsize(ours) / 1e6:.1f} MB msgpack, "
-              f"{os.path.getsize(theirs) / 1e6:.1f} MB yaml)")
+        print(
+            f"load {events:,} events ({len(body) / 1e6:.1f} MB, {os.path.getsize(ours) / 1e6:.1f} MB msgpack, "
+            f"{os.path.getsize(theirs) / 1e6:.1f} MB yaml)"
+        )
         print(f"  ssevcr msgpack  {ssevcr_s * 1e3:8.2f} ms   (keeps every chunk and its time)")
         print(f"  vcrpy YAML      {vcr_s * 1e3:8.2f} ms   (one body string, no timing)")
         print(f"  ratio           {vcr_s / ssevcr_s:8.1f}x faster (target >= 10x)")
-        return {"events": events, "ssevcr_ms": ssevcr_s * 1e3, "vcrpy_ms": vcr_s * 1e3, "ratio": vcr_s / ssevcr_s}
+        return {
+            "events": events,
+            "ssevcr_ms": ssevcr_s * 1e3,
+            "vcrpy_ms": vcr_s * 1e3,
+            "ratio": vcr_s / ssevcr_s,
+        }
 
 
 def percentiles(errors: list[float]) -> tuple[float, float]:
@@ -108,8 +145,10 @@ def percentiles(errors: list[float]) -> tuple[float, float]:
 
 
 def gap_errors(observed: list[float], recorded: list[float]) -> list[float]:
-    return [abs((o2 - o1) - (r2 - r1))
-            for o1, o2, r1, r2 in zip(observed, observed[1:], recorded, recorded[1:], strict=False)]
+    return [
+        abs((o2 - o1) - (r2 - r1))
+        for o1, o2, r1, r2 in zip(observed, observed[1:], recorded, recorded[1:], strict=False)
+    ]
 
 
 def bench_fidelity(events: int) -> dict[str, float]:
@@ -128,29 +167,46 @@ def bench_fidelity(events: int) -> dict[str, float]:
         base.append(time.monotonic())
     b50, b99 = percentiles(gap_errors(base, recorded))
 
-    with httpx2.Client(transport=ReplayTransport(cassette, timing="original")) as client, \
-            client.stream("POST", URL, content=inter.request.body) as r:
+    with (
+        httpx2.Client(transport=ReplayTransport(cassette, timing="original")) as client,
+        client.stream("POST", URL, content=inter.request.body) as r,
+    ):
         sync_obs = []
         for _ in r.iter_raw():
             sync_obs.append(time.monotonic())
     s50, s99 = percentiles(gap_errors(sync_obs, recorded))
 
     async def run_async() -> list[float]:
-        async with httpx2.AsyncClient(transport=ReplayTransport(cassette, timing="original")) as client, \
-                client.stream("POST", URL, content=inter.request.body) as r:
+        async with (
+            httpx2.AsyncClient(transport=ReplayTransport(cassette, timing="original")) as client,
+            client.stream("POST", URL, content=inter.request.body) as r,
+        ):
             return [time.monotonic() async for _ in r.aiter_raw()]
 
     async_obs = asyncio.run(run_async())
     a50, a99 = percentiles(gap_errors(async_obs, recorded))
-    print(f"in-process timing fidelity at scale 1, {len(recorded)} chunks, gaps 5-20 ms: |observed - recorded| gap")
+    print(
+        f"in-process timing fidelity at scale 1, {len(recorded)} chunks, gaps 5-20 ms: |observed - recorded| gap"
+    )
     print(f"  baseline (sleep to deadline)  p50 {b50 * 1e3:6.3f} ms  p99 {b99 * 1e3:6.3f} ms")
-    print(f"  ReplayTransport sync          p50 {s50 * 1e3:6.3f} ms  p99 {s99 * 1e3:6.3f} ms  "
-          f"(x{s50 / max(b50, 1e-9):.1f} / x{s99 / max(b99, 1e-9):.1f} baseline)")
-    print(f"  ReplayTransport async         p50 {a50 * 1e3:6.3f} ms  p99 {a99 * 1e3:6.3f} ms  "
-          f"(x{a50 / max(b50, 1e-9):.1f} / x{a99 / max(b99, 1e-9):.1f} baseline)")
+    print(
+        f"  ReplayTransport sync          p50 {s50 * 1e3:6.3f} ms  p99 {s99 * 1e3:6.3f} ms  "
+        f"(x{s50 / max(b50, 1e-9):.1f} / x{s99 / max(b99, 1e-9):.1f} baseline)"
+    )
+    print(
+        f"  ReplayTransport async         p50 {a50 * 1e3:6.3f} ms  p99 {a99 * 1e3:6.3f} ms  "
+        f"(x{a50 / max(b50, 1e-9):.1f} / x{a99 / max(b99, 1e-9):.1f} baseline)"
+    )
     print("  target: p50 <= 0.3 ms, p99 <= 1.5 ms")
-    return {"chunks": len(recorded), "baseline_p50_ms": b50 * 1e3, "baseline_p99_ms": b99 * 1e3,
-            "sync_p50_ms": s50 * 1e3, "sync_p99_ms": s99 * 1e3, "async_p50_ms": a50 * 1e3, "async_p99_ms": a99 * 1e3}
+    return {
+        "chunks": len(recorded),
+        "baseline_p50_ms": b50 * 1e3,
+        "baseline_p99_ms": b99 * 1e3,
+        "sync_p50_ms": s50 * 1e3,
+        "sync_p99_ms": s99 * 1e3,
+        "async_p50_ms": a50 * 1e3,
+        "async_p99_ms": a99 * 1e3,
+    }
 
 
 def main() -> None:
@@ -159,8 +215,10 @@ def main() -> None:
     parser.add_argument("--fidelity-events", type=int, default=400)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    print(f"# bench_core  {time.strftime('%Y-%m-%d')}  {platform.platform()}  {os.cpu_count()} cores  "
-          f"Python {platform.python_version()}")
+    print(
+        f"# bench_core  {time.strftime('%Y-%m-%d')}  {platform.platform()}  {os.cpu_count()} cores  "
+        f"Python {platform.python_version()}"
+    )
     results = {"load": bench_load(args.events), "fidelity": bench_fidelity(args.fidelity_events)}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

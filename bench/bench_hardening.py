@@ -45,15 +45,19 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
 
-    print(f"# bench_hardening  {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores  Python {platform.python_version()}  "
-          f"load average {os.getloadavg()[0]:.2f} at start")
+    print(
+        f"# bench_hardening  {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores  Python {platform.python_version()}  "
+        f"load average {os.getloadavg()[0]:.2f} at start"
+    )
     cassette = soak_cassette()
     with SoakServer() as server:
         soak = Soak(server.host, server.port, cassette, seed=11)
         at_stall: list[tuple[int, dict[str, Any]]] = []
 
         async def on_stalled(stallers: int) -> None:
-            at_stall.append((stallers, await asyncio.get_running_loop().run_in_executor(None, server.stats)))
+            at_stall.append(
+                (stallers, await asyncio.get_running_loop().run_in_executor(None, server.stats))
+            )
 
         def one_round(n: int) -> dict[str, Any]:
             asyncio.run(soak.round(n, on_stalled))
@@ -74,39 +78,72 @@ def main() -> None:
         elapsed = time.monotonic() - started
         stream = cassette.interactions[0]
         answer = raw_request(server.url, stream.request)
-        serves = answer.status == 200 and answer.end == "complete" and answer.body == stream.response.body
+        serves = (
+            answer.status == 200
+            and answer.end == "complete"
+            and answer.body == stream.response.body
+        )
         final = server.stats()
 
     kinds = {k: soak.stats.started[k] for k in KINDS}
     blocked = [s["paused"] >= n for n, s in at_stall]
     largest = max((s["largest_buffer"] for _, s in at_stall), default=0)
     results = {
-        "clients": done, "warm_up": warm, "seconds": elapsed, "kinds": kinds, "client_errors": len(soak.stats.errors),
+        "clients": done,
+        "warm_up": warm,
+        "seconds": elapsed,
+        "kinds": kinds,
+        "client_errors": len(soak.stats.errors),
         "first_client_error": soak.stats.errors[0] if soak.stats.errors else "",
-        "stalls": len(at_stall), "stalls_blocking_every_staller": sum(blocked), "largest_buffer_bytes": largest,
-        "tasks_before": before["tasks"], "tasks_after": after["tasks"],
+        "stalls": len(at_stall),
+        "stalls_blocking_every_staller": sum(blocked),
+        "largest_buffer_bytes": largest,
+        "tasks_before": before["tasks"],
+        "tasks_after": after["tasks"],
         "leaked_tasks": len(after["tasks"]) - len(before["tasks"]),
-        "fds_before": before["fds"], "fds_after": after["fds"], "leaked_fds": after["fds"] - before["fds"],
-        "open_connections_after": after["connections"], "live_connection_objects_after": after["live_connections"],
-        "rss_before_kib": before["rss_kib"], "rss_after_kib": after["rss_kib"], "hwm_kib": final["hwm_kib"],
-        "rss_curve_kib": curve, "server_errors": after["errors"], "requests": final["requests"],
+        "fds_before": before["fds"],
+        "fds_after": after["fds"],
+        "leaked_fds": after["fds"] - before["fds"],
+        "open_connections_after": after["connections"],
+        "live_connection_objects_after": after["live_connections"],
+        "rss_before_kib": before["rss_kib"],
+        "rss_after_kib": after["rss_kib"],
+        "hwm_kib": final["hwm_kib"],
+        "rss_curve_kib": curve,
+        "server_errors": after["errors"],
+        "requests": final["requests"],
         "serves_after": serves,
     }
-    print(f"{done:,} clients in rounds of {args.round} ({elapsed:.1f} s, after a warm-up of {warm}; kinds incl. the warm-up): "
-          + ", ".join(f"{k} {v}" for k, v in kinds.items()))
-    print(f"  client-side errors (refused, reset before leaving): {len(soak.stats.errors)}"
-          + (f"  first: {soak.stats.errors[0]}" if soak.stats.errors else ""))
-    print(f"  stalls: {sum(blocked)} of {len(at_stall)} rounds had the server's writes waiting on every staller; "
-          f"largest buffer held for one client {largest / 1024:.0f} KiB")
-    print(f"  tasks on the server's loop: {len(before['tasks'])} before, {len(after['tasks'])} after; "
-          f"open fds {before['fds']} before, {after['fds']} after; open connections after {after['connections']}; "
-          f"live connection objects after {after['live_connections']}")
-    print(f"  server RSS: {before['rss_kib'] / 1024:.1f} MiB after the warm-up, {after['rss_kib'] / 1024:.1f} MiB "
-          f"after {done:,} clients ({(after['rss_kib'] - before['rss_kib']) / 1024:+.1f} MiB), peak {final['hwm_kib'] / 1024:.1f} MiB")
+    print(
+        f"{done:,} clients in rounds of {args.round} ({elapsed:.1f} s, after a warm-up of {warm}; kinds incl. the warm-up): "
+        + ", ".join(f"{k} {v}" for k, v in kinds.items())
+    )
+    print(
+        f"  client-side errors (refused, reset before leaving): {len(soak.stats.errors)}"
+        + (f"  first: {soak.stats.errors[0]}" if soak.stats.errors else "")
+    )
+    print(
+        f"  stalls: {sum(blocked)} of {len(at_stall)} rounds had the server's writes waiting on every staller; "
+        f"largest buffer held for one client {largest / 1024:.0f} KiB"
+    )
+    print(
+        f"  tasks on the server's loop: {len(before['tasks'])} before, {len(after['tasks'])} after; "
+        f"open fds {before['fds']} before, {after['fds']} after; open connections after {after['connections']}; "
+        f"live connection objects after {after['live_connections']}"
+    )
+    print(
+        f"  server RSS: {before['rss_kib'] / 1024:.1f} MiB after the warm-up, {after['rss_kib'] / 1024:.1f} MiB "
+        f"after {done:,} clients ({(after['rss_kib'] - before['rss_kib']) / 1024:+.1f} MiB), peak {final['hwm_kib'] / 1024:.1f} MiB"
+    )
     step = max(1, len(curve) // 5)
-    print("  RSS curve (clients: MiB): " + ", ".join(f"{n:,}: {kib / 1024:.1f}" for n, kib in curve[::step]))
-    print(f"  server errors logged: {len(after['errors'])}; serves a normal request afterwards: {serves}; "
-          f"requests answered: {final['requests']:,}")
+    print(
+        "  RSS curve (clients: MiB): "
+        + ", ".join(f"{n:,}: {kib / 1024:.1f}" for n, kib in curve[::step])
+    )
+    print(
+        f"  server errors logged: {len(after['errors'])}; serves a normal request afterwards: {serves}; "
+        f"requests answered: {final['requests']:,}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

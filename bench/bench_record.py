@@ -88,7 +88,7 @@ def measure(client: object, url: str, n: int, gap_ms: float) -> list[float]:
     """Latency (ms) of each event: arrival minus the upstream's send time."""
     import httpx
 
-    from ssevcr.sse import SSEParser
+    from ssevcr._sse import SSEParser
 
     assert isinstance(client, httpx.Client)
     parser = SSEParser()
@@ -110,7 +110,7 @@ def pct(values: list[float], p: float) -> float:
 
 EMPTY_ADDON = textwrap.dedent(
     """
-    from ssevcr.mitm_addon import Announce
+    from ssevcr.mitm.recorder import Announce
 
     class StreamOnly:
         def responseheaders(self, flow):
@@ -137,9 +137,9 @@ def main() -> None:
 
     import httpx
 
-    from ssevcr import codec
-    from ssevcr.mitm import Mitmdump, locate_mitmdump
-    from ssevcr.sse import parse
+    from ssevcr import _store
+    from ssevcr._sse import parse
+    from ssevcr.mitm.driver import Mitmdump, locate_mitmdump
 
     if "SSEVCR_MITMDUMP" not in os.environ and (ROOT / ".venv-mitmproxy/bin/mitmdump").exists():
         os.environ["SSEVCR_MITMDUMP"] = str(ROOT / ".venv-mitmproxy/bin/mitmdump")
@@ -193,7 +193,7 @@ def main() -> None:
 
     # recorded gaps vs sent gaps (one event per chunk)
     gaps: list[float] = []
-    for inter in codec.load(cassette).interactions:
+    for inter in _store.load(cassette).interactions:
         resp = inter.response
         prev = None
         for chunk in resp.chunks:

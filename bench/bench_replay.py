@@ -8,7 +8,7 @@ and walk the chunked framing).
 
 1. Timing fidelity at scale 1: |observed gap - recorded gap| between consecutive HTTP chunks as
    the client receives them, p50/p99/max, for 1 stream (sequential runs) and 500 concurrent
-   streams (started over 1 s), with the precise event loop (``ssevcr.timer.new_event_loop``, what
+   streams (started over 1 s), with the precise event loop (``ssevcr._timer.new_event_loop``, what
    the CLI uses) and with asyncio's default loop (epoll's millisecond timeout rounding).
 2. Instant-mode throughput: keep-alive clients replaying as fast as they can, ssevcr vs two bare
    asyncio servers that answer every request with the same response bytes (captured from ssevcr)
@@ -40,10 +40,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ssevcr import codec  # noqa: E402
-from ssevcr.cassette import Cassette, Interaction, Request, Response  # noqa: E402
+from ssevcr import _store  # noqa: E402
+from ssevcr._cassette import Cassette, Interaction, Request, Response  # noqa: E402
 
-CASSETTE = ROOT / "cassettes" / "examples" / "openai-chat-text.msgpack"  # 36 chunks, 10-60 ms gaps, 1.47 s
+CASSETTE = (
+    ROOT / "cassettes" / "examples" / "openai-chat-text.msgpack"
+)  # 36 chunks, 10-60 ms gaps, 1.47 s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,13 +57,17 @@ def serve(mode: str, cassette: str, timing: str, response_file: str | None) -> N
     if mode in ("bare", "streams"):
         loop = asyncio.new_event_loop()
         assert response_file
-        loop.run_until_complete(_serve_bare(Path(response_file).read_bytes(), streams=mode == "streams"))
+        loop.run_until_complete(
+            _serve_bare(Path(response_file).read_bytes(), streams=mode == "streams")
+        )
         return
-    from ssevcr.player import Player
-    from ssevcr.server import ReplayServer
-    from ssevcr.timer import new_event_loop
+    from ssevcr._player import Player
+    from ssevcr._server import ReplayServer
+    from ssevcr._timer import new_event_loop
 
-    player = Player.create([cassette], timing=timing, repeat=True, log_limit=1000)  # as ssevcr replay
+    player = Player.create(
+        [cassette], timing=timing, repeat=True, log_limit=1000
+    )  # as ssevcr replay
     loop = new_event_loop() if mode == "precise" else asyncio.new_event_loop()
 
     async def main() -> None:
@@ -164,8 +170,19 @@ class Server:
             self.proc.wait()
 
 
-def start(mode: str, timing: str = "original", response_file: str | None = None, cassette: Path = CASSETTE) -> Server:
-    args = [sys.executable, __file__, "--serve", mode, "--timing", timing, "--cassette", str(cassette)]
+def start(
+    mode: str, timing: str = "original", response_file: str | None = None, cassette: Path = CASSETTE
+) -> Server:
+    args = [
+        sys.executable,
+        __file__,
+        "--serve",
+        mode,
+        "--timing",
+        timing,
+        "--cassette",
+        str(cassette),
+    ]
     if response_file:
         args += ["--response-file", response_file]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE)
@@ -180,8 +197,12 @@ def start(mode: str, timing: str = "original", response_file: str | None = None,
 
 
 def request_bytes(request: Request) -> bytes:
-    head = [f"{request.method} {request.path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
-            f"Content-Length: {len(request.body)}"]
+    head = [
+        f"{request.method} {request.path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Content-Type: application/json",
+        f"Content-Length: {len(request.body)}",
+    ]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + request.body
 
 
@@ -275,7 +296,9 @@ def fmt_ms(values: list[float]) -> str:
 # benchmarks
 
 
-def fidelity(mode: str, streams: int, rounds: int, request: bytes, recorded: list[float], body: bytes) -> dict[str, float]:
+def fidelity(
+    mode: str, streams: int, rounds: int, request: bytes, recorded: list[float], body: bytes
+) -> dict[str, float]:
     server = start(mode)
     cpu0 = server.cpu()
     errors: list[float] = []
@@ -286,8 +309,10 @@ def fidelity(mode: str, streams: int, rounds: int, request: bytes, recorded: lis
         nonlocal failures
         for _ in range(rounds):
             spread = 1.0 if streams > 1 else 0.0
-            results = await asyncio.gather(*[one_stream(server, request, rng.uniform(0, spread)) for _ in range(streams)],
-                                           return_exceptions=True)
+            results = await asyncio.gather(
+                *[one_stream(server, request, rng.uniform(0, spread)) for _ in range(streams)],
+                return_exceptions=True,
+            )
             for r in results:
                 if isinstance(r, BaseException) or bytes(r.body) != body:
                     failures += 1
@@ -299,11 +324,20 @@ def fidelity(mode: str, streams: int, rounds: int, request: bytes, recorded: lis
     wall = time.monotonic() - started
     cpu = server.cpu() - cpu0
     server.stop()
-    return {"p50": pct(errors, 0.5), "p99": pct(errors, 0.99), "max": max(errors), "n": len(errors),
-            "failures": failures, "cpu": cpu, "wall": wall}
+    return {
+        "p50": pct(errors, 0.5),
+        "p99": pct(errors, 0.99),
+        "max": max(errors),
+        "n": len(errors),
+        "failures": failures,
+        "cpu": cpu,
+        "wall": wall,
+    }
 
 
-def throughput(server: Server, request: bytes, response_len: int, clients: int, seconds: float) -> tuple[float, float]:
+def throughput(
+    server: Server, request: bytes, response_len: int, clients: int, seconds: float
+) -> tuple[float, float]:
     """Responses per second and server CPU microseconds per response."""
 
     class Client(asyncio.Protocol):
@@ -340,7 +374,9 @@ def throughput(server: Server, request: bytes, response_len: int, clients: int, 
         for _ in range(clients):
             done: asyncio.Future[None] = loop.create_future()
             dones.append(done)
-            await loop.create_connection(lambda d=done: Client(stop_at, counter, d), server.host, server.port)
+            await loop.create_connection(
+                lambda d=done: Client(stop_at, counter, d), server.host, server.port
+            )
         await asyncio.gather(*dones)
         return counter[0]
 
@@ -360,7 +396,9 @@ def capture_response(server: Server, request: bytes) -> bytes:
     return data
 
 
-def many(count: int, request: bytes, body: bytes, recorded: list[float], rounds: int = 2) -> dict[str, object]:
+def many(
+    count: int, request: bytes, body: bytes, recorded: list[float], rounds: int = 2
+) -> dict[str, object]:
     server = start("precise")
     time.sleep(0.3)
     rss0, _ = server.memory()
@@ -371,8 +409,10 @@ def many(count: int, request: bytes, body: bytes, recorded: list[float], rounds:
 
     async def run() -> None:
         rng = random.Random(2)
-        results = await asyncio.gather(*[one_stream(server, request, rng.uniform(0, 0.5)) for _ in range(count)],
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *[one_stream(server, request, rng.uniform(0, 0.5)) for _ in range(count)],
+            return_exceptions=True,
+        )
         for r in results:
             if isinstance(r, BaseException):
                 failures.append(f"{type(r).__name__}: {r}")
@@ -388,8 +428,15 @@ def many(count: int, request: bytes, body: bytes, recorded: list[float], rounds:
         peaks.append(server.memory()[1])
     rss_end, _ = server.memory()
     server.stop()
-    return {"rss0": rss0, "peaks": peaks, "rss_end": rss_end, "failures": len(failures), "walls": walls,
-            "first": failures[0] if failures else "", "errors": errors}
+    return {
+        "rss0": rss0,
+        "peaks": peaks,
+        "rss_end": rss_end,
+        "failures": len(failures),
+        "walls": walls,
+        "first": failures[0] if failures else "",
+        "errors": errors,
+    }
 
 
 def main() -> None:
@@ -400,7 +447,9 @@ def main() -> None:
     parser.add_argument("--timing", default="original")
     parser.add_argument("--cassette", default=str(CASSETTE))
     parser.add_argument("--response-file")
-    parser.add_argument("--many", type=int, help="concurrent streams in section 3 [default: 1000; 300 with --quick]")
+    parser.add_argument(
+        "--many", type=int, help="concurrent streams in section 3 [default: 1000; 300 with --quick]"
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     if args.serve:
@@ -411,13 +460,17 @@ def main() -> None:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
-    interaction = codec.load(CASSETTE).interactions[0]
+    interaction = _store.load(CASSETTE).interactions[0]
     request = request_bytes(interaction.request)
     recorded = list(interaction.response.chunk_at)
     body = interaction.response.body
-    print(f"# ssevcr replay server benchmarks  ({time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, "
-          f"{os.cpu_count()} cores, {platform.machine()}, load average {os.getloadavg()[0]:.2f} at start)")
-    print(f"cassette: {CASSETTE.name} ({len(recorded)} chunks, {len(body)} bytes, {interaction.response.end.at:.2f} s)")
+    print(
+        f"# ssevcr replay server benchmarks  ({time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores, {platform.machine()}, load average {os.getloadavg()[0]:.2f} at start)"
+    )
+    print(
+        f"cassette: {CASSETTE.name} ({len(recorded)} chunks, {len(body)} bytes, {interaction.response.end.at:.2f} s)"
+    )
 
     rounds = 3 if args.quick else 8
     results: dict[str, object] = {}
@@ -426,15 +479,18 @@ def main() -> None:
     if args.only in (None, "throughput"):
         results["throughput"] = section_throughput(args.quick, request)
     if args.only in (None, "many"):
-        results["many"] = section_many(args.many or (300 if args.quick else 1000), request, body, recorded)
+        results["many"] = section_many(
+            args.many or (300 if args.quick else 1000), request, body, recorded
+        )
     if args.json:
         import json
 
         Path(args.json).write_text(json.dumps(results, indent=1))
 
 
-def section_fidelity(quick: bool, rounds: int, request: bytes, recorded: list[float],
-                     body: bytes) -> dict[str, dict[str, float]]:
+def section_fidelity(
+    quick: bool, rounds: int, request: bytes, recorded: list[float], body: bytes
+) -> dict[str, dict[str, float]]:
     print("\n## 1. timing fidelity at scale 1: |observed gap - recorded gap| per chunk")
     out = {}
     for streams, n in ((1, rounds), (500, 1 if quick else 2)):
@@ -442,39 +498,55 @@ def section_fidelity(quick: bool, rounds: int, request: bytes, recorded: list[fl
             r = fidelity(mode, streams, n, request, recorded, body)
             out[f"{streams} {mode}"] = r
             label = "precise loop (CLI)" if mode == "precise" else "default asyncio loop"
-            print(f"  {streams:4d} stream{'s' if streams > 1 else ' '} {label:21s} p50 {r['p50'] * 1e3:6.3f} ms  "
-                  f"p99 {r['p99'] * 1e3:6.3f} ms  max {r['max'] * 1e3:6.2f} ms  ({r['n']} gaps, "
-                  f"{r['failures']} failures, server CPU {r['cpu'] / r['wall'] * 100:.0f}%)")
+            print(
+                f"  {streams:4d} stream{'s' if streams > 1 else ' '} {label:21s} p50 {r['p50'] * 1e3:6.3f} ms  "
+                f"p99 {r['p99'] * 1e3:6.3f} ms  max {r['max'] * 1e3:6.2f} ms  ({r['n']} gaps, "
+                f"{r['failures']} failures, server CPU {r['cpu'] / r['wall'] * 100:.0f}%)"
+            )
     return out
 
 
 def long_stream(path: Path, events: int) -> None:
     """A synthesized stream of ``events`` small chat-completion chunks, one event per chunk."""
-    template = codec.load(CASSETTE).interactions[0]
+    template = _store.load(CASSETTE).interactions[0]
     chunks, at = [], 0.3
     for i in range(events):
         at += 0.02
-        chunks.append((at, b'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" tok%d"}}]}\n\n' % i))
-    response = Response.from_chunks(200, chunks, reason="OK", headers=(("content-type", "text/event-stream"),),
-                                    headers_at=0.25)
-    codec.save(Cassette((Interaction(template.request, response),)), path)
+        chunks.append(
+            (
+                at,
+                b'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" tok%d"}}]}\n\n'
+                % i,
+            )
+        )
+    response = Response.from_chunks(
+        200, chunks, reason="OK", headers=(("content-type", "text/event-stream"),), headers_at=0.25
+    )
+    _store.save(Cassette((Interaction(template.request, response),)), path)
 
 
 def section_throughput(quick: bool, request: bytes) -> dict[str, dict[str, object]]:
-    print("\n## 2. instant-mode throughput (keep-alive, 50 clients; same client for every server, interleaved)")
+    print(
+        "\n## 2. instant-mode throughput (keep-alive, 50 clients; same client for every server, interleaved)"
+    )
     seconds = 3.0 if quick else 6.0
     out: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         long = Path(tmp) / "long.msgpack"
         long_stream(long, 2000)
-        for cassette, label, key in ((CASSETTE, f"{CASSETTE.name} (36 chunks)", "36 chunks"),
-                                     (long, "synthesized 2,000-chunk stream", "2000 chunks")):
+        for cassette, label, key in (
+            (CASSETTE, f"{CASSETTE.name} (36 chunks)", "36 chunks"),
+            (long, "synthesized 2,000-chunk stream", "2000 chunks"),
+        ):
             ours = start("precise", timing="instant", cassette=cassette)
             response = capture_response(ours, request)
             canned = Path(tmp) / "response.bin"
             canned.write_bytes(response)
-            order = [("bare protocol", start("bare", response_file=str(canned))),
-                     ("bare streams", start("streams", response_file=str(canned))), ("ssevcr", ours)]
+            order = [
+                ("bare protocol", start("bare", response_file=str(canned))),
+                ("bare streams", start("streams", response_file=str(canned))),
+                ("ssevcr", ours),
+            ]
             results: dict[str, tuple[float, float]] = {}
             for name, server in order * 2:  # interleaved, best of two
                 rps, cpu_us = throughput(server, request, len(response), 50, seconds / 2)
@@ -484,34 +556,54 @@ def section_throughput(quick: bool, request: bytes) -> dict[str, dict[str, objec
                 server.stop()
             print(f"  {label}, {len(response)} bytes per response:")
             for name, (rps, cpu_us) in results.items():
-                print(f"    {name:15s} {rps:8.0f} responses/s  {rps * len(response) / 1e6:7.1f} MB/s  "
-                      f"server CPU {cpu_us:7.1f} us/response")
+                print(
+                    f"    {name:15s} {rps:8.0f} responses/s  {rps * len(response) / 1e6:7.1f} MB/s  "
+                    f"server CPU {cpu_us:7.1f} us/response"
+                )
             mine = results["ssevcr"][0]
-            print(f"    ratio ssevcr / bare streams server: {mine / results['bare streams'][0]:.2f}   "
-                  f"ssevcr / bare protocol server: {mine / results['bare protocol'][0]:.2f}")
-            out[key] = {"bytes": len(response), **{name: {"rps": rps, "cpu_us": cpu_us} for name, (rps, cpu_us) in results.items()},
-                        "ratio_streams": mine / results["bare streams"][0],
-                        "ratio_protocol": mine / results["bare protocol"][0]}
+            print(
+                f"    ratio ssevcr / bare streams server: {mine / results['bare streams'][0]:.2f}   "
+                f"ssevcr / bare protocol server: {mine / results['bare protocol'][0]:.2f}"
+            )
+            out[key] = {
+                "bytes": len(response),
+                **{name: {"rps": rps, "cpu_us": cpu_us} for name, (rps, cpu_us) in results.items()},
+                "ratio_streams": mine / results["bare streams"][0],
+                "ratio_protocol": mine / results["bare protocol"][0],
+            }
     return out
 
 
-def section_many(count: int, request: bytes, body: bytes, recorded: list[float]) -> dict[str, object]:
+def section_many(
+    count: int, request: bytes, body: bytes, recorded: list[float]
+) -> dict[str, object]:
     print("\n## 3. concurrent streams at scale 1 (precise loop), started over 0.5 s, two rounds")
     r = many(count, request, body, recorded)
     peaks = r["peaks"]
     assert isinstance(peaks, list) and isinstance(r["errors"], list)
     rss0 = float(r["rss0"])  # type: ignore[arg-type]
-    print(f"  {count} streams x 2 rounds: {r['failures']} errors{' (' + str(r['first']) + ')' if r['failures'] else ''}; "
-          f"gap error {fmt_ms(r['errors'])}")
-    print(f"    server RSS idle {rss0 / 1024:.1f} MiB, peak after round 1 {peaks[0] / 1024:.1f} MiB, "
-          f"after round 2 {peaks[1] / 1024:.1f} MiB ({(peaks[0] - rss0) / count:.0f} KiB per stream), "
-          f"after the streams {float(r['rss_end']) / 1024:.1f} MiB")  # type: ignore[arg-type]
+    print(
+        f"  {count} streams x 2 rounds: {r['failures']} errors{' (' + str(r['first']) + ')' if r['failures'] else ''}; "
+        f"gap error {fmt_ms(r['errors'])}"
+    )
+    print(
+        f"    server RSS idle {rss0 / 1024:.1f} MiB, peak after round 1 {peaks[0] / 1024:.1f} MiB, "
+        f"after round 2 {peaks[1] / 1024:.1f} MiB ({(peaks[0] - rss0) / count:.0f} KiB per stream), "
+        f"after the streams {float(r['rss_end']) / 1024:.1f} MiB"
+    )  # type: ignore[arg-type]
     errors = r["errors"]
     assert isinstance(errors, list)
-    return {"streams": count, "failures": r["failures"], "first_failure": r["first"], "rss_idle_kib": r["rss0"],
-            "peak_kib": peaks, "rss_end_kib": r["rss_end"], "walls": r["walls"],
-            "gap_p50_ms": pct(errors, 0.5) * 1e3 if errors else None,
-            "gap_p99_ms": pct(errors, 0.99) * 1e3 if errors else None}
+    return {
+        "streams": count,
+        "failures": r["failures"],
+        "first_failure": r["first"],
+        "rss_idle_kib": r["rss0"],
+        "peak_kib": peaks,
+        "rss_end_kib": r["rss_end"],
+        "walls": r["walls"],
+        "gap_p50_ms": pct(errors, 0.5) * 1e3 if errors else None,
+        "gap_p99_ms": pct(errors, 0.99) * 1e3 if errors else None,
+    }
 
 
 if __name__ == "__main__":

@@ -67,17 +67,31 @@ def _ms(x: float) -> str:
 
 def _rows_core(r: dict[str, Any]) -> list[Row]:
     load, fid = r["load"], r["fidelity"]
-    rows = [Row("load", f"Load a {load['events']:,}-event cassette (vs vcrpy loading the same stream from YAML)",
-                "≥ 10× faster", f"{load['ssevcr_ms']:.2f} ms (vcrpy {load['vcrpy_ms']:.0f} ms)",
-                f"{load['ratio']:.0f}× faster than vcrpy", load["ratio"] >= 10,
-                {"load_ms": load["ssevcr_ms"], "load_ratio": load["ratio"]})]
+    rows = [
+        Row(
+            "load",
+            f"Load a {load['events']:,}-event cassette (vs vcrpy loading the same stream from YAML)",
+            "≥ 10× faster",
+            f"{load['ssevcr_ms']:.2f} ms (vcrpy {load['vcrpy_ms']:.0f} ms)",
+            f"{load['ratio']:.0f}× faster than vcrpy",
+            load["ratio"] >= 10,
+            {"load_ms": load["ssevcr_ms"], "load_ratio": load["ratio"]},
+        )
+    ]
     for mode in ("sync", "async"):
         p50, p99 = fid[f"{mode}_p50_ms"], fid[f"{mode}_p99_ms"]
-        rows.append(Row(f"transport_{mode}", f"Gap error, in process (ReplayTransport, httpx2 {mode}), scale 1, p50 / p99",
-                        "≤ 0.3 / ≤ 1.5 ms", f"{_ms(p50)} / {_ms(p99)} ms",
-                        f"{p50 / max(fid['baseline_p50_ms'], 1e-6):.1f}× / {p99 / max(fid['baseline_p99_ms'], 1e-6):.1f}× "
-                        f"sleeping to the same deadlines ({_ms(fid['baseline_p50_ms'])} / {_ms(fid['baseline_p99_ms'])} ms)",
-                        p50 <= 0.3 and p99 <= 1.5, {f"transport_{mode}_p50_ms": p50, f"transport_{mode}_p99_ms": p99}))
+        rows.append(
+            Row(
+                f"transport_{mode}",
+                f"Gap error, in process (ReplayTransport, httpx2 {mode}), scale 1, p50 / p99",
+                "≤ 0.3 / ≤ 1.5 ms",
+                f"{_ms(p50)} / {_ms(p99)} ms",
+                f"{p50 / max(fid['baseline_p50_ms'], 1e-6):.1f}× / {p99 / max(fid['baseline_p99_ms'], 1e-6):.1f}× "
+                f"sleeping to the same deadlines ({_ms(fid['baseline_p50_ms'])} / {_ms(fid['baseline_p99_ms'])} ms)",
+                p50 <= 0.3 and p99 <= 1.5,
+                {f"transport_{mode}_p50_ms": p50, f"transport_{mode}_p99_ms": p99},
+            )
+        )
     return rows
 
 
@@ -85,89 +99,183 @@ def _rows_replay(r: dict[str, Any]) -> list[Row]:
     rows = []
     fid = r["fidelity"]
     one, one_default = fid["1 precise"], fid["1 default"]
-    rows.append(Row("server_1", "Gap error, replay server, 1 stream, scale 1, p50 / p99", "≤ 0.3 / ≤ 1.5 ms",
-                    f"{_ms(one['p50'] * 1e3)} / {_ms(one['p99'] * 1e3)} ms",
-                    f"{one['p50'] / one_default['p50']:.2f}× / {one['p99'] / one_default['p99']:.2f}× asyncio's default loop "
-                    f"({_ms(one_default['p50'] * 1e3)} / {_ms(one_default['p99'] * 1e3)} ms)",
-                    one["p50"] * 1e3 <= 0.3 and one["p99"] * 1e3 <= 1.5 and not one["failures"],
-                    {"server_1_p50_ms": one["p50"] * 1e3, "server_1_p99_ms": one["p99"] * 1e3}))
+    rows.append(
+        Row(
+            "server_1",
+            "Gap error, replay server, 1 stream, scale 1, p50 / p99",
+            "≤ 0.3 / ≤ 1.5 ms",
+            f"{_ms(one['p50'] * 1e3)} / {_ms(one['p99'] * 1e3)} ms",
+            f"{one['p50'] / one_default['p50']:.2f}× / {one['p99'] / one_default['p99']:.2f}× asyncio's default loop "
+            f"({_ms(one_default['p50'] * 1e3)} / {_ms(one_default['p99'] * 1e3)} ms)",
+            one["p50"] * 1e3 <= 0.3 and one["p99"] * 1e3 <= 1.5 and not one["failures"],
+            {"server_1_p50_ms": one["p50"] * 1e3, "server_1_p99_ms": one["p99"] * 1e3},
+        )
+    )
     many, many_default = fid["500 precise"], fid["500 default"]
-    rows.append(Row("server_500", "Gap error, replay server, 500 concurrent streams, p99", "≤ 5 ms",
-                    f"{_ms(many['p99'] * 1e3)} ms (p50 {_ms(many['p50'] * 1e3)}; {many['failures']} failures)",
-                    f"{many['p99'] / many_default['p99']:.2f}× asyncio's default loop ({_ms(many_default['p99'] * 1e3)} ms)",
-                    many["p99"] * 1e3 <= 5 and not many["failures"],
-                    {"server_500_p50_ms": many["p50"] * 1e3, "server_500_p99_ms": many["p99"] * 1e3}))
-    for key, label in (("36 chunks", "36-chunk LLM answer, 9.3 kB"), ("2000 chunks", "2,000-chunk stream, 205 kB")):
+    rows.append(
+        Row(
+            "server_500",
+            "Gap error, replay server, 500 concurrent streams, p99",
+            "≤ 5 ms",
+            f"{_ms(many['p99'] * 1e3)} ms (p50 {_ms(many['p50'] * 1e3)}; {many['failures']} failures)",
+            f"{many['p99'] / many_default['p99']:.2f}× asyncio's default loop ({_ms(many_default['p99'] * 1e3)} ms)",
+            many["p99"] * 1e3 <= 5 and not many["failures"],
+            {"server_500_p50_ms": many["p50"] * 1e3, "server_500_p99_ms": many["p99"] * 1e3},
+        )
+    )
+    for key, label in (
+        ("36 chunks", "36-chunk LLM answer, 9.3 kB"),
+        ("2000 chunks", "2,000-chunk stream, 205 kB"),
+    ):
         t = r["throughput"][key]
         col = "throughput_36" if key.startswith("36") else "throughput_2000"
-        rows.append(Row(col, f"Instant replay throughput, {label}", "≥ 0.5× a bare asyncio server",
-                        f"{t['ssevcr']['rps']:,.0f} responses/s ({t['ssevcr']['cpu_us']:.0f} µs server CPU each)",
-                        f"{t['ratio_streams']:.2f}× bare streams server ({t['bare streams']['rps']:,.0f}/s), "
-                        f"{t['ratio_protocol']:.2f}× bare Protocol ({t['bare protocol']['rps']:,.0f}/s)",
-                        t["ratio_streams"] >= 0.5,
-                        {f"{col}_rps": t["ssevcr"]["rps"], f"{col}_ratio": t["ratio_streams"]}))
+        rows.append(
+            Row(
+                col,
+                f"Instant replay throughput, {label}",
+                "≥ 0.5× a bare asyncio server",
+                f"{t['ssevcr']['rps']:,.0f} responses/s ({t['ssevcr']['cpu_us']:.0f} µs server CPU each)",
+                f"{t['ratio_streams']:.2f}× bare streams server ({t['bare streams']['rps']:,.0f}/s), "
+                f"{t['ratio_protocol']:.2f}× bare Protocol ({t['bare protocol']['rps']:,.0f}/s)",
+                t["ratio_streams"] >= 0.5,
+                {f"{col}_rps": t["ssevcr"]["rps"], f"{col}_ratio": t["ratio_streams"]},
+            )
+        )
     m = r["many"]
     peaks = m["peak_kib"]
     per_stream = (peaks[0] - m["rss_idle_kib"]) / m["streams"]
-    rows.append(Row("streams_1000", f"{m['streams']:,} concurrent streams on one process (2 rounds)", "no errors, bounded memory",
-                    f"{m['failures']} errors; RSS {m['rss_idle_kib'] / 1024:.1f} → peak {peaks[0] / 1024:.1f} / "
-                    f"{peaks[1] / 1024:.1f} MiB (rounds 1 / 2); gap p99 {_ms(m['gap_p99_ms'] or 0)} ms",
-                    f"{per_stream:.0f} KiB per stream; round 2 peak {(peaks[1] - peaks[0]) / 1024:+.1f} MiB over round 1",
-                    m["failures"] == 0 and peaks[1] - peaks[0] < 4 * 1024,
-                    {"streams_1000_errors": m["failures"], "streams_1000_peak_mib": peaks[1] / 1024}))
+    rows.append(
+        Row(
+            "streams_1000",
+            f"{m['streams']:,} concurrent streams on one process (2 rounds)",
+            "no errors, bounded memory",
+            f"{m['failures']} errors; RSS {m['rss_idle_kib'] / 1024:.1f} → peak {peaks[0] / 1024:.1f} / "
+            f"{peaks[1] / 1024:.1f} MiB (rounds 1 / 2); gap p99 {_ms(m['gap_p99_ms'] or 0)} ms",
+            f"{per_stream:.0f} KiB per stream; round 2 peak {(peaks[1] - peaks[0]) / 1024:+.1f} MiB over round 1",
+            m["failures"] == 0 and peaks[1] - peaks[0] < 4 * 1024,
+            {"streams_1000_errors": m["failures"], "streams_1000_peak_mib": peaks[1] / 1024},
+        )
+    )
     return rows
 
 
 def _rows_record(r: dict[str, Any]) -> list[Row]:
     med, p99 = r["median_ms"], r["p99_ms"]
     added = med["ssevcr record"] - med["mitmproxy"]
-    rows = [Row("record", f"Recording overhead per event ({r['events']:,} events per path), median", "≤ 0.1 ms added",
-                f"{added:+.3f} ms (ssevcr record {_ms(med['ssevcr record'])}, mitmproxy {_ms(med['mitmproxy'])}, "
-                f"direct {_ms(med['direct'])} ms; p99 {_ms(p99['ssevcr record'])} / {_ms(p99['mitmproxy'])} ms)",
-                f"{med['ssevcr record'] / med['mitmproxy']:.2f}× mitmproxy streaming without the addon, "
-                f"{med['ssevcr record'] / med['direct']:.1f}× direct", added <= 0.1,
-                {"record_added_ms": added, "record_ratio": med["ssevcr record"] / med["mitmproxy"]})]
+    rows = [
+        Row(
+            "record",
+            f"Recording overhead per event ({r['events']:,} events per path), median",
+            "≤ 0.1 ms added",
+            f"{added:+.3f} ms (ssevcr record {_ms(med['ssevcr record'])}, mitmproxy {_ms(med['mitmproxy'])}, "
+            f"direct {_ms(med['direct'])} ms; p99 {_ms(p99['ssevcr record'])} / {_ms(p99['mitmproxy'])} ms)",
+            f"{med['ssevcr record'] / med['mitmproxy']:.2f}× mitmproxy streaming without the addon, "
+            f"{med['ssevcr record'] / med['direct']:.1f}× direct",
+            added <= 0.1,
+            {"record_added_ms": added, "record_ratio": med["ssevcr record"] / med["mitmproxy"]},
+        )
+    ]
     if r.get("gap_error_median_ms") is not None:
-        rows.append(Row("record_gap", "Recorded gap vs the upstream's send gap, median / p99", "median ≤ 1 ms",
-                        f"{_ms(r['gap_error_median_ms'])} / {_ms(r['gap_error_p99_ms'])} ms",
-                        "(the upstream's own send gaps are the baseline)",
-                        r["gap_error_median_ms"] <= 1, {"record_gap_median_ms": r["gap_error_median_ms"]}))
+        rows.append(
+            Row(
+                "record_gap",
+                "Recorded gap vs the upstream's send gap, median / p99",
+                "median ≤ 1 ms",
+                f"{_ms(r['gap_error_median_ms'])} / {_ms(r['gap_error_p99_ms'])} ms",
+                "(the upstream's own send gaps are the baseline)",
+                r["gap_error_median_ms"] <= 1,
+                {"record_gap_median_ms": r["gap_error_median_ms"]},
+            )
+        )
     return rows
 
 
 def _rows_pytest(r: dict[str, Any]) -> list[Row]:
-    return [Row("pytest", f"Per-test overhead, replayed streaming test ({r['events']} events), pytest marker",
-                "none set (vcrpy + pytest-recording for reference)",
-                f"{r['ssevcr_ms']:.2f} ms (vcrpy {r['vcrpy_ms']:.2f} ms)", f"{r['ratio']:.2f}× less than vcrpy"
-                if r["ratio"] >= 1 else f"{1 / r['ratio']:.2f}× more than vcrpy", None,
-                {"pytest_ms": r["ssevcr_ms"], "pytest_ratio": r["ratio"]})]
+    return [
+        Row(
+            "pytest",
+            f"Per-test overhead, replayed streaming test ({r['events']} events), pytest marker",
+            "none set (vcrpy + pytest-recording for reference)",
+            f"{r['ssevcr_ms']:.2f} ms (vcrpy {r['vcrpy_ms']:.2f} ms)",
+            f"{r['ratio']:.2f}× less than vcrpy"
+            if r["ratio"] >= 1
+            else f"{1 / r['ratio']:.2f}× more than vcrpy",
+            None,
+            {"pytest_ms": r["ssevcr_ms"], "pytest_ratio": r["ratio"]},
+        )
+    ]
 
 
 def _rows_hardening(r: dict[str, Any]) -> list[Row]:
-    leaks = r["leaked_tasks"] + r["leaked_fds"] + r["open_connections_after"] + r["live_connection_objects_after"]
+    leaks = (
+        r["leaked_tasks"]
+        + r["leaked_fds"]
+        + r["open_connections_after"]
+        + r["live_connection_objects_after"]
+    )
     grown = (r["rss_after_kib"] - r["rss_before_kib"]) / 1024
-    ok = (leaks == 0 and r["client_errors"] == 0 and not r["server_errors"] and r["serves_after"]
-          and r["stalls_blocking_every_staller"] == r["stalls"] and grown < 16)
-    return [Row("hardening", f"{r['clients']:,} misbehaving clients (vanish, stall, half requests) to the replay server",
-                "no leaked task/socket/connection, bounded memory, still serving",
-                f"leaked: {r['leaked_tasks']} tasks, {r['leaked_fds']} fds, {r['live_connection_objects_after']} connections; "
-                f"RSS {r['rss_before_kib'] / 1024:.1f} → {r['rss_after_kib'] / 1024:.1f} MiB (peak {r['hwm_kib'] / 1024:.1f}); "
-                f"≤ {r['largest_buffer_bytes'] / 1024:.0f} KiB held per stalled client; serves: {'yes' if r['serves_after'] else 'NO'}",
-                f"RSS {r['rss_after_kib'] / r['rss_before_kib']:.2f}× the warmed-up server", ok,
-                {"hardening_leaks": leaks, "hardening_rss_growth_mib": grown})]
+    ok = (
+        leaks == 0
+        and r["client_errors"] == 0
+        and not r["server_errors"]
+        and r["serves_after"]
+        and r["stalls_blocking_every_staller"] == r["stalls"]
+        and grown < 16
+    )
+    return [
+        Row(
+            "hardening",
+            f"{r['clients']:,} misbehaving clients (vanish, stall, half requests) to the replay server",
+            "no leaked task/socket/connection, bounded memory, still serving",
+            f"leaked: {r['leaked_tasks']} tasks, {r['leaked_fds']} fds, {r['live_connection_objects_after']} connections; "
+            f"RSS {r['rss_before_kib'] / 1024:.1f} → {r['rss_after_kib'] / 1024:.1f} MiB (peak {r['hwm_kib'] / 1024:.1f}); "
+            f"≤ {r['largest_buffer_bytes'] / 1024:.0f} KiB held per stalled client; serves: {'yes' if r['serves_after'] else 'NO'}",
+            f"RSS {r['rss_after_kib'] / r['rss_before_kib']:.2f}× the warmed-up server",
+            ok,
+            {"hardening_leaks": leaks, "hardening_rss_growth_mib": grown},
+        )
+    ]
 
 
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
-    "core": _rows_core, "replay": _rows_replay, "record": _rows_record, "pytest": _rows_pytest,
+    "core": _rows_core,
+    "replay": _rows_replay,
+    "record": _rows_record,
+    "pytest": _rows_pytest,
     "hardening": _rows_hardening,
 }
 HISTORY_COLUMNS = [
-    "date", "commit", "cpus", "load_before", "load_after", "python", "seconds",
-    "load_ms", "load_ratio", "transport_sync_p50_ms", "transport_sync_p99_ms", "transport_async_p50_ms",
-    "transport_async_p99_ms", "server_1_p50_ms", "server_1_p99_ms", "server_500_p50_ms", "server_500_p99_ms",
-    "throughput_36_rps", "throughput_36_ratio", "throughput_2000_rps", "throughput_2000_ratio",
-    "streams_1000_errors", "streams_1000_peak_mib", "record_added_ms", "record_ratio", "record_gap_median_ms",
-    "pytest_ms", "pytest_ratio", "hardening_leaks", "hardening_rss_growth_mib", "targets_met",
+    "date",
+    "commit",
+    "cpus",
+    "load_before",
+    "load_after",
+    "python",
+    "seconds",
+    "load_ms",
+    "load_ratio",
+    "transport_sync_p50_ms",
+    "transport_sync_p99_ms",
+    "transport_async_p50_ms",
+    "transport_async_p99_ms",
+    "server_1_p50_ms",
+    "server_1_p99_ms",
+    "server_500_p50_ms",
+    "server_500_p99_ms",
+    "throughput_36_rps",
+    "throughput_36_ratio",
+    "throughput_2000_rps",
+    "throughput_2000_ratio",
+    "streams_1000_errors",
+    "streams_1000_peak_mib",
+    "record_added_ms",
+    "record_ratio",
+    "record_gap_median_ms",
+    "pytest_ms",
+    "pytest_ratio",
+    "hardening_leaks",
+    "hardening_rss_growth_mib",
+    "targets_met",
 ]
 
 
@@ -179,7 +287,9 @@ def _version(name: str) -> str:
 
 
 def _mitmproxy_version() -> str:
-    found = sorted((ROOT / ".venv-mitmproxy").glob("lib/python*/site-packages/mitmproxy-*.dist-info"))
+    found = sorted(
+        (ROOT / ".venv-mitmproxy").glob("lib/python*/site-packages/mitmproxy-*.dist-info")
+    )
     if found:
         return found[-1].name.removeprefix("mitmproxy-").removesuffix(".dist-info")
     return _version("mitmproxy")
@@ -187,10 +297,19 @@ def _mitmproxy_version() -> str:
 
 def _commit() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return sha + ("+changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "-"
@@ -215,7 +334,9 @@ def run(name: str, tmp: Path) -> dict[str, Any]:
     script, *args = RUNS[name]
     print(f"\n===== {script} {' '.join(args)}", flush=True)
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--json", str(out)], cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *args, "--json", str(out)], cwd=ROOT
+    )
     print(f"===== {script}: {time.monotonic() - started:.0f} s", flush=True)
     if proc.returncode != 0 or not out.exists():
         raise SystemExit(f"{script} failed (exit {proc.returncode})")
@@ -236,7 +357,7 @@ def write_readme(section: list[str]) -> None:
     block = "\n".join(section).rstrip() + "\n\n"
     if HEADING in text:
         start = text.index(HEADING)
-        nxt = re.search(r"^## ", text[start + len(HEADING):], re.MULTILINE)
+        nxt = re.search(r"^## ", text[start + len(HEADING) :], re.MULTILINE)
         end = start + len(HEADING) + nxt.start() if nxt else len(text)
         text = text[:start] + block + text[end:]
     else:  # first run: before the first per-benchmark section
@@ -252,26 +373,40 @@ def append_history(values: dict[str, Any]) -> None:
         with HISTORY.open() as f:
             header = next(csv.reader(f), [])
         if header != HISTORY_COLUMNS:
-            raise SystemExit(f"{HISTORY} has other columns than this script writes; add the new ones to its header")
+            raise SystemExit(
+                f"{HISTORY} has other columns than this script writes; add the new ones to its header"
+            )
     with HISTORY.open("a", newline="") as f:
         w = csv.writer(f)
         if new:
             w.writerow(HISTORY_COLUMNS)
-        w.writerow(["" if values.get(c) is None else (f"{values[c]:.6g}" if isinstance(values[c], float) else values[c])
-                    for c in HISTORY_COLUMNS])
+        w.writerow(
+            [
+                ""
+                if values.get(c) is None
+                else (f"{values[c]:.6g}" if isinstance(values[c], float) else values[c])
+                for c in HISTORY_COLUMNS
+            ]
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-write", action="store_true", help="print only; leave README.md and history.csv alone")
-    parser.add_argument("--only", nargs="+", choices=list(RUNS), help="run only these (implies --no-write)")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; leave README.md and history.csv alone"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=list(RUNS), help="run only these (implies --no-write)"
+    )
     args = parser.parse_args()
     names = args.only or list(RUNS)
     load_before = _load()
     commit = _commit()  # before this run writes README.md
     started = time.monotonic()
     when = time.strftime("%Y-%m-%d %H:%M")
-    print(f"# bench/run_all.py  {when}  {os.cpu_count()} cpus  load average {load_before} (1/5/15 min)")
+    print(
+        f"# bench/run_all.py  {when}  {os.cpu_count()} cpus  load average {load_before} (1/5/15 min)"
+    )
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ssevcr-bench-") as tmp:
         for name in names:
@@ -284,30 +419,48 @@ def main() -> None:
         mark = "" if r.met is None else "  [met]" if r.met else "  [NOT MET]"
         print(f"- {r.figure}: {r.measured} (target {r.target}) — {r.ratio}{mark}")
     met = [r.met for r in rows if r.met is not None]
-    print(f"{sum(met)} of {len(met)} targets met; {seconds:.0f} s; load average {load_before} before, {load_after} after")
+    print(
+        f"{sum(met)} of {len(met)} targets met; {seconds:.0f} s; load average {load_before} before, {load_after} after"
+    )
     if args.no_write or args.only:
         return
 
     machine = f"{platform.machine()}, {os.cpu_count()} cpus ({_cpu_model()}), {platform.system()} {platform.release()}"
-    versions = (f"Python {platform.python_version()}, ssevcr {commit}, h11 {_version('h11')}, "
-                f"httpx {_version('httpx')}, httpx2 {_version('httpx2')}, msgpack {_version('msgpack')}, "
-                f"mitmproxy {_mitmproxy_version()} (own venv), vcrpy {_version('vcrpy')}, "
-                f"pytest-recording {_version('pytest-recording')}, pytest {_version('pytest')}")
+    versions = (
+        f"Python {platform.python_version()}, ssevcr {commit}, h11 {_version('h11')}, "
+        f"httpx {_version('httpx')}, httpx2 {_version('httpx2')}, msgpack {_version('msgpack')}, "
+        f"mitmproxy {_mitmproxy_version()} (own venv), vcrpy {_version('vcrpy')}, "
+        f"pytest-recording {_version('pytest-recording')}, pytest {_version('pytest')}"
+    )
     section = [
-        HEADING, "",
-        textwrap.fill(f"`bench/run_all.py` runs every script below with reduced sizes ({seconds / 60:.1f} minutes "
-                      "here) and writes this table; `bench/history.csv` keeps one line per run, to compare. The "
-                      "per-benchmark sections below hold the full-size runs and how each figure is measured.", 100),
+        HEADING,
         "",
-        textwrap.fill(f"Last run {when}: {machine}; load average {load_before} before, {load_after} after "
-                      f"(1/5/15 min); {versions}. {sum(met)} of {len(met)} targets met.", 100),
+        textwrap.fill(
+            f"`bench/run_all.py` runs every script below with reduced sizes ({seconds / 60:.1f} minutes "
+            "here) and writes this table; `bench/history.csv` keeps one line per run, to compare. The "
+            "per-benchmark sections below hold the full-size runs and how each figure is measured.",
+            100,
+        ),
+        "",
+        textwrap.fill(
+            f"Last run {when}: {machine}; load average {load_before} before, {load_after} after "
+            f"(1/5/15 min); {versions}. {sum(met)} of {len(met)} targets met.",
+            100,
+        ),
         "",
         *table(rows),
     ]
     write_readme(section)
-    values: dict[str, Any] = {"date": when, "commit": commit, "cpus": os.cpu_count(), "load_before": load_before,
-                              "load_after": load_after, "python": platform.python_version(), "seconds": round(seconds),
-                              "targets_met": f"{sum(met)}/{len(met)}"}
+    values: dict[str, Any] = {
+        "date": when,
+        "commit": commit,
+        "cpus": os.cpu_count(),
+        "load_before": load_before,
+        "load_after": load_after,
+        "python": platform.python_version(),
+        "seconds": round(seconds),
+        "targets_met": f"{sum(met)}/{len(met)}",
+    }
     for r in rows:
         values.update(r.values)
     append_history(values)

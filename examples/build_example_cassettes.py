@@ -36,9 +36,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ssevcr import codec
-from ssevcr.cassette import Cassette, End, Headers, Interaction, Outcome, Request, Response
-from ssevcr.sse import Event, Frame, parse
+from ssevcr import _store
+from ssevcr._cassette import Cassette, End, Headers, Interaction, Outcome, Request, Response
+from ssevcr._sse import Event, Frame, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS = ROOT / "tests" / "fixtures" / "providers"
@@ -754,7 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for ex in EXAMPLES:
         cassette = build(ex, text)
         path = out / f"{ex.name}.msgpack"
-        codec.save(cassette, path)
+        _store.save(cassette, path)
         resp = cassette.interactions[0].response
         events = len(parse(resp.body).events)
         print(f"{path}: {events} events in {len(resp.chunk_sizes)} chunks, {len(resp.body)} bytes")

@@ -26,9 +26,11 @@ import httpx2
 import openai
 
 import ssevcr
-from ssevcr import codec
+from ssevcr import _store
 
-CASSETTE = Path(__file__).resolve().parent.parent / "cassettes" / "examples" / "openai-chat-text.msgpack"
+CASSETTE = (
+    Path(__file__).resolve().parent.parent / "cassettes" / "examples" / "openai-chat-text.msgpack"
+)
 
 
 def main() -> int:
@@ -38,14 +40,18 @@ def main() -> int:
     parser.add_argument("--fault", action="append", default=[])
     args = parser.parse_args()
 
-    request = codec.load(args.cassette).interactions[0].request
+    request = _store.load(args.cassette).interactions[0].request
     params = json.loads(request.body)
     if os.environ.get("OPENAI_BASE_URL"):
-        client = openai.OpenAI(max_retries=0)  # configured by the environment (ssevcr replay -- ...)
+        client = openai.OpenAI(
+            max_retries=0
+        )  # configured by the environment (ssevcr replay -- ...)
         where = os.environ["OPENAI_BASE_URL"]
     else:
         transport = ssevcr.ReplayTransport(args.cassette, timing=args.timing, faults=args.fault)
-        client = openai.OpenAI(api_key="replay", max_retries=0, http_client=httpx2.Client(transport=transport))
+        client = openai.OpenAI(
+            api_key="replay", max_retries=0, http_client=httpx2.Client(transport=transport)
+        )
         where = f"in process ({args.timing}{', ' + ', '.join(args.fault) if args.fault else ''})"
     print(f"replaying {Path(args.cassette).name} {where}", file=sys.stderr)
 
@@ -67,8 +73,11 @@ def main() -> int:
         return 1
     print()
     assert first is not None and last is not None
-    print(f"[{chunks} chunks, {len(''.join(text))} characters; first token after {first * 1000:.0f} ms, "
-          f"last after {last * 1000:.0f} ms]", file=sys.stderr)
+    print(
+        f"[{chunks} chunks, {len(''.join(text))} characters; first token after {first * 1000:.0f} ms, "
+        f"last after {last * 1000:.0f} ms]",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .intercept import ActiveCassette
-    from .server import ServerThread
+    from ._intercept import ActiveCassette
+    from ._server_thread import ServerThread
 
 __all__ = [
     "ssevcr_cassette",
@@ -45,7 +45,9 @@ __all__ = [
     "ssevcr_timing",
 ]
 
-_RUN = pytest.StashKey[tuple[str, "str | None"]]()  # (run id, folder of ``all`` claims shared with xdist workers)
+_RUN = pytest.StashKey[
+    tuple[str, "str | None"]
+]()  # (run id, folder of ``all`` claims shared with xdist workers)
 _CLAIMS_MADE = pytest.StashKey[str]()  # the claims folder this (controlling) process created
 _ACTIVE = pytest.StashKey["ActiveCassette"]()
 _REPORTED = pytest.StashKey[int]()
@@ -55,11 +57,17 @@ _OWN_KEYWORDS = ("record", "timing")  # resolved by their own fixtures (CLI > en
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ssevcr", "ssevcr: replay and record SSE streams")
     group.addoption(
-        "--ssevcr-record", dest="ssevcr_record", default=None, metavar="MODE",
+        "--ssevcr-record",
+        dest="ssevcr_record",
+        default=None,
+        metavar="MODE",
         help="none (replay only; default), once, new_episodes or all. Overrides SSEVCR_RECORD and markers.",
     )
     group.addoption(
-        "--ssevcr-timing", dest="ssevcr_timing", default=None, metavar="TIMING",
+        "--ssevcr-timing",
+        dest="ssevcr_timing",
+        default=None,
+        metavar="TIMING",
         help="original, instant, scale:F or fixed:DUR for every test. Overrides SSEVCR_TIMING and markers.",
     )
 
@@ -77,11 +85,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "ssevcr(name_or_path=None, *, timing=None, faults=(), seed=0, match_on=None, ignore_body_keys=(), "
         "allow_repeats=False): replay (or record) a cassette for every httpx/httpx2 client in the test",
     )
-    for value, source in ((config.getoption("ssevcr_record"), "--ssevcr-record"),
-                          (os.environ.get("SSEVCR_RECORD"), "SSEVCR_RECORD")):
+    for value, source in (
+        (config.getoption("ssevcr_record"), "--ssevcr-record"),
+        (os.environ.get("SSEVCR_RECORD"), "SSEVCR_RECORD"),
+    ):
         if value:
-            from .errors import ConfigError
-            from .intercept import check_record_mode
+            from ._errors import ConfigError
+            from ._intercept import check_record_mode
 
             try:
                 check_record_mode(value)
@@ -115,8 +125,14 @@ def _marker(request: pytest.FixtureRequest) -> pytest.Mark | None:
     return mark
 
 
-def _first(request: pytest.FixtureRequest, option: str, env: str, keyword: str, config: dict[str, Any],
-           default: str) -> str:
+def _first(
+    request: pytest.FixtureRequest,
+    option: str,
+    env: str,
+    keyword: str,
+    config: dict[str, Any],
+    default: str,
+) -> str:
     value = request.config.getoption(option) or os.environ.get(env)
     if value:
         return str(value)
@@ -164,8 +180,9 @@ def ssevcr_cassette_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def ssevcr_cassette_path(request: pytest.FixtureRequest, ssevcr_cassette_dir: Path,
-                         ssevcr_cassette_name: str) -> Path:
+def ssevcr_cassette_path(
+    request: pytest.FixtureRequest, ssevcr_cassette_dir: Path, ssevcr_cassette_name: str
+) -> Path:
     """The marker's first argument (a bare name in the module's folder, or a path with a slash
     relative to the rootdir), else ``<cassette dir>/<test name>.msgpack``."""
     marker = _marker(request)
@@ -175,21 +192,28 @@ def ssevcr_cassette_path(request: pytest.FixtureRequest, ssevcr_cassette_dir: Pa
     text = os.fspath(given)
     if "/" in text or os.sep in text:
         return Path(request.config.rootpath, text)
-    return ssevcr_cassette_dir / (text if text.endswith((".msgpack", ".json")) else f"{text}.msgpack")
+    return ssevcr_cassette_dir / (
+        text if text.endswith((".msgpack", ".json")) else f"{text}.msgpack"
+    )
 
 
 # -- the cassette --------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def ssevcr_cassette(request: pytest.FixtureRequest, ssevcr_cassette_path: Path, ssevcr_record_mode: str,
-                    ssevcr_timing: str, ssevcr_config: dict[str, Any]) -> Iterator[ActiveCassette]:
+def ssevcr_cassette(
+    request: pytest.FixtureRequest,
+    ssevcr_cassette_path: Path,
+    ssevcr_record_mode: str,
+    ssevcr_timing: str,
+    ssevcr_config: dict[str, Any],
+) -> Iterator[ActiveCassette]:
     """The cassette in use for this test: ``.cassette`` (as loaded), ``.plays``, ``.fired``
     (fault specs that changed a response), ``.misses``, ``.unused()``, ``.recorded``. While it is
     active every httpx and httpx2 client replays from it (or records into it); it is saved when
     the test ends, also when it fails."""
-    from .errors import SsevcrError
-    from .intercept import CassetteUse, Options, begin_run
+    from ._errors import SsevcrError
+    from ._intercept import CassetteUse, Options, begin_run
 
     begin_run(*request.config.stash[_RUN])
     marker = _marker(request)
@@ -197,8 +221,11 @@ def ssevcr_cassette(request: pytest.FixtureRequest, ssevcr_cassette_path: Path, 
     for key in _OWN_KEYWORDS:
         kwargs.pop(key, None)
     try:
-        use = CassetteUse(Options.parse(ssevcr_cassette_path, record=ssevcr_record_mode,
-                                        timing=ssevcr_timing, **kwargs))
+        use = CassetteUse(
+            Options.parse(
+                ssevcr_cassette_path, record=ssevcr_record_mode, timing=ssevcr_timing, **kwargs
+            )
+        )
         active = use.__enter__()
     except TypeError as e:  # an unknown marker keyword
         raise pytest.fail.Exception(f"ssevcr marker: {e}", pytrace=False) from None
@@ -212,7 +239,9 @@ def ssevcr_cassette(request: pytest.FixtureRequest, ssevcr_cassette_path: Path, 
         try:
             use.__exit__(None, None, None)
         except SsevcrError as e:
-            raise pytest.fail.Exception(f"ssevcr: saving the cassette failed: {e}", pytrace=False) from None
+            raise pytest.fail.Exception(
+                f"ssevcr: saving the cassette failed: {e}", pytrace=False
+            ) from None
         _fail_on_misses(request.node, active, None)  # misses outside the test call (fixtures)
 
 
@@ -228,7 +257,7 @@ def ssevcr_server(ssevcr_cassette: ActiveCassette) -> Iterator[ServerThread]:
     """The test's cassette served over a real socket on 127.0.0.1 (``.url``) for clients that
     are not httpx (aiohttp, requests, a subprocess, a browser). It shares the player with
     ``ssevcr_cassette`` (plays, misses and faults are counted once); it replays only."""
-    from .server import ServerThread
+    from ._server_thread import ServerThread
 
     server = ServerThread(ssevcr_cassette.player, log=lambda _line: None).start()
     ssevcr_cassette.passthrough.add(server.server.authority)
@@ -241,10 +270,12 @@ def ssevcr_server(ssevcr_cassette: ActiveCassette) -> Iterator[ServerThread]:
 # -- misses fail the test, whatever the client did with the exception ---------------------------
 
 
-def _fail_on_misses(item: pytest.Item, active: ActiveCassette | None, raised: BaseException | None) -> None:
+def _fail_on_misses(
+    item: pytest.Item, active: ActiveCassette | None, raised: BaseException | None
+) -> None:
     """Fail with the explanation of every miss not reported yet (and nothing else: no traceback,
     no chained exception)."""
-    from .errors import NoMatchError
+    from ._errors import NoMatchError
 
     if active is None:
         return

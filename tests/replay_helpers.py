@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import h11
 
-from ssevcr import codec
-from ssevcr.cassette import Cassette, Interaction, Request, Response
-from ssevcr.sse import parse
+from ssevcr import _store
+from ssevcr._cassette import Cassette, Interaction, Request, Response
+from ssevcr._sse import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "cassettes" / "examples"
@@ -32,7 +32,7 @@ ALL_EXAMPLES = sorted(p.stem for p in EXAMPLES.glob("*.msgpack"))
 
 
 def example(name: str) -> Cassette:
-    return codec.load(EXAMPLES / f"{name}.msgpack")
+    return _store.load(EXAMPLES / f"{name}.msgpack")
 
 
 def example_path(name: str) -> str:
@@ -76,13 +76,24 @@ def expected(body: bytes) -> tuple[str, dict[int, str], int]:
     return text, dict(args), count
 
 
-def json_interaction(path: str = "/v1/models", body: bytes = b'{"data":[]}', status: int = 200,
-                     method: str = "GET", request_body: bytes = b"") -> Interaction:
+def json_interaction(
+    path: str = "/v1/models",
+    body: bytes = b'{"data":[]}',
+    status: int = 200,
+    method: str = "GET",
+    request_body: bytes = b"",
+) -> Interaction:
     """A non-streaming interaction: one chunk, a content-length."""
-    response = Response.from_chunks(status, [(0.01, body)], reason="OK",
-                                    headers=(("Content-Type", "application/json"), ("Content-Length", str(len(body)))),
-                                    headers_at=0.005)
-    return Interaction(Request(method, f"https://api.example.com{path}", (), request_body), response)
+    response = Response.from_chunks(
+        status,
+        [(0.01, body)],
+        reason="OK",
+        headers=(("Content-Type", "application/json"), ("Content-Length", str(len(body)))),
+        headers_at=0.005,
+    )
+    return Interaction(
+        Request(method, f"https://api.example.com{path}", (), request_body), response
+    )
 
 
 @dataclass
@@ -109,7 +120,9 @@ class RawResponse:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
 
-def request_bytes(conn: h11.Connection, request: Request, host: str, extra: list[tuple[str, str]] | None = None) -> bytes:
+def request_bytes(
+    conn: h11.Connection, request: Request, host: str, extra: list[tuple[str, str]] | None = None
+) -> bytes:
     target = request.path + (f"?{request.query}" if request.query else "")
     skip = {"host", "content-length", "transfer-encoding", "connection"}
     headers = [("host", host)] + [(k, v) for k, v in request.headers if k.lower() not in skip]
@@ -121,8 +134,14 @@ def request_bytes(conn: h11.Connection, request: Request, host: str, extra: list
     return out + conn.send(h11.EndOfMessage())
 
 
-def read_response(sock: socket.socket, conn: h11.Connection, t0: float, *, timeout: float = 10.0,
-                  stop_after: int | None = None) -> RawResponse:
+def read_response(
+    sock: socket.socket,
+    conn: h11.Connection,
+    t0: float,
+    *,
+    timeout: float = 10.0,
+    stop_after: int | None = None,
+) -> RawResponse:
     """Read one response; ``stop_after``: return after that many body chunks (the socket stays open)."""
     out = RawResponse()
     sock.settimeout(timeout)
@@ -150,10 +169,17 @@ def read_response(sock: socket.socket, conn: h11.Connection, t0: float, *, timeo
             continue
         now = time.monotonic() - t0
         if isinstance(event, h11.Response):
-            out.status, out.reason, out.headers, out.head_at = event.status_code, event.reason, list(event.headers), now
+            out.status, out.reason, out.headers, out.head_at = (
+                event.status_code,
+                event.reason,
+                list(event.headers),
+                now,
+            )
         elif isinstance(event, h11.Data):
             pending += event.data
-            if event.chunk_end or not _chunked(out):  # a whole HTTP chunk, or any piece of a sized body
+            if event.chunk_end or not _chunked(
+                out
+            ):  # a whole HTTP chunk, or any piece of a sized body
                 out.chunks.append(pending)
                 out.times.append(now)
                 pending = b""
@@ -172,8 +198,14 @@ def _chunked(r: RawResponse) -> bool:
     return (r.header(b"transfer-encoding") or b"").lower() == b"chunked"
 
 
-def raw_request(url: str, request: Request, *, timeout: float = 10.0, extra: list[tuple[str, str]] | None = None,
-                stop_after: int | None = None) -> RawResponse:
+def raw_request(
+    url: str,
+    request: Request,
+    *,
+    timeout: float = 10.0,
+    extra: list[tuple[str, str]] | None = None,
+    stop_after: int | None = None,
+) -> RawResponse:
     """Send ``request`` (its path, query, headers and body) to ``url`` over a fresh socket."""
     parts = urlsplit(url)
     assert parts.hostname and parts.port

@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script (the server process)
     sys.path.insert(0, str(ROOT))
 
-from ssevcr import codec  # noqa: E402
-from ssevcr.cassette import Cassette, Interaction, Request, Response  # noqa: E402
+from ssevcr import _store  # noqa: E402
+from ssevcr._cassette import Cassette, Interaction, Request, Response  # noqa: E402
 
 STREAM = ROOT / "cassettes" / "examples" / "openai-chat-text.msgpack"  # 36 chunks, 8.8 kB
 SOAK_TIMING = "scale:0.2"  # the stream lasts ~0.3 s: long enough to leave in the middle of it
@@ -53,16 +53,20 @@ WEIGHTS = (28, 28, 5, 22, 8, 9)  # percent of the clients of each kind
 
 def soak_cassette() -> Cassette:
     """The OpenAI example stream (recorded timing) and an 8 MiB body sent at once."""
-    stream = codec.load(STREAM).interactions[0]
+    stream = _store.load(STREAM).interactions[0]
     piece = b"data: " + b"x" * 4090 + b"\n\n"  # 4 KiB events
-    big = Response.from_chunks(200, [(0.001, piece)] * (BIG_SIZE // len(piece)), reason="OK",
-                               headers=(("content-type", "text/event-stream"),))
+    big = Response.from_chunks(
+        200,
+        [(0.001, piece)] * (BIG_SIZE // len(piece)),
+        reason="OK",
+        headers=(("content-type", "text/event-stream"),),
+    )
     return Cassette((stream, Interaction(Request("GET", f"http://soak.invalid{BIG_PATH}"), big)))
 
 
 def request_bytes(request: Request, host: str = "127.0.0.1") -> bytes:
     target = request.url.split("://", 1)[-1]
-    target = target[target.find("/"):] if "/" in target else "/"
+    target = target[target.find("/") :] if "/" in target else "/"
     head = [f"{request.method} {target} HTTP/1.1", f"Host: {host}"]
     if request.body:
         head += ["Content-Type: application/json", f"Content-Length: {len(request.body)}"]
@@ -72,7 +76,9 @@ def request_bytes(request: Request, host: str = "127.0.0.1") -> bytes:
 @dataclass
 class Stats:
     started: Counter[str] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)  # unexpected: the server refused or broke a client
+    errors: list[str] = field(
+        default_factory=list
+    )  # unexpected: the server refused or broke a client
     stalled: int = 0  # stall clients that reached the stall
 
 
@@ -153,10 +159,14 @@ class Soak:
                     raise ValueError(kind)
             finally:
                 _leave(sock, rst)
-        except OSError as e:  # the server refused, reset or closed on a client that had not left yet
+        except (
+            OSError
+        ) as e:  # the server refused, reset or closed on a client that had not left yet
             self.stats.errors.append(f"{kind}: {type(e).__name__}: {e}")
 
-    async def round(self, n: int, on_stalled: Callable[[int], Awaitable[None]] | None = None) -> None:
+    async def round(
+        self, n: int, on_stalled: Callable[[int], Awaitable[None]] | None = None
+    ) -> None:
         """``n`` clients at once (kinds drawn by WEIGHTS). When every staller of the round has
         stalled, ``on_stalled(stallers)`` runs (e.g. to check the server is blocked on them); then
         they leave."""
@@ -202,12 +212,16 @@ def rss_kib(pid: int | str = "self", field: str = "VmRSS") -> int:
 # the server, in a process of its own
 
 
-def _serve(timing: str, log_limit: int, head_timeout: float | None, idle_timeout: float | None) -> None:
-    from ssevcr.player import Player
-    from ssevcr.server import ReplayServer, _Connection
-    from ssevcr.timer import new_event_loop
+def _serve(
+    timing: str, log_limit: int, head_timeout: float | None, idle_timeout: float | None
+) -> None:
+    from ssevcr._player import Player
+    from ssevcr._server import ReplayServer, _Connection
+    from ssevcr._timer import new_event_loop
 
-    player = Player.create([("soak", soak_cassette())], timing=timing, repeat=True, log_limit=log_limit)
+    player = Player.create(
+        [("soak", soak_cassette())], timing=timing, repeat=True, log_limit=log_limit
+    )
     errors: list[str] = []
     loop = new_event_loop()
 
@@ -218,18 +232,29 @@ def _serve(timing: str, log_limit: int, head_timeout: float | None, idle_timeout
     async def main() -> None:
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        async with ReplayServer(player, log=log, head_timeout=head_timeout, idle_timeout=idle_timeout) as server:
+        async with ReplayServer(
+            player, log=log, head_timeout=head_timeout, idle_timeout=idle_timeout
+        ) as server:
 
             async def stats() -> dict[str, object]:  # in the server's loop
                 gc.collect()
                 conns = list(server._connections)
-                buffers = [c.transport.get_write_buffer_size() for c in conns if c.transport is not None]
-                return {"tasks": sorted(t.get_coro().__qualname__ for t in asyncio.all_tasks()),  # type: ignore[union-attr]
-                        "connections": server.connections, "fds": fd_count(), "rss_kib": rss_kib(),
-                        "hwm_kib": rss_kib(field="VmHWM"),
-                        "live_connections": sum(isinstance(o, _Connection) for o in gc.get_objects()),
-                        "paused": sum(c.writing_paused for c in conns), "largest_buffer": max(buffers, default=0),
-                        "requests": server.requests, "plays": player.play_count, "errors": errors[:5]}
+                buffers = [
+                    c.transport.get_write_buffer_size() for c in conns if c.transport is not None
+                ]
+                return {
+                    "tasks": sorted(t.get_coro().__qualname__ for t in asyncio.all_tasks()),  # type: ignore[union-attr]
+                    "connections": server.connections,
+                    "fds": fd_count(),
+                    "rss_kib": rss_kib(),
+                    "hwm_kib": rss_kib(field="VmHWM"),
+                    "live_connections": sum(isinstance(o, _Connection) for o in gc.get_objects()),
+                    "paused": sum(c.writing_paused for c in conns),
+                    "largest_buffer": max(buffers, default=0),
+                    "requests": server.requests,
+                    "plays": player.play_count,
+                    "errors": errors[:5],
+                }
 
             def commands() -> None:
                 for _line in sys.stdin:
@@ -247,10 +272,28 @@ class SoakServer:
     """``python tests/soak.py --serve``: the replay server on 127.0.0.1:0 in its own process
     (timeouts: the server's defaults unless given; None waits forever)."""
 
-    def __init__(self, timing: str = SOAK_TIMING, log_limit: int = 1000, *, head_timeout: float | str | None = "default",
-                 idle_timeout: float | str | None = "default"):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", timing, str(log_limit), str(head_timeout),
-                                      str(idle_timeout)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(
+        self,
+        timing: str = SOAK_TIMING,
+        log_limit: int = 1000,
+        *,
+        head_timeout: float | str | None = "default",
+        idle_timeout: float | str | None = "default",
+    ):
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                timing,
+                str(log_limit),
+                str(head_timeout),
+                str(idle_timeout),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self.url = self.proc.stdout.readline().strip()
         if not self.url:
@@ -304,6 +347,11 @@ def _timeout(arg: str, default: float) -> float | None:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
-    from ssevcr.server import HEAD_TIMEOUT, IDLE_TIMEOUT
+    from ssevcr._server import HEAD_TIMEOUT, IDLE_TIMEOUT
 
-    _serve(sys.argv[2], int(sys.argv[3]), _timeout(sys.argv[4], HEAD_TIMEOUT), _timeout(sys.argv[5], IDLE_TIMEOUT))
+    _serve(
+        sys.argv[2],
+        int(sys.argv[3]),
+        _timeout(sys.argv[4], HEAD_TIMEOUT),
+        _timeout(sys.argv[5], IDLE_TIMEOUT),
+    )

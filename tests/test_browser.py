@@ -34,18 +34,26 @@ from urllib.parse import urlencode
 import pytest
 from replay_helpers import EXAMPLES, OPENAI_CHAT, ROOT, example_path, expected, interaction
 
-from ssevcr.player import Player
-from ssevcr.server import ServerThread
-from ssevcr.sse import parse
-from ssevcr.stats import arrivals
+from ssevcr._player import Player
+from ssevcr._server_thread import ServerThread
+from ssevcr._sse import parse
+from ssevcr._stats import arrivals
 
 CHAT_UI = ROOT / "examples" / "chat-ui"
 EVENTSOURCE = "anthropic-text-eventsource"
 SSEVCR = str(Path(sys.executable).parent / "ssevcr")
 CONFORMANCE = ROOT / "tests" / "fixtures" / "sse_conformance.json"
 PAGE_TIMEOUT = 2.0  # the chat page's default inactivity timeout (seconds)
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TERMINAL = {"done", "network", "http", "aborted", "provider", "bad-event", "incomplete", "timeout"}
 
 
@@ -81,7 +89,11 @@ def content_span(name: str) -> tuple[float, float]:
     """Recorded arrival (seconds from the request) of the first and the last event carrying text."""
     resp = interaction(name).response
     timed, _ = arrivals((c.at, c.data) for c in resp.chunks)
-    times = [at for frame, at in timed if getattr(frame, "data", "").startswith("{") and chat_text(frame.raw)]
+    times = [
+        at
+        for frame, at in timed
+        if getattr(frame, "data", "").startswith("{") and chat_text(frame.raw)
+    ]
     return times[0], times[-1]
 
 
@@ -144,8 +156,9 @@ def replay() -> Iterator[Callable[..., ServerThread]]:
     """Start a replay server (a thread, CORS on, each interaction once) for an example cassette."""
     started: list[ServerThread] = []
 
-    def start(name: str, *, timing: str = "original", faults: tuple[str, ...] = (),
-              cors: bool = True) -> ServerThread:
+    def start(
+        name: str, *, timing: str = "original", faults: tuple[str, ...] = (), cors: bool = True
+    ) -> ServerThread:
         player = Player.create([example_path(name)], timing=timing, faults=list(faults))
         server = ServerThread(player, cors=cors, log=lambda line: None).start()
         started.append(server)
@@ -160,8 +173,11 @@ class Replay:
     """``ssevcr replay CASSETTE --cors --once ...`` as a child process; ``stop()`` -> its summary."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([SSEVCR, "replay", *args, "--cors", "--once", "--listen", "127.0.0.1:0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [SSEVCR, "replay", *args, "--cors", "--once", "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
         line = self.proc.stdout.readline().decode() if ready else ""
@@ -210,7 +226,9 @@ def open_chat(page: Any, static: str, api: str, **params: str) -> None:
     page.wait_for_function("document.body.dataset.state === 'idle'")
 
 
-def watch(page: Any, button: str, *, shots: Path | None = None, name: str = "", limit: float = 15.0) -> list[Sample]:
+def watch(
+    page: Any, button: str, *, shots: Path | None = None, name: str = "", limit: float = 15.0
+) -> list[Sample]:
     """Click, then sample the rendered answer and the state until the page settles."""
     read = "() => [document.body.dataset.state, document.getElementById('answer').textContent]"
     samples: list[Sample] = []
@@ -248,12 +266,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 # fetch + ReadableStream
 
 
-def test_text_grows_with_the_recorded_timing(page: Any, static: str, cli_replay: Callable[..., Replay],
-                                             shots: Path) -> None:
+def test_text_grows_with_the_recorded_timing(
+    page: Any, static: str, cli_replay: Callable[..., Replay], shots: Path
+) -> None:
     body = interaction(OPENAI_CHAT).response.body
     recorded = chat_text(body)
     first_at, last_at = content_span(OPENAI_CHAT)
-    server = cli_replay(example_path(OPENAI_CHAT))  # timing original: what `ssevcr replay --cors` does
+    server = cli_replay(
+        example_path(OPENAI_CHAT)
+    )  # timing original: what `ssevcr replay --cors` does
     open_chat(page, static, server.url)
     samples = watch(page, "#send", shots=shots, name="chat")
     page.screenshot(path=str(shots / "chat-done.png"))
@@ -271,13 +292,19 @@ def test_text_grows_with_the_recorded_timing(page: Any, static: str, cli_replay:
     first_seen = next(s.at for s in samples if s.text)
     complete = next(s.at for s in samples if s.text == recorded)
     assert first_seen >= 0.8 * first_at
-    assert complete - first_seen >= 0.5 * (last_at - first_at), (first_seen, complete, first_at, last_at)
+    assert complete - first_seen >= 0.5 * (last_at - first_at), (
+        first_seen,
+        complete,
+        first_at,
+        last_at,
+    )
     summary = server.stop()
     assert "1 play, 0 misses" in summary
 
 
-def test_truncated_stream_shows_the_aborted_state(page: Any, static: str, replay: Callable[..., ServerThread],
-                                                  shots: Path) -> None:
+def test_truncated_stream_shows_the_aborted_state(
+    page: Any, static: str, replay: Callable[..., ServerThread], shots: Path
+) -> None:
     body = interaction(OPENAI_CHAT).response.body
     server = replay(OPENAI_CHAT, faults=("truncate:after=5,end=abort",))
     open_chat(page, static, server.url)
@@ -296,8 +323,9 @@ def test_truncated_stream_shows_the_aborted_state(page: Any, static: str, replay
     assert final.text == (chat_text(body_through_event(body, k)) if k else "")
 
 
-def test_stalled_stream_fires_the_page_timeout(page: Any, static: str, replay: Callable[..., ServerThread],
-                                               shots: Path) -> None:
+def test_stalled_stream_fires_the_page_timeout(
+    page: Any, static: str, replay: Callable[..., ServerThread], shots: Path
+) -> None:
     body = interaction(OPENAI_CHAT).response.body
     server = replay(OPENAI_CHAT, faults=("stall:before=3,for=forever",))
     open_chat(page, static, server.url)
@@ -314,11 +342,18 @@ def test_stalled_stream_fires_the_page_timeout(page: Any, static: str, replay: C
     assert wait_for(lambda: server.call(lambda: server.server.connections) == 0)
 
 
-@pytest.mark.parametrize("faults", [("rechunk:size=1",), ("rechunk:size=1", "slow:bps=6000")],
-                         ids=["rechunk-1", "rechunk-1-slow"])
-def test_one_byte_chunks_render_exactly_the_recorded_text(page: Any, static: str, shots: Path,
-                                                          replay: Callable[..., ServerThread],
-                                                          faults: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "faults",
+    [("rechunk:size=1",), ("rechunk:size=1", "slow:bps=6000")],
+    ids=["rechunk-1", "rechunk-1-slow"],
+)
+def test_one_byte_chunks_render_exactly_the_recorded_text(
+    page: Any,
+    static: str,
+    shots: Path,
+    replay: Callable[..., ServerThread],
+    faults: tuple[str, ...],
+) -> None:
     body = interaction(OPENAI_CHAT).response.body
     server = replay(OPENAI_CHAT, timing="instant" if len(faults) > 1 else "original", faults=faults)
     open_chat(page, static, server.url)
@@ -328,7 +363,9 @@ def test_one_byte_chunks_render_exactly_the_recorded_text(page: Any, static: str
     assert final.text == chat_text(body)
     schedule = server.player.plays[0].schedule
     assert set(faults) <= set(schedule.fired)
-    assert all(len(step.data) == 1 for step in schedule.steps)  # the server really sent 1-byte chunks
+    assert all(
+        len(step.data) == 1 for step in schedule.steps
+    )  # the server really sent 1-byte chunks
     seen = stats(page)
     assert seen["bytes"] == len(body) and seen["events"] == len(parse(body).events)
     # 1-byte chunks due at the same instant go out in one write and Chromium reads them at once;
@@ -337,10 +374,13 @@ def test_one_byte_chunks_render_exactly_the_recorded_text(page: Any, static: str
         assert seen["splitReads"] > seen["events"], seen
 
 
-def test_provider_error_event_shows_the_provider_state(page: Any, static: str, shots: Path,
-                                                       replay: Callable[..., ServerThread]) -> None:
+def test_provider_error_event_shows_the_provider_state(
+    page: Any, static: str, shots: Path, replay: Callable[..., ServerThread]
+) -> None:
     body = interaction(OPENAI_CHAT).response.body
-    server = replay(OPENAI_CHAT, timing="scale:0.3", faults=("error:after=6,message=The server is overloaded",))
+    server = replay(
+        OPENAI_CHAT, timing="scale:0.3", faults=("error:after=6,message=The server is overloaded",)
+    )
     open_chat(page, static, server.url)
     final = watch(page, "#send")[-1]
     page.screenshot(path=str(shots / "chat-provider-error.png"))
@@ -349,8 +389,9 @@ def test_provider_error_event_shows_the_provider_state(page: Any, static: str, s
     assert final.text == chat_text(body_through_event(body, 6))
 
 
-def test_missing_done_shows_the_incomplete_state(page: Any, static: str, shots: Path,
-                                                 replay: Callable[..., ServerThread]) -> None:
+def test_missing_done_shows_the_incomplete_state(
+    page: Any, static: str, shots: Path, replay: Callable[..., ServerThread]
+) -> None:
     body = interaction(OPENAI_CHAT).response.body
     assert parse(body).events[-1].data == "[DONE]"
     server = replay(OPENAI_CHAT, timing="instant", faults=("drop:event=last",))
@@ -362,8 +403,9 @@ def test_missing_done_shows_the_incomplete_state(page: Any, static: str, shots: 
     assert final.text == chat_text(body)  # every text event came; only the end marker is missing
 
 
-def test_without_cors_the_browser_refuses_the_stream(page: Any, static: str, shots: Path,
-                                                     replay: Callable[..., ServerThread]) -> None:
+def test_without_cors_the_browser_refuses_the_stream(
+    page: Any, static: str, shots: Path, replay: Callable[..., ServerThread]
+) -> None:
     server = replay(OPENAI_CHAT, timing="instant", cors=False)
     open_chat(page, static, server.url)
     final = watch(page, "#send")[-1]
@@ -373,8 +415,9 @@ def test_without_cors_the_browser_refuses_the_stream(page: Any, static: str, sho
     assert server.player.plays == []  # the preflight was refused: the POST never went out
 
 
-def test_a_request_the_cassette_lacks_shows_the_miss(page: Any, static: str, shots: Path,
-                                                     replay: Callable[..., ServerThread]) -> None:
+def test_a_request_the_cassette_lacks_shows_the_miss(
+    page: Any, static: str, shots: Path, replay: Callable[..., ServerThread]
+) -> None:
     server = replay(OPENAI_CHAT, timing="instant")
     open_chat(page, static, server.url)
     page.fill("#prompt", "What's the weather like in Paris?")
@@ -391,13 +434,16 @@ def test_a_request_the_cassette_lacks_shows_the_miss(page: Any, static: str, sho
 
 
 def event_rows(page: Any) -> list[tuple[str, str]]:
-    rows = page.evaluate("() => [...document.querySelectorAll('#events li')]"
-                         ".map(li => [li.dataset.type, li.querySelector('code').textContent])")
+    rows = page.evaluate(
+        "() => [...document.querySelectorAll('#events li')]"
+        ".map(li => [li.dataset.type, li.querySelector('code').textContent])"
+    )
     return [(t, d) for t, d in rows]
 
 
-def test_eventsource_page_renders_the_events_of_its_cassette(page: Any, static: str, shots: Path,
-                                                             cli_replay: Callable[..., Replay]) -> None:
+def test_eventsource_page_renders_the_events_of_its_cassette(
+    page: Any, static: str, shots: Path, cli_replay: Callable[..., Replay]
+) -> None:
     resp = interaction(EVENTSOURCE).response
     events = parse(resp.body).events
     server = cli_replay(example_path(EVENTSOURCE))
@@ -408,13 +454,16 @@ def test_eventsource_page_renders_the_events_of_its_cassette(page: Any, static: 
     assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#detail")
     assert event_rows(page) == [(e.type, e.data) for e in events]
     deltas = [json.loads(e.data)["delta"] for e in events if e.type == "content_block_delta"]
-    assert page.text_content("#answer") == "".join(d["text"] for d in deltas if d["type"] == "text_delta")
+    assert page.text_content("#answer") == "".join(
+        d["text"] for d in deltas if d["type"] == "text_delta"
+    )
     summary = server.stop()
     assert "1 play, 0 misses" in summary  # one GET that matched, no reconnect
 
 
-def test_eventsource_page_stops_on_a_cut_stream(page: Any, static: str, shots: Path,
-                                                replay: Callable[..., ServerThread]) -> None:
+def test_eventsource_page_stops_on_a_cut_stream(
+    page: Any, static: str, shots: Path, replay: Callable[..., ServerThread]
+) -> None:
     events = parse(interaction(EVENTSOURCE).response.body).events
     server = replay(EVENTSOURCE, timing="instant", faults=("truncate:after=4,end=close",))
     page.goto(f"{static}/eventsource.html?{urlencode({'api': server.url})}")
@@ -427,7 +476,8 @@ def test_eventsource_page_stops_on_a_cut_stream(page: Any, static: str, shots: P
 
 
 def test_eventsource_page_tells_the_provider_error_event_from_a_broken_connection(
-        page: Any, static: str, shots: Path, replay: Callable[..., ServerThread]) -> None:
+    page: Any, static: str, shots: Path, replay: Callable[..., ServerThread]
+) -> None:
     events = parse(interaction(EVENTSOURCE).response.body).events
     server = replay(EVENTSOURCE, timing="instant", faults=("error:after=3,message=Overloaded",))
     page.goto(f"{static}/eventsource.html?{urlencode({'api': server.url})}")
@@ -438,7 +488,9 @@ def test_eventsource_page_tells_the_provider_error_event_from_a_broken_connectio
     assert page.text_content("#detail") == "Overloaded"
     rows = event_rows(page)
     assert rows[:3] == [(e.type, e.data) for e in events[:3]]
-    assert [t for t, _ in rows[3:]] == ["error"]  # Anthropic's own error event, as the fault injects it
+    assert [t for t, _ in rows[3:]] == [
+        "error"
+    ]  # Anthropic's own error event, as the fault injects it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,7 +500,9 @@ def test_eventsource_page_tells_the_provider_error_event_from_a_broken_connectio
 def test_page_decoder_passes_the_conformance_cases(page: Any, static: str) -> None:
     """The same cases as tests/test_sse.py (parsing cases only), fed to examples/chat-ui/sse.js
     whole, one byte at a time and in the case's own chunking."""
-    cases = [c for c in json.loads(CONFORMANCE.read_text("utf-8")) if not c["expected_fail_connection"]]
+    cases = [
+        c for c in json.loads(CONFORMANCE.read_text("utf-8")) if not c["expected_fail_connection"]
+    ]
     runs = []
     for c in cases:
         data = base64.b64decode(c["input_bytes_b64"])
@@ -456,8 +510,13 @@ def test_page_decoder_passes_the_conformance_cases(page: Any, static: str) -> No
         if c["chunks_b64"] is not None:
             chunkings["chunked"] = [base64.b64decode(x) for x in c["chunks_b64"]]
         for mode, chunks in chunkings.items():
-            runs.append({"id": f"{c['id']}-{mode}", "initial": c["initial_last_event_id"],
-                         "chunks": [list(ch) for ch in chunks]})
+            runs.append(
+                {
+                    "id": f"{c['id']}-{mode}",
+                    "initial": c["initial_last_event_id"],
+                    "chunks": [list(ch) for ch in chunks],
+                }
+            )
     page.goto(f"{static}/index.html")
     results = page.evaluate(
         """async (runs) => {
@@ -481,7 +540,10 @@ def test_page_decoder_passes_the_conformance_cases(page: Any, static: str) -> No
         for run_id in (r["id"] for r in runs if r["id"].rsplit("-", 1)[0] == c["id"]):
             got = by_id[run_id]
             assert got["events"] == want, run_id
-            assert (got["lastEventId"], got["retry"]) == (state["last_event_id"], state["reconnection_time_ms"]), run_id
+            assert (got["lastEventId"], got["retry"]) == (
+                state["last_event_id"],
+                state["reconnection_time_ms"],
+            ), run_id
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,15 +551,19 @@ def test_page_decoder_passes_the_conformance_cases(page: Any, static: str) -> No
 
 
 def test_eventsource_cassette_rebuilds_identically_from_anthropic_text(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, str(CHAT_UI / "build_eventsource_cassette.py"), str(tmp_path)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(CHAT_UI / "build_eventsource_cassette.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     built = tmp_path / f"{EVENTSOURCE}.msgpack"
     assert built.read_bytes() == (EXAMPLES / f"{EVENTSOURCE}.msgpack").read_bytes()
     it, source = interaction(EVENTSOURCE), interaction("anthropic-text")
     assert it.response == source.response  # the same bytes, chunking and synthesized timing
     assert (it.request.method, it.request.body) == ("GET", b"")
-    from ssevcr import codec
+    from ssevcr import _store
 
-    meta = codec.load(built).meta
+    meta = _store.load(built).meta
     assert meta["timing"] == "synthesized" and "synthesized" in meta["request"]

@@ -1,4 +1,4 @@
-"""Tests for cassette files (ssevcr.codec): msgpack round trip, the JSON twin, damaged input,
+"""Tests for cassette files (ssevcr._format, ssevcr._store): msgpack round trip, the JSON twin, damaged input,
 migrations, atomic saves and concurrent appends.
 
 The rule for readers, as in h11's fuzzing: any input either loads or raises exactly
@@ -24,9 +24,9 @@ from conftest import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ssevcr import codec
-from ssevcr.cassette import Cassette, End, Interaction, Outcome, Request, Response
-from ssevcr.errors import CassetteError
+from ssevcr import _format, _store
+from ssevcr._cassette import Cassette, End, Interaction, Outcome, Request, Response
+from ssevcr._errors import CassetteError
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -73,12 +73,12 @@ def real_cassette() -> Cassette:
 
 
 REAL = real_cassette()
-REAL_BYTES = codec.dumps(REAL)
+REAL_BYTES = _format.dumps(REAL)
 
 
 def doc_of(cassette: Cassette = REAL) -> dict[str, Any]:
     """The decoded msgpack document, for editing into wrong shapes."""
-    doc: dict[str, Any] = msgpack.unpackb(codec.dumps(cassette), raw=False)
+    doc: dict[str, Any] = msgpack.unpackb(_format.dumps(cassette), raw=False)
     return doc
 
 
@@ -89,7 +89,7 @@ def pack(doc: object) -> bytes:
 def refused(data: bytes, path: str = "broken.msgpack") -> CassetteError:
     """loads must raise CassetteError (never anything else) that names the file."""
     with pytest.raises(CassetteError) as info:
-        codec.loads(data, path=path)
+        _format.loads(data, path=path)
     assert info.type is CassetteError
     assert info.value.path == path
     assert repr(path) in str(info.value)
@@ -98,17 +98,17 @@ def refused(data: bytes, path: str = "broken.msgpack") -> CassetteError:
 
 def loads_or_refuses(data: bytes) -> None:
     try:
-        codec.loads(data, path="x.msgpack")
+        _format.loads(data, path="x.msgpack")
     except CassetteError as e:
         assert e.path == "x.msgpack"
 
 
 def test_real_cassette_round_trips() -> None:
-    assert codec.loads(REAL_BYTES) == REAL
-    assert codec.import_json(codec.export_json(REAL)) == REAL
-    assert len(list(codec.loads(REAL_BYTES).interactions[0].response.chunks)) == 7
+    assert _format.loads(REAL_BYTES) == REAL
+    assert _format.import_json(_format.export_json(REAL)) == REAL
+    assert len(list(_format.loads(REAL_BYTES).interactions[0].response.chunks)) == 7
     # the binary body of the 529 goes to the JSON twin as base64
-    assert '"data_b64"' in codec.export_json(REAL)
+    assert '"data_b64"' in _format.export_json(REAL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,13 +156,13 @@ cassettes = st.builds(
 @FAST
 @given(cassettes)
 def test_round_trip(cassette: Cassette) -> None:
-    data = codec.dumps(cassette)
-    assert codec.loads(data) == cassette
-    text = codec.export_json(cassette)
-    back = codec.import_json(text)
+    data = _format.dumps(cassette)
+    assert _format.loads(data) == cassette
+    text = _format.export_json(cassette)
+    back = _format.import_json(text)
     assert back == cassette
-    assert codec.dumps(back) == data  # byte-identical through the JSON twin
-    assert codec.import_json(text.encode("utf-8")) == cassette
+    assert _format.dumps(back) == data  # byte-identical through the JSON twin
+    assert _format.import_json(text.encode("utf-8")) == cassette
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_msgpack_of_the_wrong_shape() -> None:
 
 def test_newer_version_is_refused_clearly() -> None:
     doc = doc_of()
-    doc["version"] = codec.VERSION + 1
+    doc["version"] = _format.VERSION + 1
     e = refused(pack(doc))
     assert e.where == "version"
     assert "newer" in e.problem and "upgrade" in e.problem
@@ -317,7 +317,7 @@ def test_each_field_missing(field: str) -> None:
     node, key = _locate(doc, field)
     del node[key]
     if field in OPTIONAL:
-        codec.loads(pack(doc))
+        _format.loads(pack(doc))
     elif field in MISSING_BLAMES:
         assert refused(pack(doc)).where == MISSING_BLAMES[field]
     else:
@@ -425,19 +425,19 @@ def test_deeply_nested_values_are_refused_not_crashing() -> None:
 def test_missing_file_and_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nope.msgpack"
     with pytest.raises(CassetteError) as info:
-        codec.load(missing)
+        _store.load(missing)
     assert info.value.path == str(missing) and "no such file" in info.value.problem
     with pytest.raises(CassetteError) as info:
-        codec.load(tmp_path)
+        _store.load(tmp_path)
     assert info.value.path == str(tmp_path)
     with pytest.raises(CassetteError):
-        codec.read_any(missing)
+        _store.read_any(missing)
     with pytest.raises(CassetteError):
-        codec.read_any(tmp_path)
+        _store.read_any(tmp_path)
     empty = tmp_path / "empty.msgpack"
     empty.write_bytes(b"")
     with pytest.raises(CassetteError) as info:
-        codec.load(empty)
+        _store.load(empty)
     assert info.value.path == str(empty) and "empty" in info.value.problem
 
 
@@ -446,7 +446,7 @@ def test_load_names_the_file_for_every_truncation(tmp_path: Path) -> None:
     for n in range(0, len(REAL_BYTES), 97):
         path.write_bytes(REAL_BYTES[:n])
         with pytest.raises(CassetteError) as info:
-            codec.load(path)
+            _store.load(path)
         assert info.value.path == str(path)
 
 
@@ -461,7 +461,7 @@ def _line_of(text: str, needle: str) -> int:
 
 def _json_refused(text: str | bytes, path: str = "c.json") -> CassetteError:
     with pytest.raises(CassetteError) as info:
-        codec.import_json(text, path=path)
+        _format.import_json(text, path=path)
     assert info.type is CassetteError
     assert info.value.path == path
     return info.value
@@ -499,7 +499,7 @@ def _json_refused(text: str | bytes, path: str = "c.json") -> CassetteError:
     ],
 )
 def test_json_bad_field_names_field_and_line(needle: str, old: str, new: str, where: str) -> None:
-    text = codec.export_json(REAL)
+    text = _format.export_json(REAL)
     line = _line_of(text, needle)
     lines = text.splitlines(keepends=True)
     assert old in lines[line - 1]
@@ -510,7 +510,7 @@ def test_json_bad_field_names_field_and_line(needle: str, old: str, new: str, wh
 
 
 def test_json_invalid_names_the_line() -> None:
-    text = codec.export_json(REAL)
+    text = _format.export_json(REAL)
     line = _line_of(text, '"at": 0.4375')
     lines = text.splitlines(keepends=True)
     lines[line - 1] = lines[line - 1].replace('"at"', "at", 1)
@@ -527,7 +527,7 @@ def test_json_of_the_wrong_kind() -> None:
         _json_refused('{"format": "ssevcr", "version": 2, "interactions": []}').where == "version"
     )
     # numbers Python parses but cannot use: a 400-digit time, a 5000-digit integer, NaN
-    text = codec.export_json(REAL)
+    text = _format.export_json(REAL)
     for bad in ("1" + "0" * 400, "1" + "0" * 5000, "NaN", "Infinity", "1e400", "true"):
         e = _json_refused(text.replace('"headers_at": 0.3999', f'"headers_at": {bad}', 1))
         assert e.where in (f"{_R}.headers_at", "")
@@ -535,7 +535,7 @@ def test_json_of_the_wrong_kind() -> None:
 
 def test_json_text_that_is_not_unicode() -> None:
     # JSON can spell lone surrogates; they cannot be encoded, so they must be refused on import
-    text = codec.export_json(REAL)
+    text = _format.export_json(REAL)
     for old, new, where in [
         ('"method": "POST"', '"method": "P\\ud800"', f"{_Q}.method"),
         ('"body": "{', '"body": "\\udc00{', f"{_Q}.body"),
@@ -549,7 +549,7 @@ def test_json_text_that_is_not_unicode() -> None:
 
 
 def test_json_deep_nesting_is_refused() -> None:
-    text = codec.export_json(REAL)
+    text = _format.export_json(REAL)
     for depth in (100, 900, 100_000):
         deep = "[" * depth + "]" * depth
         _json_refused(text.replace('"headers_at": 0.3999', f'"headers_at": {deep}', 1))
@@ -560,7 +560,7 @@ def test_json_deep_nesting_is_refused() -> None:
 @given(st.text(max_size=200))
 def test_json_random_text(text: str) -> None:
     try:
-        codec.import_json(text, path="r.json")
+        _format.import_json(text, path="r.json")
     except CassetteError as e:
         assert e.path == "r.json"
 
@@ -571,21 +571,21 @@ def test_json_random_text(text: str) -> None:
     st.sampled_from(['"', "{", "}", "[", "]", ",", ":", "1", "-", "\\", " "]),
 )
 def test_json_damaged_twin(pos: int, char: str) -> None:
-    text = codec.export_json(REAL)
+    text = _format.export_json(REAL)
     pos %= len(text)
     for damaged in (text[:pos] + char + text[pos:], text[:pos] + text[pos + 1 :], text[:pos]):
         try:
-            codec.import_json(damaged, path="d.json")
+            _format.import_json(damaged, path="d.json")
         except CassetteError as e:
             assert e.path == "d.json"
 
 
 def test_read_any_tells_the_formats_apart(tmp_path: Path) -> None:
     mp, js = tmp_path / "c.msgpack", tmp_path / "c.json"
-    codec.save(REAL, mp)
-    js.write_text("\n  " + codec.export_json(REAL), "utf-8")
-    assert codec.read_any(mp) == REAL
-    assert codec.read_any(js) == REAL
+    _store.save(REAL, mp)
+    js.write_text("\n  " + _format.export_json(REAL), "utf-8")
+    assert _store.read_any(mp) == REAL
+    assert _store.read_any(js) == REAL
 
 
 # ---------------------------------------------------------------------------------------------
@@ -610,8 +610,8 @@ def test_migration_hook(monkeypatch: pytest.MonkeyPatch) -> None:
             inter["response"] = inter.pop("reply")
         return {**doc, "version": 1}
 
-    monkeypatch.setitem(codec.MIGRATIONS, 0, convert_0_to_1)
-    assert codec.loads(data) == REAL
+    monkeypatch.setitem(_format.MIGRATIONS, 0, convert_0_to_1)
+    assert _format.loads(data) == REAL
     assert seen == [0]
 
 
@@ -622,18 +622,18 @@ def test_failing_or_bad_migration_is_a_cassette_error(monkeypatch: pytest.Monkey
     def broken(doc: dict[str, Any]) -> dict[str, Any]:
         raise KeyError("reply")
 
-    monkeypatch.setitem(codec.MIGRATIONS, 0, broken)
+    monkeypatch.setitem(_format.MIGRATIONS, 0, broken)
     e = refused(pack(old))
     assert e.where == "version" and "migrating from version 0 failed" in e.problem
 
     for result in (None, [], "x"):
-        monkeypatch.setitem(codec.MIGRATIONS, 0, lambda doc, result=result: result)
+        monkeypatch.setitem(_format.MIGRATIONS, 0, lambda doc, result=result: result)
         refused(pack(old))
 
 
 def test_migrations_chain_and_a_gap_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     # pretend the current version is 3: a version-1 file goes through MIGRATIONS[1] and [2]
-    monkeypatch.setattr(codec, "VERSION", 3)
+    monkeypatch.setattr(_format, "VERSION", 3)
     steps: list[int] = []
 
     def step(n: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -643,12 +643,12 @@ def test_migrations_chain_and_a_gap_is_named(monkeypatch: pytest.MonkeyPatch) ->
 
         return convert
 
-    monkeypatch.setitem(codec.MIGRATIONS, 1, step(1))
+    monkeypatch.setitem(_format.MIGRATIONS, 1, step(1))
     e = refused(REAL_BYTES)
     assert e.where == "version" and "version 2 is not supported (no migration to 3)" in e.problem
-    monkeypatch.setitem(codec.MIGRATIONS, 2, step(2))
+    monkeypatch.setitem(_format.MIGRATIONS, 2, step(2))
     steps.clear()
-    assert codec.loads(REAL_BYTES) == REAL
+    assert _format.loads(REAL_BYTES) == REAL
     assert steps == [1, 2]
 
 
@@ -662,24 +662,24 @@ def _listing(directory: Path) -> list[str]:
 
 def test_save_leaves_no_temp_files(tmp_path: Path) -> None:
     path = tmp_path / "c.msgpack"
-    codec.save(REAL, path)
-    codec.save(REAL.append(REAL.interactions[0]), path)
+    _store.save(REAL, path)
+    _store.save(REAL.append(REAL.interactions[0]), path)
     assert _listing(tmp_path) == ["c.msgpack"]
-    assert len(codec.load(path)) == 3
-    codec.save(REAL, tmp_path / "new" / "dir" / "c.msgpack")  # parents are created
-    assert codec.load(tmp_path / "new" / "dir" / "c.msgpack") == REAL
+    assert len(_store.load(path)) == 3
+    _store.save(REAL, tmp_path / "new" / "dir" / "c.msgpack")  # parents are created
+    assert _store.load(tmp_path / "new" / "dir" / "c.msgpack") == REAL
 
 
 def test_save_gives_the_usual_file_mode(tmp_path: Path) -> None:
     umask = os.umask(0o022)
     os.umask(umask)
     path = tmp_path / "c.msgpack"
-    codec.save(REAL, path)  # a new file: what open() would give, not mkstemp's 0600
+    _store.save(REAL, path)  # a new file: what open() would give, not mkstemp's 0600
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     path.chmod(0o640)
-    codec.save(Cassette(), path)  # replacing a file keeps its mode
+    _store.save(Cassette(), path)  # replacing a file keeps its mode
     assert path.stat().st_mode & 0o777 == 0o640
-    assert codec.load(path) == Cassette()
+    assert _store.load(path) == Cassette()
 
 
 @pytest.mark.parametrize("failing", ["replace", "fsync", "write"])
@@ -687,7 +687,7 @@ def test_failed_save_keeps_the_old_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
     path = tmp_path / "c.msgpack"
-    codec.save(REAL, path)
+    _store.save(REAL, path)
     before = path.read_bytes()
 
     def boom(*args: object, **kwargs: object) -> None:
@@ -710,15 +710,15 @@ def test_failed_save_keeps_the_old_file(
                 self.f.write(data[:3])  # part of the data, then the disk fills up
                 boom()
 
-        monkeypatch.setattr(codec.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
+        monkeypatch.setattr(_store.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
     else:
-        monkeypatch.setattr(codec.os, failing, boom)
+        monkeypatch.setattr(_store.os, failing, boom)
     with pytest.raises(CassetteError) as info:
-        codec.save(Cassette(), path)
+        _store.save(Cassette(), path)
     assert info.value.path == str(path) and "No space left" in info.value.problem
     monkeypatch.undo()
     assert path.read_bytes() == before
-    assert codec.load(path) == REAL
+    assert _store.load(path) == REAL
     assert _listing(tmp_path) == ["c.msgpack"]
 
 
@@ -726,17 +726,17 @@ def test_interrupted_save_removes_its_temp_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "c.msgpack"
-    codec.save(REAL, path)
+    _store.save(REAL, path)
 
     def interrupt(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(codec.os, "replace", interrupt)
+    monkeypatch.setattr(_store.os, "replace", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        codec.save(Cassette(), path)
+        _store.save(Cassette(), path)
     monkeypatch.undo()
     assert _listing(tmp_path) == ["c.msgpack"]
-    assert codec.load(path) == REAL
+    assert _store.load(path) == REAL
 
 
 def test_save_where_it_cannot_write(tmp_path: Path) -> None:
@@ -744,7 +744,7 @@ def test_save_where_it_cannot_write(tmp_path: Path) -> None:
     blocker.write_bytes(b"not a directory")
     for target in (blocker / "c.msgpack", tmp_path):  # parent is a file; target is a directory
         with pytest.raises(CassetteError) as info:
-            codec.save(REAL, target)
+            _store.save(REAL, target)
         assert info.value.path == str(target)
     assert blocker.read_bytes() == b"not a directory"
     assert _listing(tmp_path) == ["file"]
@@ -757,7 +757,7 @@ def _append_worker(path: str, worker: int, count: int) -> None:
             Response.from_chunks(200, [(0.0, f"data: {worker}-{n}\n\n".encode())]),
             meta={"worker": str(worker), "n": str(n)},
         )
-        codec.update(path, lambda c, inter=inter: c.append(inter), fsync=False)
+        _store.update(path, lambda c, inter=inter: c.append(inter), fsync=False)
 
 
 def test_concurrent_update_loses_nothing(tmp_path: Path) -> None:
@@ -769,7 +769,7 @@ def test_concurrent_update_loses_nothing(tmp_path: Path) -> None:
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    cassette = codec.load(path)
+    cassette = _store.load(path)
     assert len(cassette) == 100
     seen = [(i.meta["worker"], int(i.meta["n"])) for i in cassette.interactions]
     assert len(set(seen)) == 100
@@ -777,25 +777,25 @@ def test_concurrent_update_loses_nothing(tmp_path: Path) -> None:
         assert [n for worker, n in seen if worker == str(w)] == list(range(25))
     # no temp files left, and the lock lives outside the cassette folder (nothing to commit by mistake)
     assert sorted(p for p in _listing(tmp_path)) == ["shared.msgpack"]
-    assert os.path.exists(codec.lock_path(path))
+    assert os.path.exists(_store.lock_path(path))
 
 
 def test_lock_is_per_real_path(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    one = codec.lock_path(tmp_path / "real" / "c.msgpack")
-    assert one == codec.lock_path(tmp_path / "link" / "c.msgpack")
-    assert one != codec.lock_path(tmp_path / "real" / "d.msgpack")
+    one = _store.lock_path(tmp_path / "real" / "c.msgpack")
+    assert one == _store.lock_path(tmp_path / "link" / "c.msgpack")
+    assert one != _store.lock_path(tmp_path / "real" / "d.msgpack")
     assert not one.startswith(str(tmp_path))
 
 
 def test_update_starts_empty_and_returns_what_it_saved(tmp_path: Path) -> None:
     path = tmp_path / "u.msgpack"
-    new = codec.update(path, lambda c: c.append(REAL.interactions[1]))
-    assert new == codec.load(path) == Cassette((REAL.interactions[1],))
+    new = _store.update(path, lambda c: c.append(REAL.interactions[1]))
+    assert new == _store.load(path) == Cassette((REAL.interactions[1],))
     with pytest.raises(CassetteError):  # a damaged file is not silently replaced
         path.write_bytes(b"\xc1")
-        codec.update(path, lambda c: c)
+        _store.update(path, lambda c: c)
     assert path.read_bytes() == b"\xc1"
 
 
@@ -814,8 +814,8 @@ def test_a_100k_chunk_cassette_loads(tmp_path: Path) -> None:
     )
     cassette = Cassette((Interaction(Request("POST", "http://x/v1/chat/completions"), response),))
     path = tmp_path / "big.msgpack"
-    codec.save(cassette, path)
-    loaded = codec.load(path)
+    _store.save(cassette, path)
+    loaded = _store.load(path)
     assert loaded == cassette
     chunks = list(loaded.interactions[0].response.chunks)
     assert len(chunks) == 100_000
@@ -823,8 +823,8 @@ def test_a_100k_chunk_cassette_loads(tmp_path: Path) -> None:
 
 
 def test_json_shape_matches_the_design() -> None:
-    doc = json.loads(codec.export_json(REAL))
-    assert doc["format"] == "ssevcr" and doc["version"] == codec.VERSION
+    doc = json.loads(_format.export_json(REAL))
+    assert doc["format"] == "ssevcr" and doc["version"] == _format.VERSION
     resp = doc["interactions"][0]["response"]
     assert set(resp) == {
         "status",
@@ -857,6 +857,11 @@ def test_json_shape_matches_the_design() -> None:
     ],
 )
 def test_the_model_refuses_times_that_could_not_be_loaded_again(kwargs: dict[str, Any]) -> None:
-    base: dict[str, Any] = {"status": 200, "body": b"ab", "chunk_sizes": [1, 1], "chunk_at": [0.1, 0.2]}
+    base: dict[str, Any] = {
+        "status": 200,
+        "body": b"ab",
+        "chunk_sizes": [1, 1],
+        "chunk_at": [0.1, 0.2],
+    }
     with pytest.raises(ValueError):
         Response(**{**base, **kwargs})

@@ -20,9 +20,9 @@ import httpx2
 import openai
 import pytest
 
-from ssevcr import codec
-from ssevcr.cassette import Cassette, Outcome
-from ssevcr.sse import parse
+from ssevcr import _store
+from ssevcr._cassette import Cassette, Outcome
+from ssevcr._sse import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "cassettes" / "examples"
@@ -59,7 +59,7 @@ END_AFTER_LAST_CHUNK = (0.0005, 0.0015)
 
 
 def _load(name: str) -> Cassette:
-    return codec.load(EXAMPLES / f"{name}.msgpack")
+    return _store.load(EXAMPLES / f"{name}.msgpack")
 
 
 def _fixture(name: str) -> bytes:

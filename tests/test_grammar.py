@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ssevcr.errors import ConfigError
-from ssevcr.faults import (
+from ssevcr._errors import ConfigError
+from ssevcr._faults import (
     FAULT_NAMES,
     Corrupt,
     Drop,
@@ -20,12 +20,20 @@ from ssevcr.faults import (
     parse_fault,
     parse_faults,
 )
-from ssevcr.timing import Timing, parse_duration, parse_timing
+from ssevcr._timing import Timing, parse_duration, parse_timing
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("250ms", 0.25), ("1.5s", 1.5), ("2", 2.0), ("100us", 1e-4), (".5s", 0.5), ("1m", 60.0), (" 3 ms ", 0.003)],
+    [
+        ("250ms", 0.25),
+        ("1.5s", 1.5),
+        ("2", 2.0),
+        ("100us", 1e-4),
+        (".5s", 0.5),
+        ("1m", 60.0),
+        (" 3 ms ", 0.003),
+    ],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
@@ -85,7 +93,9 @@ def test_fault_values() -> None:
     assert parse_fault("drop:event=last") == Drop(event="last")
     assert parse_fault("duplicate:event=4") == Duplicate(event=4)
     assert parse_fault("error:after=3") == InjectError(after=3)
-    assert parse_fault("error:after=3,provider=anthropic") == InjectError(after=3, provider="anthropic")
+    assert parse_fault("error:after=3,provider=anthropic") == InjectError(
+        after=3, provider="anthropic"
+    )
     assert parse_fault("status:429") == Status(code=429)
     assert parse_fault("status:503,retry_after=100ms") == Status(code=503, retry_after=0.1)
     assert parse_fault("rechunk:size=1") == Rechunk(how="size", size=1)
@@ -98,7 +108,9 @@ def test_fault_values() -> None:
 
 def test_fault_scopes() -> None:
     assert parse_fault("status:429,on=2").scope == Scope(interaction=2)
-    assert parse_fault("status:429,on=/v1/chat/*,times=1").scope == Scope(path="/v1/chat/*", times=1)
+    assert parse_fault("status:429,on=/v1/chat/*,times=1").scope == Scope(
+        path="/v1/chat/*", times=1
+    )
     scope = parse_fault("drop:event=1,on=/v1/chat/*").scope
     assert scope.matches(0, "/v1/chat/completions") and not scope.matches(0, "/v1/messages")
     assert Scope(interaction=2).matches(1, "/") and not Scope(interaction=2).matches(0, "/")

@@ -15,7 +15,7 @@ real processes on 127.0.0.1.
   count every one.
 
 Already covered elsewhere, not repeated here: parser and loader fuzzing (test_sse, test_codec),
-concurrent ``codec.update`` (test_codec), SIGKILL/SIGTERM while recording (test_record),
+concurrent ``_store.update`` (test_codec), SIGKILL/SIGTERM while recording (test_record),
 malformed requests get a 400 (test_server), show/export/audit on damaged files (test_review).
 """
 
@@ -58,19 +58,16 @@ from soak import Soak, SoakServer, soak_cassette
 from upstream import Upstream
 
 import ssevcr
-from ssevcr import codec, intercept
-from ssevcr.cassette import Cassette, Interaction, Request, Response
+from ssevcr import _format, _store
+from ssevcr import _intercept as intercept
+from ssevcr._cassette import Cassette, Interaction, Request, Response
+from ssevcr._errors import CassetteError, SsevcrError
+from ssevcr._player import Player
+from ssevcr._server import ReplayServer, SimpleHead, parse_simple_head
+from ssevcr._server_thread import ServerThread
 from ssevcr.cli import main
 from ssevcr.cli.replay import strict_problems, summary
-from ssevcr.errors import CassetteError, SsevcrError
-from ssevcr.mitm import locate_mitmdump
-from ssevcr.player import Player
-from ssevcr.server import (
-    ReplayServer,
-    ServerThread,
-    SimpleHead,
-    parse_simple_head,
-)
+from ssevcr.mitm.driver import locate_mitmdump
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-c", "from ssevcr.cli import main; main()"]
@@ -80,10 +77,14 @@ try:
     HAVE_MITMDUMP = True
 except SsevcrError:  # pragma: no cover - bootstrap creates .venv-mitmproxy
     HAVE_MITMDUMP = False
-needs_mitmdump = pytest.mark.skipif(not HAVE_MITMDUMP, reason="needs mitmdump (bootstrap creates .venv-mitmproxy)")
+needs_mitmdump = pytest.mark.skipif(
+    not HAVE_MITMDUMP, reason="needs mitmdump (bootstrap creates .venv-mitmproxy)"
+)
 
 
-HELD_PER_STALLED_CLIENT = 512 * 1024  # most bytes the server may buffer for a client that stopped reading
+HELD_PER_STALLED_CLIENT = (
+    512 * 1024
+)  # most bytes the server may buffer for a client that stopped reading
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,7 +98,9 @@ def test_misbehaving_clients_leave_no_tasks_sockets_or_memory_behind() -> None:
         at_stall: list[tuple[int, dict[str, Any]]] = []
 
         async def on_stalled(stallers: int) -> None:
-            at_stall.append((stallers, await asyncio.get_running_loop().run_in_executor(None, server.stats)))
+            at_stall.append(
+                (stallers, await asyncio.get_running_loop().run_in_executor(None, server.stats))
+            )
 
         def run_round(n: int) -> dict[str, Any]:
             asyncio.run(soak.round(n, on_stalled))
@@ -112,12 +115,18 @@ def test_misbehaving_clients_leave_no_tasks_sockets_or_memory_behind() -> None:
         elapsed = time.monotonic() - started
 
         assert soak.stats.errors == []
-        assert sum(soak.stats.started.values()) == 700 and set(soak.stats.started) == set(CLIENT_KINDS)
+        assert sum(soak.stats.started.values()) == 700 and set(soak.stats.started) == set(
+            CLIENT_KINDS
+        )
         # the stall is real: the server's writes wait on every staller's full socket, holding little
         for stallers, stats in at_stall:
             assert stats["paused"] >= stallers > 0, stats
             assert stats["largest_buffer"] <= HELD_PER_STALLED_CLIENT, stats
-        assert after["tasks"] == before["tasks"] == ["_serve.<locals>.main", "_serve.<locals>.main.<locals>.stats"]
+        assert (
+            after["tasks"]
+            == before["tasks"]
+            == ["_serve.<locals>.main", "_serve.<locals>.main.<locals>.stats"]
+        )
         assert after["fds"] == before["fds"]
         assert after["live_connections"] == 0
         grown = after["rss_kib"] - before["rss_kib"]
@@ -126,7 +135,11 @@ def test_misbehaving_clients_leave_no_tasks_sockets_or_memory_behind() -> None:
         # and it still serves, byte-exact
         stream = cassette.interactions[0]
         answer = raw_request(server.url, stream.request)
-        assert answer.status == 200 and answer.end == "complete" and answer.body == stream.response.body
+        assert (
+            answer.status == 200
+            and answer.end == "complete"
+            and answer.body == stream.response.body
+        )
         assert elapsed < 30
 
 
@@ -184,7 +197,9 @@ def test_clients_that_linger_are_closed_by_the_timeouts_and_leave_nothing_behind
 
         async def linger(kind: str) -> None:
             loop = asyncio.get_running_loop()
-            since = time.monotonic()  # the server's clock starts later (when it accepts, or the bytes come)
+            since = (
+                time.monotonic()
+            )  # the server's clock starts later (when it accepts, or the bytes come)
             sock = await _connect_raw(server.host, server.port)
             try:
                 if kind == "slowloris":  # one byte every 50 ms, past the timeout
@@ -198,7 +213,9 @@ def test_clients_that_linger_are_closed_by_the_timeouts_and_leave_nothing_behind
                 elif kind == "half-body":
                     head_end = soak.stream.index(b"\r\n\r\n") + 4
                     since = time.monotonic()
-                    await loop.sock_sendall(sock, soak.stream[: head_end + (len(soak.stream) - head_end) // 2])
+                    await loop.sock_sendall(
+                        sock, soak.stream[: head_end + (len(soak.stream) - head_end) // 2]
+                    )
                 elif kind == "idle":
                     since = time.monotonic()
                     await loop.sock_sendall(sock, soak.stream)
@@ -259,20 +276,76 @@ async def _readable(sock: socket.socket, timeout: float) -> bool:
 
 
 _TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-METHODS = st.sampled_from([b"GET", b"POST", b"HEAD", b"OPTIONS", b"get", b"CONNECT", b"P@ST", b"", b"M-SEARCH"])
-TARGETS = st.sampled_from([b"/", b"/v1/chat/completions?a=b&c", b"http://h.example/p", b"*", b"/a b", b"/\x7f",
-                           b"/\xc3\xa9", b""])
+METHODS = st.sampled_from(
+    [b"GET", b"POST", b"HEAD", b"OPTIONS", b"get", b"CONNECT", b"P@ST", b"", b"M-SEARCH"]
+)
+TARGETS = st.sampled_from(
+    [
+        b"/",
+        b"/v1/chat/completions?a=b&c",
+        b"http://h.example/p",
+        b"*",
+        b"/a b",
+        b"/\x7f",
+        b"/\xc3\xa9",
+        b"",
+    ]
+)
 VERSIONS = st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"http/1.1", b"HTTP/1.1 "])
-NAMES = st.one_of(st.sampled_from([b"Host", b"host", b"HOST", b"Content-Length", b"content-length",
-                                   b"Transfer-Encoding", b"Connection", b"Expect", b"Upgrade", b"TE",
-                                   b"Content-Type", b"X-Stainless-Lang", b"bad name", b"", b"n\x00"]),
-                  st.text(_TOKEN_CHARS, min_size=1, max_size=12).map(str.encode))
-VALUES = st.one_of(st.sampled_from([b"5", b"05", b"0", b"5, 5", b"5,6", b"-1", b"abc", b"1" * 21, b"chunked",
-                                    b"gzip, chunked", b"close", b"keep-alive", b"Keep-Alive", b"keep-alive, upgrade",
-                                    b"100-continue", b"127.0.0.1:8080", b"", b"  spaced  ", b"a\tb", b"\x01",
-                                    b"caf\xc3\xa9", b"a\rb"]),
-                   st.binary(max_size=12))
-HEADER_LINES = st.lists(st.tuples(NAMES, VALUES, st.sampled_from([b": ", b":", b" : ", b":\t"])), max_size=8)
+NAMES = st.one_of(
+    st.sampled_from(
+        [
+            b"Host",
+            b"host",
+            b"HOST",
+            b"Content-Length",
+            b"content-length",
+            b"Transfer-Encoding",
+            b"Connection",
+            b"Expect",
+            b"Upgrade",
+            b"TE",
+            b"Content-Type",
+            b"X-Stainless-Lang",
+            b"bad name",
+            b"",
+            b"n\x00",
+        ]
+    ),
+    st.text(_TOKEN_CHARS, min_size=1, max_size=12).map(str.encode),
+)
+VALUES = st.one_of(
+    st.sampled_from(
+        [
+            b"5",
+            b"05",
+            b"0",
+            b"5, 5",
+            b"5,6",
+            b"-1",
+            b"abc",
+            b"1" * 21,
+            b"chunked",
+            b"gzip, chunked",
+            b"close",
+            b"keep-alive",
+            b"Keep-Alive",
+            b"keep-alive, upgrade",
+            b"100-continue",
+            b"127.0.0.1:8080",
+            b"",
+            b"  spaced  ",
+            b"a\tb",
+            b"\x01",
+            b"caf\xc3\xa9",
+            b"a\rb",
+        ]
+    ),
+    st.binary(max_size=12),
+)
+HEADER_LINES = st.lists(
+    st.tuples(NAMES, VALUES, st.sampled_from([b": ", b":", b" : ", b":\t"])), max_size=8
+)
 
 
 @st.composite
@@ -313,9 +386,18 @@ def h11_reading(data: bytes) -> tuple[str, Any]:
                 break
     except h11.RemoteProtocolError:
         return "error", None
-    keep_alive = b"close" not in b",".join(v.lower() for k, v in event.headers if k == b"connection")
-    return "request", (event.method, event.target, list(event.headers.raw_items()), event.http_version,
-                       keep_alive, body, complete)
+    keep_alive = b"close" not in b",".join(
+        v.lower() for k, v in event.headers if k == b"connection"
+    )
+    return "request", (
+        event.method,
+        event.target,
+        list(event.headers.raw_items()),
+        event.http_version,
+        keep_alive,
+        body,
+        complete,
+    )
 
 
 @settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -339,19 +421,34 @@ def test_simple_heads_are_a_subset_of_what_h11_accepts(data: bytes) -> None:
 def test_simple_heads_from_real_clients_take_the_fast_path() -> None:
     """The requests the SDKs, httpx, curl and browsers send are simple; the rest go to h11."""
     recorded = interaction(OPENAI_CHAT).request
-    typical = request_bytes(h11.Connection(h11.CLIENT), recorded, "127.0.0.1:8080",
-                            [("connection", "keep-alive"), ("user-agent", "OpenAI/Python 2.0"),
-                             ("accept-encoding", "gzip, deflate"), ("x-stainless-lang", "python")])
+    typical = request_bytes(
+        h11.Connection(h11.CLIENT),
+        recorded,
+        "127.0.0.1:8080",
+        [
+            ("connection", "keep-alive"),
+            ("user-agent", "OpenAI/Python 2.0"),
+            ("accept-encoding", "gzip, deflate"),
+            ("x-stainless-lang", "python"),
+        ],
+    )
     head = parse_simple_head(typical)
     assert isinstance(head, SimpleHead) and head.length == len(recorded.body)
     for step in range(1, len(typical)):  # any prefix: wait for more (or for the body), never refuse
         partial = parse_simple_head(typical[:step])
         assert partial is True if step < head.end else isinstance(partial, SimpleHead), step
-    for to_h11 in (b"Connection: close\r\n", b"Transfer-Encoding: chunked\r\n", b"Expect: 100-continue\r\n",
-                   b"Connection: keep-alive, Upgrade\r\nUpgrade: h2c\r\n", b"Content-Length: 1\r\n"):
+    for to_h11 in (
+        b"Connection: close\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Expect: 100-continue\r\n",
+        b"Connection: keep-alive, Upgrade\r\nUpgrade: h2c\r\n",
+        b"Content-Length: 1\r\n",
+    ):
         assert parse_simple_head(typical.replace(b"\r\n", b"\r\n" + to_h11, 1)) is False
     assert parse_simple_head(typical.replace(b"HTTP/1.1", b"HTTP/1.0", 1)) is False
-    assert parse_simple_head(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"x" * 20000) is False  # too long: h11's 431
+    assert (
+        parse_simple_head(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"x" * 20000) is False
+    )  # too long: h11's 431
 
 
 def _exchange(url: str, request: Request, extra: list[tuple[str, str]]) -> bytes:
@@ -365,18 +462,22 @@ def _exchange(url: str, request: Request, extra: list[tuple[str, str]]) -> bytes
     return answer.wire
 
 
-SLOW = [("connection", "keep-alive, x-not-simple")]  # keeps the connection alive, but only h11 reads it
+SLOW = [
+    ("connection", "keep-alive, x-not-simple")
+]  # keeps the connection alive, but only h11 reads it
 
 
 @pytest.mark.parametrize("timing", ["instant", "scale:0.02"])
 def test_fast_and_h11_paths_write_the_same_bytes(timing: str, tmp_path: Path) -> None:
     """For every example and for sized, 204, HEAD, CORS, miss, preflight and faulted answers, a
     simple request and the same request read by h11 get byte-identical answers."""
-    empty = Interaction(Request("DELETE", "https://api.example.com/v1/files/f1"),
-                        Response.from_chunks(204, [], reason="No Content", headers=(("x-request-id", "r1"),)))
+    empty = Interaction(
+        Request("DELETE", "https://api.example.com/v1/files/f1"),
+        Response.from_chunks(204, [], reason="No Content", headers=(("x-request-id", "r1"),)),
+    )
     extras = Cassette((json_interaction(), empty))
     extra_path = tmp_path / "extras.msgpack"
-    codec.save(extras, extra_path)
+    _store.save(extras, extra_path)
     cases: list[tuple[Request, list[tuple[str, str]]]] = []
     for name in ALL_EXAMPLES:
         cases.append((interaction(name).request, []))
@@ -387,17 +488,39 @@ def test_fast_and_h11_paths_write_the_same_bytes(timing: str, tmp_path: Path) ->
     get = interaction("anthropic-text-eventsource").request
     cases.append((Request("HEAD", get.url, get.headers), []))  # a hit: the stream's head, no body
     cases.append((chat, [("origin", "http://localhost:5173")]))
-    cases.append((Request("OPTIONS", chat.url, (("origin", "http://a.test"), ("access-control-request-method", "POST"))), []))
+    cases.append(
+        (
+            Request(
+                "OPTIONS",
+                chat.url,
+                (("origin", "http://a.test"), ("access-control-request-method", "POST")),
+            ),
+            [],
+        )
+    )
     cases.append((Request("POST", "http://x/v1/unknown", (), b'{"a": 1}'), []))
-    for faults in ([], ["truncate:after=2,end=close"], ["truncate:after=2,end=abort"], ["status:429"],
-                   ["truncate:after=1,end=abort,on=/v1/models"]):
-        player = Player.create([*(example_path(n) for n in ALL_EXAMPLES), str(extra_path)], timing=timing,
-                               faults=faults, repeat=True)
+    for faults in (
+        [],
+        ["truncate:after=2,end=close"],
+        ["truncate:after=2,end=abort"],
+        ["status:429"],
+        ["truncate:after=1,end=abort,on=/v1/models"],
+    ):
+        player = Player.create(
+            [*(example_path(n) for n in ALL_EXAMPLES), str(extra_path)],
+            timing=timing,
+            faults=faults,
+            repeat=True,
+        )
         with ServerThread(player, cors=True, log=lambda _m: None) as thread:
             for request, extra in cases:
                 fast = _exchange(thread.url, request, extra)
                 slow = _exchange(thread.url, request, extra + SLOW)
-                assert fast.startswith(b"HTTP/1.1 ") and fast == slow, (faults, request.method, request.url)
+                assert fast.startswith(b"HTTP/1.1 ") and fast == slow, (
+                    faults,
+                    request.method,
+                    request.url,
+                )
 
 
 def test_one_connection_moves_from_the_fast_path_to_h11_and_keeps_serving() -> None:
@@ -405,23 +528,36 @@ def test_one_connection_moves_from_the_fast_path_to_h11_and_keeps_serving() -> N
     player = Player.create([example_path(OPENAI_CHAT)], timing="instant", repeat=True)
     with ServerThread(player) as thread:
         host, port = thread.url.removeprefix("http://").split(":")
-        head = (f"POST {recorded.request.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n").encode()
+        head = (
+            f"POST {recorded.request.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        ).encode()
         body = recorded.request.body
         simple = head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        chunked_upload = head + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        chunked_upload = head + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (
+            len(body),
+            body,
+        )
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             for byte in simple:  # one byte at a time: every partial head on the fast path
                 sock.sendall(bytes([byte]))
             sock.sendall(chunked_upload + simple)  # then h11 takes over, for good
             conn = h11.Connection(h11.CLIENT)
-            conn.send(h11.Request(method="POST", target="/", headers=[("host", "x"), ("content-length", "0")]))
+            conn.send(
+                h11.Request(
+                    method="POST", target="/", headers=[("host", "x"), ("content-length", "0")]
+                )
+            )
             conn.send(h11.EndOfMessage())
             answers = []
             for _ in range(3):
                 r = read_response(sock, conn, time.monotonic())
                 answers.append((r.status, r.end, r.body))
                 conn.start_next_cycle()
-                conn.send(h11.Request(method="POST", target="/", headers=[("host", "x"), ("content-length", "0")]))
+                conn.send(
+                    h11.Request(
+                        method="POST", target="/", headers=[("host", "x"), ("content-length", "0")]
+                    )
+                )
                 conn.send(h11.EndOfMessage())
         assert answers == [(200, "complete", recorded.response.body)] * 3
         assert thread.server.requests == 3 and player.play_count == 3
@@ -481,7 +617,9 @@ def listening(pid: int) -> set[tuple[str, int]]:
 def test_replay_servers_in_process_bind_loopback_by_default() -> None:
     player = Player.create([example_path(OPENAI_CHAT)])
     with ServerThread(player) as thread:
-        assert thread.call(lambda: [s.getsockname()[0] for s in thread.server._server.sockets]) == ["127.0.0.1"]  # type: ignore[union-attr]
+        assert thread.call(lambda: [s.getsockname()[0] for s in thread.server._server.sockets]) == [
+            "127.0.0.1"
+        ]  # type: ignore[union-attr]
         assert ("127.0.0.1", thread.port) in listening(os.getpid())
 
     async def in_the_callers_loop() -> list[str]:
@@ -504,7 +642,9 @@ class Running:
     """A CLI server as a subprocess, until it printed its ready line (stdout or stderr)."""
 
     def __init__(self, *args: str, ready: str, timeout: float = 60.0):
-        self.proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self.lines: list[str] = []
         got = threading.Event()
 
@@ -514,7 +654,10 @@ class Running:
                 if ready in line:
                     got.set()
 
-        self.threads = [threading.Thread(target=reader, args=(s,), daemon=True) for s in (self.proc.stdout, self.proc.stderr)]
+        self.threads = [
+            threading.Thread(target=reader, args=(s,), daemon=True)
+            for s in (self.proc.stdout, self.proc.stderr)
+        ]
         for t in self.threads:
             t.start()
         if not got.wait(timeout):
@@ -547,11 +690,21 @@ class Running:
 SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 
-@pytest.mark.parametrize(("args", "host"), [
-    (["replay", example_path(OPENAI_CHAT), "--listen", "0"], "127.0.0.1"),  # told a port only
-    (["replay", example_path(OPENAI_CHAT), "--", *SLEEP], "127.0.0.1"),  # no --listen at all (with a command)
-    (["replay", example_path(OPENAI_CHAT), "--listen", "0.0.0.0:0"], "0.0.0.0"),  # told otherwise
-], ids=["replay --listen PORT", "replay -- CMD", "replay --listen 0.0.0.0:0"])
+@pytest.mark.parametrize(
+    ("args", "host"),
+    [
+        (["replay", example_path(OPENAI_CHAT), "--listen", "0"], "127.0.0.1"),  # told a port only
+        (
+            ["replay", example_path(OPENAI_CHAT), "--", *SLEEP],
+            "127.0.0.1",
+        ),  # no --listen at all (with a command)
+        (
+            ["replay", example_path(OPENAI_CHAT), "--listen", "0.0.0.0:0"],
+            "0.0.0.0",
+        ),  # told otherwise
+    ],
+    ids=["replay --listen PORT", "replay -- CMD", "replay --listen 0.0.0.0:0"],
+)
 def test_replay_cli_binds_loopback_unless_told_otherwise(args: list[str], host: str) -> None:
     server = Running(*args, ready="serving http://")
     try:
@@ -564,18 +717,37 @@ def test_replay_cli_binds_loopback_unless_told_otherwise(args: list[str], host: 
 @needs_mitmdump
 def test_record_and_the_replay_proxy_bind_loopback_by_default(tmp_path: Path) -> None:
     conf = str(tmp_path / "conf")
-    recorder = Running("record", str(tmp_path / "r.msgpack"), "--listen", "0", "--upstream", "http://127.0.0.1:9",
-                       "--confdir", conf, ready="Recording on")
+    recorder = Running(
+        "record",
+        str(tmp_path / "r.msgpack"),
+        "--listen",
+        "0",
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--confdir",
+        conf,
+        ready="Recording on",
+    )
     try:
         addresses = listening(recorder.proc.pid)
         assert addresses and {a for a, _ in addresses} == {"127.0.0.1"}, addresses
     finally:
         assert recorder.stop() == 0
-    proxy = Running("replay", example_path(OPENAI_CHAT), "--proxy", "--confdir", conf, "--", *SLEEP,
-                    ready="serving http://")
+    proxy = Running(
+        "replay",
+        example_path(OPENAI_CHAT),
+        "--proxy",
+        "--confdir",
+        conf,
+        "--",
+        *SLEEP,
+        ready="serving http://",
+    )
     try:
         addresses = listening(proxy.proc.pid)
-        assert len(addresses) == 2 and {a for a, _ in addresses} == {"127.0.0.1"}, addresses  # server + proxy
+        assert len(addresses) == 2 and {a for a, _ in addresses} == {"127.0.0.1"}, (
+            addresses
+        )  # server + proxy
     finally:
         proxy.stop()
 
@@ -595,7 +767,7 @@ def _changed(change: Callable[[dict[str, Any]], None]) -> bytes:
 
 
 def _twin(old: str, new: str) -> bytes:
-    text = codec.export_json(codec.load(example_path(OPENAI_CHAT)))
+    text = _format.export_json(_store.load(example_path(OPENAI_CHAT)))
     assert old in text
     return text.replace(old, new, 1).encode()
 
@@ -612,9 +784,15 @@ DAMAGED: dict[str, Callable[[], bytes]] = {
     "another format": lambda: _changed(lambda d: d.update(format="vcrpy")),
     "newer version": lambda: _changed(lambda d: d.update(version=99)),
     "interactions not a list": lambda: _changed(lambda d: d.update(interactions="none")),
-    "status of the wrong type": lambda: _changed(lambda d: d["interactions"][0]["response"].update(status="200")),
-    "chunk table inconsistent": lambda: _changed(lambda d: d["interactions"][0]["response"].update(chunk_sizes=b"\1\0\0\0")),
-    "negative time": lambda: _changed(lambda d: d["interactions"][0]["response"].update(headers_at=-1.0)),
+    "status of the wrong type": lambda: _changed(
+        lambda d: d["interactions"][0]["response"].update(status="200")
+    ),
+    "chunk table inconsistent": lambda: _changed(
+        lambda d: d["interactions"][0]["response"].update(chunk_sizes=b"\1\0\0\0")
+    ),
+    "negative time": lambda: _changed(
+        lambda d: d["interactions"][0]["response"].update(headers_at=-1.0)
+    ),
     "deeply nested": lambda: b"\x91" * 100_000 + b"\xc0",
     "JSON twin, invalid": lambda: b'{"format": "ssevcr", "version": 1, "interactions": [',
     "JSON twin, wrong field": lambda: _twin('"status": 200', '"status": "200"'),
@@ -622,7 +800,14 @@ DAMAGED: dict[str, Callable[[], bytes]] = {
 }
 SPECIAL = ("a directory", "a symlink loop")
 KINDS = [*DAMAGED, *SPECIAL]
-REVIEW_COVERS = {"empty", "truncated", "random bytes", "not a cassette", "JSON twin, invalid", "newer version"}
+REVIEW_COVERS = {
+    "empty",
+    "truncated",
+    "random bytes",
+    "not a cassette",
+    "JSON twin, invalid",
+    "newer version",
+}
 
 
 def make_damaged(kind: str, directory: Path) -> Path:
@@ -644,14 +829,22 @@ def one_error(output: str, path: Path) -> str:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_damaged_cassette_replay_and_record_refuse_with_one_error(kind: str, tmp_path: Path) -> None:
+def test_damaged_cassette_replay_and_record_refuse_with_one_error(
+    kind: str, tmp_path: Path
+) -> None:
     path = make_damaged(kind, tmp_path)
     result = CliRunner().invoke(main, ["replay", str(path), "--timing", "instant"])
-    assert result.exit_code == (2 if kind in SPECIAL else 1) and isinstance(result.exception, SystemExit)
+    assert result.exit_code == (2 if kind in SPECIAL else 1) and isinstance(
+        result.exception, SystemExit
+    )
     one_error(result.output, path)
     # record refuses before starting mitmdump: nothing to record into a file it would break
-    result = CliRunner().invoke(main, ["record", str(path), "--listen", "0", "--upstream", "http://127.0.0.1:9"])
-    assert result.exit_code == (2 if kind == "a directory" else 1) and isinstance(result.exception, SystemExit)
+    result = CliRunner().invoke(
+        main, ["record", str(path), "--listen", "0", "--upstream", "http://127.0.0.1:9"]
+    )
+    assert result.exit_code == (2 if kind == "a directory" else 1) and isinstance(
+        result.exception, SystemExit
+    )
     one_error(result.output, path)
     if kind not in REVIEW_COVERS:  # test_review checks show/export/audit on those
         result = CliRunner().invoke(main, ["show", str(path)])
@@ -662,7 +855,9 @@ def test_damaged_cassette_replay_and_record_refuse_with_one_error(kind: str, tmp
 
 
 @pytest.mark.parametrize("record", ["none", "once", "new_episodes"])
-def test_damaged_cassette_use_cassette_raises_one_cassette_error(record: str, tmp_path: Path) -> None:
+def test_damaged_cassette_use_cassette_raises_one_cassette_error(
+    record: str, tmp_path: Path
+) -> None:
     for kind in KINDS:
         path = make_damaged(kind, tmp_path)
         with pytest.raises(CassetteError) as caught, ssevcr.use_cassette(path, record=record):
@@ -682,7 +877,9 @@ def test_damaged(path, ssevcr_cassette):
 """
 
 
-def test_damaged_cassette_pytest_marker_errors_with_one_message(pytester: pytest.Pytester, tmp_path: Path) -> None:
+def test_damaged_cassette_pytest_marker_errors_with_one_message(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
     directory = tmp_path / "damaged"
     directory.mkdir()
     paths = [str(make_damaged(kind, directory)) for kind in KINDS]
@@ -690,9 +887,11 @@ def test_damaged_cassette_pytest_marker_errors_with_one_message(pytester: pytest
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rN")
     result.assert_outcomes(errors=len(KINDS))
     out = result.stdout.str()
-    for path in paths:  # the message once (it used to be chained to a copy of itself), naming the file
+    for (
+        path
+    ) in paths:  # the message once (it used to be chained to a copy of itself), naming the file
         assert out.count(f"cassette {path!r}: ") == 1, (path, out)
-    for internal in ("Traceback", "_pytest/", "ssevcr/codec.py", "During handling"):
+    for internal in ("Traceback", "_pytest/", "ssevcr/_store.py", "During handling"):
         assert internal not in out, internal
 
 
@@ -703,15 +902,28 @@ def test_damaged_cassette_pytest_marker_errors_with_one_message(pytester: pytest
 @needs_mitmdump
 def test_two_record_processes_appending_to_one_cassette_lose_nothing(tmp_path: Path) -> None:
     cassette = tmp_path / "shared.msgpack"
-    first = Interaction(Request("GET", "http://pre.existing/marker"), Response.from_chunks(200, [(0.001, b"kept")]))
-    codec.save(Cassette((first,)), cassette)
+    first = Interaction(
+        Request("GET", "http://pre.existing/marker"), Response.from_chunks(200, [(0.001, b"kept")])
+    )
+    _store.save(Cassette((first,)), cassette)
     conf = str(tmp_path / "conf")
     with Upstream() as upstream:
         recorders = []
         try:
             for _ in range(2):  # one after the other: the first creates the mitmproxy CA
-                recorders.append(Running("record", str(cassette), "--listen", "0", "--upstream", upstream.url,
-                                         "--confdir", conf, ready="Recording on"))
+                recorders.append(
+                    Running(
+                        "record",
+                        str(cassette),
+                        "--listen",
+                        "0",
+                        "--upstream",
+                        upstream.url,
+                        "--confdir",
+                        conf,
+                        ready="Recording on",
+                    )
+                )
             urls = []
             for rec in recorders:
                 line = next(line for line in rec.lines if "Recording on" in line)
@@ -723,8 +935,12 @@ def test_two_record_processes_appending_to_one_cassette_lose_nothing(tmp_path: P
                 with httpx.Client(base_url=url, timeout=30) as http:
                     for i in range(n):
                         test_id = uuid.uuid4().hex
-                        headers = {"x-test-id": test_id, "x-upstream-fixture": "openai-chat/text.sse",
-                                   "x-upstream-chunks": "3", "x-upstream-gap-ms": "1-3"}
+                        headers = {
+                            "x-test-id": test_id,
+                            "x-upstream-fixture": "openai-chat/text.sse",
+                            "x-upstream-chunks": "3",
+                            "x-upstream-gap-ms": "1-3",
+                        }
                         if i % 2:
                             headers["x-upstream-json"] = "1"
                         r = http.post("/v1/chat/completions", json={"n": i}, headers=headers)
@@ -732,7 +948,9 @@ def test_two_record_processes_appending_to_one_cassette_lose_nothing(tmp_path: P
                             failures.append(f"{r.status_code} {r.text[:200]}")
                         sent.append(test_id)
 
-            threads = [threading.Thread(target=client, args=(url, 12)) for url in urls for _ in range(3)]
+            threads = [
+                threading.Thread(target=client, args=(url, 12)) for url in urls for _ in range(3)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -741,7 +959,7 @@ def test_two_record_processes_appending_to_one_cassette_lose_nothing(tmp_path: P
             codes = [rec.stop() for rec in recorders]
     assert failures == [] and codes == [0, 0]
     assert len(sent) == 72
-    saved = codec.load(cassette)
+    saved = _store.load(cassette)
     ids = [i.request.header("x-test-id") or "" for i in saved.interactions]
     assert saved.interactions[0] == first
     assert sorted(ids[1:]) == sorted(sent)  # each exchange once: none lost, none twice
@@ -754,8 +972,13 @@ def test_two_record_processes_appending_to_one_cassette_lose_nothing(tmp_path: P
 def test_player_log_limit_keeps_counts_of_everything() -> None:
     chat = interaction(OPENAI_CHAT)
     other = json_interaction()
-    player = Player.create([("c", Cassette((chat, other)))], timing="instant", repeat=True, log_limit=100,
-                           faults=["truncate:after=1,end=close,on=1", "drop:event=99,on=1"])
+    player = Player.create(
+        [("c", Cassette((chat, other)))],
+        timing="instant",
+        repeat=True,
+        log_limit=100,
+        faults=["truncate:after=1,end=close,on=1", "drop:event=99,on=1"],
+    )
     miss = Request("POST", "http://x/v1/nothing", (), b"{}")
     for n in range(5_000):
         player.play(chat.request if n % 2 else other.request)
@@ -812,8 +1035,23 @@ def test_a_long_running_replay_has_bounded_memory(tmp_path: Path) -> None:
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
     body = interaction(OPENAI_CHAT).request.body.decode()
-    result = subprocess.run([*CLI, "replay", example_path(OPENAI_CHAT), "--timing", "instant", "--strict", "--",
-                             sys.executable, str(script), body], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            *CLI,
+            "replay",
+            example_path(OPENAI_CHAT),
+            "--timing",
+            "instant",
+            "--strict",
+            "--",
+            sys.executable,
+            str(script),
+            body,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     samples = {int(k): v for k, v in __import__("json").loads(result.stdout).items()}
     grown = samples[20_000] - samples[2_000]

@@ -21,10 +21,11 @@ import pytest
 from upstream import Upstream, fixture_body, matched_gaps
 
 import ssevcr
-from ssevcr import NoMatchError, ReplayTransport, codec, intercept
-from ssevcr.cassette import Cassette, Interaction, Outcome, Request, Response
-from ssevcr.intercept import active, use_cassette
-from ssevcr.sse import parse
+from ssevcr import NoMatchError, ReplayTransport, _format, _store
+from ssevcr import _intercept as intercept
+from ssevcr._cassette import Cassette, Interaction, Outcome, Request, Response
+from ssevcr._intercept import active, use_cassette
+from ssevcr._sse import parse
 
 SECRET = "sk-live-SECRET-4f9a8b7c6d5e"
 
@@ -79,12 +80,18 @@ def synthetic(path: Path, gap: float = 0.0, count: int = 1) -> Cassette:
     per chunk, ``gap`` seconds apart (synthesized timing)."""
     chunks = [(gap * (i + 1), f) for i, f in enumerate(frames("openai-chat/text.sse"))]
     interaction = Interaction(
-        Request("POST", "https://api.openai.com/v1/chat/completions", (("content-type", "application/json"),),
-                json.dumps(CHAT).encode()),
-        Response.from_chunks(200, chunks, reason="OK", headers=(("content-type", "text/event-stream"),)),
+        Request(
+            "POST",
+            "https://api.openai.com/v1/chat/completions",
+            (("content-type", "application/json"),),
+            json.dumps(CHAT).encode(),
+        ),
+        Response.from_chunks(
+            200, chunks, reason="OK", headers=(("content-type", "text/event-stream"),)
+        ),
     )
     cassette = Cassette((interaction,) * count)
-    codec.save(cassette, path)
+    _store.save(cassette, path)
     return cassette
 
 
@@ -95,12 +102,16 @@ def post(client: Any, url: str = "http://127.0.0.1:9/v1/chat/completions", **kw:
 # ------------------------------------------------------------------------------ replay
 
 
-def test_context_manager_replays_every_client_kind_and_restores_the_transports(tmp_path: Path) -> None:
+def test_context_manager_replays_every_client_kind_and_restores_the_transports(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "c.msgpack"
     cassette = synthetic(path, count=4)
     body = cassette.interactions[0].response.body
-    originals = {m: (m.HTTPTransport.handle_request, m.AsyncHTTPTransport.handle_async_request)
-                 for m in (httpx, httpx2)}
+    originals = {
+        m: (m.HTTPTransport.handle_request, m.AsyncHTTPTransport.handle_async_request)
+        for m in (httpx, httpx2)
+    }
     with ssevcr.use_cassette(path, timing="instant") as cas:
         assert active() is cas
         with httpx.Client() as c1, httpx2.Client() as c2:
@@ -223,8 +234,10 @@ def test_sync_clients_in_threads_are_intercepted(tmp_path: Path) -> None:
 def test_faults_and_a_miss_in_process(tmp_path: Path) -> None:
     path = tmp_path / "c.msgpack"
     synthetic(path)
-    with httpx2.Client() as client, ssevcr.use_cassette(
-            path, timing="instant", faults=["truncate:after=3,end=abort"]) as cas:
+    with (
+        httpx2.Client() as client,
+        ssevcr.use_cassette(path, timing="instant", faults=["truncate:after=3,end=abort"]) as cas,
+    ):
         with client.stream("POST", "http://x/v1/chat/completions", json=CHAT) as r:
             got = []
             with pytest.raises(httpx2.RemoteProtocolError):
@@ -238,13 +251,20 @@ def test_faults_and_a_miss_in_process(tmp_path: Path) -> None:
     assert '$.model: recorded "gpt-4o", got "gpt-other"' in text
     assert "record mode 'none'" in text
     assert cas.explain() == text and cas.explain(1) == ""
-    assert [m.request.body for m in cas.misses] == [json.dumps({**CHAT, "model": "gpt-other"}).encode()
-                                                    .replace(b", ", b",").replace(b": ", b":")]
+    assert [m.request.body for m in cas.misses] == [
+        json.dumps({**CHAT, "model": "gpt-other"})
+        .encode()
+        .replace(b", ", b",")
+        .replace(b": ", b":")
+    ]
 
 
 def test_missing_cassette_in_none_mode_says_how_to_record(tmp_path: Path) -> None:
-    with httpx2.Client() as client, ssevcr.use_cassette(tmp_path / "absent.msgpack") as cas, \
-            pytest.raises(NoMatchError, match="does not exist; record it with record='once'"):
+    with (
+        httpx2.Client() as client,
+        ssevcr.use_cassette(tmp_path / "absent.msgpack") as cas,
+        pytest.raises(NoMatchError, match="does not exist; record it with record='once'"),
+    ):
         post(client)
     assert len(cas.misses) == 1 and not (tmp_path / "absent.msgpack").exists()
 
@@ -263,18 +283,23 @@ def test_bad_options_fail_at_the_call() -> None:
 # ------------------------------------------------------------------------------ recording
 
 
-def test_record_once_timestamps_follow_the_upstream_gaps_and_redacts(tmp_path: Path, upstream: Upstream) -> None:
+def test_record_once_timestamps_follow_the_upstream_gaps_and_redacts(
+    tmp_path: Path, upstream: Upstream
+) -> None:
     path = tmp_path / "rec.msgpack"
-    headers = {"authorization": f"Bearer {SECRET}",
-               **steer("openai-chat/text.sse", "gaps", chunks="12", gap_ms="5-60", set_cookie="1")}
+    headers = {
+        "authorization": f"Bearer {SECRET}",
+        **steer("openai-chat/text.sse", "gaps", chunks="12", gap_ms="5-60", set_cookie="1"),
+    }
     with httpx2.Client() as client, ssevcr.use_cassette(path, record="once") as cas:
         t0 = time.monotonic()
-        with client.stream("POST", upstream.url + "/v1/chat/completions?key=" + SECRET, json=CHAT,
-                           headers=headers) as r:
+        with client.stream(
+            "POST", upstream.url + "/v1/chat/completions?key=" + SECRET, json=CHAT, headers=headers
+        ) as r:
             seen = b"".join(r.iter_raw())
     ex = upstream.exchange("gaps")
     assert ex.headers["authorization"] == f"Bearer {SECRET}"  # the real key went upstream
-    saved = codec.load(path)
+    saved = _store.load(path)
     assert saved.interactions == tuple(cas.recorded) and cas.saved
     response = saved.interactions[0].response
     assert response.body == fixture_body("openai-chat/text.sse") == ex.sent_body == seen
@@ -292,14 +317,16 @@ def test_record_once_timestamps_follow_the_upstream_gaps_and_redacts(tmp_path: P
     assert saved.interactions[0].request.url.endswith("?key=REDACTED")
 
 
-async def test_record_async_gzip_keeps_the_encoded_bytes(tmp_path: Path, upstream: Upstream) -> None:
+async def test_record_async_gzip_keeps_the_encoded_bytes(
+    tmp_path: Path, upstream: Upstream
+) -> None:
     path = tmp_path / "gz.msgpack"
     headers = steer("anthropic/text.sse", gzip="1", gap_ms="1")
     async with httpx2.AsyncClient() as client:
         with ssevcr.use_cassette(path, record="all"):
             r = await client.post(upstream.url + "/v1/messages", json=CHAT, headers=headers)
         assert r.content == fixture_body("anthropic/text.sse")  # the client got the decoded text
-        response = codec.load(path).interactions[0].response
+        response = _store.load(path).interactions[0].response
         assert response.content_encoding == "gzip"
         assert gzip.decompress(response.body) == r.content  # the cassette holds the wire bytes
         assert len(response.chunk_sizes) > 1
@@ -312,40 +339,60 @@ def test_record_upstream_error_and_client_disconnect(tmp_path: Path, upstream: U
     path = tmp_path / "ends.msgpack"
     with httpx.Client() as client, ssevcr.use_cassette(path, record="all"):
         with pytest.raises(httpx.RemoteProtocolError):
-            client.post(upstream.url + "/v1/chat/completions", json=CHAT,
-                        headers=steer("openai-chat/text.sse", "dies", die_after="3", gap_ms="1"))
-        with client.stream("POST", upstream.url + "/v1/chat/completions", json=CHAT,
-                           headers=steer("openai-chat/text.sse", gap_ms="20")) as r:
+            client.post(
+                upstream.url + "/v1/chat/completions",
+                json=CHAT,
+                headers=steer("openai-chat/text.sse", "dies", die_after="3", gap_ms="1"),
+            )
+        with client.stream(
+            "POST",
+            upstream.url + "/v1/chat/completions",
+            json=CHAT,
+            headers=steer("openai-chat/text.sse", gap_ms="20"),
+        ) as r:
             first = next(r.iter_raw())
-    broken, left = codec.load(path).interactions
+    broken, left = _store.load(path).interactions
     assert broken.response.end.outcome == Outcome.UPSTREAM_ERROR
     assert "RemoteProtocolError" in (broken.response.end.error or "")
     assert broken.response.body == upstream.exchange("dies").sent_body
     assert left.response.end.outcome == Outcome.CLIENT_DISCONNECTED
     assert left.response.body.startswith(first)
     # replaying the broken one raises the same library error after the same bytes
-    with httpx.Client() as client, ssevcr.use_cassette(path, timing="instant"), \
-            client.stream("POST", "http://x/v1/chat/completions", json=CHAT) as r:
+    with (
+        httpx.Client() as client,
+        ssevcr.use_cassette(path, timing="instant"),
+        client.stream("POST", "http://x/v1/chat/completions", json=CHAT) as r,
+    ):
         got = []
         with pytest.raises(httpx.RemoteProtocolError):
             got.extend(r.iter_raw())
     assert b"".join(got) == broken.response.body
 
 
-def test_new_episodes_replays_matches_and_appends_misses(tmp_path: Path, upstream: Upstream) -> None:
+def test_new_episodes_replays_matches_and_appends_misses(
+    tmp_path: Path, upstream: Upstream
+) -> None:
     path = tmp_path / "ep.msgpack"
     synthetic(path)
     other = {**CHAT, "model": "gpt-new"}
-    with httpx2.Client() as client, ssevcr.use_cassette(path, record="new_episodes", timing="instant") as cas:
+    with (
+        httpx2.Client() as client,
+        ssevcr.use_cassette(path, record="new_episodes", timing="instant") as cas,
+    ):
         post(client, upstream.url + "/v1/chat/completions")  # replayed
         client.post(upstream.url + "/v1/chat/completions", json=other)  # recorded
     assert len(upstream.exchanges) == 1 and json.loads(upstream.exchanges[0].body) == other
     assert len(cas.plays) == 1 and not cas.misses and len(cas.player.misses) == 1
-    saved = codec.load(path)
-    assert [json.loads(i.request.body)["model"] for i in saved.interactions] == ["gpt-4o", "gpt-new"]
+    saved = _store.load(path)
+    assert [json.loads(i.request.body)["model"] for i in saved.interactions] == [
+        "gpt-4o",
+        "gpt-new",
+    ]
 
 
-def test_once_with_an_existing_file_replays_only_and_all_overwrites(tmp_path: Path, upstream: Upstream) -> None:
+def test_once_with_an_existing_file_replays_only_and_all_overwrites(
+    tmp_path: Path, upstream: Upstream
+) -> None:
     path = tmp_path / "c.msgpack"
     synthetic(path, count=2)
     with httpx2.Client() as client:
@@ -355,30 +402,48 @@ def test_once_with_an_existing_file_replays_only_and_all_overwrites(tmp_path: Pa
         with ssevcr.use_cassette(path, record="all") as cas:
             post(client, upstream.url + "/v1/chat/completions")
     assert len(upstream.exchanges) == 1 and not cas.plays
-    saved = codec.load(path)
-    assert len(saved.interactions) == 1 and saved.interactions[0].request.url.startswith(upstream.url)
+    saved = _store.load(path)
+    assert len(saved.interactions) == 1 and saved.interactions[0].request.url.startswith(
+        upstream.url
+    )
 
 
 def test_saved_when_the_body_raises(tmp_path: Path, upstream: Upstream) -> None:
     path = tmp_path / "c.msgpack"
-    with pytest.raises(ZeroDivisionError), httpx2.Client() as client, ssevcr.use_cassette(path, record="once"):
+    with (
+        pytest.raises(ZeroDivisionError),
+        httpx2.Client() as client,
+        ssevcr.use_cassette(path, record="once"),
+    ):
         post(client, upstream.url + "/v1/chat/completions")
         1 / 0  # noqa: B018
-    assert len(codec.load(path).interactions) == 1
+    assert len(_store.load(path).interactions) == 1
 
 
-def test_extra_redaction_and_matching_despite_redacted_values(tmp_path: Path, upstream: Upstream) -> None:
+def test_extra_redaction_and_matching_despite_redacted_values(
+    tmp_path: Path, upstream: Upstream
+) -> None:
     path = tmp_path / "c.msgpack"
     body = {**CHAT, "user": "alice@example.com"}
     with httpx2.Client() as client:
-        with ssevcr.use_cassette(path, record="once", redact_headers=["x-team"], redact_query=["sig"],
-                                 redact_body=["user"]):
-            client.post(upstream.url + "/v1/chat/completions?sig=abc123&key=k1", json=body,
-                        headers={"x-team": "team-secret"})
+        with ssevcr.use_cassette(
+            path,
+            record="once",
+            redact_headers=["x-team"],
+            redact_query=["sig"],
+            redact_body=["user"],
+        ):
+            client.post(
+                upstream.url + "/v1/chat/completions?sig=abc123&key=k1",
+                json=body,
+                headers={"x-team": "team-secret"},
+            )
         raw = path.read_bytes()
         assert b"team-secret" not in raw and b"abc123" not in raw and b"alice@" not in raw
         # the live request still carries its real values: it matches the redacted recording
-        with ssevcr.use_cassette(path, timing="instant", redact_query=["sig"], redact_body=["user"]) as cas:
+        with ssevcr.use_cassette(
+            path, timing="instant", redact_query=["sig"], redact_body=["user"]
+        ) as cas:
             client.post("http://x/v1/chat/completions?sig=other&key=k2", json=body)
         assert len(cas.plays) == 1
 
@@ -392,13 +457,18 @@ def chunks_of(client: Any, **kw: Any) -> list[bytes]:
         return list(r.iter_raw())
 
 
-def test_a_cassette_opened_again_is_not_decoded_or_scheduled_again(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cassette_opened_again_is_not_decoded_or_scheduled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "c.msgpack"
     recorded = [c.data for c in synthetic(path).interactions[0].response.chunks]
     decodes: list[str] = []
-    loads_any = codec.loads_any
-    monkeypatch.setattr(codec, "loads_any", lambda data, *, path: decodes.append(path) or loads_any(data, path=path))
+    loads_any = _format.loads_any
+    monkeypatch.setattr(
+        _format,
+        "loads_any",
+        lambda data, *, path: decodes.append(path) or loads_any(data, path=path),
+    )
     entries = []
     with httpx2.Client() as client:
         for _ in range(3):
@@ -406,7 +476,7 @@ def test_a_cassette_opened_again_is_not_decoded_or_scheduled_again(tmp_path: Pat
                 assert chunks_of(client) == recorded  # bytes and chunk boundaries
             entries.append(cas)
         # what a fresh, never shared decode and schedule send: the same pieces
-        fresh = ReplayTransport(codec.load(path), timing="instant")
+        fresh = ReplayTransport(_store.load(path), timing="instant")
         with httpx2.Client(transport=fresh) as own:
             assert chunks_of(own) == recorded
     assert decodes == [str(path)]
@@ -418,7 +488,9 @@ def test_a_cassette_opened_again_is_not_decoded_or_scheduled_again(tmp_path: Pat
     assert fresh.player.plays[0].schedule == first.plays[0].schedule
 
 
-def test_a_rewritten_cassette_is_read_again_even_with_the_same_size_and_times(tmp_path: Path) -> None:
+def test_a_rewritten_cassette_is_read_again_even_with_the_same_size_and_times(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "c.msgpack"
     synthetic(path)
     with httpx2.Client() as client:
@@ -471,25 +543,42 @@ def test_each_timing_has_its_own_schedules(tmp_path: Path) -> None:
             with ssevcr.use_cassette(path, timing=timing) as cas:
                 chunks_of(client)
             schedules.setdefault(timing, []).append(cas.plays[0].schedule)
-    instant, original, scaled = schedules["instant"][0], schedules["original"][0], schedules["scale:0.5"][0]
+    instant, original, scaled = (
+        schedules["instant"][0],
+        schedules["original"][0],
+        schedules["scale:0.5"][0],
+    )
     assert schedules["instant"][1] is instant
     assert {s.at for s in instant.steps} == {0.0}
-    assert [s.at for s in original.steps] == pytest.approx([0.002 * (i + 1) for i in range(len(original.steps))])
+    assert [s.at for s in original.steps] == pytest.approx(
+        [0.002 * (i + 1) for i in range(len(original.steps))]
+    )
     assert [s.at for s in scaled.steps] == pytest.approx([s.at * 0.5 for s in original.steps])
-    assert [s.data for s in instant.steps] == [s.data for s in original.steps] == [s.data for s in scaled.steps]
+    assert (
+        [s.data for s in instant.steps]
+        == [s.data for s in original.steps]
+        == [s.data for s in scaled.steps]
+    )
 
 
-def test_the_cassettes_kept_are_few_and_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cassettes_kept_are_few_and_small(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = [tmp_path / f"c{i}.msgpack" for i in range(intercept._KEEP_FILES + 2)]
     for p in paths:
         synthetic(p)
     for p in paths:
         with ssevcr.use_cassette(p, timing="instant"):
             pass
-    assert list(intercept._opened)[-intercept._KEEP_FILES:] == [str(p) for p in paths[-intercept._KEEP_FILES:]]
+    assert list(intercept._opened)[-intercept._KEEP_FILES :] == [
+        str(p) for p in paths[-intercept._KEEP_FILES :]
+    ]
     assert len(intercept._opened) <= intercept._KEEP_FILES
     assert sum(len(k.data) for k in intercept._opened.values()) <= intercept._KEEP_TOTAL
     monkeypatch.setattr(intercept, "_KEEP_FILE", paths[0].stat().st_size - 1)  # too large to keep
-    with ssevcr.use_cassette(paths[0], timing="instant") as a, ssevcr.use_cassette(paths[0], timing="instant") as b:
+    with (
+        ssevcr.use_cassette(paths[0], timing="instant") as a,
+        ssevcr.use_cassette(paths[0], timing="instant") as b,
+    ):
         pass
     assert a.cassette is not b.cassette and a.cassette == b.cassette

@@ -16,18 +16,17 @@ import pytest
 from test_intercept import SECRET, stop
 from upstream import PROVIDERS, Upstream, fixture_body, matched_gaps
 
-import ssevcr.player
-import ssevcr.server
-import ssevcr.transport
-from ssevcr import codec
-from ssevcr.cassette import Outcome
-from ssevcr.sse import parse
+import ssevcr._player
+import ssevcr._server
+import ssevcr._transport
+from ssevcr import _store
+from ssevcr._cassette import Outcome
+from ssevcr._sse import parse
 
 # In-process pytester runs drop the modules a run imported. Imported here, what the inner sessions
 # use is reused by every run: faster, and one copy of each ssevcr module (a class imported twice
 # fails isinstance checks across the copies).
-PRELOADED = (aiohttp, anthropic, openai, ssevcr.player, ssevcr.server, ssevcr.transport)
-
+PRELOADED = (aiohttp, anthropic, openai, ssevcr._player, ssevcr._server, ssevcr._transport)
 
 
 def openai_text() -> str:
@@ -84,7 +83,9 @@ def check(cas):
         assert len(cas.recorded) == 1 and not cas.plays
 """
 
-LLM_TESTS = HEADER + """
+LLM_TESTS = (
+    HEADER
+    + """
 
 @pytest.mark.ssevcr
 def test_openai_sync(ssevcr_cassette):
@@ -115,8 +116,11 @@ async def test_openai_async_anyio(ssevcr_cassette, anyio_backend):
 def anyio_backend():
     return "asyncio"
 """
+)
 
-AFTER_TESTS = HEADER + """
+AFTER_TESTS = (
+    HEADER
+    + """
 
 RECORDED = "cassettes/test_llm/test_openai_sync.msgpack"
 
@@ -176,8 +180,11 @@ async def test_ssevcr_server_with_aiohttp(ssevcr_cassette, ssevcr_server):
             body = b"".join([chunk async for chunk in response.content.iter_any()])
     assert body == recorded.response.body
 """
+)
 
-MISS_TESTS = HEADER + """
+MISS_TESTS = (
+    HEADER
+    + """
 
 RECORDED = "cassettes/test_llm/test_openai_sync.msgpack"
 OTHER = [{"role": "user", "content": "And in Paris?"}]
@@ -207,6 +214,7 @@ def test_miss_wrapped_by_the_sdk():
 def test_no_cassette_at_all():
     text_of(chat())
 """
+)
 
 
 def stop_and_scan(upstream: Upstream, root: Path) -> list[Path]:
@@ -232,7 +240,9 @@ def pt(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pyt
 
 
 @pytest.fixture
-def inner(pt: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[pytest.Pytester, Upstream]]:
+def inner(
+    pt: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[pytest.Pytester, Upstream]]:
     """The inner project and a running upstream (its URL in SSEVCR_TEST_UPSTREAM)."""
     upstream = Upstream().start()
     monkeypatch.setenv("SSEVCR_TEST_UPSTREAM", upstream.url)
@@ -242,13 +252,17 @@ def inner(pt: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
         stop(upstream)
 
 
-def test_record_once_then_replay_with_the_upstream_stopped(inner: tuple[pytest.Pytester, Upstream]) -> None:
+def test_record_once_then_replay_with_the_upstream_stopped(
+    inner: tuple[pytest.Pytester, Upstream],
+) -> None:
     pytester, upstream = inner
     pytester.makepyfile(test_llm=LLM_TESTS)
     result = pytester.runpytest("--ssevcr-record=once", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
     assert len(upstream.exchanges) == 3
-    keys = [ex.headers.get("authorization") or ex.headers.get("x-api-key") for ex in upstream.exchanges]
+    keys = [
+        ex.headers.get("authorization") or ex.headers.get("x-api-key") for ex in upstream.exchanges
+    ]
     assert all(SECRET in (k or "") for k in keys)  # the key really went out while recording
     sent = upstream.exchange("openai_sync").sent
     files = stop_and_scan(upstream, pytester.path)
@@ -257,24 +271,30 @@ def test_record_once_then_replay_with_the_upstream_stopped(inner: tuple[pytest.P
         "cassettes/test_llm/test_openai_async_anyio.msgpack",
         "cassettes/test_llm/test_openai_sync.msgpack",
     ]
-    recorded = codec.load(files[-1]).interactions[0]
-    assert recorded.response.body == fixture_body("openai-chat/text.sse") == b"".join(d for _, d in sent)
+    recorded = _store.load(files[-1]).interactions[0]
+    assert (
+        recorded.response.body
+        == fixture_body("openai-chat/text.sse")
+        == b"".join(d for _, d in sent)
+    )
     # the sync openai SDK closes the response at [DONE], before the end of the chunked body; the
     # async one drains it (HTTP/1.1): the recorded outcomes say exactly that
     assert recorded.response.end.outcome == Outcome.CLIENT_DISCONNECTED
-    assert codec.load(files[1]).interactions[0].response.end.outcome == Outcome.COMPLETE
+    assert _store.load(files[1]).interactions[0].response.end.outcome == Outcome.COMPLETE
     assert recorded.request.header("authorization") == "REDACTED"
     # the record-mode timestamps follow the upstream's send gaps (10-60 ms)
     pairs = matched_gaps(sent, recorded.response.chunk_at, recorded.response.chunk_sizes)
     assert len(pairs) == 9
     for sent_gap, recorded_gap in pairs:
         assert abs(recorded_gap - sent_gap) <= 0.03, pairs
-    assert codec.load(files[0]).interactions[0].response.header("set-cookie") == "REDACTED"
+    assert _store.load(files[0]).interactions[0].response.header("set-cookie") == "REDACTED"
 
     # second run: the upstream is gone; replay only (the default mode), same test code
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
-    assert [f.stat().st_mtime_ns for f in files] == [f.stat().st_mtime_ns for f in stop_and_scan(upstream, pytester.path)]
+    assert [f.stat().st_mtime_ns for f in files] == [
+        f.stat().st_mtime_ns for f in stop_and_scan(upstream, pytester.path)
+    ]
 
     # faults, timing and the replay server, against the recorded cassette
     pytester.makepyfile(test_after=AFTER_TESTS)
@@ -290,17 +310,29 @@ def test_record_once_then_replay_with_the_upstream_stopped(inner: tuple[pytest.P
     out = result.stdout.str()
     assert out.count("no recorded interaction in") == 4  # once per test, retries folded
     assert out.count("closest: #1 POST") == 3
-    assert '$.messages[0].content: recorded "What\'s the weather in San Francisco?", got "And in Paris?"' in out
+    assert (
+        '$.messages[0].content: recorded "What\'s the weather in San Francisco?", got "And in Paris?"'
+        in out
+    )
     assert '$.messages[0].content: recorded "1+1?", got "And in Paris?"' in out
     assert out.count("(the test raised APIConnectionError: Connection error.)") == 1
     assert "(2 times: the client retried)" in out  # max_retries=1, both attempts missed
     assert "does not exist; record it with record='once' or pytest --ssevcr-record=once" in out
-    for internal in ("Traceback", "_pytest/", "pluggy/", "site-packages", "ssevcr/intercept.py", "During handling"):
+    for internal in (
+        "Traceback",
+        "_pytest/",
+        "pluggy/",
+        "site-packages",
+        "ssevcr/intercept.py",
+        "During handling",
+    ):
         assert internal not in out, internal
     assert not (pytester.path / "cassettes" / "test_miss").exists()
 
 
-XDIST_TESTS = HEADER + """
+XDIST_TESTS = (
+    HEADER
+    + """
 
 QUESTIONS = ["q0", "q1", "q2", "q3"]
 
@@ -319,34 +351,41 @@ def test_shared_cassette(n, ssevcr_cassette):
     if ssevcr_cassette.record_mode == "none":
         assert len(ssevcr_cassette.plays) == 1
 """
+)
 
 
-def test_xdist_records_and_replays_in_parallel_workers(inner: tuple[pytest.Pytester, Upstream]) -> None:
+def test_xdist_records_and_replays_in_parallel_workers(
+    inner: tuple[pytest.Pytester, Upstream],
+) -> None:
     pytester, upstream = inner
     pytester.makepyfile(test_par=XDIST_TESTS)
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--ssevcr-record=new_episodes")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-p", "no:cacheprovider", "--ssevcr-record=new_episodes"
+    )
     result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(["*2 workers*"])
     assert len(upstream.exchanges) == 8
     files = stop_and_scan(upstream, pytester.path)
     names = sorted(f.name for f in files)
     assert names == ["shared.msgpack", *(f"test_own_cassette[{n}].msgpack" for n in range(4))]
-    shared = codec.load(pytester.path / "cassettes" / "test_par" / "shared.msgpack")
-    # four workers' appends under the codec's lock: none lost
-    assert sorted(json.loads(i.request.body)["messages"][0]["content"] for i in shared.interactions) == [
-        f"shared q{n}" for n in range(4)]
+    shared = _store.load(pytester.path / "cassettes" / "test_par" / "shared.msgpack")
+    # four workers' appends under the store's lock: none lost
+    assert sorted(
+        json.loads(i.request.body)["messages"][0]["content"] for i in shared.interactions
+    ) == [f"shared q{n}" for n in range(4)]
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=8)
 
 
 def _shared_questions(root: Path) -> list[str]:
-    shared = codec.load(root / "cassettes" / "test_par" / "shared.msgpack")
+    shared = _store.load(root / "cassettes" / "test_par" / "shared.msgpack")
     return sorted(json.loads(i.request.body)["messages"][0]["content"] for i in shared.interactions)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_record_all_replaces_a_shared_cassette_once_per_run(inner: tuple[pytest.Pytester, Upstream],
-                                                            workers: int) -> None:
+def test_record_all_replaces_a_shared_cassette_once_per_run(
+    inner: tuple[pytest.Pytester, Upstream], workers: int
+) -> None:
     """``all`` re-records: the first save of a cassette in a session replaces the file, the
     other tests sharing it (in this process or another xdist worker) append, so a second
     ``all`` session leaves the same four recordings, not eight and not one."""
@@ -359,19 +398,25 @@ def test_record_all_replaces_a_shared_cassette_once_per_run(inner: tuple[pytest.
         assert len(upstream.exchanges) == 8 * session  # everything recorded again
         assert _shared_questions(pytester.path) == [f"shared q{n}" for n in range(4)]
         for n in range(4):
-            own = codec.load(pytester.path / "cassettes" / "test_par" / f"test_own_cassette[{n}].msgpack")
+            own = _store.load(
+                pytester.path / "cassettes" / "test_par" / f"test_own_cassette[{n}].msgpack"
+            )
             assert len(own) == 1
     # the claims folder of the run is gone, and no lock file sits among the cassettes
     assert sorted(p.name for p in (pytester.path / "cassettes" / "test_par").iterdir()) == sorted(
-        ["shared.msgpack", *(f"test_own_cassette[{n}].msgpack" for n in range(4))])
+        ["shared.msgpack", *(f"test_own_cassette[{n}].msgpack" for n in range(4))]
+    )
     stop(upstream)
     result = pytester.runpytest_subprocess("-n", str(workers), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=8)
 
 
-def test_precedence_cli_over_env_over_marker(pt: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precedence_cli_over_env_over_marker(
+    pt: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytester = pt
-    pytester.makepyfile(test_prec="""
+    pytester.makepyfile(
+        test_prec="""
         import pytest
 
         @pytest.mark.ssevcr("c", timing="scale:0.5", record="once")
@@ -381,15 +426,22 @@ def test_precedence_cli_over_env_over_marker(pt: pytest.Pytester, monkeypatch: p
 
         def test_config_default(ssevcr_cassette, ssevcr_record_mode, ssevcr_timing):
             print("DEFAULT", ssevcr_record_mode, ssevcr_timing, ssevcr_cassette.path.name)
-    """)
+    """
+    )
     result = pytester.runpytest("-s", "-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(["*MODE once scale:0.5 cassettes/test_prec/c.msgpack",
-                                 "*DEFAULT none original test_config_default.msgpack"])
+    result.stdout.fnmatch_lines(
+        [
+            "*MODE once scale:0.5 cassettes/test_prec/c.msgpack",
+            "*DEFAULT none original test_config_default.msgpack",
+        ]
+    )
     monkeypatch.setenv("SSEVCR_RECORD", "all")
     monkeypatch.setenv("SSEVCR_TIMING", "instant")
     result = pytester.runpytest("-s", "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["*MODE all instant *"])
-    result = pytester.runpytest("-s", "-p", "no:cacheprovider", "--ssevcr-record=none", "--ssevcr-timing=fixed:5ms")
+    result = pytester.runpytest(
+        "-s", "-p", "no:cacheprovider", "--ssevcr-record=none", "--ssevcr-timing=fixed:5ms"
+    )
     result.stdout.fnmatch_lines(["*MODE none fixed:5ms *"])
     result = pytester.runpytest("--ssevcr-record=sometimes")
     result.stderr.fnmatch_lines(["*--ssevcr-record: unknown record mode 'sometimes'*"])
@@ -397,7 +449,8 @@ def test_precedence_cli_over_env_over_marker(pt: pytest.Pytester, monkeypatch: p
 
 def test_bad_marker_options_fail_cleanly(pt: pytest.Pytester) -> None:
     pytester = pt
-    pytester.makepyfile(test_bad="""
+    pytester.makepyfile(
+        test_bad="""
         import pytest
 
         @pytest.mark.ssevcr(faults=["explode:now"])
@@ -407,7 +460,8 @@ def test_bad_marker_options_fail_cleanly(pt: pytest.Pytester) -> None:
         @pytest.mark.ssevcr(colour="red")
         def test_keyword():
             pass
-    """)
+    """
+    )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=2)
     out = result.stdout.str()

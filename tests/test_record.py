@@ -32,12 +32,12 @@ import openai
 import pytest
 from upstream import TLSFiles, Upstream, fixture_body, fixture_names, make_tls_files, matched_gaps
 
-from ssevcr import codec
-from ssevcr.cassette import Cassette, Interaction, Outcome, Request, Response
-from ssevcr.errors import ConfigError, SsevcrError
-from ssevcr.mitm import _protocol_line, locate_mitmdump
-from ssevcr.redaction import DEFAULT_HEADERS, Redaction
-from ssevcr.sse import parse
+from ssevcr import _store
+from ssevcr._cassette import Cassette, Interaction, Outcome, Request, Response
+from ssevcr._errors import ConfigError, SsevcrError
+from ssevcr._redaction import DEFAULT_HEADERS, Redaction
+from ssevcr._sse import parse
+from ssevcr.mitm.driver import _protocol_line, locate_mitmdump
 
 try:
     MITMDUMP = locate_mitmdump()
@@ -134,7 +134,7 @@ class RecordCLI:
         deadline = time.monotonic() + timeout
         while True:
             if self.cassette.exists():
-                for inter in codec.load(self.cassette).interactions:
+                for inter in _store.load(self.cassette).interactions:
                     if inter.request.header("x-test-id") == test_id:
                         return inter
             if time.monotonic() > deadline:
@@ -287,7 +287,7 @@ def reverse(
     upstream: Upstream, confdir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RecordCLI]:
     cassette = tmp_path_factory.mktemp("rev") / "reverse.msgpack"
-    codec.save(Cassette((PRE_EXISTING,)), cassette)  # recording appends by default
+    _store.save(Cassette((PRE_EXISTING,)), cassette)  # recording appends by default
     rec = RecordCLI(
         cassette,
         "--upstream",
@@ -594,7 +594,7 @@ def test_appends_to_an_existing_cassette(reverse: RecordCLI, upstream: Upstream)
     t = tid()
     httpx.get(f"{reverse.url}/v1/models", headers=steer(t, json="1"), timeout=20)
     reverse.recorded(t)
-    assert codec.load(reverse.cassette).interactions[0] == PRE_EXISTING
+    assert _store.load(reverse.cassette).interactions[0] == PRE_EXISTING
 
 
 # ---------------------------------------------------------------------------------------------
@@ -744,14 +744,14 @@ def test_command_mode_sets_the_proxy_env_and_returns_its_exit_code(
         fixture
     )  # curl used HTTPS_PROXY + CURL_CA_BUNDLE
     assert r.stdout.count("\n") == 1 and r.stdout.startswith("Recording on http://127.0.0.1:")
-    (inter,) = codec.load(cassette).interactions
+    (inter,) = _store.load(cassette).interactions
     assert inter.request.header("x-test-id") == t and inter.response.body == fixture_body(fixture)
     assert "/openai/v1/chat/completions 200" in r.stderr  # one progress line per exchange
 
 
 def test_filters_and_overwrite(tmp_path: Path, confdir: Path, upstream: Upstream) -> None:
     cassette = tmp_path / "f.msgpack"
-    codec.save(Cassette((PRE_EXISTING,)), cassette)
+    _store.save(Cassette((PRE_EXISTING,)), cassette)
     rec = RecordCLI(
         cassette, "--overwrite", "--path", "/keep/*", "--host", "127.0.0.*", confdir=confdir
     )
@@ -767,7 +767,7 @@ def test_filters_and_overwrite(tmp_path: Path, confdir: Path, upstream: Upstream
                     == 200
                 )
         rec.recorded(ids["/keep/c?x=1"])
-        urls = [i.request.url for i in codec.load(cassette).interactions]
+        urls = [i.request.url for i in _store.load(cassette).interactions]
         assert urls == [f"{upstream.url}/keep/b", f"{upstream.url}/keep/c?x=1"]  # old one replaced
     finally:
         assert rec.stop() == 0
@@ -793,7 +793,7 @@ def test_host_filter_excludes(tmp_path: Path, confdir: Path, upstream: Upstream)
         upstream.exchange(t2)
     finally:
         assert rec.stop() == 0  # SIGTERM drains the writer: anything recorded would be on disk now
-    assert [i.request.header("x-test-id") for i in codec.load(cassette).interactions] == [t]
+    assert [i.request.header("x-test-id") for i in _store.load(cassette).interactions] == [t]
 
 
 def test_sigkill_keeps_every_completed_exchange(
@@ -828,7 +828,7 @@ def test_sigkill_keeps_every_completed_exchange(
     assert rec.proc.wait(20) == 1
     rec.close()
     assert any("mitmdump stopped unexpectedly" in line for line in rec.stderr), rec.stderr
-    loaded = codec.load(cassette)
+    loaded = _store.load(cassette)
     assert [i.request.header("x-test-id") for i in loaded.interactions] == done
     for inter, fixture in zip(loaded.interactions, fixture_names()[:3], strict=True):
         assert inter.response.body == fixture_body(fixture)
@@ -934,14 +934,14 @@ def test_damaged_cassette_is_refused_before_recording(tmp_path: Path) -> None:
 def test_addon_loads_into_a_plain_mitmdump(
     tmp_path: Path, confdir: Path, upstream: Upstream
 ) -> None:
-    """``mitmdump -s ssevcr/mitm_addon.py`` with nothing on PYTHONPATH: the addon finds its package."""
+    """``mitmdump -s ssevcr/mitm/recorder.py`` with nothing on PYTHONPATH: the addon finds its package."""
     cassette = tmp_path / "s.msgpack"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_CURRENT_TEST")}
     proc = subprocess.Popen(
         [
             *MITMDUMP,
             "-s",
-            str(ROOT / "ssevcr" / "mitm_addon.py"),
+            str(ROOT / "ssevcr" / "mitm" / "recorder.py"),
             "--mode",
             f"reverse:{upstream.url}",
             "--listen-host",
@@ -984,13 +984,13 @@ def test_addon_loads_into_a_plain_mitmdump(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)  # drains and closes its output
-    (inter,) = codec.load(cassette).interactions
+    (inter,) = _store.load(cassette).interactions
     assert inter.response.body == fixture_body("gemini/tool_call.sse")
 
 
 def test_launcher_imports_stay_light() -> None:
     code = (
-        "import sys, ssevcr.mitm, ssevcr.mitm_addon, ssevcr.redaction; "
+        "import sys, ssevcr.mitm.driver, ssevcr.mitm.recorder, ssevcr._redaction; "
         "bad = [m for m in ('mitmproxy', 'httpx', 'httpx2', 'click') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -21,17 +21,21 @@ import pytest
 from click.testing import CliRunner
 from replay_helpers import ANTHROPIC, OPENAI_CHAT, example_path, expected, interaction, params
 
+from ssevcr._errors import SsevcrError
 from ssevcr.cli import main
-from ssevcr.errors import SsevcrError
-from ssevcr.mitm import locate_mitmdump
+from ssevcr.mitm.driver import locate_mitmdump
 
 SSEVCR = [str(Path(sys.executable).parent / "ssevcr")]  # the installed console script
 URL = re.compile(r"serving (http://127\.0\.0\.1:\d+)")
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI_", "ANTHROPIC_")) and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "ANTHROPIC_"))
+        and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
+    }
     env.update(extra)
     return env
 
@@ -40,8 +44,9 @@ class Replay:
     """A running ``ssevcr replay`` (no command): its URL from the ready line; stop() -> exit code."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([*SSEVCR, "replay", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=_env())
+        self.proc = subprocess.Popen(
+            [*SSEVCR, "replay", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
+        )
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
         line = self.proc.stdout.readline().decode() if ready else ""
@@ -71,7 +76,9 @@ def replays() -> Iterator[list[Replay]]:
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SSEVCR, "replay", *args], capture_output=True, text=True, env=_env(), timeout=timeout)
+    return subprocess.run(
+        [*SSEVCR, "replay", *args], capture_output=True, text=True, env=_env(), timeout=timeout
+    )
 
 
 def test_ready_line_port_0_miss_log_summary_and_sigterm(replays: list[Replay]) -> None:
@@ -84,7 +91,9 @@ def test_ready_line_port_0_miss_log_summary_and_sigterm(replays: list[Replay]) -
     miss = httpx2.post(r.url + "/v1/nothing", json={})
     assert miss.status_code == 404 and miss.headers["x-should-retry"] == "false"
     assert r.stop(signal.SIGTERM) == 0
-    assert "closest: #1 POST https://api.openai.com/v1/chat/completions" in r.stderr  # the miss, logged
+    assert (
+        "closest: #1 POST https://api.openai.com/v1/chat/completions" in r.stderr
+    )  # the miss, logged
     assert "1 play, 1 miss" in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -98,19 +107,38 @@ def test_ctrl_c_stops_cleanly(replays: list[Replay]) -> None:
 
 def test_faults_repeatable_and_scoped_once_and_summary(replays: list[Replay]) -> None:
     chat, msgs = interaction(OPENAI_CHAT), interaction(ANTHROPIC)
-    r = Replay(example_path(OPENAI_CHAT), example_path(ANTHROPIC), "--listen", "127.0.0.1:0", "--timing", "instant",
-               "--fault", "truncate:after=1,end=close,on=2", "--fault", "status:429,times=1,on=/v1/chat/*", "--once")
+    r = Replay(
+        example_path(OPENAI_CHAT),
+        example_path(ANTHROPIC),
+        "--listen",
+        "127.0.0.1:0",
+        "--timing",
+        "instant",
+        "--fault",
+        "truncate:after=1,end=close,on=2",
+        "--fault",
+        "status:429,times=1,on=/v1/chat/*",
+        "--once",
+    )
     replays.append(r)
     first = httpx2.post(r.url + chat.request.path, content=chat.request.body)
     assert first.status_code == 429 and first.headers["retry-after"]
-    assert httpx2.post(r.url + chat.request.path, content=chat.request.body).content == chat.response.body
+    assert (
+        httpx2.post(r.url + chat.request.path, content=chat.request.body).content
+        == chat.response.body
+    )
     short = httpx2.post(r.url + msgs.request.path, content=msgs.request.body).content
     events = [e for e in short.split(b"\n\n") if e]
     assert len(events) == 1 and short == msgs.response.body[: len(short)]
-    assert httpx2.post(r.url + msgs.request.path, content=msgs.request.body).status_code == 404  # --once
+    assert (
+        httpx2.post(r.url + msgs.request.path, content=msgs.request.body).status_code == 404
+    )  # --once
     assert r.stop() == 0
     assert "3 plays, 1 miss" in r.stderr
-    assert "truncate:after=1,end=close,on=2 (1 time)" in r.stderr and "status:429,times=1,on=/v1/chat/* (1 time)" in r.stderr
+    assert (
+        "truncate:after=1,end=close,on=2 (1 time)" in r.stderr
+        and "status:429,times=1,on=/v1/chat/* (1 time)" in r.stderr
+    )
 
 
 SCRIPT = textwrap.dedent("""
@@ -134,20 +162,41 @@ SCRIPT = textwrap.dedent("""
 def test_command_runs_with_the_environment_and_its_exit_code_comes_back(tmp_path: Path) -> None:
     script = tmp_path / "app.py"
     script.write_text(SCRIPT)
-    want = {"openai": params(OPENAI_CHAT), "anthropic": params(ANTHROPIC),
-            "text": expected(interaction(OPENAI_CHAT).response.body)[0] + expected(interaction(ANTHROPIC).response.body)[0]}
-    out = run(example_path(OPENAI_CHAT), example_path(ANTHROPIC), "--timing", "scale:0.2", "--strict",
-              "--", sys.executable, str(script), json.dumps(want))
+    want = {
+        "openai": params(OPENAI_CHAT),
+        "anthropic": params(ANTHROPIC),
+        "text": expected(interaction(OPENAI_CHAT).response.body)[0]
+        + expected(interaction(ANTHROPIC).response.body)[0],
+    }
+    out = run(
+        example_path(OPENAI_CHAT),
+        example_path(ANTHROPIC),
+        "--timing",
+        "scale:0.2",
+        "--strict",
+        "--",
+        sys.executable,
+        str(script),
+        json.dumps(want),
+    )
     assert out.returncode == 3, out.stderr
     base = re.search(r"base (http://127\.0\.0\.1:\d+)/v1 (http://127\.0\.0\.1:\d+)\n", out.stdout)
     assert base and base.group(1) == base.group(2)
     assert "keys sk-ssevcr-replay-dummy sk-ant-ssevcr-replay-dummy" in out.stdout
-    assert "serving http://127.0.0.1:" in out.stderr  # the ready line stays out of the command's stdout
+    assert (
+        "serving http://127.0.0.1:" in out.stderr
+    )  # the ready line stays out of the command's stdout
     assert "2 plays, 0 misses" in out.stderr and "--strict" not in out.stderr
 
 
 def test_command_killed_by_a_signal_is_128_plus_n(tmp_path: Path) -> None:
-    out = run(example_path(OPENAI_CHAT), "--", sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)")
+    out = run(
+        example_path(OPENAI_CHAT),
+        "--",
+        sys.executable,
+        "-c",
+        "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
+    )
     assert out.returncode == 128 + signal.SIGTERM
 
 
@@ -167,14 +216,34 @@ def test_strict_fails_on_an_unused_interaction(tmp_path: Path) -> None:
     chat = interaction(OPENAI_CHAT)
     body = tmp_path / "body.json"
     body.write_bytes(chat.request.body)
-    code = (f"import httpx2, os; r = httpx2.post(os.environ['OPENAI_BASE_URL'] + '/chat/completions', "
-            f"content=open({str(body)!r}, 'rb').read()); assert r.status_code == 200")
-    both = run(example_path(OPENAI_CHAT), example_path(ANTHROPIC), "--strict", "--timing", "instant",
-               "--", sys.executable, "-c", code)
+    code = (
+        f"import httpx2, os; r = httpx2.post(os.environ['OPENAI_BASE_URL'] + '/chat/completions', "
+        f"content=open({str(body)!r}, 'rb').read()); assert r.status_code == 200"
+    )
+    both = run(
+        example_path(OPENAI_CHAT),
+        example_path(ANTHROPIC),
+        "--strict",
+        "--timing",
+        "instant",
+        "--",
+        sys.executable,
+        "-c",
+        code,
+    )
     assert both.returncode == 1
     assert "never played: #2 POST https://api.anthropic.com/v1/messages" in both.stderr
     assert "miss:" not in both.stderr
-    one = run(example_path(OPENAI_CHAT), "--strict", "--timing", "instant", "--", sys.executable, "-c", code)
+    one = run(
+        example_path(OPENAI_CHAT),
+        "--strict",
+        "--timing",
+        "instant",
+        "--",
+        sys.executable,
+        "-c",
+        code,
+    )
     assert one.returncode == 0, one.stderr
 
 
@@ -197,12 +266,24 @@ IDLE_CHECK = textwrap.dedent("""
 
 
 @pytest.mark.parametrize(("flag", "closed"), [("300ms", True), ("forever", False)])
-def test_idle_timeout_closes_an_idle_connection_and_the_next_request_opens_one(tmp_path: Path, flag: str,
-                                                                                closed: bool) -> None:
+def test_idle_timeout_closes_an_idle_connection_and_the_next_request_opens_one(
+    tmp_path: Path, flag: str, closed: bool
+) -> None:
     body = tmp_path / "body.json"
     body.write_bytes(interaction(OPENAI_CHAT).request.body)
-    out = run(example_path(OPENAI_CHAT), "--timing", "instant", "--idle-timeout", flag, "--",
-              sys.executable, "-c", IDLE_CHECK, str(body), "3" if closed else "0.6")
+    out = run(
+        example_path(OPENAI_CHAT),
+        "--timing",
+        "instant",
+        "--idle-timeout",
+        flag,
+        "--",
+        sys.executable,
+        "-c",
+        IDLE_CHECK,
+        str(body),
+        "3" if closed else "0.6",
+    )
     assert out.returncode == 0, out.stderr
     lines = [line.split() for line in out.stdout.splitlines()]
     assert [line[:2] for line in lines] == [["200", str(closed)]] * 2, out.stdout
@@ -211,17 +292,25 @@ def test_idle_timeout_closes_an_idle_connection_and_the_next_request_opens_one(t
     assert "2 plays, 0 misses" in out.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--fault", "truncate:after=x"], "Invalid value for '--fault'"),
-    (["--fault", "explode"], "unknown fault 'explode'"),
-    (["--timing", "fast"], "Invalid value for '--timing'"),
-    (["--max-gap", "soon"], "Invalid value for '--max-gap'"),
-    (["--listen", "localhost:http"], "Invalid value for --listen"),
-    (["--seed", "abc"], "Invalid value for '--seed'"),
-    (["--idle-timeout", "soon"], "Invalid value for '--idle-timeout'"),
-    (["--idle-timeout", "0"], "must be longer than 0 (or forever)"),
-    (["--", ], "nothing to run after --"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fault", "truncate:after=x"], "Invalid value for '--fault'"),
+        (["--fault", "explode"], "unknown fault 'explode'"),
+        (["--timing", "fast"], "Invalid value for '--timing'"),
+        (["--max-gap", "soon"], "Invalid value for '--max-gap'"),
+        (["--listen", "localhost:http"], "Invalid value for --listen"),
+        (["--seed", "abc"], "Invalid value for '--seed'"),
+        (["--idle-timeout", "soon"], "Invalid value for '--idle-timeout'"),
+        (["--idle-timeout", "0"], "must be longer than 0 (or forever)"),
+        (
+            [
+                "--",
+            ],
+            "nothing to run after --",
+        ),
+    ],
+)
 def test_usage_errors_exit_2(args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["replay", example_path(OPENAI_CHAT), *args])
     assert result.exit_code == 2, result.output
@@ -252,19 +341,35 @@ def _mitmdump() -> str | None:
 
 
 @pytest.mark.skipif(_mitmdump() is None, reason="no mitmdump (bootstrap creates .venv-mitmproxy)")
-def test_proxy_mode_serves_forward_proxy_clients_without_network(replays: list[Replay], tmp_path: Path) -> None:
+def test_proxy_mode_serves_forward_proxy_clients_without_network(
+    replays: list[Replay], tmp_path: Path
+) -> None:
     chat = interaction(OPENAI_CHAT)
-    r = Replay(example_path(OPENAI_CHAT), "--listen", "127.0.0.1:0", "--proxy", "--timing", "scale:0.2",
-               "--fault", "truncate:after=2,end=abort,times=1", "--confdir", str(tmp_path / "mitm"))
+    r = Replay(
+        example_path(OPENAI_CHAT),
+        "--listen",
+        "127.0.0.1:0",
+        "--proxy",
+        "--timing",
+        "scale:0.2",
+        "--fault",
+        "truncate:after=2,end=abort,times=1",
+        "--confdir",
+        str(tmp_path / "mitm"),
+    )
     replays.append(r)
     match = re.search(r"proxy (http://127\.0\.0\.1:\d+), CA (\S+?)\)", r.line)
     assert match, r.line
     proxy, ca = match.groups()
     assert Path(ca).is_file()
-    with httpx2.Client(proxy=proxy, verify=ssl.create_default_context(cafile=ca), timeout=20) as client:
+    with httpx2.Client(
+        proxy=proxy, verify=ssl.create_default_context(cafile=ca), timeout=20
+    ) as client:
         # the fault behaves as without the proxy: an incomplete chunked read after two events
-        with pytest.raises(httpx2.RemoteProtocolError, match="incomplete chunked read"), client.stream(
-                "POST", chat.request.url, content=chat.request.body) as response:  # https://api.openai.com
+        with (
+            pytest.raises(httpx2.RemoteProtocolError, match="incomplete chunked read"),
+            client.stream("POST", chat.request.url, content=chat.request.body) as response,
+        ):  # https://api.openai.com
             for _ in response.iter_raw():
                 pass
         pieces: list[tuple[float, bytes]] = []
@@ -277,9 +382,13 @@ def test_proxy_mode_serves_forward_proxy_clients_without_network(replays: list[R
         miss = client.post("https://api.openai.com/v1/embeddings", json={"input": "x"})
         assert miss.status_code == 404
         # the miss names the URL the client asked for (the proxy passes it on)
-        assert "matches POST https://api.openai.com/v1/embeddings" in miss.json()["error"]["message"]
+        assert (
+            "matches POST https://api.openai.com/v1/embeddings" in miss.json()["error"]["message"]
+        )
     assert r.stop() == 0
-    assert "2 plays, 1 miss" in r.stderr and "truncate:after=2,end=abort,times=1 (1 time)" in r.stderr
+    assert (
+        "2 plays, 1 miss" in r.stderr and "truncate:after=2,end=abort,times=1 (1 time)" in r.stderr
+    )
 
 
 @pytest.mark.skipif(_mitmdump() is None, reason="no mitmdump (bootstrap creates .venv-mitmproxy)")
@@ -293,8 +402,20 @@ def test_proxy_mode_command_gets_proxy_and_ca_variables(tmp_path: Path) -> None:
         n = sum(1 for _ in client.chat.completions.create(**want))
         print("chunks", n, os.environ["HTTPS_PROXY"], os.environ["REQUESTS_CA_BUNDLE"] == os.environ["NODE_EXTRA_CA_CERTS"])
     """)
-    out = run(example_path(OPENAI_CHAT), "--proxy", "--timing", "instant", "--strict", "--confdir", str(tmp_path / "mitm"),
-              "--", sys.executable, "-c", code, json.dumps(params(OPENAI_CHAT)))
+    out = run(
+        example_path(OPENAI_CHAT),
+        "--proxy",
+        "--timing",
+        "instant",
+        "--strict",
+        "--confdir",
+        str(tmp_path / "mitm"),
+        "--",
+        sys.executable,
+        "-c",
+        code,
+        json.dumps(params(OPENAI_CHAT)),
+    )
     assert out.returncode == 0, out.stderr
     n = expected(interaction(OPENAI_CHAT).response.body)[2]
     assert re.search(rf"chunks {n} http://127\.0\.0\.1:\d+ True", out.stdout), out.stdout

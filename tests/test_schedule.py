@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssevcr.cassette import End, Outcome, Response
-from ssevcr.errors import ConfigError
-from ssevcr.faults import parse_faults
-from ssevcr.schedule import Abort, Close, Hang, Reset, Schedule, Send, build
-from ssevcr.sse import parse
-from ssevcr.timing import parse_timing
+from ssevcr._cassette import End, Outcome, Response
+from ssevcr._errors import ConfigError
+from ssevcr._faults import parse_faults
+from ssevcr._schedule import Abort, Close, Hang, Reset, Schedule, Send, build
+from ssevcr._sse import parse
+from ssevcr._timing import parse_timing
 
 PROVIDERS = Path(__file__).parent / "fixtures" / "providers"
 
@@ -28,8 +28,14 @@ def fixture(name: str) -> bytes:
     return (PROVIDERS / name).read_bytes()
 
 
-def recorded(body: bytes, *, seed: int = 1, headers: tuple[tuple[str, str], ...] = (("content-type", SSE),),
-             outcome: Outcome = Outcome.COMPLETE, max_piece: int = 200) -> Response:
+def recorded(
+    body: bytes,
+    *,
+    seed: int = 1,
+    headers: tuple[tuple[str, str], ...] = (("content-type", SSE),),
+    outcome: Outcome = Outcome.COMPLETE,
+    max_piece: int = 200,
+) -> Response:
     """A response whose body arrives in random pieces 5-40 ms apart after 0.3 s."""
     rng = random.Random(seed)
     chunks, pos, at = [], 0, 0.3
@@ -38,12 +44,21 @@ def recorded(body: bytes, *, seed: int = 1, headers: tuple[tuple[str, str], ...]
         at += rng.uniform(0.005, 0.04)
         chunks.append((round(at, 6), body[pos : pos + n]))
         pos += n
-    return Response.from_chunks(200, chunks, headers=headers, headers_at=0.25,
-                                end=End(round(at + 0.001, 6), outcome, "boom" if outcome != Outcome.COMPLETE else None))
+    return Response.from_chunks(
+        200,
+        chunks,
+        headers=headers,
+        headers_at=0.25,
+        end=End(round(at + 0.001, 6), outcome, "boom" if outcome != Outcome.COMPLETE else None),
+    )
 
 
-def run(resp: Response, *faults: str, timing: str = "original", seed: int = 0, url: str = "") -> Schedule:
-    return build(resp, timing=parse_timing(timing), faults=parse_faults(list(faults)), seed=seed, url=url)
+def run(
+    resp: Response, *faults: str, timing: str = "original", seed: int = 0, url: str = ""
+) -> Schedule:
+    return build(
+        resp, timing=parse_timing(timing), faults=parse_faults(list(faults)), seed=seed, url=url
+    )
 
 
 def data_of(body: bytes) -> list[str]:
@@ -57,12 +72,15 @@ GEMINI = "gemini/text.sse"  # CRLF framing
 
 # ------------------------------------------------------------------ no faults: byte- and chunk-exact
 
+
 @pytest.mark.parametrize("name", [OPENAI, ANTHROPIC, GEMINI, "openai-responses/function_call.sse"])
 @pytest.mark.parametrize("timing", ["original", "instant", "scale:0.1", "fixed:20ms"])
 def test_no_faults_sends_the_recording_unchanged(name: str, timing: str) -> None:
     resp = recorded(fixture(name))
     s = run(resp, timing=timing)
-    assert [st.data for st in s.steps] == [c.data for c in resp.chunks]  # bytes AND chunk boundaries
+    assert [st.data for st in s.steps] == [
+        c.data for c in resp.chunks
+    ]  # bytes AND chunk boundaries
     assert s.body == resp.body
     assert isinstance(s.end, Close) and s.fired == () and s.skipped == ()
     times = [st.at for st in s.steps]
@@ -80,9 +98,17 @@ def test_no_faults_sends_the_recording_unchanged(name: str, timing: str) -> None
 
 def test_hop_by_hop_headers_are_regenerated_and_content_length_kept_exact() -> None:
     body = b'{"ok": true}'
-    resp = Response.from_chunks(200, [(0.1, body)], headers=(
-        ("Content-Type", "application/json"), ("Transfer-Encoding", "chunked"), ("Connection", "keep-alive"),
-        ("Content-Length", "12"), ("x-request-id", "abc")))
+    resp = Response.from_chunks(
+        200,
+        [(0.1, body)],
+        headers=(
+            ("Content-Type", "application/json"),
+            ("Transfer-Encoding", "chunked"),
+            ("Connection", "keep-alive"),
+            ("Content-Length", "12"),
+            ("x-request-id", "abc"),
+        ),
+    )
     s = run(resp)
     assert [k for k, _ in s.headers] == ["Content-Type", "Content-Length", "x-request-id"]
     assert s.content_length == 12 and not s.streamed
@@ -91,13 +117,18 @@ def test_hop_by_hop_headers_are_regenerated_and_content_length_kept_exact() -> N
 
 
 def test_max_gap_caps_pauses() -> None:
-    resp = Response.from_chunks(200, [(0.5, b"data: 1\n\n"), (5.5, b"data: 2\n\n"), (5.6, b"data: 3\n\n")],
-                                headers=(("content-type", SSE),), headers_at=0.4)
+    resp = Response.from_chunks(
+        200,
+        [(0.5, b"data: 1\n\n"), (5.5, b"data: 2\n\n"), (5.6, b"data: 3\n\n")],
+        headers=(("content-type", SSE),),
+        headers_at=0.4,
+    )
     s = build(resp, timing=parse_timing("original", max_gap="1s"))
     assert [st.at for st in s.steps] == pytest.approx([0.5, 1.5, 1.6])
 
 
 # ------------------------------------------------------------------ event-level faults
+
 
 def test_truncate_after_event_cuts_at_the_frame_boundary() -> None:
     resp = recorded(fixture(OPENAI))
@@ -142,7 +173,9 @@ def test_corrupt_changes_only_that_event(how: str) -> None:
     s = run(resp, f"corrupt:event=2,how={how}")
     after = parse(s.body).events
     assert len(after) == len(before)
-    assert [e.raw for i, e in enumerate(after) if i != 1] == [e.raw for i, e in enumerate(before) if i != 1]
+    assert [e.raw for i, e in enumerate(after) if i != 1] == [
+        e.raw for i, e in enumerate(before) if i != 1
+    ]
     assert after[1].raw != before[1].raw
     if how == "utf8":
         with pytest.raises(UnicodeDecodeError):
@@ -156,8 +189,14 @@ def test_corrupt_changes_only_that_event(how: str) -> None:
 
 def test_corrupt_bytes_is_seeded() -> None:
     resp = recorded(fixture(OPENAI))
-    assert run(resp, "corrupt:event=2,how=bytes", seed=1).body == run(resp, "corrupt:event=2,how=bytes", seed=1).body
-    assert run(resp, "corrupt:event=2,how=bytes", seed=1).body != run(resp, "corrupt:event=2,how=bytes", seed=2).body
+    assert (
+        run(resp, "corrupt:event=2,how=bytes", seed=1).body
+        == run(resp, "corrupt:event=2,how=bytes", seed=1).body
+    )
+    assert (
+        run(resp, "corrupt:event=2,how=bytes", seed=1).body
+        != run(resp, "corrupt:event=2,how=bytes", seed=2).body
+    )
 
 
 def recorded_time(resp: Response, pos: int) -> float:
@@ -179,7 +218,9 @@ def test_stall_shifts_everything_after_the_event() -> None:
     for step in s.steps:
         # the stall splits the chunk at the event boundary: no step straddles it
         assert not pos < event5.start < pos + len(step.data)
-        assert step.at == pytest.approx(recorded_time(resp, pos) + (2.0 if pos >= event5.start else 0.0))
+        assert step.at == pytest.approx(
+            recorded_time(resp, pos) + (2.0 if pos >= event5.start else 0.0)
+        )
         pos += len(step.data)
     assert s.end.at == pytest.approx(resp.end.at + 2.0)
 
@@ -195,26 +236,44 @@ def test_stall_forever_hangs_before_the_event() -> None:
     ("name", "url", "provider_marker"),
     [
         (OPENAI, "https://api.openai.com/v1/chat/completions", b'data: {"error":{"message"'),
-        (ANTHROPIC, "https://api.anthropic.com/v1/messages", b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"'),
-        ("openai-responses/text.sse", "https://api.openai.com/v1/responses", b'event: error\ndata: {"type":"error"'),
-        (GEMINI, "https://generativelanguage.googleapis.com/v1beta/models/x:streamGenerateContent?alt=sse",
-         b'data: {"error":{"code":500'),
+        (
+            ANTHROPIC,
+            "https://api.anthropic.com/v1/messages",
+            b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"',
+        ),
+        (
+            "openai-responses/text.sse",
+            "https://api.openai.com/v1/responses",
+            b'event: error\ndata: {"type":"error"',
+        ),
+        (
+            GEMINI,
+            "https://generativelanguage.googleapis.com/v1beta/models/x:streamGenerateContent?alt=sse",
+            b'data: {"error":{"code":500',
+        ),
     ],
 )
-def test_error_event_is_the_providers_own_and_ends_the_stream(name: str, url: str, provider_marker: bytes) -> None:
+def test_error_event_is_the_providers_own_and_ends_the_stream(
+    name: str, url: str, provider_marker: bytes
+) -> None:
     resp = recorded(fixture(name))
     events = parse(resp.body).events
     s = run(resp, "error:after=2", url=url)
     assert s.body.startswith(resp.body[: events[1].end])
     injected = s.body[events[1].end :]
     assert injected.startswith(provider_marker)
-    assert injected.endswith(b"\r\n\r\n" if name == GEMINI else b"\n\n")  # the stream's own line endings
+    assert injected.endswith(
+        b"\r\n\r\n" if name == GEMINI else b"\n\n"
+    )  # the stream's own line endings
     assert len(parse(s.body).events) == 3 and isinstance(s.end, Close)
 
 
 # ------------------------------------------------------------------ byte-level faults
 
-@pytest.mark.parametrize("spec", ["rechunk:size=1", "rechunk:size=7", "rechunk:random", "rechunk:hostile"])
+
+@pytest.mark.parametrize(
+    "spec", ["rechunk:size=1", "rechunk:size=7", "rechunk:random", "rechunk:hostile"]
+)
 def test_rechunk_keeps_bytes_and_never_sends_early(spec: str) -> None:
     resp = recorded(fixture(GEMINI) + fixture(OPENAI))
     s = run(resp, spec, seed=3)
@@ -253,7 +312,9 @@ def test_status_answers_like_the_provider() -> None:
     resp = recorded(fixture(ANTHROPIC))
     s = run(resp, "status:529", url="https://api.anthropic.com/v1/messages")
     assert s.status == 529 and b"overloaded_error" in s.body
-    s = run(recorded(fixture(OPENAI)), "status:429", url="https://api.openai.com/v1/chat/completions")
+    s = run(
+        recorded(fixture(OPENAI)), "status:429", url="https://api.openai.com/v1/chat/completions"
+    )
     headers = dict(s.headers)
     assert s.status == 429 and headers["retry-after"] == "1" and b"rate_limit_exceeded" in s.body
     assert s.content_length == len(s.body)
@@ -274,7 +335,9 @@ def test_two_faults_on_one_event_are_refused() -> None:
 def test_event_faults_on_gzip_body_decode_it() -> None:
     body = fixture(OPENAI)
     packed = gzip.compress(body)
-    resp = recorded(packed, headers=(("content-type", SSE), ("content-encoding", "gzip")), max_piece=50)
+    resp = recorded(
+        packed, headers=(("content-type", SSE), ("content-encoding", "gzip")), max_piece=50
+    )
     plain = run(resp)
     assert plain.body == packed and ("content-encoding", "gzip") in plain.headers
     s = run(resp, "drop:event=last")
@@ -289,16 +352,32 @@ def test_upstream_error_replays_as_abort() -> None:
 
 # ------------------------------------------------------------------ properties
 
+
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
-    faults=st.lists(st.sampled_from([
-        "drop:event=3", "duplicate:event=1", "corrupt:event=5,how=bytes", "stall:before=4,for=50ms",
-        "rechunk:random", "rechunk:size=3", "slow:bps=50000", "truncate:byte=900", "error:after=6",
-    ]), max_size=3, unique=True),
+    faults=st.lists(
+        st.sampled_from(
+            [
+                "drop:event=3",
+                "duplicate:event=1",
+                "corrupt:event=5,how=bytes",
+                "stall:before=4,for=50ms",
+                "rechunk:random",
+                "rechunk:size=3",
+                "slow:bps=50000",
+                "truncate:byte=900",
+                "error:after=6",
+            ]
+        ),
+        max_size=3,
+        unique=True,
+    ),
     timing=st.sampled_from(["original", "instant", "scale:0.3", "fixed:5ms"]),
 )
-def test_any_combination_is_deterministic_and_well_ordered(seed: int, faults: list[str], timing: str) -> None:
+def test_any_combination_is_deterministic_and_well_ordered(
+    seed: int, faults: list[str], timing: str
+) -> None:
     resp = recorded(fixture(OPENAI), seed=seed)
     a = run(resp, *faults, timing=timing, seed=seed)
     b = run(resp, *faults, timing=timing, seed=seed)
@@ -314,12 +393,15 @@ def test_any_combination_is_deterministic_and_well_ordered(seed: int, faults: li
 @given(
     seed=st.integers(0, 10_000),
     empty=st.lists(st.integers(0, 40), max_size=4),
-    timing=st.sampled_from(["original", "instant", "scale:0.3", "fixed:5ms", "original,1ms", "instant,1ms"]),
+    timing=st.sampled_from(
+        ["original", "instant", "scale:0.3", "fixed:5ms", "original,1ms", "instant,1ms"]
+    ),
     outcome=st.sampled_from([Outcome.COMPLETE, Outcome.UPSTREAM_ERROR]),
     sized=st.booleans(),
 )
-def test_the_fault_free_path_is_the_general_path_without_edits(seed: int, empty: list[int], timing: str,
-                                                               outcome: Outcome, sized: bool) -> None:
+def test_the_fault_free_path_is_the_general_path_without_edits(
+    seed: int, empty: list[int], timing: str, outcome: Outcome, sized: bool
+) -> None:
     """build() without faults takes a short path (no parsing, no edits); with a fault that
     finds nothing to change it takes the general one. Both send the same steps."""
     base = recorded(fixture(OPENAI)[:3000], seed=seed, outcome=outcome, max_piece=120)
@@ -327,28 +409,50 @@ def test_the_fault_free_path_is_the_general_path_without_edits(seed: int, empty:
     for i in empty:  # recorded empty chunks send nothing
         at = chunks[min(i, len(chunks) - 1)][0]
         chunks.insert(min(i, len(chunks)), (at, b""))
-    headers = (("content-type", SSE), ("content-length", str(len(base.body)))) if sized else (("content-type", SSE),)
-    resp = Response.from_chunks(200, chunks, headers=(*headers, ("connection", "keep-alive")),
-                                headers_at=base.headers_at, end=base.end)
+    headers = (
+        (("content-type", SSE), ("content-length", str(len(base.body))))
+        if sized
+        else (("content-type", SSE),)
+    )
+    resp = Response.from_chunks(
+        200,
+        chunks,
+        headers=(*headers, ("connection", "keep-alive")),
+        headers_at=base.headers_at,
+        end=base.end,
+    )
     mode, _, cap = timing.partition(",")
     t = parse_timing(mode, max_gap=cap or None)
     plain = build(resp, timing=t)
     general = build(resp, timing=t, faults=parse_faults(["drop:event=100000"]))
     assert general.skipped and not plain.skipped
-    assert plain == Schedule(general.status, general.reason, general.http_version, general.headers,
-                             general.headers_at, general.steps, general.end, content_length=general.content_length)
+    assert plain == Schedule(
+        general.status,
+        general.reason,
+        general.http_version,
+        general.headers,
+        general.headers_at,
+        general.steps,
+        general.end,
+        content_length=general.content_length,
+    )
     assert [s.data for s in plain.steps] == [d for _, d in chunks if d]
 
 
 @settings(max_examples=80, deadline=None)
-@given(times=st.lists(st.floats(0, 100, allow_nan=False), max_size=30), mode=st.sampled_from(["original", "instant"]))
+@given(
+    times=st.lists(st.floats(0, 100, allow_nan=False), max_size=30),
+    mode=st.sampled_from(["original", "instant"]),
+)
 def test_uncapped_retime_maps_like_the_general_rule(times: list[float], mode: str) -> None:
     """original and instant without a cap skip sorting the time points: the same map."""
     points = sorted(set(times))
     rule = dict(zip(points, points if mode == "original" else [0.0] * len(points), strict=True))
     got = parse_timing(mode).retime(times)
     assert got == rule and list(map(type, got.values())) == [float] * len(rule)
-    assert parse_timing(mode).retime(times) == pytest.approx(parse_timing(mode, max_gap=1e6).retime(times))
+    assert parse_timing(mode).retime(times) == pytest.approx(
+        parse_timing(mode, max_gap=1e6).retime(times)
+    )
 
 
 def test_send_is_a_frozen_value() -> None:

@@ -45,13 +45,16 @@ from replay_helpers import (
     request_bytes,
 )
 
-from ssevcr.cassette import Cassette
-from ssevcr.player import Player
-from ssevcr.schedule import HOP_BY_HOP
-from ssevcr.server import HEAD_TIMEOUT, IDLE_TIMEOUT, ReplayServer, ServerThread
-from ssevcr.sse import parse
+from ssevcr._cassette import Cassette
+from ssevcr._player import Player
+from ssevcr._schedule import HOP_BY_HOP
+from ssevcr._server import HEAD_TIMEOUT, IDLE_TIMEOUT, ReplayServer
+from ssevcr._server_thread import ServerThread
+from ssevcr._sse import parse
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # anthropic warns about old model names
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning"
+)  # anthropic warns about old model names
 
 
 @dataclass
@@ -79,19 +82,30 @@ class Served:
         return self.thread.server.connections
 
     def loop_tasks(self) -> list[str]:
-        return self.thread.call(lambda: sorted(t.get_coro().__qualname__ for t in asyncio.all_tasks()))
+        return self.thread.call(
+            lambda: sorted(t.get_coro().__qualname__ for t in asyncio.all_tasks())
+        )
 
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., Served]]:
     started: list[Served] = []
 
-    def start(cassettes: Any, *, cors: bool = False, repeat: bool = True, head_timeout: float | None = HEAD_TIMEOUT,
-              idle_timeout: float | None = IDLE_TIMEOUT, **kw: Any) -> Served:
+    def start(
+        cassettes: Any,
+        *,
+        cors: bool = False,
+        repeat: bool = True,
+        head_timeout: float | None = HEAD_TIMEOUT,
+        idle_timeout: float | None = IDLE_TIMEOUT,
+        **kw: Any,
+    ) -> Served:
         if isinstance(cassettes, str):
             cassettes = [example_path(cassettes)]
         player = Player.create(cassettes, repeat=repeat, **kw)
-        served = Served(ServerThread(player, cors=cors, head_timeout=head_timeout, idle_timeout=idle_timeout))
+        served = Served(
+            ServerThread(player, cors=cors, head_timeout=head_timeout, idle_timeout=idle_timeout)
+        )
         served.thread.server.log = served.logs.append
         served.thread.start()
         started.append(served)
@@ -112,13 +126,17 @@ def path_of(name: str) -> str:
 
 
 @pytest.mark.parametrize("name", ALL_EXAMPLES)
-def test_raw_socket_receives_the_recorded_head_bytes_and_chunks(serve: Callable[..., Served], name: str) -> None:
+def test_raw_socket_receives_the_recorded_head_bytes_and_chunks(
+    serve: Callable[..., Served], name: str
+) -> None:
     recorded = interaction(name)
     server = serve(name, timing="instant")
     r = raw_request(server.url, recorded.request)
     assert r.end == "complete"
     assert r.body == recorded.response.body
-    assert [len(c) for c in r.chunks] == list(recorded.response.chunk_sizes)  # chunk boundaries kept
+    assert [len(c) for c in r.chunks] == list(
+        recorded.response.chunk_sizes
+    )  # chunk boundaries kept
     # the head, byte for byte: status line, recorded headers (case and order) minus hop-by-hop
     resp = recorded.response
     lines = [f"HTTP/1.1 {resp.status} {resp.reason}"]
@@ -134,7 +152,9 @@ def test_content_length_body_is_not_chunked(serve: Callable[..., Served]) -> Non
     r = raw_request(server.url, it.request)
     assert r.end == "complete" and r.status == 200
     assert r.header(b"content-length") == b"11" and r.header(b"transfer-encoding") is None
-    assert r.wire.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n")
+    assert r.wire.startswith(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n"
+    )
     assert r.body == b'{"data":[]}'
 
 
@@ -143,7 +163,11 @@ def test_a_recorded_head_http11_cannot_carry_is_a_clear_400(serve: Callable[...,
     bad = replace(good, response=replace(good.response, headers=(("X-Broken", "a\nb"),)))
     server = serve(Cassette((bad,)), timing="instant")
     r = raw_request(server.url, bad.request)
-    assert r.status == 400 and b"not valid HTTP/1.1" in r.body and r.header(b"x-should-retry") == b"false"
+    assert (
+        r.status == 400
+        and b"not valid HTTP/1.1" in r.body
+        and r.header(b"x-should-retry") == b"false"
+    )
     assert server.logs and "not valid HTTP/1.1" in server.logs[0]
 
 
@@ -163,7 +187,9 @@ def test_keep_alive_and_pipelining(serve: Callable[..., Served]) -> None:
         sock.sendall(data + data)
         for n in range(2):
             if n:
-                assert request_bytes(conn, recorded.request, f"{host}:{port}") == data  # already sent
+                assert (
+                    request_bytes(conn, recorded.request, f"{host}:{port}") == data
+                )  # already sent
             r = read_response(sock, conn, time.monotonic())
             assert r.end == "complete" and r.body == recorded.response.body
             conn.start_next_cycle()
@@ -175,14 +201,18 @@ def test_expect_100_continue(serve: Callable[..., Served]) -> None:
     server = serve(OPENAI_CHAT, timing="instant")
     host, port = server.url.removeprefix("http://").split(":")
     body = recorded.request.body
-    head = (f"POST {path_of(OPENAI_CHAT)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n").encode()
+    head = (
+        f"POST {path_of(OPENAI_CHAT)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    ).encode()
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(head)
         assert sock.recv(100).startswith(b"HTTP/1.1 100 ")
         sock.sendall(body)
         conn = h11.Connection(h11.CLIENT)
-        conn.send(h11.Request(method="POST", target="/", headers=[("host", "x"), ("content-length", "0")]))
+        conn.send(
+            h11.Request(method="POST", target="/", headers=[("host", "x"), ("content-length", "0")])
+        )
         conn.send(h11.EndOfMessage())
         r = read_response(sock, conn, time.monotonic())
     assert r.end == "complete" and r.body == recorded.response.body
@@ -280,9 +310,15 @@ def test_sdk_raw_response_is_the_recorded_bytes(serve: Callable[..., Served], na
 def test_httpx_sync_raw_bytes(serve: Callable[..., Served], lib: Any) -> None:
     recorded = interaction(ANTHROPIC_TOOLS)
     server = serve(ANTHROPIC_TOOLS, timing="instant")
-    with lib.Client(base_url=server.url) as client, client.stream(
-        "POST", path_of(ANTHROPIC_TOOLS), content=recorded.request.body,
-        headers={"content-type": "application/json"}) as response:
+    with (
+        lib.Client(base_url=server.url) as client,
+        client.stream(
+            "POST",
+            path_of(ANTHROPIC_TOOLS),
+            content=recorded.request.body,
+            headers={"content-type": "application/json"},
+        ) as response,
+    ):
         pieces = list(response.iter_raw())
     assert b"".join(pieces) == recorded.response.body
     assert response.headers["content-type"] == recorded.response.header("content-type")
@@ -292,8 +328,10 @@ def test_httpx_sync_raw_bytes(serve: Callable[..., Served], lib: Any) -> None:
 async def test_httpx_async_raw_bytes(serve: Callable[..., Served], lib: Any) -> None:
     recorded = interaction(OPENAI_TOOLS)
     server = serve(OPENAI_TOOLS, timing="instant")
-    async with lib.AsyncClient(base_url=server.url) as client, client.stream(
-        "POST", path_of(OPENAI_TOOLS), content=recorded.request.body) as response:
+    async with (
+        lib.AsyncClient(base_url=server.url) as client,
+        client.stream("POST", path_of(OPENAI_TOOLS), content=recorded.request.body) as response,
+    ):
         body = b"".join([piece async for piece in response.aiter_raw()])
     assert body == recorded.response.body
 
@@ -301,9 +339,14 @@ async def test_httpx_async_raw_bytes(serve: Callable[..., Served], lib: Any) -> 
 async def test_aiohttp_raw_bytes(serve: Callable[..., Served]) -> None:
     recorded = interaction(OPENAI_RESPONSES)
     server = serve(OPENAI_RESPONSES, timing="instant")
-    async with aiohttp.ClientSession(auto_decompress=False) as session, session.post(
-        server.url + path_of(OPENAI_RESPONSES), data=recorded.request.body,
-        headers={"content-type": "application/json"}) as response:
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.post(
+            server.url + path_of(OPENAI_RESPONSES),
+            data=recorded.request.body,
+            headers={"content-type": "application/json"},
+        ) as response,
+    ):
         assert response.status == 200
         body = b"".join([piece async for piece in response.content.iter_any()])
     assert body == recorded.response.body
@@ -314,9 +357,23 @@ async def test_aiohttp_raw_bytes(serve: Callable[..., Served]) -> None:
 def test_curl_no_buffer_gets_the_recorded_bytes(serve: Callable[..., Served], name: str) -> None:
     recorded = interaction(name)
     server = serve(name, timing="scale:0.1")
-    out = subprocess.run(["curl", "-sS", "-N", "--fail", "-H", "content-type: application/json",
-                          "--data-binary", "@-", server.url + path_of(name)],
-                         input=recorded.request.body, capture_output=True, timeout=30, check=True)
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-N",
+            "--fail",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            "@-",
+            server.url + path_of(name),
+        ],
+        input=recorded.request.body,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
     assert out.stdout == recorded.response.body
 
 
@@ -326,7 +383,9 @@ async def test_async_api_in_the_callers_loop() -> None:
     async with ReplayServer(player) as server:
         assert server.url.startswith("http://127.0.0.1:") and server.port > 0
         async with httpx2.AsyncClient() as client:
-            response = await client.post(server.url + path_of(OPENAI_CHAT), content=recorded.request.body)
+            response = await client.post(
+                server.url + path_of(OPENAI_CHAT), content=recorded.request.body
+            )
         assert response.content == recorded.response.body
     assert server.connections == 0
 
@@ -383,7 +442,10 @@ def _first_events(name: str, n: int) -> bytes:
 def test_abort_is_the_sdks_incomplete_read(serve: Callable[..., Served]) -> None:
     server = serve(OPENAI_CHAT, timing="instant", faults=["truncate:after=3,end=abort"])
     received = 0
-    with make_client(OPENAI_CHAT, server.url) as client, pytest.raises(openai.APIConnectionError) as info:
+    with (
+        make_client(OPENAI_CHAT, server.url) as client,
+        pytest.raises(openai.APIConnectionError) as info,
+    ):
         for _ in sdk_call(client, OPENAI_CHAT):
             received += 1
     assert isinstance(info.value.__cause__, httpx2.RemoteProtocolError)
@@ -408,7 +470,10 @@ def test_reset_is_a_tcp_rst_after_the_bytes(serve: Callable[..., Served]) -> Non
     r = raw_request(server.url, interaction(OPENAI_CHAT).request)
     assert r.end == "reset"
     assert r.body == _first_events(OPENAI_CHAT, 3)  # every byte before the reset arrived
-    with make_client(OPENAI_CHAT, server.url) as client, pytest.raises(openai.APIConnectionError) as info:
+    with (
+        make_client(OPENAI_CHAT, server.url) as client,
+        pytest.raises(openai.APIConnectionError) as info,
+    ):
         consume(sdk_call(client, OPENAI_CHAT))
     assert isinstance(info.value.__cause__, httpx2.ReadError)
     assert "reset" in str(info.value.__cause__).lower()
@@ -443,12 +508,16 @@ def test_truncate_content_length_body_is_an_incomplete_read(serve: Callable[...,
 
 
 @pytest.mark.parametrize("name", [OPENAI_CHAT, ANTHROPIC])
-def test_stall_forever_is_the_sdks_read_timeout_and_frees_the_connection(serve: Callable[..., Served], name: str) -> None:
+def test_stall_forever_is_the_sdks_read_timeout_and_frees_the_connection(
+    serve: Callable[..., Served], name: str
+) -> None:
     server = serve(name, timing="instant", faults=["stall:before=3,for=forever"])
     started = time.monotonic()
     received = 0
-    with make_client(name, server.url, timeout=httpx2.Timeout(5.0, read=0.3)) as client, pytest.raises(
-            (openai.APITimeoutError, httpx2.ReadTimeout)) as info:
+    with (
+        make_client(name, server.url, timeout=httpx2.Timeout(5.0, read=0.3)) as client,
+        pytest.raises((openai.APITimeoutError, httpx2.ReadTimeout)) as info,
+    ):
         for _ in sdk_call(client, name):
             received += 1
     assert 0.25 < time.monotonic() - started < 3
@@ -478,7 +547,9 @@ def _ends(chunks: list[bytes]) -> list[int]:
 
 
 @pytest.mark.parametrize("name", [OPENAI_CHAT, ANTHROPIC])
-def test_status_429_with_retry_after_is_retried_by_the_sdk(serve: Callable[..., Served], name: str) -> None:
+def test_status_429_with_retry_after_is_retried_by_the_sdk(
+    serve: Callable[..., Served], name: str
+) -> None:
     server = serve(name, timing="instant", faults=["status:429,times=1,retry_after=100ms"])
     started = time.monotonic()
     with make_client(name, server.url, max_retries=2) as client:
@@ -494,7 +565,10 @@ def test_status_500_and_529_are_the_sdks_status_errors(serve: Callable[..., Serv
     with make_client(OPENAI_CHAT, server.url) as client, pytest.raises(openai.InternalServerError):
         sdk_call(client, OPENAI_CHAT)
     server = serve(ANTHROPIC, timing="instant", faults=["status:529"])
-    with make_client(ANTHROPIC, server.url) as client, pytest.raises(anthropic.APIStatusError) as info:
+    with (
+        make_client(ANTHROPIC, server.url) as client,
+        pytest.raises(anthropic.APIStatusError) as info,
+    ):
         sdk_call(client, ANTHROPIC)
     assert info.value.status_code == 529
 
@@ -513,7 +587,10 @@ def test_error_event_is_openais_api_error(serve: Callable[..., Served], name: st
 
 def test_error_event_is_anthropics_api_error(serve: Callable[..., Served]) -> None:
     server = serve(ANTHROPIC_TOOLS, timing="instant", faults=["error:after=4"])
-    with make_client(ANTHROPIC_TOOLS, server.url) as client, pytest.raises(anthropic.APIStatusError) as info:
+    with (
+        make_client(ANTHROPIC_TOOLS, server.url) as client,
+        pytest.raises(anthropic.APIStatusError) as info,
+    ):
         consume(sdk_call(client, ANTHROPIC_TOOLS))
     assert "overloaded_error" in str(info.value)
 
@@ -527,21 +604,34 @@ def test_corrupt_json_breaks_the_sdks_parse(serve: Callable[..., Served]) -> Non
 def test_corrupt_utf8_and_seeded_bytes(serve: Callable[..., Served]) -> None:
     request = interaction(OPENAI_CHAT).request
     body = interaction(OPENAI_CHAT).response.body
-    r = raw_request(serve(OPENAI_CHAT, timing="instant", faults=["corrupt:event=2,how=utf8"]).url, request)
+    r = raw_request(
+        serve(OPENAI_CHAT, timing="instant", faults=["corrupt:event=2,how=utf8"]).url, request
+    )
     assert b"\xff\xfe" in r.body and len(r.body) == len(body) + 2
     broken = serve(ANTHROPIC, timing="instant", faults=["corrupt:event=2,how=utf8"])
     with make_client(ANTHROPIC, broken.url) as client, pytest.raises(UnicodeDecodeError):
         consume(sdk_call(client, ANTHROPIC))
-    same = [raw_request(serve(OPENAI_CHAT, timing="instant", seed=7, faults=["corrupt:event=5,how=bytes"]).url, request).body
-            for _ in range(2)]
-    other = raw_request(serve(OPENAI_CHAT, timing="instant", seed=8, faults=["corrupt:event=5,how=bytes"]).url, request).body
+    same = [
+        raw_request(
+            serve(OPENAI_CHAT, timing="instant", seed=7, faults=["corrupt:event=5,how=bytes"]).url,
+            request,
+        ).body
+        for _ in range(2)
+    ]
+    other = raw_request(
+        serve(OPENAI_CHAT, timing="instant", seed=8, faults=["corrupt:event=5,how=bytes"]).url,
+        request,
+    ).body
     assert same[0] == same[1] != body and other not in (body, same[0])
 
 
 def test_drop_and_duplicate(serve: Callable[..., Served]) -> None:
     body = interaction(OPENAI_CHAT).response.body
     last = parse(body).events[-1]
-    r = raw_request(serve(OPENAI_CHAT, timing="instant", faults=["drop:event=last"]).url, interaction(OPENAI_CHAT).request)
+    r = raw_request(
+        serve(OPENAI_CHAT, timing="instant", faults=["drop:event=last"]).url,
+        interaction(OPENAI_CHAT).request,
+    )
     assert r.body == body[: last.start] + body[last.end :] and b"[DONE]" not in r.body
     server = serve(OPENAI_CHAT, timing="instant", faults=["duplicate:event=2"])
     with make_client(OPENAI_CHAT, server.url) as client:
@@ -567,7 +657,11 @@ def test_slow_caps_the_bandwidth(serve: Callable[..., Served]) -> None:
     server = serve(OPENAI_CHAT, timing="instant", faults=["slow:bps=20000"])
     r = raw_request(server.url, recorded.request)
     assert r.body == recorded.response.body
-    assert len(recorded.response.body) / 20000 - 0.001 <= r.end_at <= len(recorded.response.body) / 20000 + 0.3
+    assert (
+        len(recorded.response.body) / 20000 - 0.001
+        <= r.end_at
+        <= len(recorded.response.body) / 20000 + 0.3
+    )
 
 
 # -------------------------------------------------------------------------------------------
@@ -575,12 +669,16 @@ def test_slow_caps_the_bandwidth(serve: Callable[..., Served]) -> None:
 
 
 @pytest.mark.parametrize("name", [OPENAI_CHAT, ANTHROPIC])
-def test_miss_is_fast_not_retried_and_names_the_closest_request(serve: Callable[..., Served], name: str) -> None:
+def test_miss_is_fast_not_retried_and_names_the_closest_request(
+    serve: Callable[..., Served], name: str
+) -> None:
     server = serve(name, timing="instant")
     changed = params(name) | {"max_tokens": 7}
     started = time.monotonic()
-    with make_client(name, server.url, max_retries=2) as client, pytest.raises(
-            (openai.NotFoundError, anthropic.NotFoundError)) as info:
+    with (
+        make_client(name, server.url, max_retries=2) as client,
+        pytest.raises((openai.NotFoundError, anthropic.NotFoundError)) as info,
+    ):
         resource = client.messages if name.startswith("anthropic") else client.chat.completions
         resource.create(**changed)
     assert time.monotonic() - started < 1.0  # no backoff: SDK retries wait 0.4 s and more
@@ -609,12 +707,24 @@ def test_once_makes_a_repeat_a_miss(serve: Callable[..., Served]) -> None:
     again = raw_request(server.url, recorded.request)
     assert again.status == 404 and b"already played" in again.body
     repeating = serve(OPENAI_CHAT, timing="instant")
-    assert [raw_request(repeating.url, recorded.request).status for _ in range(3)] == [200, 200, 200]
+    assert [raw_request(repeating.url, recorded.request).status for _ in range(3)] == [
+        200,
+        200,
+        200,
+    ]
 
 
-@pytest.mark.parametrize("garbage", [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n",
-                                     b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n"])
-def test_malformed_request_gets_400_and_the_server_lives_on(serve: Callable[..., Served], garbage: bytes) -> None:
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+    ],
+)
+def test_malformed_request_gets_400_and_the_server_lives_on(
+    serve: Callable[..., Served], garbage: bytes
+) -> None:
     server = serve(OPENAI_CHAT, timing="instant")
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
@@ -630,8 +740,9 @@ def test_malformed_request_gets_400_and_the_server_lives_on(serve: Callable[...,
 
 @pytest.mark.parametrize("how", ["close", "rst"])
 @pytest.mark.parametrize("fault", [None, "stall:before=4,for=forever"])
-def test_client_leaving_mid_stream_frees_its_task_and_socket(serve: Callable[..., Served], how: str,
-                                                            fault: str | None) -> None:
+def test_client_leaving_mid_stream_frees_its_task_and_socket(
+    serve: Callable[..., Served], how: str, fault: str | None
+) -> None:
     server = serve(ANTHROPIC_TOOLS, faults=[fault] if fault else [])  # 1.8 s at the recorded pace
     parts = server.url.removeprefix("http://").split(":")
     sock = socket.create_connection((parts[0], int(parts[1])), timeout=5)
@@ -683,6 +794,7 @@ async def test_many_sdk_streams_at_once(serve: Callable[..., Served]) -> None:
     server = serve(OPENAI_CHAT, timing="scale:0.05")
     want = expected(interaction(OPENAI_CHAT).response.body)
     async with make_client(OPENAI_CHAT, server.url, asynchronous=True) as client:
+
         async def one() -> Any:
             return await aconsume(await sdk_call(client, OPENAI_CHAT))
 
@@ -698,32 +810,47 @@ def test_cors_preflight_and_readable_stream(serve: Callable[..., Served]) -> Non
     recorded = interaction(OPENAI_CHAT)
     server = serve(OPENAI_CHAT, timing="instant", cors=True)
     origin = "http://localhost:5173"
-    pre = httpx2.options(server.url + path_of(OPENAI_CHAT), headers={
-        "origin": origin, "access-control-request-method": "POST",
-        "access-control-request-headers": "authorization, content-type"})
+    pre = httpx2.options(
+        server.url + path_of(OPENAI_CHAT),
+        headers={
+            "origin": origin,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization, content-type",
+        },
+    )
     assert pre.status_code == 204
     assert pre.headers["access-control-allow-origin"] == origin
     assert "POST" in pre.headers["access-control-allow-methods"]
     assert pre.headers["access-control-allow-headers"] == "authorization, content-type"
-    response = httpx2.post(server.url + path_of(OPENAI_CHAT), content=recorded.request.body, headers={"origin": origin})
+    response = httpx2.post(
+        server.url + path_of(OPENAI_CHAT), content=recorded.request.body, headers={"origin": origin}
+    )
     assert response.content == recorded.response.body
     assert response.headers["access-control-allow-origin"] == origin
     assert response.headers["access-control-expose-headers"]
     assert len(server.player.plays) == 1  # the preflight is not a play
     plain = serve(OPENAI_CHAT, timing="instant")
-    assert "access-control-allow-origin" not in httpx2.post(plain.url + path_of(OPENAI_CHAT),
-                                                            content=recorded.request.body).headers
+    assert (
+        "access-control-allow-origin"
+        not in httpx2.post(plain.url + path_of(OPENAI_CHAT), content=recorded.request.body).headers
+    )
 
 
 def test_several_cassettes_and_scoped_faults(serve: Callable[..., Served]) -> None:
-    server = serve([example_path(OPENAI_CHAT), example_path(ANTHROPIC)], timing="instant",
-                   faults=["truncate:after=1,end=close,on=/v1/messages"])
+    server = serve(
+        [example_path(OPENAI_CHAT), example_path(ANTHROPIC)],
+        timing="instant",
+        faults=["truncate:after=1,end=close,on=/v1/messages"],
+    )
     chat = raw_request(server.url, interaction(OPENAI_CHAT).request)
     msgs = raw_request(server.url, interaction(ANTHROPIC).request)
     assert chat.body == interaction(OPENAI_CHAT).response.body
     assert msgs.body == _first_events(ANTHROPIC, 1)
     fired = {p.cassette: p.schedule.fired for p in server.player.plays}
-    assert fired == {example_path(OPENAI_CHAT): (), example_path(ANTHROPIC): ("truncate:after=1,end=close,on=/v1/messages",)}
+    assert fired == {
+        example_path(OPENAI_CHAT): (),
+        example_path(ANTHROPIC): ("truncate:after=1,end=close,on=/v1/messages",),
+    }
 
 
 # -------------------------------------------------------------------------------------------
@@ -750,11 +877,15 @@ def _post_head(name: str, body_length: int | None = None) -> tuple[bytes, bytes]
     """A plain HTTP/1.1 request for the example's recorded answer: (head, body)."""
     r = interaction(name).request
     length = len(r.body) if body_length is None else body_length
-    return (f"POST {path_of(name)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {length}\r\n\r\n").encode(), r.body
+    return (
+        f"POST {path_of(name)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode(), r.body
 
 
-def test_a_client_that_sends_nothing_is_closed_quietly_after_the_head_timeout(serve: Callable[..., Served]) -> None:
+def test_a_client_that_sends_nothing_is_closed_quietly_after_the_head_timeout(
+    serve: Callable[..., Served],
+) -> None:
     server = serve(OPENAI_CHAT, timing="instant", head_timeout=0.3, idle_timeout=30)
     connecting = time.monotonic()  # (the server's clock starts when it accepts: later)
     with _connect(server) as sock:
@@ -767,8 +898,12 @@ def test_a_client_that_sends_nothing_is_closed_quietly_after_the_head_timeout(se
     assert server.requests == 0 and server.logs == []
 
 
-@pytest.mark.parametrize("what", ["a head sent a byte at a time (slowloris)", "half a head", "half a body"])
-def test_a_request_that_does_not_arrive_in_time_gets_a_408_and_a_close(serve: Callable[..., Served], what: str) -> None:
+@pytest.mark.parametrize(
+    "what", ["a head sent a byte at a time (slowloris)", "half a head", "half a body"]
+)
+def test_a_request_that_does_not_arrive_in_time_gets_a_408_and_a_close(
+    serve: Callable[..., Served], what: str
+) -> None:
     server = serve(OPENAI_CHAT, timing="instant", head_timeout=0.4, idle_timeout=30)
     head, body = _post_head(OPENAI_CHAT)
     connecting = time.monotonic()
@@ -787,10 +922,14 @@ def test_a_request_that_does_not_arrive_in_time_gets_a_408_and_a_close(serve: Ca
             rest, how = _until_closed(sock)
             got += rest
         else:
-            sock.sendall(head[: len(head) // 2] if what == "half a head" else head + body[: len(body) // 2])
+            sock.sendall(
+                head[: len(head) // 2] if what == "half a head" else head + body[: len(body) // 2]
+            )
             got, how = _until_closed(sock)
         waited = time.monotonic() - connecting
-    assert got.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"\r\nconnection: close\r\n" in got, got
+    assert (
+        got.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"\r\nconnection: close\r\n" in got
+    ), got
     assert b"did not arrive in time" in got
     assert how == "fin"
     assert 0.4 <= waited < 3, waited
@@ -811,7 +950,7 @@ def test_a_body_that_keeps_coming_is_not_cut(serve: Callable[..., Served]) -> No
         sock.sendall(data[:body_at])
         for i in range(body_at, len(data), step):
             time.sleep(0.1)
-            sock.sendall(data[i:i + step])
+            sock.sendall(data[i : i + step])
         sent_in = time.monotonic() - started
         r = read_response(sock, conn, time.monotonic())
     assert sent_in > 0.9  # the head timeout, nearly twice
@@ -836,14 +975,22 @@ def test_an_idle_keep_alive_connection_is_closed_with_a_fin(serve: Callable[...,
 
 
 @pytest.mark.parametrize("client", ["httpx2", "httpx2-async", "httpx", "aiohttp", "openai"])
-async def test_clients_reconnect_after_an_idle_close_without_an_error(serve: Callable[..., Served], client: str) -> None:
+async def test_clients_reconnect_after_an_idle_close_without_an_error(
+    serve: Callable[..., Served], client: str
+) -> None:
     """A connection pool that keeps its connections longer than the server (here 0.3 s against
     their 4-15 s) finds the FIN when it takes one again, and opens a new connection."""
     recorded = interaction(OPENAI_CHAT)
-    if client == "openai":  # a call that is not a stream: the SDK drops a stream's connection at [DONE]
+    if (
+        client == "openai"
+    ):  # a call that is not a stream: the SDK drops a stream's connection at [DONE]
         recorded = json_interaction("/v1/models", b'{"object": "list", "data": []}')
     server = serve([("c", Cassette((recorded,)))], timing="instant", idle_timeout=0.3)
-    path, body, headers = path_of(OPENAI_CHAT), recorded.request.body, {"content-type": "application/json"}
+    path, body, headers = (
+        path_of(OPENAI_CHAT),
+        recorded.request.body,
+        {"content-type": "application/json"},
+    )
 
     async def idle_closed() -> None:  # idle as clients idle: their event loop runs meanwhile
         assert server.thread.server.connections == 1  # the client kept its connection
@@ -900,17 +1047,28 @@ def test_a_connection_in_use_is_kept_alive(serve: Callable[..., Served]) -> None
 
 
 @pytest.mark.parametrize("stall", ["forever", "800ms"])
-def test_streams_that_stall_or_outlast_the_timeouts_are_not_cut(serve: Callable[..., Served], stall: str) -> None:
+def test_streams_that_stall_or_outlast_the_timeouts_are_not_cut(
+    serve: Callable[..., Served], stall: str
+) -> None:
     recorded = interaction(OPENAI_CHAT)
-    server = serve(OPENAI_CHAT, timing="instant", faults=[f"stall:before=3,for={stall}"], head_timeout=0.2,
-                   idle_timeout=0.2)
+    server = serve(
+        OPENAI_CHAT,
+        timing="instant",
+        faults=[f"stall:before=3,for={stall}"],
+        head_timeout=0.2,
+        idle_timeout=0.2,
+    )
     with _connect(server) as sock:
         conn = h11.Connection(h11.CLIENT)
         sock.sendall(request_bytes(conn, recorded.request, "x"))
         r = read_response(sock, conn, time.monotonic(), timeout=1.0 if stall == "forever" else 10)
         if stall == "forever":
-            assert r.end == "timeout" and r.status == 200 and r.body  # the events before the stall, then silence
-            assert server.thread.server.connections == 1  # held on purpose, a second after the last byte
+            assert (
+                r.end == "timeout" and r.status == 200 and r.body
+            )  # the events before the stall, then silence
+            assert (
+                server.thread.server.connections == 1
+            )  # held on purpose, a second after the last byte
         else:
             assert r.end == "complete" and r.body == recorded.response.body
             assert r.end_at > 0.75

@@ -1,4 +1,4 @@
-"""Tests for the one SSE parser (ssevcr.sse).
+"""Tests for the one SSE parser (ssevcr._sse).
 
 Every reader test runs its input whole, one byte at a time and (where the case gives one) in the
 recorded chunking. The fuzz rule: any bytes, any chunking -> the same frames, nothing raised, and
@@ -21,7 +21,7 @@ from conftest import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ssevcr.sse import Comment, Event, Frame, Parsed, SSEParser, parse
+from ssevcr._sse import Comment, Event, Frame, Parsed, SSEParser, parse
 
 # ---------------------------------------------------------------------------------------------
 # helpers

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ssevcr.timer import sleep, sleep_until
+from ssevcr._timer import sleep, sleep_until
 
 
 async def test_many_sleepers_never_wake_early_and_rarely_late() -> None:

@@ -20,15 +20,15 @@ import openai
 import pytest
 import replay_helpers
 
-from ssevcr import NoMatchError, ReplayTransport, codec
-from ssevcr.cassette import Cassette
-from ssevcr.sse import parse
+from ssevcr import NoMatchError, ReplayTransport, _store
+from ssevcr._cassette import Cassette
+from ssevcr._sse import parse
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "cassettes" / "examples"
 
 
 def load(name: str) -> Cassette:
-    return codec.load(EXAMPLES / f"{name}.msgpack")
+    return _store.load(EXAMPLES / f"{name}.msgpack")
 
 
 def params(cassette: Cassette) -> dict[str, Any]:
@@ -44,18 +44,24 @@ def expected(cassette: Cassette) -> tuple[str, dict[int, str]]:
 def openai_client(transport: ReplayTransport, *, asynchronous: bool = False, **kw: Any) -> Any:
     kw.setdefault("max_retries", 0)
     if asynchronous:
-        return openai.AsyncOpenAI(api_key="test", http_client=httpx2.AsyncClient(transport=transport), **kw)
+        return openai.AsyncOpenAI(
+            api_key="test", http_client=httpx2.AsyncClient(transport=transport), **kw
+        )
     return openai.OpenAI(api_key="test", http_client=httpx2.Client(transport=transport), **kw)
 
 
 def anthropic_client(transport: ReplayTransport, *, asynchronous: bool = False, **kw: Any) -> Any:
     kw.setdefault("max_retries", 0)
     if asynchronous:
-        return anthropic.AsyncAnthropic(api_key="test", http_client=httpx2.AsyncClient(transport=transport), **kw)
+        return anthropic.AsyncAnthropic(
+            api_key="test", http_client=httpx2.AsyncClient(transport=transport), **kw
+        )
     return anthropic.Anthropic(api_key="test", http_client=httpx2.Client(transport=transport), **kw)
 
 
-def consume(kind: str, stream: Any, arrivals: list[float] | None = None) -> tuple[str, dict[int, str]]:
+def consume(
+    kind: str, stream: Any, arrivals: list[float] | None = None
+) -> tuple[str, dict[int, str]]:
     text, args = "", defaultdict(str)
     for item in stream:
         if arrivals is not None:
@@ -67,7 +73,9 @@ def consume(kind: str, stream: Any, arrivals: list[float] | None = None) -> tupl
     return text, dict(args)
 
 
-async def aconsume(kind: str, stream: Any, arrivals: list[float] | None = None) -> tuple[str, dict[int, str]]:
+async def aconsume(
+    kind: str, stream: Any, arrivals: list[float] | None = None
+) -> tuple[str, dict[int, str]]:
     text, args = "", defaultdict(str)
     async for item in stream:
         if arrivals is not None:
@@ -118,7 +126,9 @@ def create(kind: str, client: Any, body: dict[str, Any]) -> Any:
     return client.messages.create(**body)
 
 
-@pytest.mark.parametrize(("name", "kind"), OPENAI_EXAMPLES + [(n, "messages") for n in ANTHROPIC_EXAMPLES])
+@pytest.mark.parametrize(
+    ("name", "kind"), OPENAI_EXAMPLES + [(n, "messages") for n in ANTHROPIC_EXAMPLES]
+)
 def test_sdk_sync_assembles_the_recorded_content(name: str, kind: str) -> None:
     cassette = load(name)
     want_text, want_args = expected(cassette)
@@ -133,11 +143,15 @@ def test_sdk_sync_assembles_the_recorded_content(name: str, kind: str) -> None:
     assert [p.index for p in transport.player.plays] == [0]
 
 
-@pytest.mark.parametrize(("name", "kind"), OPENAI_EXAMPLES + [(n, "messages") for n in ANTHROPIC_EXAMPLES])
+@pytest.mark.parametrize(
+    ("name", "kind"), OPENAI_EXAMPLES + [(n, "messages") for n in ANTHROPIC_EXAMPLES]
+)
 async def test_sdk_async_assembles_the_recorded_content(name: str, kind: str) -> None:
     cassette = load(name)
     transport = ReplayTransport(cassette, timing="instant")
-    client = (anthropic_client if kind == "messages" else openai_client)(transport, asynchronous=True)
+    client = (anthropic_client if kind == "messages" else openai_client)(
+        transport, asynchronous=True
+    )
     got = await aconsume(kind, await create(kind, client, params(cassette)))
     assert got == expected(cassette)
 
@@ -187,16 +201,25 @@ def test_sync_sdk_observes_the_recorded_gaps() -> None:
     # tight figures are in bench/; here only "the gaps are the recorded ones, not a burst"
     assert statistics.median(errors) < 0.004
     assert arrivals[0] - start == pytest.approx(recorded[0], abs=0.05)
-    assert arrivals[-1] - arrivals[0] == pytest.approx(recorded[-1] - recorded[0], rel=0.2, abs=0.03)
+    assert arrivals[-1] - arrivals[0] == pytest.approx(
+        recorded[-1] - recorded[0], rel=0.2, abs=0.03
+    )
 
 
 async def test_async_sdk_observes_the_recorded_gaps_and_scale() -> None:
     cassette = load("anthropic-tool-use")
-    recorded = [t for t, e in zip(event_times(cassette), parse(cassette.interactions[0].response.body).events,
-                                  strict=True) if e.type != "ping"]
+    recorded = [
+        t
+        for t, e in zip(
+            event_times(cassette), parse(cassette.interactions[0].response.body).events, strict=True
+        )
+        if e.type != "ping"
+    ]
     for scale in (1.0, 0.5):
         arrivals: list[float] = []
-        client = anthropic_client(ReplayTransport(cassette, timing=f"scale:{scale}"), asynchronous=True)
+        client = anthropic_client(
+            ReplayTransport(cassette, timing=f"scale:{scale}"), asynchronous=True
+        )
         await aconsume("messages", await create("messages", client, params(cassette)), arrivals)
         assert len(arrivals) == len(recorded)
         errors = _gap_errors(arrivals, [t * scale for t in recorded])
@@ -207,9 +230,12 @@ async def test_async_sdk_observes_the_recorded_gaps_and_scale() -> None:
 
 # ------------------------------------------------------------------ faults, as the SDK sees them
 
+
 def test_truncate_abort_raises_the_sdk_connection_error_after_three_events() -> None:
     cassette = load("openai-chat-text")
-    client = openai_client(ReplayTransport(cassette, timing="instant", faults=["truncate:after=3,end=abort"]))
+    client = openai_client(
+        ReplayTransport(cassette, timing="instant", faults=["truncate:after=3,end=abort"])
+    )
     seen = 0
     with pytest.raises(openai.APIConnectionError) as info:
         for _ in create("chat", client, params(cassette)):
@@ -229,7 +255,9 @@ def chain(exc: BaseException | None) -> list[type[BaseException]]:
 def test_truncate_reset_raises_read_error() -> None:
     # the anthropic SDK lets the transport's ReadError through mid-stream (openai wraps it)
     cassette = load("anthropic-text")
-    client = anthropic_client(ReplayTransport(cassette, timing="instant", faults=["truncate:after=2,end=reset"]))
+    client = anthropic_client(
+        ReplayTransport(cassette, timing="instant", faults=["truncate:after=2,end=reset"])
+    )
     seen = 0
     with pytest.raises(Exception) as info:
         for _ in create("messages", client, params(cassette)):
@@ -240,17 +268,29 @@ def test_truncate_reset_raises_read_error() -> None:
 
 def test_drop_last_ends_an_openai_stream_without_done() -> None:
     cassette = load("openai-chat-text")
-    with httpx2.Client(transport=ReplayTransport(cassette, timing="instant", faults=["drop:event=last"])) as c, \
-            c.stream("POST", "https://api.openai.com/v1/chat/completions",
-                     content=cassette.interactions[0].request.body) as r:
+    with (
+        httpx2.Client(
+            transport=ReplayTransport(cassette, timing="instant", faults=["drop:event=last"])
+        ) as c,
+        c.stream(
+            "POST",
+            "https://api.openai.com/v1/chat/completions",
+            content=cassette.interactions[0].request.body,
+        ) as r,
+    ):
         lines = list(r.iter_lines())
     assert "data: [DONE]" not in lines
-    assert sum(line.startswith("data: ") for line in lines) == len(parse(cassette.interactions[0].response.body).events) - 1
+    assert (
+        sum(line.startswith("data: ") for line in lines)
+        == len(parse(cassette.interactions[0].response.body).events) - 1
+    )
 
 
 def test_corrupt_json_makes_the_sdk_raise_a_decode_error() -> None:
     cassette = load("openai-chat-text")
-    client = openai_client(ReplayTransport(cassette, timing="instant", faults=["corrupt:event=2,how=json"]))
+    client = openai_client(
+        ReplayTransport(cassette, timing="instant", faults=["corrupt:event=2,how=json"])
+    )
     seen = 0
     with pytest.raises(json.JSONDecodeError):
         for _ in create("chat", client, params(cassette)):
@@ -260,8 +300,10 @@ def test_corrupt_json_makes_the_sdk_raise_a_decode_error() -> None:
 
 def test_stall_forever_times_out_at_the_read_timeout() -> None:
     cassette = load("openai-chat-text")
-    client = openai_client(ReplayTransport(cassette, timing="instant", faults=["stall:before=2,for=forever"]),
-                           timeout=httpx2.Timeout(10, read=0.5))
+    client = openai_client(
+        ReplayTransport(cassette, timing="instant", faults=["stall:before=2,for=forever"]),
+        timeout=httpx2.Timeout(10, read=0.5),
+    )
     start = time.monotonic()
     with pytest.raises(openai.APITimeoutError):
         list(create("chat", client, params(cassette)))
@@ -270,8 +312,11 @@ def test_stall_forever_times_out_at_the_read_timeout() -> None:
 
 async def test_async_stall_longer_than_the_read_timeout_times_out() -> None:
     cassette = load("anthropic-text")
-    client = anthropic_client(ReplayTransport(cassette, timing="instant", faults=["stall:before=3,for=5s"]),
-                              asynchronous=True, timeout=httpx2.Timeout(10, read=0.3))
+    client = anthropic_client(
+        ReplayTransport(cassette, timing="instant", faults=["stall:before=3,for=5s"]),
+        asynchronous=True,
+        timeout=httpx2.Timeout(10, read=0.3),
+    )
     start = time.monotonic()
     with pytest.raises(Exception) as info:
         await aconsume("messages", await create("messages", client, params(cassette)))
@@ -292,7 +337,9 @@ def test_injected_provider_errors_raise_the_sdk_api_errors() -> None:
 
 def test_recorded_midstream_error_is_raised_by_the_sdk() -> None:
     cassette = load("groq-error-midstream")
-    client = openai_client(ReplayTransport(cassette, timing="instant"), base_url="https://api.groq.com/openai/v1")
+    client = openai_client(
+        ReplayTransport(cassette, timing="instant"), base_url="https://api.groq.com/openai/v1"
+    )
     with pytest.raises(openai.APIError, match="Tool choice is required"):
         list(create("chat", client, params(cassette)))
 
@@ -302,7 +349,9 @@ def test_status_429_is_a_rate_limit_error_and_times_lets_the_retry_succeed() -> 
     client = openai_client(ReplayTransport(cassette, timing="instant", faults=["status:429"]))
     with pytest.raises(openai.RateLimitError):
         create("chat", client, params(cassette))
-    transport = ReplayTransport(cassette, timing="instant", faults=["status:429,times=1,retry_after=50ms"])
+    transport = ReplayTransport(
+        cassette, timing="instant", faults=["status:429,times=1,retry_after=50ms"]
+    )
     client = openai_client(transport, max_retries=1)
     text, _ = consume("chat", create("chat", client, params(cassette)))
     assert text == expected(cassette)[0]
@@ -320,12 +369,15 @@ def test_rechunked_streams_still_assemble_exactly(spec: str) -> None:
 
 # ------------------------------------------------------------------ plain httpx and httpx2, bytes
 
+
 @pytest.mark.parametrize("mod", [httpx, httpx2], ids=["httpx", "httpx2"])
 def test_plain_clients_get_the_exact_bytes_status_and_headers(mod: Any) -> None:
     cassette = load("gemini-text")
     inter = cassette.interactions[0]
-    with mod.Client(transport=ReplayTransport(cassette, timing="instant")) as client, \
-            client.stream(inter.request.method, inter.request.url, content=inter.request.body) as r:
+    with (
+        mod.Client(transport=ReplayTransport(cassette, timing="instant")) as client,
+        client.stream(inter.request.method, inter.request.url, content=inter.request.body) as r,
+    ):
         raw = b"".join(r.iter_raw())
     assert raw == inter.response.body
     assert r.status_code == inter.response.status
@@ -337,7 +389,9 @@ def test_plain_clients_get_the_exact_bytes_status_and_headers(mod: Any) -> None:
 async def test_plain_async_clients_and_their_exceptions(mod: Any) -> None:
     cassette = load("openai-chat-text")
     inter = cassette.interactions[0]
-    transport = ReplayTransport(cassette, timing="instant", faults=["truncate:after=2,end=abort"], repeat=True)
+    transport = ReplayTransport(
+        cassette, timing="instant", faults=["truncate:after=2,end=abort"], repeat=True
+    )
     async with mod.AsyncClient(transport=transport) as client:
         async with client.stream("POST", inter.request.url, content=inter.request.body) as r:
             got = b""
@@ -348,6 +402,7 @@ async def test_plain_async_clients_and_their_exceptions(mod: Any) -> None:
 
 
 # ------------------------------------------------------------------ matching
+
 
 def test_a_miss_names_the_closest_request_and_what_differed() -> None:
     cassette = load("openai-chat-text")
@@ -373,7 +428,10 @@ def test_each_interaction_plays_once_in_a_test_unless_repeats_are_allowed() -> N
     again = ReplayTransport(cassette, timing="instant", repeat=True)
     with httpx2.Client(transport=again) as client:
         for _ in range(3):
-            assert client.post(inter.request.url, content=inter.request.body).content == inter.response.body
+            assert (
+                client.post(inter.request.url, content=inter.request.body).content
+                == inter.response.body
+            )
 
 
 def test_concurrent_async_streams_share_one_transport() -> None:
@@ -382,8 +440,9 @@ def test_concurrent_async_streams_share_one_transport() -> None:
 
     async def main() -> list[str]:
         client = openai_client(transport, asynchronous=True)
-        results = await asyncio.gather(*[aconsume("chat", await create("chat", client, params(cassette)))
-                                         for _ in range(20)])
+        results = await asyncio.gather(
+            *[aconsume("chat", await create("chat", client, params(cassette))) for _ in range(20)]
+        )
         return [text for text, _ in results]
 
     texts = asyncio.run(main())
@@ -391,6 +450,7 @@ def test_concurrent_async_streams_share_one_transport() -> None:
 
 
 # ------------------------------------------------------------------ the stream loop, on a fake clock
+
 
 class FakeClock:
     """A clock that only the replay's sleeps and the consumer's work move."""
@@ -407,15 +467,24 @@ class FakeClock:
         self.now += seconds
 
 
-def replay_on(fake: FakeClock, cassette: Cassette, timing: str, work: float = 0.0,
-              read_timeout: float | None = None) -> tuple[list[tuple[float, bytes]], Any]:
+def replay_on(
+    fake: FakeClock,
+    cassette: Cassette,
+    timing: str,
+    work: float = 0.0,
+    read_timeout: float | None = None,
+) -> tuple[list[tuple[float, bytes]], Any]:
     """Each chunk with the fake time it was handed over; ``work``: the consumer's time per chunk."""
-    from ssevcr.transport import handle_sync
+    from ssevcr._transport import handle_sync
 
     inter = cassette.interactions[0]
     player = ReplayTransport(cassette, timing=timing).player
-    request = httpx2.Request(inter.request.method, inter.request.url, content=inter.request.body,
-                             extensions={"timeout": {"read": read_timeout}})
+    request = httpx2.Request(
+        inter.request.method,
+        inter.request.url,
+        content=inter.request.body,
+        extensions={"timeout": {"read": read_timeout}},
+    )
     response = handle_sync(player, request, clock=fake.read, sleep=fake.sleep)
     got = []
     for data in response.stream:
@@ -435,7 +504,9 @@ def test_instant_replay_reads_the_clock_twice_whatever_the_length(name: str) -> 
 
 @pytest.mark.parametrize("work", [0.0, 0.004, 0.05])
 @pytest.mark.parametrize("timing", ["original", "scale:0.5"])
-def test_every_chunk_goes_out_at_its_deadline_or_at_once_when_late(timing: str, work: float) -> None:
+def test_every_chunk_goes_out_at_its_deadline_or_at_once_when_late(
+    timing: str, work: float
+) -> None:
     cassette = load("openai-chat-text")
     fake = FakeClock()
     t0 = fake.now
@@ -455,7 +526,7 @@ def test_every_chunk_goes_out_at_its_deadline_or_at_once_when_late(timing: str, 
 
 @pytest.mark.parametrize("timing", ["instant", "original"])
 async def test_the_async_stream_follows_the_same_deadlines(timing: str) -> None:
-    from ssevcr.transport import handle_async
+    from ssevcr._transport import handle_async
 
     cassette = load("openai-chat-text")
     inter = cassette.interactions[0]
@@ -470,7 +541,9 @@ async def test_the_async_stream_follows_the_same_deadlines(timing: str) -> None:
     response = await handle_async(player, request, clock=fake.read, sleep=sleep)
     got = [(fake.now, data) async for data in response.stream]
     assert got == sync_got
-    assert fake.reads == 2 if timing == "instant" else fake.reads > len({s.at for s in schedule.steps})
+    assert (
+        fake.reads == 2 if timing == "instant" else fake.reads > len({s.at for s in schedule.steps})
+    )
 
 
 def test_a_gap_longer_than_the_read_timeout_times_out_after_the_read_timeout() -> None:

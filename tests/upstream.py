@@ -33,7 +33,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ssevcr.sse import parse
+from ssevcr._sse import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS = ROOT / "tests" / "fixtures" / "providers"

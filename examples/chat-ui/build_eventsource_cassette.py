@@ -25,9 +25,9 @@ sys.path.insert(0, str(HERE.parent))  # build_example_cassettes.py is a script n
 
 from build_example_cassettes import DEFAULT_OUT, EXAMPLES, PROVENANCE, build  # noqa: E402
 
-from ssevcr import codec  # noqa: E402
-from ssevcr.cassette import Cassette, Interaction, Request  # noqa: E402
-from ssevcr.sse import parse  # noqa: E402
+from ssevcr import _store  # noqa: E402
+from ssevcr._cassette import Cassette, Interaction, Request  # noqa: E402
+from ssevcr._sse import parse  # noqa: E402
 
 NAME = "anthropic-text-eventsource"
 SOURCE = "anthropic-text"
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cassette = build_cassette()
     path = out / f"{NAME}.msgpack"
-    codec.save(cassette, path)
+    _store.save(cassette, path)
     resp = cassette.interactions[0].response
     events = len(parse(resp.body).events)
     print(f"{path}: {events} events in {len(resp.chunk_sizes)} chunks, {len(resp.body)} bytes")

@@ -33,11 +33,14 @@ class _Handler(SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
-def start(host: str = "127.0.0.1", port: int = 0, *, directory: Path = HERE,
-          verbose: bool = False) -> ThreadingHTTPServer:
+def start(
+    host: str = "127.0.0.1", port: int = 0, *, directory: Path = HERE, verbose: bool = False
+) -> ThreadingHTTPServer:
     """Serve ``directory`` in a daemon thread; ``server.server_address`` has the port.
     Stop it with ``server.shutdown(); server.server_close()``."""
-    server = ThreadingHTTPServer((host, port), functools.partial(_Handler, directory=str(directory)))
+    server = ThreadingHTTPServer(
+        (host, port), functools.partial(_Handler, directory=str(directory))
+    )
     server.daemon_threads = True
     server.verbose = verbose  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, name="chat-ui-static", daemon=True).start()
@@ -51,8 +54,10 @@ def main() -> None:
     args = parser.parse_args()
     server = start(args.host, args.port, verbose=True)
     port = server.server_address[1]
-    print(f"chat UI: http://{args.host}:{port}/index.html?api=http://127.0.0.1:8080  (EventSource: eventsource.html)",
-          flush=True)
+    print(
+        f"chat UI: http://{args.host}:{port}/index.html?api=http://127.0.0.1:8080  (EventSource: eventsource.html)",
+        flush=True,
+    )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """The ``ssevcr`` command line (click). Each command lives in its own module and is imported only
 when it runs, so ``ssevcr show`` never pays for mitmproxy or httpx imports.
 
-Errors: every :class:`~ssevcr.errors.SsevcrError` becomes one clean ``Error: ...`` line and exit
+Errors: every :class:`~ssevcr._errors.SsevcrError` becomes one clean ``Error: ...`` line and exit
 code 1; usage errors (unknown flag, bad value) exit 2 as usual in click. Never a traceback.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..errors import SsevcrError
+from .._errors import SsevcrError
 
 # command name -> module in ssevcr.cli that defines a click command of that name
 COMMANDS: dict[str, str] = {

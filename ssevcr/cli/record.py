@@ -7,8 +7,8 @@ line with the URL on stdout; the CA hint and one line per recorded exchange go t
 to an existing cassette unless ``--overwrite``. Ctrl-C / SIGTERM stop it cleanly; finished
 exchanges are already on disk.
 
-It only parses options and supervises processes: recording happens in :mod:`ssevcr.mitm_addon`,
-the child process in :mod:`ssevcr.mitm`.
+It only parses options and supervises processes: recording happens in :mod:`ssevcr.mitm.recorder`,
+the child process in :mod:`ssevcr.mitm.driver`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 
 import click
 
-from .. import codec
-from ..errors import SsevcrError
-from ..mitm import ADDON, Mitmdump, Ready, check_upstream
+from .. import _store
+from .._errors import SsevcrError
+from ..mitm.driver import ADDON, Mitmdump, Ready, check_upstream
 
 __all__ = ["parse_listen", "proxy_env", "record_command"]
 
@@ -246,8 +246,8 @@ def record_command(
     host, port = parse_listen(listen)
     mode = "regular" if upstream is None else f"reverse:{check_upstream(upstream)}"
     path = os.path.abspath(cassette)
-    if not overwrite and codec.present(path):
-        codec.load(path)  # a damaged cassette is refused before anything is recorded
+    if not overwrite and _store.present(path):
+        _store.load(path)  # a damaged cassette is refused before anything is recorded
     for pattern in redact_body:
         if not pattern.strip() or any(not p for p in pattern.strip().split(".")):
             raise click.BadParameter(

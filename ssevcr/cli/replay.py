@@ -7,8 +7,8 @@ with ``OPENAI_BASE_URL``/``ANTHROPIC_BASE_URL`` (and dummy API keys where none a
 the server, and ssevcr exits with its exit code; ``--strict`` also fails the run on misses and on
 interactions never played. Ctrl-C / SIGTERM stop it cleanly.
 
-It only parses options and supervises: serving is :mod:`ssevcr.server`, the proxy child
-:mod:`ssevcr.mitm` with :mod:`ssevcr.mitm_replay_addon`.
+It only parses options and supervises: serving is :mod:`ssevcr._server`, the proxy child
+:mod:`ssevcr.mitm.driver` with :mod:`ssevcr.mitm.replay_proxy`.
 """
 
 from __future__ import annotations
@@ -22,19 +22,21 @@ from collections.abc import Sequence
 
 import click
 
-from ..errors import ConfigError
-from ..faults import Fault, parse_fault
-from ..player import Player
-from ..server import IDLE_TIMEOUT, ReplayServer
-from ..timer import new_event_loop
-from ..timing import format_duration, parse_duration, parse_timing
+from .._errors import ConfigError
+from .._faults import Fault, parse_fault
+from .._player import Player
+from .._server import IDLE_TIMEOUT, ReplayServer
+from .._timer import new_event_loop
+from .._timing import format_duration, parse_duration, parse_timing
 from .record import parse_listen, proxy_env
 
 __all__ = ["command_env", "replay_command"]
 
 DUMMY_OPENAI_KEY = "sk-ssevcr-replay-dummy"
 DUMMY_ANTHROPIC_KEY = "sk-ant-ssevcr-replay-dummy"
-PLAY_LOG_LIMIT = 1000  # plays (most recent) and misses (first) the server keeps; counts are kept for all
+PLAY_LOG_LIMIT = (
+    1000  # plays (most recent) and misses (first) the server keeps; counts are kept for all
+)
 _STOP_GRACE = 5.0  # seconds a command gets to exit after SIGTERM before it is killed
 
 
@@ -83,7 +85,9 @@ def _idle_timeout(ctx: click.Context, param: click.Parameter, value: str | None)
     return seconds
 
 
-def _faults(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[Fault, ...]:
+def _faults(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[Fault, ...]:
     out = []
     for spec in value:
         try:
@@ -115,11 +119,18 @@ def summary(player: Player) -> list[str]:
     """The lines printed on exit: plays, misses, faults fired and skipped (from the player's
     counters: its log of plays is capped)."""
     fired, skipped = player.fired_counts, player.skipped_counts
-    lines = [f"ssevcr replay: {_plural(player.play_count, 'play')}, {_plural(player.miss_count, 'miss', 'misses')}"]
+    lines = [
+        f"ssevcr replay: {_plural(player.play_count, 'play')}, {_plural(player.miss_count, 'miss', 'misses')}"
+    ]
     if fired:
-        lines.append("  faults fired: " + ", ".join(f"{f} ({_plural(n, 'time')})" for f, n in fired.items()))
+        lines.append(
+            "  faults fired: " + ", ".join(f"{f} ({_plural(n, 'time')})" for f, n in fired.items())
+        )
     if skipped:
-        lines.append("  faults skipped: " + "; ".join(f"{s} ({_plural(n, 'time')})" for s, n in skipped.items()))
+        lines.append(
+            "  faults skipped: "
+            + "; ".join(f"{s} ({_plural(n, 'time')})" for s, n in skipped.items())
+        )
     if player.faults and not fired and not skipped:
         lines.append("  faults never applied: " + ", ".join(str(f) for f in player.faults))
     return lines
@@ -131,7 +142,9 @@ def strict_problems(player: Player) -> list[str]:
     for miss in player.misses:
         problems.append(f"  miss: {miss.message.splitlines()[0].removeprefix('ssevcr: ')}")
     if player.miss_count > len(player.misses):
-        problems.append(f"  ... and {_plural(player.miss_count - len(player.misses), 'more miss', 'more misses')}")
+        problems.append(
+            f"  ... and {_plural(player.miss_count - len(player.misses), 'more miss', 'more misses')}"
+        )
     names = [name for name, c in player.cassettes for _ in c.interactions]
     for n, interaction in player.unused():
         r = interaction.request
@@ -178,7 +191,9 @@ async def _run_command(command: Sequence[str], env: dict[str, str], stop: _Stop)
             break
         stop.event.clear()
         for sig in stop.signals[handled:]:
-            if sig != signal.SIGINT and child.returncode is None:  # SIGINT: the terminal sent it to CMD too
+            if (
+                sig != signal.SIGINT and child.returncode is None
+            ):  # SIGINT: the terminal sent it to CMD too
                 child.send_signal(sig)
         handled = len(stop.signals)
         with contextlib.suppress(asyncio.TimeoutError):
@@ -189,33 +204,61 @@ async def _run_command(command: Sequence[str], env: dict[str, str], stop: _Stop)
     return code if code >= 0 else 128 - code
 
 
-async def _serve(player: Player, host: str, port: int, *, cors: bool, command: Sequence[str], proxy: bool,
-                 proxy_listen: tuple[str, int], mitmdump: str | None, confdir: str | None,
-                 idle_timeout: float | None = IDLE_TIMEOUT) -> int:
+async def _serve(
+    player: Player,
+    host: str,
+    port: int,
+    *,
+    cors: bool,
+    command: Sequence[str],
+    proxy: bool,
+    proxy_listen: tuple[str, int],
+    mitmdump: str | None,
+    confdir: str | None,
+    idle_timeout: float | None = IDLE_TIMEOUT,
+) -> int:
     loop = asyncio.get_running_loop()
     with _Stop(loop) as stop:  # before the ready line: a signal right after it stops us cleanly
         async with ReplayServer(player, host, port, cors=cors, idle_timeout=idle_timeout) as server:
-            details = [f"{_plural(len(player.interactions), 'interaction')} from {player.names}",
-                       f"timing {player.timing}"]
+            details = [
+                f"{_plural(len(player.interactions), 'interaction')} from {player.names}",
+                f"timing {player.timing}",
+            ]
             if player.faults:
                 details.append("faults " + " ".join(str(f) for f in player.faults))
             env = command_env(server.url)
             mitm = None
             if proxy:
-                from ..mitm import Mitmdump
-                from ..mitm_replay_addon import ADDON_FILE, OPTION
+                from ..mitm.driver import Mitmdump
+                from ..mitm.replay_proxy import ADDON_FILE, OPTION
 
-                mitm = Mitmdump(ADDON_FILE, mode="regular", listen_host=proxy_listen[0], listen_port=proxy_listen[1],
-                                options={OPTION: server.url, "upstream_cert": False, "connection_strategy": "lazy"},
-                                confdir=confdir, mitmdump=mitmdump)
+                mitm = Mitmdump(
+                    ADDON_FILE,
+                    mode="regular",
+                    listen_host=proxy_listen[0],
+                    listen_port=proxy_listen[1],
+                    options={
+                        OPTION: server.url,
+                        "upstream_cert": False,
+                        "connection_strategy": "lazy",
+                    },
+                    confdir=confdir,
+                    mitmdump=mitmdump,
+                )
             try:
                 if mitm is not None:
                     proxy_ready = await loop.run_in_executor(None, mitm.start)
                     details.append(f"proxy {proxy_ready.url}, CA {proxy_ready.ca_cert}")
                     env = proxy_env(proxy_ready, forward=True, base=env)
-                    no_proxy = [v for v in (env.get("NO_PROXY") or env.get("no_proxy") or "").split(",") if v.strip()]
+                    no_proxy = [
+                        v
+                        for v in (env.get("NO_PROXY") or env.get("no_proxy") or "").split(",")
+                        if v.strip()
+                    ]
                     env["NO_PROXY"] = env["no_proxy"] = ",".join([*no_proxy, server.host])
-                click.echo(f"ssevcr replay: serving {server.url} ({'; '.join(details)})", err=bool(command))
+                click.echo(
+                    f"ssevcr replay: serving {server.url} ({'; '.join(details)})", err=bool(command)
+                )
                 sys.stdout.flush()
                 if command:
                     return await _run_command(command, env, stop)
@@ -230,25 +273,98 @@ async def _serve(player: Player, host: str, port: int, *, cors: bool, command: S
                     await loop.run_in_executor(None, mitm.stop)
 
 
-@click.command("replay", cls=_ReplayCommand, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("cassettes", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False), metavar="CASSETTE...")
-@click.option("--listen", metavar="HOST:PORT", help="Address to serve on; port 0 picks a free port. [default: 127.0.0.1:8080; 127.0.0.1:0 with -- CMD]")
-@click.option("--timing", callback=_timing, metavar="T", help="original (default) | instant | scale:F | fixed:DUR.")
-@click.option("--max-gap", callback=_max_gap, metavar="DUR", help="Cap every pause at DUR (250ms, 1.5s).")
-@click.option("--fault", "faults", multiple=True, callback=_faults, metavar="F", help="A fault, e.g. truncate:after=3,end=abort or status:429,times=1; scope with on=N or on=/path. Repeatable.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (faults).")
-@click.option("--cors", is_flag=True, help="Answer CORS preflights and let pages on any origin read the responses.")
-@click.option("--idle-timeout", callback=_idle_timeout, metavar="DUR",
-              help=f"Close a keep-alive connection that sends no new request for DUR (a clean close: clients reconnect), or forever. [default: {format_duration(IDLE_TIMEOUT)}]")
-@click.option("--once", is_flag=True, help="Play each interaction once; a request too many is a miss (default: start the sequence over).")
-@click.option("--strict", is_flag=True, help="Fail (exit 1) on misses and on interactions never played.")
-@click.option("--proxy", is_flag=True, help="Also serve as a forward proxy (HTTPS_PROXY; HTTPS intercepted with the mitmproxy CA).")
-@click.option("--proxy-listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT", help="Address of the --proxy proxy.")
-@click.option("--mitmdump", metavar="PATH", help="The mitmdump for --proxy [default: $SSEVCR_MITMDUMP, then mitmproxy in this Python, then PATH].")
-@click.option("--confdir", type=click.Path(file_okay=False), help="mitmproxy configuration directory holding the CA [default: ~/.mitmproxy].")
-def replay_command(cassettes: tuple[str, ...], listen: str | None, timing: str | None, max_gap: float | None,
-                   faults: tuple[Fault, ...], seed: int, cors: bool, idle_timeout: float | None, once: bool,
-                   strict: bool, proxy: bool, proxy_listen: str, mitmdump: str | None, confdir: str | None) -> None:
+@click.command(
+    "replay", cls=_ReplayCommand, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.argument(
+    "cassettes",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="CASSETTE...",
+)
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Address to serve on; port 0 picks a free port. [default: 127.0.0.1:8080; 127.0.0.1:0 with -- CMD]",
+)
+@click.option(
+    "--timing",
+    callback=_timing,
+    metavar="T",
+    help="original (default) | instant | scale:F | fixed:DUR.",
+)
+@click.option(
+    "--max-gap", callback=_max_gap, metavar="DUR", help="Cap every pause at DUR (250ms, 1.5s)."
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    callback=_faults,
+    metavar="F",
+    help="A fault, e.g. truncate:after=3,end=abort or status:429,times=1; scope with on=N or on=/path. Repeatable.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of every random choice (faults)."
+)
+@click.option(
+    "--cors",
+    is_flag=True,
+    help="Answer CORS preflights and let pages on any origin read the responses.",
+)
+@click.option(
+    "--idle-timeout",
+    callback=_idle_timeout,
+    metavar="DUR",
+    help=f"Close a keep-alive connection that sends no new request for DUR (a clean close: clients reconnect), or forever. [default: {format_duration(IDLE_TIMEOUT)}]",
+)
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Play each interaction once; a request too many is a miss (default: start the sequence over).",
+)
+@click.option(
+    "--strict", is_flag=True, help="Fail (exit 1) on misses and on interactions never played."
+)
+@click.option(
+    "--proxy",
+    is_flag=True,
+    help="Also serve as a forward proxy (HTTPS_PROXY; HTTPS intercepted with the mitmproxy CA).",
+)
+@click.option(
+    "--proxy-listen",
+    default="127.0.0.1:0",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address of the --proxy proxy.",
+)
+@click.option(
+    "--mitmdump",
+    metavar="PATH",
+    help="The mitmdump for --proxy [default: $SSEVCR_MITMDUMP, then mitmproxy in this Python, then PATH].",
+)
+@click.option(
+    "--confdir",
+    type=click.Path(file_okay=False),
+    help="mitmproxy configuration directory holding the CA [default: ~/.mitmproxy].",
+)
+def replay_command(
+    cassettes: tuple[str, ...],
+    listen: str | None,
+    timing: str | None,
+    max_gap: float | None,
+    faults: tuple[Fault, ...],
+    seed: int,
+    cors: bool,
+    idle_timeout: float | None,
+    once: bool,
+    strict: bool,
+    proxy: bool,
+    proxy_listen: str,
+    mitmdump: str | None,
+    confdir: str | None,
+) -> None:
     """Serve CASSETTE... over HTTP with the recorded timing (or a changed one) and optional
     faults, byte-exact. Clients use the printed URL as their base URL (OpenAI: URL/v1).
 
@@ -258,15 +374,35 @@ def replay_command(cassettes: tuple[str, ...], listen: str | None, timing: str |
     """
     ctx = click.get_current_context()
     command: list[str] = ctx.meta.get("ssevcr_command", [])
-    host, port = parse_listen(listen if listen is not None else ("127.0.0.1:0" if command else "127.0.0.1:8080"))
+    host, port = parse_listen(
+        listen if listen is not None else ("127.0.0.1:0" if command else "127.0.0.1:8080")
+    )
     proxy_address = parse_listen(proxy_listen)
-    player = Player.create(list(cassettes), timing=timing, max_gap=max_gap, faults=faults, seed=seed,
-                           repeat=not once, log_limit=PLAY_LOG_LIMIT)
+    player = Player.create(
+        list(cassettes),
+        timing=timing,
+        max_gap=max_gap,
+        faults=faults,
+        seed=seed,
+        repeat=not once,
+        log_limit=PLAY_LOG_LIMIT,
+    )
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            code = runner.run(_serve(player, host, port, cors=cors, command=command, proxy=proxy,
-                                     proxy_listen=proxy_address, mitmdump=mitmdump, confdir=confdir,
-                                     idle_timeout=idle_timeout))
+            code = runner.run(
+                _serve(
+                    player,
+                    host,
+                    port,
+                    cors=cors,
+                    command=command,
+                    proxy=proxy,
+                    proxy_listen=proxy_address,
+                    mitmdump=mitmdump,
+                    confdir=confdir,
+                    idle_timeout=idle_timeout,
+                )
+            )
     except OSError as e:
         raise click.ClickException(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
     for line in summary(player):
@@ -279,4 +415,3 @@ def replay_command(cassettes: tuple[str, ...], listen: str | None, timing: str |
         code = code or 1
     if code:
         ctx.exit(code)
-

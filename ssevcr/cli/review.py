@@ -1,8 +1,8 @@
 """``ssevcr show``, ``export``, ``import`` and ``audit``: reviewing cassettes.
 
-Formatting only. Figures come from :mod:`ssevcr.stats` (the SSE parser over the recorded chunks),
-secrets from :mod:`ssevcr.audit`, pictures from :mod:`ssevcr.picture`, files from
-:mod:`ssevcr.codec`. Every cassette problem is a :class:`~ssevcr.errors.CassetteError`, which the
+Formatting only. Figures come from :mod:`ssevcr._stats` (the SSE parser over the recorded chunks),
+secrets from :mod:`ssevcr._audit`, pictures from :mod:`ssevcr._picture`, files from
+:mod:`ssevcr._format` and :mod:`ssevcr._store`. Every cassette problem is a :class:`~ssevcr._errors.CassetteError`, which the
 group turns into one ``Error: ...`` line.
 """
 
@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import audit, codec, picture
-from ..cassette import Cassette
-from ..errors import CassetteError, SsevcrError
-from ..faults import parse_faults
-from ..sse import Event
-from ..stats import (
+from .. import _audit as audit
+from .. import _format, _store
+from .. import _picture as picture
+from .._cassette import Cassette
+from .._errors import CassetteError, SsevcrError
+from .._faults import parse_faults
+from .._sse import Event
+from .._stats import (
     InteractionStats,
     arrivals,
     decoded_pieces,
@@ -30,13 +32,19 @@ from ..stats import (
     interaction_stats,
     stall_indices,
 )
-from ..timing import parse_timing
+from .._timing import parse_timing
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["audit_command", "export_command", "import_command", "render_diff_text", "show_command",
-           "summary_json"]
+__all__ = [
+    "audit_command",
+    "export_command",
+    "import_command",
+    "render_diff_text",
+    "show_command",
+    "summary_json",
+]
 
 _SPARK = "▁▂▃▄▅▆▇█"
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -71,7 +79,10 @@ def _sparkline(values: Sequence[float], width: int) -> str:
         return ""
     if len(values) > width:  # one character per bucket, the bucket's largest gap
         size = len(values) / width
-        values = [max(values[int(i * size) : max(int((i + 1) * size), int(i * size) + 1)]) for i in range(width)]
+        values = [
+            max(values[int(i * size) : max(int((i + 1) * size), int(i * size) + 1)])
+            for i in range(width)
+        ]
     top = max(values) or 1.0
     return "".join(_SPARK[min(7, int(v / top * 7.999))] for v in values)
 
@@ -100,17 +111,46 @@ def summary_json(path: str, cassette: Cassette) -> dict[str, Any]:
     out = []
     for n, inter in enumerate(cassette.interactions, 1):
         st = interaction_stats(n, inter)
-        out.append({
-            "index": st.index, "method": st.method, "url": st.url, "status": st.status,
-            "reason": st.reason, "outcome": st.outcome, "error": st.error,
-            "content_type": st.content_type, "content_encoding": st.encoding, "decoded": st.decoded,
-            "chunks": st.chunks, "bytes": st.wire_bytes, "body_bytes": st.body_bytes,
-            "headers_at": st.headers_at, "ttfb": st.ttfb, "ttfe": st.ttfe, "duration": st.duration,
-            "gap_median": st.gap_median, "gap_p95": st.gap_p95, "gap_max": st.gap_max,
-            "event_count": len(st.events), "comments": st.comments, "tail_bytes": st.tail,
-            "events": [{"index": e.index, "at": e.at, "gap": e.gap, "offset": e.offset, "size": e.size,
-                        "type": e.type, "id": e.id, "data": e.data} for e in st.events],
-        })
+        out.append(
+            {
+                "index": st.index,
+                "method": st.method,
+                "url": st.url,
+                "status": st.status,
+                "reason": st.reason,
+                "outcome": st.outcome,
+                "error": st.error,
+                "content_type": st.content_type,
+                "content_encoding": st.encoding,
+                "decoded": st.decoded,
+                "chunks": st.chunks,
+                "bytes": st.wire_bytes,
+                "body_bytes": st.body_bytes,
+                "headers_at": st.headers_at,
+                "ttfb": st.ttfb,
+                "ttfe": st.ttfe,
+                "duration": st.duration,
+                "gap_median": st.gap_median,
+                "gap_p95": st.gap_p95,
+                "gap_max": st.gap_max,
+                "event_count": len(st.events),
+                "comments": st.comments,
+                "tail_bytes": st.tail,
+                "events": [
+                    {
+                        "index": e.index,
+                        "at": e.at,
+                        "gap": e.gap,
+                        "offset": e.offset,
+                        "size": e.size,
+                        "type": e.type,
+                        "id": e.id,
+                        "data": e.data,
+                    }
+                    for e in st.events
+                ],
+            }
+        )
     return {"cassette": path, "interactions": out}
 
 
@@ -126,7 +166,8 @@ def _body_lines(body: bytes, prefix: str) -> list[str]:
     except UnicodeDecodeError:
         b64 = base64.b64encode(body).decode("ascii")
         return [f"{prefix}: {len(body)} bytes, not UTF-8, base64:"] + [
-            f"  | {b64[i : i + 76]}" for i in range(0, len(b64), 76)]
+            f"  | {b64[i : i + 76]}" for i in range(0, len(b64), 76)
+        ]
     try:
         text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
         prefix += " (JSON, reformatted)"
@@ -147,11 +188,15 @@ def render_diff_text(cassette: Cassette) -> str:
         lines += [f"meta {k}: {_one_line(v)}" for k, v in sorted(inter.meta.items())]
         lines += [f"request header {k}: {_one_line(v)}" for k, v in req.headers]
         lines += _body_lines(req.body, "request body")
-        lines.append(f"response: {resp.http_version} {resp.status} {_one_line(resp.reason)}".rstrip()
-                     + f", headers at {resp.headers_at:.6f}s")
+        lines.append(
+            f"response: {resp.http_version} {resp.status} {_one_line(resp.reason)}".rstrip()
+            + f", headers at {resp.headers_at:.6f}s"
+        )
         lines += [f"response header {k}: {_one_line(v)}" for k, v in resp.headers]
-        lines.append(f"response body: {st.chunks} chunk(s), {st.wire_bytes} bytes"
-                     + (f", {len(st.events)} event(s)" if resp.is_event_stream else ""))
+        lines.append(
+            f"response body: {st.chunks} chunk(s), {st.wire_bytes} bytes"
+            + (f", {len(st.events)} event(s)" if resp.is_event_stream else "")
+        )
         note = _decoding_note(st)
         if note:
             lines.append(f"note: {note}")
@@ -163,12 +208,18 @@ def render_diff_text(cassette: Cassette) -> str:
                 if isinstance(frame, Event):
                     events += 1
                     ident = f" id={_one_line(frame.id)}" if frame.id else ""
-                    lines.append(f"event {events} at {at:.6f}s {_one_line(frame.type)}{ident}: "
-                                 f"{_one_line(frame.data)}")
+                    lines.append(
+                        f"event {events} at {at:.6f}s {_one_line(frame.type)}{ident}: "
+                        f"{_one_line(frame.data)}"
+                    )
                 else:
-                    lines.append(f"comment at {at:.6f}s: {_one_line(frame.raw.decode('utf-8', 'replace'))}")
+                    lines.append(
+                        f"comment at {at:.6f}s: {_one_line(frame.raw.decode('utf-8', 'replace'))}"
+                    )
             if tail:
-                lines.append(f"unterminated tail ({len(tail)} bytes): {_one_line(tail.decode('utf-8', 'replace'))}")
+                lines.append(
+                    f"unterminated tail ({len(tail)} bytes): {_one_line(tail.decode('utf-8', 'replace'))}"
+                )
         else:
             lines += _body_lines(b"".join(d for _, d in pieces), "response body text")
         end = f"end: {resp.end.outcome.value} at {resp.end.at:.6f}s"
@@ -183,24 +234,49 @@ def render_diff_text(cassette: Cassette) -> str:
 
 
 def _console() -> Console:
-    """A rich console; piped output gets a generous width (not 80) unless COLUMNS says otherwise."""
+    """A rich console. Piped output (a file, git, a pager) never wraps a line and gets a generous
+    width for its tables (not 80) unless COLUMNS says otherwise."""
     from rich.console import Console
 
     probe = Console()
     wide = probe.is_terminal or "COLUMNS" in os.environ
-    return Console(highlight=False, width=None if wide else 160)
+    return Console(highlight=False, width=None if wide else 160, soft_wrap=not probe.is_terminal)
 
 
 def _row(st: InteractionStats) -> list[str]:
     outcome = st.outcome if st.outcome == "complete" else f"[red]{st.outcome}[/red]"
     status = str(st.status) if st.status < 400 else f"[red]{st.status}[/red]"
     events = str(len(st.events)) if st.content_type == "text/event-stream" else "—"
-    return [str(st.index), _esc(st.method), _esc(st.url), status, outcome, events, str(st.wire_bytes), _dur(st.ttfb),
-            _dur(st.ttfe), _dur(st.duration), _dur(st.gap_median), _dur(st.gap_p95)]
+    return [
+        str(st.index),
+        _esc(st.method),
+        _esc(st.url),
+        status,
+        outcome,
+        events,
+        str(st.wire_bytes),
+        _dur(st.ttfb),
+        _dur(st.ttfe),
+        _dur(st.duration),
+        _dur(st.gap_median),
+        _dur(st.gap_p95),
+    ]
 
 
-_COLUMNS = ("#", "method", "URL", "status", "outcome", "events", "bytes", "TTFB", "TTFE", "duration",
-            "gap p50", "gap p95")
+_COLUMNS = (
+    "#",
+    "method",
+    "URL",
+    "status",
+    "outcome",
+    "events",
+    "bytes",
+    "TTFB",
+    "TTFE",
+    "duration",
+    "gap p50",
+    "gap p95",
+)
 
 
 def _print_table(path: str, stats: list[InteractionStats]) -> None:
@@ -215,14 +291,21 @@ def _print_table(path: str, stats: list[InteractionStats]) -> None:
         for st in stats:
             row = _row(st)
             console.print(f"#{row[0]} {row[1]} {row[2]}", overflow="fold")
-            console.print("    " + " · ".join(f"{name} {value}" for name, value in zip(_COLUMNS[3:], row[3:], strict=True)))
+            console.print(
+                "    "
+                + " · ".join(
+                    f"{name} {value}" for name, value in zip(_COLUMNS[3:], row[3:], strict=True)
+                )
+            )
     else:
         table = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         for name in _COLUMNS:
             if name == "URL":
                 table.add_column(name, overflow="fold", min_width=16, ratio=1)
             else:
-                table.add_column(name, justify="left" if name in ("method", "outcome") else "right", no_wrap=True)
+                table.add_column(
+                    name, justify="left" if name in ("method", "outcome") else "right", no_wrap=True
+                )
         for st in stats:
             table.add_row(*_row(st))
         console.print(table)
@@ -233,7 +316,9 @@ def _print_table(path: str, stats: list[InteractionStats]) -> None:
         if st.error:
             console.print(f"#{st.index}: {st.outcome}: {st.error}", markup=False)
         if st.tail:
-            console.print(f"#{st.index}: {st.tail} bytes after the last complete event (an unterminated block)")
+            console.print(
+                f"#{st.index}: {st.tail} bytes after the last complete event (an unterminated block)"
+            )
 
 
 def _print_events(st: InteractionStats, body: bytes) -> None:
@@ -242,8 +327,10 @@ def _print_events(st: InteractionStats, body: bytes) -> None:
     console = _console()
     console.print()
     status = f"{st.status} {_esc(st.reason)}".rstrip()
-    console.print(f"[bold]#{st.index} {_esc(st.method)} {_esc(st.url)}[/bold] — {status}, "
-                  f"{len(st.events)} events, {st.outcome}, {_dur(st.duration)}")
+    console.print(
+        f"[bold]#{st.index} {_esc(st.method)} {_esc(st.url)}[/bold] — {status}, "
+        f"{len(st.events)} events, {st.outcome}, {_dur(st.duration)}"
+    )
     note = _decoding_note(st)
     if note:
         console.print(note, markup=False)
@@ -260,21 +347,45 @@ def _print_events(st: InteractionStats, body: bytes) -> None:
     worst = max(range(len(gaps)), key=gaps.__getitem__)
     if len(gaps) > 1:
         console.print(f"gaps {_sparkline(gaps, width)}")
-        console.print(f"     max {_dur(top)} before event {worst + 1}; median {_dur(st.gap_median)}, "
-                      f"p95 {_dur(st.gap_p95)}" + (f"; {len(stalls)} stall(s) marked !" if stalls else ""))
-    widths = [max(1, len(str(len(st.events)))), 8, 8, 19, min(24, max(4, *(len(e.type) for e in st.events)))]
+        console.print(
+            f"     max {_dur(top)} before event {worst + 1}; median {_dur(st.gap_median)}, "
+            f"p95 {_dur(st.gap_p95)}" + (f"; {len(stalls)} stall(s) marked !" if stalls else "")
+        )
+    widths = [
+        max(1, len(str(len(st.events)))),
+        8,
+        8,
+        19,
+        min(24, max(4, *(len(e.type) for e in st.events))),
+    ]
     data_width = max(10, console.width - sum(widths) - 2 * len(widths) - 1)
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for (name, justify), width in zip((("#", "right"), ("at (s)", "right"), ("gap", "right"), ("gap timeline", "left"),
-                                       ("type", "left")), widths, strict=True):
+    for (name, justify), width in zip(
+        (
+            ("#", "right"),
+            ("at (s)", "right"),
+            ("gap", "right"),
+            ("gap timeline", "left"),
+            ("type", "left"),
+        ),
+        widths,
+        strict=True,
+    ):
         table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", width=width)  # type: ignore[arg-type]
     table.add_column("data", no_wrap=True, overflow="ellipsis", width=data_width)
     for i, e in enumerate(st.events):
         bar = _bar(gaps[i], top)
         if i in stalls:
             bar = f"[red]{bar}[/red] !"
-        table.add_row(str(e.index), f"{e.at:.3f}", "" if e.gap is None else _dur(e.gap), bar, _esc(e.type),
-                      _esc(excerpt(e.data, 200)), style=None)
+        table.add_row(
+            str(e.index),
+            f"{e.at:.3f}",
+            "" if e.gap is None else _dur(e.gap),
+            bar,
+            _esc(e.type),
+            _esc(excerpt(e.data, 200)),
+            style=None,
+        )
     console.print(table)
 
 
@@ -284,41 +395,82 @@ def _print_events(st: InteractionStats, body: bytes) -> None:
 
 def _write_text(path: str, text: str) -> None:
     try:
-        codec.write_atomic(path, text.encode("utf-8"), fsync=False)
+        _store.write_atomic(path, text.encode("utf-8"), fsync=False)
     except OSError as e:
         raise click.ClickException(f"cannot write {path!r}: {e.strerror or e}") from None
 
 
 @click.command("show")
 @click.argument("cassette", metavar="CASSETTE")
-@click.option("--events", is_flag=True, help="List each event (time, gap, type, data) with a gap timeline.")
-@click.option("--json", "as_json", is_flag=True, help="Print figures and events as JSON (see docs/reviewing.md).")
-@click.option("--diff-text", is_flag=True, help="Plain text for `git diff` (textconv): one line per event.")
-@click.option("--svg", "svg_file", metavar="FILE", help="Write an SVG timeline: recorded vs replayed event arrivals.")
-@click.option("--html", "html_file", metavar="FILE", help="Write the timeline as a self-contained HTML page.")
-@click.option("--timing", metavar="T", help="Replay timing for the picture: original, instant, scale:F, fixed:DUR.")
+@click.option(
+    "--events", is_flag=True, help="List each event (time, gap, type, data) with a gap timeline."
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print figures and events as JSON (see docs/reviewing.md).",
+)
+@click.option(
+    "--diff-text", is_flag=True, help="Plain text for `git diff` (textconv): one line per event."
+)
+@click.option(
+    "--svg",
+    "svg_file",
+    metavar="FILE",
+    help="Write an SVG timeline: recorded vs replayed event arrivals.",
+)
+@click.option(
+    "--html", "html_file", metavar="FILE", help="Write the timeline as a self-contained HTML page."
+)
+@click.option(
+    "--timing",
+    metavar="T",
+    help="Replay timing for the picture: original, instant, scale:F, fixed:DUR.",
+)
 @click.option("--max-gap", metavar="DUR", help="Cap long pauses in the pictured replay.")
-@click.option("--fault", "faults", multiple=True, metavar="F", help="A fault for the pictured replay (repeatable).")
-@click.option("--seed", type=int, default=None, help="Seed of the pictured replay's random choices.")
-def show_command(cassette: str, events: bool, as_json: bool, diff_text: bool, svg_file: str | None,
-                 html_file: str | None, timing: str | None, max_gap: str | None, faults: tuple[str, ...],
-                 seed: int | None) -> None:
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="F",
+    help="A fault for the pictured replay (repeatable).",
+)
+@click.option(
+    "--seed", type=int, default=None, help="Seed of the pictured replay's random choices."
+)
+def show_command(
+    cassette: str,
+    events: bool,
+    as_json: bool,
+    diff_text: bool,
+    svg_file: str | None,
+    html_file: str | None,
+    timing: str | None,
+    max_gap: str | None,
+    faults: tuple[str, ...],
+    seed: int | None,
+) -> None:
     """Show what a cassette holds: a table of interactions, or each event (--events)."""
     if as_json and diff_text:
         raise click.UsageError("--json and --diff-text are two outputs; choose one")
     picture_options = timing is not None or max_gap is not None or faults or seed is not None
     if picture_options and not (svg_file or html_file):
-        raise click.UsageError("--timing, --max-gap, --fault and --seed choose the replay pictured "
-                               "by --svg/--html; give one of those")
-    data = codec.read_any(cassette)
+        raise click.UsageError(
+            "--timing, --max-gap, --fault and --seed choose the replay pictured "
+            "by --svg/--html; give one of those"
+        )
+    data = _store.read_any(cassette)
     if svg_file or html_file:
         replay_timing = parse_timing(timing, max_gap=max_gap)
         fault_list = parse_faults(faults)
         track_list = picture.tracks(data, timing=replay_timing, faults=fault_list, seed=seed or 0)
         title = f"ssevcr timeline: {os.path.basename(cassette)}"
-        subtitle = (f"replay: timing {replay_timing}"
-                    + (f", faults {' '.join(str(f) for f in fault_list)}" if fault_list else "")
-                    + f", seed {seed or 0}")
+        subtitle = (
+            f"replay: timing {replay_timing}"
+            + (f", faults {' '.join(str(f) for f in fault_list)}" if fault_list else "")
+            + f", seed {seed or 0}"
+        )
         if svg_file:
             _write_text(svg_file, picture.svg(track_list, title=title, subtitle=subtitle))
             click.echo(f"wrote {svg_file}", err=True)
@@ -341,10 +493,12 @@ def show_command(cassette: str, events: bool, as_json: bool, diff_text: bool, sv
 
 @click.command("export")
 @click.argument("cassette", metavar="CASSETTE")
-@click.option("-o", "--output", metavar="FILE", default="-", help="Where to write the JSON (default: stdout).")
+@click.option(
+    "-o", "--output", metavar="FILE", default="-", help="Where to write the JSON (default: stdout)."
+)
 def export_command(cassette: str, output: str) -> None:
     """Write a cassette as its lossless JSON twin (import gives back the same file)."""
-    text = codec.export_json(codec.read_any(cassette))
+    text = _format.export_json(_store.read_any(cassette))
     if output == "-":
         click.echo(text.encode("utf-8"), nl=False)
     else:
@@ -354,7 +508,9 @@ def export_command(cassette: str, output: str) -> None:
 
 @click.command("import")
 @click.argument("file", metavar="FILE")
-@click.option("-o", "--output", metavar="CASSETTE", required=True, help="The msgpack cassette to write.")
+@click.option(
+    "-o", "--output", metavar="CASSETTE", required=True, help="The msgpack cassette to write."
+)
 def import_command(file: str, output: str) -> None:
     """Read a JSON twin (checked; errors name the line and the field) and write the cassette."""
     if file == "-":
@@ -367,8 +523,8 @@ def import_command(file: str, output: str) -> None:
             raise CassetteError(file, "no such file") from None
         except OSError as e:
             raise CassetteError(file, f"cannot be read: {e.strerror or e}") from None
-    cassette = codec.import_json(raw, path="<stdin>" if file == "-" else file)
-    codec.save(cassette, output)
+    cassette = _format.import_json(raw, path="<stdin>" if file == "-" else file)
+    _store.save(cassette, output)
     click.echo(f"wrote {output} ({len(cassette)} interaction(s))", err=True)
 
 
@@ -379,7 +535,9 @@ def _is_json_file(path: str) -> bool:
 
 @click.command("audit")
 @click.argument("cassettes", nargs=-1, required=True, metavar="CASSETTE...")
-@click.option("--fix", is_flag=True, help="Replace what was found by REDACTED, in place (atomic write).")
+@click.option(
+    "--fix", is_flag=True, help="Replace what was found by REDACTED, in place (atomic write)."
+)
 def audit_command(cassettes: tuple[str, ...], fix: bool) -> None:
     """Look for credentials in cassettes: API keys, bearer tokens, secrets in headers, URLs,
     bodies and streamed chunks. Exits 1 if anything is found (or left after --fix)."""
@@ -387,16 +545,16 @@ def audit_command(cassettes: tuple[str, ...], fix: bool) -> None:
     failed = False
     for path in cassettes:
         try:
-            cassette = codec.read_any(path)
+            cassette = _store.read_any(path)
             clean, findings = audit.redact(cassette)
             for f in findings:
                 click.echo(f"{path}: {f}")
             if fix and findings:
                 if _is_json_file(path):
-                    _write_text(path, codec.export_json(clean))
+                    _write_text(path, _format.export_json(clean))
                 else:
-                    codec.save(clean, path)
-                left = audit.scan(codec.read_any(path))
+                    _store.save(clean, path)
+                left = audit.scan(_store.read_any(path))
                 for f in left:
                     click.echo(f"{path}: still there after --fix: {f}")
                 fixed += len(findings) - len(left)

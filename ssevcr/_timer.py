@@ -5,7 +5,7 @@ and the stock selector rounds up, sometimes by a whole extra millisecond. Replay
 gaps are 10-60 ms that is a visible error (p50 lateness ~0.5 ms measured here). There are two
 remedies, one for each kind of event loop:
 
-- **A loop we own** (the replay server: ``ssevcr replay`` and :class:`~ssevcr.server.ServerThread`):
+- **A loop we own** (the replay server: ``ssevcr replay`` and :class:`~ssevcr._server.ServerThread`):
   :func:`new_event_loop` makes a loop whose :class:`PreciseSelector` waits the whole milliseconds in
   epoll and the sub-millisecond rest in ``nanosleep`` (p50 ~0.1 ms). The cost: I/O that arrives
   during that rest waits for it (never more than 1 ms, only when no timer is due sooner), and more

@@ -1,4 +1,4 @@
-"""The cassette model: pure, frozen data. No files, no clocks (see ``codec`` for the formats).
+"""The cassette model: pure, frozen data. No files, no clocks (see ``_format`` for the file format).
 
 cassette → interaction → request + response → chunks (offset, bytes as read off the wire, still
 content-encoded) + how the response ended. Chunks are the truth; events, TTFT and gaps are derived
@@ -40,7 +40,9 @@ Headers = tuple[tuple[str, str], ...]
 _EMPTY_META: Mapping[str, str] = MappingProxyType({})
 
 
-def decode_content(pieces: Sequence[tuple[float, bytes]], encoding: str) -> list[tuple[float, bytes]] | None:
+def decode_content(
+    pieces: Sequence[tuple[float, bytes]], encoding: str
+) -> list[tuple[float, bytes]] | None:
     """Decompress gzip/deflate chunks one by one, each keeping its arrival time (a chunk's decoded
     bytes are available when it arrived). None for an encoding zlib does not handle or bad data."""
     if encoding in ("gzip", "x-gzip"):
@@ -136,7 +138,9 @@ class Response:
             raise ValueError("chunk sizes do not add up to the body length")
         # what cannot be saved and loaded again is refused here, not discovered at load time
         ats = self.chunk_at
-        if ats and not (ats[0] >= 0 and math.isfinite(ats[-1]) and all(map(operator.le, ats, ats[1:]))):
+        if ats and not (
+            ats[0] >= 0 and math.isfinite(ats[-1]) and all(map(operator.le, ats, ats[1:]))
+        ):
             raise ValueError("chunk times must be finite, >= 0 and non-decreasing")
         for name, t in (("headers_at", self.headers_at), ("end.at", self.end.at)):
             if not (math.isfinite(t) and t >= 0):
@@ -154,7 +158,9 @@ class Response:
         headers_at: float = 0.0,
         end: End | None = None,
     ) -> Response:
-        pairs = [(c.at, c.data) if isinstance(c, Chunk) else (float(c[0]), bytes(c[1])) for c in chunks]
+        pairs = [
+            (c.at, c.data) if isinstance(c, Chunk) else (float(c[0]), bytes(c[1])) for c in chunks
+        ]
         if end is None:
             end = End(pairs[-1][0] if pairs else headers_at)
         return cls(

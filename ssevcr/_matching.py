@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .cassette import Request
-from .errors import ConfigError
+from ._cassette import Request
+from ._errors import ConfigError
 
 __all__ = ["PARTS", "MatchOptions", "differences", "explain_miss"]
 
@@ -35,7 +35,9 @@ class MatchOptions:
     def __post_init__(self) -> None:
         unknown = [p for p in self.on if p not in PARTS]
         if unknown:
-            raise ConfigError(f"unknown match part(s) {', '.join(unknown)}; valid: {', '.join(PARTS)}")
+            raise ConfigError(
+                f"unknown match part(s) {', '.join(unknown)}; valid: {', '.join(PARTS)}"
+            )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -93,10 +95,14 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def _query(url: str, ignore: Sequence[str]) -> list[tuple[str, str]]:
-    return sorted((k, v) for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True) if k not in ignore)
+    return sorted(
+        (k, v) for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True) if k not in ignore
+    )
 
 
-def differences(recorded: Request, incoming: Request, options: MatchOptions) -> list[tuple[str, str]]:
+def differences(
+    recorded: Request, incoming: Request, options: MatchOptions
+) -> list[tuple[str, str]]:
     """The parts (in ``options.on``) where ``incoming`` differs from ``recorded``, each with a
     human description; empty when they match."""
     out: list[tuple[str, str]] = []
@@ -111,9 +117,14 @@ def differences(recorded: Request, incoming: Request, options: MatchOptions) -> 
         elif part == "path" and (r.path or "/") != (i.path or "/"):
             out.append((part, f"path: recorded {r.path or '/'}, got {i.path or '/'}"))
         elif part == "query":
-            rq, iq = _query(recorded.url, options.ignore_query), _query(incoming.url, options.ignore_query)
+            rq, iq = (
+                _query(recorded.url, options.ignore_query),
+                _query(incoming.url, options.ignore_query),
+            )
             if rq != iq:
-                out.append((part, f"query: recorded {r.query or '(none)'!r}, got {i.query or '(none)'!r}"))
+                out.append(
+                    (part, f"query: recorded {r.query or '(none)'!r}, got {i.query or '(none)'!r}")
+                )
         elif part == "body":
             diff = _body_difference(recorded.body, incoming.body, options.ignore_body_keys)
             if diff:
@@ -148,8 +159,10 @@ def explain_miss(
     head = f"ssevcr: no recorded interaction in {cassette} matches {incoming.method} {incoming.url}"
     if exhausted:
         nums = ", ".join(f"#{n + 1}" for n in exhausted)
-        return (f"{head}: the matching interaction(s) {nums} were already played "
-                f"(each plays once in a test; allow repeats to replay them again, or record more)")
+        return (
+            f"{head}: the matching interaction(s) {nums} were already played "
+            f"(each plays once in a test; allow repeats to replay them again, or record more)"
+        )
     if not recorded:
         return f"{head}: the cassette has no interactions"
     scored = []
@@ -162,5 +175,7 @@ def explain_miss(
     lines = [head, f"  closest: #{n + 1} {closest.method} {closest.url}"]
     lines += [f"    - {text}" for _, text in diffs]
     if len(recorded) > 1:
-        lines.append(f"  ({len(recorded)} interactions recorded; matching on {', '.join(options.on)})")
+        lines.append(
+            f"  ({len(recorded)} interactions recorded; matching on {', '.join(options.on)})"
+        )
     return "\n".join(lines)

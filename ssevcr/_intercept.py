@@ -17,14 +17,14 @@ when the cassette file does not exist, else replays only; ``new_episodes`` repla
 records misses; ``all`` records everything and replaces the file (once per run: the first save
 of a cassette in a process, or in a pytest session across xdist workers, replaces it, later
 saves append, so tests sharing a cassette keep each other's recordings). Recorded interactions are redacted
-like ``ssevcr record`` and saved atomically (under the codec's lock) when the context exits,
+like ``ssevcr record`` and saved atomically (under the store's lock) when the context exits,
 also when its body raised.
 
 A cassette file opened again with the same bytes (the next case of a parametrized test) is not
 decoded again, and its fault-free schedules are not built again.
 
 This module only routes requests and captures streams: matching, counting and scheduling are
-the Player's, the file format is the codec's.
+the Player's, the file format is ``_format``'s, files are ``_store``'s.
 """
 
 from __future__ import annotations
@@ -41,15 +41,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
-from .cassette import Cassette, End, Interaction, Outcome, Request, Response
-from .errors import ConfigError, NoMatchError
+from ._cassette import Cassette, End, Interaction, Outcome, Request, Response
+from ._errors import ConfigError, NoMatchError
 
 if TYPE_CHECKING:
-    from .faults import Fault
-    from .player import Miss, Play, Player
-    from .redaction import Redaction
-    from .schedule import Schedule
-    from .timing import Timing
+    from ._faults import Fault
+    from ._player import Miss, Play, Player
+    from ._redaction import Redaction
+    from ._schedule import Schedule
+    from ._timing import Timing
 
 __all__ = ["RECORD_MODES", "ActiveCassette", "CassetteUse", "RecordMode", "active", "use_cassette"]
 
@@ -100,9 +100,9 @@ class Options:
         redact_query: Iterable[str] = (),
         redact_body: Iterable[str] = (),
     ) -> Options:
-        from .faults import parse_faults
-        from .redaction import Redaction
-        from .timing import parse_timing
+        from ._faults import parse_faults
+        from ._redaction import Redaction
+        from ._timing import parse_timing
 
         if isinstance(match_on, str):
             match_on = (match_on,)
@@ -115,8 +115,9 @@ class Options:
             match_on=None if match_on is None else tuple(match_on),
             ignore_body_keys=tuple(ignore_body_keys),
             allow_repeats=bool(allow_repeats),
-            redaction=Redaction().extended(headers=redact_headers, query_keys=redact_query,
-                                           body_paths=redact_body),
+            redaction=Redaction().extended(
+                headers=redact_headers, query_keys=redact_query, body_paths=redact_body
+            ),
         )
         options.match()  # validates match_on now
         return options
@@ -124,12 +125,15 @@ class Options:
     def match(self) -> Any:
         """The MatchOptions: what the user asked for, and never a redacted value (the recording
         holds ``REDACTED`` where the live request holds the secret)."""
-        from .matching import MatchOptions
+        from ._matching import MatchOptions
 
         base = MatchOptions() if self.match_on is None else MatchOptions(on=self.match_on)
         body_keys = (*self.ignore_body_keys, *(".".join(p) for p in self.redaction.body_paths))
-        return MatchOptions(on=base.on, ignore_body_keys=tuple(dict.fromkeys(body_keys)),
-                            ignore_query=tuple(sorted(self.redaction.query_keys)))
+        return MatchOptions(
+            on=base.on,
+            ignore_body_keys=tuple(dict.fromkeys(body_keys)),
+            ignore_query=tuple(sorted(self.redaction.query_keys)),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,14 +249,18 @@ _STREAM_TYPES: dict[tuple[str, bool], type] = {}
 
 def _recording_stream(response: Any, capture: _Capture, *, sync: bool) -> Any:
     """A recording stream that is also the library's own ``SyncByteStream``/``AsyncByteStream``."""
-    from .transport import module_of
+    from ._transport import module_of
 
     mod = module_of(response)
     key = (mod.__name__, sync)
     cls = _STREAM_TYPES.get(key)
     if cls is None:
-        ours, base = (_SyncRecording, mod.SyncByteStream) if sync else (_AsyncRecording, mod.AsyncByteStream)
-        cls = _STREAM_TYPES[key] = type(f"Recording{base.__name__}", (ours, base), {"__module__": __name__})
+        ours, base = (
+            (_SyncRecording, mod.SyncByteStream) if sync else (_AsyncRecording, mod.AsyncByteStream)
+        )
+        cls = _STREAM_TYPES[key] = type(
+            f"Recording{base.__name__}", (ours, base), {"__module__": __name__}
+        )
     return cls(response.stream, capture)
 
 
@@ -262,7 +270,9 @@ def _recording_stream(response: Any, capture: _Capture, *, sync: bool) -> Any:
 # its fault-free schedules are not built again: a parametrized test or a cassette shared by tests
 # replays what the first play built. The bytes are compared, never trusted from a timestamp.
 
-_KEEP_FILE = 4 << 20  # files up to this size are kept (with their schedules, ~3x the file in memory)
+_KEEP_FILE = (
+    4 << 20
+)  # files up to this size are kept (with their schedules, ~3x the file in memory)
 _KEEP_TOTAL = 8 << 20  # and this much in all
 _KEEP_FILES = 4  # the files opened most recently (tests that share a cassette usually run in a row)
 
@@ -281,18 +291,18 @@ _opened_lock = threading.Lock()
 def _read(path: Path, timing: Timing) -> tuple[Cassette, dict[int, Schedule] | None]:
     """The cassette at ``path`` and the store of its fault-free schedules under ``timing``
     (None for a file too large to keep)."""
-    from . import codec
+    from . import _format, _store
 
     key = os.fspath(path)
-    data = codec.read_bytes(key)
+    data = _store.read_bytes(key)
     if len(data) > _KEEP_FILE:
-        return codec.loads_any(data, path=key), None
+        return _format.loads_any(data, path=key), None
     with _opened_lock:
         kept = _opened.pop(key, None)
         if kept is not None and kept.data == data:
             _opened[key] = kept  # now the most recent
             return kept.cassette, kept.schedules.setdefault(timing, {})
-    cassette = codec.loads_any(data, path=key)
+    cassette = _format.loads_any(data, path=key)
     kept = _Opened(data, cassette, {})
     with _opened_lock:
         _opened.pop(key, None)
@@ -323,18 +333,24 @@ class ActiveCassette:
 
     @classmethod
     def open(cls, options: Options) -> ActiveCassette:
-        from . import codec
-        from .player import Player
+        from . import _store
+        from ._player import Player
 
-        existed = codec.present(options.path)
+        existed = _store.present(options.path)
         schedules = None
         if existed and options.record != "all":
             cassette, schedules = _read(options.path, options.timing)
         else:
             cassette = Cassette()
-        player = Player.create([(str(options.path), cassette)], timing=options.timing,
-                               faults=options.faults, seed=options.seed, match=options.match(),
-                               repeat=options.allow_repeats, schedules=schedules)
+        player = Player.create(
+            [(str(options.path), cassette)],
+            timing=options.timing,
+            faults=options.faults,
+            seed=options.seed,
+            match=options.match(),
+            repeat=options.allow_repeats,
+            schedules=schedules,
+        )
         return cls(options, cassette, existed, player)
 
     def __post_init__(self) -> None:
@@ -383,15 +399,22 @@ class ActiveCassette:
             counts[miss.message] = counts.get(miss.message, 0) + 1
         if not counts:
             return ""
-        lines = [text if n == 1 else f"{text}\n  ({n} times: the client retried)" for text, n in counts.items()]
+        lines = [
+            text if n == 1 else f"{text}\n  ({n} times: the client retried)"
+            for text, n in counts.items()
+        ]
         return "\n".join([*lines, self.hint()])
 
     def hint(self) -> str:
         if not self.existed:
-            return (f"(cassette file {str(self.path)!r} does not exist; record it with record='once' "
-                    f"or pytest --ssevcr-record=once)")
-        return (f"(record mode {self.record_mode!r}: add new requests with record='new_episodes' "
-                f"or pytest --ssevcr-record=new_episodes, or re-record with 'all')")
+            return (
+                f"(cassette file {str(self.path)!r} does not exist; record it with record='once' "
+                f"or pytest --ssevcr-record=once)"
+            )
+        return (
+            f"(record mode {self.record_mode!r}: add new requests with record='new_episodes' "
+            f"or pytest --ssevcr-record=new_episodes, or re-record with 'all')"
+        )
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -414,7 +437,7 @@ class ActiveCassette:
         return NoMatchError(f"{error}\n{self.hint()}", method=error.method, url=error.url)
 
     def handle_sync(self, transport: Any, request: Any, send: Callable[[Any, Any], Any]) -> Any:
-        from .transport import handle_sync
+        from ._transport import handle_sync
 
         if request.url.netloc.decode("ascii", "replace") in self.passthrough:
             return send(transport, request)
@@ -429,11 +452,15 @@ class ActiveCassette:
         body = request.read()
         t0 = time.monotonic()
         response = send(transport, request)
-        response.stream = _recording_stream(response, self._capture(t0, request, body, response), sync=True)
+        response.stream = _recording_stream(
+            response, self._capture(t0, request, body, response), sync=True
+        )
         return response
 
-    async def handle_async(self, transport: Any, request: Any, send: Callable[[Any, Any], Any]) -> Any:
-        from .transport import handle_async
+    async def handle_async(
+        self, transport: Any, request: Any, send: Callable[[Any, Any], Any]
+    ) -> Any:
+        from ._transport import handle_async
 
         if request.url.netloc.decode("ascii", "replace") in self.passthrough:
             return await send(transport, request)
@@ -448,11 +475,13 @@ class ActiveCassette:
         body = await request.aread()
         t0 = time.monotonic()
         response = await send(transport, request)
-        response.stream = _recording_stream(response, self._capture(t0, request, body, response), sync=False)
+        response.stream = _recording_stream(
+            response, self._capture(t0, request, body, response), sync=False
+        )
         return response
 
     def _capture(self, t0: float, request: Any, body: bytes, response: Any) -> _Capture:
-        from .transport import to_request
+        from ._transport import to_request
 
         capture = _Capture(t0, to_request(request, body), response, time.monotonic() - t0)
         with self._lock:
@@ -464,7 +493,7 @@ class ActiveCassette:
     def save(self) -> None:
         """Write what was recorded (atomically, under the cassette's lock). A stream still open
         ends as ``client_disconnected``. Nothing recorded: the file is left alone."""
-        from . import codec
+        from . import _store
 
         with self._lock:
             captures = list(self._captures)
@@ -480,7 +509,7 @@ class ActiveCassette:
                 return Cassette(interactions=new, meta=current.meta)
             return Cassette(interactions=(*current.interactions, *new), meta=current.meta)
 
-        codec.update(self.options.path, change)
+        _store.update(self.options.path, change)
         self.saved = True
 
 
@@ -564,8 +593,10 @@ def _install() -> None:
             mod = importlib.import_module(name)
         except ImportError:
             continue
-        for cls, attr, patch in ((mod.HTTPTransport, "handle_request", _sync_patch),
-                                 (mod.AsyncHTTPTransport, "handle_async_request", _async_patch)):
+        for cls, attr, patch in (
+            (mod.HTTPTransport, "handle_request", _sync_patch),
+            (mod.AsyncHTTPTransport, "handle_async_request", _async_patch),
+        ):
             original = cls.__dict__[attr]
             ours = patch(original)
             setattr(cls, attr, ours)
@@ -617,8 +648,12 @@ class CassetteUse:
             self._entered.append(cassette)
         return cassette
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         with self._lock:
             cassette = self._entered.pop()
         try:
@@ -629,13 +664,18 @@ class CassetteUse:
     async def __aenter__(self) -> ActiveCassette:
         return self.__enter__()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, func: F) -> F:
         options = self.options
         if inspect.iscoroutinefunction(func):
+
             @functools.wraps(func)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 async with CassetteUse(options):
@@ -674,8 +714,19 @@ def use_cassette(
     plays again instead of missing. ``redact_*``: more headers, query keys and JSON body paths to
     hide when recording, besides the credential defaults.
     """
-    return CassetteUse(Options.parse(
-        path, record=record, timing=timing, max_gap=max_gap, faults=faults, seed=seed,
-        match_on=match_on, ignore_body_keys=ignore_body_keys, allow_repeats=allow_repeats,
-        redact_headers=redact_headers, redact_query=redact_query, redact_body=redact_body,
-    ))
+    return CassetteUse(
+        Options.parse(
+            path,
+            record=record,
+            timing=timing,
+            max_gap=max_gap,
+            faults=faults,
+            seed=seed,
+            match_on=match_on,
+            ignore_body_keys=ignore_body_keys,
+            allow_repeats=allow_repeats,
+            redact_headers=redact_headers,
+            redact_query=redact_query,
+            redact_body=redact_body,
+        )
+    )

@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import ConfigError
-from .timing import parse_duration
+from ._errors import ConfigError
+from ._timing import parse_duration
 
 __all__ = [
     "Corrupt",
@@ -168,7 +168,7 @@ def _choice(spec: str, key: str, value: str, options: Iterable[str]) -> str:
     return value
 
 
-def parse_fault(text: str | Fault) -> Fault:
+def parse_fault(text: str | Fault) -> Fault:  # noqa: C901 - one branch per fault kind (to split)
     """Parse one fault spec; a ConfigError says what is wrong and what is valid."""
     if not isinstance(text, str):
         return text
@@ -176,7 +176,9 @@ def parse_fault(text: str | Fault) -> Fault:
     name, _, rest = spec.partition(":")
     name = name.strip().lower()
     if name not in _KEYS:
-        raise ConfigError(f"unknown fault {name!r} in {spec!r}; valid faults: {', '.join(FAULT_NAMES)}")
+        raise ConfigError(
+            f"unknown fault {name!r} in {spec!r}; valid faults: {', '.join(FAULT_NAMES)}"
+        )
     params: dict[str, str] = {}
     flags: list[str] = []
     if rest.strip():
@@ -190,7 +192,9 @@ def parse_fault(text: str | Fault) -> Fault:
                 flags.append(key)
                 continue
             if key not in _KEYS[name] and key not in _COMMON:
-                raise _fail(spec, f"unknown key {key!r}; {name} takes {', '.join(_KEYS[name] + _COMMON)}")
+                raise _fail(
+                    spec, f"unknown key {key!r}; {name} takes {', '.join(_KEYS[name] + _COMMON)}"
+                )
             if key in params:
                 raise _fail(spec, f"{key} given twice")
             params[key] = value.strip()
@@ -203,10 +207,15 @@ def parse_fault(text: str | Fault) -> Fault:
         else:
             scope = Scope(interaction=_int(spec, "on", on, minimum=1))
     if "times" in params:
-        scope = Scope(scope.interaction, scope.path, _int(spec, "times", params.pop("times"), minimum=1))
+        scope = Scope(
+            scope.interaction, scope.path, _int(spec, "times", params.pop("times"), minimum=1)
+        )
 
     def flag_error() -> ConfigError:
-        return _fail(spec, f"unexpected {', '.join(flags)!r}; {name} takes {', '.join(_KEYS[name] + _COMMON)}")
+        return _fail(
+            spec,
+            f"unexpected {', '.join(flags)!r}; {name} takes {', '.join(_KEYS[name] + _COMMON)}",
+        )
 
     def need(key: str) -> str:
         if key not in params:
@@ -222,10 +231,13 @@ def parse_fault(text: str | Fault) -> Fault:
         end = _choice(spec, "end", params.get("end", "abort"), ("close", "abort", "reset"))
         if "after" in params:
             after = params["after"]
-            ref: EventRef = "last" if after.strip().lower() == "last" else _int(spec, "after", after, minimum=0)
+            ref: EventRef = (
+                "last" if after.strip().lower() == "last" else _int(spec, "after", after, minimum=0)
+            )
             fault = Truncate(spec, scope, after=ref, end=end)  # type: ignore[arg-type]
         else:
-            fault = Truncate(spec, scope, byte=_int(spec, "byte", params["byte"], minimum=0), end=end)  # type: ignore[arg-type]
+            byte = _int(spec, "byte", params["byte"], minimum=0)
+            fault = Truncate(spec, scope, byte=byte, end=end)  # type: ignore[arg-type]
     elif name == "corrupt":
         if flags:
             raise flag_error()
@@ -235,7 +247,11 @@ def parse_fault(text: str | Fault) -> Fault:
         if flags:
             raise flag_error()
         duration_text = need("for")
-        duration = None if duration_text.lower() == "forever" else parse_duration(duration_text, what=f"stall duration in {spec!r}")
+        duration = (
+            None
+            if duration_text.lower() == "forever"
+            else parse_duration(duration_text, what=f"stall duration in {spec!r}")
+        )
         fault = Stall(spec, scope, before=_event(spec, "before", need("before")), duration=duration)
     elif name in ("drop", "duplicate"):
         if flags:
@@ -248,8 +264,13 @@ def parse_fault(text: str | Fault) -> Fault:
         provider = params.get("provider")
         if provider is not None:
             _choice(spec, "provider", provider, PROVIDERS)
-        fault = InjectError(spec, scope, after=_event(spec, "after", need("after")), provider=provider,  # type: ignore[arg-type]
-                            message=params.get("message"))
+        fault = InjectError(
+            spec,
+            scope,
+            after=_event(spec, "after", need("after")),
+            provider=provider,  # type: ignore[arg-type]
+            message=params.get("message"),
+        )
     elif name == "status":
         code_text = params.get("code")
         if flags:
@@ -265,16 +286,26 @@ def parse_fault(text: str | Fault) -> Fault:
         provider = params.get("provider")
         if provider is not None:
             _choice(spec, "provider", provider, PROVIDERS)
-        fault = Status(spec, scope, code=code,
-                       retry_after=None if retry_after is None else parse_duration(retry_after, what="retry_after"),
-                       provider=provider)  # type: ignore[arg-type]
+        fault = Status(
+            spec,
+            scope,
+            code=code,
+            retry_after=None
+            if retry_after is None
+            else parse_duration(retry_after, what="retry_after"),
+            provider=provider,  # type: ignore[arg-type]
+        )
     elif name == "rechunk":
-        modes = [f for f in flags if f in ("random", "hostile")] + (["size"] if "size" in params else [])
+        modes = [f for f in flags if f in ("random", "hostile")] + (
+            ["size"] if "size" in params else []
+        )
         if len(modes) != 1 or len(flags) != len([f for f in flags if f in ("random", "hostile")]):
             raise _fail(spec, "rechunk needs exactly one of size=N, random or hostile")
         maximum = _int(spec, "max", params.get("max", "16"), minimum=1)
         if modes[0] == "size":
-            fault = Rechunk(spec, scope, how="size", size=_int(spec, "size", params["size"], minimum=1))
+            fault = Rechunk(
+                spec, scope, how="size", size=_int(spec, "size", params["size"], minimum=1)
+            )
         else:
             fault = Rechunk(spec, scope, how=modes[0], max=maximum)  # type: ignore[arg-type]
     else:  # slow

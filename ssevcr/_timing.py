@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import ConfigError
+from ._errors import ConfigError
 
 __all__ = ["Timing", "format_duration", "parse_duration", "parse_timing"]
 
@@ -54,7 +54,11 @@ class Timing:
     def __str__(self) -> str:
         base = {"original": "original", "instant": "instant"}.get(self.mode)
         if base is None:
-            base = f"scale:{self.factor:g}" if self.mode == "scale" else f"fixed:{format_duration(self.gap)}"
+            base = (
+                f"scale:{self.factor:g}"
+                if self.mode == "scale"
+                else f"fixed:{format_duration(self.gap)}"
+            )
         return base if self.max_gap is None else f"{base} (max gap {format_duration(self.max_gap)})"
 
     def with_max_gap(self, max_gap: float | None) -> Timing:
@@ -106,7 +110,9 @@ def parse_timing(text: str | Timing | None, *, max_gap: str | float | None = Non
             try:
                 factor = float(arg)
             except ValueError:
-                raise ConfigError(f"bad timing {spec!r}: scale needs a number, e.g. scale:0.1 (ten times faster)") from None
+                raise ConfigError(
+                    f"bad timing {spec!r}: scale needs a number, e.g. scale:0.1 (ten times faster)"
+                ) from None
             if not math.isfinite(factor) or factor < 0:
                 raise ConfigError(f"bad timing {spec!r}: the scale factor must be a number >= 0")
             timing = Timing("scale", factor=factor)
@@ -117,5 +123,7 @@ def parse_timing(text: str | Timing | None, *, max_gap: str | float | None = Non
         else:
             raise ConfigError(f"unknown timing {spec!r}; valid: {', '.join(_MODES)}")
     if max_gap is not None:
-        timing = timing.with_max_gap(parse_duration(max_gap, what="max gap") if isinstance(max_gap, str) else float(max_gap))
+        timing = timing.with_max_gap(
+            parse_duration(max_gap, what="max gap") if isinstance(max_gap, str) else float(max_gap)
+        )
     return timing

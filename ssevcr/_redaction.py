@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-from .cassette import Headers, Interaction, Request, Response
-from .errors import ConfigError
+from ._cassette import Headers, Interaction, Request, Response
+from ._errors import ConfigError
 
 __all__ = [
     "DEFAULT_HEADERS",

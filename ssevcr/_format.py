@@ -1,8 +1,9 @@
-"""Cassette files: the msgpack format (versioned, columnar, atomic writes) and its lossless JSON twin.
+"""The cassette file format, pure: bytes <-> :class:`~ssevcr._cassette.Cassette`, and the lossless
+JSON twin. No files, locks or clocks here (see ``_store`` for those).
 
-Every way a file can be wrong — missing, truncated, random bytes, a newer version, a field of the
-wrong type — raises one :class:`~ssevcr.errors.CassetteError` naming the file and the field; no
-other exception escapes ``load``/``loads``/``import_json``.
+Every way a document can be wrong — truncated, random bytes, a newer version, a field of the
+wrong type — raises one :class:`~ssevcr._errors.CassetteError` naming the file and the field; no
+other exception escapes ``loads``/``import_json``/``loads_any``.
 
 msgpack layout (version 1)::
 
@@ -22,27 +23,21 @@ document); a newer version is refused.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import math
-import mmap
 import operator
-import os
 import re
 import reprlib
-import secrets
-import stat
 import sys
 from array import array
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NoReturn
 
 import msgpack
 
-from .cassette import Cassette, End, Headers, Interaction, Outcome, Request, Response
-from .errors import CassetteError
+from ._cassette import Cassette, End, Headers, Interaction, Outcome, Request, Response
+from ._errors import CassetteError
 
 __all__ = [
     "FORMAT",
@@ -51,16 +46,8 @@ __all__ = [
     "dumps",
     "export_json",
     "import_json",
-    "load",
     "loads",
     "loads_any",
-    "locked",
-    "present",
-    "read_any",
-    "read_bytes",
-    "save",
-    "update",
-    "write_atomic",
 ]
 
 FORMAT = "ssevcr"
@@ -77,7 +64,11 @@ _OUTCOMES = {o.value for o in Outcome}
 
 
 def _pack_array(typecode: str, values: Sequence[Any]) -> bytes:
-    arr = values if isinstance(values, array) and values.typecode == typecode else array(typecode, values)
+    arr = (
+        values
+        if isinstance(values, array) and values.typecode == typecode
+        else array(typecode, values)
+    )
     if _BIG_ENDIAN:
         arr = array(typecode, arr)
         arr.byteswap()
@@ -93,7 +84,12 @@ def _unpack_array(typecode: str, data: bytes) -> array[Any]:
 
 
 def _request_doc(r: Request) -> dict[str, Any]:
-    return {"method": r.method, "url": r.url, "headers": [list(h) for h in r.headers], "body": r.body}
+    return {
+        "method": r.method,
+        "url": r.url,
+        "headers": [list(h) for h in r.headers],
+        "body": r.body,
+    }
 
 
 def _response_doc(r: Response) -> dict[str, Any]:
@@ -116,7 +112,11 @@ def dumps(cassette: Cassette) -> bytes:
         "version": VERSION,
         "meta": dict(cassette.meta),
         "interactions": [
-            {"request": _request_doc(i.request), "response": _response_doc(i.response), "meta": dict(i.meta)}
+            {
+                "request": _request_doc(i.request),
+                "response": _response_doc(i.response),
+                "meta": dict(i.meta),
+            }
             for i in cassette.interactions
         ],
     }
@@ -129,115 +129,10 @@ def loads(data: bytes, *, path: str = "<memory>") -> Cassette:
     except Exception as e:  # msgpack raises several unrelated types for damaged input
         if not data:
             raise CassetteError(path, "the file is empty") from None
-        raise CassetteError(path, f"not a readable msgpack cassette ({type(e).__name__}: {e})") from None
+        raise CassetteError(
+            path, f"not a readable msgpack cassette ({type(e).__name__}: {e})"
+        ) from None
     return _Reader(path, binary=True).cassette(doc)
-
-
-def load(path: str | os.PathLike[str]) -> Cassette:
-    p = os.fspath(path)
-    try:
-        with open(p, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                raise CassetteError(p, "the file is empty")
-            # map the file instead of reading it into a fresh buffer: the body is copied once,
-            # by msgpack, instead of twice (a large cassette loads about twice as fast)
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                return loads(mapped, path=p)  # type: ignore[arg-type]
-    except FileNotFoundError:
-        raise CassetteError(p, "no such file") from None
-    except IsADirectoryError:
-        raise CassetteError(p, "is a directory, not a cassette file") from None
-    except OSError as e:
-        raise CassetteError(p, f"cannot be read: {e.strerror or e}") from None
-
-
-def _create_temp(directory: str) -> tuple[int, str]:
-    """A new file beside the target. Unlike ``tempfile.mkstemp`` (always 0600) it gets the mode
-    a plain ``open()`` would give, so other users and CI containers can read the cassette."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = os.path.join(directory, f".ssevcr-{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, flags, 0o666), tmp  # the umask applies
-        except FileExistsError:  # pragma: no cover - 48 random bits
-            continue
-
-
-def write_atomic(path: str, data: bytes, *, fsync: bool = True) -> None:
-    """Write a file so that readers see the old content or the new, never a part (temp file in
-    the same directory, then rename); a replaced file keeps its mode."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = _create_temp(directory)
-    try:
-        with contextlib.suppress(OSError):  # replacing a file keeps its mode
-            os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def save(cassette: Cassette, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
-    """Write atomically (temp file in the same directory, then rename): the file on disk is
-    always a whole cassette, the old one or the new one."""
-    p = os.fspath(path)
-    try:
-        write_atomic(p, dumps(cassette), fsync=fsync)
-    except OSError as e:
-        raise CassetteError(p, f"cannot be written: {e.strerror or e}") from None
-
-
-def lock_path(path: str | os.PathLike[str]) -> str:
-    """Where the lock of a cassette lives: a per-user folder in the temp directory, named by the
-    cassette's real path, so no ``.lock`` file ever lands beside a cassette in the repository."""
-    import hashlib
-    import tempfile
-
-    real = os.path.realpath(os.path.abspath(os.fspath(path)))
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    folder = os.path.join(tempfile.gettempdir(), f"ssevcr-locks-{uid}")
-    return os.path.join(folder, hashlib.sha256(os.fsencode(real)).hexdigest()[:40] + ".lock")
-
-
-@contextlib.contextmanager
-def locked(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive lock on a cassette (see :func:`lock_path`) so that several recorders,
-    in any process on this machine, appending to one cassette never lose each other's
-    interactions."""
-    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
-    lock_file = lock_path(path)
-    os.makedirs(os.path.dirname(lock_file), mode=0o700, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not on POSIX
-        yield
-        return
-    with open(lock_file, "a+b") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def update(
-    path: str | os.PathLike[str], change: Callable[[Cassette], Cassette], *, fsync: bool = True
-) -> Cassette:
-    """Load (or start empty), change and save a cassette under its lock."""
-    p = os.fspath(path)
-    with locked(p):
-        current = load(p) if os.path.exists(p) else Cassette()
-        new = change(current)
-        save(new, p, fsync=fsync)
-        return new
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,8 +142,9 @@ def update(
 class _Reader:
     """Turns a decoded document into a Cassette, or raises CassetteError naming the field."""
 
-    def __init__(self, path: str, *, binary: bool,
-                 line_of: Callable[[object, str], int | None] | None = None):
+    def __init__(
+        self, path: str, *, binary: bool, line_of: Callable[[object, str], int | None] | None = None
+    ):
         self.path = path
         self.binary = binary
         self.line_of = line_of or (lambda _node, _key: None)
@@ -265,18 +161,35 @@ class _Reader:
             self.fail(where, f"expected a map, got {_kind(value)}", parent)
         return value
 
-    def get(self, node: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    def get(
+        self,
+        node: dict[str, Any],
+        key: str,
+        where: str,
+        kind: type | tuple[type, ...],
+        default: Any = ...,
+    ) -> Any:
         if key not in node:
             if default is not ...:
                 return default
             self.fail(f"{where}.{key}" if where else key, "missing", node)
         value = node[key]
         if isinstance(value, bool) and kind in (int, float, (int, float)):
-            self.fail(f"{where}.{key}" if where else key, f"expected a number, got {_kind(value)}", node)
+            self.fail(
+                f"{where}.{key}" if where else key, f"expected a number, got {_kind(value)}", node
+            )
         if not isinstance(value, kind):
-            self.fail(f"{where}.{key}" if where else key, f"expected {_kind_name(kind)}, got {_kind(value)}", node)
+            self.fail(
+                f"{where}.{key}" if where else key,
+                f"expected {_kind_name(kind)}, got {_kind(value)}",
+                node,
+            )
         if isinstance(value, str) and not _is_unicode(value):
-            self.fail(f"{where}.{key}" if where else key, "not valid Unicode text (a lone surrogate)", node)
+            self.fail(
+                f"{where}.{key}" if where else key,
+                "not valid Unicode text (a lone surrogate)",
+                node,
+            )
         return value
 
     def time(self, node: dict[str, Any], key: str, where: str) -> float:
@@ -293,9 +206,15 @@ class _Reader:
         meta = self.get(node, "meta", where, dict, {})
         for k, v in meta.items():
             if not (isinstance(k, str) and _is_unicode(k)):
-                self.fail(f"{where}.meta" if where else "meta", f"keys must be text, got {_show(k)}", node)
+                self.fail(
+                    f"{where}.meta" if where else "meta", f"keys must be text, got {_show(k)}", node
+                )
             if not (isinstance(v, str) and _is_unicode(v)):
-                self.fail(f"{where}.meta.{k}" if where else f"meta.{k}", f"expected text, got {_show(v)}", meta)
+                self.fail(
+                    f"{where}.meta.{k}" if where else f"meta.{k}",
+                    f"expected text, got {_show(v)}",
+                    meta,
+                )
         return MappingProxyType(dict(meta))
 
     def headers(self, node: dict[str, Any], where: str) -> Headers:
@@ -304,7 +223,9 @@ class _Reader:
         for i, pair in enumerate(raw):
             if not (isinstance(pair, list) and len(pair) == 2 and all(_is_latin1(x) for x in pair)):
                 self.fail(
-                    f"{where}.headers[{i}]", f"expected a [name, value] pair of latin-1 text, got {_show(pair)}", node
+                    f"{where}.headers[{i}]",
+                    f"expected a [name, value] pair of latin-1 text, got {_show(pair)}",
+                    node,
                 )
             out.append((pair[0], pair[1]))
         return tuple(out)
@@ -324,7 +245,11 @@ class _Reader:
         doc = self.map(doc, "(top level)")
         fmt = doc.get("format")
         if fmt != FORMAT:
-            self.fail("format", f"not an ssevcr cassette (format is {_show(fmt)}, expected {FORMAT!r})", doc)
+            self.fail(
+                "format",
+                f"not an ssevcr cassette (format is {_show(fmt)}, expected {FORMAT!r})",
+                doc,
+            )
         version = doc.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
             self.fail("version", f"expected a version number, got {_show(version)}", doc)
@@ -337,17 +262,25 @@ class _Reader:
         while version < VERSION:
             migrate = MIGRATIONS.get(version)
             if migrate is None:
-                self.fail("version", f"version {version} is not supported (no migration to {version + 1})", doc)
+                self.fail(
+                    "version",
+                    f"version {version} is not supported (no migration to {version + 1})",
+                    doc,
+                )
             try:
                 doc = migrate(doc)
             except Exception as e:
                 self.fail("version", f"migrating from version {version} failed: {e}", doc)
             if not isinstance(doc, dict):
-                self.fail("version", f"migrating from version {version} gave {_kind(doc)}, not a map")
+                self.fail(
+                    "version", f"migrating from version {version} gave {_kind(doc)}, not a map"
+                )
             version += 1
         raw_interactions = self.get(doc, "interactions", "", list)
         interactions = tuple(
-            self.interaction(self.map(item, f"interactions[{i}]", raw_interactions), f"interactions[{i}]")
+            self.interaction(
+                self.map(item, f"interactions[{i}]", raw_interactions), f"interactions[{i}]"
+            )
             for i, item in enumerate(raw_interactions)
         )
         return Cassette(interactions=interactions, meta=self.meta(doc, ""))
@@ -383,15 +316,29 @@ class _Reader:
             sizes = _unpack_array("I", sizes_raw)
             ats = _unpack_array("d", ats_raw)
             if len(sizes) != len(ats):
-                self.fail(f"{where}.chunk_at", f"{len(ats)} chunk times for {len(sizes)} chunks", node)
+                self.fail(
+                    f"{where}.chunk_at", f"{len(ats)} chunk times for {len(sizes)} chunks", node
+                )
             if sum(sizes) != len(body):
-                self.fail(f"{where}.chunk_sizes", f"chunk sizes add up to {sum(sizes)}, body has {len(body)} bytes", node)
+                self.fail(
+                    f"{where}.chunk_sizes",
+                    f"chunk sizes add up to {sum(sizes)}, body has {len(body)} bytes",
+                    node,
+                )
             # one C-speed pass: any NaN fails a comparison, so this also rejects NaN
-            if ats and not (ats[0] >= 0 and math.isfinite(ats[-1]) and all(map(operator.le, ats, ats[1:]))):
-                bad = next(i for i, at in enumerate(ats)
-                           if not (math.isfinite(at) and at >= (ats[i - 1] if i else 0.0)))
-                self.fail(f"{where}.chunk_at[{bad}]",
-                          f"chunk times must be finite and non-decreasing, got {ats[bad]!r}", node)
+            if ats and not (
+                ats[0] >= 0 and math.isfinite(ats[-1]) and all(map(operator.le, ats, ats[1:]))
+            ):
+                bad = next(
+                    i
+                    for i, at in enumerate(ats)
+                    if not (math.isfinite(at) and at >= (ats[i - 1] if i else 0.0))
+                )
+                self.fail(
+                    f"{where}.chunk_at[{bad}]",
+                    f"chunk times must be finite and non-decreasing, got {ats[bad]!r}",
+                    node,
+                )
         else:
             chunks = self.get(node, "chunks", where, list)
             parts: list[bytes] = []
@@ -402,7 +349,9 @@ class _Reader:
                 c = self.map(c, cw, chunks)
                 at = self.time(c, "at", cw)
                 if at < prev:
-                    self.fail(f"{cw}.at", f"chunk times must not decrease ({at!r} after {prev!r})", c)
+                    self.fail(
+                        f"{cw}.at", f"chunk times must not decrease ({at!r} after {prev!r})", c
+                    )
                 prev = at
                 if "data" not in c and "data_b64" not in c:
                     self.fail(cw, "needs 'data' or 'data_b64'", c)
@@ -414,7 +363,11 @@ class _Reader:
         end_node = self.map(self.get(node, "end", where, dict), f"{where}.end", node)
         outcome = self.get(end_node, "outcome", f"{where}.end", str)
         if outcome not in _OUTCOMES:
-            self.fail(f"{where}.end.outcome", f"expected one of {', '.join(sorted(_OUTCOMES))}, got {outcome!r}", end_node)
+            self.fail(
+                f"{where}.end.outcome",
+                f"expected one of {', '.join(sorted(_OUTCOMES))}, got {outcome!r}",
+                end_node,
+            )
         error = self.get(end_node, "error", f"{where}.end", (str, type(None)), None)
         return Response(
             status=status,
@@ -455,8 +408,15 @@ def _is_latin1(value: object) -> bool:
 def _kind(value: object) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "text", bytes: "bytes",
-            list: "a list", dict: "a map"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "text",
+        bytes: "bytes",
+        list: "a list",
+        dict: "a map",
+    }.get(type(value), type(value).__name__)
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
@@ -494,8 +454,10 @@ def export_json(cassette: Cassette) -> str:
         if inter.meta:
             out.append(f'   "meta": {_dump(dict(inter.meta))},')
         out.append(f'   "request": {_dump(request)},')
-        out.append(f'   "response": {{"status": {resp.status}, "reason": {_dump(resp.reason)}, '
-                   f'"http_version": {_dump(resp.http_version)},')
+        out.append(
+            f'   "response": {{"status": {resp.status}, "reason": {_dump(resp.reason)}, '
+            f'"http_version": {_dump(resp.http_version)},'
+        )
         out.append(f'    "headers": {_dump([list(h) for h in resp.headers])},')
         out.append(f'    "headers_at": {_dump(resp.headers_at)},')
         chunks = list(resp.chunks)
@@ -548,7 +510,9 @@ def import_json(text: str | bytes, *, path: str = "<json>") -> Cassette:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
-        raise CassetteError(path, f"not valid JSON: {e.msg} (column {e.colno})", line=e.lineno) from None
+        raise CassetteError(
+            path, f"not valid JSON: {e.msg} (column {e.colno})", line=e.lineno
+        ) from None
     except (ValueError, RecursionError) as e:  # an integer of more than 4300 digits; deep nesting
         raise CassetteError(path, f"not usable JSON: {e}") from None
     try:
@@ -584,36 +548,6 @@ def _key_position(text: str, start: int, end: int, key: str) -> int | None:
         elif depth == 1 and token[1:-1] == key and text[m.end() : end].lstrip()[:1] == ":":
             return m.start()
     return None
-
-
-def present(path: str | os.PathLike[str]) -> bool:
-    """Whether anything is at ``path``, also something that cannot be read (a symlink loop, a
-    file where a directory should be): loading it then says what is wrong, instead of a
-    recorder or a replay treating it as absent."""
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def read_any(path: str | os.PathLike[str]) -> Cassette:
-    """Load a cassette from msgpack or its JSON twin (by content, not by name)."""
-    p = os.fspath(path)
-    return loads_any(read_bytes(p), path=p)
-
-
-def read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A cassette file's bytes, with the loader's errors."""
-    p = os.fspath(path)
-    try:
-        return Path(p).read_bytes()
-    except FileNotFoundError:
-        raise CassetteError(p, "no such file") from None
-    except OSError as e:
-        raise CassetteError(p, f"cannot be read: {e.strerror or e}") from None
 
 
 def loads_any(data: bytes, *, path: str = "<memory>") -> Cassette:

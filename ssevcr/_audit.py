@@ -23,10 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import unquote_plus
 
-from .cassette import Cassette, Headers, Interaction, Request, Response
-from .redaction import DEFAULT_HEADERS, DEFAULT_QUERY_KEYS, PLACEHOLDER
-from .sse import Event, parse
-from .stats import decoded_pieces
+from ._cassette import Cassette, Headers, Interaction, Request, Response
+from ._redaction import DEFAULT_HEADERS, DEFAULT_QUERY_KEYS, PLACEHOLDER
+from ._sse import Event, parse
+from ._stats import decoded_pieces
 
 __all__ = ["REDACTED", "Finding", "is_credential_name", "looks_random", "redact", "scan"]
 
@@ -49,17 +49,44 @@ _PATTERNS: tuple[tuple[str, re.Pattern[bytes]], ...] = tuple(
 )
 # a value under a name: "name": "value" (JSON), name=value (query, form), Bearer value
 _JSON_MEMBER = re.compile(rb'"([A-Za-z0-9_.\-]{1,64})"\s*:\s*"((?:[^"\\\r\n]|\\.){1,4096})"')
-_ASSIGNMENT = re.compile(rb"(?<![A-Za-z0-9_.\-])([A-Za-z][A-Za-z0-9_.\-]{0,63})=([^&\s\"'<>;,]{1,4096})")
+_ASSIGNMENT = re.compile(
+    rb"(?<![A-Za-z0-9_.\-])([A-Za-z][A-Za-z0-9_.\-]{0,63})=([^&\s\"'<>;,]{1,4096})"
+)
 _BEARER = re.compile(rb"\b[Bb]earer\s+([A-Za-z0-9\-._~+/]{8,}=*)")
 
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-_CREDENTIAL_WORDS = frozenset({
-    "key", "apikey", "token", "secret", "password", "passwd", "pwd", "auth", "authorization",
-    "credential", "credentials", "cookie", "bearer", "passphrase",
-})
+_CREDENTIAL_WORDS = frozenset(
+    {
+        "key",
+        "apikey",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "cookie",
+        "bearer",
+        "passphrase",
+    }
+)
 # named like a credential, but not one
-_NOT_CREDENTIALS = frozenset({"idempotency-key", "idempotency_key", "prompt_cache_key", "cache_key",
-                              "key_id", "keyid", "token_type", "token_count", "auth_type"})
+_NOT_CREDENTIALS = frozenset(
+    {
+        "idempotency-key",
+        "idempotency_key",
+        "prompt_cache_key",
+        "cache_key",
+        "key_id",
+        "keyid",
+        "token_type",
+        "token_count",
+        "auth_type",
+    }
+)
 _AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
 
 
@@ -84,15 +111,22 @@ def looks_random(value: str) -> bool:
     """Long, no spaces, mixed character classes, high Shannon entropy: a key, not a word."""
     if len(value) < 16 or REDACTED in value.upper() or any(c.isspace() for c in value):
         return False
-    classes = sum((any(c.islower() for c in value), any(c.isupper() for c in value),
-                   any(c.isdigit() for c in value)))
+    classes = sum(
+        (
+            any(c.islower() for c in value),
+            any(c.isupper() for c in value),
+            any(c.isdigit() for c in value),
+        )
+    )
     return classes >= 2 and _entropy(value) >= 3.2
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
     interaction: int  # from 1
-    location: str  # "request header 'x-api-key'", "request URL query 'key'", "response event 3", ...
+    location: (
+        str  # "request header 'x-api-key'", "request URL query 'key'", "response event 3", ...
+    )
     kind: str  # "OpenAI API key", "credential in 'client_secret'", ...
     excerpt: str  # masked: the context before it, the first few characters and the length
 
@@ -170,13 +204,21 @@ def _header_hits(name: str, value: str) -> tuple[list[_Hit], bool]:
         scheme, _, token = value.strip().partition(" ")
         credential = token.strip() if token else scheme
         if len(credential) >= 8 and credential.upper() != REDACTED:
-            kind = "bearer token" if scheme.lower() == "bearer" else f"credentials ({scheme or 'raw'})"
+            kind = (
+                "bearer token" if scheme.lower() == "bearer" else f"credentials ({scheme or 'raw'})"
+            )
             found = _find(raw)
             return [_Hit(0, len(raw), found[0].kind if found else kind)], True
         return [], False
     hits = _find(raw)
-    if is_credential_name(name) and value.strip().upper() != REDACTED and (
-        hits or looks_random(value) or any(looks_random(t) for t in re.split(r"[\s;,=]+", value))
+    if (
+        is_credential_name(name)
+        and value.strip().upper() != REDACTED
+        and (
+            hits
+            or looks_random(value)
+            or any(looks_random(t) for t in re.split(r"[\s;,=]+", value))
+        )
     ):
         return [_Hit(0, len(raw), hits[0].kind if hits else f"credential in header {name!r}")], True
     return hits, False
@@ -208,7 +250,9 @@ def _headers(where: str, index: int, headers: Headers, findings: list[Finding]) 
         for h, shown in zip(hits, _excerpts(raw, hits), strict=True):
             if whole:  # "Bearer sk-proj…(164 chars)": the scheme stays readable
                 scheme, space, rest = value.strip().partition(" ")
-                shown = f"{scheme} {mask(rest.strip())}" if space and scheme.isalpha() else mask(value)
+                shown = (
+                    f"{scheme} {mask(rest.strip())}" if space and scheme.isalpha() else mask(value)
+                )
             findings.append(Finding(index, f"{where} header {name!r}", h.kind, f"{name}: {shown}"))
         if whole:
             value = REDACTED
@@ -310,14 +354,24 @@ def _response(index: int, resp: Response, findings: list[Finding]) -> Response:
         wire = sum(len(d) for _, d in pieces)
         if any(k.lower() == "content-length" for k, _ in headers):
             headers = _set_length(headers, wire)
-        return Response.from_chunks(resp.status, pieces, reason=resp.reason, http_version=resp.http_version,
-                                    headers=headers, headers_at=resp.headers_at, end=resp.end)
+        return Response.from_chunks(
+            resp.status,
+            pieces,
+            reason=resp.reason,
+            http_version=resp.http_version,
+            headers=headers,
+            headers_at=resp.headers_at,
+            end=resp.end,
+        )
     return replace(resp, headers=headers)
 
 
 def _interaction(index: int, inter: Interaction, findings: list[Finding]) -> Interaction:
-    return replace(inter, request=_request(index, inter.request, findings),
-                   response=_response(index, inter.response, findings))
+    return replace(
+        inter,
+        request=_request(index, inter.request, findings),
+        response=_response(index, inter.response, findings),
+    )
 
 
 def scan(cassette: Cassette) -> list[Finding]:
@@ -329,7 +383,9 @@ def redact(cassette: Cassette) -> tuple[Cassette, list[Finding]]:
     """The cassette with every finding replaced by ``REDACTED``, and the findings. A cassette
     with no findings comes back unchanged (the same object)."""
     findings: list[Finding] = []
-    interactions = tuple(_interaction(n, i, findings) for n, i in enumerate(cassette.interactions, 1))
+    interactions = tuple(
+        _interaction(n, i, findings) for n, i in enumerate(cassette.interactions, 1)
+    )
     if not findings:
         return cassette, []
     return replace(cassette, interactions=interactions), findings

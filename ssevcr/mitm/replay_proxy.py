@@ -30,14 +30,14 @@ try:
     import ssevcr  # noqa: F401
 except ImportError:  # loaded by hand into a mitmdump without ssevcr: expose only this package
     _shim = tempfile.mkdtemp(prefix="ssevcr-addon-")
-    os.symlink(_HERE, os.path.join(_shim, "ssevcr"))
+    os.symlink(os.path.dirname(_HERE), os.path.join(_shim, "ssevcr"))
     sys.path.insert(0, _shim)
 
 from typing import Any  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
-from ssevcr.mitm_addon import Announce  # noqa: E402
-from ssevcr.server import FORWARDED_URL  # noqa: E402
+from ssevcr._server import FORWARDED_URL  # noqa: E402
+from ssevcr.mitm.recorder import Announce  # noqa: E402
 
 __all__ = ["ADDON_FILE", "OPTION", "ReplayRedirect", "addons"]
 
@@ -46,7 +46,9 @@ class ReplayRedirect:
     """Send every flow to the replay server; stream every response back unbuffered."""
 
     def load(self, loader: Any) -> None:
-        loader.add_option(OPTION, str, "", "Replay server URL (http://HOST:PORT) that receives every flow.")
+        loader.add_option(
+            OPTION, str, "", "Replay server URL (http://HOST:PORT) that receives every flow."
+        )
 
     def request(self, flow: Any) -> None:
         from mitmproxy import ctx

@@ -28,7 +28,7 @@ body pauses that long (a 408, then close). One timer per connection, armed when 
 starts waiting and moved only when it fires, keeps keep-alive requests free of timer work.
 
 Steps wait on the loop's timers: for sub-millisecond precision, serve in the loop of
-:func:`ssevcr.timer.new_event_loop` (the CLI and :class:`ServerThread` do).
+:func:`ssevcr._timer.new_event_loop` (the CLI and :class:`ServerThread` do).
 
 This module only follows schedules: it never decides timing or faults (see ``schedule``).
 """
@@ -43,23 +43,19 @@ import socket
 import struct
 import sys
 import termios
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future as ThreadFuture
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
 import h11
 
-from .cassette import Headers, Request
-from .errors import ConfigError, NoMatchError, SsevcrError
-from .player import Player
-from .schedule import Abort, Close, Hang, Reset, Schedule
-from .timer import PreciseSelector, new_event_loop
+from ._cassette import Headers, Request
+from ._errors import ConfigError, NoMatchError, SsevcrError
+from ._player import Player
+from ._schedule import Abort, Close, Hang, Reset, Schedule
 
-__all__ = ["HEAD_TIMEOUT", "IDLE_TIMEOUT", "PreciseSelector", "ReplayServer", "ServerThread", "miss_body",
-           "new_event_loop"]  # PreciseSelector, new_event_loop: from ssevcr.timer, where they live now
+__all__ = ["HEAD_TIMEOUT", "IDLE_TIMEOUT", "ReplayServer", "miss_body"]
 
 Log = Callable[[str], None]
 RawHeaders = list[tuple[bytes, bytes]]
@@ -70,8 +66,12 @@ _FLUSH_AT = 64 * 1024  # bytes gathered before a write while steps are already d
 _READ_PAUSE_AT = 256 * 1024  # stop reading a client that pipelines this much during a response
 _RESET_DRAIN_WAIT = 0.5  # seconds to let the peer acknowledge the bytes before a reset
 _MAX_HEAD = 16 * 1024  # h11's limit on a request head still incomplete
-_CACHED_HEAD = 4096  # simple heads up to this size are remembered (clients send the same head again)
-_WHOLE_MAX = 256 * 1024  # largest body written at once (larger ones go out _FLUSH_AT at a time, each
+_CACHED_HEAD = (
+    4096  # simple heads up to this size are remembered (clients send the same head again)
+)
+_WHOLE_MAX = (
+    256 * 1024
+)  # largest body written at once (larger ones go out _FLUSH_AT at a time, each
 # waiting for the client to take the previous one: a client that stops reading holds ~_FLUSH_AT here)
 
 # How long a connection may wait for a request (seconds; None: forever). A request head comes in
@@ -92,7 +92,9 @@ _BUSY = 3  # nothing: it is answering (no timeout)
 # the fast path's request grammar: h11's (RFC 9112) with stricter header values (no control bytes)
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.1")
-_HEADER_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)[ \t]*")
+_HEADER_LINE = re.compile(
+    rb"(" + _TOKEN + rb"):[ \t]*((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)[ \t]*"
+)
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _NOT_SIMPLE = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te", b"trailer"})
 _CHUNKED_END = b"0\r\n\r\n"
@@ -110,7 +112,9 @@ class SimpleHead:
         self.target = target
         self.headers = headers
         self.length = length  # of the body (content-length, 0 without one)
-        self.parts: tuple[str, str, Headers] | None = None  # the Request's method, URL and headers, once known
+        self.parts: tuple[str, str, Headers] | None = (
+            None  # the Request's method, URL and headers, once known
+        )
 
 
 def parse_simple_head(data: bytes | bytearray) -> SimpleHead | bool:
@@ -160,7 +164,12 @@ def _stderr(message: str) -> None:
 def miss_body(message: str) -> bytes:
     """The JSON error a miss answers with: shaped like OpenAI's and Anthropic's errors, so both
     SDKs raise their own status error carrying the message."""
-    error = {"type": "ssevcr_no_match", "code": "ssevcr_no_match", "message": message, "param": None}
+    error = {
+        "type": "ssevcr_no_match",
+        "code": "ssevcr_no_match",
+        "message": message,
+        "param": None,
+    }
     return json.dumps({"type": "error", "error": error}).encode()
 
 
@@ -187,9 +196,13 @@ class _Connection(asyncio.Protocol):
         self.gone = False  # the client closed or reset the connection (or the server is closing)
         self.received_at = 0.0  # when the last bytes arrived
         self.ready_at = 0.0  # when the connection became free for the next request
-        self.state = _HEAD  # what it waits for (see _IDLE ...); a new connection owes its first head
+        self.state = (
+            _HEAD  # what it waits for (see _IDLE ...); a new connection owes its first head
+        )
         self.started_at = 0.0  # when the request being received began (the connection opened, or its first byte came)
-        self._timer: asyncio.TimerHandle | None = None  # the timeout check (at most one per connection)
+        self._timer: asyncio.TimerHandle | None = (
+            None  # the timeout check (at most one per connection)
+        )
         self.unread = 0  # bytes fed to h11 since the task last asked for data
         self.reading_paused = False
         self.writing_paused = False
@@ -315,12 +328,20 @@ class _Connection(asyncio.Protocol):
         """Close a connection whose request did not come in time: quietly when no byte of it came
         (an idle keep-alive connection, a client that connected and said nothing), else with a 408."""
         conn = self.h11
-        begun = self.state == _BODY or bool(self.buffer) or (conn is not None and bool(conn.trailing_data[0]))
+        begun = (
+            self.state == _BODY
+            or bool(self.buffer)
+            or (conn is not None and bool(conn.trailing_data[0]))
+        )
         if begun and self.transport is not None:
             message = f"ssevcr: the request did not arrive in time (head_timeout {self.server.head_timeout} s)"
-            body = json.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": message}}).encode()
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+            body = json.dumps(
+                {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+            ).encode()
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+            )
         self._close()  # flushes what is buffered, then FIN
         self._wake()
 
@@ -399,11 +420,13 @@ class _Connection(asyncio.Protocol):
                     t0 = max(self.received_at, self.ready_at)
                 total = head.end + head.length
                 if len(buffer) >= total:
-                    body = bytes(buffer[head.end:total])
+                    body = bytes(buffer[head.end : total])
                     del buffer[:total]
                     parts = head.parts
                     if parts is None:
-                        parts = head.parts = self._request_parts(head.method, head.target, head.headers)
+                        parts = head.parts = self._request_parts(
+                            head.method, head.target, head.headers
+                        )
                     return Request(parts[0], parts[1], parts[2], body), t0
                 if self.gone:  # the client left half-way through its request
                     raise _Gone
@@ -441,7 +464,9 @@ class _Connection(asyncio.Protocol):
                     return None
                 if head is not None:
                     self.state = _BODY
-                elif self.state == _IDLE and conn.trailing_data[0]:  # the first bytes of the next request
+                elif (
+                    self.state == _IDLE and conn.trailing_data[0]
+                ):  # the first bytes of the next request
                     self.state, self.started_at = _HEAD, self.loop.time()
                 self._ask_for_data()
                 if conn.they_are_waiting_for_100_continue:
@@ -455,14 +480,18 @@ class _Connection(asyncio.Protocol):
                 body.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 assert head is not None
-                method, url, headers = self._request_parts(head.method, head.target, list(head.headers.raw_items()))
+                method, url, headers = self._request_parts(
+                    head.method, head.target, list(head.headers.raw_items())
+                )
                 return Request(method, url, headers, b"".join(body)), t0
             elif isinstance(event, h11.ConnectionClosed):
                 return None
             else:  # PAUSED cannot happen before EndOfMessage
                 return None
 
-    def _request_parts(self, method: bytes, raw_target: bytes, raw_headers: RawHeaders) -> tuple[str, str, Headers]:
+    def _request_parts(
+        self, method: bytes, raw_target: bytes, raw_headers: RawHeaders
+    ) -> tuple[str, str, Headers]:
         """A request's method, URL and headers as the player matches them."""
         headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers)
         target = raw_target.decode("latin-1")
@@ -481,17 +510,33 @@ class _Connection(asyncio.Protocol):
         """Answer one request; False when the connection must close afterwards."""
         self.server.requests += 1
         cors = self.server.cors_headers(request) if self.server.cors else []
-        if self.server.cors and request.method == "OPTIONS" and request.header("access-control-request-method"):
-            return self._simple(204, [*cors, *self.server.preflight_headers(request)], b"", head_only=False)
+        if (
+            self.server.cors
+            and request.method == "OPTIONS"
+            and request.header("access-control-request-method")
+        ):
+            return self._simple(
+                204, [*cors, *self.server.preflight_headers(request)], b"", head_only=False
+            )
         try:
             play = self.server.player.play(request)
-            self.server.head_of(play.schedule)  # a head HTTP/1.1 cannot carry fails here, not mid-answer
+            self.server.head_of(
+                play.schedule
+            )  # a head HTTP/1.1 cannot carry fails here, not mid-answer
         except NoMatchError as e:
             self.server.log(str(e))
-            return self._simple(MISS_STATUS, [*cors, (b"x-ssevcr-miss", b"true")], miss_body(str(e)),
-                                head_only=request.method == "HEAD")
+            return self._simple(
+                MISS_STATUS,
+                [*cors, (b"x-ssevcr-miss", b"true")],
+                miss_body(str(e)),
+                head_only=request.method == "HEAD",
+            )
         except (SsevcrError, h11.LocalProtocolError) as e:
-            why = str(e) if isinstance(e, SsevcrError) else f"the recorded response head is not valid HTTP/1.1 ({e})"
+            why = (
+                str(e)
+                if isinstance(e, SsevcrError)
+                else f"the recorded response head is not valid HTTP/1.1 ({e})"
+            )
             message = f"ssevcr: cannot replay {request.method} {request.url}: {why}"
             self.server.log(message)
             return self._simple(400, cors, miss_body(message), head_only=request.method == "HEAD")
@@ -500,8 +545,12 @@ class _Connection(asyncio.Protocol):
     def _simple(self, status: int, extra: RawHeaders, body: bytes, *, head_only: bool) -> bool:
         """A small answer of our own (a miss, a preflight); the headers of a HEAD request's answer
         say what a GET would get, without the body."""
-        headers: RawHeaders = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                               (b"x-should-retry", b"false"), *extra]
+        headers: RawHeaders = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-should-retry", b"false"),
+            *extra,
+        ]
         if not body:
             headers = [(k, v) for k, v in headers if k not in (b"content-type", b"content-length")]
         reason = HTTPStatus(status).phrase.encode()
@@ -510,7 +559,12 @@ class _Connection(asyncio.Protocol):
             chunked = not body and status not in (204, 304)
             lines = b"".join(b"%s: %s\r\n" % (k, v) for k, v in headers)
             rest = b"" if head_only else _CHUNKED_END if chunked else body
-            self._write([b"HTTP/1.1 %d %s\r\n%s%s\r\n%s" % (status, reason, lines, _TE_CHUNKED if chunked else b"", rest)])
+            self._write(
+                [
+                    b"HTTP/1.1 %d %s\r\n%s%s\r\n%s"
+                    % (status, reason, lines, _TE_CHUNKED if chunked else b"", rest)
+                ]
+            )
             return True
         parts = [conn.send(h11.Response(status_code=status, headers=headers, reason=reason))]
         if body and not head_only:  # (h11 refuses body bytes in the answer to a HEAD request)
@@ -519,12 +573,16 @@ class _Connection(asyncio.Protocol):
         self._write(parts)
         return True
 
-    async def _follow(self, s: Schedule, t0: float, extra: RawHeaders, *, head_only: bool) -> bool:
+    async def _follow(  # noqa: C901 - to become the one follower (issue: architecture)
+        self, s: Schedule, t0: float, extra: RawHeaders, *, head_only: bool
+    ) -> bool:
         """Play a schedule on absolute deadlines from ``t0``."""
         conn = self.h11
         if conn is None and not extra and not head_only and t0 + s.end.at <= self.loop.time():
             whole = self.server.whole_of(s)
-            if whole is not None:  # instant replay of a reused schedule: one write, no per-step work
+            if (
+                whole is not None
+            ):  # instant replay of a reused schedule: one write, no per-step work
                 self._write([whole])
                 await self._drain()
                 return True
@@ -534,14 +592,18 @@ class _Connection(asyncio.Protocol):
         no_body = head_only or s.status in (204, 304) or s.status < 200
         if conn is None:
             # a simple request: the head h11 would write (see whole_of), keep-alive
-            out = [_head_bytes(s, reason, block, b"".join(b"%s: %s\r\n" % (k, v) for k, v in extra))]
+            out = [
+                _head_bytes(s, reason, block, b"".join(b"%s: %s\r\n" % (k, v) for k, v in extra))
+            ]
             chunked = not no_body and length is None
         else:
             # h11 decides the framing and keep-alive from a head that has only the framing header;
             # the recorded headers (validated once per schedule) go in right after the status line
             sized = b"" if length is None else b"content-length: %d\r\n" % length
             framing = [] if length is None else [(b"content-length", b"%d" % length)]
-            head = conn.send(h11.Response(status_code=s.status, headers=framing + extra, reason=reason))
+            head = conn.send(
+                h11.Response(status_code=s.status, headers=framing + extra, reason=reason)
+            )
             status_line = head.index(b"\r\n") + 2
             out = [head[:status_line] + block + head[status_line:].removeprefix(sized)]
             # chunked framing is written here (h11 costs ~4 us per Data event); h11 still frames
@@ -553,7 +615,9 @@ class _Connection(asyncio.Protocol):
             framed, size = self.server.framed_of(s) if chunked else (None, 0)
             time = self.loop.time
             now = time()
-            if framed is not None and size <= _WHOLE_MAX and t0 + s.steps[-1].at <= now:  # all due (instant)
+            if (
+                framed is not None and size <= _WHOLE_MAX and t0 + s.steps[-1].at <= now
+            ):  # all due (instant)
                 out.extend(framed)
             else:
                 for i, step in enumerate(s.steps):
@@ -618,17 +682,34 @@ class _Connection(asyncio.Protocol):
     def _bad_request(self, error: h11.RemoteProtocolError) -> None:
         """Answer a malformed request with its 4xx (h11 still lets our side speak), then close."""
         conn = self.h11
-        if conn is None or conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE) or self.transport is None:
+        if (
+            conn is None
+            or conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE)
+            or self.transport is None
+        ):
             return
         status = error.error_status_hint if 400 <= error.error_status_hint < 500 else 400
         message = f"ssevcr: malformed HTTP request: {error}"
-        body = json.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": message}}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]
+        body = json.dumps(
+            {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
         try:
-            parts = [conn.send(h11.Response(status_code=status, headers=headers,
-                                            reason=HTTPStatus(status).phrase.encode())),
-                     conn.send(h11.Data(data=body)), conn.send(h11.EndOfMessage())]
+            parts = [
+                conn.send(
+                    h11.Response(
+                        status_code=status,
+                        headers=headers,
+                        reason=HTTPStatus(status).phrase.encode(),
+                    )
+                ),
+                conn.send(h11.Data(data=body)),
+                conn.send(h11.EndOfMessage()),
+            ]
         except h11.LocalProtocolError:
             return
         self.transport.write(b"".join(p for p in parts if p))
@@ -638,7 +719,13 @@ def _head_bytes(s: Schedule, reason: bytes, block: bytes, extra: bytes = b"") ->
     """The response head h11 writes for a keep-alive HTTP/1.1 request: status line, the recorded
     headers, the extra ones, and ``Transfer-Encoding: chunked`` last when the body has no length."""
     chunked = s.content_length is None and s.status not in (204, 304)
-    return b"HTTP/1.1 %d %s\r\n%s%s%s\r\n" % (s.status, reason, block, extra, _TE_CHUNKED if chunked else b"")
+    return b"HTTP/1.1 %d %s\r\n%s%s%s\r\n" % (
+        s.status,
+        reason,
+        block,
+        extra,
+        _TE_CHUNKED if chunked else b"",
+    )
 
 
 def _unacked(sock: Any) -> int:
@@ -654,19 +741,29 @@ def _unacked(sock: Any) -> int:
 
 
 class ReplayServer:
-    """Serve a :class:`~ssevcr.player.Player` on ``host:port`` (port 0: any free port) in the
+    """Serve a :class:`~ssevcr._player.Player` on ``host:port`` (port 0: any free port) in the
     running event loop. ``cors=True`` answers preflights and lets pages on other origins read
     the stream. ``log`` receives one line per miss (default: stderr). ``idle_timeout`` closes a
     keep-alive connection that sends nothing for that long after an answer; ``head_timeout``
     one whose request head is not complete that long after it opened or the head began (or whose
     body pauses that long). Seconds; None waits forever."""
 
-    def __init__(self, player: Player, host: str = "127.0.0.1", port: int = 0, *, cors: bool = False,
-                 log: Log | None = None, head_timeout: float | None = HEAD_TIMEOUT,
-                 idle_timeout: float | None = IDLE_TIMEOUT):
+    def __init__(
+        self,
+        player: Player,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        cors: bool = False,
+        log: Log | None = None,
+        head_timeout: float | None = HEAD_TIMEOUT,
+        idle_timeout: float | None = IDLE_TIMEOUT,
+    ):
         for name, value in (("head_timeout", head_timeout), ("idle_timeout", idle_timeout)):
             if value is not None and not 0 < value < float("inf"):
-                raise ConfigError(f"{name} must be a positive number of seconds or None (forever), got {value}")
+                raise ConfigError(
+                    f"{name} must be a positive number of seconds or None (forever), got {value}"
+                )
         self.player = player
         self.host = host
         self.port = port
@@ -678,11 +775,19 @@ class ReplayServer:
         self._soonest_timeout = min(timeouts) if timeouts else None
         self.requests = 0  # requests seen (plays, misses, preflights, ...)
         self._connections: set[_Connection] = set()
-        self._framed: dict[int, tuple[Schedule, tuple[bytes, ...], int]] = {}  # id(schedule) -> (it, framed steps, size)
-        self._whole: dict[int, tuple[Schedule, bytes | None]] = {}  # id(schedule) -> (it, whole response)
-        self._heads: dict[tuple[int, str, Headers], tuple[bytes, bytes]] = {}  # -> (reason, header lines)
+        self._framed: dict[
+            int, tuple[Schedule, tuple[bytes, ...], int]
+        ] = {}  # id(schedule) -> (it, framed steps, size)
+        self._whole: dict[
+            int, tuple[Schedule, bytes | None]
+        ] = {}  # id(schedule) -> (it, whole response)
+        self._heads: dict[
+            tuple[int, str, Headers], tuple[bytes, bytes]
+        ] = {}  # -> (reason, header lines)
         self._simple_heads: dict[bytes, SimpleHead] = {}  # request heads seen, parsed
-        self._head_ids: dict[int, tuple[Schedule, tuple[bytes, bytes]]] = {}  # id(schedule) -> (it, head_of)
+        self._head_ids: dict[
+            int, tuple[Schedule, tuple[bytes, bytes]]
+        ] = {}  # id(schedule) -> (it, head_of)
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -695,8 +800,9 @@ class ReplayServer:
 
     async def start(self) -> ReplayServer:
         self._loop = asyncio.get_running_loop()
-        self._server = await self._loop.create_server(lambda: _Connection(self), self.host, self.port,
-                                                     backlog=2048, reuse_address=True)
+        self._server = await self._loop.create_server(
+            lambda: _Connection(self), self.host, self.port, backlog=2048, reuse_address=True
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -714,7 +820,9 @@ class ReplayServer:
         phrase = HTTPStatus(s.status).phrase if s.status in HTTPStatus._value2member_map_ else ""
         reason = _b(s.reason or phrase)
         headers = [(_b(k), _b(v)) for k, v in s.headers]
-        h11.Response(status_code=s.status, headers=headers, reason=reason)  # raises on what HTTP/1.1 cannot carry
+        h11.Response(
+            status_code=s.status, headers=headers, reason=reason
+        )  # raises on what HTTP/1.1 cannot carry
         block = b"".join(b"%s: %s\r\n" % (k, v) for k, v in headers)
         if len(self._heads) >= 1024:
             self._heads.clear()
@@ -805,16 +913,22 @@ class ReplayServer:
     async def __aenter__(self) -> ReplayServer:
         return await self.start()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     # --- CORS
 
     def cors_headers(self, request: Request) -> RawHeaders:
         origin = request.header("origin")
-        headers: RawHeaders = [(b"access-control-allow-origin", _b(origin) if origin else b"*"),
-                               (b"access-control-expose-headers", b"*")]
+        headers: RawHeaders = [
+            (b"access-control-allow-origin", _b(origin) if origin else b"*"),
+            (b"access-control-expose-headers", b"*"),
+        ]
         if origin:
             headers += [(b"access-control-allow-credentials", b"true"), (b"vary", b"Origin")]
         return headers
@@ -822,94 +936,8 @@ class ReplayServer:
     def preflight_headers(self, request: Request) -> RawHeaders:
         method = request.header("access-control-request-method") or "GET"
         asked = request.header("access-control-request-headers")
-        return [(b"access-control-allow-methods", _b(f"{method}, GET, POST, OPTIONS")),
-                (b"access-control-allow-headers", _b(asked) if asked else b"*"),
-                (b"access-control-max-age", b"600")]
-
-
-class ServerThread:
-    """A :class:`ReplayServer` in a background thread with its own (precise) event loop, for
-    synchronous code and tests::
-
-        with ServerThread(player) as server:
-            requests.post(server.url + "/v1/chat/completions", ...)
-    """
-
-    def __init__(self, player: Player, host: str = "127.0.0.1", port: int = 0, *, cors: bool = False,
-                 log: Log | None = None, precise: bool = True, head_timeout: float | None = HEAD_TIMEOUT,
-                 idle_timeout: float | None = IDLE_TIMEOUT):
-        self.server = ReplayServer(player, host, port, cors=cors, log=log, head_timeout=head_timeout,
-                                   idle_timeout=idle_timeout)
-        self.precise = precise
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started: ThreadFuture[None] = ThreadFuture()
-
-    @property
-    def player(self) -> Player:
-        return self.server.player
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def start(self) -> ServerThread:
-        if self._thread is not None:
-            return self
-        self._thread = threading.Thread(target=self._main, name="ssevcr-replay-server", daemon=True)
-        self._thread.start()
-        self._started.result()  # re-raises a failure to bind
-        return self
-
-    def _main(self) -> None:
-        loop = self._loop = new_event_loop() if self.precise else asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as e:  # report a failure to start to the caller of start()
-            if not self._started.done():
-                self._started.set_exception(e)
-        finally:
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        await self.server.start()
-        self._started.set_result(None)
-        try:
-            await self._stop.wait()
-        finally:
-            await self.server.close()
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` in the server's loop and return its result (for inspection in tests)."""
-        assert self._loop is not None
-        fut: ThreadFuture[Any] = ThreadFuture()
-
-        def run() -> None:
-            try:
-                fut.set_result(fn())
-            except BaseException as e:
-                fut.set_exception(e)
-
-        self._loop.call_soon_threadsafe(run)
-        return fut.result(timeout=10)
-
-    def close(self) -> None:
-        if self._thread is None or self._loop is None or self._stop is None:
-            return
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(timeout=10)
-        self._thread = None
-
-    def __enter__(self) -> ServerThread:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
+        return [
+            (b"access-control-allow-methods", _b(f"{method}, GET, POST, OPTIONS")),
+            (b"access-control-allow-headers", _b(asked) if asked else b"*"),
+            (b"access-control-max-age", b"600"),
+        ]

@@ -22,10 +22,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from . import providers
-from .cassette import Headers, Outcome, Response, decode_content
-from .errors import ConfigError
-from .faults import (
+from . import _providers as providers
+from ._cassette import Headers, Outcome, Response, decode_content
+from ._errors import ConfigError
+from ._faults import (
     Corrupt,
     Drop,
     Duplicate,
@@ -38,12 +38,22 @@ from .faults import (
     Status,
     Truncate,
 )
-from .sse import Event, parse
-from .timing import Timing
+from ._sse import Event, parse
+from ._timing import Timing
 
 __all__ = ["Abort", "Close", "Hang", "Reset", "Schedule", "Send", "build"]
 
-HOP_BY_HOP = frozenset({"transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"})
+HOP_BY_HOP = frozenset(
+    {
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -104,7 +114,9 @@ class Schedule:
     end: EndStep
     fired: tuple[str, ...] = ()  # fault specs that changed this response
     skipped: tuple[str, ...] = ()  # "spec: why it did not apply"
-    content_length: int | None = None  # when set, the body is sent with this content-length, else chunked
+    content_length: int | None = (
+        None  # when set, the body is sent with this content-length, else chunked
+    )
 
     @property
     def body(self) -> bytes:
@@ -182,7 +194,12 @@ def _hostile_boundaries(body: bytes) -> list[int]:
     points = set()
     for i in range(1, len(body)):
         b, prev = body[i], body[i - 1]
-        if (prev == 13 and b == 10) or 0x80 <= b <= 0xBF or prev == 0x3A or (prev == 10 and b in (10, 13)):
+        if (
+            (prev == 13 and b == 10)
+            or 0x80 <= b <= 0xBF
+            or prev == 0x3A
+            or (prev == 10 and b in (10, 13))
+        ):
             points.add(i)
     return sorted(points)
 
@@ -193,7 +210,7 @@ def _resolve(ref: EventRef, events: Sequence[Event]) -> Event | None:
     return events[ref - 1] if 0 < ref <= len(events) else None
 
 
-def build(
+def build(  # noqa: C901 - to become named passes (issue: architecture)
     response: Response,
     *,
     timing: Timing | None = None,
@@ -212,31 +229,54 @@ def build(
     fired: list[str] = []
     skipped: list[str] = []
 
-    recorded = list(zip(response.chunk_at, _split(response.body, response.chunk_sizes), strict=True))
+    recorded = list(
+        zip(response.chunk_at, _split(response.body, response.chunk_sizes), strict=True)
+    )
     headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
     time_points = [response.headers_at, response.end.at, *response.chunk_at]
     tmap = timing.retime(time_points)
 
-    event_faults = [f for f in faults if isinstance(f, Corrupt | Stall | Drop | Duplicate | InjectError) or
-                    (isinstance(f, Truncate) and f.after is not None)]
+    event_faults = [
+        f
+        for f in faults
+        if isinstance(f, Corrupt | Stall | Drop | Duplicate | InjectError)
+        or (isinstance(f, Truncate) and f.after is not None)
+    ]
 
     # --- status: answer with the provider's HTTP error instead of the recording
     status_faults = [f for f in faults if isinstance(f, Status)]
     if status_faults:
         sf = status_faults[0]
-        provider = sf.provider or providers.detect(url, parse(response.body).events if response.is_event_stream else ())
-        reason, err_headers, body = providers.error_response(provider, sf.code, retry_after=sf.retry_after)
+        provider = sf.provider or providers.detect(
+            url, parse(response.body).events if response.is_event_stream else ()
+        )
+        reason, err_headers, body = providers.error_response(
+            provider, sf.code, retry_after=sf.retry_after
+        )
         at = tmap[response.headers_at]
         skipped += [f"{g}: only one status fault applies" for g in status_faults[1:]]
-        return Schedule(sf.code, reason, "HTTP/1.1", err_headers, at, (Send(at, body),), Close(at),
-                        (str(sf),), tuple(skipped), content_length=len(body))
+        return Schedule(
+            sf.code,
+            reason,
+            "HTTP/1.1",
+            err_headers,
+            at,
+            (Send(at, body),),
+            Close(at),
+            (str(sf),),
+            tuple(skipped),
+            content_length=len(body),
+        )
 
     # --- a compressed body: event faults need the decoded bytes (then served without encoding)
     encoding = response.content_encoding
     if event_faults and encoding != "identity":
         decoded = decode_content(recorded, encoding)
         if decoded is None:
-            skipped += [f"{f}: the body is {encoding}-encoded and cannot be decoded here" for f in event_faults]
+            skipped += [
+                f"{f}: the body is {encoding}-encoded and cannot be decoded here"
+                for f in event_faults
+            ]
             event_faults = []
         else:
             recorded = decoded
@@ -280,8 +320,9 @@ def build(
                     skipped.append(f"{f}: the stream has {len(events)} events")
                     continue
                 n = events.index(ev) + 1
-                frame = providers.error_event(f.provider or provider, message=f.message, sequence_number=n,
-                                              like=events[0].raw)
+                frame = providers.error_event(
+                    f.provider or provider, message=f.message, sequence_number=n, like=events[0].raw
+                )
                 ops.append(_Op(ev.end, _INSERT, order, data=frame))
                 ops.append(_Op(ev.end, _CUT, order, how="close"))
             elif isinstance(f, Stall):
@@ -301,14 +342,20 @@ def build(
                 elif isinstance(f, Duplicate):
                     ops.append(_Op(ev.end, _INSERT, order, data=ev.raw))
                 else:
-                    ops.append(_Op(ev.start, _REPLACE, order, end=ev.end, data=_corrupt(ev.raw, f.how, rng)))
+                    ops.append(
+                        _Op(
+                            ev.start, _REPLACE, order, end=ev.end, data=_corrupt(ev.raw, f.how, rng)
+                        )
+                    )
             fired.append(str(f))
 
     ops.sort()
     replaced = [(o.pos, o.end) for o in ops if o.kind == _REPLACE]
     for (s1, e1), (s2, _) in itertools.pairwise(replaced):
         if s2 < e1:
-            raise ConfigError(f"two faults change the same event (bytes {s1}-{e1}); use one fault per event")
+            raise ConfigError(
+                f"two faults change the same event (bytes {s1}-{e1}); use one fault per event"
+            )
 
     # --- walk the body: kept ranges (with their chunk times), literals and markers
     items: list[_Piece | _Marker] = []
@@ -447,7 +494,9 @@ def build(
             content_length = int(recorded_length)
         else:
             content_length = max(full_length, sent_length + 1)
-        headers = [(k, str(content_length) if k.lower() == "content-length" else v) for k, v in headers]
+        headers = [
+            (k, str(content_length) if k.lower() == "content-length" else v) for k, v in headers
+        ]
 
     return Schedule(
         status=response.status,
@@ -475,7 +524,9 @@ def _plain(response: Response, timing: Timing) -> Schedule:
     steps = tuple(map(Send, map(tmap.__getitem__, ats), chunks))
     last = steps[-1].at if steps else tmap[response.headers_at]
     end_at = max(tmap[response.end.at], last)
-    end: EndStep = Abort(end_at) if response.end.outcome == Outcome.UPSTREAM_ERROR else Close(end_at)
+    end: EndStep = (
+        Abort(end_at) if response.end.outcome == Outcome.UPSTREAM_ERROR else Close(end_at)
+    )
     length: int | None = None
     if any(k.lower() == "content-length" for k, _ in headers):
         declared = (response.header("content-length") or "").strip()
@@ -484,8 +535,16 @@ def _plain(response: Response, timing: Timing) -> Schedule:
         else:  # an upstream error: keep the length the client was promised
             length = int(declared) if declared.isdigit() else len(response.body) + 1
         headers = [(k, str(length) if k.lower() == "content-length" else v) for k, v in headers]
-    return Schedule(response.status, response.reason, response.http_version, tuple(headers),
-                    tmap[response.headers_at], steps, end, content_length=length)
+    return Schedule(
+        response.status,
+        response.reason,
+        response.http_version,
+        tuple(headers),
+        tmap[response.headers_at],
+        steps,
+        end,
+        content_length=length,
+    )
 
 
 def _next_at(items: list[_Piece | _Marker], marker: _Marker, default: float) -> float:
@@ -507,7 +566,9 @@ def _split(body: bytes, sizes: Sequence[int]) -> list[bytes]:
     return out
 
 
-def _rechunk(items: list[_Piece | _Marker], f: Rechunk, rng: random.Random) -> list[_Piece | _Marker]:
+def _rechunk(
+    items: list[_Piece | _Marker], f: Rechunk, rng: random.Random
+) -> list[_Piece | _Marker]:
     """Re-split each run of pieces between markers; a new piece goes out at the time of the piece
     that carried its last byte (never earlier than recorded)."""
     out: list[_Piece | _Marker] = []

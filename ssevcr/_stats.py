@@ -14,8 +14,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .cassette import Interaction, Response, decode_content
-from .sse import Event, Frame, parse
+from ._cassette import Interaction, Response, decode_content
+from ._sse import Event, Frame, parse
 
 __all__ = [
     "EventStat",
@@ -145,8 +145,18 @@ def event_stats(timed: Sequence[tuple[Frame, float]]) -> tuple[EventStat, ...]:
     for frame, at in timed:
         if not isinstance(frame, Event):
             continue
-        out.append(EventStat(len(out) + 1, at, None if prev is None else at - prev, frame.start,
-                             len(frame.raw), frame.type, frame.id, frame.data))
+        out.append(
+            EventStat(
+                len(out) + 1,
+                at,
+                None if prev is None else at - prev,
+                frame.start,
+                len(frame.raw),
+                frame.type,
+                frame.id,
+                frame.data,
+            )
+        )
         prev = at
     return tuple(out)
 
@@ -194,17 +204,49 @@ def interaction_stats(index: int, interaction: Interaction) -> InteractionStats:
 # (delta.content, tool_calls[].function.arguments, reasoning), OpenAI responses (delta, text),
 # Anthropic (delta.text, partial_json, thinking), Gemini (parts[].text), Cohere (tool_plan,
 # content.text), Mistral (content[].thinking[].text), and error messages
-_TEXT_KEYS = frozenset({
-    "text", "content", "delta", "partial_json", "arguments", "thinking", "reasoning",
-    "reasoning_content", "refusal", "tool_plan", "message",
-})
+_TEXT_KEYS = frozenset(
+    {
+        "text",
+        "content",
+        "delta",
+        "partial_json",
+        "arguments",
+        "thinking",
+        "reasoning",
+        "reasoning_content",
+        "refusal",
+        "tool_plan",
+        "message",
+    }
+)
 _LABEL_KEYS = ("name", "finish_reason", "stop_reason", "finishReason")
 _ARG_KEYS = frozenset({"args", "input"})
-_SKIP_KEYS = frozenset({"tools", "usage", "usageMetadata", "metadata", "instructions", "signature",
-                        "thoughtSignature", "obfuscation", "logprobs"})
+_SKIP_KEYS = frozenset(
+    {
+        "tools",
+        "usage",
+        "usageMetadata",
+        "metadata",
+        "instructions",
+        "signature",
+        "thoughtSignature",
+        "obfuscation",
+        "logprobs",
+    }
+)
 
-_BORING_KEYS = frozenset({"id", "object", "created", "model", "system_fingerprint", "service_tier",
-                          "sequence_number", "obfuscation"})
+_BORING_KEYS = frozenset(
+    {
+        "id",
+        "object",
+        "created",
+        "model",
+        "system_fingerprint",
+        "service_tier",
+        "sequence_number",
+        "obfuscation",
+    }
+)
 
 
 def _walk(node: object, texts: list[str], labels: list[str], depth: int = 0) -> None:

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from .cassette import Cassette, header
-from .errors import NoMatchError
-from .faults import Fault
-from .player import Player
-from .schedule import Hang, Schedule
-from .stats import (
+from ._cassette import Cassette, header
+from ._errors import NoMatchError
+from ._faults import Fault
+from ._player import Player
+from ._schedule import Hang, Schedule
+from ._stats import (
     EventStat,
     arrivals,
     decode,
@@ -28,7 +28,7 @@ from .stats import (
     interaction_stats,
     stall_indices,
 )
-from .timing import Timing
+from ._timing import Timing
 
 __all__ = ["Lane", "Mark", "Track", "html", "replay_lane", "svg", "tracks"]
 
@@ -62,9 +62,12 @@ class Track:
 
 def _marks(events: Sequence[EventStat]) -> tuple[Mark, ...]:
     return tuple(
-        Mark(e.at, f"event {e.index} at {e.at:.3f}s"
-             + ("" if e.gap is None else f" (+{e.gap * 1e3:.1f} ms)")
-             + f" · {e.type} · {excerpt(e.data, 80)}")
+        Mark(
+            e.at,
+            f"event {e.index} at {e.at:.3f}s"
+            + ("" if e.gap is None else f" (+{e.gap * 1e3:.1f} ms)")
+            + f" · {e.type} · {excerpt(e.data, 80)}",
+        )
         for e in events
     )
 
@@ -85,8 +88,9 @@ def replay_lane(schedule: Schedule, name: str = "replay") -> Lane:
     return Lane(name, schedule.headers_at, _marks(events), schedule.end.at, label, hangs)
 
 
-def tracks(cassette: Cassette, *, timing: Timing | None = None, faults: Sequence[Fault] = (),
-           seed: int = 0) -> list[Track]:
+def tracks(
+    cassette: Cassette, *, timing: Timing | None = None, faults: Sequence[Fault] = (), seed: int = 0
+) -> list[Track]:
     """Recorded and replayed lanes for every interaction of ``cassette``."""
     timing = timing or Timing()
     player = Player([("<picture>", cassette)], timing=timing, faults=tuple(faults), seed=seed)
@@ -105,7 +109,9 @@ def tracks(cassette: Cassette, *, timing: Timing | None = None, faults: Sequence
             lanes.append(replay_lane(play.schedule, replay_name))
             notes += [f"fault fired: {f}" for f in play.schedule.fired]
             notes += [f"fault skipped: {f}" for f in play.schedule.skipped]
-        title = f"#{n} {inter.request.method} {inter.request.url} — {st.status} {st.reason}".rstrip()
+        title = (
+            f"#{n} {inter.request.method} {inter.request.url} — {st.status} {st.reason}".rstrip()
+        )
         out.append(Track(title, tuple(lanes), tuple(notes)))
     return out
 
@@ -180,9 +186,11 @@ def _render_track(n: int, track: Track, top: int) -> list[str]:
     def x(t: float) -> float:
         return round(_LEFT + plot * t / span, 2)
 
-    out = [f'<g class="track" data-track="{n}">',
-           f'<text class="title" x="8" y="{top + 16}">{escape(_clip(track.title, 128))}'
-           f"<title>{escape(track.title)}</title></text>"]
+    out = [
+        f'<g class="track" data-track="{n}">',
+        f'<text class="title" x="8" y="{top + 16}">{escape(_clip(track.title, 128))}'
+        f"<title>{escape(track.title)}</title></text>",
+    ]
     y0 = top + _TITLE_H
     axis_y = y0 + _LANE_H * len(track.lanes)
     step = _nice_step(span)
@@ -193,41 +201,65 @@ def _render_track(n: int, track: Track, top: int) -> list[str]:
         cy = y0 + _LANE_H * k + _LANE_H / 2
         kind = "recorded" if k == 0 else "replay"
         out.append(f'<g class="lane-group" data-lane="{kind}">')
-        out.append(f'<text class="lane-name" x="8" y="{cy + 4}">{escape(_clip(lane.name, 26))}'
-                   f"<title>{escape(lane.name)}</title></text>")
+        out.append(
+            f'<text class="lane-name" x="8" y="{cy + 4}">{escape(_clip(lane.name, 26))}'
+            f"<title>{escape(lane.name)}</title></text>"
+        )
         out.append(f'<line class="lane" x1="{_LEFT}" y1="{cy}" x2="{_LEFT + plot}" y2="{cy}"/>')
         for a, b, before in _stalls(lane, span):
-            out.append(f'<rect class="stall" x="{x(a)}" y="{cy - 10}" width="{max(x(b) - x(a), 1)}" '
-                       f'height="20"><title>stall: {b - a:.3f}s before event {before}</title></rect>')
-            out.append(f'<text class="stall-label" x="{(x(a) + x(b)) / 2}" y="{cy - 12}" '
-                       f'text-anchor="middle">{b - a:.2f}s</text>')
+            out.append(
+                f'<rect class="stall" x="{x(a)}" y="{cy - 10}" width="{max(x(b) - x(a), 1)}" '
+                f'height="20"><title>stall: {b - a:.3f}s before event {before}</title></rect>'
+            )
+            out.append(
+                f'<text class="stall-label" x="{(x(a) + x(b)) / 2}" y="{cy - 12}" '
+                f'text-anchor="middle">{b - a:.2f}s</text>'
+            )
         if lane.headers_at is not None:
             hx = x(lane.headers_at)
-            out.append(f'<rect class="headers" x="{hx - 1}" y="{cy - 8}" width="2" height="16">'
-                       f"<title>headers at {lane.headers_at:.3f}s</title></rect>")
+            out.append(
+                f'<rect class="headers" x="{hx - 1}" y="{cy - 8}" width="2" height="16">'
+                f"<title>headers at {lane.headers_at:.3f}s</title></rect>"
+            )
         for i, m in enumerate(lane.events, 1):
-            out.append(f'<circle class="event {kind}" data-index="{i}" data-at="{m.at!r}" cx="{x(m.at)}" '
-                       f'cy="{cy}" r="3.5"><title>{escape(m.label)}</title></circle>')
+            out.append(
+                f'<circle class="event {kind}" data-index="{i}" data-at="{m.at!r}" cx="{x(m.at)}" '
+                f'cy="{cy}" r="3.5"><title>{escape(m.label)}</title></circle>'
+            )
         if lane.end is not None:
             ex = x(lane.end)
             if lane.hangs:
-                out.append(f'<line class="hang" x1="{ex}" y1="{cy}" x2="{_LEFT + plot + 12}" y2="{cy}">'
-                           f"<title>{escape(lane.end_label)} from {lane.end:.3f}s</title></line>")
-                out.append(f'<text class="stall-label" x="{_LEFT + plot - 4}" y="{cy + 14}" '
-                           f'text-anchor="end">hangs…</text>')
+                out.append(
+                    f'<line class="hang" x1="{ex}" y1="{cy}" x2="{_LEFT + plot + 12}" y2="{cy}">'
+                    f"<title>{escape(lane.end_label)} from {lane.end:.3f}s</title></line>"
+                )
+                out.append(
+                    f'<text class="stall-label" x="{_LEFT + plot - 4}" y="{cy + 14}" '
+                    f'text-anchor="end">hangs…</text>'
+                )
             else:
-                out.append(f'<line class="end" x1="{ex}" y1="{cy - 9}" x2="{ex}" y2="{cy + 9}">'
-                           f"<title>end at {lane.end:.3f}s: {escape(lane.end_label)}</title></line>")
+                out.append(
+                    f'<line class="end" x1="{ex}" y1="{cy - 9}" x2="{ex}" y2="{cy + 9}">'
+                    f"<title>end at {lane.end:.3f}s: {escape(lane.end_label)}</title></line>"
+                )
                 if lane.end_label not in ("complete", "close"):  # say how it ended when it is news
-                    out.append(f'<text class="end-label" x="{ex + 5}" y="{cy + 4}">{escape(lane.end_label)}</text>')
+                    out.append(
+                        f'<text class="end-label" x="{ex + 5}" y="{cy + 4}">{escape(lane.end_label)}</text>'
+                    )
         out.append("</g>")
-    out.append(f'<line class="tick" x1="{_LEFT}" y1="{axis_y}" x2="{_LEFT + plot}" y2="{axis_y}" stroke="#999"/>')
+    out.append(
+        f'<line class="tick" x1="{_LEFT}" y1="{axis_y}" x2="{_LEFT + plot}" y2="{axis_y}" stroke="#999"/>'
+    )
     for t in ticks:
-        out.append(f'<g class="tick"><line x1="{x(t)}" y1="{axis_y}" x2="{x(t)}" y2="{axis_y + 5}"/>'
-                   f'<text x="{x(t)}" y="{axis_y + 17}" text-anchor="middle">{_fmt_seconds(t, step)}</text></g>')
+        out.append(
+            f'<g class="tick"><line x1="{x(t)}" y1="{axis_y}" x2="{x(t)}" y2="{axis_y + 5}"/>'
+            f'<text x="{x(t)}" y="{axis_y + 17}" text-anchor="middle">{_fmt_seconds(t, step)}</text></g>'
+        )
     out.append(f'<text class="axis-label" x="8" y="{axis_y + 17}">seconds from request</text>')
     for k, note in enumerate(track.notes):
-        out.append(f'<text class="note" x="8" y="{axis_y + _AXIS_H + _NOTE_H * k + 8}">{escape(note)}</text>')
+        out.append(
+            f'<text class="note" x="8" y="{axis_y + _AXIS_H + _NOTE_H * k + 8}">{escape(note)}</text>'
+        )
     out.append("</g>")
     return out
 
@@ -240,22 +272,26 @@ def svg(track_list: Sequence[Track], *, title: str = "ssevcr timeline", subtitle
     """A standalone SVG document: one block per interaction, one circle per event."""
     legend_h = 58 if subtitle else 40
     height = legend_h + sum(_track_height(t) + _TRACK_GAP for t in track_list) + 10
-    out = [f'<svg xmlns="{SVG_NS}" width="{_WIDTH}" height="{height}" viewBox="0 0 {_WIDTH} {height}" '
-           f'role="img" aria-label="{escape(title)}">',
-           f"<title>{escape(title)}</title>",
-           f"<style>{_STYLE}</style>",
-           f'<text class="title" x="8" y="18">{escape(title)}</text>',
-           '<g class="legend" transform="translate(8, 32)">'
-           '<circle class="legend-key" cx="4" cy="0" r="3.5" style="fill:#1f6feb"/>'
-           '<text x="12" y="4">recorded event</text>'
-           '<circle class="legend-key" cx="134" cy="0" r="3.5" style="fill:#d97706"/>'
-           '<text x="142" y="4">replayed event</text>'
-           '<rect x="262" y="-6" width="14" height="12" style="fill:#fecaca"/><text x="282" y="4">stall</text>'
-           '<line x1="334" y1="-7" x2="334" y2="7" style="stroke:#222;stroke-width:2"/>'
-           '<text x="340" y="4">end of response</text></g>']
+    out = [
+        f'<svg xmlns="{SVG_NS}" width="{_WIDTH}" height="{height}" viewBox="0 0 {_WIDTH} {height}" '
+        f'role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{_STYLE}</style>",
+        f'<text class="title" x="8" y="18">{escape(title)}</text>',
+        '<g class="legend" transform="translate(8, 32)">'
+        '<circle class="legend-key" cx="4" cy="0" r="3.5" style="fill:#1f6feb"/>'
+        '<text x="12" y="4">recorded event</text>'
+        '<circle class="legend-key" cx="134" cy="0" r="3.5" style="fill:#d97706"/>'
+        '<text x="142" y="4">replayed event</text>'
+        '<rect x="262" y="-6" width="14" height="12" style="fill:#fecaca"/><text x="282" y="4">stall</text>'
+        '<line x1="334" y1="-7" x2="334" y2="7" style="stroke:#222;stroke-width:2"/>'
+        '<text x="340" y="4">end of response</text></g>',
+    ]
     if subtitle:
-        out.append(f'<text class="subtitle" x="8" y="52">{escape(_clip(subtitle, 135))}'
-                   f"<title>{escape(subtitle)}</title></text>")
+        out.append(
+            f'<text class="subtitle" x="8" y="52">{escape(_clip(subtitle, 135))}'
+            f"<title>{escape(subtitle)}</title></text>"
+        )
     top = legend_h
     for n, track in enumerate(track_list, 1):
         out += _render_track(n, track, top)

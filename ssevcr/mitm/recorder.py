@@ -6,7 +6,7 @@ msgpack and ssevcr's pure core, and reaches mitmproxy only through the flows it 
 ``mitmproxy.ctx`` inside hooks. Used two ways::
 
     ssevcr record cassette.msgpack ...                     # launches mitmdump with this file
-    mitmdump -s /path/to/ssevcr/mitm_addon.py --set ssevcr_cassette=out.msgpack
+    mitmdump -s /path/to/ssevcr/mitm/recorder.py --set ssevcr_cassette=out.msgpack
 
 How it records:
 
@@ -23,14 +23,14 @@ How it records:
   ``upstream_error`` (mitmproxy's error text and the partial body). An error before any response
   header leaves nothing to record and is only reported.
 - Each finished exchange is built, redacted and appended by one writer thread the way
-  ``codec.update`` does it (file lock, load, append, atomic rename; the load is skipped while the
+  ``_store.update`` does it (file lock, load, append, atomic rename; the load is skipped while the
   file is still the one this writer saved last), so a SIGKILL loses at most the exchanges still in
   flight and the file always loads. The hooks never wait for the disk. Each save rewrites the
   whole file: ~2 ms per 100 interactions of a few kB, ~40 ms per 1,000 (packing holds the GIL).
 
 It also prints one ready line ``SSEVCR-READY {json}`` on stdout once mitmproxy listens (the bound
 address, so ``--listen-port 0`` works) and, with ``ssevcr_report``, one ``SSEVCR-RECORDED {json}``
-line per saved exchange; :mod:`ssevcr.mitm` reads them. It must not buffer bodies, change bytes,
+line per saved exchange; :mod:`ssevcr.mitm.driver` reads them. It must not buffer bodies, change bytes,
 or import mitmproxy at module level (the launcher imports this module for its constants).
 """
 
@@ -55,7 +55,7 @@ def _ensure_ssevcr_importable() -> None:
         import ssevcr  # noqa: F401
     except ImportError:
         shim = tempfile.mkdtemp(prefix="ssevcr-addon-")
-        os.symlink(_HERE, os.path.join(shim, "ssevcr"))
+        os.symlink(os.path.dirname(_HERE), os.path.join(shim, "ssevcr"))
         sys.path.insert(0, shim)
 
 
@@ -71,11 +71,11 @@ import zlib  # noqa: E402
 from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
 
-from ssevcr import codec  # noqa: E402
-from ssevcr.cassette import Cassette, End, Headers, Interaction, Outcome, Request, Response  # noqa: E402
-from ssevcr.errors import SsevcrError  # noqa: E402
-from ssevcr.redaction import Redaction  # noqa: E402
-from ssevcr.sse import parse  # noqa: E402
+from ssevcr import _store  # noqa: E402
+from ssevcr._cassette import Cassette, End, Headers, Interaction, Outcome, Request, Response  # noqa: E402
+from ssevcr._errors import SsevcrError  # noqa: E402
+from ssevcr._redaction import Redaction  # noqa: E402
+from ssevcr._sse import parse  # noqa: E402
 
 __all__ = ["READY", "RECORDED", "Announce", "Recorder", "addons", "events_in", "exchange_summary"]
 
@@ -103,7 +103,7 @@ def emit(prefix: str, info: dict[str, Any]) -> None:
 class Announce:
     """Prints the ready line when mitmproxy listens; with ``ssevcr_exit_on_eof`` it also shuts
     mitmproxy down when its stdin closes, so a launched mitmdump never outlives its launcher
-    (even one killed with SIGKILL). Reusable by any addon file that :mod:`ssevcr.mitm` launches."""
+    (even one killed with SIGKILL). Reusable by any addon file that :mod:`ssevcr.mitm.driver` launches."""
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -280,14 +280,14 @@ class _Writer:
 
         error: str | None = None
         try:
-            # codec.update's contract (lock, load, change, atomic save), without re-reading a
+            # _store.update's contract (lock, load, change, atomic save), without re-reading a
             # file nobody else wrote since our last save: loading is most of the cost.
-            with codec.locked(self.path):
+            with _store.locked(self.path):
                 current = self._cached()
                 if current is None:
-                    current = codec.load(self.path) if os.path.exists(self.path) else Cassette()
+                    current = _store.load(self.path) if os.path.exists(self.path) else Cassette()
                 new = change(current)
-                codec.save(new, self.path)
+                _store.save(new, self.path)
                 self._cache = (new, _identity(self.path))
         except SsevcrError as e:
             self._cache = None
@@ -412,7 +412,7 @@ class Recorder:
                 self._writer = None
             if path and not opts.ssevcr_overwrite and os.path.exists(path):
                 try:
-                    codec.load(path)  # refuse to start appending to a damaged cassette
+                    _store.load(path)  # refuse to start appending to a damaged cassette
                 except SsevcrError as e:
                     raise exceptions.OptionsError(
                         f"{e} (use ssevcr_overwrite to replace it)"

@@ -21,16 +21,18 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import ModuleType, TracebackType
 from typing import Any
 
-from .cassette import Cassette, Request
-from .faults import Fault
-from .matching import MatchOptions
-from .player import Play, Player
-from .schedule import Abort, Hang, Reset, Schedule
-from .timing import Timing
+from ._cassette import Cassette, Request
+from ._faults import Fault
+from ._matching import MatchOptions
+from ._player import Play, Player
+from ._schedule import Abort, Hang, Reset, Schedule
+from ._timing import Timing
 
 __all__ = ["ReplayTransport", "module_of", "to_request"]
 
-ABORT_MESSAGE = "peer closed connection without sending complete message body (incomplete chunked read)"
+ABORT_MESSAGE = (
+    "peer closed connection without sending complete message body (incomplete chunked read)"
+)
 RESET_MESSAGE = "[Errno 104] Connection reset by peer"
 
 
@@ -44,7 +46,12 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
 
 
 def to_request(request: Any, body: bytes) -> Request:
-    return Request(method=request.method, url=str(request.url), headers=_headers(request.headers.raw), body=body)
+    return Request(
+        method=request.method,
+        url=str(request.url),
+        headers=_headers(request.headers.raw),
+        body=body,
+    )
 
 
 def _read_timeout(request: Any) -> float | None:
@@ -62,8 +69,12 @@ def _stream(mod: ModuleType, *, sync: bool, **kwargs: Any) -> Any:
     key = (mod.__name__, sync)
     cls = _STREAM_CLASSES.get(key)
     if cls is None:
-        ours, base = (_SyncStream, mod.SyncByteStream) if sync else (_AsyncStream, mod.AsyncByteStream)
-        cls = _STREAM_CLASSES[key] = type(f"Replay{base.__name__}", (ours, base), {"__module__": __name__})
+        ours, base = (
+            (_SyncStream, mod.SyncByteStream) if sync else (_AsyncStream, mod.AsyncByteStream)
+        )
+        cls = _STREAM_CLASSES[key] = type(
+            f"Replay{base.__name__}", (ours, base), {"__module__": __name__}
+        )
     return cls(**kwargs)
 
 
@@ -73,9 +84,11 @@ def _response(mod: ModuleType, play: Play, stream: Any) -> Any:
         status_code=s.status,
         headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in s.headers],
         stream=stream,
-        extensions={"http_version": s.http_version.encode("ascii", "replace"),
-                    "reason_phrase": s.reason.encode("latin-1", "replace"),
-                    "ssevcr_play": play},
+        extensions={
+            "http_version": s.http_version.encode("ascii", "replace"),
+            "reason_phrase": s.reason.encode("latin-1", "replace"),
+            "ssevcr_play": play,
+        },
     )
 
 
@@ -205,13 +218,18 @@ class _AsyncStream:
 
 
 async def _default_async_sleep(seconds: float) -> None:
-    from .timer import sleep
+    from ._timer import sleep
 
     await sleep(seconds)
 
 
-def handle_sync(player: Player, request: Any, *, clock: Callable[[], float] = time.monotonic,
-                sleep: Callable[[float], None] = time.sleep) -> Any:
+def handle_sync(
+    player: Player,
+    request: Any,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
     """Answer an httpx/httpx2 request from ``player`` (shared with the interception patches)."""
     mod = module_of(request)
     t = _Clock(request, mod, clock)
@@ -221,11 +239,18 @@ def handle_sync(player: Player, request: Any, *, clock: Callable[[], float] = ti
         sleep(delay)
     if gives_up:
         raise t.timeout_error()
-    return _response(mod, play, _stream(mod, sync=True, schedule=play.schedule, clock=t, sleep=sleep))
+    return _response(
+        mod, play, _stream(mod, sync=True, schedule=play.schedule, clock=t, sleep=sleep)
+    )
 
 
-async def handle_async(player: Player, request: Any, *, clock: Callable[[], float] = time.monotonic,
-                       sleep: Callable[[float], Any] = _default_async_sleep) -> Any:
+async def handle_async(
+    player: Player,
+    request: Any,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Any] = _default_async_sleep,
+) -> Any:
     mod = module_of(request)
     t = _Clock(request, mod, clock)
     play = player.play(to_request(request, await request.aread()))
@@ -234,7 +259,9 @@ async def handle_async(player: Player, request: Any, *, clock: Callable[[], floa
         await sleep(delay)
     if gives_up:
         raise t.timeout_error()
-    return _response(mod, play, _stream(mod, sync=False, schedule=play.schedule, clock=t, sleep=sleep))
+    return _response(
+        mod, play, _stream(mod, sync=False, schedule=play.schedule, clock=t, sleep=sleep)
+    )
 
 
 class ReplayTransport:
@@ -259,8 +286,15 @@ class ReplayTransport:
             self.player = cassette
         else:
             sources: Any = cassette if isinstance(cassette, Cassette | list) else [cassette]
-            self.player = Player.create(sources, timing=timing, max_gap=max_gap, faults=faults, seed=seed,
-                                        match=match, repeat=repeat)
+            self.player = Player.create(
+                sources,
+                timing=timing,
+                max_gap=max_gap,
+                faults=faults,
+                seed=seed,
+                match=match,
+                repeat=repeat,
+            )
 
     def handle_request(self, request: Any) -> Any:
         return handle_sync(self.player, request)
@@ -277,13 +311,21 @@ class ReplayTransport:
     def __enter__(self) -> ReplayTransport:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None = None, exc: BaseException | None = None,
-                 tb: TracebackType | None = None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
         pass
 
     async def __aenter__(self) -> ReplayTransport:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None = None, exc: BaseException | None = None,
-                        tb: TracebackType | None = None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
         pass

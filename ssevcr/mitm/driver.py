@@ -12,7 +12,7 @@ passes the addon's progress lines to a callback, and stops it cleanly (SIGTERM, 
 saves what is finished); if mitmdump cannot start it raises one clear error (port taken, bad
 option) instead of mitmproxy's log. The child reads nothing but its stdin, which closes when the
 launcher dies, so it never outlives us. Any addon file that includes
-:class:`ssevcr.mitm_addon.Announce` can be launched this way (the recorder, a replay proxy).
+:class:`ssevcr.mitm.recorder.Announce` can be launched this way (the recorder, a replay proxy).
 
 This module must not import mitmproxy, httpx or click.
 """
@@ -37,13 +37,13 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError, SsevcrError
-from .mitm_addon import READY, RECORDED
+from .._errors import ConfigError, SsevcrError
+from .recorder import READY, RECORDED
 
 __all__ = ["ADDON", "Mitmdump", "Ready", "check_upstream", "locate_mitmdump"]
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-ADDON = PACKAGE_DIR / "mitm_addon.py"
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the ssevcr package
+ADDON = PACKAGE_DIR / "mitm" / "recorder.py"
 """The recording addon file."""
 
 INSTALL_HINT = (

@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Sequence
 
-from .sse import Event
+from ._sse import Event
 
 __all__ = ["detect", "error_event", "error_response"]
 
@@ -21,7 +21,11 @@ def detect(url: str, events: Sequence[Event] = ()) -> str:
     or ``generic``, from the request URL and the recorded events."""
     lower = url.lower()
     types = {e.type for e in events[:5]}
-    if "message_start" in types or "anthropic" in lower or lower.split("?")[0].endswith("/v1/messages"):
+    if (
+        "message_start" in types
+        or "anthropic" in lower
+        or lower.split("?")[0].endswith("/v1/messages")
+    ):
         return "anthropic"
     if any(t.startswith("response.") for t in types) or lower.split("?")[0].endswith("/responses"):
         return "openai-responses"
@@ -48,46 +52,104 @@ def _json(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def error_event(provider: str, *, message: str | None = None, sequence_number: int = 0, like: bytes = b"\n") -> bytes:
+def error_event(
+    provider: str, *, message: str | None = None, sequence_number: int = 0, like: bytes = b"\n"
+) -> bytes:
     """One SSE frame with the provider's mid-stream error, ending with a blank line."""
     eol = _eol(like)
     data: dict[str, object]
     if provider == "anthropic":
-        data = {"type": "error", "error": {"type": "overloaded_error", "message": message or "Overloaded"}}
+        data = {
+            "type": "error",
+            "error": {"type": "overloaded_error", "message": message or "Overloaded"},
+        }
         return b"event: error" + eol + b"data: " + _json(data) + eol + eol
     if provider == "openai-responses":
         data = {
             "type": "error",
             "sequence_number": sequence_number,
-            "error": {"type": "server_error", "code": "server_error",
-                      "message": message or "The server had an error while processing your request. Sorry about that!",
-                      "param": None},
+            "error": {
+                "type": "server_error",
+                "code": "server_error",
+                "message": message
+                or "The server had an error while processing your request. Sorry about that!",
+                "param": None,
+            },
         }
         return b"event: error" + eol + b"data: " + _json(data) + eol + eol
     if provider == "openai":
-        data = {"error": {"message": message or "The server had an error while processing your request. Sorry about that!",
-                          "type": "server_error", "param": None, "code": None}}
+        data = {
+            "error": {
+                "message": message
+                or "The server had an error while processing your request. Sorry about that!",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
         return b"data: " + _json(data) + eol + eol
     if provider == "gemini":
-        data = {"error": {"code": 500, "message": message or "An internal error has occurred.", "status": "INTERNAL"}}
+        data = {
+            "error": {
+                "code": 500,
+                "message": message or "An internal error has occurred.",
+                "status": "INTERNAL",
+            }
+        }
         return b"data: " + _json(data) + eol + eol
     data = {"error": {"message": message or "Internal server error", "type": "server_error"}}
     return b"event: error" + eol + b"data: " + _json(data) + eol + eol
 
 
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
-            409: "Conflict", 413: "Payload Too Large", 422: "Unprocessable Entity", 429: "Too Many Requests",
-            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
-            529: "Overloaded"}
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    409: "Conflict",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    529: "Overloaded",
+}
 
-_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-                    500: "api_error", 529: "overloaded_error"}
-_OPENAI: dict[int, tuple[str, str | None, str]] = {429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again later."),
-           500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
-           503: ("server_error", None, "The engine is currently overloaded, please try again later.")}
-_GEMINI = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 400: "INVALID_ARGUMENT",
-           401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+_OPENAI: dict[int, tuple[str, str | None, str]] = {
+    429: (
+        "requests",
+        "rate_limit_exceeded",
+        "Rate limit reached for requests. Please try again later.",
+    ),
+    500: (
+        "server_error",
+        None,
+        "The server had an error while processing your request. Sorry about that!",
+    ),
+    503: ("server_error", None, "The engine is currently overloaded, please try again later."),
+}
+_GEMINI = {
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+}
 
 
 def error_response(
@@ -98,15 +160,27 @@ def error_response(
     reason = _REASONS.get(code, "Error")
     if provider == "anthropic":
         kind = _ANTHROPIC_TYPES.get(code, "api_error")
-        body = _json({"type": "error", "error": {"type": kind, "message": reason if code != 529 else "Overloaded"}})
+        body = _json(
+            {
+                "type": "error",
+                "error": {"type": kind, "message": reason if code != 529 else "Overloaded"},
+            }
+        )
     elif provider in ("openai", "openai-responses"):
-        kind, err_code, message = _OPENAI.get(code, ("invalid_request_error" if code < 500 else "server_error", None, reason))
+        kind, err_code, message = _OPENAI.get(
+            code, ("invalid_request_error" if code < 500 else "server_error", None, reason)
+        )
         body = _json({"error": {"message": message, "type": kind, "param": None, "code": err_code}})
     elif provider == "gemini":
-        body = _json({"error": {"code": code, "message": reason, "status": _GEMINI.get(code, "UNKNOWN")}})
+        body = _json(
+            {"error": {"code": code, "message": reason, "status": _GEMINI.get(code, "UNKNOWN")}}
+        )
     else:
         body = _json({"error": {"message": reason, "code": code}})
-    headers: list[tuple[str, str]] = [("content-type", "application/json"), ("content-length", str(len(body)))]
+    headers: list[tuple[str, str]] = [
+        ("content-type", "application/json"),
+        ("content-length", str(len(body))),
+    ]
     if retry_after is not None or code in (429, 503, 529):
         seconds = 1.0 if retry_after is None else retry_after
         headers.append(("retry-after", str(max(0, math.ceil(seconds)))))

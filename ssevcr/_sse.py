@@ -213,7 +213,9 @@ class SSEParser:
                 retry=self._retry_in_block,
             )
         else:
-            frame = Comment(raw=raw, start=start, text="\n".join(self._comments), retry=self._retry_in_block)
+            frame = Comment(
+                raw=raw, start=start, text="\n".join(self._comments), retry=self._retry_in_block
+            )
         self._reset_block()
         return frame
 

@@ -17,13 +17,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import schedule as schedule_mod
-from .cassette import Cassette, Interaction, Request
-from .errors import NoMatchError
-from .faults import Fault, Status, parse_faults
-from .matching import MatchOptions, differences, explain_miss
-from .schedule import Schedule
-from .timing import Timing, parse_timing
+from . import _schedule as schedule_mod
+from ._cassette import Cassette, Interaction, Request
+from ._errors import NoMatchError
+from ._faults import Fault, Status, parse_faults
+from ._matching import MatchOptions, differences, explain_miss
+from ._schedule import Schedule
+from ._timing import Timing, parse_timing
 
 __all__ = ["Miss", "Play", "Player"]
 
@@ -73,8 +73,12 @@ class Player:
     misses: list[Miss] = field(default_factory=list, init=False)
     play_count: int = field(default=0, init=False)  # every play, also those no longer in ``plays``
     miss_count: int = field(default=0, init=False)
-    fired_counts: Counter[str] = field(default_factory=Counter, init=False)  # fault spec -> plays it changed
-    skipped_counts: Counter[str] = field(default_factory=Counter, init=False)  # "spec: why" -> plays
+    fired_counts: Counter[str] = field(
+        default_factory=Counter, init=False
+    )  # fault spec -> plays it changed
+    skipped_counts: Counter[str] = field(
+        default_factory=Counter, init=False
+    )  # "spec: why" -> plays
 
     def __post_init__(self) -> None:
         if self.log_limit is not None and self.log_limit < 1:
@@ -103,7 +107,7 @@ class Player:
         schedules: dict[int, Schedule] | None = None,
     ) -> Player:
         """Build a player from cassettes, paths, or (name, cassette) pairs, parsing the specs."""
-        from . import codec
+        from . import _store
 
         named: list[tuple[str, Cassette]] = []
         if isinstance(cassettes, Cassette):
@@ -114,9 +118,17 @@ class Player:
                     named.append(item)
                 else:
                     path = os.fspath(item)
-                    named.append((path, codec.read_any(path)))
-        return cls(named, parse_timing(timing, max_gap=max_gap), parse_faults(faults), seed,
-                   match or MatchOptions(), repeat, log_limit, schedules)
+                    named.append((path, _store.read_any(path)))
+        return cls(
+            named,
+            parse_timing(timing, max_gap=max_gap),
+            parse_faults(faults),
+            seed,
+            match or MatchOptions(),
+            repeat,
+            log_limit,
+            schedules,
+        )
 
     @property
     def interactions(self) -> list[Interaction]:
@@ -124,7 +136,9 @@ class Player:
 
     @property
     def names(self) -> str:
-        names = list(dict.fromkeys(e.cassette for e in self._entries)) or [n for n, _ in self.cassettes]
+        names = list(dict.fromkeys(e.cassette for e in self._entries)) or [
+            n for n, _ in self.cassettes
+        ]
         return ", ".join(repr(n) for n in names) or "(no cassette)"
 
     def play(self, request: Request) -> Play:
@@ -135,10 +149,19 @@ class Player:
             index = next((n for n in candidates if entries[n].plays == 0), -1)
             if index < 0:
                 if candidates and self.repeat:
-                    index = candidates[0] if len(candidates) == 1 else min(candidates, key=lambda n: (entries[n].plays, n))
+                    index = (
+                        candidates[0]
+                        if len(candidates) == 1
+                        else min(candidates, key=lambda n: (entries[n].plays, n))
+                    )
                 else:
-                    message = explain_miss(self.names, [e.interaction.request for e in entries], request,
-                                           self.match, exhausted=candidates)
+                    message = explain_miss(
+                        self.names,
+                        [e.interaction.request for e in entries],
+                        request,
+                        self.match,
+                        exhausted=candidates,
+                    )
                     self.miss_count += 1
                     if self.log_limit is None or len(self.misses) < self.log_limit:
                         self.misses.append(Miss(request, message))
@@ -157,8 +180,13 @@ class Player:
                 play = Play(index, entry.cassette, entry.interaction, sched, request, number)
                 self._log(play)
                 return play
-        sched = schedule_mod.build(entry.interaction.response, timing=self.timing, faults=faults,
-                                   seed=f"{self.seed}:{index}:{number}", url=entry.interaction.request.url)
+        sched = schedule_mod.build(
+            entry.interaction.response,
+            timing=self.timing,
+            faults=faults,
+            seed=f"{self.seed}:{index}:{number}",
+            url=entry.interaction.request.url,
+        )
         play = Play(index, entry.cassette, entry.interaction, sched, request, number)
         with self._lock:
             if not faults:
@@ -182,13 +210,25 @@ class Player:
     def _candidates(self, request: Request) -> list[int]:
         """Indices of the entries that match ``request`` (the caller holds the lock)."""
         if "headers" in self.match.on:
-            return [n for n, e in enumerate(self._entries) if not differences(e.interaction.request, request, self.match)]
+            return [
+                n
+                for n, e in enumerate(self._entries)
+                if not differences(e.interaction.request, request, self.match)
+            ]
         if len(request.body) > _CACHED_BODY:
-            return [n for n, e in enumerate(self._entries) if not differences(e.interaction.request, request, self.match)]
+            return [
+                n
+                for n, e in enumerate(self._entries)
+                if not differences(e.interaction.request, request, self.match)
+            ]
         key = (request.method, request.url, request.body)
         found = self._matches.get(key)
         if found is None:
-            found = [n for n, e in enumerate(self._entries) if not differences(e.interaction.request, request, self.match)]
+            found = [
+                n
+                for n, e in enumerate(self._entries)
+                if not differences(e.interaction.request, request, self.match)
+            ]
             if len(self._matches) >= 1024:
                 self._matches.clear()
             self._matches[key] = found
