@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import math
 import operator
-import zlib
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,6 @@ __all__ = [
     "Outcome",
     "Request",
     "Response",
-    "decode_content",
     "header",
 ]
 
@@ -38,28 +36,6 @@ Headers = tuple[tuple[str, str], ...]
 """Header pairs in recorded order; names and values are the wire bytes decoded as latin-1."""
 
 _EMPTY_META: Mapping[str, str] = MappingProxyType({})
-
-
-def decode_content(
-    pieces: Sequence[tuple[float, bytes]], encoding: str
-) -> list[tuple[float, bytes]] | None:
-    """Decompress gzip/deflate chunks one by one, each keeping its arrival time (a chunk's decoded
-    bytes are available when it arrived). None for an encoding zlib does not handle or bad data."""
-    if encoding in ("gzip", "x-gzip"):
-        d = zlib.decompressobj(wbits=31)
-    elif encoding == "deflate":
-        d = zlib.decompressobj(wbits=47)  # zlib or gzip header, as clients accept
-    else:
-        return None
-    out = []
-    try:
-        for at, data in pieces:
-            out.append((at, d.decompress(data)))
-        if out:
-            out[-1] = (out[-1][0], out[-1][1] + d.flush())
-    except zlib.error:
-        return None
-    return out
 
 
 def header(headers: Headers, name: str, default: str | None = None) -> str | None:

@@ -22,8 +22,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from . import _content as content
 from . import _providers as providers
-from ._cassette import Headers, Outcome, Response, decode_content
+from ._cassette import Headers, Outcome, Response
 from ._errors import ConfigError
 from ._faults import (
     Corrupt,
@@ -271,15 +272,15 @@ def build(  # noqa: C901 - to become named passes (issue: architecture)
     # --- a compressed body: event faults need the decoded bytes (then served without encoding)
     encoding = response.content_encoding
     if event_faults and encoding != "identity":
-        decoded = decode_content(recorded, encoding)
-        if decoded is None:
+        decoded = content.decode(recorded, encoding)
+        if not decoded.ok:
             skipped += [
-                f"{f}: the body is {encoding}-encoded and cannot be decoded here"
+                f"{f}: the body is {encoding}-encoded and was {decoded.problem}"
                 for f in event_faults
             ]
             event_faults = []
         else:
-            recorded = decoded
+            recorded = list(decoded.pieces)
             headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
 
     body = b"".join(d for _, d in recorded)

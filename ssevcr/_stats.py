@@ -14,7 +14,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ._cassette import Interaction, Response, decode_content
+from . import _content as content
+from ._cassette import Interaction, Response
 from ._sse import Event, Frame, parse
 
 __all__ = [
@@ -114,10 +115,13 @@ def decoded_pieces(response: Response) -> tuple[Pieces, str | None]:
 def decode(pieces: Pieces, encoding: str) -> tuple[Pieces, str | None]:
     if encoding == "identity" or not pieces:
         return pieces, None
-    decoded = decode_content(pieces, encoding)
-    if decoded is None:
-        return pieces, f"the body is {encoding}-encoded and could not be decoded; shown as recorded"
-    return decoded, None
+    decoded = content.decode(pieces, encoding)
+    if not decoded.ok:
+        return (
+            pieces,
+            f"the body is {encoding}-encoded and was {decoded.problem}; shown as recorded",
+        )
+    return list(decoded.pieces), None
 
 
 def arrivals(pieces: Iterable[tuple[float, bytes]]) -> tuple[list[tuple[Frame, float]], bytes]:

@@ -67,12 +67,12 @@ import logging  # noqa: E402
 import queue  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-import zlib  # noqa: E402
 from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
 
 from ssevcr import _store  # noqa: E402
 from ssevcr._cassette import Cassette, End, Headers, Interaction, Outcome, Request, Response  # noqa: E402
+from ssevcr._content import decode_body  # noqa: E402
 from ssevcr._errors import SsevcrError  # noqa: E402
 from ssevcr._redaction import Redaction  # noqa: E402
 from ssevcr._sse import parse  # noqa: E402
@@ -165,24 +165,13 @@ class Announce:
 
 def events_in(response: Response) -> int | None:
     """How many SSE events a recorded response holds (decoding gzip/deflate), or None when it is
-    not an event stream or its encoding cannot be decoded with the standard library."""
+    not an event stream or its body cannot be decoded (unknown encoding, damaged, too large)."""
     if not response.is_event_stream:
         return None
-    body = response.body
-    encoding = response.content_encoding
-    try:
-        if encoding in ("gzip", "x-gzip"):
-            body = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body)
-        elif encoding == "deflate":
-            try:
-                body = zlib.decompressobj().decompress(body)
-            except zlib.error:
-                body = zlib.decompressobj(-zlib.MAX_WBITS).decompress(body)
-        elif encoding != "identity":
-            return None
-    except zlib.error:
+    decoded = decode_body(response.body, response.content_encoding)
+    if not decoded.ok:
         return None
-    return len(parse(body).events)
+    return len(parse(decoded.body).events)
 
 
 def exchange_summary(interaction: Interaction) -> dict[str, Any]:
