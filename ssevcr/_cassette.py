@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import math
 import operator
+import re
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ __all__ = [
     "Outcome",
     "Request",
     "Response",
+    "head_problems",
     "header",
 ]
 
@@ -36,6 +38,47 @@ Headers = tuple[tuple[str, str], ...]
 """Header pairs in recorded order; names and values are the wire bytes decoded as latin-1."""
 
 _EMPTY_META: Mapping[str, str] = MappingProxyType({})
+
+
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_REASON = re.compile(
+    r"[\t \x21-\x7e\x80-\xff]*"
+)  # RFC 9110 reason-phrase: HTAB, SP, VCHAR, obs-text
+_FIELD_VALUE = _REASON  # field-content: the same bytes (no CR, LF, NUL or other controls)
+_HTTP_VERSION = re.compile(
+    r"[\x21-\x7e]{0,16}"
+)  # what was recorded (HTTP/1.1, HTTP/2.0); never written
+
+
+def head_problems(
+    status: int, reason: str, headers: Headers, http_version: str = "HTTP/1.1"
+) -> list[tuple[str, str]]:
+    """What makes a response head unsafe to write: ``(field, problem)`` pairs, empty when it is
+    valid HTTP/1.1 (status 100-599, the reason an RFC 9110 reason-phrase, header names tokens,
+    values without CR, LF, NUL or other control bytes). Checked where cassettes are loaded and
+    where heads are written, so no recorded byte can split a response."""
+    problems: list[tuple[str, str]] = []
+    if not 100 <= status <= 599:
+        problems.append(("status", f"expected an HTTP status (100-599), got {status}"))
+    if not _REASON.fullmatch(reason) or not _latin1(reason):
+        problems.append(("reason", f"not a valid reason phrase (control bytes): {reason!r}"))
+    if not _HTTP_VERSION.fullmatch(http_version):
+        problems.append(("http_version", f"not an HTTP version: {http_version!r}"))
+    for i, (name, value) in enumerate(headers):
+        if not _TOKEN.fullmatch(name):
+            problems.append((f"headers[{i}]", f"header name is not a token: {name!r}"))
+        elif not _FIELD_VALUE.fullmatch(value) or not _latin1(value):
+            problems.append(
+                (
+                    f"headers[{i}]",
+                    f"value of {name!r} holds control bytes (CR, LF, NUL...): {value!r}",
+                )
+            )
+    return problems
+
+
+def _latin1(text: str) -> bool:
+    return all(ord(c) < 256 for c in text)
 
 
 def header(headers: Headers, name: str, default: str | None = None) -> str | None:

@@ -36,7 +36,16 @@ from typing import Any, NoReturn
 
 import msgpack
 
-from ._cassette import Cassette, End, Headers, Interaction, Outcome, Request, Response
+from ._cassette import (
+    Cassette,
+    End,
+    Headers,
+    Interaction,
+    Outcome,
+    Request,
+    Response,
+    head_problems,
+)
 from ._errors import CassetteError
 
 __all__ = [
@@ -304,8 +313,8 @@ class _Reader:
 
     def response(self, node: dict[str, Any], where: str) -> Response:
         status = self.get(node, "status", where, int)
-        if not 100 <= status <= 999:
-            self.fail(f"{where}.status", f"expected an HTTP status (100-999), got {status}", node)
+        if not 100 <= status <= 599:
+            self.fail(f"{where}.status", f"expected an HTTP status (100-599), got {status}", node)
         headers_at = self.time(node, "headers_at", where)
         if self.binary:
             body = self.body(node, where)
@@ -369,11 +378,16 @@ class _Reader:
                 end_node,
             )
         error = self.get(end_node, "error", f"{where}.end", (str, type(None)), None)
+        reason = self.get(node, "reason", where, str, "")
+        http_version = self.get(node, "http_version", where, str, "HTTP/1.1")
+        headers = self.headers(node, where)
+        for field, problem in head_problems(status, reason, headers, http_version):
+            self.fail(f"{where}.{field}", problem, node)
         return Response(
             status=status,
-            reason=self.get(node, "reason", where, str, ""),
-            http_version=self.get(node, "http_version", where, str, "HTTP/1.1"),
-            headers=self.headers(node, where),
+            reason=reason,
+            http_version=http_version,
+            headers=headers,
             headers_at=headers_at,
             body=body,
             chunk_sizes=sizes,

@@ -116,6 +116,13 @@ def test_real_cassette_round_trips() -> None:
 
 latin1 = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=255), max_size=12)
 headers = st.lists(st.tuples(latin1, latin1), max_size=4).map(tuple)
+# a response head is written by the replay server: names are tokens, values hold no controls
+tokens = st.text(alphabet="-!#$%&'*+.^_`|~0123456789abcXYZ", min_size=1, max_size=12)
+field_text = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=255, blacklist_characters="\x7f"),
+    max_size=12,
+)
+response_headers = st.lists(st.tuples(tokens, field_text), max_size=4).map(tuple)
 texts = st.text(max_size=12)
 metas = st.dictionaries(texts, texts, max_size=3)
 special_times = st.sampled_from(
@@ -130,11 +137,11 @@ def responses(draw: st.DrawFn) -> Response:
     pieces = draw(st.lists(bodies, max_size=6))
     ats = sorted(draw(st.lists(times, min_size=len(pieces), max_size=len(pieces))))
     return Response.from_chunks(
-        draw(st.integers(100, 999)),
+        draw(st.integers(100, 599)),
         list(zip(ats, pieces, strict=True)),
-        reason=draw(texts),
+        reason=draw(field_text),
         http_version=draw(st.sampled_from(["HTTP/1.1", "HTTP/2", "HTTP/1.0", ""])),
-        headers=draw(headers),
+        headers=draw(response_headers),
         headers_at=draw(times),
         end=End(draw(times), draw(st.sampled_from(list(Outcome))), draw(st.none() | texts)),
     )
@@ -865,3 +872,39 @@ def test_the_model_refuses_times_that_could_not_be_loaded_again(kwargs: dict[str
     }
     with pytest.raises(ValueError):
         Response(**{**base, **kwargs})
+
+
+# ---------------------------------------------------------------------------------------------
+# response heads that would split a response are refused at load, with the field named
+
+
+@pytest.mark.parametrize(
+    ("edit", "where", "problem"),
+    [
+        ({"reason": "OK\r\nContent-Length: 5\r\n\r\nHACKD"}, "response.reason", "reason phrase"),
+        ({"reason": "OK\x00"}, "response.reason", "reason phrase"),
+        ({"reason": "OK\x1b[31m"}, "response.reason", "reason phrase"),
+        ({"status": 600}, "response.status", "100-599"),
+        ({"status": 99}, "response.status", "100-599"),
+        ({"headers": [["x-a", "1\r\nset-cookie: a=b"]]}, "response.headers[0]", "control bytes"),
+        ({"headers": [["x-a", "1\nx"]]}, "response.headers[0]", "control bytes"),
+        ({"headers": [["x-a", "a\x00b"]]}, "response.headers[0]", "control bytes"),
+        ({"headers": [["bad name", "1"]]}, "response.headers[0]", "not a token"),
+        ({"headers": [["x:y", "1"]]}, "response.headers[0]", "not a token"),
+        ({"headers": [["", "1"]]}, "response.headers[0]", "not a token"),
+        ({"http_version": "HTTP/1.1\r\nX: y"}, "response.http_version", "not an HTTP version"),
+    ],
+)
+def test_a_response_head_that_could_split_a_response_is_refused(
+    edit: dict[str, Any], where: str, problem: str
+) -> None:
+    doc = doc_of()
+    doc["interactions"][1]["response"].update(edit)
+    error = refused(pack(doc))
+    assert error.where == f"interactions[1].{where}" and problem in error.problem
+    # the JSON twin refuses it the same way, naming the line
+    twin = json.loads(_format.export_json(REAL))
+    twin["interactions"][1]["response"].update(edit)
+    with pytest.raises(CassetteError) as info:
+        _format.import_json(json.dumps(twin, indent=1))
+    assert info.value.where == f"interactions[1].{where}" and info.value.line is not None
