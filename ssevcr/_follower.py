@@ -1,0 +1,120 @@
+"""The one schedule follower: what to do next while replaying a schedule, sans-IO.
+
+Every adapter that replays (the replay server, the in-process transports) drives a
+:class:`Follower`: it reads its own clock, tells the follower how many seconds have passed since
+the request arrived, and does what it is told::
+
+    f = Follower(schedule)
+    while True:
+        action = f.next(clock() - t0)
+        if isinstance(action, Wait):    sleep until t0 + action.until (or give up: a read timeout)
+        elif isinstance(action, Head):  send the status and headers
+        elif isinstance(action, Write): send schedule.steps[action.start:action.stop]
+        else:                           action is Finish: end as action.end says, and stop
+
+Deadlines are absolute offsets from the request (never from the previous write), so a slow write
+never accumulates drift. Every step already due is handed over in one ``Write`` (up to
+``batch_bytes``, so a client that stops reading never has more than that queued by one call):
+instant replay is one write per batch, not one per chunk. A ``Write`` names steps by index so an
+adapter can send the recorded bytes or its own pre-framed copy of them.
+
+No clock, no sleeping, no I/O here: only the order of things and their deadlines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._schedule import EndStep, Schedule
+
+__all__ = ["BATCH_BYTES", "Finish", "Follower", "Head", "Wait", "Write"]
+
+BATCH_BYTES = 64 * 1024
+"""Body bytes handed over in one ``Write`` at most (a larger step is still one ``Write``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Nothing is due before ``until`` seconds after the request arrived."""
+
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """Send the response head now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Send the body bytes of ``schedule.steps[start:stop]`` now (``size`` bytes)."""
+
+    start: int
+    stop: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """End the response as ``end`` says (``Close``, ``Abort``, ``Reset`` or ``Hang``)."""
+
+    end: EndStep
+
+
+_HEAD = Head()
+
+
+class Follower:
+    """Walks one schedule. ``next(elapsed)`` says what to do at ``elapsed`` seconds after the
+    request arrived; after ``Finish`` it keeps answering ``Finish``."""
+
+    __slots__ = ("_ats", "_batch", "_end", "_headed", "_i", "_n", "_sizes", "schedule")
+
+    def __init__(self, schedule: Schedule, *, batch_bytes: int = BATCH_BYTES) -> None:
+        self.schedule = schedule
+        steps = schedule.steps
+        self._ats = [s.at for s in steps]
+        self._sizes = [len(s.data) for s in steps]
+        self._n = len(steps)
+        self._i = 0
+        self._headed = False
+        self._batch = batch_bytes
+        self._end = Finish(schedule.end)
+
+    @property
+    def position(self) -> int:
+        """How many steps have been handed over."""
+        return self._i
+
+    def next(self, elapsed: float) -> Wait | Head | Write | Finish:
+        if not self._headed:
+            at = self.schedule.headers_at
+            if elapsed < at:
+                return Wait(at)
+            self._headed = True
+            return _HEAD
+        i, n = self._i, self._n
+        if i < n:
+            ats = self._ats
+            if ats[i] > elapsed:
+                return Wait(ats[i])
+            sizes, batch = self._sizes, self._batch
+            size = sizes[i]
+            j = i + 1
+            while j < n and ats[j] <= elapsed and size + sizes[j] <= batch:
+                size += sizes[j]
+                j += 1
+            self._i = j
+            return Write(i, j, size)
+        end = self._end
+        if end.end.at > elapsed:
+            return Wait(end.end.at)
+        return end
+
+    def all_due(self, elapsed: float) -> bool:
+        """Whether everything left, the end included, is due at ``elapsed`` (instant replay)."""
+        return (
+            self.schedule.end.at <= elapsed
+            and (not self._n or self._ats[-1] <= elapsed)
+            and self.schedule.headers_at <= elapsed
+        )
