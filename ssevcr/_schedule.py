@@ -42,7 +42,7 @@ from ._faults import (
 from ._sse import Event, parse
 from ._timing import Timing
 
-__all__ = ["Abort", "Close", "Hang", "Reset", "Schedule", "Send", "build"]
+__all__ = ["Abort", "Close", "Hang", "Reset", "Schedule", "Send", "build", "hostile_boundaries"]
 
 HOP_BY_HOP = frozenset(
     {
@@ -189,7 +189,7 @@ def _corrupt(raw: bytes, how: str, rng: random.Random) -> bytes:
     return raw[:start] + broken + raw[end:]
 
 
-def _hostile_boundaries(body: bytes) -> list[int]:
+def hostile_boundaries(body: bytes) -> list[int]:
     """Split points a careless line-buffering client gets wrong: between CR and LF, inside UTF-8
     characters, right after a field's colon, and between the two line endings of a blank line."""
     points = set()
@@ -593,7 +593,7 @@ def _rechunk(
                     break
                 cuts.append(pos)
         else:
-            cuts = _hostile_boundaries(data)
+            cuts = hostile_boundaries(data)
         start = 0
         for end in [*cuts, len(data)]:
             if end <= start:
