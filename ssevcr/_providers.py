@@ -17,8 +17,8 @@ __all__ = ["detect", "error_event", "error_response"]
 
 
 def detect(url: str, events: Sequence[Event] = ()) -> str:
-    """``openai`` (chat completions and compatibles), ``openai-responses``, ``anthropic``, ``gemini``
-    or ``generic``, from the request URL and the recorded events."""
+    """``openai`` (chat completions and compatibles), ``openai-responses``, ``anthropic``,
+    ``gemini`` or ``generic``, from the request URL and the recorded events."""
     lower = url.lower()
     types = {e.type for e in events[:5]}
     if (

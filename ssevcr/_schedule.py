@@ -42,7 +42,17 @@ from ._faults import (
 from ._sse import Event, parse
 from ._timing import Timing
 
-__all__ = ["Abort", "Close", "Hang", "Reset", "Schedule", "Send", "build", "hostile_boundaries"]
+__all__ = [
+    "Abort",
+    "Close",
+    "Hang",
+    "Reset",
+    "Schedule",
+    "Send",
+    "Timeline",
+    "build",
+    "hostile_boundaries",
+]
 
 HOP_BY_HOP = frozenset(
     {
@@ -105,6 +115,15 @@ EndStep = Close | Abort | Reset | Hang
 
 
 @dataclass(frozen=True, slots=True)
+class Timeline:
+    """A schedule's steps as two columns: ``at[i]`` (never decreasing) and ``ends[i]``, the body
+    bytes sent once step ``i`` is."""
+
+    at: Sequence[float]
+    ends: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
 class Schedule:
     status: int
     reason: str
@@ -118,10 +137,23 @@ class Schedule:
     content_length: int | None = (
         None  # when set, the body is sent with this content-length, else chunked
     )
+    _timeline: Timeline | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def body(self) -> bytes:
         return b"".join(s.data for s in self.steps)
+
+    @property
+    def timeline(self) -> Timeline:
+        """Each step's time and the body bytes up to the end of each step, computed once per
+        schedule (a schedule the player reuses is followed many times)."""
+        timeline = self._timeline
+        if timeline is None:
+            steps = self.steps
+            ends = list(itertools.accumulate([len(s.data) for s in steps]))
+            timeline = Timeline([s.at for s in steps], ends)
+            object.__setattr__(self, "_timeline", timeline)
+        return timeline
 
     @property
     def streamed(self) -> bool:

@@ -1,31 +1,36 @@
 """In-process replay for httpx and httpx2 clients, sync and async.
 
-    client = httpx2.Client(transport=ssevcr.ReplayTransport("cassettes/x.msgpack", timing="original"))
+    transport = ssevcr.ReplayTransport("cassettes/x.msgpack", timing="original")
+    client = httpx2.Client(transport=transport)
     openai.OpenAI(http_client=client)
 
 One transport class serves both libraries (it answers with the module of the request it gets) and
-both APIs (``handle_request`` / ``handle_async_request``). It follows the schedule with real
-sleeps on absolute deadlines and turns faults into the client library's own exceptions:
+both APIs (``handle_request`` / ``handle_async_request``). Both drive the one schedule follower
+(:class:`ssevcr._follower.Follower`) through :class:`_Replay`, which says what to do next; the
+sync and async streams are the same loop, one sleeping and one awaiting. Deadlines are absolute
+(from the request), and faults become the client library's own exceptions:
 ``RemoteProtocolError`` for an aborted body, ``ReadError`` for a reset, ``ReadTimeout`` when a
 wait outlasts the request's read timeout — so the code under test takes its real error path.
 
-The adapter owns the clock and the sleeps; the schedule it follows is pure.
+The adapter owns the clock and the sleeps; the schedule and the follower are pure.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from types import ModuleType, TracebackType
 from typing import Any
 
 from ._cassette import Cassette, Request
 from ._faults import Fault
+from ._follower import Finish, Follower, Head, Wait, Write
 from ._matching import MatchOptions
 from ._player import Play, Player
-from ._schedule import Abort, Hang, Reset, Schedule
+from ._schedule import Abort, Close, Hang, Schedule, Send
 from ._timing import Timing
 
 __all__ = ["ReplayTransport", "module_of", "to_request"]
@@ -34,6 +39,8 @@ ABORT_MESSAGE = (
     "peer closed connection without sending complete message body (incomplete chunked read)"
 )
 RESET_MESSAGE = "[Errno 104] Connection reset by peer"
+MAX_SLEEP = 3600.0
+"""The longest single sleep (a longer wait is several): ``time.sleep`` overflows near 1e10 s."""
 
 
 def module_of(request: Any) -> ModuleType:
@@ -60,10 +67,108 @@ def _read_timeout(request: Any) -> float | None:
     return None if value is None else float(value)
 
 
+Action = tuple[Send, ...] | float | Head | BaseException | None
+"""What a stream does next (see :meth:`_Replay.next`)."""
+
+
+class _Replay:
+    """One response as the transport replays it: the :class:`Follower` on this adapter's clock,
+    with the request's read timeout. Both streams (sync and async) loop over :meth:`next`::
+
+        steps (a tuple)  hand their bytes to the client, in order
+        seconds (float)  sleep that long, then ask again
+        Head             the response head is due (the transport returns the response)
+        an exception     raise it (the client library's own: ReadTimeout, RemoteProtocolError, ...)
+        None             the body ended well (or the client closed the stream)
+
+    The clock is read only when the follower says to wait (the deadline may have passed while
+    the client worked): instant replay reads it once. A read gives up ``read_timeout`` seconds
+    after the client began waiting for it, as httpx's read timeout does.
+    """
+
+    __slots__ = (
+        "clock",
+        "closed",
+        "elapsed",
+        "follower",
+        "give_up",
+        "mod",
+        "pending",
+        "read_timeout",
+        "request",
+        "steps",
+        "t0",
+    )
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        request: Any,
+        mod: ModuleType,
+        clock: Callable[[], float],
+        t0: float,
+    ) -> None:
+        self.follower = Follower(schedule, batch_bytes=None)
+        self.steps = schedule.steps
+        self.request = request
+        self.mod = mod
+        self.clock = clock
+        self.t0 = t0  # when the request arrived, on ``clock``
+        self.elapsed = 0.0  # seconds after t0 at the latest reading (or the deadline slept to)
+        self.read_timeout = _read_timeout(request)
+        self.give_up: float | None = None  # when the current read times out (seconds after t0)
+        self.pending: BaseException | None = None  # raised after the sleep that precedes it
+        self.closed = False
+
+    def next(self) -> Action:
+        if self.pending is not None:
+            return self.pending
+        while not self.closed:
+            action = self.follower.next(self.elapsed)
+            if type(action) is Write:
+                self.give_up = None  # the client has data: its next read starts afresh
+                return self.steps[action.start : action.stop]
+            if type(action) is Wait:
+                now = self.elapsed = self.clock() - self.t0
+                if action.until <= now:
+                    continue  # due while the client worked
+                return self._wait(action.until, now)
+            if type(action) is Head:
+                self.give_up = None
+                return action
+            assert isinstance(action, Finish)
+            end = action.end
+            if type(end) is Close:
+                return None
+            if type(end) is Hang:
+                return self._wait(math.inf, self.clock() - self.t0)
+            error: BaseException = (
+                self.mod.RemoteProtocolError(ABORT_MESSAGE, request=self.request)
+                if type(end) is Abort
+                else self.mod.ReadError(RESET_MESSAGE, request=self.request)
+            )
+            return error
+        return None
+
+    def _wait(self, until: float, now: float) -> float:
+        """Seconds to sleep towards ``until`` (or towards the read timeout, then raise it)."""
+        if self.give_up is None and self.read_timeout is not None:
+            self.give_up = now + self.read_timeout
+        if self.give_up is not None and until > self.give_up:
+            until = self.give_up
+            self.pending = self.mod.ReadTimeout("timed out", request=self.request)
+        seconds = min(max(0.0, until - now), MAX_SLEEP)
+        if seconds < MAX_SLEEP:
+            self.elapsed = until
+        else:  # a long wait is several sleeps (the clock is read again after each)
+            self.pending = None
+        return seconds
+
+
 _STREAM_CLASSES: dict[tuple[str, bool], type] = {}
 
 
-def _stream(mod: ModuleType, *, sync: bool, **kwargs: Any) -> Any:
+def _stream(mod: ModuleType, replay: _Replay, sleep: Callable[[float], Any], *, sync: bool) -> Any:
     """A replay stream that is also an instance of the library's own ``SyncByteStream`` /
     ``AsyncByteStream`` (httpx and httpx2 check it)."""
     key = (mod.__name__, sync)
@@ -75,7 +180,7 @@ def _stream(mod: ModuleType, *, sync: bool, **kwargs: Any) -> Any:
         cls = _STREAM_CLASSES[key] = type(
             f"Replay{base.__name__}", (ours, base), {"__module__": __name__}
         )
-    return cls(**kwargs)
+    return cls(replay, sleep)
 
 
 def _response(mod: ModuleType, play: Play, stream: Any) -> Any:
@@ -92,129 +197,50 @@ def _response(mod: ModuleType, play: Play, stream: Any) -> Any:
     )
 
 
-class _Clock:
-    """Deadlines relative to the moment the request arrived; waits honour the read timeout."""
-
-    def __init__(self, request: Any, mod: ModuleType, clock: Callable[[], float]):
-        self.request = request
-        self.mod = mod
-        self.clock = clock
-        self.t0 = self.now = clock()  # ``now``: the latest reading (the clock never goes back)
-        self.read_timeout = _read_timeout(request)
-
-    def due(self, at: float) -> bool:
-        """Whether the step at ``at`` was due at the latest reading: then it is due now, with no
-        wait and no timeout, and needs no new reading (instant replay reads the clock once)."""
-        return self.t0 + at <= self.now
-
-    def delay(self, at: float) -> tuple[float, bool]:
-        """Seconds to wait for the step at ``at``, and whether the client gives up first."""
-        now = self.now = self.clock()
-        delay = max(0.0, self.t0 + at - now)
-        if self.read_timeout is not None and delay > self.read_timeout:
-            return self.read_timeout, True
-        return delay, False
-
-    def hang(self) -> tuple[float | None, bool]:
-        if self.read_timeout is None:
-            return None, False
-        return self.read_timeout, True
-
-    def timeout_error(self) -> Exception:
-        return self.mod.ReadTimeout("timed out", request=self.request)  # type: ignore[no-any-return]
-
-    def end_error(self, end: Any) -> Exception | None:
-        if isinstance(end, Abort):
-            return self.mod.RemoteProtocolError(ABORT_MESSAGE, request=self.request)  # type: ignore[no-any-return]
-        if isinstance(end, Reset):
-            return self.mod.ReadError(RESET_MESSAGE, request=self.request)  # type: ignore[no-any-return]
-        return None
-
-
 class _SyncStream:
-    def __init__(self, schedule: Schedule, clock: _Clock, sleep: Callable[[float], None]):
-        self.schedule = schedule
-        self.clock = clock
+    def __init__(self, replay: _Replay, sleep: Callable[[float], None]) -> None:
+        self.replay = replay
         self.sleep = sleep
-        self.closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        clock = self.clock
-        t0 = clock.t0
-        for step in self.schedule.steps:
-            if self.closed:
+        replay, sleep = self.replay, self.sleep
+        while True:
+            action = replay.next()
+            if type(action) is tuple:
+                for step in action:
+                    yield step.data
+            elif type(action) is float:
+                sleep(action)
+            elif action is None:
                 return
-            if t0 + step.at > clock.now:  # not due at the latest reading (clock.due, inlined)
-                delay, gives_up = clock.delay(step.at)
-                if delay > 0:
-                    self.sleep(delay)
-                if gives_up:
-                    raise clock.timeout_error()
-            yield step.data
-        end = self.schedule.end
-        if isinstance(end, Hang):
-            wait, gives_up = clock.hang()
-            if wait is None:
-                while not self.closed:
-                    self.sleep(3600)
-                return
-            self.sleep(wait)
-            raise clock.timeout_error()
-        if not clock.due(end.at):
-            delay, gives_up = clock.delay(end.at)
-            if delay > 0:
-                self.sleep(delay)
-            if gives_up:
-                raise clock.timeout_error()
-        error = clock.end_error(end)
-        if error is not None:
-            raise error
+            elif isinstance(action, BaseException):
+                raise action
 
     def close(self) -> None:
-        self.closed = True
+        self.replay.closed = True
 
 
 class _AsyncStream:
-    def __init__(self, schedule: Schedule, clock: _Clock, sleep: Callable[[float], Any]):
-        self.schedule = schedule
-        self.clock = clock
+    def __init__(self, replay: _Replay, sleep: Callable[[float], Awaitable[Any]]) -> None:
+        self.replay = replay
         self.sleep = sleep
-        self.closed = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        clock = self.clock
-        t0 = clock.t0
-        for step in self.schedule.steps:
-            if self.closed:
+        replay, sleep = self.replay, self.sleep
+        while True:
+            action = replay.next()
+            if type(action) is tuple:
+                for step in action:
+                    yield step.data
+            elif type(action) is float:
+                await sleep(action)
+            elif action is None:
                 return
-            if t0 + step.at > clock.now:  # not due at the latest reading (clock.due, inlined)
-                delay, gives_up = clock.delay(step.at)
-                if delay > 0:
-                    await self.sleep(delay)
-                if gives_up:
-                    raise clock.timeout_error()
-            yield step.data
-        end = self.schedule.end
-        if isinstance(end, Hang):
-            wait, gives_up = clock.hang()
-            if wait is None:
-                while not self.closed:
-                    await self.sleep(3600)
-                return
-            await self.sleep(wait)
-            raise clock.timeout_error()
-        if not clock.due(end.at):
-            delay, gives_up = clock.delay(end.at)
-            if delay > 0:
-                await self.sleep(delay)
-            if gives_up:
-                raise clock.timeout_error()
-        error = clock.end_error(end)
-        if error is not None:
-            raise error
+            elif isinstance(action, BaseException):
+                raise action
 
     async def aclose(self) -> None:
-        self.closed = True
+        self.replay.closed = True
 
 
 async def _default_async_sleep(seconds: float) -> None:
@@ -232,16 +258,15 @@ def handle_sync(
 ) -> Any:
     """Answer an httpx/httpx2 request from ``player`` (shared with the interception patches)."""
     mod = module_of(request)
-    t = _Clock(request, mod, clock)
+    t0 = clock()
     play = player.play(to_request(request, request.read()))
-    delay, gives_up = t.delay(play.schedule.headers_at)
-    if delay > 0:
-        sleep(delay)
-    if gives_up:
-        raise t.timeout_error()
-    return _response(
-        mod, play, _stream(mod, sync=True, schedule=play.schedule, clock=t, sleep=sleep)
-    )
+    replay = _Replay(play.schedule, request, mod, clock, t0)
+    while type(action := replay.next()) is not Head:
+        if type(action) is float:
+            sleep(action)
+        elif isinstance(action, BaseException):
+            raise action
+    return _response(mod, play, _stream(mod, replay, sleep, sync=True))
 
 
 async def handle_async(
@@ -249,23 +274,22 @@ async def handle_async(
     request: Any,
     *,
     clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], Any] = _default_async_sleep,
+    sleep: Callable[[float], Awaitable[Any]] = _default_async_sleep,
 ) -> Any:
     mod = module_of(request)
-    t = _Clock(request, mod, clock)
+    t0 = clock()
     play = player.play(to_request(request, await request.aread()))
-    delay, gives_up = t.delay(play.schedule.headers_at)
-    if delay > 0:
-        await sleep(delay)
-    if gives_up:
-        raise t.timeout_error()
-    return _response(
-        mod, play, _stream(mod, sync=False, schedule=play.schedule, clock=t, sleep=sleep)
-    )
+    replay = _Replay(play.schedule, request, mod, clock, t0)
+    while type(action := replay.next()) is not Head:
+        if type(action) is float:
+            await sleep(action)
+        elif isinstance(action, BaseException):
+            raise action
+    return _response(mod, play, _stream(mod, replay, sleep, sync=False))
 
 
 class ReplayTransport:
-    """A transport for ``httpx``/``httpx2`` ``Client`` and ``AsyncClient`` that answers from cassettes.
+    """A transport for ``httpx``/``httpx2`` ``Client`` and ``AsyncClient``: answers from cassettes.
 
     ``cassette``: a path, a :class:`Cassette`, several paths, or a ready :class:`Player`.
     In tests each interaction plays once (``repeat=False``); a miss raises NoMatchError.

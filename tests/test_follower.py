@@ -15,7 +15,9 @@ def schedule(steps: list[tuple[float, bytes]], end: object, headers_at: float = 
     return Schedule(200, "OK", "HTTP/1.1", (), headers_at, tuple(Send(a, d) for a, d in steps), end)  # type: ignore[arg-type]
 
 
-def run(s: Schedule, *, lag: float = 0.0, batch: int = 64 << 10) -> list[tuple[float, object]]:
+def run(
+    s: Schedule, *, lag: float = 0.0, batch: int | None = 64 << 10
+) -> list[tuple[float, object]]:
     """Follow ``s`` on a fake clock that wakes ``lag`` seconds late; (time, action) pairs."""
     f = Follower(s, batch_bytes=batch)
     now, out = 0.0, []
@@ -60,13 +62,19 @@ def test_every_end_comes_at_its_time(end: object) -> None:
     assert last == Finish(end) and t == 1.0  # type: ignore[arg-type]
 
 
+def test_without_a_batch_size_every_due_step_is_one_write() -> None:
+    s = schedule([(0.0, b"x" * 40)] * 3 + [(0.5, b"y")], Close(0.5), 0.0)
+    writes = [a for _, a in run(s, batch=None) if isinstance(a, Write)]
+    assert writes == [Write(0, 3, 120), Write(3, 4, 1)]
+
+
 @given(
     st.lists(st.tuples(st.floats(0, 5), st.binary(min_size=1, max_size=50)), max_size=30),
     st.floats(0, 0.05),
-    st.integers(1, 200),
+    st.one_of(st.none(), st.integers(1, 200)),
 )
 def test_every_byte_once_in_order_never_early(
-    steps: list[tuple[float, bytes]], lag: float, batch: int
+    steps: list[tuple[float, bytes]], lag: float, batch: int | None
 ) -> None:
     steps.sort(key=lambda p: p[0])
     end_at = max([a for a, _ in steps], default=0.0)
@@ -77,6 +85,11 @@ def test_every_byte_once_in_order_never_early(
             part = s.steps[action.start : action.stop]
             assert all(step.at <= now for step in part)  # never early
             assert action.size == sum(len(p.data) for p in part)
-            assert action.stop - action.start == 1 or action.size <= batch
+            assert action.stop - action.start == 1 or batch is None or action.size <= batch
+            if action.stop < len(s.steps):  # all that was due went, up to the batch size
+                after = s.steps[action.stop]
+                assert after.at > now or (
+                    batch is not None and action.size + len(after.data) > batch
+                )
             sent += b"".join(p.data for p in part)
     assert sent == b"".join(d for _, d in steps)

@@ -70,7 +70,7 @@ ANTHROPIC = "anthropic/text.sse"
 GEMINI = "gemini/text.sse"  # CRLF framing
 
 
-# ------------------------------------------------------------------ no faults: byte- and chunk-exact
+# --------------------------------------------------------------- no faults: byte- and chunk-exact
 
 
 @pytest.mark.parametrize("name", [OPENAI, ANTHROPIC, GEMINI, "openai-responses/function_call.sse"])

@@ -21,7 +21,7 @@ import pytest
 import replay_helpers
 
 from ssevcr import NoMatchError, ReplayTransport, _store
-from ssevcr._cassette import Cassette
+from ssevcr._cassette import Cassette, End, Interaction, Request, Response
 from ssevcr._sse import parse
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "cassettes" / "examples"
@@ -183,27 +183,25 @@ def event_times(cassette: Cassette) -> list[float]:
     return out
 
 
-def _gap_errors(observed: list[float], recorded: list[float]) -> list[float]:
-    obs = [b - a for a, b in zip(observed, observed[1:], strict=False)]
-    rec = [b - a for a, b in zip(recorded, recorded[1:], strict=False)]
-    return [abs(o - r) for o, r in zip(obs, rec, strict=False)]
+def assert_on_time(arrivals: list[float], start: float, deadlines: list[float]) -> None:
+    """Each event reaches the SDK no earlier than its recorded time after the request (exact:
+    deadlines are absolute; a burst would be up to 1.3 s early), and on time: late by about the
+    same (the SDK's own time before the request reaches the transport), give or take a loaded
+    machine's scheduling delays. The tight figures are measured in bench/bench_core.py."""
+    assert len(arrivals) == len(deadlines)
+    lateness = [a - start - d for a, d in zip(arrivals, deadlines, strict=True)]
+    assert min(lateness) > -0.001  # never early
+    assert statistics.median([x - min(lateness) for x in lateness]) < 0.015
 
 
 def test_sync_sdk_observes_the_recorded_gaps() -> None:
     cassette = load("openai-chat-text")
     arrivals: list[float] = []
-    start = time.monotonic()
-    client = openai_client(ReplayTransport(cassette, timing="original"))
-    consume("chat", create("chat", client, params(cassette)), arrivals)
     recorded = event_times(cassette)[:-1]  # the SDK does not yield [DONE]
-    assert len(arrivals) == len(recorded)
-    errors = _gap_errors(arrivals, recorded)
-    # tight figures are in bench/; here only "the gaps are the recorded ones, not a burst"
-    assert statistics.median(errors) < 0.004
-    assert arrivals[0] - start == pytest.approx(recorded[0], abs=0.05)
-    assert arrivals[-1] - arrivals[0] == pytest.approx(
-        recorded[-1] - recorded[0], rel=0.2, abs=0.03
-    )
+    client = openai_client(ReplayTransport(cassette, timing="original"))
+    start = time.monotonic()
+    consume("chat", create("chat", client, params(cassette)), arrivals)
+    assert_on_time(arrivals, start, recorded)
 
 
 async def test_async_sdk_observes_the_recorded_gaps_and_scale() -> None:
@@ -220,12 +218,9 @@ async def test_async_sdk_observes_the_recorded_gaps_and_scale() -> None:
         client = anthropic_client(
             ReplayTransport(cassette, timing=f"scale:{scale}"), asynchronous=True
         )
+        start = time.monotonic()
         await aconsume("messages", await create("messages", client, params(cassette)), arrivals)
-        assert len(arrivals) == len(recorded)
-        errors = _gap_errors(arrivals, [t * scale for t in recorded])
-        assert statistics.median(errors) < 0.005
-        span = arrivals[-1] - arrivals[0]
-        assert span == pytest.approx((recorded[-1] - recorded[0]) * scale, rel=0.25, abs=0.03)
+        assert_on_time(arrivals, start, [t * scale for t in recorded])
 
 
 # ------------------------------------------------------------------ faults, as the SDK sees them
@@ -449,7 +444,7 @@ def test_concurrent_async_streams_share_one_transport() -> None:
     assert texts == [expected(cassette)[0]] * 20
 
 
-# ------------------------------------------------------------------ the stream loop, on a fake clock
+# ----------------------------------------------------------- the stream loop, on a fake clock
 
 
 class FakeClock:
@@ -494,12 +489,12 @@ def replay_on(
 
 
 @pytest.mark.parametrize("name", ["openai-chat-text", "gemini-text"])
-def test_instant_replay_reads_the_clock_twice_whatever_the_length(name: str) -> None:
+def test_instant_replay_never_waits_whatever_the_length(name: str) -> None:
     cassette = load(name)
     fake = FakeClock()
     got, _ = replay_on(fake, cassette, "instant", work=0.001)
     assert [d for _, d in got] == [c.data for c in cassette.interactions[0].response.chunks]
-    assert fake.sleeps == [] and fake.reads == 2  # the request's arrival and the headers
+    assert fake.sleeps == [] and fake.reads == 1  # when the request arrived: nothing is ever late
 
 
 @pytest.mark.parametrize("work", [0.0, 0.004, 0.05])
@@ -535,15 +530,15 @@ async def test_the_async_stream_follows_the_same_deadlines(timing: str) -> None:
     async def sleep(seconds: float) -> None:
         fake.sleep(seconds)
 
-    sync_got, schedule = replay_on(FakeClock(), cassette, timing)
+    sync_clock = FakeClock()
+    sync_got, _ = replay_on(sync_clock, cassette, timing)
+    sync_sleeps = sync_clock.sleeps
     player = ReplayTransport(cassette, timing=timing).player
     request = httpx2.Request(inter.request.method, inter.request.url, content=inter.request.body)
     response = await handle_async(player, request, clock=fake.read, sleep=sleep)
     got = [(fake.now, data) async for data in response.stream]
     assert got == sync_got
-    assert (
-        fake.reads == 2 if timing == "instant" else fake.reads > len({s.at for s in schedule.steps})
-    )
+    assert fake.sleeps == ([] if timing == "instant" else [pytest.approx(x) for x in sync_sleeps])
 
 
 def test_a_gap_longer_than_the_read_timeout_times_out_after_the_read_timeout() -> None:
@@ -551,4 +546,107 @@ def test_a_gap_longer_than_the_read_timeout_times_out_after_the_read_timeout() -
     fake = FakeClock()
     with pytest.raises(httpx2.ReadTimeout):
         replay_on(fake, cassette, "scale:100", read_timeout=0.5)
-    assert fake.sleeps[-1] == 0.5
+    assert fake.sleeps[-1] == pytest.approx(0.5)
+
+
+def far_cassette(first: float, then: float) -> Cassette:
+    """One SSE event at ``first``, a second at ``then`` (seconds after the request)."""
+    resp = Response.from_chunks(
+        200,
+        [(first, b"data: 1\n\n"), (then, b"data: 2\n\n")],
+        headers=(("content-type", "text/event-stream"),),
+        headers_at=first,
+        end=End(then),
+    )
+    return Cassette((Interaction(Request("GET", "http://api.test/s", (), b""), resp),))
+
+
+def test_a_hang_times_out_one_read_timeout_after_the_client_began_to_wait() -> None:
+    # the stall begins when event 3 would have been sent; the client's read began after event 2
+    cassette = load("openai-chat-text")
+    fake = FakeClock()
+    got: list[tuple[float, bytes]] = []
+    with pytest.raises(httpx2.ReadTimeout):
+        inter = cassette.interactions[0]
+        player = ReplayTransport(
+            cassette, timing="original", faults=["stall:before=3,for=forever"]
+        ).player
+        request = httpx2.Request(
+            "POST",
+            inter.request.url,
+            content=inter.request.body,
+            extensions={"timeout": {"read": 2.0}},
+        )
+        from ssevcr._transport import handle_sync
+
+        for data in handle_sync(player, request, clock=fake.read, sleep=fake.sleep).stream:
+            got.append((fake.now, data))
+    assert (
+        b"".join(d for _, d in got)
+        == inter.response.body[: parse(inter.response.body).events[1].end]
+    )
+    assert fake.now - got[-1][0] == pytest.approx(2.0)
+
+
+def test_a_hang_without_a_read_timeout_ends_when_the_client_closes_the_stream() -> None:
+    from ssevcr._transport import handle_sync
+
+    cassette = load("openai-chat-text")
+    inter = cassette.interactions[0]
+    player = ReplayTransport(
+        cassette, timing="instant", faults=["stall:before=2,for=forever"]
+    ).player
+    fake = FakeClock()
+    request = httpx2.Request("POST", inter.request.url, content=inter.request.body)
+    stream = handle_sync(player, request, clock=fake.read, sleep=fake.sleep).stream
+    got = []
+    for data in stream:
+        got.append(data)
+        stream.close()  # the client gives up while the replay hangs
+    assert len(got) == 1 and fake.sleeps == []
+
+
+@pytest.mark.parametrize("far", [1e10, 1e300, 1.7e308])
+def test_far_times_wait_in_bounded_sleeps(far: float) -> None:
+    """Any time a cassette can hold replays (issue: headers_at=1e300 overflowed time.sleep)."""
+    from ssevcr._transport import MAX_SLEEP, handle_sync
+
+    class GivesUp(Exception):
+        pass
+
+    fake = FakeClock()
+
+    def sleep(seconds: float) -> None:
+        assert 0 < seconds <= MAX_SLEEP
+        fake.sleep(seconds)
+        if len(fake.sleeps) == 50:
+            raise GivesUp
+
+    player = ReplayTransport(far_cassette(far, far), timing="original").player
+    with pytest.raises(GivesUp):
+        handle_sync(
+            player, httpx2.Request("GET", "http://api.test/s"), clock=fake.read, sleep=sleep
+        )
+    assert fake.sleeps == [MAX_SLEEP] * 50
+
+
+@pytest.mark.parametrize("mod", [httpx, httpx2], ids=["httpx", "httpx2"])
+@pytest.mark.parametrize("first", [0.0, 1e300])
+def test_far_times_time_out_cleanly_through_real_clients(mod: Any, first: float) -> None:
+    with mod.Client(
+        transport=ReplayTransport(far_cassette(first, 1e300)), timeout=mod.Timeout(5, read=0.2)
+    ) as client:
+        start = time.monotonic()
+        with pytest.raises(mod.ReadTimeout), client.stream("GET", "http://api.test/s") as r:
+            assert r.status_code == 200
+            for _ in r.iter_raw():
+                pass
+        assert 0.15 < time.monotonic() - start < 3.0
+
+
+async def test_far_times_without_a_read_timeout_wait_until_cancelled() -> None:
+    async with httpx2.AsyncClient(
+        transport=ReplayTransport(far_cassette(1e300, 1e300)), timeout=None
+    ) as client:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.get("http://api.test/s"), 0.2)
