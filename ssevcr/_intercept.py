@@ -8,7 +8,13 @@
 
 While a cassette is in use, ``HTTPTransport.handle_request`` and
 ``AsyncHTTPTransport.handle_async_request`` of httpx and httpx2 (whichever are installed) are
-patched; the innermost active cassette answers every request, from any thread. Replay is the
+patched. A request is answered by the innermost open cassette of the context it is made in
+(``contextvars``): the thread or task that entered it, the tasks started from there (asyncio copies
+the context into each new task), and threads that run in a copy of it (``asyncio.to_thread``,
+``anyio.to_thread.run_sync``, ``pool.submit(contextvars.copy_context().run, fn, ...)``). A plain
+``threading.Thread`` or a ``ThreadPoolExecutor`` worker starts with an empty context: its requests
+go to the network, unless the cassette was entered with ``process_wide=True`` (as the pytest
+marker does), which answers every thread that has no cassette of its own. Replay is the
 Player plus ``transport.handle_sync``/``handle_async``; recording sends the request through the
 original transport and timestamps each raw (still content-encoded) chunk as the client reads it.
 
@@ -29,6 +35,7 @@ the Player's, the file format is ``_format``'s, files are ``_store``'s.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib
 import inspect
@@ -330,6 +337,7 @@ class ActiveCassette:
     _absorbed: list[Miss] = field(default_factory=list, repr=False)  # misses that were recorded
     passthrough: set[str] = field(default_factory=set)  # host:port sent to the network untouched
     saved: bool = False
+    closed: bool = False  # exited: it answers no request any more
 
     @classmethod
     def open(cls, options: Options) -> ActiveCassette:
@@ -551,18 +559,27 @@ def _first_rewrite(path: str | os.PathLike[str]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# the patches: installed while at least one cassette is active, innermost answers
+# which cassette answers: the innermost open one of the request's context, else a process-wide one
 
 
 _state_lock = threading.RLock()
-_stack: list[ActiveCassette] = []
+_context: contextvars.ContextVar[tuple[ActiveCassette, ...]] = contextvars.ContextVar(
+    "ssevcr_cassettes", default=()
+)
+_process_wide: list[ActiveCassette] = []  # entered with process_wide=True (the pytest marker)
+_open = 0  # cassettes entered and not yet exited, in every context: the patches stay while > 0
 _installed: list[tuple[type, str, Any, Any]] = []  # (class, attribute, original, ours)
 
 
 def active() -> ActiveCassette | None:
-    """The innermost cassette in use (any thread), or None."""
-    stack = _stack
-    return stack[-1] if stack else None
+    """The cassette that answers a request made here: the innermost open ``use_cassette`` of
+    this thread's or task's context, else the innermost process-wide one, else None."""
+    stack = _context.get()
+    for cassette in reversed(stack):
+        if not cassette.closed:
+            return cassette
+    everywhere = _process_wide
+    return everywhere[-1] if everywhere else None
 
 
 def _sync_patch(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -610,20 +627,31 @@ def _uninstall() -> None:
             setattr(cls, attr, original)
 
 
-def _push(cassette: ActiveCassette) -> None:
+def _push(cassette: ActiveCassette, *, process_wide: bool) -> None:
+    global _open
     with _state_lock:
-        if not _stack:
+        if not _open:
             _install()
-        _stack.append(cassette)
+        _open += 1
+        if process_wide:
+            _process_wide.append(cassette)
+    if not process_wide:
+        _context.set((*_context.get(), cassette))
 
 
 def _pop(cassette: ActiveCassette) -> None:
+    """Close ``cassette``: it answers nothing more, in any context (a task or a copied context
+    still holding it skips it); the patches go when the last open cassette is closed."""
+    global _open
+    cassette.closed = True
+    stack = _context.get()
+    if cassette in stack:
+        _context.set(tuple(c for c in stack if c is not cassette))
     with _state_lock:
-        for n in range(len(_stack) - 1, -1, -1):
-            if _stack[n] is cassette:
-                del _stack[n]
-                break
-        if not _stack:
+        if cassette in _process_wide:
+            _process_wide.remove(cassette)
+        _open -= 1
+        if not _open:
             _uninstall()
 
 
@@ -634,18 +662,29 @@ def _pop(cassette: ActiveCassette) -> None:
 class CassetteUse:
     """Returned by :func:`use_cassette`: a context manager (``with``/``async with``) and a
     decorator for sync and async functions. Each entry (each call of a decorated function) is
-    a fresh :class:`ActiveCassette`."""
+    a fresh :class:`ActiveCassette`; entries from several threads or tasks at once are apart,
+    and each exit closes the entry made in its own context."""
 
-    def __init__(self, options: Options):
+    def __init__(self, options: Options, *, process_wide: bool = False):
         self.options = options
-        self._entered: list[ActiveCassette] = []
+        self.process_wide = process_wide
+        self._entered: list[ActiveCassette] = []  # open entries, oldest first
         self._lock = threading.Lock()
 
     def __enter__(self) -> ActiveCassette:
         cassette = ActiveCassette.open(self.options)
-        _push(cassette)
         with self._lock:
             self._entered.append(cassette)
+        _push(cassette, process_wide=self.process_wide)
+        return cassette
+
+    def _exiting(self) -> ActiveCassette:
+        """The entry this exit closes: the innermost one of this context, else (an exit in
+        another context than its entry, or a process-wide entry) the latest one still open."""
+        with self._lock:
+            mine = [c for c in _context.get() if c in self._entered]
+            cassette = mine[-1] if mine else self._entered[-1]
+            self._entered.remove(cassette)
         return cassette
 
     def __exit__(
@@ -654,8 +693,7 @@ class CassetteUse:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        with self._lock:
-            cassette = self._entered.pop()
+        cassette = self._exiting()
         try:
             cassette.save()
         finally:
@@ -673,19 +711,19 @@ class CassetteUse:
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, func: F) -> F:
-        options = self.options
+        options, process_wide = self.options, self.process_wide
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
-                async with CassetteUse(options):
+                async with CassetteUse(options, process_wide=process_wide):
                     return await func(*args, **kwargs)
 
             return cast(F, run_async)
 
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
-            with CassetteUse(options):
+            with CassetteUse(options, process_wide=process_wide):
                 return func(*args, **kwargs)
 
         return cast(F, run)
@@ -705,6 +743,7 @@ def use_cassette(
     redact_headers: Iterable[str] = (),
     redact_query: Iterable[str] = (),
     redact_body: Iterable[str] = (),
+    process_wide: bool = False,
 ) -> CassetteUse:
     """Replay (or record) ``path`` for every httpx/httpx2 client while active.
 
@@ -712,7 +751,8 @@ def use_cassette(
     the replay grammar. ``match_on``: parts to match (default method, path, query, body);
     ``ignore_body_keys``: dotted JSON keys left out. ``allow_repeats``: a used-up interaction
     plays again instead of missing. ``redact_*``: more headers, query keys and JSON body paths to
-    hide when recording, besides the credential defaults.
+    hide when recording, besides the credential defaults. ``process_wide``: also answer threads
+    that did not inherit the context it was entered in (plain threads, thread pools).
     """
     return CassetteUse(
         Options.parse(
@@ -728,5 +768,6 @@ def use_cassette(
             redact_headers=redact_headers,
             redact_query=redact_query,
             redact_body=redact_body,
-        )
+        ),
+        process_wide=process_wide,
     )

@@ -224,7 +224,8 @@ def ssevcr_cassette(
         use = CassetteUse(
             Options.parse(
                 ssevcr_cassette_path, record=ssevcr_record_mode, timing=ssevcr_timing, **kwargs
-            )
+            ),
+            process_wide=True,  # pytest runs one test at a time: every thread of the test
         )
         active = use.__enter__()
     except TypeError as e:  # an unknown marker keyword

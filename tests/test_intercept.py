@@ -6,12 +6,14 @@ and from threads."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gzip
 import json
 import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ import ssevcr
 from ssevcr import NoMatchError, ReplayTransport, _format, _store
 from ssevcr import _intercept as intercept
 from ssevcr._cassette import Cassette, Interaction, Outcome, Request, Response
-from ssevcr._intercept import active, use_cassette
+from ssevcr._intercept import ActiveCassette, active, use_cassette
 from ssevcr._sse import parse
 
 SECRET = "sk-live-SECRET-4f9a8b7c6d5e"
@@ -212,23 +214,247 @@ async def test_async_with_and_original_timing_sleeps_the_recorded_gaps(tmp_path:
     assert arrivals[-1] < recorded[-1] + 0.25
 
 
-def test_sync_clients_in_threads_are_intercepted(tmp_path: Path) -> None:
+def tagged(path: Path, tag: str, *, count: int = 1, gap: float = 0.0) -> bytes:
+    """A cassette of ``count`` identical chat interactions whose stream names ``tag`` (three
+    events ``gap`` seconds apart); returns the body."""
+    frames = [f"data: {tag} {n}\n\n".encode() for n in range(3)]
+    interaction = Interaction(
+        Request(
+            "POST",
+            "https://api.openai.com/v1/chat/completions",
+            (("content-type", "application/json"),),
+            json.dumps(CHAT).encode(),
+        ),
+        Response.from_chunks(
+            200,
+            [(gap * (i + 1), f) for i, f in enumerate(frames)],
+            reason="OK",
+            headers=(("content-type", "text/event-stream"),),
+        ),
+    )
+    _store.save(Cassette((interaction,) * count), path)
+    return b"".join(frames)
+
+
+NETWORK = b'{"ok": true, "path": "/v1/chat/completions", "method": "POST"}'  # the upstream's answer
+
+
+def test_two_threads_with_their_own_cassettes_at_once(tmp_path: Path) -> None:
+    """Both cassettes are open at the same time, in two threads (httpx in one, httpx2 in the
+    other): each thread's requests are answered by its own, none misses."""
+    both_open = threading.Barrier(2, timeout=20)
+    results: dict[str, Any] = {}
+
+    def work(tag: str, lib: Any) -> None:
+        path = tmp_path / f"{tag}.msgpack"
+        body = tagged(path, tag, count=3, gap=0.002)
+        with lib.Client() as client, ssevcr.use_cassette(path) as cas:
+            both_open.wait()
+            got = [bytes(post(client).content) for _ in range(3)]
+            both_open.wait()  # neither exits before the other's requests were answered
+        results[tag] = (got == [body] * 3, len(cas.plays), len(cas.misses), cas.unused())
+
+    threads = [
+        threading.Thread(target=work, args=("a", httpx)),
+        threading.Thread(target=work, args=("b", httpx2)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == {"a": (True, 3, 0, []), "b": (True, 3, 0, [])}
+    assert active() is None and not hasattr(httpx.HTTPTransport.handle_request, "__wrapped__")
+
+
+async def test_two_tasks_with_their_own_cassettes_at_once(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """Two tasks of one event loop, each inside its own cassette, streaming interleaved (the
+    recorded gaps make each wait while the other reads), and a third task outside any cassette
+    whose requests reach the network meanwhile."""
+    both_open = asyncio.Barrier(3)
+
+    async def work(tag: str, lib: Any) -> tuple[list[bytes], int, int]:
+        path = tmp_path / f"{tag}.msgpack"
+        body = tagged(path, tag, count=2, gap=0.003)
+        async with lib.AsyncClient() as client, ssevcr.use_cassette(path) as cas:
+            await both_open.wait()
+            got = []
+            for _ in range(2):
+                async with client.stream("POST", "http://x/v1/chat/completions", json=CHAT) as r:
+                    got.append(b"".join([c async for c in r.aiter_raw()]))
+            assert got == [body, body]
+        return got, len(cas.plays), len(cas.misses)
+
+    async def outside() -> bytes:
+        async with httpx2.AsyncClient() as client:
+            await both_open.wait()
+            return bytes((await post(client, upstream.url + "/v1/chat/completions")).content)
+
+    a, b, net = await asyncio.gather(work("a", httpx2), work("b", httpx), outside())
+    assert (a[1:], b[1:]) == ((2, 0), (2, 0))
+    assert json.loads(net) == json.loads(NETWORK) and len(upstream.exchanges) == 1
+
+
+def test_what_threads_started_inside_see(tmp_path: Path, upstream: Upstream) -> None:
+    """Threads inherit no cassette, unless they run in a copy of the context: a plain thread and
+    a thread pool worker reach the network; ``contextvars.copy_context().run`` and
+    ``asyncio.to_thread`` replay."""
     path = tmp_path / "c.msgpack"
-    cassette = synthetic(path, gap=0.002, count=8)
-    results: list[bytes] = []
-    with ssevcr.use_cassette(path) as cas:
+    body = tagged(path, "replayed", count=3)
+    url = upstream.url + "/v1/chat/completions"
 
-        def work() -> None:
-            with httpx2.Client() as client:
-                results.append(bytes(post(client).content))
+    def call() -> bytes:
+        with httpx2.Client() as client:
+            return bytes(post(client, url).content)
 
-        threads = [threading.Thread(target=work) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert results == [cassette.interactions[0].response.body] * 8
-    assert sorted(p.index for p in cas.plays) == list(range(8))
+    seen: dict[str, bytes] = {}
+    with ssevcr.use_cassette(path, timing="instant") as cas:
+        plain = threading.Thread(target=lambda: seen.update(plain=call()))
+        plain.start()
+        plain.join(20)
+        context = contextvars.copy_context()
+        copied = threading.Thread(target=lambda: seen.update(copied=context.run(call)))
+        copied.start()
+        copied.join(20)
+        with ThreadPoolExecutor(2) as pool:
+            seen["pool"] = pool.submit(call).result(20)
+            seen["pool, copied context"] = pool.submit(contextvars.copy_context().run, call).result(
+                20
+            )
+
+        async def to_thread() -> bytes:
+            return await asyncio.to_thread(call)
+
+        seen["asyncio.to_thread"] = asyncio.run(to_thread())
+    assert {k: v == body for k, v in seen.items()} == {
+        "plain": False,
+        "copied": True,
+        "pool": False,
+        "pool, copied context": True,
+        "asyncio.to_thread": True,
+    }
+    assert seen["plain"] == seen["pool"] and json.loads(seen["plain"]) == json.loads(NETWORK)
+    assert len(upstream.exchanges) == 2 and len(cas.plays) == 3 and not cas.misses
+
+
+def test_a_process_wide_cassette_answers_threads_without_one_of_their_own(
+    tmp_path: Path,
+) -> None:
+    outer_path, inner_path = tmp_path / "outer.msgpack", tmp_path / "inner.msgpack"
+    outer_body = tagged(outer_path, "outer", count=3)
+    inner_body = tagged(inner_path, "inner", count=1)
+
+    def call() -> bytes:
+        with httpx.Client() as client:
+            return bytes(post(client).content)
+
+    def in_a_thread() -> bytes:
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(call).result(20)
+
+    with ssevcr.use_cassette(outer_path, timing="instant", process_wide=True) as outer:
+        assert in_a_thread() == outer_body
+        with ssevcr.use_cassette(inner_path, timing="instant") as inner:
+            assert call() == inner_body  # this context's own cassette first
+            assert in_a_thread() == outer_body  # a thread without one: the process-wide one
+        assert call() == outer_body
+    assert (len(outer.plays), len(inner.plays)) == (3, 1)
+    assert active() is None
+
+
+def test_one_use_object_entered_from_two_threads_saves_each_stream_whole(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """Thread A enters, then thread B enters the same object and starts a stream; A exits (and
+    saves) while B's stream is still open. Each exit saves its own entry: both streams whole."""
+    path = tmp_path / "rec.msgpack"
+    use = ssevcr.use_cassette(path, record="new_episodes")
+    a_in, b_streaming, a_out = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def stream(client: Any, test_id: str, gap: str) -> Iterator[bytes]:
+        with client.stream(
+            "POST",
+            upstream.url + "/v1/chat/completions",
+            json={**CHAT, "model": test_id},
+            headers=steer("openai-chat/text.sse", test_id, gap_ms=gap),
+        ) as r:
+            yield from r.iter_raw()
+
+    def a() -> None:
+        try:
+            with httpx2.Client() as client, use:
+                a_in.set()
+                assert b_streaming.wait(20)
+                b"".join(stream(client, "a", "5"))
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+        finally:
+            a_out.set()
+
+    def b() -> None:
+        try:
+            assert a_in.wait(20)
+            with httpx2.Client() as client, use:
+                pieces = stream(client, "b", "15")
+                next(pieces)
+                b_streaming.set()
+                assert a_out.wait(20)
+                b"".join(pieces)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    saved = _store.load(path).interactions
+    assert sorted(json.loads(i.request.body)["model"] for i in saved) == ["a", "b"]
+    for interaction in saved:
+        assert interaction.response.end.outcome == Outcome.COMPLETE
+        assert interaction.response.body == fixture_body("openai-chat/text.sse")
+
+
+async def test_exits_in_another_task_or_context_than_the_entry(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """pytest-asyncio runs an async fixture's setup and teardown in different tasks: the exit
+    closes the entry all the same. A task started inside and still running after the exit holds
+    a copy of the context with the closed cassette in it: its requests reach the network."""
+    path = tmp_path / "c.msgpack"
+    body = tagged(path, "replayed", count=2)
+    url = upstream.url + "/v1/chat/completions"
+    use = ssevcr.use_cassette(path, timing="instant")
+
+    async def call() -> bytes:
+        async with httpx2.AsyncClient() as client:
+            return bytes((await post(client, url)).content)
+
+    async def enter() -> ActiveCassette:
+        return use.__enter__()
+
+    cas = await asyncio.create_task(enter())
+    assert active() is None  # entered in the other task's context, not this one
+    use.__exit__(None, None, None)
+    assert cas.closed and not hasattr(httpx2.AsyncHTTPTransport.handle_async_request, "__wrapped__")
+
+    go = asyncio.Event()
+
+    async def later() -> tuple[bytes, bytes]:
+        first = await call()
+        await go.wait()
+        return first, await call()
+
+    async with use as cas:
+        task = asyncio.create_task(later())  # copies this context: the cassette is in it
+        await asyncio.sleep(0.05)
+    go.set()
+    first, second = await asyncio.wait_for(task, 20)
+    assert first == body and json.loads(second) == json.loads(NETWORK)
+    assert len(cas.plays) == 1 and len(upstream.exchanges) == 1
 
 
 def test_faults_and_a_miss_in_process(tmp_path: Path) -> None:
