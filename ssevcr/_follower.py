@@ -23,11 +23,14 @@ No clock, no sleeping, no I/O here: only the order of things and their deadlines
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 from ._schedule import EndStep, Schedule
 
-__all__ = ["BATCH_BYTES", "Finish", "Follower", "Head", "Wait", "Write"]
+__all__ = ["BATCH_BYTES", "Finish", "Follower", "Head", "Track", "Wait", "Write"]
 
 BATCH_BYTES = 64 * 1024
 """Body bytes handed over in one ``Write`` at most (a larger step is still one ``Write``)."""
@@ -64,18 +67,39 @@ class Finish:
 _HEAD = Head()
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Track:
+    """A schedule's deadlines and sizes as the follower reads them, made once per schedule (an
+    adapter that replays a schedule again keeps it): ``due[i]``, when step i may go (never before
+    the steps before it: a running maximum), and ``ends[i]``, the body bytes before step i
+    (``ends[0] == 0``, ``ends[-1]`` the whole body)."""
+
+    due: Sequence[float]
+    ends: Sequence[int]
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> Track:
+        steps = schedule.steps
+        due = list(accumulate((s.at for s in steps), max))
+        ends = list(accumulate((len(s.data) for s in steps), initial=0))
+        return cls(due, ends)
+
+
 class Follower:
     """Walks one schedule. ``next(elapsed)`` says what to do at ``elapsed`` seconds after the
-    request arrived; after ``Finish`` it keeps answering ``Finish``."""
+    request arrived; after ``Finish`` it keeps answering ``Finish``. Each call costs the same
+    however many steps are due (binary searches over the :class:`Track`)."""
 
-    __slots__ = ("_ats", "_batch", "_end", "_headed", "_i", "_n", "_sizes", "schedule")
+    __slots__ = ("_batch", "_due", "_end", "_ends", "_headed", "_i", "_n", "schedule")
 
-    def __init__(self, schedule: Schedule, *, batch_bytes: int = BATCH_BYTES) -> None:
+    def __init__(
+        self, schedule: Schedule, *, batch_bytes: int = BATCH_BYTES, track: Track | None = None
+    ) -> None:
         self.schedule = schedule
-        steps = schedule.steps
-        self._ats = [s.at for s in steps]
-        self._sizes = [len(s.data) for s in steps]
-        self._n = len(steps)
+        track = track or Track.of(schedule)
+        self._due = track.due
+        self._ends = track.ends
+        self._n = len(schedule.steps)
         self._i = 0
         self._headed = False
         self._batch = batch_bytes
@@ -93,19 +117,17 @@ class Follower:
                 return Wait(at)
             self._headed = True
             return _HEAD
-        i, n = self._i, self._n
-        if i < n:
-            ats = self._ats
-            if ats[i] > elapsed:
-                return Wait(ats[i])
-            sizes, batch = self._sizes, self._batch
-            size = sizes[i]
-            j = i + 1
-            while j < n and ats[j] <= elapsed and size + sizes[j] <= batch:
-                size += sizes[j]
-                j += 1
+        i = self._i
+        if i < self._n:
+            due = self._due
+            if due[i] > elapsed:
+                return Wait(due[i])
+            ends = self._ends
+            stop = bisect_right(due, elapsed, i + 1)  # the first step not due
+            fits = bisect_right(ends, ends[i] + self._batch, i) - 1  # within the batch
+            j = stop if stop <= fits else max(fits, i + 1)
             self._i = j
-            return Write(i, j, size)
+            return Write(i, j, ends[j] - ends[i])
         end = self._end
         if end.end.at > elapsed:
             return Wait(end.end.at)
@@ -115,6 +137,6 @@ class Follower:
         """Whether everything left, the end included, is due at ``elapsed`` (instant replay)."""
         return (
             self.schedule.end.at <= elapsed
-            and (not self._n or self._ats[-1] <= elapsed)
+            and (not self._n or self._due[-1] <= elapsed)
             and self.schedule.headers_at <= elapsed
         )
