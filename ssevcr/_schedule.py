@@ -138,6 +138,9 @@ class Schedule:
         None  # when set, the body is sent with this content-length, else chunked
     )
     _timeline: Timeline | None = field(default=None, init=False, repr=False, compare=False)
+    # what adapters derive from the schedule once and keep with it (the server's framing): not
+    # part of the value, gone with it
+    memo: dict[str, object] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def body(self) -> bytes:

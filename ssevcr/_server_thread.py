@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future as ThreadFuture
 from types import TracebackType
 from typing import Any
 
 from ._player import Player
-from ._server import HEAD_TIMEOUT, IDLE_TIMEOUT, Log, ReplayServer
+from ._server import HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_BODY, Log, ReplayServer
 from ._timer import new_event_loop
 
 __all__ = ["ServerThread"]
@@ -20,7 +20,7 @@ __all__ = ["ServerThread"]
 
 class ServerThread:
     """A :class:`ReplayServer` in a background thread with its own (precise) event loop, for
-    synchronous code and tests::
+    synchronous code and tests (the options are the server's)::
 
         with ServerThread(player) as server:
             requests.post(server.url + "/v1/chat/completions", ...)
@@ -32,20 +32,24 @@ class ServerThread:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        cors: bool = False,
+        cors: bool | Sequence[str] = False,
+        allow_hosts: Sequence[str] = (),
         log: Log | None = None,
         precise: bool = True,
         head_timeout: float | None = HEAD_TIMEOUT,
         idle_timeout: float | None = IDLE_TIMEOUT,
+        max_body: int = MAX_BODY,
     ):
         self.server = ReplayServer(
             player,
             host,
             port,
             cors=cors,
+            allow_hosts=allow_hosts,
             log=log,
             head_timeout=head_timeout,
             idle_timeout=idle_timeout,
+            max_body=max_body,
         )
         self.precise = precise
         self._thread: threading.Thread | None = None

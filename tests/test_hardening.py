@@ -62,8 +62,9 @@ from ssevcr import _format, _store
 from ssevcr import _intercept as intercept
 from ssevcr._cassette import Cassette, Interaction, Request, Response
 from ssevcr._errors import CassetteError, SsevcrError
+from ssevcr._http1 import SimpleHead, parse_simple_head
 from ssevcr._player import Player
-from ssevcr._server import ReplayServer, SimpleHead, parse_simple_head
+from ssevcr._server import ReplayServer
 from ssevcr._server_thread import ServerThread
 from ssevcr.cli import main
 from ssevcr.cli.replay import strict_problems, summary
@@ -456,7 +457,7 @@ def _exchange(url: str, request: Request, extra: list[tuple[str, str]]) -> bytes
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         conn = h11.Connection(h11.CLIENT)
-        sock.sendall(request_bytes(conn, request, "x", extra))
+        sock.sendall(request_bytes(conn, request, "localhost", extra))
         answer = read_response(sock, conn, time.monotonic())
     assert answer.end in ("complete", "closed"), answer.end
     return answer.wire
@@ -529,7 +530,7 @@ def test_one_connection_moves_from_the_fast_path_to_h11_and_keeps_serving() -> N
     with ServerThread(player) as thread:
         host, port = thread.url.removeprefix("http://").split(":")
         head = (
-            f"POST {recorded.request.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"POST {recorded.request.path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         ).encode()
         body = recorded.request.body
         simple = head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
@@ -544,7 +545,9 @@ def test_one_connection_moves_from_the_fast_path_to_h11_and_keeps_serving() -> N
             conn = h11.Connection(h11.CLIENT)
             conn.send(
                 h11.Request(
-                    method="POST", target="/", headers=[("host", "x"), ("content-length", "0")]
+                    method="POST",
+                    target="/",
+                    headers=[("host", "localhost"), ("content-length", "0")],
                 )
             )
             conn.send(h11.EndOfMessage())
@@ -555,7 +558,9 @@ def test_one_connection_moves_from_the_fast_path_to_h11_and_keeps_serving() -> N
                 conn.start_next_cycle()
                 conn.send(
                     h11.Request(
-                        method="POST", target="/", headers=[("host", "x"), ("content-length", "0")]
+                        method="POST",
+                        target="/",
+                        headers=[("host", "localhost"), ("content-length", "0")],
                     )
                 )
                 conn.send(h11.EndOfMessage())
@@ -1006,7 +1011,7 @@ CLIENT = textwrap.dedent("""
     url = os.environ["SSEVCR_URL"].removeprefix("http://")
     host, port = url.split(":")
     body = sys.argv[1].encode()
-    request = (b"POST /v1/chat/completions HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json\\r\\n"
+    request = (b"POST /v1/chat/completions HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Type: application/json\\r\\n"
                b"Content-Length: %d\\r\\n\\r\\n%s" % (len(body), body))
     def rss():
         for line in open(f"/proc/{os.getppid()}/status"):

@@ -158,16 +158,18 @@ def test_content_length_body_is_not_chunked(serve: Callable[..., Served]) -> Non
     assert r.body == b'{"data":[]}'
 
 
-def test_a_recorded_head_http11_cannot_carry_is_a_clear_400(serve: Callable[..., Served]) -> None:
+def test_a_recorded_head_http11_cannot_carry_is_a_clear_502(serve: Callable[..., Served]) -> None:
     good = json_interaction()
     bad = replace(good, response=replace(good.response, headers=(("X-Broken", "a\nb"),)))
     server = serve(Cassette((bad,)), timing="instant")
     r = raw_request(server.url, bad.request)
     assert (
-        r.status == 400
+        r.status == 502
         and b"not valid HTTP/1.1" in r.body
+        and b"headers[0]" in r.body
         and r.header(b"x-should-retry") == b"false"
     )
+    assert b"X-Broken: a" not in r.wire
     assert server.logs and "not valid HTTP/1.1" in server.logs[0]
 
 
@@ -202,7 +204,7 @@ def test_expect_100_continue(serve: Callable[..., Served]) -> None:
     host, port = server.url.removeprefix("http://").split(":")
     body = recorded.request.body
     head = (
-        f"POST {path_of(OPENAI_CHAT)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST {path_of(OPENAI_CHAT)} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
     ).encode()
     with socket.create_connection((host, int(port)), timeout=5) as sock:
@@ -211,7 +213,9 @@ def test_expect_100_continue(serve: Callable[..., Served]) -> None:
         sock.sendall(body)
         conn = h11.Connection(h11.CLIENT)
         conn.send(
-            h11.Request(method="POST", target="/", headers=[("host", "x"), ("content-length", "0")])
+            h11.Request(
+                method="POST", target="/", headers=[("host", "localhost"), ("content-length", "0")]
+            )
         )
         conn.send(h11.EndOfMessage())
         r = read_response(sock, conn, time.monotonic())
@@ -718,8 +722,8 @@ def test_once_makes_a_repeat_a_miss(serve: Callable[..., Served]) -> None:
     "garbage",
     [
         b"GARBAGE\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nbad header\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: nope\r\n\r\n",
     ],
 )
 def test_malformed_request_gets_400_and_the_server_lives_on(
@@ -747,7 +751,7 @@ def test_client_leaving_mid_stream_frees_its_task_and_socket(
     parts = server.url.removeprefix("http://").split(":")
     sock = socket.create_connection((parts[0], int(parts[1])), timeout=5)
     conn = h11.Connection(h11.CLIENT)
-    sock.sendall(request_bytes(conn, interaction(ANTHROPIC_TOOLS).request, "x"))
+    sock.sendall(request_bytes(conn, interaction(ANTHROPIC_TOOLS).request, "localhost"))
     r = read_response(sock, conn, time.monotonic(), stop_after=2)
     assert r.end == "stopped" and server.thread.server.connections == 1
     if how == "rst":
@@ -768,7 +772,7 @@ async def test_200_concurrent_streams(serve: Callable[..., Served]) -> None:
     async def one() -> bytes:
         reader, writer = await asyncio.open_connection(host, int(port))
         conn = h11.Connection(h11.CLIENT)
-        writer.write(request_bytes(conn, recorded.request, "x"))
+        writer.write(request_bytes(conn, recorded.request, "localhost"))
         body = b""
         while True:
             event = conn.next_event()
@@ -878,7 +882,7 @@ def _post_head(name: str, body_length: int | None = None) -> tuple[bytes, bytes]
     r = interaction(name).request
     length = len(r.body) if body_length is None else body_length
     return (
-        f"POST {path_of(name)} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST {path_of(name)} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         f"Content-Length: {length}\r\n\r\n"
     ).encode(), r.body
 
@@ -942,7 +946,7 @@ def test_a_body_that_keeps_coming_is_not_cut(serve: Callable[..., Served]) -> No
     recorded = interaction(OPENAI_CHAT)
     server = serve(OPENAI_CHAT, timing="instant", head_timeout=0.5, idle_timeout=30)
     conn = h11.Connection(h11.CLIENT)
-    data = request_bytes(conn, recorded.request, "x")
+    data = request_bytes(conn, recorded.request, "localhost")
     body_at = data.index(b"\r\n\r\n") + 4
     step = (len(data) - body_at) // 10 + 1
     with _connect(server) as sock:
@@ -963,7 +967,7 @@ def test_an_idle_keep_alive_connection_is_closed_with_a_fin(serve: Callable[...,
     with _connect(server) as sock:
         conn = h11.Connection(h11.CLIENT)
         asked = time.monotonic()  # the idle time runs from the end of the answer: later
-        sock.sendall(request_bytes(conn, recorded.request, "x"))
+        sock.sendall(request_bytes(conn, recorded.request, "localhost"))
         r = read_response(sock, conn, asked)
         assert r.end == "complete" and r.body == recorded.response.body
         got, how = _until_closed(sock)
@@ -1037,7 +1041,7 @@ def test_a_connection_in_use_is_kept_alive(serve: Callable[..., Served]) -> None
         conn = h11.Connection(h11.CLIENT)
         opened = time.monotonic()
         for _ in range(8):
-            sock.sendall(request_bytes(conn, recorded.request, "x"))
+            sock.sendall(request_bytes(conn, recorded.request, "localhost"))
             r = read_response(sock, conn, time.monotonic())
             assert r.end == "complete" and r.body == recorded.response.body
             conn.start_next_cycle()
@@ -1060,7 +1064,7 @@ def test_streams_that_stall_or_outlast_the_timeouts_are_not_cut(
     )
     with _connect(server) as sock:
         conn = h11.Connection(h11.CLIENT)
-        sock.sendall(request_bytes(conn, recorded.request, "x"))
+        sock.sendall(request_bytes(conn, recorded.request, "localhost"))
         r = read_response(sock, conn, time.monotonic(), timeout=1.0 if stall == "forever" else 10)
         if stall == "forever":
             assert (
