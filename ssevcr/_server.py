@@ -54,6 +54,7 @@ from ._cassette import Headers, Request
 from ._errors import ConfigError, NoMatchError, SsevcrError
 from ._player import Player
 from ._schedule import Abort, Close, Hang, Reset, Schedule
+from .mitm.protocol import FORWARDED_URL  # set by the --proxy addon: the URL the client asked for
 
 __all__ = ["HEAD_TIMEOUT", "IDLE_TIMEOUT", "ReplayServer", "miss_body"]
 
@@ -61,7 +62,6 @@ Log = Callable[[str], None]
 RawHeaders = list[tuple[bytes, bytes]]
 
 MISS_STATUS = 404  # never retried by the SDKs (they retry 408, 409, 429 and 5xx)
-FORWARDED_URL = "x-ssevcr-forwarded-url"  # set by the --proxy addon: the URL the client asked for
 _FLUSH_AT = 64 * 1024  # bytes gathered before a write while steps are already due
 _READ_PAUSE_AT = 256 * 1024  # stop reading a client that pipelines this much during a response
 _RESET_DRAIN_WAIT = 0.5  # seconds to let the peer acknowledge the bytes before a reset
