@@ -110,7 +110,7 @@ def pct(values: list[float], p: float) -> float:
 
 EMPTY_ADDON = textwrap.dedent(
     """
-    from ssevcr.mitm.recorder import Announce
+    from ssevcr.mitm.announce import Announce
 
     class StreamOnly:
         def responseheaders(self, flow):

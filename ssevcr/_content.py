@@ -25,7 +25,9 @@ __all__ = [
     "Decoded",
     "decode",
     "decode_body",
+    "format_size",
     "limit_from_env",
+    "parse_size",
 ]
 
 DEFAULT_LIMIT = 64 << 20
@@ -39,7 +41,8 @@ class DecodeError(Exception):
     """The body cannot be decoded: an unknown encoding, damaged data, or more than the limit."""
 
 
-def _size(n: int) -> str:
+def format_size(n: int) -> str:
+    """``64 MiB``, ``1.5 KiB``, ``12 bytes``."""
     for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if n >= 1 << shift:
             value = n / (1 << shift)
@@ -47,17 +50,24 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def limit_from_env(environ: Mapping[str, str], default: int = DEFAULT_LIMIT) -> int:
-    """The limit ``SSEVCR_MAX_DECODED`` asks for (bytes, or with a KiB/MiB/GiB suffix: ``K``,
-    ``M``, ``G``); ``default`` when unset or not a size."""
-    raw = environ.get(ENV_LIMIT, "").strip().upper().removesuffix("IB").removesuffix("B")
+def parse_size(text: str) -> int | None:
+    """A size in bytes: digits, optionally with a KiB/MiB/GiB suffix (``K``, ``KB``, ``KiB``,
+    ``M``, ``G``, any case: powers of 1024); None when it is not one."""
+    raw = text.strip().upper().removesuffix("IB").removesuffix("B").strip()
     if not raw:
-        return default
+        return None
     scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(raw[-1], 1)
-    digits = raw[:-1] if scale > 1 else raw
+    digits = raw[:-1].strip() if scale > 1 else raw
     if not (digits.isascii() and digits.isdigit()) or len(digits) > 15:
-        return default
-    return max(1, int(digits) * scale)
+        return None
+    return int(digits) * scale
+
+
+def limit_from_env(environ: Mapping[str, str], default: int = DEFAULT_LIMIT) -> int:
+    """The limit ``SSEVCR_MAX_DECODED`` asks for (see :func:`parse_size`); ``default`` when
+    unset or not a size."""
+    size = parse_size(environ.get(ENV_LIMIT, ""))
+    return default if size is None else max(1, size)
 
 
 class ContentDecoder:
@@ -86,7 +96,7 @@ class ContentDecoder:
         room = self._limit - self._out
         out = d.decompress(data, room + 1)
         if len(out) > room or d.unconsumed_tail:
-            raise DecodeError(f"not decoded: larger than {_size(self._limit)} when decoded")
+            raise DecodeError(f"not decoded: larger than {format_size(self._limit)} when decoded")
         self._out += len(out)
         return out
 
@@ -123,7 +133,7 @@ class ContentDecoder:
         except zlib.error as e:
             raise DecodeError(f"not decoded: damaged {self._encoding} data ({e})") from None
         if len(out) > self._limit - self._out:
-            raise DecodeError(f"not decoded: larger than {_size(self._limit)} when decoded")
+            raise DecodeError(f"not decoded: larger than {format_size(self._limit)} when decoded")
         self._out += len(out)
         return out
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ._sse import Event
 
-__all__ = ["detect", "error_event", "error_response"]
+__all__ = ["TERMINAL_EVENT_TYPES", "detect", "ends_stream", "error_event", "error_response"]
 
 
 def detect(url: str, events: Sequence[Event] = ()) -> str:
@@ -37,6 +37,26 @@ def detect(url: str, events: Sequence[Event] = ()) -> str:
         if '"chat.completion.chunk"' in e.data:
             return "openai"
     return "generic"
+
+
+TERMINAL_EVENT_TYPES = frozenset(
+    {
+        "message_stop",  # Anthropic
+        "response.completed",  # OpenAI Responses, and its two other last words
+        "response.incomplete",
+        "response.failed",
+    }
+)
+"""Event types after which a provider sends nothing more (besides ``data: [DONE]``). Not
+``error`` (OpenAI Responses follows it with ``response.failed``) nor Cohere's ``message-end``
+(``data: [DONE]`` follows it)."""
+
+
+def ends_stream(event: Event) -> bool:
+    """Whether a provider sends nothing after this event: ``data: [DONE]`` (OpenAI chat and the
+    compatible APIs: Mistral, Groq, ...) or one of :data:`TERMINAL_EVENT_TYPES`. The SDKs stop
+    reading there (openai breaks out at ``[DONE]``), often before the body's last bytes."""
+    return event.data.strip() == "[DONE]" or event.type in TERMINAL_EVENT_TYPES
 
 
 def _eol(raw: bytes) -> bytes:

@@ -62,13 +62,13 @@ from ._errors import ConfigError, NoMatchError, SsevcrError
 from ._follower import BATCH_BYTES, Finish, Follower, Head, Wait, Write
 from ._player import Player
 from ._schedule import Abort, Close, Hang, Reset
+from .mitm.protocol import FORWARDED_URL  # set by the --proxy addon: the URL the client asked for
 
 __all__ = ["HEAD_TIMEOUT", "IDLE_TIMEOUT", "MAX_BODY", "ReplayServer", "miss_body"]
 
 Log = Callable[[str], None]
 
 MISS_STATUS = 404  # never retried by the SDKs (they retry 408, 409, 429 and 5xx)
-FORWARDED_URL = "x-ssevcr-forwarded-url"  # set by the --proxy addon: the URL the client asked for
 MAX_BODY = http1.MAX_BODY
 _READ_PAUSE_AT = 256 * 1024  # stop reading a client that pipelines this much during a response
 _WRITE_HIGH = 16 * 1024  # the transport's high-water mark: a batch waits until it drains below

@@ -37,7 +37,8 @@ from ssevcr._cassette import Cassette, Interaction, Outcome, Request, Response
 from ssevcr._errors import ConfigError, SsevcrError
 from ssevcr._redaction import DEFAULT_HEADERS, Redaction
 from ssevcr._sse import parse
-from ssevcr.mitm.driver import _protocol_line, locate_mitmdump
+from ssevcr.mitm.driver import RECORD_ADDON, locate_mitmdump
+from ssevcr.mitm.protocol import READY, parse_line
 
 try:
     MITMDUMP = locate_mitmdump()
@@ -934,14 +935,15 @@ def test_damaged_cassette_is_refused_before_recording(tmp_path: Path) -> None:
 def test_addon_loads_into_a_plain_mitmdump(
     tmp_path: Path, confdir: Path, upstream: Upstream
 ) -> None:
-    """``mitmdump -s ssevcr/mitm/recorder.py`` with nothing on PYTHONPATH: the addon finds its package."""
+    """``mitmdump -s ssevcr/mitm/scripts/record.py`` with nothing on PYTHONPATH: the addon finds
+    its package."""
     cassette = tmp_path / "s.msgpack"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_CURRENT_TEST")}
     proc = subprocess.Popen(
         [
             *MITMDUMP,
             "-s",
-            str(ROOT / "ssevcr" / "mitm" / "recorder.py"),
+            str(RECORD_ADDON),
             "--mode",
             f"reverse:{upstream.url}",
             "--listen-host",
@@ -962,8 +964,8 @@ def test_addon_loads_into_a_plain_mitmdump(
         assert proc.stdout is not None
         ready = None
         for raw in proc.stdout:
-            parsed = _protocol_line(raw.decode())
-            if parsed and parsed[0] == "SSEVCR-READY":
+            parsed = parse_line(raw.decode())
+            if parsed and parsed[0] == READY:
                 ready = parsed[1]
                 break
         assert ready is not None
@@ -990,11 +992,45 @@ def test_addon_loads_into_a_plain_mitmdump(
 
 def test_launcher_imports_stay_light() -> None:
     code = (
-        "import sys, ssevcr.mitm.driver, ssevcr.mitm.recorder, ssevcr._redaction; "
+        "import sys, ssevcr.mitm.driver, ssevcr.mitm.recorder, ssevcr.mitm.replay_proxy, "
+        "ssevcr.mitm.protocol, ssevcr._redaction; "
         "bad = [m for m in ('mitmproxy', 'httpx', 'httpx2', 'click') if m in sys.modules]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_addons_import_only_the_core_and_the_protocol() -> None:
+    """What mitmdump's interpreter loads: the addon modules, the protocol module they share with
+    the launcher, and the core; never the replay server, the CLI or an HTTP client."""
+    code = (
+        "import json, sys, ssevcr.mitm.recorder, ssevcr.mitm.replay_proxy; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    modules = json.loads(out.stdout)
+    assert not {"mitmproxy", "httpx", "httpx2", "click", "h11", "asyncio"} & set(modules)
+    mitm = {m for m in modules if m.startswith("ssevcr.mitm")}
+    assert mitm == {
+        "ssevcr.mitm",
+        "ssevcr.mitm.announce",
+        "ssevcr.mitm.protocol",
+        "ssevcr.mitm.recorder",
+        "ssevcr.mitm.replay_proxy",
+    }
+    assert not [
+        m for m in modules if m.startswith(("ssevcr.cli", "ssevcr._server", "ssevcr._player"))
+    ]
+
+
+def test_only_the_import_shim_touches_sys_path() -> None:
+    """One place makes ssevcr importable inside mitmdump (scripts/_ssevcr_import.py)."""
+    touching = sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "ssevcr").rglob("*.py")
+        if "sys.path" in p.read_text().replace("``sys.path``", "")
+    )
+    assert touching == ["ssevcr/mitm/scripts/_ssevcr_import.py"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1125,11 +1161,14 @@ def test_reverse_https_upstream_is_verified_unless_told_otherwise(
         r = httpx.get(f"{rec.url}/v1/models", headers=steer(tid(), json="1"), timeout=20)
         assert r.status_code == 502  # self-signed upstream refused: verification is on by default
     finally:
-        assert rec.stop() == 0
+        code = rec.stop()
+    assert code == 1, rec.stderr  # it saw an exchange and saved nothing: not a success
     assert not cassette.exists()
-    assert any("/v1/models ---" in line and "no_response" in line for line in rec.stderr), (
-        rec.stderr
-    )
+    text = "".join(rec.stderr)
+    assert "/v1/models ---" in text and "NOT SAVED (no response: " in text, text
+    # says what happened and what to do
+    assert "certificate verify failed" in text.lower() and "--insecure-upstream" in text, text
+    assert "Saved 0 exchanges" in text and "1 exchange NOT saved" in text, text
     rec = RecordCLI(
         cassette, "--upstream", upstream_tls.url, "--insecure-upstream", confdir=confdir
     )
@@ -1169,3 +1208,105 @@ def test_sigterm_reaches_the_command_and_its_exit_code_is_returned(
         not Path(f"/proc/{child}").exists()
         or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# how a stream ends, and streams that never do
+
+
+def test_an_sdk_that_leaves_at_done_recorded_a_complete_stream(
+    reverse: RecordCLI, upstream: Upstream
+) -> None:
+    """The openai SDK breaks out of its loop at ``data: [DONE]`` and closes the response without
+    reading the body's terminating chunk (held back here): every event arrived, so the
+    recording is ``complete``, not ``client_disconnected``."""
+    t, fixture = tid(), "openai-chat/text.sse"
+    client = openai.OpenAI(base_url=f"{reverse.url}/v1", api_key=SECRET_KEY, max_retries=0)
+    started = time.monotonic()
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            extra_headers=steer(t, fixture, end_delay_ms="3000", gap_ms="1-2"),
+        )
+    )
+    assert chunks and time.monotonic() - started < 2.5  # it did not wait for the end
+    inter = reverse.recorded(t)
+    resp = inter.response
+    assert resp.body == fixture_body(fixture)
+    assert resp.end.outcome is Outcome.COMPLETE and resp.end.error is None, resp.end
+
+
+def test_sigterm_during_a_never_ending_stream_saves_what_arrived(
+    tmp_path: Path, confdir: Path, upstream: Upstream
+) -> None:
+    cassette = tmp_path / "forever.msgpack"
+    rec = RecordCLI(cassette, "--upstream", upstream.url, confdir=confdir)
+    t, got = tid(), []
+    with (
+        httpx.Client(timeout=20) as client,
+        client.stream(
+            "POST",
+            f"{rec.url}/v1/chat/completions",
+            json={},
+            headers=steer(t, "openai-chat/text.sse", forever="1", gap_ms="1-1"),
+        ) as r,
+    ):
+        pieces = r.iter_raw()
+        for piece in pieces:
+            got.append(piece)
+            if sum(map(len, got)) > 200_000:
+                break
+        assert rec.stop(signal.SIGTERM) == 0, rec.stderr  # while the stream is still running
+    (inter,) = _store.load(cassette).interactions
+    resp = inter.response
+    assert resp.end.outcome is Outcome.CLIENT_DISCONNECTED
+    assert resp.end.error == "recording stopped while the stream was open"
+    received = b"".join(got)
+    sent = upstream.exchange(t).sent_body
+    # everything the client read is there, and nothing the upstream did not send
+    assert len(resp.body) >= len(received) and resp.body[: len(received)] == received
+    assert sent.startswith(resp.body)
+    assert any("Saved 1 exchange" in line for line in rec.stderr), rec.stderr
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_max_body_bounds_the_memory_of_a_never_ending_stream(
+    tmp_path: Path, confdir: Path, upstream: Upstream
+) -> None:
+    cassette = tmp_path / "bounded.msgpack"
+    rec = RecordCLI(cassette, "--upstream", upstream.url, "--max-body", "1MiB", confdir=confdir)
+    mitm = rec.mitmdump_pid()
+    t, read = tid(), 0
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream(
+            "POST",
+            f"{rec.url}/v1/chat/completions",
+            json={},
+            headers=steer(t, "openai-chat/text.sse", forever="1", gap_ms="0-0"),
+        ) as r,
+    ):
+        before = None
+        for piece in r.iter_raw(1 << 16):
+            read += len(piece)
+            if before is None and read > 4 << 20:
+                before = _rss_kib(mitm)  # past the limit: nothing more is kept from here on
+            if read > 64 << 20:
+                break
+        after = _rss_kib(mitm)
+    assert before is not None and after - before < 24 << 10, (before, after)  # KiB
+    assert rec.stop() == 0, rec.stderr
+    (inter,) = _store.load(cassette).interactions
+    resp = inter.response
+    assert len(resp.body) == 1 << 20
+    assert resp.end.outcome is Outcome.UPSTREAM_ERROR
+    assert "larger than the recording limit of 1 MiB" in (resp.end.error or ""), resp.end
+    assert fixture_body("openai-chat/text.sse").startswith(resp.body[:100])

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import httpx2
 import pytest
 from click.testing import CliRunner
@@ -419,3 +420,43 @@ def test_proxy_mode_command_gets_proxy_and_ca_variables(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     n = expected(interaction(OPENAI_CHAT).response.body)[2]
     assert re.search(rf"chunks {n} http://127\.0\.0\.1:\d+ True", out.stdout), out.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line itself: lazy commands, one way to take `-- CMD`
+
+
+def test_help_imports_no_command_and_says_what_each_command_says() -> None:
+    code = (
+        "import json, sys\n"
+        "from ssevcr.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('ssevcr.'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    *help_lines, last = out.stdout.splitlines()
+    loaded = json.loads(last)
+    assert not [m for m in loaded if m.startswith("ssevcr.cli.") or m.startswith("ssevcr.mitm")]
+    assert not [m for m in ("ssevcr._server", "ssevcr._player", "ssevcr._schedule") if m in loaded]
+    help_text = " ".join(" ".join(help_lines).split())
+    from ssevcr.cli import COMMANDS
+
+    context = click.Context(main)
+    for name, (_, short) in COMMANDS.items():
+        command = main.get_command(context, name)
+        assert command is not None, name
+        # the table says what the command's own help starts with
+        assert " ".join((command.help or "").split()).startswith(short.rstrip(".")), name
+        assert f"{name} {short}" in help_text
+
+
+def test_record_takes_the_command_after_double_dash_as_replay_does(tmp_path: Path) -> None:
+    for command in ("record", "replay"):
+        args = [command, example_path(OPENAI_CHAT) if command == "replay" else str(tmp_path / "c")]
+        result = CliRunner().invoke(main, [*args, "--"])
+        assert result.exit_code == 2 and "nothing to run after --" in result.output, result.output
+        usage = CliRunner().invoke(main, [command, "--help"]).output
+        assert "[-- CMD ...]" in usage.splitlines()[0], usage

@@ -11,6 +11,8 @@ Each request is steered by headers, so any client (SDK, httpx, curl) and any pat
     x-upstream-gap-ms: 20-40                    gap before each chunk, uniform in the range (seeded)
     x-upstream-gzip: 1                          gzip the stream (one sync-flushed member per chunk)
     x-upstream-die-after: 3                     close the connection after 3 chunks (no last chunk)
+    x-upstream-end-delay-ms: 500                hold the terminating chunk back (SDKs leave at [DONE])
+    x-upstream-forever: 1                       then send the fixture's events again, forever
     x-upstream-json: 1                          a plain JSON answer with content-length
     x-upstream-set-cookie: 1                    add a set-cookie header with a fresh secret
     x-test-id: ID                               key of the logged :class:`Exchange`
@@ -270,6 +272,8 @@ class Upstream:
         rng = random.Random(f"{name}:{len(pieces)}:{gap_lo}:{gap_hi}")
         gzip = h.get("x-upstream-gzip") == "1"
         die_after = int(h["x-upstream-die-after"]) if "x-upstream-die-after" in h else None
+        end_delay = float(h.get("x-upstream-end-delay-ms", "0")) / 1000
+        forever = h.get("x-upstream-forever") == "1"
         if gzip:
             extra += "content-encoding: gzip\r\n"
             comp = zlib.compressobj(6, zlib.DEFLATED, 31)
@@ -293,19 +297,34 @@ class Upstream:
                 writer.transport.close()
                 return False
             frame = b"%x\r\n%s\r\n" % (len(piece), piece)
-            if last:
+            if last and not end_delay and not forever:
                 frame += b"0\r\n\r\n"
-            if writer.transport.is_closing():
-                ex.outcome = "client_gone"
+            if not await self._send(ex, writer, piece, frame):
                 return False
-            ex.sent.append((time.monotonic(), piece))
-            writer.write(frame)
-            try:
-                await writer.drain()
-            except ConnectionError:
-                ex.outcome = "client_gone"
+        while forever:  # a stream that never ends: the events again, as fast as they are read
+            if not await self._send(ex, writer, body, b"%x\r\n%s\r\n" % (len(body), body)):
+                return False
+        if end_delay:
+            await asyncio.sleep(end_delay)
+            if not await self._send(ex, writer, b"", b"0\r\n\r\n"):
                 return False
         ex.outcome = "complete"
+        return True
+
+    async def _send(
+        self, ex: Exchange, writer: asyncio.StreamWriter, piece: bytes, frame: bytes
+    ) -> bool:
+        if writer.transport.is_closing():
+            ex.outcome = "client_gone"
+            return False
+        if piece:
+            ex.sent.append((time.monotonic(), piece))
+        writer.write(frame)
+        try:
+            await writer.drain()
+        except ConnectionError:
+            ex.outcome = "client_gone"
+            return False
         return True
 
 

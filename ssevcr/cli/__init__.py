@@ -1,5 +1,7 @@
 """The ``ssevcr`` command line (click). Each command lives in its own module and is imported only
-when it runs, so ``ssevcr show`` never pays for mitmproxy or httpx imports.
+when it runs, so ``ssevcr show`` never pays for mitmproxy or httpx imports, and ``ssevcr --help``
+imports none of them (the one-line help of each command is in :data:`COMMANDS`; a test checks
+that it is the command's own).
 
 Errors: every :class:`~ssevcr._errors.SsevcrError` becomes one clean ``Error: ...`` line and exit
 code 1; usage errors (unknown flag, bad value) exit 2 as usual in click. Never a traceback.
@@ -14,26 +16,42 @@ import click
 
 from .._errors import SsevcrError
 
-# command name -> module in ssevcr.cli that defines a click command of that name
-COMMANDS: dict[str, str] = {
-    "record": "record",
-    "replay": "replay",
-    "show": "review",
-    "export": "review",
-    "import": "review",
-    "audit": "review",
+COMMANDS: dict[str, tuple[str, str]] = {
+    "record": (
+        "record",
+        "Record every HTTP exchange through a proxy into CASSETTE, with the arrival time of "
+        "each chunk.",
+    ),
+    "replay": (
+        "replay",
+        "Serve CASSETTE... over HTTP with the recorded timing (or a changed one) and optional "
+        "faults, byte-exact.",
+    ),
+    "show": ("review", "Show what a cassette holds: a table of interactions, or each event."),
+    "export": ("review", "Write a cassette as its lossless JSON twin."),
+    "import": ("review", "Read a JSON twin (checked; errors name the line and the field)."),
+    "audit": ("review", "Look for credentials in cassettes."),
 }
+"""Command name -> (module in ssevcr.cli that defines ``<name>_command``, what ``ssevcr --help``
+says of it: the start of its own help, as a test checks)."""
 
 
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(COMMANDS) | set(self.commands))
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from :data:`COMMANDS`, without importing any command."""
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx) if name in COMMANDS]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands:
             return self.commands[cmd_name]
-        module_name = COMMANDS.get(cmd_name)
-        if module_name is None:
+        module_name = COMMANDS.get(cmd_name, ("", ""))[0]
+        if not module_name:
             return None
         try:
             module = importlib.import_module(f".{module_name}", __name__)

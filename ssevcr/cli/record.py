@@ -3,159 +3,191 @@ one command.
 
 Forward proxy by default (clients use HTTP_PROXY/HTTPS_PROXY and trust the mitmproxy CA), reverse
 proxy with ``--upstream URL`` (clients use the printed URL as their base URL). Prints one ready
-line with the URL on stdout; the CA hint and one line per recorded exchange go to stderr. Appends
-to an existing cassette unless ``--overwrite``. Ctrl-C / SIGTERM stop it cleanly; finished
-exchanges are already on disk.
+line with the URL on stdout; the CA hint, one line per exchange and the summary go to stderr.
+Appends to an existing cassette unless ``--overwrite``. Ctrl-C / SIGTERM stop it cleanly: streams
+still open are saved with what arrived.
 
-It only parses options and supervises processes: recording happens in :mod:`ssevcr.mitm.recorder`,
-the child process in :mod:`ssevcr.mitm.driver`.
+Exit code: the command's when it failed; else 1 when an exchange it saw was not saved (no
+response from upstream, a cassette that cannot be written), with what was lost and why; else 0.
+
+It only parses options, supervises and reports: recording happens in
+:mod:`ssevcr.mitm.recorder`, the child process in :mod:`ssevcr.mitm.driver`, supervision in
+:mod:`ssevcr.cli._supervise`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-import signal
-import subprocess
 import sys
 import threading
-from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
 import click
 
 from .. import _store
-from .._errors import SsevcrError
-from ..mitm.driver import ADDON, Mitmdump, Ready, check_upstream
+from .._capture import DEFAULT_MAX_BODY
+from .._content import format_size, parse_size
+from ..mitm import protocol
+from ..mitm.driver import RECORD_ADDON, Mitmdump, Ready, check_upstream
+from ._supervise import (
+    Stop,
+    SupervisingCommand,
+    exposure_warning,
+    parse_listen,
+    proxy_env,
+    run_command,
+    wait_until_stopped,
+)
 
-__all__ = ["parse_listen", "proxy_env", "record_command"]
+__all__ = ["command_env", "record_command"]
 
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[v6]:PORT``, ``:PORT`` or ``PORT`` (port 0 picks a free one)."""
-    text = value.strip()
-    host, port_text = "127.0.0.1", text
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or not text[end + 1 :].startswith(":"):
-            raise click.BadParameter(f"{value!r}: expected [IPV6]:PORT", param_hint="--listen")
-        host, port_text = text[1:end], text[end + 2 :]
-    elif ":" in text:
-        host, _, port_text = text.rpartition(":")
-        host = host or "127.0.0.1"
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected HOST:PORT", param_hint="--listen") from None
-    if not 0 <= port <= 65535:
-        raise click.BadParameter(f"{value!r}: port must be 0-65535", param_hint="--listen")
-    return host, port
+CERT_HINT = (
+    "The upstream's TLS certificate is not trusted (certificate verify failed). For a test "
+    "server with a self-signed certificate, record with --insecure-upstream; otherwise fix the "
+    "server's certificate chain or this machine's CA bundle."
+)
 
 
-def proxy_env(ready: Ready, *, forward: bool, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for ``-- CMD``: proxy variables and CA bundle (forward mode), and
-    ``SSEVCR_URL`` (both modes)."""
-    env = dict(os.environ if base is None else base)
-    env["SSEVCR_URL"] = ready.url
-    if forward:
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-            env[name] = ready.url
-        for name in (
-            "SSL_CERT_FILE",
-            "REQUESTS_CA_BUNDLE",
-            "NODE_EXTRA_CA_CERTS",
-            "CURL_CA_BUNDLE",
-        ):
-            env[name] = ready.ca_cert
-    return env
+def command_env(ready: Ready, *, forward: bool) -> dict[str, str]:
+    """The environment for ``-- CMD``: ``SSEVCR_URL`` (both modes), and in forward mode the
+    proxy variables and the CA bundle."""
+    env = {**os.environ, "SSEVCR_URL": ready.url}
+    return proxy_env(ready.url, ready.ca_cert, env) if forward else env
 
 
-def _progress(prefix: str, info: dict[str, Any]) -> None:
-    status = info.get("status")
-    outcome = info.get("outcome", "")
-    if info.get("events") is not None:
-        size = f"{info['events']} events"
-    elif "bytes" in info:
-        size = f"{info['bytes']} bytes"
-    else:
-        size = "-"
-    duration = info.get("duration")
-    parts = [
-        "  " + str(info.get("method", "?")),
-        str(info.get("path", "?")),
-        str(status if status is not None else "---"),
-        size,
-        f"{duration:.3f} s" if isinstance(duration, (int, float)) else "",
-    ]
-    line = " ".join(p for p in parts if p)
-    if outcome and outcome != "complete":
-        line += f"  [{outcome}{': ' + str(info['error']) if info.get('error') else ''}]"
-    if info.get("saved") is False:
-        line += "  NOT SAVED" + (f": {info['save_error']}" if info.get("save_error") else "")
-    click.echo(line, err=True)
+def _max_body(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    size = parse_size(value)
+    if size is None:
+        raise click.BadParameter(f"{value!r}: expected a size like 64MiB, 512KiB or 1048576")
+    return size
 
 
-class _Signals:
-    """SIGINT/SIGTERM handling while we supervise: remember them, let the main loop act."""
+def _why(info: dict[str, Any]) -> str:
+    """Why an exchange was not saved, in one phrase."""
+    if info.get("save_error"):
+        return str(info["save_error"])
+    return f"no response: {info.get('error') or 'the upstream did not answer'}"
+
+
+class _Report:
+    """The progress lines (one per exchange, stderr) and what the summary needs."""
 
     def __init__(self) -> None:
-        self.received: list[int] = []
-        self.event = threading.Event()
-        self._old: dict[int, Any] = {}
+        self.saved = 0
+        self.lost: dict[str, int] = {}  # why -> how many exchanges
+        self._lock = threading.Lock()
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received.append(signum)
-        self.event.set()
+    def line(self, prefix: str, info: dict[str, Any]) -> None:
+        if prefix != protocol.RECORDED:
+            return
+        status = info.get("status")
+        if info.get("events") is not None:
+            size = f"{info['events']} events"
+        elif "bytes" in info:
+            size = f"{info['bytes']} bytes"
+        else:
+            size = "-"
+        duration = info.get("duration")
+        parts = [
+            "  " + str(info.get("method", "?")),
+            str(info.get("path", "?")),
+            str(status if status is not None else "---"),
+            size,
+            f"{duration:.3f} s" if isinstance(duration, int | float) else "",
+        ]
+        text = " ".join(p for p in parts if p)
+        outcome = info.get("outcome", "")
+        if outcome and outcome not in ("complete", "no_response"):
+            text += f"  [{outcome}{': ' + str(info['error']) if info.get('error') else ''}]"
+        with self._lock:
+            if info.get("saved"):
+                self.saved += 1
+            else:
+                why = _why(info)
+                text += f"  NOT SAVED ({why})"
+                self.lost[why] = self.lost.get(why, 0) + 1
+        click.echo(text, err=True)
 
-    def __enter__(self) -> _Signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
+    def summary(self, cassette: str) -> list[str]:
+        lines = [f"Saved {self.saved} exchange{'s' if self.saved != 1 else ''} to {cassette}"]
+        n = sum(self.lost.values())
+        if n:
+            lines[0] += f"; {n} exchange{'s' if n != 1 else ''} NOT saved:"
+            whys = list(self.lost.items())
+            lines += [f"  {count} x {why}" for why, count in whys[:10]]
+            if len(whys) > 10:
+                lines.append(f"  ... and {sum(c for _, c in whys[10:])} more")
+            if any("certificate verify failed" in why.lower() for why in self.lost):
+                lines.append(CERT_HINT)
+        return lines
 
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
-
-def _run_command(
-    command: Sequence[str], env: dict[str, str], proxy: Mitmdump, signals: _Signals
-) -> int:
-    """Run CMD in our process group (the terminal's Ctrl-C reaches it directly); forward
-    SIGTERM to it; stop when it exits. Returns its exit code (128+N when killed by signal N)."""
-    if signals.received:  # stopped before the command could start
-        return 128 + signals.received[0]
-    try:
-        child = subprocess.Popen(list(command), env=env)
-    except OSError as e:
-        raise click.ClickException(f"cannot run {command[0]!r}: {e.strerror or e}") from None
-    while True:
-        try:
-            code = child.wait(0.1)
+def _check_writable(path: str) -> None:
+    """Refuse to start recording into a folder that cannot take the cassette (read-only)."""
+    folder = os.path.dirname(path)
+    while folder and not os.path.isdir(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
             break
-        except subprocess.TimeoutExpired:
-            pass
-        while signals.received:
-            signum = signals.received.pop(0)
-            if signum != signal.SIGINT:  # SIGINT: the terminal already sent it to CMD
-                child.send_signal(signum)
-        if not proxy.running:
-            click.echo("Error: mitmdump stopped unexpectedly; stopping the command", err=True)
-            child.terminate()
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-            return 1
-    return code if code >= 0 else 128 - code
+        folder = parent
+    if folder and not os.access(folder, os.W_OK | os.X_OK):
+        raise click.ClickException(
+            f"cannot record into {path!r}: the folder {folder!r} is not writable "
+            "(read-only or no permission); nothing would be saved"
+        )
 
 
-@click.command("record", context_settings={"help_option_names": ["-h", "--help"]})
+async def _supervise(
+    proxy: Mitmdump, command: list[str], *, forward: bool, upstream: str | None, cassette: str
+) -> int:
+    loop = asyncio.get_running_loop()
+
+    def watch() -> str | None:
+        if proxy.running:
+            return None
+        code = proxy.process.returncode if proxy.process else "?"
+        return f"mitmdump stopped unexpectedly (exit code {code})"
+
+    # signals are caught from before mitmdump starts: a SIGTERM at any moment stops it cleanly
+    with Stop() as stop:
+        try:
+            ready = await loop.run_in_executor(None, proxy.start)
+            warning = exposure_warning("the recording proxy", [ready.host])
+            if warning:
+                click.echo(warning, err=True)
+            if forward:
+                click.echo(
+                    f"CA certificate: {ready.ca_cert}\n"
+                    "  Trust it in the client: SSL_CERT_FILE / REQUESTS_CA_BUNDLE / "
+                    f"NODE_EXTRA_CA_CERTS={ready.ca_cert},\n"
+                    f"  curl --cacert {ready.ca_cert}; proxy: HTTPS_PROXY={ready.url} "
+                    "(`-- CMD` sets all of these).",
+                    err=True,
+                )
+                click.echo(f"Recording on {ready.bound_url} (forward proxy) into {cassette}")
+            else:
+                click.echo(
+                    f"Recording on {ready.bound_url} (reverse proxy to {upstream}) into {cassette}"
+                )
+            sys.stdout.flush()
+            if command:
+                return await run_command(command, command_env(ready, forward=forward), stop, watch)
+            await wait_until_stopped(stop, watch)
+            return 0
+        finally:
+            await loop.run_in_executor(None, proxy.stop)
+
+
+@click.command(
+    "record", cls=SupervisingCommand, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.argument("cassette", type=click.Path(dir_okay=False))
 @click.option(
     "--upstream",
     metavar="URL",
-    help="Reverse proxy to this server (scheme://host[:port]); clients use the printed URL as base URL. Without it: a forward proxy.",
+    help="Reverse proxy to this server (scheme://host[:port]); clients use the printed URL as "
+    "base URL. Without it: a forward proxy.",
 )
 @click.option(
     "--listen",
@@ -204,6 +236,15 @@ def _run_command(
     help="Also redact this dotted JSON path of request bodies (auth.token); repeatable.",
 )
 @click.option(
+    "--max-body",
+    default=format_size(DEFAULT_MAX_BODY).replace(" ", ""),
+    show_default=True,
+    callback=_max_body,
+    metavar="SIZE",
+    help="Response body bytes kept per exchange (a stream that never ends stays bounded); "
+    "past it the rest is not recorded and the exchange is saved as upstream_error.",
+)
+@click.option(
     "--insecure-upstream",
     is_flag=True,
     help="Do not verify upstream TLS certificates (self-signed test servers only).",
@@ -217,9 +258,9 @@ def _run_command(
     "--mitmdump",
     "mitmdump",
     metavar="PATH",
-    help="The mitmdump to run [default: $SSEVCR_MITMDUMP, then mitmproxy in this Python, then PATH].",
+    help="The mitmdump to run [default: $SSEVCR_MITMDUMP, then mitmproxy in this Python, "
+    "then PATH].",
 )
-@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD ...]")
 def record_command(
     cassette: str,
     upstream: str | None,
@@ -230,10 +271,10 @@ def record_command(
     redact_headers: tuple[str, ...],
     redact_query: tuple[str, ...],
     redact_body: tuple[str, ...],
+    max_body: int,
     insecure_upstream: bool,
     confdir: str | None,
     mitmdump: str | None,
-    command: tuple[str, ...],
 ) -> None:
     """Record every HTTP exchange through a proxy into CASSETTE, with the arrival time of each
     chunk. Credentials (authorization, x-api-key, cookies, ?key=, ...) are redacted.
@@ -243,73 +284,48 @@ def record_command(
     Reverse proxy:            ssevcr record c.msgpack --upstream https://api.openai.com
                               (then OPENAI_BASE_URL=http://127.0.0.1:8080/v1)
     """
+    ctx = click.get_current_context()
+    command: list[str] = ctx.meta.get("ssevcr_command", [])
     host, port = parse_listen(listen)
-    mode = "regular" if upstream is None else f"reverse:{check_upstream(upstream)}"
+    target = None if upstream is None else check_upstream(upstream)
+    mode = "regular" if target is None else f"reverse:{target}"
     path = os.path.abspath(cassette)
     if not overwrite and _store.present(path):
         _store.load(path)  # a damaged cassette is refused before anything is recorded
+    _check_writable(path)
     for pattern in redact_body:
         if not pattern.strip() or any(not p for p in pattern.strip().split(".")):
             raise click.BadParameter(
                 f"{pattern!r}: expected dotted keys like auth.token", param_hint="--redact-body"
             )
-
-    saved = [0]
-
-    def on_line(prefix: str, info: dict[str, Any]) -> None:
-        if info.get("saved"):
-            saved[0] += 1
-        _progress(prefix, info)
-
+    report = _Report()
     proxy = Mitmdump(
-        ADDON,
+        RECORD_ADDON,
         mode=mode,
         listen_host=host,
         listen_port=port,
         options={
-            "ssevcr_cassette": path,
-            "ssevcr_overwrite": overwrite,
-            "ssevcr_report": True,
-            "ssevcr_hosts": list(hosts),
-            "ssevcr_paths": list(paths),
-            "ssevcr_redact_headers": list(redact_headers),
-            "ssevcr_redact_query": list(redact_query),
-            "ssevcr_redact_body": list(redact_body),
+            protocol.CASSETTE: path,
+            protocol.OVERWRITE: overwrite,
+            protocol.REPORT: True,
+            protocol.HOSTS: list(hosts),
+            protocol.PATHS: list(paths),
+            protocol.REDACT_HEADERS: list(redact_headers),
+            protocol.REDACT_QUERY: list(redact_query),
+            protocol.REDACT_BODY: list(redact_body),
+            protocol.MAX_BODY: max_body,
         },
         confdir=confdir,
         insecure_upstream=insecure_upstream,
         mitmdump=mitmdump,
-        on_line=on_line,
+        on_line=report.line,
     )
-    code = 0
-    # signals are caught from before mitmdump starts: a SIGTERM at any moment stops it cleanly
-    with _Signals() as signals:
-        try:
-            ready = proxy.start()
-            forward = upstream is None
-            if forward:
-                click.echo(
-                    f"CA certificate: {ready.ca_cert}\n"
-                    f"  Trust it in the client: SSL_CERT_FILE / REQUESTS_CA_BUNDLE / NODE_EXTRA_CA_CERTS={ready.ca_cert},\n"
-                    f"  curl --cacert {ready.ca_cert}; proxy: HTTPS_PROXY={ready.url} (`-- CMD` sets all of these).",
-                    err=True,
-                )
-                click.echo(f"Recording on {ready.url} (forward proxy) into {cassette}")
-            else:
-                click.echo(
-                    f"Recording on {ready.url} (reverse proxy to {check_upstream(upstream or '')}) into {cassette}"
-                )
-            sys.stdout.flush()
-            if command:
-                code = _run_command(command, proxy_env(ready, forward=forward), proxy, signals)
-            else:
-                while not signals.received and not signals.event.wait(0.2):
-                    if not proxy.running:
-                        raise SsevcrError(
-                            f"mitmdump stopped unexpectedly (exit code {proxy.process.returncode if proxy.process else '?'})"
-                        )
-        finally:
-            proxy.stop()
-    click.echo(f"Saved {saved[0]} exchange{'s' if saved[0] != 1 else ''} to {cassette}", err=True)
+    code = asyncio.run(
+        _supervise(proxy, command, forward=target is None, upstream=target, cassette=cassette)
+    )
+    for line in report.summary(cassette):
+        click.echo(line, err=True)
+    if not code and report.lost:
+        code = 1
     if code:
-        click.get_current_context().exit(code)
+        ctx.exit(code)

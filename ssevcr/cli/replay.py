@@ -8,17 +8,17 @@ the server, and ssevcr exits with its exit code; ``--strict`` also fails the run
 interactions never played. Ctrl-C / SIGTERM stop it cleanly.
 
 It only parses options and supervises: serving is :mod:`ssevcr._server`, the proxy child
-:mod:`ssevcr.mitm.driver` with :mod:`ssevcr.mitm.replay_proxy`.
+:mod:`ssevcr.mitm.driver` with :mod:`ssevcr.mitm.replay_proxy`, supervision
+:mod:`ssevcr.cli._supervise`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -28,7 +28,15 @@ from .._player import Player
 from .._server import IDLE_TIMEOUT, ReplayServer
 from .._timer import new_event_loop
 from .._timing import format_duration, parse_duration, parse_timing
-from .record import parse_listen, proxy_env
+from ._supervise import (
+    Stop,
+    SupervisingCommand,
+    exposure_warning,
+    parse_listen,
+    proxy_env,
+    run_command,
+    wait_until_stopped,
+)
 
 __all__ = ["command_env", "replay_command"]
 
@@ -37,20 +45,6 @@ DUMMY_ANTHROPIC_KEY = "sk-ant-ssevcr-replay-dummy"
 PLAY_LOG_LIMIT = (
     1000  # plays (most recent) and misses (first) the server keeps; counts are kept for all
 )
-_STOP_GRACE = 5.0  # seconds a command gets to exit after SIGTERM before it is killed
-
-
-class _ReplayCommand(click.Command):
-    """Takes everything after ``--`` as the command to run (CASSETTE... is variadic too)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "--" in args:
-            at = args.index("--")
-            ctx.meta["ssevcr_command"] = args[at + 1 :]
-            if not args[at + 1 :]:
-                raise click.UsageError("nothing to run after --", ctx=ctx)
-            args = args[:at]
-        return super().parse_args(ctx, args)
 
 
 def _timing(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -152,56 +146,23 @@ def strict_problems(player: Player) -> list[str]:
     return problems
 
 
-class _Stop:
-    """SIGINT/SIGTERM while serving: remember which, wake the main task."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.event = asyncio.Event()
-        self.signals: list[int] = []
-
-    def __enter__(self) -> _Stop:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.loop.add_signal_handler(sig, self._handle, sig)
-        return self
-
-    def _handle(self, sig: int) -> None:
-        self.signals.append(sig)
-        self.event.set()
-
-    def __exit__(self, *exc: object) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.loop.remove_signal_handler(sig)
+def _local(url: str, host: str) -> str:
+    """The server's URL as clients on this machine reach it (not 0.0.0.0 or ::)."""
+    if host in ("", "0.0.0.0"):
+        return url.replace(f"//{host}:", "//127.0.0.1:", 1)
+    if host == "::":
+        return url.replace("//[::]:", "//[::1]:", 1)
+    return url
 
 
-async def _run_command(command: Sequence[str], env: dict[str, str], stop: _Stop) -> int:
-    """Run CMD (in our process group: the terminal's Ctrl-C reaches it directly); forward SIGTERM;
-    return its exit code (128+N when killed by signal N)."""
-    try:
-        child = await asyncio.create_subprocess_exec(*command, env=env)
-    except OSError as e:
-        raise click.ClickException(f"cannot run {command[0]!r}: {e.strerror or e}") from None
-    waiting = asyncio.ensure_future(child.wait())
-    handled = 0
-    while not waiting.done():
-        stopping = asyncio.ensure_future(stop.event.wait())
-        await asyncio.wait([waiting, stopping], return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if waiting.done():
-            break
-        stop.event.clear()
-        for sig in stop.signals[handled:]:
-            if (
-                sig != signal.SIGINT and child.returncode is None
-            ):  # SIGINT: the terminal sent it to CMD too
-                child.send_signal(sig)
-        handled = len(stop.signals)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(waiting), _STOP_GRACE)
-        if not waiting.done():
-            child.terminate() if len(stop.signals) < 2 else child.kill()
-    code = waiting.result()
-    return code if code >= 0 else 128 - code
+def _refused(prefix: str, info: dict[str, Any]) -> None:
+    """A line of the proxy addon: something it refused to pass on (nothing is forwarded)."""
+    click.echo(
+        f"ssevcr replay --proxy: refused {info.get('what', 'traffic')} from {info.get('peer', '?')}"
+        f" to {info.get('target', '?')}: {info.get('reason', '')} (nothing is forwarded in "
+        "replay mode)",
+        err=True,
+    )
 
 
 async def _serve(
@@ -218,7 +179,7 @@ async def _serve(
     idle_timeout: float | None = IDLE_TIMEOUT,
 ) -> int:
     loop = asyncio.get_running_loop()
-    with _Stop(loop) as stop:  # before the ready line: a signal right after it stops us cleanly
+    with Stop() as stop:  # before the ready line: a signal right after it stops us cleanly
         async with ReplayServer(player, host, port, cors=cors, idle_timeout=idle_timeout) as server:
             details = [
                 f"{_plural(len(player.interactions), 'interaction')} from {player.names}",
@@ -226,47 +187,54 @@ async def _serve(
             ]
             if player.faults:
                 details.append("faults " + " ".join(str(f) for f in player.faults))
-            env = command_env(server.url)
+            local = _local(server.url, server.host)
+            env = command_env(local)
             mitm = None
+            exposed = [server.host]
             if proxy:
-                from ..mitm.driver import Mitmdump
-                from ..mitm.replay_proxy import ADDON_FILE, OPTION
+                from ..mitm.driver import REPLAY_PROXY_ADDON, Mitmdump
+                from ..mitm.protocol import REPLAY_URL
 
                 mitm = Mitmdump(
-                    ADDON_FILE,
+                    REPLAY_PROXY_ADDON,
                     mode="regular",
                     listen_host=proxy_listen[0],
                     listen_port=proxy_listen[1],
                     options={
-                        OPTION: server.url,
+                        REPLAY_URL: local,
                         "upstream_cert": False,
                         "connection_strategy": "lazy",
                     },
                     confdir=confdir,
                     mitmdump=mitmdump,
+                    on_line=_refused,
                 )
+
+            def watch() -> str | None:
+                return None if mitm is None or mitm.running else "mitmdump stopped unexpectedly"
+
             try:
                 if mitm is not None:
                     proxy_ready = await loop.run_in_executor(None, mitm.start)
-                    details.append(f"proxy {proxy_ready.url}, CA {proxy_ready.ca_cert}")
-                    env = proxy_env(proxy_ready, forward=True, base=env)
+                    exposed.append(proxy_ready.host)
+                    details.append(f"proxy {proxy_ready.bound_url}, CA {proxy_ready.ca_cert}")
+                    env = proxy_env(proxy_ready.url, proxy_ready.ca_cert, env)
                     no_proxy = [
                         v
                         for v in (env.get("NO_PROXY") or env.get("no_proxy") or "").split(",")
                         if v.strip()
                     ]
                     env["NO_PROXY"] = env["no_proxy"] = ",".join([*no_proxy, server.host])
+                warning = exposure_warning("the replay server", exposed)
+                if warning:
+                    click.echo(warning, err=True)
                 click.echo(
                     f"ssevcr replay: serving {server.url} ({'; '.join(details)})", err=bool(command)
                 )
                 sys.stdout.flush()
                 if command:
-                    return await _run_command(command, env, stop)
-                while not stop.event.is_set():
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(stop.event.wait(), 0.5)
-                    if mitm is not None and not mitm.running:
-                        raise click.ClickException("mitmdump stopped unexpectedly")
+                    return await run_command(command, env, stop, watch)
+                await wait_until_stopped(stop, watch)
                 return 0
             finally:
                 if mitm is not None:
@@ -274,7 +242,7 @@ async def _serve(
 
 
 @click.command(
-    "replay", cls=_ReplayCommand, context_settings={"help_option_names": ["-h", "--help"]}
+    "replay", cls=SupervisingCommand, context_settings={"help_option_names": ["-h", "--help"]}
 )
 @click.argument(
     "cassettes",

@@ -4,15 +4,15 @@ mitmproxy lives where it can: on Python 3.11 mitmproxy 11 (h11 <= 0.14) cannot s
 environment with httpx2 (h11 >= 0.16), so ssevcr never imports mitmproxy itself. It starts
 ``mitmdump -s <addon file>``, found in this order: an explicit path (``--mitmdump``), the
 ``SSEVCR_MITMDUMP`` environment variable, mitmproxy importable in this interpreter, ``mitmdump``
-on PATH. The child imports ssevcr through a temporary directory on its PYTHONPATH that holds
-only a symlink to this package (never a site-packages directory).
+on PATH. The child finds ssevcr through ``scripts/_ssevcr_import.py``, loaded first (this very
+package, never a site-packages directory), so any addon file can import it.
 
 :class:`Mitmdump` starts the child, waits for the addon's ready line (bound address, CA path),
 passes the addon's progress lines to a callback, and stops it cleanly (SIGTERM, so the addon
 saves what is finished); if mitmdump cannot start it raises one clear error (port taken, bad
 option) instead of mitmproxy's log. The child reads nothing but its stdin, which closes when the
 launcher dies, so it never outlives us. Any addon file that includes
-:class:`ssevcr.mitm.recorder.Announce` can be launched this way (the recorder, a replay proxy).
+:class:`ssevcr.mitm.announce.Announce` can be launched this way (the recorder, a replay proxy).
 
 This module must not import mitmproxy, httpx or click.
 """
@@ -20,14 +20,12 @@ This module must not import mitmproxy, httpx or click.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,18 +36,29 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._errors import ConfigError, SsevcrError
-from .recorder import READY, RECORDED
+from .protocol import READY, parse_line
 
-__all__ = ["ADDON", "Mitmdump", "Ready", "check_upstream", "locate_mitmdump"]
+__all__ = [
+    "RECORD_ADDON",
+    "REPLAY_PROXY_ADDON",
+    "Mitmdump",
+    "Ready",
+    "check_upstream",
+    "locate_mitmdump",
+]
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the ssevcr package
-ADDON = PACKAGE_DIR / "mitm" / "recorder.py"
-"""The recording addon file."""
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+RECORD_ADDON = SCRIPTS / "record.py"
+"""The recording addon, as mitmdump loads it (``mitmdump -s RECORD_ADDON``)."""
+REPLAY_PROXY_ADDON = SCRIPTS / "replay_proxy.py"
+"""The ``ssevcr replay --proxy`` addon."""
+_IMPORT_SHIM = SCRIPTS / "_ssevcr_import.py"
 
 INSTALL_HINT = (
-    "mitmdump not found. Install the recording extra: pip install 'ssevcr[record]' (Python >= 3.12), "
-    "or install mitmproxy in its own environment (pipx install mitmproxy, or a venv with "
-    "mitmproxy>=11.0.2) and point ssevcr at it with SSEVCR_MITMDUMP=/path/to/mitmdump or --mitmdump PATH"
+    "mitmdump not found. Install the recording extra: pip install 'ssevcr[record]' "
+    "(Python >= 3.12), or install mitmproxy in its own environment (pipx install mitmproxy, or a "
+    "venv with mitmproxy>=11.0.2) and point ssevcr at it with "
+    "SSEVCR_MITMDUMP=/path/to/mitmdump or --mitmdump PATH"
 )
 
 
@@ -92,8 +101,8 @@ def check_upstream(url: str) -> str:
         raise ConfigError(f"bad upstream URL {url!r}: no host")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ConfigError(
-            f"bad upstream URL {url!r}: give only scheme, host and port (clients keep their own path, "
-            "e.g. base URL http://127.0.0.1:PORT/v1)"
+            f"bad upstream URL {url!r}: give only scheme, host and port (clients keep their own "
+            "path, e.g. base URL http://127.0.0.1:PORT/v1)"
         )
     if parts.username or parts.password:
         raise ConfigError(f"bad upstream URL {url!r}: credentials in the URL are not supported")
@@ -117,12 +126,20 @@ class Ready:
 
     @property
     def url(self) -> str:
-        """The proxy URL (forward mode) or base URL (reverse mode)."""
+        """The proxy URL (forward mode) or base URL (reverse mode) for clients on this machine
+        (an address bound on every interface is reached through 127.0.0.1)."""
         host = self.host
         if host in ("", "0.0.0.0", "::"):
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def bound_url(self) -> str:
+        """The address mitmproxy really bound, as a URL (``http://0.0.0.0:8080``: every
+        interface)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
 
@@ -173,7 +190,7 @@ class Mitmdump:
 
     def __init__(
         self,
-        addon: str | os.PathLike[str] = ADDON,
+        addon: str | os.PathLike[str] = RECORD_ADDON,
         *,
         mode: str = "regular",
         listen_host: str = "127.0.0.1",
@@ -199,7 +216,6 @@ class Mitmdump:
         self.extra_args = list(extra_args)
         self.ready: Ready | None = None
         self.process: subprocess.Popen[bytes] | None = None
-        self._shim: str | None = None
         self._ready_event = threading.Event()
         self._startup_output: collections.deque[str] = collections.deque(maxlen=200)
         self._reader: threading.Thread | None = None
@@ -217,6 +233,8 @@ class Mitmdump:
             self.listen_host,
             "--listen-port",
             str(self.listen_port),
+            "-s",
+            str(_IMPORT_SHIM),
             "-s",
             str(self.addon),
             "--set",
@@ -240,9 +258,7 @@ class Mitmdump:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        self._shim = tempfile.mkdtemp(prefix="ssevcr-shim-")
-        os.symlink(PACKAGE_DIR, os.path.join(self._shim, "ssevcr"))
-        env["PYTHONPATH"] = self._shim
+        env.pop("PYTHONPATH", None)  # mitmdump may be another Python's: only its own packages
         env.pop("PYTEST_CURRENT_TEST", None)  # mitmproxy changes its logging inside pytest
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("PYTHONIOENCODING", "utf-8")
@@ -264,7 +280,6 @@ class Mitmdump:
                 start_new_session=True,  # Ctrl-C reaches us; we stop mitmdump in order
             )
         except OSError as e:
-            self._cleanup()
             raise SsevcrError(
                 f"cannot run mitmdump ({' '.join(self.command)}): {e.strerror or e}"
             ) from None
@@ -279,7 +294,6 @@ class Mitmdump:
                 if self._ready_event.is_set():
                     break
                 lines = list(self._startup_output)
-                self._cleanup()
                 raise ConfigError(_explain_failure(lines, self.listen_host, self.listen_port))
             if time.monotonic() > deadline:
                 lines = list(self._startup_output)
@@ -293,7 +307,7 @@ class Mitmdump:
         assert self.process is not None and self.process.stdout is not None
         for raw in self.process.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            parsed = _protocol_line(line)
+            parsed = parse_line(line)
             if parsed is not None:
                 prefix, info, rest = parsed
                 if prefix == READY:
@@ -332,7 +346,6 @@ class Mitmdump:
         does not within ``timeout``; returns its exit code."""
         proc = self.process
         if proc is None:
-            self._cleanup()
             return None
         if proc.poll() is None:
             self._stopping = True
@@ -352,13 +365,7 @@ class Mitmdump:
                 pass
         if self._reader is not None:
             self._reader.join(5.0)
-        self._cleanup()
         return proc.returncode
-
-    def _cleanup(self) -> None:
-        if self._shim is not None:
-            shutil.rmtree(self._shim, ignore_errors=True)
-            self._shim = None
 
     def __enter__(self) -> Mitmdump:
         self.start()
@@ -375,23 +382,6 @@ class Mitmdump:
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def _protocol_line(line: str) -> tuple[str, dict[str, Any], str] | None:
-    """Find an addon line (it may share a line with mitmproxy's own output, which another
-    thread writes); returns (prefix, info, the rest of the line)."""
-    for prefix in (READY, RECORDED):
-        at = line.find(prefix + " {")
-        if at < 0:
-            continue
-        start = at + len(prefix) + 1
-        try:
-            info, end = json.JSONDecoder().raw_decode(line, start)
-        except ValueError:
-            continue
-        if isinstance(info, dict):
-            return prefix, info, line[:at] + line[end:]
-    return None
 
 
 def _ready_from(info: dict[str, Any], host: str, port: int) -> Ready:

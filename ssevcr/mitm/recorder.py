@@ -2,165 +2,68 @@
 
 Runs inside mitmdump's interpreter, which may be another environment than ssevcr's (mitmproxy
 11 cannot share one with httpx2 on Python 3.11), so it imports only the standard library,
-msgpack and ssevcr's pure core, and reaches mitmproxy only through the flows it is handed and
-``mitmproxy.ctx`` inside hooks. Used two ways::
+msgpack and ssevcr's core, and reaches mitmproxy only through the flows it is handed and
+``mitmproxy.ctx`` inside hooks. mitmdump loads it through ``scripts/record.py`` (see
+:mod:`ssevcr.mitm.scripts`); ``ssevcr record`` launches exactly that.
 
-    ssevcr record cassette.msgpack ...                     # launches mitmdump with this file
-    mitmdump -s /path/to/ssevcr/mitm/recorder.py --set ssevcr_cassette=out.msgpack
-
-How it records:
+How it records (the capture itself is :class:`ssevcr._capture.Capture`'s):
 
 - ``request`` (this addon should be the first script): a copy of the request as the client sent
-  it (headers as pairs, raw body) and ``t0 = time.monotonic()``. All times are seconds from t0,
-  the moment the request has fully arrived and is handed on upstream — the same origin the replay
-  server uses ("from when the request arrived"), so upstream connect/TLS time is part of
-  ``headers_at`` just as the client experienced it.
-- ``responseheaders``: ``headers_at``; sets ``flow.response.stream`` to a callable for *every*
+  it (headers as pairs, raw body) and ``t0``, the moment the request has fully arrived and is
+  handed on upstream. Every time is seconds from t0, the origin the replay server uses ("from
+  when the request arrived"), so upstream connect/TLS time is part of ``headers_at`` as the
+  client experienced it.
+- ``responseheaders``: the head; sets ``flow.response.stream`` to a callable for *every*
   response, so nothing is buffered. The callable stamps each chunk as mitmproxy reads it and
   returns it unchanged; chunks are the raw, still content-encoded body bytes.
 - ``response``: the exchange is complete. ``error``: it ended early — ``client_disconnected``
-  (the body holds the bytes forwarded to the client before its disconnect was noticed) or
-  ``upstream_error`` (mitmproxy's error text and the partial body). An error before any response
-  header leaves nothing to record and is only reported.
-- Each finished exchange is built, redacted and appended by one writer thread the way
-  ``_store.update`` does it (file lock, load, append, atomic rename; the load is skipped while the
-  file is still the one this writer saved last), so a SIGKILL loses at most the exchanges still in
-  flight and the file always loads. The hooks never wait for the disk. Each save rewrites the
-  whole file: ~2 ms per 100 interactions of a few kB, ~40 ms per 1,000 (packing holds the GIL).
+  (the body holds the bytes forwarded before the disconnect was noticed) or ``upstream_error``
+  (mitmproxy's error text and the partial body). An error before any response header leaves
+  nothing to record and is reported (``no_response``, with the error: "certificate verify
+  failed", "connection refused", ...).
+- ``done`` (SIGTERM, Ctrl-C): every stream still open is saved as ``client_disconnected``, with
+  what arrived, before mitmdump exits.
+- At most ``ssevcr_max_body`` bytes of each response body are kept (64 MiB by default).
+- Each finished exchange is built, redacted and appended by one writer thread (file lock, load,
+  append, atomic rename), so a SIGKILL loses at most the exchanges still in flight and the file
+  always loads. The hooks never wait for the disk.
 
-It also prints one ready line ``SSEVCR-READY {json}`` on stdout once mitmproxy listens (the bound
-address, so ``--listen-port 0`` works) and, with ``ssevcr_report``, one ``SSEVCR-RECORDED {json}``
-line per saved exchange; :mod:`ssevcr.mitm.driver` reads them. It must not buffer bodies, change bytes,
-or import mitmproxy at module level (the launcher imports this module for its constants).
+With ``ssevcr_report`` it prints one ``SSEVCR-RECORDED {json}`` line per exchange (saved or not,
+and why), which :mod:`ssevcr.mitm.driver` reads. It must not buffer bodies, change bytes, or
+import mitmproxy at module level.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import logging
 import os
-import sys
-import tempfile
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+from .. import _store
+from .._capture import DEFAULT_MAX_BODY, Capture
+from .._cassette import Cassette, Headers, Interaction, Outcome, Request, Response
+from .._content import decode_body
+from .._errors import SsevcrError
+from .._redaction import Redaction
+from .._sse import parse
+from . import protocol
+from .announce import Announce, emit
 
-# mitmproxy's script loader puts this file's directory first on sys.path (and leaves it there);
-# drop it so that the package's modules never shadow top-level ones.
-if sys.path and os.path.abspath(sys.path[0] or os.curdir) == _HERE:
-    del sys.path[0]
-
-
-def _ensure_ssevcr_importable() -> None:
-    """Loaded as a script into a mitmdump whose environment lacks ssevcr: expose this package
-    through a temporary directory holding only a symlink to it (never its site-packages)."""
-    try:
-        import ssevcr  # noqa: F401
-    except ImportError:
-        shim = tempfile.mkdtemp(prefix="ssevcr-addon-")
-        os.symlink(os.path.dirname(_HERE), os.path.join(shim, "ssevcr"))
-        sys.path.insert(0, shim)
-
-
-_ensure_ssevcr_importable()
-
-import fnmatch  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import queue  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterable, Sequence  # noqa: E402
-from typing import Any  # noqa: E402
-
-from ssevcr import _store  # noqa: E402
-from ssevcr._cassette import Cassette, End, Headers, Interaction, Outcome, Request, Response  # noqa: E402
-from ssevcr._content import decode_body  # noqa: E402
-from ssevcr._errors import SsevcrError  # noqa: E402
-from ssevcr._redaction import Redaction  # noqa: E402
-from ssevcr._sse import parse  # noqa: E402
-
-__all__ = ["READY", "RECORDED", "Announce", "Recorder", "addons", "events_in", "exchange_summary"]
-
-READY = "SSEVCR-READY"
-"""Prefix of the ready line: ``SSEVCR-READY {"pid", "listen": [[host, port]], "mode", "ca_cert", ...}``."""
-RECORDED = "SSEVCR-RECORDED"
-"""Prefix of a progress line: ``SSEVCR-RECORDED {"method", "url", "status", "outcome", "events", ...}``."""
+__all__ = ["Recorder", "addons", "events_in", "exchange_summary"]
 
 logger = logging.getLogger("ssevcr")
-_stdout_lock = threading.Lock()
 
-
-def emit(prefix: str, info: dict[str, Any]) -> None:
-    """Write one machine-readable line on stdout (thread-safe)."""
-    line = f"{prefix} {json.dumps(info, separators=(',', ':'))}\n"
-    with _stdout_lock:
-        sys.stdout.write(line)
-        sys.stdout.flush()
+STOPPED = "recording stopped while the stream was open"
+"""The error text of a stream still open when the recorder shut down."""
 
 
 # ---------------------------------------------------------------------------------------------
-# ready line
-
-
-class Announce:
-    """Prints the ready line when mitmproxy listens; with ``ssevcr_exit_on_eof`` it also shuts
-    mitmproxy down when its stdin closes, so a launched mitmdump never outlives its launcher
-    (even one killed with SIGKILL). Reusable by any addon file that :mod:`ssevcr.mitm.driver` launches."""
-
-    def load(self, loader: Any) -> None:
-        loader.add_option(
-            "ssevcr_exit_on_eof",
-            bool,
-            False,
-            "Shut down when stdin reaches end of file (set by ssevcr's launcher).",
-        )
-
-    def running(self) -> None:
-        from mitmproxy import ctx
-
-        listen: list[list[Any]] = []
-        ps = ctx.master.addons.get("proxyserver")
-        if ps is not None:
-            if callable(getattr(ps, "listen_addrs", None)):  # mitmproxy 11 and 12
-                addrs = list(ps.listen_addrs())
-            else:  # pragma: no cover - a future layout: ask each server instance
-                addrs = [a for server in getattr(ps, "servers", ()) for a in server.listen_addrs]
-            for addr in addrs:
-                listen.append([str(addr[0]), int(addr[1])])
-        confdir = os.path.expanduser(ctx.options.confdir)
-        try:
-            from mitmproxy.version import VERSION as mitmproxy_version
-        except ImportError:  # pragma: no cover
-            mitmproxy_version = "?"
-        emit(
-            READY,
-            {
-                "pid": os.getpid(),
-                "listen": listen,
-                "mode": list(ctx.options.mode),
-                "confdir": confdir,
-                "ca_cert": os.path.join(confdir, "mitmproxy-ca-cert.pem"),
-                "mitmproxy": mitmproxy_version,
-                "python": sys.version.split()[0],
-            },
-        )
-        if ctx.options.ssevcr_exit_on_eof:
-            master = ctx.master
-
-            def watch() -> None:
-                # os.read, not sys.stdin: a daemon thread blocked in a buffered read would abort
-                # the interpreter at exit.
-                try:
-                    fd = sys.stdin.fileno()
-                    while os.read(fd, 65536):
-                        pass
-                except (OSError, ValueError):
-                    pass
-                master.shutdown()
-
-            threading.Thread(target=watch, name="ssevcr-stdin-watch", daemon=True).start()
-
-
-# ---------------------------------------------------------------------------------------------
-# summaries (also used by the CLI's progress lines)
+# summaries (also what the CLI's progress lines show)
 
 
 def events_in(response: Response) -> int | None:
@@ -261,23 +164,23 @@ class _Writer:
 
     def _save(self, batch: list[Interaction]) -> None:
         fresh = self.overwrite
-        self.overwrite = False  # only the first save replaces the old cassette
-
-        def change(current: Cassette) -> Cassette:
-            base = Cassette(meta=current.meta) if fresh else current
-            return Cassette(interactions=(*base.interactions, *batch), meta=base.meta)
-
         error: str | None = None
         try:
             # _store.update's contract (lock, load, change, atomic save), without re-reading a
-            # file nobody else wrote since our last save: loading is most of the cost.
+            # file nobody else wrote since our last save: loading is most of the cost. The first
+            # save of an --overwrite run replaces the file without reading it (it may be damaged:
+            # replacing it is what the user asked for).
             with _store.locked(self.path):
-                current = self._cached()
-                if current is None:
-                    current = _store.load(self.path) if os.path.exists(self.path) else Cassette()
-                new = change(current)
+                if fresh:
+                    current = Cassette()
+                else:
+                    current = self._cached() or (
+                        _store.load(self.path) if _store.present(self.path) else Cassette()
+                    )
+                new = Cassette(interactions=(*current.interactions, *batch), meta=current.meta)
                 _store.save(new, self.path)
                 self._cache = (new, _identity(self.path))
+                self.overwrite = False  # only the first save that succeeds replaces the cassette
         except SsevcrError as e:
             self._cache = None
             error = str(e)
@@ -295,22 +198,30 @@ class _Writer:
 # the recorder
 
 
-class _Capture:
-    """Mutable state of one exchange in flight (not a value: it fills up as bytes arrive).
-    A plain class: mitmproxy's script loader does not register the module, which dataclasses need."""
+class _Flow:
+    """One flow being recorded: its capture and its time origin (a plain class: mitmproxy's
+    script loader does not register modules, which dataclasses need)."""
 
-    __slots__ = ("chunks", "end_at", "headers_at", "request", "t0")
+    __slots__ = ("capture", "end_at", "t0")
 
-    def __init__(self, t0: float, request: Request) -> None:
+    def __init__(self, t0: float, capture: Capture) -> None:
         self.t0 = t0
-        self.request = request
-        self.headers_at: float | None = None
-        self.chunks: list[tuple[float, bytes]] = []
-        self.end_at: float | None = None
+        self.capture = capture
+        self.end_at: float | None = None  # when the body's end was read (the stream's last call)
 
 
 def _pairs(fields: Iterable[tuple[bytes, bytes]]) -> Headers:
     return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in fields)
+
+
+def _head(cap: Capture, resp: Any, at: float) -> None:
+    cap.head(
+        at,
+        resp.status_code,
+        reason=resp.reason or "",
+        headers=_pairs(resp.headers.fields),
+        http_version=resp.http_version or "HTTP/1.1",
+    )
 
 
 def _client_gone(flow: Any) -> bool:
@@ -330,53 +241,58 @@ class Recorder:
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self.cassette: str = ""
         self.redaction = Redaction()
         self.hosts: tuple[str, ...] = ()
         self.paths: tuple[str, ...] = ()
         self.report = False
+        self.max_body = DEFAULT_MAX_BODY
         self._writer: _Writer | None = None
-        self._captures: dict[str, _Capture] = {}
+        self._flows: dict[str, _Flow] = {}
 
     # -- options ---------------------------------------------------------------------------
 
     def load(self, loader: Any) -> None:
-        loader.add_option("ssevcr_cassette", str, "", "Cassette file to record into (msgpack).")
-        loader.add_option(
-            "ssevcr_overwrite",
+        add = loader.add_option
+        add(protocol.CASSETTE, str, "", "Cassette file to record into (msgpack).")
+        add(
+            protocol.OVERWRITE,
             bool,
             False,
             "Replace the cassette's interactions instead of appending to them.",
         )
-        loader.add_option(
-            "ssevcr_redact_headers",
+        add(
+            protocol.REDACT_HEADERS,
             Sequence[str],
             [],
             "More header names to redact (besides the defaults).",
         )
-        loader.add_option(
-            "ssevcr_redact_query", Sequence[str], [], "More URL query keys to redact."
-        )
-        loader.add_option(
-            "ssevcr_redact_body",
+        add(protocol.REDACT_QUERY, Sequence[str], [], "More URL query keys to redact.")
+        add(
+            protocol.REDACT_BODY,
             Sequence[str],
             [],
             "Dotted JSON paths of the request body to redact (auth.token).",
         )
-        loader.add_option(
-            "ssevcr_hosts",
+        add(
+            protocol.HOSTS,
             Sequence[str],
             [],
             "Record only hosts matching these glob patterns (host or host:port).",
         )
-        loader.add_option(
-            "ssevcr_paths", Sequence[str], [], "Record only URL paths matching these glob patterns."
+        add(
+            protocol.PATHS, Sequence[str], [], "Record only URL paths matching these glob patterns."
         )
-        loader.add_option(
-            "ssevcr_report",
+        add(
+            protocol.MAX_BODY,
+            int,
+            DEFAULT_MAX_BODY,
+            "Response body bytes kept per exchange; past it the rest is not recorded.",
+        )
+        add(
+            protocol.REPORT,
             bool,
             False,
-            "Print one machine-readable SSEVCR-RECORDED line per saved exchange.",
+            "Print one machine-readable SSEVCR-RECORDED line per exchange.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -385,39 +301,54 @@ class Recorder:
         opts = ctx.options
         try:
             self.redaction = Redaction().extended(
-                headers=opts.ssevcr_redact_headers,
-                query_keys=opts.ssevcr_redact_query,
-                body_paths=opts.ssevcr_redact_body,
+                headers=getattr(opts, protocol.REDACT_HEADERS),
+                query_keys=getattr(opts, protocol.REDACT_QUERY),
+                body_paths=getattr(opts, protocol.REDACT_BODY),
             )
         except SsevcrError as e:
             raise exceptions.OptionsError(str(e)) from None
-        self.hosts = tuple(h.lower() for h in opts.ssevcr_hosts)
-        self.paths = tuple(opts.ssevcr_paths)
-        self.report = bool(opts.ssevcr_report)
-        if "ssevcr_cassette" in updated or "ssevcr_overwrite" in updated:
-            path = opts.ssevcr_cassette
-            if self._writer is not None and (not path or path != self._writer.path):
-                self._writer.close()
-                self._writer = None
-            if path and not opts.ssevcr_overwrite and os.path.exists(path):
-                try:
-                    _store.load(path)  # refuse to start appending to a damaged cassette
-                except SsevcrError as e:
-                    raise exceptions.OptionsError(
-                        f"{e} (use ssevcr_overwrite to replace it)"
-                    ) from None
-            if path and self._writer is None:
-                self._writer = _Writer(
-                    path, overwrite=bool(opts.ssevcr_overwrite), on_saved=self._saved
-                )
-            elif self._writer is not None:
-                self._writer.overwrite = bool(opts.ssevcr_overwrite)
-            if not path:
-                logger.warning(
-                    "ssevcr: no cassette set (--set ssevcr_cassette=FILE); nothing is recorded"
-                )
+        self.hosts = tuple(h.lower() for h in getattr(opts, protocol.HOSTS))
+        self.paths = tuple(getattr(opts, protocol.PATHS))
+        self.report = bool(getattr(opts, protocol.REPORT))
+        max_body = int(getattr(opts, protocol.MAX_BODY))
+        if max_body < 0:
+            raise exceptions.OptionsError(f"{protocol.MAX_BODY} must be >= 0")
+        self.max_body = max_body
+        if protocol.CASSETTE in updated or protocol.OVERWRITE in updated:
+            self._open(getattr(opts, protocol.CASSETTE), bool(getattr(opts, protocol.OVERWRITE)))
+
+    def _open(self, path: str, overwrite: bool) -> None:
+        from mitmproxy import exceptions
+
+        if self._writer is not None and (not path or path != self._writer.path):
+            self._writer.close()
+            self._writer = None
+        if path and not overwrite and _store.present(path):
+            try:
+                _store.load(path)  # refuse to start appending to a damaged cassette
+            except SsevcrError as e:
+                raise exceptions.OptionsError(
+                    f"{e} (use {protocol.OVERWRITE} to replace it)"
+                ) from None
+        if path and self._writer is None:
+            self._writer = _Writer(path, overwrite=overwrite, on_saved=self._saved)
+        elif self._writer is not None:
+            self._writer.overwrite = overwrite
+        if not path:
+            logger.warning(
+                "ssevcr: no cassette set (--set %s=FILE); nothing is recorded", protocol.CASSETTE
+            )
 
     def done(self) -> None:
+        """mitmdump stops: save every stream still open with what arrived, then drain."""
+        for flow_id in list(self._flows):
+            entry = self._flows.pop(flow_id)
+            cap = entry.capture
+            if cap.headers_at is None:
+                self._report_unrecorded(cap.request, STOPPED + " (before the response head)")
+                continue
+            cap.finish(self.clock() - entry.t0, Outcome.CLIENT_DISCONNECTED, STOPPED)
+            self._submit(cap)
         if self._writer is not None:
             self._writer.close()
 
@@ -440,40 +371,41 @@ class Recorder:
         req = flow.request
         if not self.wanted(req.host, req.port, req.path.split("?", 1)[0]):
             return
-        self._captures[flow.id] = _Capture(
-            t0=t0,
-            request=Request(
-                method=req.method,
-                url=req.url,
-                headers=_pairs(req.headers.fields),
-                body=bytes(req.raw_content or b""),
-            ),
+        request = Request(
+            method=req.method,
+            url=req.url,
+            headers=_pairs(req.headers.fields),
+            body=bytes(req.raw_content or b""),
         )
+        self._flows[flow.id] = _Flow(t0, Capture(request, max_body=self.max_body))
 
     def responseheaders(self, flow: Any) -> None:
-        cap = self._captures.get(flow.id)
-        if cap is None:
+        entry = self._flows.get(flow.id)
+        if entry is None:
             if not flow.response.stream:
                 flow.response.stream = True  # never buffer, even what is not recorded
             return
-        clock, t0, chunks = self.clock, cap.t0, cap.chunks
-        cap.headers_at = clock() - t0
-        downstream = flow.response.stream if callable(flow.response.stream) else None
+        clock, t0, cap = self.clock, entry.t0, entry.capture
+        resp = flow.response
+        _head(cap, resp, clock() - t0)
+        downstream = resp.stream if callable(resp.stream) else None
+        chunk = cap.chunk
 
         def stream(data: bytes) -> bytes | Iterable[bytes]:
             if data:
-                chunks.append((clock() - t0, data))
+                chunk(clock() - t0, data)
             else:
-                cap.end_at = clock() - t0
+                entry.end_at = clock() - t0
             return data if downstream is None else downstream(data)
 
-        flow.response.stream = stream
+        resp.stream = stream
 
     def response(self, flow: Any) -> None:
-        cap = self._captures.pop(flow.id, None)
-        if cap is None or self._writer is None:
+        entry = self._flows.pop(flow.id, None)
+        if entry is None or self._writer is None:
             return
-        now = self.clock() - cap.t0
+        cap = entry.capture
+        now = self.clock() - entry.t0
         if flow.response.status_code == 101:
             logger.info(
                 "ssevcr: not recording a protocol upgrade (%s %s)",
@@ -482,70 +414,50 @@ class Recorder:
             )
             return
         if cap.headers_at is None:  # a response made by an addon, never streamed
-            cap.headers_at = now
-        if not cap.chunks and flow.response.raw_content:  # another addon turned streaming off
-            cap.chunks.append((now, bytes(flow.response.raw_content)))
-        self._finish(
-            flow, cap, End(cap.end_at if cap.end_at is not None else now, Outcome.COMPLETE)
-        )
+            _head(cap, flow.response, now)
+        if not cap.size and flow.response.raw_content:  # another addon turned streaming off
+            cap.chunk(now, bytes(flow.response.raw_content))
+        cap.finish(entry.end_at if entry.end_at is not None else now, Outcome.COMPLETE)
+        self._submit(cap)
 
     def error(self, flow: Any) -> None:
-        cap = self._captures.pop(flow.id, None)
-        if cap is None or self._writer is None:
+        entry = self._flows.pop(flow.id, None)
+        if entry is None or self._writer is None:
             return
-        now = self.clock() - cap.t0
+        cap = entry.capture
         message = str(getattr(flow.error, "msg", "") or "error")
         if flow.response is None or cap.headers_at is None:
-            logger.warning(
-                "ssevcr: not recorded (no response): %s %s: %s",
-                cap.request.method,
-                cap.request.url,
-                message,
-            )
-            if self.report:
-                emit(
-                    RECORDED,
-                    {
-                        "method": cap.request.method,
-                        "url": cap.request.url,
-                        "path": cap.request.path,
-                        "status": None,
-                        "outcome": "no_response",
-                        "error": message,
-                        "saved": False,
-                    },
-                )
+            self._report_unrecorded(cap.request, message)
             return
         outcome = Outcome.CLIENT_DISCONNECTED if _client_gone(flow) else Outcome.UPSTREAM_ERROR
-        self._finish(
-            flow, cap, End(max(now, cap.chunks[-1][0] if cap.chunks else 0.0), outcome, message)
-        )
+        cap.finish(self.clock() - entry.t0, outcome, message)
+        self._submit(cap)
 
-    # -- saving ----------------------------------------------------------------------------
+    # -- reporting -------------------------------------------------------------------------
 
-    def _finish(self, flow: Any, cap: _Capture, end: End) -> None:
-        resp = flow.response
-        status, reason, version = (
-            resp.status_code,
-            resp.reason or "",
-            resp.http_version or "HTTP/1.1",
-        )
-        headers, redaction = tuple(resp.headers.fields), self.redaction
-
-        def make() -> Interaction:
-            response = Response.from_chunks(
-                status,
-                cap.chunks,
-                reason=reason,
-                http_version=version,
-                headers=_pairs(headers),
-                headers_at=cap.headers_at or 0.0,
-                end=end,
-            )
-            return redaction.interaction(Interaction(request=cap.request, response=response))
-
+    def _submit(self, cap: Capture) -> None:
+        redaction = self.redaction
         assert self._writer is not None
-        self._writer.submit(make)
+        self._writer.submit(lambda: cap.interaction(redaction))
+
+    def _report_unrecorded(self, request: Request, message: str) -> None:
+        logger.warning(
+            "ssevcr: not recorded (no response): %s %s: %s", request.method, request.url, message
+        )
+        if self.report:
+            redacted = self.redaction.request(request)
+            emit(
+                protocol.RECORDED,
+                {
+                    "method": redacted.method,
+                    "url": redacted.url,
+                    "path": redacted.path,
+                    "status": None,
+                    "outcome": "no_response",
+                    "error": message,
+                    "saved": False,
+                },
+            )
 
     def _saved(self, interaction: Interaction, error: str | None) -> None:
         summary = exchange_summary(interaction)
@@ -565,7 +477,7 @@ class Recorder:
                 summary["outcome"],
             )
         if self.report:
-            emit(RECORDED, {**summary, "saved": error is None, "save_error": error})
+            emit(protocol.RECORDED, {**summary, "saved": error is None, "save_error": error})
 
 
 addons = [Announce(), Recorder()]

@@ -1,68 +1,110 @@
 """The ``ssevcr replay --proxy`` addon for mitmproxy: forward-proxy clients get the replay.
 
 Every request that reaches the proxy (plain HTTP or intercepted HTTPS) is redirected to the replay
-server given by ``ssevcr_replay_url``, with the URL the client asked for in ``x-ssevcr-forwarded-url``
-(so matching sees the original scheme and host), and every response is streamed back as it comes
-(``flow.response.stream = True``): timing and faults are the replay server's. Run it with
-``upstream_cert=false`` and ``connection_strategy=lazy`` so mitmproxy never contacts the real host:
-it works with no network at all.
+server given by ``ssevcr_replay_url``, with the URL the client asked for in
+``x-ssevcr-forwarded-url`` (so matching sees the original scheme and host), and every response is
+streamed back as it comes (``flow.response.stream = True``): timing and faults are the replay
+server's. Run it with ``upstream_cert=false`` and ``connection_strategy=lazy`` so mitmproxy never
+contacts the real host: it works with no network at all.
 
-Runs inside mitmdump's interpreter (possibly another environment): standard library and ssevcr's
-core only, mitmproxy only through ``ctx`` inside hooks. It must not buffer bodies or change bytes.
+Nothing is ever forwarded anywhere else: a connection mitmproxy would open to any address but the
+replay server's (bytes after CONNECT that are neither HTTP nor TLS, which mitmproxy passes through
+as raw TCP; UDP; a flow an addon sent elsewhere) is refused before it opens, and reported on
+stdout as ``SSEVCR-REFUSED {json}``.
+
+Runs inside mitmdump's interpreter (possibly another environment): the standard library and
+ssevcr's core only, mitmproxy only through ``ctx`` inside hooks (mitmdump loads it through
+``scripts/replay_proxy.py``). It must not buffer bodies or change bytes.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
+import logging
+from typing import Any
+from urllib.parse import urlsplit
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-ADDON_FILE = os.path.abspath(__file__)
-OPTION = "ssevcr_replay_url"
+from .announce import Announce, emit
+from .protocol import FORWARDED_URL, REFUSED, REPLAY_URL
 
-# mitmproxy's script loader puts this file's directory first on sys.path; never let the package's
-# modules shadow top-level ones.
-if sys.path and os.path.abspath(sys.path[0] or os.curdir) == _HERE:
-    del sys.path[0]
+__all__ = ["ReplayRedirect", "addons"]
 
-try:
-    import ssevcr  # noqa: F401
-except ImportError:  # loaded by hand into a mitmdump without ssevcr: expose only this package
-    _shim = tempfile.mkdtemp(prefix="ssevcr-addon-")
-    os.symlink(os.path.dirname(_HERE), os.path.join(_shim, "ssevcr"))
-    sys.path.insert(0, _shim)
+logger = logging.getLogger("ssevcr")
 
-from typing import Any  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
 
-from ssevcr._server import FORWARDED_URL  # noqa: E402
-from ssevcr.mitm.recorder import Announce  # noqa: E402
-
-__all__ = ["ADDON_FILE", "OPTION", "ReplayRedirect", "addons"]
+def _address(addr: Any) -> str:
+    if not addr:
+        return "?"
+    host, port = str(addr[0]), addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class ReplayRedirect:
-    """Send every flow to the replay server; stream every response back unbuffered."""
+    """Send every flow to the replay server; stream every response back unbuffered; refuse every
+    connection to anywhere else."""
+
+    def __init__(self) -> None:
+        self.target: tuple[str, int] | None = None
 
     def load(self, loader: Any) -> None:
         loader.add_option(
-            OPTION, str, "", "Replay server URL (http://HOST:PORT) that receives every flow."
+            REPLAY_URL, str, "", "Replay server URL (http://HOST:PORT) that receives every flow."
         )
 
-    def request(self, flow: Any) -> None:
+    def configure(self, updated: set[str]) -> None:
         from mitmproxy import ctx
 
-        target = urlsplit(getattr(ctx.options, OPTION))
-        if not target.hostname:
+        if REPLAY_URL in updated:
+            url = urlsplit(getattr(ctx.options, REPLAY_URL))
+            self.target = (url.hostname, url.port or 80) if url.hostname else None
+
+    def request(self, flow: Any) -> None:
+        if self.target is None:
             return
         flow.request.headers[FORWARDED_URL] = flow.request.url
         flow.request.scheme = "http"
-        flow.request.host = target.hostname
-        flow.request.port = target.port or 80
+        flow.request.host, flow.request.port = self.target
 
     def responseheaders(self, flow: Any) -> None:
         flow.response.stream = True
+
+    def server_connect(self, data: Any) -> None:
+        """The one door out: only the replay server's address opens."""
+        server = data.server
+        address = tuple(server.address or ())
+        if self.target is not None and address[:2] == self.target:
+            return
+        reason = "not the replay server"
+        layer = (
+            "raw TCP (neither HTTP nor TLS)"
+            if getattr(server, "transport_protocol", "") == ("tcp")
+            else "a connection"
+        )
+        server.error = (
+            f"ssevcr replay --proxy forwards nothing: refused {layer} to {_address(address)}"
+        )
+        peer = _address(getattr(data.client, "peername", None))
+        logger.warning("ssevcr: %s (from %s)", server.error, peer)
+        emit(
+            REFUSED,
+            {"what": layer, "peer": peer, "target": _address(address), "reason": reason},
+        )
+
+    def tcp_start(self, flow: Any) -> None:
+        """Raw TCP after CONNECT (the client spoke neither HTTP nor TLS): never relayed."""
+        self._refuse_stream(flow, "raw TCP (neither HTTP nor TLS)")
+
+    def udp_start(self, flow: Any) -> None:
+        self._refuse_stream(flow, "UDP")
+
+    def _refuse_stream(self, flow: Any, what: str) -> None:
+        target = _address(getattr(flow.server_conn, "address", None))
+        peer = _address(getattr(flow.client_conn, "peername", None))
+        logger.warning("ssevcr: replay --proxy forwards nothing: refused %s to %s", what, target)
+        emit(
+            REFUSED,
+            {"what": what, "peer": peer, "target": target, "reason": "not HTTP"},
+        )
+        flow.kill()
 
 
 addons = [Announce(), ReplayRedirect()]
