@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "export": "review",
     "import": "review",
     "audit": "review",
+    "synth": "synth",
 }
 
 
