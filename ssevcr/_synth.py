@@ -313,6 +313,10 @@ class _Builder:
         self.kinds: list[str] = []  # the shape name of each frame
         self.seq = 0
         self._cache: dict[tuple[object, ...], _Compiled] = {}
+        self._pool, self._pool_at, self._lengths, self._length_at = "", 0, [0], 0
+        self._encoder = json.JSONEncoder(
+            separators=(self.item_sep, self.key_sep), ensure_ascii=False
+        )
 
     def _lookup(self, subs: Mapping[str, Any], values: Mapping[str, Any], slots: bool) -> Any:
         def lookup(name: str) -> Any:
@@ -335,9 +339,69 @@ class _Builder:
         return _resolve(self.shapes[shape], self._lookup(subs or {}, values, slots=False))
 
     def dumps(self, value: Any) -> str:
-        if isinstance(value, str):
+        t = type(value)
+        if t is str:
             return str(encode_basestring(value))
-        return json.dumps(value, separators=(self.item_sep, self.key_sep), ensure_ascii=False)
+        if value is None:
+            return "null"
+        if t is int:
+            return int.__repr__(value)
+        return self._encoder.encode(value)
+
+    def stream_of(
+        self, shape: str, subs: Mapping[str, Any] | None = None, /, **fixed: Any
+    ) -> Callable[[str], None]:
+        """``emit`` for a hot loop: the shape compiled once with ``fixed`` values; the function
+        returned emits it for one ``piece`` (a new ``seq`` and obfuscation each time)."""
+        subs = dict(subs or {})
+        for k in [k for k, v in fixed.items() if v is OMIT]:
+            subs[k] = fixed.pop(k)
+        values = {**fixed, "piece": ""}
+        values["seq"] = 0  # a shape with $seq numbers its events (Responses)
+        if self.obfuscation:
+            values["obfuscation"] = ""
+        else:
+            subs.setdefault("obfuscation", OMIT)
+        compiled = self._compile(shape, subs, values)
+        parts, slots = compiled.parts, compiled.slots
+        encoded = [
+            None if k in ("piece", "seq", "obfuscation") else self.dumps(values[k]) for k in slots
+        ]
+        dumps, frame, event = self.dumps, self._frame, compiled.event
+
+        def emit_piece(piece: str) -> None:
+            out = [parts[0]]
+            for i, slot in enumerate(slots):
+                value = encoded[i]
+                if value is None:
+                    if slot == "piece":
+                        value = dumps(piece)
+                    elif slot == "seq":
+                        value = str(self.next_seq())
+                    else:
+                        value = '"' + self._obfuscation() + '"'
+                out.append(value)
+                out.append(parts[i + 1])
+            frame(shape, event, "".join(out))
+
+        return emit_piece
+
+    def _obfuscation(self) -> str:
+        """A random-length padding string (OpenAI's ``obfuscation``), cut from a seeded pool."""
+        ob = self.obfuscation
+        assert ob is not None
+        lo, hi = ob["min"], ob["max"]
+        if self._pool_at + 2 * hi > len(self._pool):
+            alphabet = _ALPHABETS[ob["alphabet"]]
+            table = bytes(ord(alphabet[i % len(alphabet)]) for i in range(256))
+            self._pool = self.rng.randbytes(1 << 14).translate(table).decode("ascii")
+            self._lengths = [lo + b % (hi - lo + 1) for b in self.rng.randbytes(1 << 10)]
+            self._pool_at = self._length_at = 0
+        n = self._lengths[self._length_at % len(self._lengths)]
+        self._length_at += 1
+        start = self._pool_at
+        self._pool_at += n
+        return self._pool[start : start + n]
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -351,16 +415,13 @@ class _Builder:
             values["obfuscation"] = ""  # drawn below if the shape has it
         else:
             subs.setdefault("obfuscation", OMIT)
-        key = (shape, *sorted((k, v if isinstance(v, str) else id(v)) for k, v in subs.items()))
-        key += tuple(sorted(values))
+        key = (shape, *((k, v if isinstance(v, str) else id(v)) for k, v in subs.items()), *values)
         compiled = self._cache.get(key)
         if compiled is None:
             compiled = self._cache[key] = self._compile(shape, subs, values)
         parts, slots = compiled.parts, compiled.slots
         if self.obfuscation and "obfuscation" in slots:
-            ob = self.obfuscation
-            n = self.rng.randint(ob["min"], ob["max"])
-            values["obfuscation"] = "".join(self.rng.choices(_ALPHABETS[ob["alphabet"]], k=n))
+            values["obfuscation"] = self._obfuscation()
         out = [parts[0]]
         dumps = self.dumps
         for i, slot in enumerate(slots):
@@ -528,8 +589,9 @@ def _openai_chat(b: _Builder, plan: _Plan, content: Content, how: str | int) -> 
     else:
         role = "delta_role_tools" if calls and not content.text else "delta_role_text"
         b.emit("chunk", {**chunk, "delta": role}, finish_reason=None)
+    emit_text = b.stream_of("chunk", {**chunk, "delta": "delta_content"}, finish_reason=None)
     for piece in text:
-        b.emit("chunk", {**chunk, "delta": "delta_content"}, piece=piece, finish_reason=None)
+        emit_text(piece)
     for i, call in enumerate(calls):
         if not (merged and i == 0):
             b.emit(
@@ -540,14 +602,11 @@ def _openai_chat(b: _Builder, plan: _Plan, content: Content, how: str | int) -> 
                 name=call.name,
                 finish_reason=None,
             )
+        emit_args = b.stream_of(
+            "chunk", {**chunk, "delta": "delta_tool_args"}, index=i, finish_reason=None
+        )
         for piece in args[i]:
-            b.emit(
-                "chunk",
-                {**chunk, "delta": "delta_tool_args"},
-                index=i,
-                piece=piece,
-                finish_reason=None,
-            )
+            emit_args(piece)
     b.emit("chunk", {**chunk, "delta": "delta_finish"}, finish_reason=finish)
     if include_usage:
         b.emit("chunk", {"choices": "no_choices", "usage": "usage"}, **_usage_values(plan))
@@ -600,8 +659,9 @@ def _openai_responses(b: _Builder, plan: _Plan, content: Content, how: str | int
                 b.emit(
                     "summary_part_added", part, item_id=rid, output_index=index, text="", seq=seq()
                 )
+                emit_summary = b.stream_of("summary_delta", item_id=rid, output_index=index)
                 for piece in reasoning:
-                    b.emit("summary_delta", item_id=rid, output_index=index, piece=piece, seq=seq())
+                    emit_summary(piece)
                 b.emit(
                     "summary_done",
                     item_id=rid,
@@ -636,8 +696,9 @@ def _openai_responses(b: _Builder, plan: _Plan, content: Content, how: str | int
                 text="",
                 seq=seq(),
             )
+            emit_text = b.stream_of("text_delta", item_id=mid, output_index=index)
             for piece in text:
-                b.emit("text_delta", item_id=mid, output_index=index, piece=piece, seq=seq())
+                emit_text(piece)
             b.emit("text_done", item_id=mid, output_index=index, text=content.text, seq=seq())
             b.emit(
                 "part_done",
@@ -659,8 +720,9 @@ def _openai_responses(b: _Builder, plan: _Plan, content: Content, how: str | int
         if stream:
             item = b.obj("item_function", status="in_progress", arguments="", **fields)
             b.emit("item_added", output_index=index, item=item, seq=seq())
+            emit_args = b.stream_of("args_delta", item_id=fid, output_index=index)
             for piece in args[i]:
-                b.emit("args_delta", item_id=fid, output_index=index, piece=piece, seq=seq())
+                emit_args(piece)
             b.emit(
                 "args_done", item_id=fid, output_index=index, arguments=call.arguments, seq=seq()
             )
@@ -714,21 +776,24 @@ def _anthropic(b: _Builder, plan: _Plan, content: Content, how: str | int) -> An
 
     if content.reasoning:
         start("block_thinking", thinking="", signature="")
+        emit = b.stream_of("block_delta", {"delta": "delta_thinking"}, index=index)
         for piece in reasoning:
-            b.emit("block_delta", {"delta": "delta_thinking"}, index=index, piece=piece)
+            emit(piece)
         b.emit("block_delta", {"delta": "delta_signature"}, index=index, signature=signature)
         b.emit("block_stop", index=index)
         index += 1
     if content.text or not calls:
         start("block_text", text="")
+        emit = b.stream_of("block_delta", {"delta": "delta_text"}, index=index)
         for piece in text:
-            b.emit("block_delta", {"delta": "delta_text"}, index=index, piece=piece)
+            emit(piece)
         b.emit("block_stop", index=index)
         index += 1
     for i, call in enumerate(calls):
         start("block_tool_use", call_id=call_ids[i], name=call.name, input={})
+        emit = b.stream_of("block_delta", {"delta": "delta_input"}, index=index)
         for piece in ["", *args[i]]:
-            b.emit("block_delta", {"delta": "delta_input"}, index=index, piece=piece)
+            emit(piece)
         b.emit("block_stop", index=index)
         index += 1
     b.emit("message_delta", {"usage": "usage_delta"}, stop_reason=stop, **values)
@@ -764,18 +829,11 @@ def _gemini(b: _Builder, plan: _Plan, content: Content, how: str | int) -> Any:
         parts += call_parts
         return b.obj("chunk", {"usage": "usage_final"}, parts=parts, finish_reason=finish, **values)
     last_text = len(text) - 1 if b.tpl.get("finish_on_last_text") and not calls else -1
+    partial = {"parts": "parts_one", "usage": "usage_partial", "finish_reason": OMIT}
+    emit_thought = b.stream_of("chunk", {**partial, "part": "part_thought"}, **values)
     for piece in reasoning:
-        b.emit(
-            "chunk",
-            {
-                "parts": "parts_one",
-                "part": "part_thought",
-                "usage": "usage_partial",
-                "finish_reason": OMIT,
-            },
-            piece=piece,
-            **values,
-        )
+        emit_thought(piece)
+    emit_text = b.stream_of("chunk", {**partial, "part": "part_text"}, **values)
     for i, piece in enumerate(text):
         if i == last_text:
             b.emit(
@@ -786,17 +844,7 @@ def _gemini(b: _Builder, plan: _Plan, content: Content, how: str | int) -> Any:
                 **values,
             )
         else:
-            b.emit(
-                "chunk",
-                {
-                    "parts": "parts_one",
-                    "part": "part_text",
-                    "usage": "usage_partial",
-                    "finish_reason": OMIT,
-                },
-                piece=piece,
-                **values,
-            )
+            emit_text(piece)
     if calls:
         b.emit(
             "chunk", {"usage": "usage_partial", "finish_reason": OMIT}, parts=call_parts, **values
