@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("review", "Write a cassette as its lossless JSON twin."),
     "import": ("review", "Read a JSON twin (checked; errors name the line and the field)."),
     "audit": ("review", "Look for credentials in cassettes."),
+    "synth": (
+        "synth",
+        "Build a cassette from content, without a network: the stream a provider would send.",
+    ),
 }
 """Command name -> (module in ssevcr.cli that defines ``<name>_command``, what ``ssevcr --help``
 says of it: the start of its own help, as a test checks)."""
