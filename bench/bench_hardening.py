@@ -1,7 +1,7 @@
 """The replay server after 10,000 misbehaving clients: leaked tasks, sockets, connection objects and
 memory, and whether it still serves.
 
-    .venv/bin/python bench/bench_hardening.py [--clients 10000] [--round 500] [--json FILE]
+    .venv/bin/python bench/bench_hardening.py [--clients 10000] [--round 500] [--misses 1000] [--json FILE]
 
 The clients and the server process are tests/soak.py's (the same as tests/test_hardening.py, which
 runs 700 of them): clients that vanish mid-stream (FIN or RST), stall with full socket buffers on
@@ -12,7 +12,9 @@ connections and fds, live connection objects, RSS, and at each stall how many wr
 largest buffer held for one client.
 
 The baseline is the server after a warm-up round (caches filled, the 8 MiB body framed once):
-leaks are what is left over it after every round. Prints figures; asserts nothing.
+leaks are what is left over it after every round. Then the server's memory after 1,000 distinct
+1 MB misses, and after a 10 GB upload attempt (declared, and streamed chunked) against the default
+64 MiB body limit. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from replay_helpers import raw_request  # noqa: E402
-from soak import KINDS, Soak, SoakServer, soak_cassette  # noqa: E402
+from soak import KINDS, Soak, SoakServer, distinct_misses, soak_cassette, upload  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=10_000)
     parser.add_argument("--round", type=int, default=500, help="clients at once")
+    parser.add_argument("--misses", type=int, default=1000, help="distinct 1 MB misses")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -144,8 +147,58 @@ def main() -> None:
         f"  server errors logged: {len(after['errors'])}; serves a normal request afterwards: {serves}; "
         f"requests answered: {final['requests']:,}"
     )
+    results["misses"] = bench_misses(args.misses)
+    results["upload"] = bench_upload()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def bench_misses(count: int) -> dict[str, Any]:
+    """The server's memory after ``count`` distinct 1 MB misses (bodies a cache must not keep)."""
+    with SoakServer(timing="instant") as server:
+        distinct_misses(server.host, server.port, 30, 1 << 20)
+        before = server.stats()
+        started = time.monotonic()
+        distinct_misses(server.host, server.port, count, 1 << 20, first=30)
+        seconds = time.monotonic() - started
+        after = server.stats()
+    grown = (after["rss_kib"] - before["rss_kib"]) / 1024
+    print(
+        f"{count:,} distinct 1 MB misses ({seconds:.1f} s): server RSS {before['rss_kib'] / 1024:.1f} -> "
+        f"{after['rss_kib'] / 1024:.1f} MiB ({grown:+.1f} MiB), peak {after['hwm_kib'] / 1024:.1f} MiB"
+    )
+    return {
+        "count": count,
+        "seconds": seconds,
+        "rss_before_kib": before["rss_kib"],
+        "rss_after_kib": after["rss_kib"],
+        "hwm_kib": after["hwm_kib"],
+    }
+
+
+def bench_upload() -> dict[str, Any]:
+    """A 10 GB upload, declared (Content-Length) and streamed (chunked), against the default
+    64 MiB body limit: bytes taken before the 413, and the server's memory."""
+    out: dict[str, Any] = {}
+    with SoakServer(timing="instant") as server:
+        before = server.stats()
+        for kind in ("declared", "chunked"):
+            started = time.monotonic()
+            sent, reply = upload(server.host, server.port, 10 << 30, chunked=kind == "chunked")
+            stats = server.idle()
+            out[kind] = {
+                "sent": sent,
+                "seconds": time.monotonic() - started,
+                "status": reply[:12].decode("latin-1"),
+                "rss_kib": stats["rss_kib"],
+                "hwm_kib": stats["hwm_kib"],
+            }
+            print(
+                f"10 GB upload, {kind}: refused after {sent / 2**20:.0f} MiB ({reply[:12]!r}); server RSS "
+                f"{before['rss_kib'] / 1024:.1f} -> {stats['rss_kib'] / 1024:.1f} MiB, peak {stats['hwm_kib'] / 1024:.1f} MiB"
+            )
+    out["rss_before_kib"] = before["rss_kib"]
+    return out
 
 
 if __name__ == "__main__":

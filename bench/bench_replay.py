@@ -13,10 +13,14 @@ and walk the chunked framing).
 2. Instant-mode throughput: keep-alive clients replaying as fast as they can, ssevcr vs two bare
    asyncio servers that answer every request with the same response bytes (captured from ssevcr)
    in one write: the everyday streams idiom (readuntil / readexactly / write / drain) and a
-   minimal Protocol (the floor); same client, same run, interleaved. Responses/s and server CPU
-   per response.
+   minimal Protocol (the floor), and a Protocol writing them one framed chunk per write; same
+   client, same run, interleaved. Responses/s and server CPU per response; then ssevcr's CPU per
+   response for answers of 25 kB to 505 kB (linear in bytes, no cliff at 256 KiB).
 3. 1,000 concurrent streams at scale 1: errors (bytes differ, connection failures) and the
-   server's RSS before and at its peak (VmHWM).
+   server's RSS before and at its peak (VmHWM); then the same streams read by a light
+   timestamping client (reads stamped, parsed afterwards), from ssevcr and from a bare asyncio
+   server writing the same framed chunks at their offsets with ``loop.call_at`` on the same
+   precise loop: gap error p99 and its ratio (``--many 2000`` for the issue's figure).
 
 Prints figures and ratios (``--json FILE`` also writes them, for bench/run_all.py); asserts nothing.
 """
@@ -54,12 +58,15 @@ CASSETTE = (
 
 def serve(mode: str, cassette: str, timing: str, response_file: str | None) -> None:
     """Run one server until SIGTERM; print its URL on stdout when ready."""
-    if mode in ("bare", "streams"):
-        loop = asyncio.new_event_loop()
+    if mode in ("bare", "streams", "chunks", "timed"):
         assert response_file
-        loop.run_until_complete(
-            _serve_bare(Path(response_file).read_bytes(), streams=mode == "streams")
-        )
+        if mode == "timed":  # same precise loop as ssevcr: the baseline for gaps
+            from ssevcr._timer import new_event_loop as precise_loop
+
+            loop = precise_loop()
+        else:
+            loop = asyncio.new_event_loop()
+        loop.run_until_complete(_serve_bare(Path(response_file).read_bytes(), mode, cassette))
         return
     from ssevcr._player import Player
     from ssevcr._server import ReplayServer
@@ -80,11 +87,29 @@ def serve(mode: str, cassette: str, timing: str, response_file: str | None) -> N
     loop.run_until_complete(main())
 
 
-class _Bare(asyncio.Protocol):
-    """The floor: read a request head (+ content-length body), write canned bytes, keep alive."""
+def split_framing(response: bytes) -> list[bytes]:
+    """A chunked response cut into its head, each framed chunk, and the terminating chunk."""
+    end = response.index(b"\r\n\r\n") + 4
+    pieces, pos = [response[:end]], end
+    while pos < len(response):
+        eol = response.index(b"\r\n", pos)
+        size = int(response[pos:eol], 16)
+        stop = eol + 2 + size + 2
+        pieces.append(response[pos:stop])
+        pos = stop
+    return pieces
 
-    def __init__(self, response: bytes) -> None:
+
+class _Bare(asyncio.Protocol):
+    """The floor: read a request head (+ content-length body), write canned bytes, keep alive:
+    in one write (``bare``), one write per chunk (``chunks``), or each chunk at its recorded
+    offset from the request (``timed``: loop.call_at, the bare way to replay with gaps)."""
+
+    def __init__(self, response: bytes, mode: str = "bare", times: list[float] | None = None):
         self.response = response
+        self.mode = mode
+        self.pieces = split_framing(response) if mode != "bare" else [response]
+        self.times = times or []
         self.buf = b""
         self.transport: asyncio.Transport | None = None
 
@@ -108,10 +133,22 @@ class _Bare(asyncio.Protocol):
                 return
             self.buf = self.buf[total:]
             assert self.transport is not None
-            self.transport.write(self.response)
+            if self.mode == "bare":
+                self.transport.write(self.response)
+            elif self.mode == "chunks":
+                for piece in self.pieces:
+                    self.transport.write(piece)
+            else:
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                write = self.transport.write
+                write(self.pieces[0])
+                for at, piece in zip(self.times, self.pieces[1:-1], strict=True):
+                    loop.call_at(t0 + at, write, piece)
+                loop.call_at(t0 + (self.times[-1] if self.times else 0), write, self.pieces[-1])
 
 
-async def _serve_bare(response: bytes, *, streams: bool) -> None:
+async def _serve_bare(response: bytes, mode: str, cassette: str) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -132,10 +169,13 @@ async def _serve_bare(response: bytes, *, streams: bool) -> None:
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
-    if streams:
+    times = list(_store.load(cassette).interactions[0].response.chunk_at) if mode == "timed" else []
+    if mode == "streams":
         server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=2048)
     else:
-        server = await loop.create_server(lambda: _Bare(response), "127.0.0.1", 0, backlog=2048)
+        server = await loop.create_server(
+            lambda: _Bare(response, mode, times), "127.0.0.1", 0, backlog=2048
+        )
     print(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
     await stop.wait()
     server.close()
@@ -268,12 +308,47 @@ class TimedStream(asyncio.Protocol):
             self.done.set_exception(exc or ConnectionError("closed before the end of the body"))
 
 
-async def one_stream(server: Server, request: bytes, delay: float = 0.0) -> ChunkedReader:
+class LightStream(asyncio.Protocol):
+    """The light timestamping client: each read is kept with its arrival time, nothing parsed
+    until the stream is over (so the client's own work does not delay its next read)."""
+
+    def __init__(self, request: bytes, done: asyncio.Future[ChunkedReader]) -> None:
+        self.request = request
+        self.done = done
+        self.reads: list[tuple[float, bytes]] = []
+        self.tail = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.reads.append((time.monotonic(), data))
+        self.tail = (self.tail + data)[-7:]
+        if self.tail.endswith(b"\r\n0\r\n\r\n") and not self.done.done():
+            assert self.transport is not None
+            self.transport.close()
+            reader = ChunkedReader()
+            for at, piece in self.reads:
+                reader.feed(piece, at)
+            self.done.set_result(reader)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc or ConnectionError("closed before the end of the body"))
+
+
+async def one_stream(
+    server: Server, request: bytes, delay: float = 0.0, *, light: bool = False
+) -> ChunkedReader:
     if delay:
         await asyncio.sleep(delay)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[ChunkedReader] = loop.create_future()
-    await loop.create_connection(lambda: TimedStream(request, done), server.host, server.port)
+    kind = LightStream if light else TimedStream
+    await loop.create_connection(lambda: kind(request, done), server.host, server.port)
     return await done
 
 
@@ -397,9 +472,17 @@ def capture_response(server: Server, request: bytes) -> bytes:
 
 
 def many(
-    count: int, request: bytes, body: bytes, recorded: list[float], rounds: int = 2
+    count: int,
+    request: bytes,
+    body: bytes,
+    recorded: list[float],
+    rounds: int = 2,
+    *,
+    mode: str = "precise",
+    response_file: str | None = None,
+    light: bool = False,
 ) -> dict[str, object]:
-    server = start("precise")
+    server = start(mode, response_file=response_file)
     time.sleep(0.3)
     rss0, _ = server.memory()
     failures: list[str] = []
@@ -410,7 +493,7 @@ def many(
     async def run() -> None:
         rng = random.Random(2)
         results = await asyncio.gather(
-            *[one_stream(server, request, rng.uniform(0, 0.5)) for _ in range(count)],
+            *[one_stream(server, request, rng.uniform(0, 0.5), light=light) for _ in range(count)],
             return_exceptions=True,
         )
         for r in results:
@@ -533,7 +616,7 @@ def section_throughput(quick: bool, request: bytes) -> dict[str, dict[str, objec
     out: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         long = Path(tmp) / "long.msgpack"
-        long_stream(long, 2000)
+        long_stream(long, 2000)  # 2,000 chunks, ~396 kB
         for cassette, label, key in (
             (CASSETTE, f"{CASSETTE.name} (36 chunks)", "36 chunks"),
             (long, "synthesized 2,000-chunk stream", "2000 chunks"),
@@ -545,6 +628,7 @@ def section_throughput(quick: bool, request: bytes) -> dict[str, dict[str, objec
             order = [
                 ("bare protocol", start("bare", response_file=str(canned))),
                 ("bare streams", start("streams", response_file=str(canned))),
+                ("bare per-chunk", start("chunks", response_file=str(canned))),
                 ("ssevcr", ours),
             ]
             results: dict[str, tuple[float, float]] = {}
@@ -562,16 +646,39 @@ def section_throughput(quick: bool, request: bytes) -> dict[str, dict[str, objec
                 )
             mine = results["ssevcr"][0]
             print(
-                f"    ratio ssevcr / bare streams server: {mine / results['bare streams'][0]:.2f}   "
-                f"ssevcr / bare protocol server: {mine / results['bare protocol'][0]:.2f}"
+                f"    ratio ssevcr / bare one-write Protocol: {mine / results['bare protocol'][0]:.2f}   "
+                f"/ bare one-write streams: {mine / results['bare streams'][0]:.2f}   "
+                f"/ bare per-chunk Protocol: {mine / results['bare per-chunk'][0]:.2f}"
             )
             out[key] = {
                 "bytes": len(response),
                 **{name: {"rps": rps, "cpu_us": cpu_us} for name, (rps, cpu_us) in results.items()},
                 "ratio_streams": mine / results["bare streams"][0],
                 "ratio_protocol": mine / results["bare protocol"][0],
+                "ratio_chunks": mine / results["bare per-chunk"][0],
             }
+        out["cliff"] = section_cliff(Path(tmp), request, seconds)
     return out
+
+
+def section_cliff(tmp: Path, request: bytes, seconds: float) -> dict[str, object]:
+    """Server CPU per response either side of 256 KiB (the old whole-answer limit): linear in
+    bytes, no step."""
+    print("  server CPU per response by size (instant, 50 clients): linear in bytes, no cliff")
+    rows: dict[str, object] = {}
+    for events in (250, 2520, 2620, 5000):  # 25 kB, 254 kB, 264 kB, 505 kB
+        path = tmp / f"cliff-{events}.msgpack"
+        long_stream(path, events)
+        server = start("precise", timing="instant", cassette=path)
+        response = capture_response(server, request)
+        rps, cpu_us = throughput(server, request, len(response), 50, seconds / 2)
+        server.stop()
+        rows[str(events)] = {"bytes": len(response), "rps": rps, "cpu_us": cpu_us}
+        print(
+            f"    {events:5d} chunks {len(response) / 1024:7.1f} KiB: {cpu_us:7.1f} us/response "
+            f"({cpu_us / (len(response) / 1024):.2f} us/KiB)"
+        )
+    return rows
 
 
 def section_many(
@@ -593,7 +700,9 @@ def section_many(
     )  # type: ignore[arg-type]
     errors = r["errors"]
     assert isinstance(errors, list)
+    light = section_many_light(count, request, body, recorded)
     return {
+        "light": light,
         "streams": count,
         "failures": r["failures"],
         "first_failure": r["first"],
@@ -604,6 +713,41 @@ def section_many(
         "gap_p50_ms": pct(errors, 0.5) * 1e3 if errors else None,
         "gap_p99_ms": pct(errors, 0.99) * 1e3 if errors else None,
     }
+
+
+def section_many_light(
+    count: int, request: bytes, body: bytes, recorded: list[float]
+) -> dict[str, object]:
+    """The same streams read by the light timestamping client, from ssevcr and from a bare
+    asyncio server writing the same framed chunks at the same offsets (loop.call_at, same
+    precise loop), one after the other: gap error p99 and its ratio."""
+    print(f"  light timestamping client, {count} streams, ssevcr vs a bare asyncio timed server:")
+    out: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = start("precise")
+        canned = Path(tmp) / "response.bin"
+        canned.write_bytes(capture_response(ours, request))
+        ours.stop()
+        for name, mode in (("ssevcr", "precise"), ("bare timed", "timed")):
+            r = many(
+                count, request, body, recorded, 1, mode=mode, response_file=str(canned), light=True
+            )
+            errors = r["errors"]
+            assert isinstance(errors, list)
+            out[name] = {
+                "failures": r["failures"],
+                "gap_p50_ms": pct(errors, 0.5) * 1e3 if errors else None,
+                "gap_p99_ms": pct(errors, 0.99) * 1e3 if errors else None,
+            }
+            print(
+                f"    {name:11s} {r['failures']} errors; gap error {fmt_ms(errors) if errors else '-'}"
+            )
+    a, b = out["ssevcr"], out["bare timed"]
+    assert isinstance(a, dict) and isinstance(b, dict)
+    if a["gap_p99_ms"] and b["gap_p99_ms"]:
+        out["ratio_p99"] = a["gap_p99_ms"] / b["gap_p99_ms"]
+        print(f"    gap p99 ssevcr / bare: {out['ratio_p99']:.2f}")
+    return out
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ JSON body the first differing field.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ __all__ = ["PARTS", "MatchOptions", "differences", "explain_miss"]
 PARTS = ("method", "scheme", "host", "path", "query", "body", "headers")
 _WEIGHT = {"method": 8, "path": 8, "scheme": 1, "host": 1, "query": 3, "body": 2, "headers": 1}
 _MISSING = object()
+_ABSENT = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +40,33 @@ class MatchOptions:
             )
 
 
-@functools.lru_cache(maxsize=4096)
+_JSON_CACHE_BYTES = 8 * 1024 * 1024  # bodies kept parsed, at most (emptied when full)
+_JSON_CACHED_BODY = 64 * 1024  # larger bodies are parsed each time, never kept
+_json_cache: dict[bytes, Any] = {}
+_json_cache_bytes = 0
+
+
 def _json_or_none(body: bytes) -> Any:
-    """Parsed JSON (cached: recorded bodies are compared again and again; never mutated)."""
+    """Parsed JSON (cached: recorded bodies are compared again and again; never mutated). The
+    cache is bounded by the bytes of the bodies it keeps: a server seeing a stream of distinct
+    requests never keeps them."""
+    global _json_cache_bytes
     if not body:
         return _MISSING
+    found = _json_cache.get(body, _ABSENT)
+    if found is not _ABSENT:
+        return found
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return _MISSING
+        value = _MISSING
+    if len(body) <= _JSON_CACHED_BODY:
+        if _json_cache_bytes + len(body) > _JSON_CACHE_BYTES:
+            _json_cache.clear()
+            _json_cache_bytes = 0
+        _json_cache[body] = value
+        _json_cache_bytes += len(body)
+    return value
 
 
 def _drop_keys(value: Any, paths: Sequence[str]) -> Any:

@@ -4,7 +4,8 @@ It matches each request to a recorded interaction (identical requests in recorde
 the faults to that play, builds its schedule, and keeps the log a test or ``--strict`` asks about:
 what was played, what missed, which faults fired, which interactions were never used. A
 long-running server caps that log (``log_limit``): it keeps counts of everything, the most recent
-plays and the first misses, so serving a million requests takes no more memory than a thousand.
+plays and the first misses (their requests with at most 4 KiB of body), so serving a million
+requests takes no more memory than a thousand. Its caches are bounded by bytes.
 
 No sockets, clocks or files: a lock guards the counters because sync clients may call from threads.
 """
@@ -15,7 +16,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import _schedule as schedule_mod
 from ._cassette import Cassette, Interaction, Request
@@ -28,6 +29,8 @@ from ._timing import Timing, parse_timing
 __all__ = ["Miss", "Play", "Player"]
 
 _CACHED_BODY = 64 * 1024  # requests with bodies up to this size have their matches cached
+_MATCH_CACHE_BYTES = 4 * 1024 * 1024  # ... in a cache of at most this many bytes of requests
+_LOGGED_BODY = 4 * 1024  # in a capped log, the bytes of a request body kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +92,10 @@ class Player:
         # fault-free schedules by interaction index
         self._plain: dict[int, Schedule] = {} if self.schedules is None else self.schedules
         # the entries that match a request, by (method, url, body): a server answers the same
-        # request again and again, and matching compares URLs and canonical JSON each time
+        # request again and again, and matching compares URLs and canonical JSON each time;
+        # bounded by the bytes of the requests it keeps (emptied when full)
         self._matches: dict[tuple[str, str, bytes], list[int]] = {}
+        self._matches_bytes = 0
 
     @classmethod
     def create(
@@ -164,7 +169,7 @@ class Player:
                     )
                     self.miss_count += 1
                     if self.log_limit is None or len(self.misses) < self.log_limit:
-                        self.misses.append(Miss(request, message))
+                        self.misses.append(Miss(self._logged(request), message))
                     raise NoMatchError(message, method=request.method, url=request.url)
             entry = entries[index]
             number = entry.plays
@@ -177,7 +182,9 @@ class Player:
             # only): it is built once (the replay server answers the same request thousands of times)
             sched = None if faults else self._plain.get(index)
             if sched is not None:
-                play = Play(index, entry.cassette, entry.interaction, sched, request, number)
+                play = Play(
+                    index, entry.cassette, entry.interaction, sched, self._logged(request), number
+                )
                 self._log(play)
                 return play
         sched = schedule_mod.build(
@@ -187,7 +194,7 @@ class Player:
             seed=f"{self.seed}:{index}:{number}",
             url=entry.interaction.request.url,
         )
-        play = Play(index, entry.cassette, entry.interaction, sched, request, number)
+        play = Play(index, entry.cassette, entry.interaction, sched, self._logged(request), number)
         with self._lock:
             if not faults:
                 self._plain[index] = sched
@@ -229,10 +236,20 @@ class Player:
                 for n, e in enumerate(self._entries)
                 if not differences(e.interaction.request, request, self.match)
             ]
-            if len(self._matches) >= 1024:
+            size = len(request.url) + len(request.body) + 8 * len(found) + 256
+            if self._matches_bytes + size > _MATCH_CACHE_BYTES:
                 self._matches.clear()
+                self._matches_bytes = 0
             self._matches[key] = found
+            self._matches_bytes += size
         return found
+
+    def _logged(self, request: Request) -> Request:
+        """The request as a capped log keeps it: at most _LOGGED_BODY bytes of its body (the log
+        of a long-running server holds thousands of them)."""
+        if self.log_limit is None or len(request.body) <= _LOGGED_BODY:
+            return request
+        return replace(request, body=request.body[:_LOGGED_BODY])
 
     def _faults_for(self, index: int, request: Request) -> list[Fault]:
         chosen = []

@@ -188,7 +188,8 @@ class _Connection(asyncio.Protocol):
         if self.gone:
             return
         if self._follower is not None:
-            self._resume()
+            if self._step is None:  # (else its deadline goes on)
+                self._resume()
         elif self._next_after_drain:
             self._next_after_drain = False
             self._ready()
@@ -356,23 +357,16 @@ class _Connection(asyncio.Protocol):
     def _small(self, head: http1.Head, status: int, extra: Headers, body: bytes) -> bool:
         """A small answer of our own (a miss, a preflight, a refusal); the headers of a HEAD
         request's answer say what a GET would get, without the body."""
-        headers: Headers = (
-            ("content-type", "application/json"),
-            ("content-length", str(len(body))),
-            ("x-should-retry", "false"),
-            *extra,
-        )
-        if not body:
-            headers = headers[2:3] + tuple(extra)
-        writer = http1.ResponseWriter(head)
+        base: Headers = (("x-should-retry", "false"),)
+        if body:
+            base = (("content-type", "application/json"), ("content-length", str(len(body))), *base)
+        length = len(body) if body else None
+        phrase = HTTPStatus(status).phrase
         try:
-            response = http1.response_head(
-                status, HTTPStatus(status).phrase, headers, len(body) if body else None
-            )
-        except http1.BadHead:  # (a header we made from the request's bytes)
-            response = http1.response_head(
-                status, HTTPStatus(status).phrase, headers[:3], len(body)
-            )
+            response = http1.response_head(status, phrase, (*base, *extra), length)
+        except http1.BadHead:  # (a header made from the request's bytes): without them
+            response = http1.response_head(status, phrase, base, length)
+        writer = http1.ResponseWriter(head)
         self._send(writer.head(response) + writer.data(body) + writer.end())
         return self._answered(writer.keep_alive)
 

@@ -196,6 +196,64 @@ class Soak:
         await asyncio.gather(supervise(), *(self.one(k, release, stalled) for k in kinds))
 
 
+def distinct_misses(host: str, port: int, count: int, size: int, first: int = 0) -> None:
+    """``count`` requests no cassette matches, each with a distinct ``size``-byte body, one after
+    the other on one keep-alive connection; each answer (a 404) read whole."""
+    rng = random.Random(first)
+    with socket.create_connection((host, port), timeout=60) as sock:
+        for n in range(first, first + count):
+            body = b"%08d" % n + rng.randbytes(size - 8)
+            sock.sendall(
+                b"POST /v1/unknown/%d HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
+                % (n, len(body))
+                + body
+            )
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += sock.recv(65536)
+            head, _, rest = got.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 404 "):
+                raise AssertionError(f"not a miss: {head[:100]!r}")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(rest) < length:
+                rest += sock.recv(65536)
+
+
+def upload(host: str, port: int, total: int, *, chunked: bool) -> tuple[int, bytes]:
+    """Try to upload ``total`` bytes (declared with Content-Length, or streamed chunked);
+    (body bytes sent before the server stopped taking them, its first reply bytes)."""
+    piece = b"u" * 0x10000
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % total
+    sent = 0
+    reply = b""
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/upload HTTP/1.1\r\nHost: localhost\r\n%s\r\n\r\n" % framing)
+        sock.setblocking(False)
+        try:
+            while sent < total:
+                try:
+                    reply += sock.recv(65536)
+                    if reply:
+                        break
+                except BlockingIOError:
+                    pass
+                data = b"10000\r\n" + piece + b"\r\n" if chunked else piece
+                sock.setblocking(True)
+                sock.sendall(data)
+                sock.setblocking(False)
+                sent += len(piece)
+        except OSError:
+            pass
+        sock.setblocking(True)
+        sock.settimeout(5)
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except OSError:
+            pass
+    return sent, reply
+
+
 def fd_count(pid: int | str = "self") -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
@@ -213,7 +271,11 @@ def rss_kib(pid: int | str = "self", field: str = "VmRSS") -> int:
 
 
 def _serve(
-    timing: str, log_limit: int, head_timeout: float | None, idle_timeout: float | None
+    timing: str,
+    log_limit: int,
+    head_timeout: float | None,
+    idle_timeout: float | None,
+    max_body: int,
 ) -> None:
     from ssevcr._player import Player
     from ssevcr._server import ReplayServer, _Connection
@@ -233,7 +295,11 @@ def _serve(
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         async with ReplayServer(
-            player, log=log, head_timeout=head_timeout, idle_timeout=idle_timeout
+            player,
+            log=log,
+            head_timeout=head_timeout,
+            idle_timeout=idle_timeout,
+            max_body=max_body,
         ) as server:
 
             async def stats() -> dict[str, object]:  # in the server's loop
@@ -253,6 +319,7 @@ def _serve(
                     "largest_buffer": max(buffers, default=0),
                     "requests": server.requests,
                     "plays": player.play_count,
+                    "misses": player.miss_count,
                     "errors": errors[:5],
                 }
 
@@ -270,7 +337,7 @@ def _serve(
 
 class SoakServer:
     """``python tests/soak.py --serve``: the replay server on 127.0.0.1:0 in its own process
-    (timeouts: the server's defaults unless given; None waits forever)."""
+    (timeouts and the body limit: the server's defaults unless given; None waits forever)."""
 
     def __init__(
         self,
@@ -279,6 +346,7 @@ class SoakServer:
         *,
         head_timeout: float | str | None = "default",
         idle_timeout: float | str | None = "default",
+        max_body: int | None = None,
     ):
         self.proc = subprocess.Popen(
             [
@@ -289,6 +357,7 @@ class SoakServer:
                 str(log_limit),
                 str(head_timeout),
                 str(idle_timeout),
+                str(max_body or 0),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -347,11 +416,12 @@ def _timeout(arg: str, default: float) -> float | None:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
-    from ssevcr._server import HEAD_TIMEOUT, IDLE_TIMEOUT
+    from ssevcr._server import HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_BODY
 
     _serve(
         sys.argv[2],
         int(sys.argv[3]),
         _timeout(sys.argv[4], HEAD_TIMEOUT),
         _timeout(sys.argv[5], IDLE_TIMEOUT),
+        int(sys.argv[6]) or MAX_BODY,
     )

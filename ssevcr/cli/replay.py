@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from .._content import parse_size
 from .._errors import ConfigError
 from .._faults import Fault, parse_fault
 from .._player import Player
-from .._server import IDLE_TIMEOUT, ReplayServer
+from .._server import IDLE_TIMEOUT, MAX_BODY, ReplayServer
 from .._timer import new_event_loop
 from .._timing import format_duration, parse_duration, parse_timing
 from ._supervise import (
@@ -77,6 +79,28 @@ def _idle_timeout(ctx: click.Context, param: click.Parameter, value: str | None)
     if seconds <= 0:
         raise click.BadParameter("must be longer than 0 (or forever)")
     return seconds
+
+
+def _cors(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    for origin in value:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise click.BadParameter(
+                f"takes an origin such as http://localhost:5173, or '*' (any, no credentials); "
+                f"got {origin!r} (write --cors='*' or put --cors after the cassettes)"
+            )
+    return value
+
+
+_ORIGIN = re.compile(r"https?://[-A-Za-z0-9.\[\]:]+/?")
+
+
+def _max_body(ctx: click.Context, param: click.Parameter, value: str | None) -> int:
+    if value is None:
+        return MAX_BODY
+    size = parse_size(value)
+    if size is None:
+        raise click.BadParameter(f"expected a size such as 64MiB, 512K or 1048576, got {value!r}")
+    return size
 
 
 def _faults(
@@ -170,7 +194,9 @@ async def _serve(
     host: str,
     port: int,
     *,
-    cors: bool,
+    cors: Sequence[str],
+    allow_hosts: Sequence[str] = (),
+    max_body: int = MAX_BODY,
     command: Sequence[str],
     proxy: bool,
     proxy_listen: tuple[str, int],
@@ -180,7 +206,15 @@ async def _serve(
 ) -> int:
     loop = asyncio.get_running_loop()
     with Stop() as stop:  # before the ready line: a signal right after it stops us cleanly
-        async with ReplayServer(player, host, port, cors=cors, idle_timeout=idle_timeout) as server:
+        async with ReplayServer(
+            player,
+            host,
+            port,
+            cors=cors,
+            allow_hosts=allow_hosts,
+            idle_timeout=idle_timeout,
+            max_body=max_body,
+        ) as server:
             details = [
                 f"{_plural(len(player.interactions), 'interaction')} from {player.names}",
                 f"timing {player.timing}",
@@ -278,8 +312,25 @@ async def _serve(
 )
 @click.option(
     "--cors",
-    is_flag=True,
-    help="Answer CORS preflights and let pages on any origin read the responses.",
+    multiple=True,
+    is_flag=False,
+    flag_value="*",
+    callback=_cors,
+    metavar="[ORIGIN]",
+    help="Answer CORS preflights and let web pages read the responses: --cors alone (or '*') any origin, without credentials; --cors ORIGIN (repeatable) only those, with credentials.",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="HOST",
+    help="Also answer requests whose Host header names HOST ('*': any). By default only loopback addresses and localhost are answered (a guard against DNS rebinding). Repeatable.",
+)
+@click.option(
+    "--max-body",
+    callback=_max_body,
+    metavar="SIZE",
+    help="Largest request body read (64MiB, 512K, bytes); larger ones get a 413. [default: 64MiB]",
 )
 @click.option(
     "--idle-timeout",
@@ -324,7 +375,9 @@ def replay_command(
     max_gap: float | None,
     faults: tuple[Fault, ...],
     seed: int,
-    cors: bool,
+    cors: tuple[str, ...],
+    allow_hosts: tuple[str, ...],
+    max_body: int,
     idle_timeout: float | None,
     once: bool,
     strict: bool,
@@ -363,6 +416,8 @@ def replay_command(
                     host,
                     port,
                     cors=cors,
+                    allow_hosts=allow_hosts,
+                    max_body=max_body,
                     command=command,
                     proxy=proxy,
                     proxy_listen=proxy_address,
