@@ -92,7 +92,9 @@ class Follower:
         """How many steps have been handed over."""
         return self._i
 
-    def next(self, elapsed: float) -> Wait | Head | Write | Finish:
+    def next(self, elapsed: float, batch_bytes: int | None = -1) -> Wait | Head | Write | Finish:
+        """What to do at ``elapsed``. ``batch_bytes`` overrides the follower's batch for this
+        call (an adapter whose socket takes more right now); -1 keeps it."""
         if not self._headed:
             at = self.schedule.headers_at
             if elapsed < at:
@@ -107,8 +109,9 @@ class Follower:
             ends = self._ends
             j = bisect_right(ats, elapsed, i + 1) if ats[n - 1] > elapsed else n
             sent = ends[i - 1] if i else 0
-            if self._batch is not None and ends[j - 1] - sent > self._batch:
-                j = max(i + 1, bisect_right(ends, sent + self._batch, i, j))
+            batch = self._batch if batch_bytes == -1 else batch_bytes
+            if batch is not None and ends[j - 1] - sent > batch:
+                j = max(i + 1, bisect_right(ends, sent + batch, i, j))
             self._i = j
             return Write(i, j, ends[j - 1] - sent)
         end = self._end

@@ -62,8 +62,6 @@ MAX_HEAD = 16 * 1024
 """Bytes of a request head still incomplete before it is refused (h11's limit: 431)."""
 MAX_BODY = 64 * 1024 * 1024
 """Default cap on a request body (413 past it), chunked or not."""
-WHOLE_MAX = 64 * 1024
-"""Largest framed answer kept as one ready-made write (larger ones go out in slices)."""
 
 # the fast path's request grammar: h11's (RFC 9112) with stricter header values (no control bytes)
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
@@ -549,9 +547,10 @@ class ResponseWriter:
         when it frames the same way, else framed here."""
         if self._framing == framed.framing:
             offsets = framed.offsets
+            a, b = offsets[start], offsets[stop]
             if self._framing == _LENGTH:
-                self._sent += offsets[stop] - offsets[start]
-            return framed.view[offsets[start] : offsets[stop]]
+                self._sent += b - a
+            return framed.view[a:b]
         steps = framed.schedule.steps
         return b"".join(self.data(steps[i].data) for i in range(start, stop))
 
@@ -581,22 +580,21 @@ class ResponseWriter:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class FramedSchedule:
-    """A schedule's head (validated) and body framed once: chunked when its length is unknown,
-    as is otherwise. ``offsets[i]``: where step i starts in ``view``; ``whole``: the entire answer
-    to a plain keep-alive HTTP/1.1 request (head, body, end) when it ends well and is small."""
+    """A schedule's head (validated) and body framed once, laid out as the answer to a plain
+    keep-alive HTTP/1.1 request: ``data`` is that head, the body (chunked when its length is
+    unknown, as is otherwise) and its end, in one buffer that ``view`` slices without copying;
+    step i starts at ``offsets[i]``. ``whole`` is ``data`` when it is the entire answer (the
+    schedule ends well), else None."""
 
     schedule: Schedule
     head: ResponseHead
     framing: int
-    body: bytes
+    data: bytes
+    view: memoryview
     offsets: Sequence[int]
     timeline: Timeline
     whole: bytes | None
     last: float  # when everything is due: the head, every step and the end
-
-    @property
-    def view(self) -> memoryview:
-        return memoryview(self.body)
 
 
 _MEMO = "http1.framed"
@@ -613,27 +611,34 @@ def framed(schedule: Schedule) -> FramedSchedule:
         return done
     s = schedule
     head = response_head(s.status, s.reason or _phrase(s.status), s.headers, s.content_length)
+    plain = ResponseWriter(_PLAIN)
+    head_bytes = plain.head(head)
     timeline = s.timeline
     steps = s.steps
     if s.content_length is None:
         pieces = [b"%x\r\n%s\r\n" % (len(st.data), st.data) if st.data else b"" for st in steps]
-        body = b"".join(pieces)
-        offsets: Sequence[int] = list(accumulate(map(len, pieces), initial=0))
         framing = _CHUNKED
     else:
-        body = b"".join(st.data for st in steps)
-        offsets = [0, *timeline.ends]
+        pieces = [st.data for st in steps]
         framing = _LENGTH
-    whole = None
-    if isinstance(s.end, Close) and len(body) <= WHOLE_MAX:
-        if s.status < 200 or s.status in (204, 304):
-            whole = ResponseWriter(_PLAIN).head(head)
-        elif s.content_length is None:
-            whole = ResponseWriter(_PLAIN).head(head) + body + _CHUNKED_END
-        elif s.content_length == len(body):
-            whole = ResponseWriter(_PLAIN).head(head) + body
+    offsets = list(accumulate(map(len, pieces), initial=len(head_bytes)))
+    whole: bytes | None = None
+    if plain.no_body:
+        data = head_bytes
+        whole = data if isinstance(s.end, Close) else None
+    else:
+        plain._sent = offsets[-1] - offsets[0]
+        try:
+            end = plain.end()
+        except ValueError:  # a sized body that does not add up: never one whole answer
+            end = None
+        data = b"".join((head_bytes, *pieces, end or b""))
+        if end is not None and isinstance(s.end, Close):
+            whole = data
     last = max(s.headers_at, s.end.at, timeline.at[-1] if steps else 0.0)
-    result = FramedSchedule(s, head, framing, body, offsets, timeline, whole, last)
+    result = FramedSchedule(
+        s, head, framing, data, memoryview(data), offsets, timeline, whole, last
+    )
     if not s.fired and not s.skipped:
         memo[_MEMO] = result
     return result

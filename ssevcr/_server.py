@@ -12,9 +12,11 @@ Each request is matched by the player, and the connection follows the schedule i
 at ``headers_at``, every step at its absolute deadline measured from when the request head arrived
 (never from the previous write, so a slow write never accumulates drift), then the end: ``Close``
 (terminating chunk, keep-alive), ``Abort`` (close without it), ``Reset`` (TCP RST through
-SO_LINGER 0) or ``Hang`` (open and silent until the client leaves). Due steps go out together, at
-most :data:`~ssevcr._follower.BATCH_BYTES` at a time, each batch waiting for the client to take
-the previous ones (a client that stops reading holds ~80 KiB here, not the rest of the body).
+SO_LINGER 0) or ``Hang`` (open and silent until the client leaves). Due steps go out together:
+as much as the peer's TCP window takes at once when everything is due (instant replay: usually
+the whole answer in one write, pre-framed), else at most :data:`~ssevcr._follower.BATCH_BYTES` at
+a time, each batch waiting for the client to take the previous ones (a client that stops reading
+holds ~80 KiB here, not the rest of the body).
 
 A miss answers 404 with ``x-should-retry: false`` and an API-shaped JSON error whose message is the
 player's explanation; it is logged. A request the server cannot read gets its 4xx (400, 413 past
@@ -74,6 +76,7 @@ _READ_PAUSE_AT = 256 * 1024  # stop reading a client that pipelines this much du
 _WRITE_HIGH = 16 * 1024  # the transport's high-water mark: a batch waits until it drains below
 _RESET_DRAIN_WAIT = 0.5  # seconds to let the peer acknowledge the bytes before a reset
 _ACCEPT_LOG_EVERY = 1.0  # seconds between two log lines about failing accepts
+_SND_WND_AT, _TCP_INFO_SIZE = 228, 232  # struct tcp_info: tcpi_snd_wnd (Linux 5.4+)
 
 # How long a connection may wait for a request (seconds; None: forever). A request head comes in
 # one segment: 60 s (nginx's client_header_timeout, Node's headersTimeout) is for people typing one
@@ -279,7 +282,8 @@ class _Connection(asyncio.Protocol):
             and head.method != "HEAD"
             and head.http_version == "1.1"
             and t0 + framed.last <= self.loop.time()
-        ):  # instant replay of a small answer: one write made once
+            and (len(whole) <= BATCH_BYTES or len(whole) <= self._room())
+        ):  # instant replay the socket can take at once: one write, made once
             self._send(whole)
             return self._answered(True)
         self._follower = Follower(schedule)
@@ -295,17 +299,19 @@ class _Connection(asyncio.Protocol):
         out: list[bytes | memoryview] = []
         size = 0
         time, t0 = self.loop.time, self._t0
+        budget = self._budget(follower, time() - t0)
         while True:
-            action = follower.next(time() - t0)
+            action = follower.next(time() - t0, max(1, budget - size))  # at most a step over
             if isinstance(action, Write):
                 piece = writer.steps(framed, action.start, action.stop)
                 out.append(piece)
                 size += len(piece)
-                if size >= BATCH_BYTES:
+                if size >= budget:
                     self._send_all(out)
                     size = 0
                     if self.writing_paused:  # resume_writing goes on
                         return False
+                    budget = self._budget(follower, time() - t0)
             elif isinstance(action, Wait):
                 self._send_all(out)
                 self._step = self.loop.call_at(t0 + action.until, self._resume)
@@ -315,6 +321,31 @@ class _Connection(asyncio.Protocol):
                 out.append(writer.head(self._response_head))
             else:
                 return self._finish(action, out)
+
+    def _budget(self, follower: Follower, elapsed: float) -> int:
+        """Body bytes to hand to the transport at once: a batch, or as much as the socket takes
+        now when everything left is due (instant replay); either way, a client that stops
+        reading leaves at most a batch (and the transport's high-water mark) buffered here."""
+        if follower.all_due(elapsed):
+            return max(BATCH_BYTES, self._room())
+        return BATCH_BYTES
+
+    def _room(self) -> int:
+        """Bytes the peer can take now: its advertised window less what is in flight (TCP_INFO,
+        Linux 5.4+; 0 if unknown). Written at once, they all leave the process: a fast reader
+        gets a whole answer in one write, a stalled one batches."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or transport is None or transport.get_write_buffer_size():
+            return 0
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+        except (OSError, AttributeError):
+            return 0
+        if len(info) < _TCP_INFO_SIZE:
+            return 0
+        window: int = struct.unpack_from("I", info, _SND_WND_AT)[0]
+        return max(0, window - _unacked(sock))
 
     def _resume(self) -> None:
         self._step = None
@@ -402,14 +433,25 @@ class _Connection(asyncio.Protocol):
             self.transport.write(data)
 
     def _send_all(self, out: list[bytes | memoryview]) -> None:
+        """One write: pieces joined (the head and a batch, a batch and the end), or, past a
+        batch, each large piece on its own (a slice of the framing: never copied)."""
         if out:
             if len(out) == 1:
                 self._send(out[0])
-            elif sum(map(len, out)) <= BATCH_BYTES:
+            elif sum(map(len, out)) <= 2 * BATCH_BYTES:
                 self._send(b"".join(out))
             else:
+                small: list[bytes | memoryview] = []
                 for piece in out:
+                    if len(piece) < BATCH_BYTES:
+                        small.append(piece)
+                        continue
+                    if small:
+                        self._send(b"".join(small))
+                        small.clear()
                     self._send(piece)
+                if small:
+                    self._send(b"".join(small))
             out.clear()
 
     def _reset(self, give_up: float) -> None:

@@ -93,3 +93,37 @@ def test_every_byte_once_in_order_never_early(
                 )
             sent += b"".join(p.data for p in part)
     assert sent == b"".join(d for _, d in steps)
+
+
+def test_a_batch_size_can_be_given_per_call() -> None:
+    s = schedule([(0.0, b"x" * 40)] * 10, Close(0.0), 0.0)
+    f = Follower(s, batch_bytes=100)
+    assert f.next(0.0) == Head()
+    assert f.next(0.0) == Write(0, 2, 80)
+    assert f.next(0.0, 1_000) == Write(2, 10, 320)  # a socket that takes it all at once
+    assert f.next(0.0) == Finish(Close(0.0))
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 2), st.binary(min_size=1, max_size=30)), max_size=40),
+    st.integers(1, 100),
+)
+def test_per_call_bisection_matches_a_step_by_step_walk(
+    steps: list[tuple[float, bytes]], batch: int
+) -> None:
+    """The follower's binary searches hand over what a walk step by step would."""
+    s = schedule(sorted(steps), Close(2.5), 0.0)
+    now, i, expected = 0.0, 0, []
+    ats = [a for a, _ in sorted(steps)]
+    sizes = [len(d) for _, d in sorted(steps)]
+    while i < len(ats):
+        if ats[i] > now:
+            now = ats[i]
+            continue
+        j, size = i + 1, sizes[i]
+        while j < len(ats) and ats[j] <= now and size + sizes[j] <= batch:
+            size += sizes[j]
+            j += 1
+        expected.append(Write(i, j, size))
+        i = j
+    assert [a for _, a in run(s, batch=batch) if isinstance(a, Write)] == expected
