@@ -71,10 +71,18 @@ class RecordCLI:
 
     live: ClassVar[list[RecordCLI]] = []
 
-    def __init__(self, cassette: Path, *args: str, confdir: Path, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        cassette: Path,
+        *args: str,
+        confdir: Path,
+        timeout: float = 30.0,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
         self.cassette = cassette
         self.confdir = confdir
         self.argv = [
+            *prefix,
             sys.executable,
             "-c",
             "from ssevcr.cli import main; main()",
@@ -127,8 +135,18 @@ class RecordCLI:
         for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
             children += (task / "children").read_text().split()
         mitm = [c for c in children if b"mitmdump" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        if not mitm:  # started through a wrapper (unshare): look one level further down
+            return RecordCLI.mitmdump_pid_below(self.proc.pid)
         assert len(mitm) == 1, children
         return int(mitm[0])
+
+    @staticmethod
+    def mitmdump_pid_below(pid: int) -> int:
+        found = [
+            c for c in _descendants(pid) if b"mitmdump" in Path(f"/proc/{c}/cmdline").read_bytes()
+        ]
+        assert len(found) == 1, found
+        return found[0]
 
     def recorded(self, test_id: str, timeout: float = 20.0) -> Interaction:
         """Wait until the interaction of the request with ``x-test-id: test_id`` is on disk."""
@@ -1310,3 +1328,134 @@ def test_max_body_bounds_the_memory_of_a_never_ending_stream(
     assert resp.end.outcome is Outcome.UPSTREAM_ERROR
     assert "larger than the recording limit of 1 MiB" in (resp.end.error or ""), resp.end
     assert fixture_body("openai-chat/text.sse").startswith(resp.body[:100])
+
+
+# ---------------------------------------------------------------------------------------------
+# recording that saves nothing is not a success
+
+
+def _own_mounts() -> bool:
+    return subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+def _mounted(folder: Path, options: str) -> tuple[str, ...]:
+    """A prefix that runs the command in a mount namespace of its own where ``folder`` is a
+    fresh tmpfs mounted with ``options`` (nothing outside the namespace sees it)."""
+    if not _own_mounts():
+        pytest.skip("needs unshare -m (a mount namespace) to make a full or read-only folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    script = f'mount -t tmpfs -o {options} ssevcr-test "{folder}" && exec "$@"'
+    return ("unshare", "-m", "sh", "-c", script, "sh")
+
+
+def test_overwrite_replaces_a_damaged_cassette(
+    tmp_path: Path, confdir: Path, upstream: Upstream
+) -> None:
+    cassette = tmp_path / "damaged.msgpack"
+    cassette.write_bytes(b"\x00not a cassette")
+    rec = RecordCLI(cassette, "--upstream", upstream.url, "--overwrite", confdir=confdir)
+    t = tid()
+    assert httpx.get(f"{rec.url}/v1/models", headers=steer(t, json="1"), timeout=20).is_success
+    deadline = time.monotonic() + 20
+    while not any("/v1/models 200" in line for line in rec.stderr):
+        assert time.monotonic() < deadline, rec.stderr
+        time.sleep(0.05)
+    assert rec.stop() == 0, rec.stderr
+    # the damaged file was replaced by a cassette that loads
+    (inter,) = _store.load(cassette).interactions
+    assert inter.request.header("x-test-id") == t and inter.response.status == 200
+    assert "NOT SAVED" not in "".join(rec.stderr)
+
+
+def test_a_read_only_folder_is_refused_before_recording(tmp_path: Path, confdir: Path) -> None:
+    folder = tmp_path / "ro"
+    prefix = _mounted(folder, "ro")
+    r = subprocess.run(
+        [
+            *prefix,
+            sys.executable,
+            "-c",
+            "from ssevcr.cli import main; main()",
+            "record",
+            str(folder / "c.msgpack"),
+            "--listen",
+            "127.0.0.1:0",
+            "--confdir",
+            str(confdir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"Error: cannot record into '{folder / 'c.msgpack'}'") and (
+        "not writable" in line
+    ), line
+
+
+def test_a_full_disk_loses_exchanges_and_says_so_with_a_failing_exit_code(
+    tmp_path: Path, confdir: Path, upstream: Upstream
+) -> None:
+    folder = tmp_path / "full"
+    prefix = _mounted(folder, "size=8k")
+    cassette = folder / "c.msgpack"
+    rec = RecordCLI(cassette, "--upstream", upstream.url, confdir=confdir, prefix=prefix)
+    small, big = tid(), tid()
+    httpx.get(f"{rec.url}/v1/models", headers=steer(small, json="1"), timeout=20)
+    r = httpx.post(
+        f"{rec.url}/v1/chat/completions",
+        json={},
+        headers=steer(big, "openai-chat/text.sse", gap_ms="1-1"),
+        timeout=20,
+    )
+    assert r.status_code == 200 and len(r.content) > 8 << 10  # the client got its stream
+    deadline = time.monotonic() + 20
+    while not any("NOT SAVED" in line for line in rec.stderr):
+        assert time.monotonic() < deadline, rec.stderr
+        time.sleep(0.05)
+    code = rec.stop()
+    text = "".join(rec.stderr)
+    assert code == 1, text
+    assert "NOT SAVED (cassette " in text and "No space left on device" in text, text
+    assert "Saved 1 exchange to" in text and "1 exchange NOT saved:" in text, text
+    assert "1 x cassette" in text
+
+
+def test_listening_beyond_loopback_is_a_warning_and_the_ready_line_says_where(
+    tmp_path: Path, confdir: Path
+) -> None:
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare -n (a network namespace)")
+    # in a network namespace of its own (loopback only): nothing can reach it from elsewhere
+    r = subprocess.run(
+        [
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            'ip link set lo up && exec "$@"',
+            "sh",
+            sys.executable,
+            "-c",
+            "from ssevcr.cli import main; main()",
+            "record",
+            str(tmp_path / "c.msgpack"),
+            "--listen",
+            "0.0.0.0:0",
+            "--confdir",
+            str(confdir),
+            "--",
+            "sh",
+            "-c",
+            'echo "$HTTPS_PROXY"',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    ready, proxy = r.stdout.splitlines()
+    assert re.fullmatch(r"Recording on http://0\.0\.0\.0:\d+ \(forward proxy\) into .*", ready)
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", proxy)  # the command gets a local URL
+    assert "Warning: the recording proxy listens on every network interface" in r.stderr

@@ -8,10 +8,12 @@ import os
 import re
 import select
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -460,3 +462,123 @@ def test_record_takes_the_command_after_double_dash_as_replay_does(tmp_path: Pat
         assert result.exit_code == 2 and "nothing to run after --" in result.output, result.output
         usage = CliRunner().invoke(main, [command, "--help"]).output
         assert "[-- CMD ...]" in usage.splitlines()[0], usage
+
+
+class _Target:
+    """A loopback TCP server standing in for a real host: it records whether anything arrived."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        self.connections = 0
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.settimeout(2)
+            with conn:
+                try:
+                    while data := conn.recv(65536):
+                        self.received.append(data)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.skipif(_mitmdump() is None, reason="no mitmdump (bootstrap creates .venv-mitmproxy)")
+def test_proxy_mode_forwards_nothing_that_is_not_http(
+    replays: list[Replay], tmp_path: Path
+) -> None:
+    """Bytes after CONNECT that are neither HTTP nor TLS used to reach the CONNECT target (which
+    mitmproxy passes through as raw TCP). In replay mode nothing is forwarded, ever."""
+    target = _Target()
+    try:
+        r = Replay(
+            example_path(OPENAI_CHAT),
+            "--listen",
+            "127.0.0.1:0",
+            "--proxy",
+            "--confdir",
+            str(tmp_path / "mitm"),
+        )
+        replays.append(r)
+        match = re.search(r"proxy http://(127\.0\.0\.1):(\d+)", r.line)
+        assert match, r.line
+        proxy = (match.group(1), int(match.group(2)))
+        with socket.create_connection(proxy, timeout=10) as s:
+            s.sendall(f"CONNECT 127.0.0.1:{target.port} HTTP/1.1\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            s.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\x00\x01 neither HTTP nor TLS\r\n")
+            assert s.recv(4096) == b""  # the proxy closes: nothing was relayed back either
+        # a plain HTTP request for that host goes to the replay server (a miss), not to it
+        with socket.create_connection(proxy, timeout=10) as s:
+            s.sendall(
+                f"GET http://127.0.0.1:{target.port}/secret HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{target.port}\r\nConnection: close\r\n\r\n".encode()
+            )
+            answer = b""
+            while data := s.recv(65536):
+                answer += data
+        assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
+        time.sleep(0.5)  # anything relayed would have arrived by now
+        assert target.connections == 0 and target.received == []
+        assert r.stop() == 0
+        assert "refused raw TCP (neither HTTP nor TLS)" in r.stderr, r.stderr
+        assert f"to 127.0.0.1:{target.port}" in r.stderr and "nothing is forwarded" in r.stderr
+    finally:
+        target.close()
+
+
+def _isolated(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run in a network namespace of its own (loopback only): nothing here can reach, or be
+    reached from, another machine while it listens on every interface."""
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare -n (a network namespace)")
+    script = 'ip link set lo up && exec "$@"'
+    return subprocess.run(
+        ["unshare", "-n", "sh", "-c", script, "sh", *argv],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+    )
+
+
+def test_listening_beyond_loopback_is_a_warning_and_the_ready_line_says_where() -> None:
+    code = "import httpx2, os; print(os.environ['SSEVCR_URL'], httpx2.get(os.environ['SSEVCR_URL'] + '/x').status_code)"
+    out = _isolated(
+        [
+            *SSEVCR,
+            "replay",
+            example_path(OPENAI_CHAT),
+            "--listen",
+            "0.0.0.0:0",
+            "--",
+            sys.executable,
+            "-c",
+            code,
+        ]
+    )
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"serving http://0\.0\.0\.0:\d+ ", out.stderr), (
+        out.stderr
+    )  # the real bound address
+    assert "Warning: the replay server listens on every network interface" in out.stderr
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+ 404\n", out.stdout), (
+        out.stdout
+    )  # CMD gets a local URL
+    quiet = run(example_path(OPENAI_CHAT), "--", sys.executable, "-c", "pass")
+    assert quiet.returncode == 0 and "Warning" not in quiet.stderr

@@ -44,6 +44,7 @@ class ReplayRedirect:
 
     def __init__(self) -> None:
         self.target: tuple[str, int] | None = None
+        self._raw: set[object] = set()  # client connections that went raw TCP
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -73,38 +74,24 @@ class ReplayRedirect:
         address = tuple(server.address or ())
         if self.target is not None and address[:2] == self.target:
             return
-        reason = "not the replay server"
-        layer = (
-            "raw TCP (neither HTTP nor TLS)"
-            if getattr(server, "transport_protocol", "") == ("tcp")
-            else "a connection"
-        )
-        server.error = (
-            f"ssevcr replay --proxy forwards nothing: refused {layer} to {_address(address)}"
-        )
-        peer = _address(getattr(data.client, "peername", None))
+        client_id = getattr(data.client, "id", None)
+        what = "raw TCP (neither HTTP nor TLS)" if client_id in self._raw else "a connection"
+        self._raw.discard(client_id)
+        target, peer = _address(address), _address(getattr(data.client, "peername", None))
+        server.error = f"ssevcr replay --proxy forwards nothing: refused {what} to {target}"
         logger.warning("ssevcr: %s (from %s)", server.error, peer)
         emit(
             REFUSED,
-            {"what": layer, "peer": peer, "target": _address(address), "reason": reason},
+            {"what": what, "peer": peer, "target": target, "reason": "not the replay server"},
         )
 
     def tcp_start(self, flow: Any) -> None:
-        """Raw TCP after CONNECT (the client spoke neither HTTP nor TLS): never relayed."""
-        self._refuse_stream(flow, "raw TCP (neither HTTP nor TLS)")
+        """Raw TCP after CONNECT (the client spoke neither HTTP nor TLS): its server connection
+        is refused above; noted here to say so."""
+        self._raw.add(getattr(flow.client_conn, "id", None))
 
-    def udp_start(self, flow: Any) -> None:
-        self._refuse_stream(flow, "UDP")
-
-    def _refuse_stream(self, flow: Any, what: str) -> None:
-        target = _address(getattr(flow.server_conn, "address", None))
-        peer = _address(getattr(flow.client_conn, "peername", None))
-        logger.warning("ssevcr: replay --proxy forwards nothing: refused %s to %s", what, target)
-        emit(
-            REFUSED,
-            {"what": what, "peer": peer, "target": target, "reason": "not HTTP"},
-        )
-        flow.kill()
+    def client_disconnected(self, client: Any) -> None:
+        self._raw.discard(getattr(client, "id", None))
 
 
 addons = [Announce(), ReplayRedirect()]
