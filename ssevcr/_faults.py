@@ -19,9 +19,9 @@ answers 429 once, then the recording: the client's retry succeeds).
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ._errors import ConfigError
 from ._timing import parse_duration
@@ -145,34 +145,57 @@ def _fail(spec: str, problem: str) -> ConfigError:
     return ConfigError(f"bad fault {spec!r}: {problem}")
 
 
-def _int(spec: str, key: str, value: str, *, minimum: int) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise _fail(spec, f"{key} must be a whole number, got {value!r}") from None
-    if n < minimum:
-        raise _fail(spec, f"{key} must be >= {minimum}, got {n}")
-    return n
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """One fault spec split into its parts: ``name:key=value,...,flag,...`` and the scope."""
+
+    text: str
+    name: str
+    params: dict[str, str]
+    flags: tuple[str, ...]
+    scope: Scope
+
+    def fail(self, problem: str) -> ConfigError:
+        return _fail(self.text, problem)
+
+    def takes(self) -> str:
+        return f"{self.name} takes {', '.join(_KEYS[self.name] + _COMMON)}"
+
+    def no_flags(self) -> _Spec:
+        if self.flags:
+            raise self.fail(f"unexpected {', '.join(self.flags)!r}; {self.takes()}")
+        return self
+
+    def need(self, key: str) -> str:
+        if key not in self.params:
+            raise self.fail(f"{self.name} needs {key}=...")
+        return self.params[key]
+
+    def number(self, key: str, value: str, *, minimum: int) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise self.fail(f"{key} must be a whole number, got {value!r}") from None
+        if n < minimum:
+            raise self.fail(f"{key} must be >= {minimum}, got {n}")
+        return n
+
+    def event(self, key: str, *, minimum: int = 1) -> EventRef:
+        value = self.need(key)
+        if value.strip().lower() == "last":
+            return "last"
+        return self.number(key, value, minimum=minimum)
+
+    def choice(self, key: str, default: str | None, options: Iterable[str]) -> Any:
+        value = self.params.get(key, default)
+        options = tuple(options)
+        if value is not None and value not in options:
+            raise self.fail(f"{key} must be one of {', '.join(options)}, got {value!r}")
+        return value
 
 
-def _event(spec: str, key: str, value: str) -> EventRef:
-    if value.strip().lower() == "last":
-        return "last"
-    return _int(spec, key, value, minimum=1)
-
-
-def _choice(spec: str, key: str, value: str, options: Iterable[str]) -> str:
-    options = tuple(options)
-    if value not in options:
-        raise _fail(spec, f"{key} must be one of {', '.join(options)}, got {value!r}")
-    return value
-
-
-def parse_fault(text: str | Fault) -> Fault:  # noqa: C901 - one branch per fault kind (to split)
-    """Parse one fault spec; a ConfigError says what is wrong and what is valid."""
-    if not isinstance(text, str):
-        return text
-    spec = text.strip()
+def _split(spec: str) -> _Spec:
+    """``NAME:key=value,...``: the name, the keys (each known to the fault, once), bare flags."""
     name, _, rest = spec.partition(":")
     name = name.strip().lower()
     if name not in _KEYS:
@@ -181,138 +204,133 @@ def parse_fault(text: str | Fault) -> Fault:  # noqa: C901 - one branch per faul
         )
     params: dict[str, str] = {}
     flags: list[str] = []
-    if rest.strip():
-        for item in rest.split(","):
-            item = item.strip()
-            if not item:
-                raise _fail(spec, "empty item between commas")
-            key, eq, value = item.partition("=")
-            key = key.strip().lower()
-            if not eq:
-                flags.append(key)
-                continue
-            if key not in _KEYS[name] and key not in _COMMON:
-                raise _fail(
-                    spec, f"unknown key {key!r}; {name} takes {', '.join(_KEYS[name] + _COMMON)}"
-                )
-            if key in params:
-                raise _fail(spec, f"{key} given twice")
-            params[key] = value.strip()
-
-    scope = Scope()
-    if "on" in params:
-        on = params.pop("on")
-        if on.startswith("/"):
-            scope = Scope(path=on)
-        else:
-            scope = Scope(interaction=_int(spec, "on", on, minimum=1))
-    if "times" in params:
-        scope = Scope(
-            scope.interaction, scope.path, _int(spec, "times", params.pop("times"), minimum=1)
-        )
-
-    def flag_error() -> ConfigError:
-        return _fail(
-            spec,
-            f"unexpected {', '.join(flags)!r}; {name} takes {', '.join(_KEYS[name] + _COMMON)}",
-        )
-
-    def need(key: str) -> str:
-        if key not in params:
-            raise _fail(spec, f"{name} needs {key}=...")
-        return params[key]
-
-    fault: Fault
-    if name == "truncate":
-        if flags:
-            raise flag_error()
-        if ("after" in params) == ("byte" in params):
-            raise _fail(spec, "truncate needs exactly one of after=N (events) or byte=K")
-        end = _choice(spec, "end", params.get("end", "abort"), ("close", "abort", "reset"))
-        if "after" in params:
-            after = params["after"]
-            ref: EventRef = (
-                "last" if after.strip().lower() == "last" else _int(spec, "after", after, minimum=0)
+    for item in rest.split(",") if rest.strip() else ():
+        key, eq, value = item.strip().partition("=")
+        key = key.strip().lower()
+        if not key and not eq:
+            raise _fail(spec, "empty item between commas")
+        if not eq:
+            flags.append(key)
+            continue
+        if key not in _KEYS[name] and key not in _COMMON:
+            raise _fail(
+                spec, f"unknown key {key!r}; {name} takes {', '.join(_KEYS[name] + _COMMON)}"
             )
-            fault = Truncate(spec, scope, after=ref, end=end)  # type: ignore[arg-type]
-        else:
-            byte = _int(spec, "byte", params["byte"], minimum=0)
-            fault = Truncate(spec, scope, byte=byte, end=end)  # type: ignore[arg-type]
-    elif name == "corrupt":
-        if flags:
-            raise flag_error()
-        how = _choice(spec, "how", params.get("how", "json"), ("json", "utf8", "bytes"))
-        fault = Corrupt(spec, scope, event=_event(spec, "event", need("event")), how=how)  # type: ignore[arg-type]
-    elif name == "stall":
-        if flags:
-            raise flag_error()
-        duration_text = need("for")
-        duration = (
-            None
-            if duration_text.lower() == "forever"
-            else parse_duration(duration_text, what=f"stall duration in {spec!r}")
+        if key in params:
+            raise _fail(spec, f"{key} given twice")
+        params[key] = value.strip()
+    return _Spec(spec, name, params, tuple(flags), _scope(spec, params))
+
+
+def _scope(spec: str, params: dict[str, str]) -> Scope:
+    """``on=N`` / ``on=/path`` and ``times=N`` (taken out of ``params``)."""
+    parts = _Spec(spec, "", {}, (), Scope())
+    on, times = params.pop("on", None), params.pop("times", None)
+    return Scope(
+        None if on is None or on.startswith("/") else parts.number("on", on, minimum=1),
+        on if on is not None and on.startswith("/") else None,
+        None if times is None else parts.number("times", times, minimum=1),
+    )
+
+
+def _truncate(s: _Spec) -> Truncate:
+    s.no_flags()
+    if ("after" in s.params) == ("byte" in s.params):
+        raise s.fail("truncate needs exactly one of after=N (events) or byte=K")
+    end = s.choice("end", "abort", ("close", "abort", "reset"))
+    if "after" in s.params:
+        return Truncate(s.text, s.scope, after=s.event("after", minimum=0), end=end)
+    return Truncate(s.text, s.scope, byte=s.number("byte", s.params["byte"], minimum=0), end=end)
+
+
+def _corrupt(s: _Spec) -> Corrupt:
+    how = s.no_flags().choice("how", "json", ("json", "utf8", "bytes"))
+    return Corrupt(s.text, s.scope, event=s.event("event"), how=how)
+
+
+def _stall(s: _Spec) -> Stall:
+    text = s.no_flags().need("for")
+    duration = (
+        None
+        if text.lower() == "forever"
+        else parse_duration(text, what=f"stall duration in {s.text!r}")
+    )
+    return Stall(s.text, s.scope, before=s.event("before"), duration=duration)
+
+
+def _drop(s: _Spec) -> Drop:
+    return Drop(s.text, s.scope, event=s.no_flags().event("event"))
+
+
+def _duplicate(s: _Spec) -> Duplicate:
+    return Duplicate(s.text, s.scope, event=s.no_flags().event("event"))
+
+
+def _error(s: _Spec) -> InjectError:
+    provider = s.no_flags().choice("provider", None, PROVIDERS)
+    return InjectError(
+        s.text, s.scope, after=s.event("after"), provider=provider, message=s.params.get("message")
+    )
+
+
+def _status(s: _Spec) -> Status:
+    code_text = s.params.get("code")
+    if s.flags:
+        if code_text is not None or len(s.flags) != 1:
+            s.no_flags()
+        code_text = s.flags[0]
+    if code_text is None:
+        raise s.fail("status needs a code, e.g. status:429")
+    code = s.number("code", code_text, minimum=100)
+    if code > 599:
+        raise s.fail(f"code must be an HTTP status (100-599), got {code}")
+    retry_after = s.params.get("retry_after")
+    return Status(
+        s.text,
+        s.scope,
+        code=code,
+        retry_after=None
+        if retry_after is None
+        else parse_duration(retry_after, what="retry_after"),
+        provider=s.choice("provider", None, PROVIDERS),
+    )
+
+
+def _rechunk(s: _Spec) -> Rechunk:
+    modes = [f for f in s.flags if f in ("random", "hostile")]
+    if len(modes) != len(s.flags) or len(modes) + ("size" in s.params) != 1:
+        raise s.fail("rechunk needs exactly one of size=N, random or hostile")
+    maximum = s.number("max", s.params.get("max", "16"), minimum=1)
+    if not modes:
+        return Rechunk(
+            s.text, s.scope, how="size", size=s.number("size", s.params["size"], minimum=1)
         )
-        fault = Stall(spec, scope, before=_event(spec, "before", need("before")), duration=duration)
-    elif name in ("drop", "duplicate"):
-        if flags:
-            raise flag_error()
-        cls = Drop if name == "drop" else Duplicate
-        fault = cls(spec, scope, event=_event(spec, "event", need("event")))
-    elif name == "error":
-        if flags:
-            raise flag_error()
-        provider = params.get("provider")
-        if provider is not None:
-            _choice(spec, "provider", provider, PROVIDERS)
-        fault = InjectError(
-            spec,
-            scope,
-            after=_event(spec, "after", need("after")),
-            provider=provider,  # type: ignore[arg-type]
-            message=params.get("message"),
-        )
-    elif name == "status":
-        code_text = params.get("code")
-        if flags:
-            if code_text is not None or len(flags) != 1:
-                raise flag_error()
-            code_text = flags[0]
-        if code_text is None:
-            raise _fail(spec, "status needs a code, e.g. status:429")
-        code = _int(spec, "code", code_text, minimum=100)
-        if code > 599:
-            raise _fail(spec, f"code must be an HTTP status (100-599), got {code}")
-        retry_after = params.get("retry_after")
-        provider = params.get("provider")
-        if provider is not None:
-            _choice(spec, "provider", provider, PROVIDERS)
-        fault = Status(
-            spec,
-            scope,
-            code=code,
-            retry_after=None
-            if retry_after is None
-            else parse_duration(retry_after, what="retry_after"),
-            provider=provider,  # type: ignore[arg-type]
-        )
-    elif name == "rechunk":
-        modes = [f for f in flags if f in ("random", "hostile")] + (
-            ["size"] if "size" in params else []
-        )
-        if len(modes) != 1 or len(flags) != len([f for f in flags if f in ("random", "hostile")]):
-            raise _fail(spec, "rechunk needs exactly one of size=N, random or hostile")
-        maximum = _int(spec, "max", params.get("max", "16"), minimum=1)
-        if modes[0] == "size":
-            fault = Rechunk(
-                spec, scope, how="size", size=_int(spec, "size", params["size"], minimum=1)
-            )
-        else:
-            fault = Rechunk(spec, scope, how=modes[0], max=maximum)  # type: ignore[arg-type]
-    else:  # slow
-        if flags:
-            raise flag_error()
-        fault = Slow(spec, scope, bps=_int(spec, "bps", need("bps"), minimum=1))
-    return fault
+    return Rechunk(s.text, s.scope, how=modes[0], max=maximum)  # type: ignore[arg-type]
+
+
+def _slow(s: _Spec) -> Slow:
+    return Slow(s.text, s.scope, bps=s.no_flags().number("bps", s.need("bps"), minimum=1))
+
+
+_PARSERS: dict[str, Callable[[_Spec], Fault]] = {
+    "truncate": _truncate,
+    "corrupt": _corrupt,
+    "stall": _stall,
+    "drop": _drop,
+    "duplicate": _duplicate,
+    "error": _error,
+    "status": _status,
+    "rechunk": _rechunk,
+    "slow": _slow,
+}
+
+
+def parse_fault(text: str | Fault) -> Fault:
+    """Parse one fault spec; a ConfigError says what is wrong and what is valid."""
+    if not isinstance(text, str):
+        return text
+    parts = _split(text.strip())
+    return _PARSERS[parts.name](parts)
 
 
 def parse_faults(specs: Iterable[str | Fault] | str | None) -> tuple[Fault, ...]:

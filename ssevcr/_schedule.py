@@ -5,8 +5,13 @@ the steps a replay performs, each at an absolute offset from the moment the requ
                                                                  steps=(Send(at, data), ...),
                                                                  end=Close | Abort | Reset | Hang)
 
-No clocks, sockets or global randomness here; adapters (server, transport) only follow the steps.
-Absolute offsets mean a slow write never accumulates drift.
+No clocks, sockets or global randomness here; adapters (server, transport) only follow the steps
+(through :mod:`ssevcr._follower`). Absolute offsets mean a slow write never accumulates drift.
+
+Without faults the schedule is the recorded chunks at their mapped times (no parsing). With
+faults ``build`` runs named passes, each a small pure function over a :class:`Draft` (see the
+list above ``build``): select the body, event faults as edits, apply them, retime, cut bytes,
+rechunk, stall, pace, then the end and the framing.
 
 Byte-exactness: without faults the steps are the recorded chunks, bytes and boundaries unchanged.
 Event-level faults work on the parser's raw frames, so every byte a fault did not ask to change
@@ -20,7 +25,8 @@ import bisect
 import itertools
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, NamedTuple
 
 from . import _content as content
 from . import _providers as providers
@@ -163,34 +169,6 @@ class Schedule:
         return self.content_length is None
 
 
-# -------------------------------------------------------------------------------------------
-# edits on the recorded body, in original byte positions
-
-_INSERT, _MARK, _CUT, _REPLACE = 0, 1, 2, 3
-
-
-@dataclass(order=True, slots=True)
-class _Op:
-    pos: int
-    kind: int
-    order: int
-    end: int = 0  # _REPLACE: end of the replaced range
-    data: bytes = field(default=b"", compare=False)
-    stall: float | None = field(default=None, compare=False)  # _MARK: seconds, None = forever
-    how: str = field(default="", compare=False)  # _CUT: close / abort / reset
-
-
-@dataclass(slots=True)
-class _Piece:
-    at: float
-    data: bytes
-
-
-@dataclass(slots=True)
-class _Marker:
-    stall: float | None
-
-
 def _data_value_span(raw: bytes) -> tuple[int, int]:
     """Start and end of the first ``data`` line's value inside a frame's raw bytes."""
     pos = 0
@@ -210,7 +188,10 @@ def _data_value_span(raw: bytes) -> tuple[int, int]:
     return 0, 0
 
 
-def _corrupt(raw: bytes, how: str, rng: random.Random) -> bytes:
+def corrupt(raw: bytes, how: str, rng: random.Random) -> bytes:
+    """An event's ``raw`` bytes with its first data value broken: ``json`` cuts it in half,
+    ``utf8`` puts invalid UTF-8 in its middle, ``bytes`` replaces it with seeded random bytes
+    (never CR or LF, so the frame stays one event)."""
     start, end = _data_value_span(raw)
     value = raw[start:end]
     if how == "json":
@@ -240,13 +221,96 @@ def hostile_boundaries(body: bytes) -> list[int]:
     return sorted(points)
 
 
-def _resolve(ref: EventRef, events: Sequence[Event]) -> Event | None:
-    if ref == "last":
-        return events[-1] if events else None
-    return events[ref - 1] if 0 < ref <= len(events) else None
+# -------------------------------------------------------------------------------------------
+# the passes of ``build`` with faults, in order:
+#
+#   status_answer    a status fault answers with the provider's HTTP error instead
+#   select_body      the recorded pieces (decoded when event faults need the events)
+#   event_edits      event faults -> edits at byte positions of the recorded body
+#   apply_edits      the body walked with the edits: pieces at their recorded times, pauses, a cut
+#   retime           recorded times -> replay times (the timing policy)
+#   truncate_bytes   truncate:byte cuts the edited body
+#   rechunk          re-split the pieces between pauses
+#   stall            pauses shift what follows; a pause forever hangs
+#   pace             slow: a bandwidth cap
+#   end_step         how and when the body ends
+#   frame            content-length: what a well-formed end sends
+#
+# Each is a pure function of a Draft (and the faults it applies); byte positions are those of
+# the recorded (or decoded) body until apply_edits, and a piece's time is the recorded time of
+# the chunk that carried its bytes (a byte a fault adds goes out with the byte it follows).
 
 
-def build(  # noqa: C901 - to become named passes (issue: architecture)
+class Piece(NamedTuple):  # a tuple: rechunk:size=1 makes one per byte
+    """Body bytes and when they go out."""
+
+    at: float
+    data: bytes
+
+
+class Pause(NamedTuple):
+    """Stop sending for ``seconds`` (None: forever) before the next piece."""
+
+    seconds: float | None
+
+
+Item = Piece | Pause
+Ending = Literal["close", "abort", "reset"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """The body ends early, ``how``, at ``at`` (when the first byte not sent would have gone)."""
+
+    how: Ending
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A schedule being built: the pieces and pauses of the body, how it ends, what fired."""
+
+    headers: Headers
+    items: tuple[Item, ...]
+    length: int  # of the body after edits, as a complete body would have it
+    end_at: float  # when the body ends as recorded (no cut)
+    cut: Cut | None = None
+    hang_at: float | None = None  # a stall forever: nothing more from then on
+    fired: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+    def fire(self, fault: Fault) -> Draft:
+        return replace(self, fired=(*self.fired, str(fault)))
+
+    def skip(self, fault: Fault, why: str) -> Draft:
+        return replace(self, skipped=(*self.skipped, f"{fault}: {why}"))
+
+
+_INSERT, _PAUSE, _CUT, _REPLACE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Edit:
+    """One change at a byte position of the recorded body; edits apply in (pos, kind, order)."""
+
+    pos: int
+    kind: int  # _INSERT data before pos, _PAUSE, _CUT the body, _REPLACE pos:end with data
+    order: int  # the fault's place among the faults
+    end: int = 0
+    data: bytes = field(default=b"", compare=False)
+    stall: float | None = field(default=None, compare=False)
+    how: Ending = field(default="abort", compare=False)
+
+
+EVENT_FAULTS = (Corrupt, Stall, Drop, Duplicate, InjectError)
+
+
+def is_event_fault(f: Fault) -> bool:
+    """Whether ``f`` names events (and so needs the body parsed)."""
+    return isinstance(f, EVENT_FAULTS) or (isinstance(f, Truncate) and f.after is not None)
+
+
+def build(
     response: Response,
     *,
     timing: Timing | None = None,
@@ -261,291 +325,370 @@ def build(  # noqa: C901 - to become named passes (issue: architecture)
     timing = timing or Timing()
     if not faults:  # the common case: the recorded chunks at their mapped times
         return _plain(response, timing)
+    tmap = timing.retime([response.headers_at, response.end.at, *response.chunk_at])
+    statuses = [f for f in faults if isinstance(f, Status)]
+    if statuses:
+        return status_answer(response, statuses, tmap[response.headers_at], url)
     rng = random.Random(f"ssevcr:{seed}")
-    fired: list[str] = []
-    skipped: list[str] = []
-
-    recorded = list(
-        zip(response.chunk_at, _split(response.body, response.chunk_sizes), strict=True)
+    draft, events = select_body(response, [f for f in faults if is_event_fault(f)])
+    if events is not None:
+        edits, draft = event_edits(draft, events, faults, providers.detect(url, events), rng)
+        draft = apply_edits(draft, edits)
+    headers_at = tmap[response.headers_at]
+    draft = retime(draft, tmap)
+    draft = truncate_bytes(
+        draft, [f for f in faults if isinstance(f, Truncate) and f.byte is not None]
     )
-    headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
-    time_points = [response.headers_at, response.end.at, *response.chunk_at]
-    tmap = timing.retime(time_points)
+    for f in faults:
+        if isinstance(f, Rechunk):
+            draft = rechunk(draft, f, rng)
+    draft = stall(draft, headers_at)
+    slow = [f for f in faults if isinstance(f, Slow)]
+    if slow:
+        draft = pace(draft, slow, headers_at)
+    pieces: Sequence[Any] = draft.items  # only pieces are left after ``stall``
+    steps = tuple(Send(at, data) for at, data in pieces if data)
+    end = end_step(draft, steps[-1].at if steps else headers_at, response.end.outcome)
+    headers, content_length = frame(draft, response, end, sum(len(s.data) for s in steps))
+    return Schedule(
+        status=response.status,
+        reason=response.reason,
+        http_version=response.http_version,
+        headers=headers,
+        headers_at=headers_at,
+        steps=steps,
+        end=end,
+        fired=tuple(dict.fromkeys(draft.fired)),
+        skipped=draft.skipped,
+        content_length=content_length,
+    )
 
-    event_faults = [
-        f
-        for f in faults
-        if isinstance(f, Corrupt | Stall | Drop | Duplicate | InjectError)
-        or (isinstance(f, Truncate) and f.after is not None)
-    ]
 
-    # --- status: answer with the provider's HTTP error instead of the recording
-    status_faults = [f for f in faults if isinstance(f, Status)]
-    if status_faults:
-        sf = status_faults[0]
-        provider = sf.provider or providers.detect(
-            url, parse(response.body).events if response.is_event_stream else ()
-        )
-        reason, err_headers, body = providers.error_response(
-            provider, sf.code, retry_after=sf.retry_after
-        )
-        at = tmap[response.headers_at]
-        skipped += [f"{g}: only one status fault applies" for g in status_faults[1:]]
-        return Schedule(
-            sf.code,
-            reason,
-            "HTTP/1.1",
-            err_headers,
-            at,
-            (Send(at, body),),
-            Close(at),
-            (str(sf),),
-            tuple(skipped),
-            content_length=len(body),
-        )
+def status_answer(
+    response: Response, faults: Sequence[Status], at: float, url: str = ""
+) -> Schedule:
+    """The provider's HTTP error instead of the recording, whole at ``at`` (the first fault)."""
+    f = faults[0]
+    provider = f.provider or providers.detect(
+        url, parse(response.body).events if response.is_event_stream else ()
+    )
+    reason, headers, body = providers.error_response(provider, f.code, retry_after=f.retry_after)
+    return Schedule(
+        f.code,
+        reason,
+        "HTTP/1.1",
+        headers,
+        at,
+        (Send(at, body),),
+        Close(at),
+        (str(f),),
+        tuple(f"{g}: only one status fault applies" for g in faults[1:]),
+        content_length=len(body),
+    )
 
-    # --- a compressed body: event faults need the decoded bytes (then served without encoding)
+
+def select_body(
+    response: Response, event_faults: Sequence[Fault]
+) -> tuple[Draft, tuple[Event, ...] | None]:
+    """The recorded body as pieces at their recorded times, and its events when ``event_faults``
+    need them: a compressed body is decoded (and then sent without its content-encoding); one
+    that cannot be decoded skips them (events None)."""
+    chunks = zip(response.chunk_at, _split(response.body, response.chunk_sizes), strict=True)
+    pieces = tuple(Piece(at, data) for at, data in chunks if data)  # an empty chunk sends nothing
+    headers = tuple((k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP)
+    draft = Draft(headers, pieces, len(response.body), response.end.at)
+    if not event_faults:
+        return draft, None
     encoding = response.content_encoding
-    if event_faults and encoding != "identity":
-        decoded = content.decode(recorded, encoding)
+    if encoding != "identity":
+        decoded = content.decode([(p.at, p.data) for p in pieces], encoding)
         if not decoded.ok:
-            skipped += [
-                f"{f}: the body is {encoding}-encoded and was {decoded.problem}"
-                for f in event_faults
-            ]
-            event_faults = []
+            why = f"the body is {encoding}-encoded and was {decoded.problem}"
+            for f in event_faults:
+                draft = draft.skip(f, why)
+            return draft, None
+        pieces = tuple(Piece(at, data) for at, data in decoded.pieces if data)
+        headers = tuple((k, v) for k, v in headers if k.lower() != "content-encoding")
+        draft = replace(
+            draft, headers=headers, items=pieces, length=sum(len(p.data) for p in pieces)
+        )
+    return draft, parse(b"".join(p.data for p in pieces)).events
+
+
+def _resolve(ref: EventRef, events: Sequence[Event]) -> Event | None:
+    if ref == "last":
+        return events[-1] if events else None
+    return events[ref - 1] if 0 < ref <= len(events) else None
+
+
+def _edits_of(
+    f: Fault, order: int, events: Sequence[Event], provider: str, rng: random.Random
+) -> list[Edit] | None:
+    """The edits one event fault makes, or None when the event it names is not there."""
+    if isinstance(f, Truncate):
+        assert f.after is not None
+        if f.after == 0:
+            return [Edit(events[0].start if events else 0, _CUT, order, how=f.end)]
+        ev = _resolve(f.after, events)
+        return None if ev is None else [Edit(ev.end, _CUT, order, how=f.end)]
+    if isinstance(f, InjectError):
+        ref = f.after
+    elif isinstance(f, Stall):
+        ref = f.before
+    else:
+        assert isinstance(f, Corrupt | Drop | Duplicate)
+        ref = f.event
+    ev = _resolve(ref, events)
+    if ev is None:
+        return None
+    if isinstance(f, InjectError):
+        frame = providers.error_event(
+            f.provider or provider,
+            message=f.message,
+            sequence_number=events.index(ev) + 1,
+            like=events[0].raw,
+        )
+        return [Edit(ev.end, _INSERT, order, data=frame), Edit(ev.end, _CUT, order, how="close")]
+    if isinstance(f, Stall):
+        return [Edit(ev.start, _PAUSE, order, stall=f.duration)]
+    if isinstance(f, Drop):
+        return [Edit(ev.start, _REPLACE, order, end=ev.end)]
+    if isinstance(f, Duplicate):
+        return [Edit(ev.end, _INSERT, order, data=ev.raw)]
+    assert isinstance(f, Corrupt)
+    return [Edit(ev.start, _REPLACE, order, end=ev.end, data=corrupt(ev.raw, f.how, rng))]
+
+
+def event_edits(
+    draft: Draft,
+    events: Sequence[Event],
+    faults: Sequence[Fault],
+    provider: str,
+    rng: random.Random,
+) -> tuple[list[Edit], Draft]:
+    """The edits the event faults make, sorted, with what fired and what was skipped. Two
+    faults that replace the same bytes are refused (ConfigError)."""
+    edits: list[Edit] = []
+    for order, f in enumerate(f for f in faults if is_event_fault(f)):
+        made = _edits_of(f, order, events, provider, rng)
+        if made is None:
+            draft = draft.skip(f, f"the stream has {len(events)} events")
         else:
-            recorded = list(decoded.pieces)
-            headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
-
-    body = b"".join(d for _, d in recorded)
-    ends: list[int] = []
-    total = 0
-    for _, d in recorded:
-        total += len(d)
-        ends.append(total)
-    times = [a for a, _ in recorded]
-
-    def time_at(pos: int) -> float:
-        """The recorded time of the byte at ``pos`` (the chunk that carried it)."""
-        if not recorded:
-            return response.headers_at
-        i = bisect.bisect_right(ends, max(pos, 0))
-        return times[min(i, len(times) - 1)]
-
-    # --- event-level faults become edits at original byte positions
-    ops: list[_Op] = []
-    if event_faults:
-        events = parse(body).events
-        provider = providers.detect(url, events)
-        for order, f in enumerate(event_faults):
-            if isinstance(f, Truncate):
-                assert f.after is not None
-                if f.after == 0:
-                    ops.append(_Op(events[0].start if events else 0, _CUT, order, how=f.end))
-                    fired.append(str(f))
-                    continue
-                ev = _resolve(f.after, events)
-                if ev is None:
-                    skipped.append(f"{f}: the stream has {len(events)} events")
-                    continue
-                ops.append(_Op(ev.end, _CUT, order, how=f.end))
-            elif isinstance(f, InjectError):
-                ev = _resolve(f.after, events)
-                if ev is None:
-                    skipped.append(f"{f}: the stream has {len(events)} events")
-                    continue
-                n = events.index(ev) + 1
-                frame = providers.error_event(
-                    f.provider or provider, message=f.message, sequence_number=n, like=events[0].raw
-                )
-                ops.append(_Op(ev.end, _INSERT, order, data=frame))
-                ops.append(_Op(ev.end, _CUT, order, how="close"))
-            elif isinstance(f, Stall):
-                ev = _resolve(f.before, events)
-                if ev is None:
-                    skipped.append(f"{f}: the stream has {len(events)} events")
-                    continue
-                ops.append(_Op(ev.start, _MARK, order, stall=f.duration))
-            else:
-                ref = f.event
-                ev = _resolve(ref, events)
-                if ev is None:
-                    skipped.append(f"{f}: the stream has {len(events)} events")
-                    continue
-                if isinstance(f, Drop):
-                    ops.append(_Op(ev.start, _REPLACE, order, end=ev.end, data=b""))
-                elif isinstance(f, Duplicate):
-                    ops.append(_Op(ev.end, _INSERT, order, data=ev.raw))
-                else:
-                    ops.append(
-                        _Op(
-                            ev.start, _REPLACE, order, end=ev.end, data=_corrupt(ev.raw, f.how, rng)
-                        )
-                    )
-            fired.append(str(f))
-
-    ops.sort()
-    replaced = [(o.pos, o.end) for o in ops if o.kind == _REPLACE]
+            edits += made
+            draft = draft.fire(f)
+    edits.sort()
+    replaced = [(e.pos, e.end) for e in edits if e.kind == _REPLACE]
     for (s1, e1), (s2, _) in itertools.pairwise(replaced):
         if s2 < e1:
             raise ConfigError(
                 f"two faults change the same event (bytes {s1}-{e1}); use one fault per event"
             )
+    return edits, draft
 
-    # --- walk the body: kept ranges (with their chunk times), literals and markers
-    items: list[_Piece | _Marker] = []
-    cut: str | None = None
-    cut_at = response.end.at
+
+def apply_edits(draft: Draft, edits: Sequence[Edit]) -> Draft:
+    """Walk the body with the (sorted) edits: kept ranges keep their pieces' times, added bytes
+    go out with the recorded byte before them, a cut ends the walk."""
+    pieces = [p for p in draft.items if isinstance(p, Piece)]
+    body = b"".join(p.data for p in pieces)
+    ends = list(itertools.accumulate(len(p.data) for p in pieces))
+    end_at = draft.end_at
+
+    def time_at(pos: int) -> float:
+        """The recorded time of the byte at ``pos`` (the piece that carried it)."""
+        if not pieces:
+            return end_at
+        return pieces[min(bisect.bisect_right(ends, max(pos, 0)), len(pieces) - 1)].at
+
+    items: list[Item] = []
 
     def keep(a: int, b: int) -> None:
-        if a >= b:
-            return
         i = bisect.bisect_right(ends, a)
         while a < b:
-            chunk_end = ends[i]
-            stop = min(b, chunk_end)
-            items.append(_Piece(times[i], body[a:stop]))
-            a = stop
-            i += 1
+            stop = min(b, ends[i])
+            items.append(Piece(pieces[i].at, body[a:stop]))
+            a, i = stop, i + 1
 
-    cursor = 0
-    full_length = len(body)
-    for op in ops:
-        keep(cursor, op.pos)
-        cursor = max(cursor, op.pos)
-        if op.kind == _INSERT:
-            items.append(_Piece(time_at(op.pos - 1), op.data))
-            full_length += len(op.data)
-        elif op.kind == _MARK:
-            items.append(_Marker(op.stall))
-        elif op.kind == _REPLACE:
-            if op.data:
-                items.append(_Piece(time_at(op.end - 1), op.data))
-            full_length += len(op.data) - (op.end - op.pos)
-            cursor = op.end
-        else:
-            cut = op.how
-            # the connection dies when the first byte not sent would have arrived
-            cut_at = time_at(op.pos) if op.pos < len(body) else response.end.at
+    cursor, length, cut = 0, len(body), None
+    for e in edits:
+        keep(cursor, e.pos)
+        cursor = max(cursor, e.pos)
+        if e.kind == _INSERT:
+            items.append(Piece(time_at(e.pos - 1), e.data))
+            length += len(e.data)
+        elif e.kind == _PAUSE:
+            items.append(Pause(e.stall))
+        elif e.kind == _REPLACE:
+            if e.data:
+                items.append(Piece(time_at(e.end - 1), e.data))
+            length += len(e.data) - (e.end - e.pos)
+            cursor = e.end
+        else:  # the connection dies when the first byte not sent would have arrived
+            cut = Cut(e.how, time_at(e.pos) if e.pos < len(body) else end_at)
             break
     if cut is None:
         keep(cursor, len(body))
+    return replace(draft, items=tuple(items), length=length, cut=cut)
 
-    # --- timing
-    for it in items:
-        if isinstance(it, _Piece):
-            it.at = tmap.get(it.at, it.at)
-    headers_at = tmap[response.headers_at]
-    end_at = tmap[response.end.at]
-    cut_at = tmap.get(cut_at, cut_at)
 
-    # --- byte-level faults: truncate:byte, rechunk, stall shifts, slow
-    for bf in faults:
-        if not (isinstance(bf, Truncate) and bf.byte is not None):
+def retime(draft: Draft, tmap: dict[float, float]) -> Draft:
+    """Recorded times -> replay times (``tmap``: the timing policy's map of the recorded ones)."""
+    get = tmap.get
+    items = tuple(
+        Piece(get(p.at, p.at), p.data) if isinstance(p, Piece) else p for p in draft.items
+    )
+    cut = draft.cut and Cut(draft.cut.how, get(draft.cut.at, draft.cut.at))
+    return replace(draft, items=items, end_at=get(draft.end_at, draft.end_at), cut=cut)
+
+
+def truncate_bytes(draft: Draft, faults: Sequence[Truncate]) -> Draft:
+    """``truncate:byte=K``: the body as sent so far is cut after K bytes (the first that fits)."""
+    for f in faults:
+        assert f.byte is not None
+        if draft.cut is not None:
+            draft = draft.skip(f, "the body is already cut by another fault")
             continue
-        limit = bf.byte
-        if cut is not None:
-            skipped.append(f"{bf}: the body is already cut by another fault")
+        if f.byte >= draft.length:
+            draft = draft.skip(f, f"the body has only {draft.length} bytes")
             continue
-        if limit >= full_length:
-            skipped.append(f"{bf}: the body has only {full_length} bytes")
-            continue
-        sent, kept_items = 0, []
-        for it in items:
-            if isinstance(it, _Piece):
-                if sent >= limit:
+        sent, kept, cut_at = 0, [], draft.end_at
+        for it in draft.items:
+            if isinstance(it, Piece):
+                if sent >= f.byte:
                     cut_at = it.at
                     break
-                if sent + len(it.data) > limit:
+                if sent + len(it.data) > f.byte:
                     cut_at = it.at
-                    it = _Piece(it.at, it.data[: limit - sent])
+                    it = Piece(it.at, it.data[: f.byte - sent])
                 sent += len(it.data)
-            kept_items.append(it)
-        items, cut = kept_items, bf.end
-        fired.append(str(bf))
+            kept.append(it)
+        draft = replace(draft, items=tuple(kept), cut=Cut(f.end, cut_at)).fire(f)
+    return draft
 
-    for rf in faults:
-        if isinstance(rf, Rechunk):
-            items = _rechunk(items, rf, rng)
-            fired.append(str(rf))
 
-    shifted: list[_Piece] = []
-    shift = 0.0
-    hang_at: float | None = None
-    last_at = headers_at
-    for it in items:
-        if isinstance(it, _Marker):
-            if it.stall is None:
-                hang_at = max(last_at, _next_at(items, it, last_at) + shift)
-                break
-            # the stall starts when the next byte would have been sent
-            shift += it.stall
-            continue
-        at = max(it.at + shift, last_at)
-        shifted.append(_Piece(at, it.data))
-        last_at = at
-    end_at += shift
+def rechunk(draft: Draft, f: Rechunk, rng: random.Random) -> Draft:
+    """Re-split each run of pieces between pauses; a new piece goes out at the time of the piece
+    that carried its last byte (never earlier than recorded)."""
+    out: list[Item] = []
+    run: list[Piece] = []
 
-    slow = [f for f in faults if isinstance(f, Slow)]
-    if slow:
-        bps = min(f.bps for f in slow)
-        piece_max = max(1, bps // 50)
-        paced: list[_Piece] = []
-        free = headers_at
-        for p in shifted:
-            for i in range(0, len(p.data), piece_max):
-                part = p.data[i : i + piece_max]
-                at = max(p.at, free)
-                paced.append(_Piece(at, part))
-                free = at + len(part) / bps
-        end_at = max(end_at, free)
-        shifted = paced
-        fired += [str(f) for f in slow]
+    def flush() -> None:
+        if not run:
+            return
+        data = b"".join(p.data for p in run)
+        piece_ends = list(itertools.accumulate(len(p.data) for p in run))
+        start = 0
+        for end in [*_cuts(data, f, rng), len(data)]:
+            if end <= start:
+                continue
+            owner = bisect.bisect_left(piece_ends, end)
+            out.append(Piece(run[min(owner, len(run) - 1)].at, data[start:end]))
+            start = end
+        run.clear()
 
-    steps = tuple(Send(p.at, p.data) for p in shifted if p.data)
-    last = steps[-1].at if steps else headers_at
-    end: EndStep
-    if hang_at is not None:
-        end = Hang(max(hang_at, last))
-    elif cut == "close":
-        end = Close(max(last, cut_at + shift))
-    elif cut == "abort":
-        end = Abort(max(last, cut_at + shift))
-    elif cut == "reset":
-        end = Reset(max(last, cut_at + shift))
-    elif response.end.outcome == Outcome.UPSTREAM_ERROR:
-        end = Abort(max(end_at, last))
-    else:
-        end = Close(max(end_at, last))
-
-    # --- content-length: what a well-formed end sends; an aborted body keeps the full length
-    sent_length = sum(len(s.data) for s in steps)
-    content_length: int | None = None
-    if any(k.lower() == "content-length" for k, _ in headers):
-        recorded_length = response.header("content-length")
-        if isinstance(end, Close):
-            content_length = sent_length
-        elif cut is None and recorded_length and recorded_length.strip().isdigit():
-            content_length = int(recorded_length)
+    for it in draft.items:
+        if isinstance(it, Pause):
+            flush()
+            out.append(it)
         else:
-            content_length = max(full_length, sent_length + 1)
-        headers = [
-            (k, str(content_length) if k.lower() == "content-length" else v) for k, v in headers
-        ]
+            run.append(it)
+    flush()
+    return replace(draft, items=tuple(out)).fire(f)
 
-    return Schedule(
-        status=response.status,
-        reason=response.reason,
-        http_version=response.http_version,
-        headers=tuple(headers),
-        headers_at=headers_at,
-        steps=steps,
-        end=end,
-        fired=tuple(dict.fromkeys(fired)),
-        skipped=tuple(skipped),
-        content_length=content_length,
-    )
+
+def _cuts(data: bytes, f: Rechunk, rng: random.Random) -> list[int]:
+    """Where ``rechunk`` splits ``data``."""
+    if f.how == "size":
+        return list(range(f.size, len(data), f.size))
+    if f.how == "hostile":
+        return hostile_boundaries(data)
+    cuts: list[int] = []
+    pos = 0
+    while True:
+        pos += rng.randint(1, f.max)
+        if pos >= len(data):
+            return cuts
+        cuts.append(pos)
+
+
+def stall(draft: Draft, headers_at: float) -> Draft:
+    """Pauses shift every later piece and the end; a pause forever hangs the body there (the
+    hang starts when the next byte would have gone). Pieces never go out of order. What is left
+    is pieces only."""
+    pieces: list[Item] = []
+    shift, last_at = 0.0, headers_at
+    items = draft.items
+    for n, it in enumerate(items):
+        if isinstance(it, Pause):
+            if it.seconds is None:
+                after = next((p.at for p in items[n + 1 :] if isinstance(p, Piece)), last_at)
+                hang_at = max(last_at, after + shift)
+                return replace(
+                    draft, items=tuple(pieces), end_at=draft.end_at + shift, hang_at=hang_at
+                )
+            shift += it.seconds
+            continue
+        at = it.at + shift
+        if at < last_at:
+            at = last_at
+        pieces.append(it if at == it.at else Piece(at, it.data))
+        last_at = at
+    cut = draft.cut and Cut(draft.cut.how, draft.cut.at + shift)
+    return replace(draft, items=tuple(pieces), end_at=draft.end_at + shift, cut=cut)
+
+
+def pace(draft: Draft, faults: Sequence[Slow], headers_at: float) -> Draft:
+    """``slow:bps=N``: pieces of at most N/50 bytes, each no earlier than the cap allows."""
+    bps = min(f.bps for f in faults)
+    most = max(1, bps // 50)
+    paced: list[Item] = []
+    free = headers_at
+    for p in draft.items:
+        assert isinstance(p, Piece)
+        for i in range(0, len(p.data), most):
+            part = p.data[i : i + most]
+            at = max(p.at, free)
+            paced.append(Piece(at, part))
+            free = at + len(part) / bps
+    draft = replace(draft, items=tuple(paced), end_at=max(draft.end_at, free))
+    for f in faults:
+        draft = draft.fire(f)
+    return draft
+
+
+_ENDS: dict[str, type[Close | Abort | Reset]] = {"close": Close, "abort": Abort, "reset": Reset}
+
+
+def end_step(draft: Draft, last: float, outcome: Outcome) -> EndStep:
+    """How the body ends (a hang, a cut, else as recorded: an upstream error aborts), never
+    before the last step (``last``)."""
+    if draft.hang_at is not None:
+        return Hang(max(draft.hang_at, last))
+    if draft.cut is not None:
+        return _ENDS[draft.cut.how](max(last, draft.cut.at))
+    if outcome == Outcome.UPSTREAM_ERROR:
+        return Abort(max(draft.end_at, last))
+    return Close(max(draft.end_at, last))
+
+
+def frame(draft: Draft, response: Response, end: EndStep, sent: int) -> tuple[Headers, int | None]:
+    """The headers to send and the content-length, for a body that had one (else chunked): a
+    well-formed end sends what was sent; an unfinished body keeps the length it promised."""
+    headers = draft.headers
+    if not any(k.lower() == "content-length" for k, _ in headers):
+        return headers, None
+    recorded = (response.header("content-length") or "").strip()
+    if isinstance(end, Close):
+        length = sent
+    elif draft.cut is None and recorded.isdigit():
+        length = int(recorded)
+    else:
+        length = max(draft.length, sent + 1)
+    return _with_length(headers, length), length
+
+
+def _with_length(headers: Headers, length: int) -> Headers:
+    return tuple((k, str(length) if k.lower() == "content-length" else v) for k, v in headers)
 
 
 def _plain(response: Response, timing: Timing) -> Schedule:
@@ -583,66 +726,9 @@ def _plain(response: Response, timing: Timing) -> Schedule:
     )
 
 
-def _next_at(items: list[_Piece | _Marker], marker: _Marker, default: float) -> float:
-    """The time of the first piece after ``marker`` (when the stall begins)."""
-    seen = False
-    for it in items:
-        if it is marker:
-            seen = True
-        elif seen and isinstance(it, _Piece):
-            return it.at
-    return default
-
-
 def _split(body: bytes, sizes: Sequence[int]) -> list[bytes]:
     out, pos = [], 0
     for n in sizes:
         out.append(body[pos : pos + n])
         pos += n
-    return out
-
-
-def _rechunk(
-    items: list[_Piece | _Marker], f: Rechunk, rng: random.Random
-) -> list[_Piece | _Marker]:
-    """Re-split each run of pieces between markers; a new piece goes out at the time of the piece
-    that carried its last byte (never earlier than recorded)."""
-    out: list[_Piece | _Marker] = []
-    run: list[_Piece] = []
-
-    def flush() -> None:
-        if not run:
-            return
-        data = b"".join(p.data for p in run)
-        piece_ends, acc = [], 0
-        for p in run:
-            acc += len(p.data)
-            piece_ends.append(acc)
-        if f.how == "size":
-            cuts = list(range(f.size, len(data), f.size))
-        elif f.how == "random":
-            cuts, pos = [], 0
-            while True:
-                pos += rng.randint(1, f.max)
-                if pos >= len(data):
-                    break
-                cuts.append(pos)
-        else:
-            cuts = hostile_boundaries(data)
-        start = 0
-        for end in [*cuts, len(data)]:
-            if end <= start:
-                continue
-            owner = bisect.bisect_left(piece_ends, end)
-            out.append(_Piece(run[min(owner, len(run) - 1)].at, data[start:end]))
-            start = end
-        run.clear()
-
-    for it in items:
-        if isinstance(it, _Marker):
-            flush()
-            out.append(it)
-        else:
-            run.append(it)
-    flush()
     return out

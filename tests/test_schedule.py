@@ -6,17 +6,20 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import random
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ssevcr import _schedule as sc
 from ssevcr._cassette import End, Outcome, Response
 from ssevcr._errors import ConfigError
 from ssevcr._faults import parse_faults
 from ssevcr._schedule import Abort, Close, Hang, Reset, Schedule, Send, build
-from ssevcr._sse import parse
+from ssevcr._sse import Event, parse
 from ssevcr._timing import parse_timing
 
 PROVIDERS = Path(__file__).parent / "fixtures" / "providers"
@@ -462,3 +465,151 @@ def test_send_is_a_frozen_value() -> None:
     assert dataclasses.replace(a, at=1.0) == Send(1.0, a.data)
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.at = 1.0  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------ the passes, one by one
+
+
+def draft(*items: sc.Item, length: int | None = None, end_at: float = 1.0) -> sc.Draft:
+    size = sum(len(p.data) for p in items if isinstance(p, sc.Piece))
+    return sc.Draft((), items, size if length is None else length, end_at)
+
+
+def events_of(body: bytes) -> tuple[Event, ...]:
+    return parse(body).events
+
+
+def faults_of(*specs: str) -> Any:
+    """Parsed faults, typed loosely: each pass takes the kind of fault it applies."""
+    return parse_faults(list(specs))
+
+
+def test_select_body_keeps_the_recorded_pieces_and_parses_only_for_event_faults() -> None:
+    resp = Response.from_chunks(
+        200,
+        [(0.1, b"data: 1\n\n"), (0.2, b""), (0.3, b"data: 2\n\n")],
+        headers=(("content-type", SSE), ("connection", "keep-alive")),
+    )
+    d, events = sc.select_body(resp, [])
+    assert events is None and d.headers == (("content-type", SSE),)
+    assert d.items == (sc.Piece(0.1, b"data: 1\n\n"), sc.Piece(0.3, b"data: 2\n\n"))
+    _, events = sc.select_body(resp, parse_faults(["drop:event=1"]))
+    assert events is not None and [e.data for e in events] == ["1", "2"]
+
+
+def test_select_body_decodes_for_event_faults_or_skips_them() -> None:
+    body = b"data: 1\n\ndata: 2\n\n"
+    packed = gzip.compress(body)
+    headers = (("content-type", SSE), ("content-encoding", "gzip"))
+    resp = Response.from_chunks(200, [(0.1, packed[:10]), (0.2, packed[10:])], headers=headers)
+    d, events = sc.select_body(resp, parse_faults(["drop:event=1"]))
+    assert b"".join(p.data for p in d.items if isinstance(p, sc.Piece)) == body
+    assert d.length == len(body) and d.headers == (("content-type", SSE),)
+    assert events is not None and len(events) == 2
+    broken = Response.from_chunks(200, [(0.1, b"not gzip")], headers=headers)
+    d, events = sc.select_body(broken, parse_faults(["drop:event=1"]))
+    assert events is None and d.skipped and "gzip-encoded" in d.skipped[0]
+
+
+def test_event_edits_resolve_events_skip_missing_ones_and_sort() -> None:
+    body = b"data: a\n\n:comment\n\ndata: b\n\n"
+    events = events_of(body)
+    faults = parse_faults(["stall:before=2,for=1s", "drop:event=1", "duplicate:event=9"])
+    edits, d = sc.event_edits(draft(), events, faults, "generic", random.Random(0))
+    assert [(e.pos, e.kind) for e in edits] == [(0, sc._REPLACE), (events[1].start, sc._PAUSE)]
+    assert edits[0].end == events[0].end and edits[0].data == b""
+    assert d.fired == ("stall:before=2,for=1s", "drop:event=1")
+    assert d.skipped == ("duplicate:event=9: the stream has 2 events",)
+    with pytest.raises(ConfigError, match="same event"):
+        sc.event_edits(
+            draft(), events, parse_faults(["drop:event=1", "corrupt:event=1"]), "x", random.Random()
+        )
+
+
+def test_apply_edits_keeps_times_and_adds_bytes_with_the_byte_before() -> None:
+    d = draft(sc.Piece(0.1, b"data: a\n\n"), sc.Piece(0.2, b"data: b\n\n"), end_at=0.5)
+    dup = sc.Edit(9, sc._INSERT, 0, data=b"data: b\n\n")  # after event 1, before event 2
+    out = sc.apply_edits(d, [dup])
+    assert out.items == (
+        sc.Piece(0.1, b"data: a\n\n"),
+        sc.Piece(0.1, b"data: b\n\n"),  # when the byte it follows was recorded
+        sc.Piece(0.2, b"data: b\n\n"),
+    )
+    assert out.length == 27 and out.cut is None
+    cut = sc.apply_edits(d, [sc.Edit(4, sc._PAUSE, 0, stall=None), sc.Edit(9, sc._CUT, 1)])
+    assert cut.items == (sc.Piece(0.1, b"data"), sc.Pause(None), sc.Piece(0.1, b": a\n\n"))
+    assert cut.cut == sc.Cut("abort", 0.2)  # when the first byte not sent would have gone
+    end = sc.apply_edits(d, [sc.Edit(18, sc._CUT, 0, how="close")])
+    assert end.cut == sc.Cut("close", 0.5) and end.length == 18
+
+
+def test_retime_maps_pieces_the_end_and_the_cut() -> None:
+    d = replace(
+        draft(sc.Piece(0.1, b"a"), sc.Pause(1.0), sc.Piece(0.2, b"b")), cut=sc.Cut("reset", 0.2)
+    )
+    out = sc.retime(d, {0.1: 0.01, 0.2: 0.02, 1.0: 0.1})
+    assert out.items == (sc.Piece(0.01, b"a"), sc.Pause(1.0), sc.Piece(0.02, b"b"))
+    assert out.end_at == 0.1 and out.cut == sc.Cut("reset", 0.02)
+
+
+def test_truncate_bytes_cuts_once_and_says_why_it_did_not() -> None:
+    d = draft(sc.Piece(0.1, b"abcd"), sc.Pause(2.0), sc.Piece(0.3, b"efgh"))
+    out = sc.truncate_bytes(d, faults_of("truncate:byte=6,end=reset"))
+    assert out.items == (sc.Piece(0.1, b"abcd"), sc.Pause(2.0), sc.Piece(0.3, b"ef"))
+    assert out.cut == sc.Cut("reset", 0.3) and out.fired == ("truncate:byte=6,end=reset",)
+    again = sc.truncate_bytes(out, faults_of("truncate:byte=2"))
+    assert again.skipped == ("truncate:byte=2: the body is already cut by another fault",)
+    long = sc.truncate_bytes(d, faults_of("truncate:byte=8"))
+    assert long.skipped == ("truncate:byte=8: the body has only 8 bytes",) and long.cut is None
+
+
+def test_rechunk_splits_between_pauses_never_across_them() -> None:
+    d = draft(sc.Piece(0.1, b"abc"), sc.Piece(0.2, b"de"), sc.Pause(1.0), sc.Piece(0.3, b"fg"))
+    out = sc.rechunk(d, faults_of("rechunk:size=2")[0], random.Random(0))
+    assert out.items == (
+        sc.Piece(0.1, b"ab"),
+        sc.Piece(0.2, b"cd"),  # goes with its last byte (never earlier than recorded)
+        sc.Piece(0.2, b"e"),
+        sc.Pause(1.0),
+        sc.Piece(0.3, b"fg"),
+    )
+
+
+def test_stall_shifts_what_follows_and_a_forever_stall_hangs() -> None:
+    d = replace(
+        draft(sc.Piece(0.1, b"a"), sc.Pause(1.0), sc.Piece(0.2, b"b"), end_at=0.5),
+        cut=sc.Cut("close", 0.4),
+    )
+    out = sc.stall(d, 0.0)
+    assert out.items == (sc.Piece(0.1, b"a"), sc.Piece(1.2, b"b"))
+    assert out.end_at == 1.5 and out.cut == sc.Cut("close", 1.4) and out.hang_at is None
+    hang = sc.stall(draft(sc.Piece(0.1, b"a"), sc.Pause(None), sc.Piece(0.3, b"b")), 0.0)
+    assert hang.items == (sc.Piece(0.1, b"a"),) and hang.hang_at == 0.3
+
+
+def test_pace_caps_the_bandwidth() -> None:
+    d = draft(sc.Piece(0.0, b"x" * 100), end_at=0.0)
+    out = sc.pace(d, faults_of("slow:bps=1000"), 0.0)
+    pieces = [p for p in out.items if isinstance(p, sc.Piece)]
+    assert [len(p.data) for p in pieces] == [20] * 5  # bps/50 bytes a piece
+    assert [p.at for p in pieces] == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08])
+    assert out.end_at == pytest.approx(0.1)
+
+
+def test_end_step_prefers_the_hang_then_the_cut_then_the_recording() -> None:
+    d = draft(end_at=2.0)
+    assert sc.end_step(d, 1.0, Outcome.COMPLETE) == Close(2.0)
+    assert sc.end_step(d, 3.0, Outcome.UPSTREAM_ERROR) == Abort(3.0)  # never before the last step
+    assert sc.end_step(replace(d, cut=sc.Cut("reset", 1.5)), 1.0, Outcome.COMPLETE) == Reset(1.5)
+    hung = replace(d, cut=sc.Cut("reset", 1.5), hang_at=0.5)
+    assert sc.end_step(hung, 1.0, Outcome.COMPLETE) == Hang(1.0)
+
+
+def test_frame_sends_what_a_well_formed_end_sends_and_keeps_a_promise_otherwise() -> None:
+    resp = Response.from_chunks(200, [(0.1, b"x" * 10)], headers=(("content-length", "10"),))
+    d = replace(draft(sc.Piece(0.1, b"x" * 10)), headers=(("Content-Length", "10"),))
+    assert sc.frame(d, resp, Close(1.0), 6) == ((("Content-Length", "6"),), 6)
+    assert sc.frame(d, resp, Abort(1.0), 10) == ((("Content-Length", "10"),), 10)
+    cut = replace(d, cut=sc.Cut("abort", 0.5), length=8)
+    assert sc.frame(cut, resp, Abort(1.0), 4) == ((("Content-Length", "8"),), 8)
+    assert sc.frame(replace(d, headers=()), resp, Close(1.0), 6) == ((), None)  # chunked
