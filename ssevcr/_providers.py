@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 
 from ._sse import Event
+from ._timing import HORIZON
 
 __all__ = ["TERMINAL_EVENT_TYPES", "detect", "ends_stream", "error_event", "error_response"]
 
@@ -202,7 +203,7 @@ def error_response(
         ("content-length", str(len(body))),
     ]
     if retry_after is not None or code in (429, 503, 529):
-        seconds = 1.0 if retry_after is None else retry_after
+        seconds = 1.0 if retry_after is None else min(retry_after, HORIZON)  # (x 1000: finite)
         headers.append(("retry-after", str(max(0, math.ceil(seconds)))))
         headers.append(("retry-after-ms", str(round(seconds * 1000))))
     headers.append(("x-ssevcr-fault", f"status:{code}"))

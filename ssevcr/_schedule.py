@@ -46,7 +46,7 @@ from ._faults import (
     Truncate,
 )
 from ._sse import Event, parse
-from ._timing import Timing
+from ._timing import Timing, until_horizon
 
 __all__ = [
     "Abort",
@@ -622,19 +622,18 @@ def stall(draft: Draft, headers_at: float) -> Draft:
         if isinstance(it, Pause):
             if it.seconds is None:
                 after = next((p.at for p in items[n + 1 :] if isinstance(p, Piece)), last_at)
-                hang_at = max(last_at, after + shift)
-                return replace(
-                    draft, items=tuple(pieces), end_at=draft.end_at + shift, hang_at=hang_at
-                )
-            shift += it.seconds
+                hang_at = until_horizon(max(last_at, after + shift))
+                end_at = until_horizon(draft.end_at + shift)
+                return replace(draft, items=tuple(pieces), end_at=end_at, hang_at=hang_at)
+            shift = until_horizon(shift + it.seconds)
             continue
-        at = it.at + shift
+        at = until_horizon(it.at + shift)
         if at < last_at:
             at = last_at
         pieces.append(it if at == it.at else Piece(at, it.data))
         last_at = at
-    cut = draft.cut and Cut(draft.cut.how, draft.cut.at + shift)
-    return replace(draft, items=tuple(pieces), end_at=draft.end_at + shift, cut=cut)
+    cut = draft.cut and Cut(draft.cut.how, until_horizon(draft.cut.at + shift))
+    return replace(draft, items=tuple(pieces), end_at=until_horizon(draft.end_at + shift), cut=cut)
 
 
 def pace(draft: Draft, faults: Sequence[Slow], headers_at: float) -> Draft:
@@ -649,7 +648,7 @@ def pace(draft: Draft, faults: Sequence[Slow], headers_at: float) -> Draft:
             part = p.data[i : i + most]
             at = max(p.at, free)
             paced.append(Piece(at, part))
-            free = at + len(part) / bps
+            free = until_horizon(at + len(part) / bps)
     draft = replace(draft, items=tuple(paced), end_at=max(draft.end_at, free))
     for f in faults:
         draft = draft.fire(f)

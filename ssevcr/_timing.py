@@ -7,6 +7,10 @@ Grammar (CLI ``--timing``, pytest ``timing=``, env ``SSEVCR_TIMING``)::
 
 ``Timing.retime`` maps a recorded response's time points (headers, chunk offsets, end) to new
 ones; everything else (faults, rechunking) keeps its bytes at the time of the original bytes.
+
+Any finite time a cassette or a spec can hold maps to a replay time in ``[0, HORIZON]``: a
+scale, a fixed gap or a stall that would overflow (``1e300`` times ``1e10`` is ``inf``, and
+``inf - inf`` is NaN) waits until the horizon instead, which no client outlives.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from typing import Literal
 
 from ._errors import ConfigError
 
-__all__ = ["Timing", "format_duration", "parse_duration", "parse_timing"]
+__all__ = ["HORIZON", "Timing", "format_duration", "parse_duration", "parse_timing"]
+
+HORIZON = 1e9
+"""The latest replay time, in seconds after the request (about 32 years)."""
 
 Mode = Literal["original", "instant", "scale", "fixed"]
 _MODES = ("original", "instant", "scale:F", "fixed:DUR")
@@ -36,6 +43,11 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
     if not math.isfinite(value):
         raise ConfigError(f"bad {what} {text!r}: not a finite number")
     return value
+
+
+def until_horizon(seconds: float) -> float:
+    """``seconds``, no later than the horizon (``inf`` included)."""
+    return seconds if seconds < HORIZON else HORIZON
 
 
 def format_duration(seconds: float) -> str:
@@ -73,7 +85,9 @@ class Timing:
         shortens any longer pause (from the request to the headers included), shifting what follows.
         """
         if self.max_gap is None and self.mode in ("instant", "original"):  # no order needed
-            return dict.fromkeys(times, 0.0) if self.mode == "instant" else {t: t for t in times}
+            if self.mode == "instant":
+                return dict.fromkeys(times, 0.0)
+            return {t: t if t < HORIZON else HORIZON for t in times}
         points = sorted(set(times))
         if self.mode == "original":
             new = list(points)
@@ -86,6 +100,7 @@ class Timing:
             for t in points:
                 k += t > 0
                 new.append(self.gap * k)
+        new = [t if t < HORIZON else HORIZON for t in new]  # finite from here on
         if self.max_gap is not None:
             capped, prev_old, prev_new = [], 0.0, 0.0
             for t in new:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ssevcr._errors import ConfigError
 from ssevcr._faults import (
@@ -20,7 +24,7 @@ from ssevcr._faults import (
     parse_fault,
     parse_faults,
 )
-from ssevcr._timing import Timing, parse_duration, parse_timing
+from ssevcr._timing import HORIZON, Timing, parse_duration, parse_timing
 
 
 @pytest.mark.parametrize(
@@ -154,3 +158,32 @@ def test_parse_faults_accepts_one_string_or_many() -> None:
     assert parse_faults(None) == ()
     assert parse_faults("drop:event=1") == (Drop(event=1),)
     assert len(parse_faults(["drop:event=1", parse_fault("status:500")])) == 2
+
+
+FINITE = st.floats(0, sys.float_info.max, allow_nan=False, allow_infinity=False)
+TIMINGS = st.one_of(
+    st.sampled_from([Timing(), Timing("instant")]),
+    st.builds(lambda f: Timing("scale", factor=f), FINITE),
+    st.builds(lambda g: Timing("fixed", gap=g), FINITE),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(FINITE, max_size=8), TIMINGS, st.one_of(st.none(), FINITE))
+def test_any_finite_time_retimes_to_a_finite_time_in_order(
+    times: list[float], timing: Timing, cap: float | None
+) -> None:
+    """1e300 x 1e10 overflows to inf (and inf - inf under --max-gap is NaN): every replay time
+    stays in [0, HORIZON] and keeps the recorded order."""
+    mapped = timing.with_max_gap(cap).retime(times)
+    replay = [mapped[t] for t in sorted(set(times))]
+    assert all(0 <= t <= HORIZON for t in replay)
+    assert replay == sorted(replay)
+
+
+def test_durations_as_long_as_a_float_holds_parse_and_infinite_ones_do_not() -> None:
+    assert parse_duration("9" * 300 + "s") == pytest.approx(1e300)
+    for text in ("9" * 400 + "s", "9" * 307 + "m"):  # inf
+        with pytest.raises(ConfigError, match="not a finite number"):
+            parse_duration(text)
+    assert parse_timing("scale:1e300").retime([1e300]) == {1e300: HORIZON}

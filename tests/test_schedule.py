@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import random
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from ssevcr._errors import ConfigError
 from ssevcr._faults import parse_faults
 from ssevcr._schedule import Abort, Close, Hang, Reset, Schedule, Send, build
 from ssevcr._sse import Event, parse
-from ssevcr._timing import parse_timing
+from ssevcr._timing import HORIZON, parse_timing
 
 PROVIDERS = Path(__file__).parent / "fixtures" / "providers"
 
@@ -613,3 +614,44 @@ def test_frame_sends_what_a_well_formed_end_sends_and_keeps_a_promise_otherwise(
     cut = replace(d, cut=sc.Cut("abort", 0.5), length=8)
     assert sc.frame(cut, resp, Abort(1.0), 4) == ((("Content-Length", "8"),), 8)
     assert sc.frame(replace(d, headers=()), resp, Close(1.0), 6) == ((), None)  # chunked
+
+
+FAR = st.floats(0, sys.float_info.max, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ats=st.lists(FAR, min_size=1, max_size=4),
+    headers_at=FAR,
+    timing=st.sampled_from(["original", "instant", "scale:1e300", "fixed:" + "9" * 300 + "s"]),
+    faults=st.lists(
+        st.sampled_from(
+            [
+                "stall:before=1,for=" + "9" * 300 + "s",
+                "stall:before=2,for=" + "9" * 300 + "s",
+                "slow:bps=1",
+                "truncate:after=1,end=close",
+                "status:429,retry_after=" + "9" * 307 + "s",
+                "rechunk:size=1",
+            ]
+        ),
+        max_size=3,
+        unique=True,
+    ),
+)
+def test_any_time_a_cassette_holds_builds_a_finite_ordered_schedule(
+    ats: list[float], headers_at: float, timing: str, faults: list[str]
+) -> None:
+    ats.sort()
+    chunks = [(at, b"data: %d\n\n" % i) for i, at in enumerate(ats)]
+    resp = Response.from_chunks(
+        200,
+        chunks,
+        headers=(("content-type", SSE),),
+        headers_at=headers_at,
+        end=End(max(ats[-1], headers_at)),
+    )
+    s = run(resp, *faults, timing=timing)
+    times = [step.at for step in s.steps]
+    assert all(0 <= t <= HORIZON for t in [s.headers_at, *times, s.end.at])
+    assert times == sorted(times) and s.end.at >= (times[-1] if times else s.headers_at)
