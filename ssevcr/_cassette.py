@@ -22,10 +22,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._errors import InvalidValueError
+
+TYPE_CHECKING = False  # loading a cassette does not import typing
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "Cassette",

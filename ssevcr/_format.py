@@ -38,7 +38,6 @@ import sys
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NoReturn, Protocol
 
 import msgpack
 
@@ -56,12 +55,24 @@ from ._cassette import (
 )
 from ._errors import CassetteError
 
+TYPE_CHECKING = False  # loading a cassette does not import typing
+if TYPE_CHECKING:
+    from typing import Any, NoReturn, Protocol
+
+    class Bytes(Protocol):
+        """What a document can be read from: its length and slices (``bytes``, a
+        ``memoryview``, or the store's file read on demand)."""
+
+        def __len__(self) -> int: ...
+
+        def __getitem__(self, index: slice, /) -> bytes | memoryview: ...
+
+
 __all__ = [
     "FORMAT",
     "INLINE_MAX",
     "MIGRATIONS",
     "VERSION",
-    "Bytes",
     "dump_pieces",
     "dumps",
     "export_json",
@@ -86,15 +97,6 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _convert
 _BIG_ENDIAN = sys.byteorder == "big"
 _OUTCOMES = {o.value for o in Outcome}
 _READ_SIZE = 64 * 1024  # the document in front of ``data`` is read this much at a time
-
-
-class Bytes(Protocol):
-    """What a document can be read from: its length and slices (``bytes``, a ``memoryview``, or
-    the store's file read on demand)."""
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: slice, /) -> bytes | memoryview: ...
 
 
 Path = tuple[str | int, ...]

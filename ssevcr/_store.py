@@ -30,19 +30,24 @@ by the next save into its directory (its process is gone, or it is over an hour 
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import re
 import stat
-import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
 from . import _format
 from ._cassette import Cassette, Interaction
 from ._errors import CassetteError, ConfigError
+
+TYPE_CHECKING = False  # loading a cassette does not import typing (nor threading)
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    Replace = Literal[False, True, "once"]
 
 __all__ = [
     "LOCK_TIMEOUT",
@@ -62,9 +67,6 @@ __all__ = [
     "update",
     "write_atomic",
 ]
-
-Replace = Literal[False, True, "once"]
-
 
 # ---------------------------------------------------------------------------------------------
 # reading
@@ -182,7 +184,7 @@ class Opened:
 
 
 _opened: dict[str, Opened] = {}  # by absolute path, least recently opened first
-_opened_lock = threading.Lock()
+_opened_lock = _thread.allocate_lock()
 
 
 def open_cached(path: str | os.PathLike[str]) -> Opened:
