@@ -16,18 +16,20 @@ Errors (one tree, see ``SsevcrError``)::
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ._cassette import Cassette, Chunk, End, Interaction, Outcome, Request, Response
 from ._errors import CassetteError, ConfigError, NoMatchError, SsevcrError
-from ._sse import Comment, Event, SSEParser
-from ._sse import parse as parse_sse
 
+TYPE_CHECKING = False  # typing itself is not imported: loading a cassette does not need it
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._intercept import use_cassette
     from ._player import Player
     from ._server import ReplayServer
     from ._server_thread import ServerThread
+    from ._sse import Comment, Event, SSEParser
+    from ._sse import parse as parse_sse
     from ._store import load, save
     from ._transport import ReplayTransport
 
@@ -59,22 +61,26 @@ __all__ = [
     "use_cassette",
 ]
 
-_LAZY = {
-    "ReplayTransport": "_transport",
-    "Player": "_player",
-    "use_cassette": "_intercept",
-    "ReplayServer": "_server",
-    "ServerThread": "_server_thread",
-    "load": "_store",
-    "save": "_store",
+_LAZY = {  # name: (module, its name there)
+    "ReplayTransport": ("_transport", "ReplayTransport"),
+    "Player": ("_player", "Player"),
+    "use_cassette": ("_intercept", "use_cassette"),
+    "ReplayServer": ("_server", "ReplayServer"),
+    "ServerThread": ("_server_thread", "ServerThread"),
+    "load": ("_store", "load"),
+    "save": ("_store", "save"),
+    "SSEParser": ("_sse", "SSEParser"),
+    "Event": ("_sse", "Event"),
+    "Comment": ("_sse", "Comment"),
+    "parse_sse": ("_sse", "parse"),
 }
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in _LAZY:
         raise AttributeError(f"module 'ssevcr' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
     globals()[name] = value  # found once; later lookups are plain attribute reads
     return value
 

@@ -6,7 +6,9 @@ by the SSE parser.
 
 A response keeps its body columnar — one byte string plus the size and arrival offset of each
 chunk — because that is how it is stored and it loads a 100k-event stream in milliseconds.
-Offsets are seconds (float) from the moment the request was sent.
+Offsets are seconds (float) from the moment the request was sent. A response loaded from a large
+cassette may hold its body and chunk tables still in the file: they are read and checked the
+first time one of them is used (see ``_format``), so a cassette loads without reading them.
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ import math
 import operator
 import re
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from types import MappingProxyType
 from urllib.parse import urlsplit
+
+from ._errors import InvalidValueError
+
+TYPE_CHECKING = False  # loading a cassette does not import typing
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "Cassette",
@@ -30,6 +39,7 @@ __all__ = [
     "Outcome",
     "Request",
     "Response",
+    "column_problem",
     "head_problems",
     "header",
 ]
@@ -75,6 +85,37 @@ def head_problems(
                 )
             )
     return problems
+
+
+def column_problem(
+    body_size: int, sizes: Sequence[int], ats: Sequence[float]
+) -> tuple[str, str] | None:
+    """What makes a response's chunk tables unusable, as ``(field, problem)``, or None: one size
+    and one time per chunk, sizes adding up to the body, times finite, >= 0 and non-decreasing.
+    Checked where responses are built and where cassettes are loaded."""
+    if len(sizes) != len(ats):
+        return "chunk_at", f"{len(ats)} chunk times for {len(sizes)} chunks"
+    total = sum(sizes)
+    if total != body_size:
+        return "chunk_sizes", f"chunk sizes add up to {total}, body has {body_size} bytes"
+    # one C-speed pass: any NaN fails a comparison, so this also refuses NaN
+    if ats and not (
+        ats[0] >= 0 and math.isfinite(ats[-1]) and all(map(operator.le, ats, islice(ats, 1, None)))
+    ):
+        bad = next(
+            i
+            for i, at in enumerate(ats)
+            if not (math.isfinite(at) and at >= (ats[i - 1] if i else 0.0))
+        )
+        return (
+            f"chunk_at[{bad}]",
+            f"chunk times must be finite and non-decreasing, got {ats[bad]!r}",
+        )
+    return None
+
+
+Columns = tuple[bytes, "array[int]", "array[float]"]
+"""A response's body and chunk tables (sizes ``'I'``, offsets ``'d'``)."""
 
 
 def _latin1(text: str) -> bool:
@@ -145,25 +186,54 @@ class Response:
     chunk_sizes: Sequence[int] = field(default_factory=lambda: array("I"))
     chunk_at: Sequence[float] = field(default_factory=lambda: array("d"))
     end: End = field(default_factory=lambda: End(0.0))
+    # set on a response loaded with its columns still in the file: reads and checks them once
+    _columns: Callable[[], Columns] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         for name, code in (("chunk_sizes", "I"), ("chunk_at", "d")):
             value = getattr(self, name)
             if not (isinstance(value, array) and value.typecode == code):
                 object.__setattr__(self, name, array(code, value))
-        if len(self.chunk_sizes) != len(self.chunk_at):
-            raise ValueError("chunk_sizes and chunk_at differ in length")
-        if sum(self.chunk_sizes) != len(self.body):
-            raise ValueError("chunk sizes do not add up to the body length")
         # what cannot be saved and loaded again is refused here, not discovered at load time
-        ats = self.chunk_at
-        if ats and not (
-            ats[0] >= 0 and math.isfinite(ats[-1]) and all(map(operator.le, ats, ats[1:]))
-        ):
-            raise ValueError("chunk times must be finite, >= 0 and non-decreasing")
+        problem = column_problem(len(self.body), self.chunk_sizes, self.chunk_at)
+        if problem is not None:
+            raise InvalidValueError(problem[1], where=problem[0])
         for name, t in (("headers_at", self.headers_at), ("end.at", self.end.at)):
             if not (math.isfinite(t) and t >= 0):
-                raise ValueError(f"{name} must be a finite time >= 0, got {t!r}")
+                raise InvalidValueError(f"must be a finite time >= 0, got {t!r}", where=name)
+
+    @classmethod
+    def _unchecked(cls, columns: Columns | Callable[[], Columns], **fields: Any) -> Response:
+        """A response from values checked already (by the format, which names the file in its
+        errors). ``columns``: the body and tables, or what reads and checks them on first use."""
+        self = object.__new__(cls)
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+        if callable(columns):
+            object.__setattr__(self, "_columns", columns)
+        else:
+            object.__setattr__(self, "_columns", None)
+            self._set_columns(columns)
+        return self
+
+    def _set_columns(self, columns: Columns) -> None:
+        body, sizes, ats = columns
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "chunk_sizes", sizes)
+        object.__setattr__(self, "chunk_at", ats)
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            # reached only for an unset slot: the columns of a response loaded lazily
+            columns = self._columns
+            if columns is None or name not in ("body", "chunk_sizes", "chunk_at"):
+                raise AttributeError(name)
+            self._set_columns(columns())  # raises CassetteError naming the file and field
+            object.__setattr__(self, "_columns", None)
+            return getattr(self, name)
 
     @classmethod
     def from_chunks(

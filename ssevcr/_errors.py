@@ -4,6 +4,7 @@ turn them into one clean message, never a traceback.
     SsevcrError
      ├── ConfigError        a bad timing or fault spec, option or flag
      ├── CassetteError      a cassette that cannot be read, written or validated
+     │    └── InvalidValueError  a model value built in code that no cassette can hold
      └── NoMatchError       a request that no recorded interaction matches
 """
 
@@ -19,10 +20,11 @@ class ConfigError(SsevcrError, ValueError):
 
 
 class CassetteError(SsevcrError):
-    """A cassette file that is missing, damaged, of an unknown version, or wrongly shaped.
+    """A cassette file that is missing, damaged, of an unknown version, or wrongly shaped, or
+    one that cannot be written (read-only directory, disk full, locked by another process).
 
-    ``path`` names the file (or ``<memory>``), ``where`` the field (``interactions[2].response.status``)
-    and ``line`` the line of a JSON twin, when known.
+    ``path`` names the file (or ``<memory>``), ``where`` the field
+    (``interactions[2].response.status``) and ``line`` the line of a JSON twin, when known.
     """
 
     def __init__(self, path: str, problem: str, *, where: str = "", line: int | None = None):
@@ -33,6 +35,15 @@ class CassetteError(SsevcrError):
         location = f"line {line}: " if line is not None else ""
         field = f"{where}: " if where else ""
         super().__init__(f"cassette {path!r}: {location}{field}{problem}")
+
+
+class InvalidValueError(CassetteError, ValueError):
+    """A :class:`~ssevcr.Response` (or other model value) built in code with values no cassette
+    can hold: chunk tables that disagree with the body, times that are not finite or go back.
+    Also a ``ValueError``, which is what such a constructor argument is."""
+
+    def __init__(self, problem: str, *, where: str = ""):
+        super().__init__("<memory>", problem, where=where)
 
 
 class NoMatchError(SsevcrError):

@@ -1,20 +1,30 @@
-"""The cassette file format, pure: bytes <-> :class:`~ssevcr._cassette.Cassette`, and the lossless
-JSON twin. No files, locks or clocks here (see ``_store`` for those).
+"""The cassette file format, pure: bytes <-> :class:`~ssevcr._cassette.Cassette`, the lossless
+JSON twin, and the migrations of older versions. No files, locks or clocks here (``_store`` has
+those): a document comes in as bytes, or as anything sliced like bytes (``_store`` hands over a
+file read on demand), and goes out as bytes.
 
 Every way a document can be wrong — truncated, random bytes, a newer version, a field of the
-wrong type — raises one :class:`~ssevcr._errors.CassetteError` naming the file and the field; no
-other exception escapes ``loads``/``import_json``/``loads_any``.
+wrong type — raises one :class:`~ssevcr._errors.CassetteError` naming the file and the field (and
+for JSON the line); no other exception escapes ``loads``/``import_json``/``loads_any``.
 
-msgpack layout (version 1)::
+msgpack layout (version 2)::
 
-    {"format": "ssevcr", "version": 1, "meta": {str: str},
+    {"format": "ssevcr", "version": 2, "meta": {str: str},
      "interactions": [{"request": {"method", "url", "headers": [[k, v]], "body": bin},
                        "response": {"status", "reason", "http_version", "headers", "headers_at",
-                                    "body": bin,                  # all chunks joined
-                                    "chunk_sizes": bin,           # little-endian uint32 per chunk
-                                    "chunk_at": bin,              # little-endian float64 per chunk
+                                    "body": PART,           # all chunks joined
+                                    "chunk_sizes": PART,    # little-endian uint32 per chunk
+                                    "chunk_at": PART,       # little-endian float64 per chunk
                                     "end": {"at", "outcome", "error"}},
-                       "meta": {str: str}}]}
+                       "meta": {str: str}}],
+     "data": bin}                                            # last; only if a PART refers to it
+
+A PART is a bin, or ``[offset, size]``: that many bytes of ``data`` from ``offset``. Responses of
+``INLINE_MAX`` bytes or more (body and tables) are written by reference, so a loader reads the
+small document in front and leaves their bytes in the file until they are first used: such a
+response's body and tables are read and checked (sizes add up to the body, times finite and
+non-decreasing) then, and a problem is the same CassetteError, raised where they are used.
+Version 1 is version 2 with every PART a bin and no ``data``.
 
 Older versions are migrated on load by ``MIGRATIONS[n]`` (a ``convert_n_to_n+1`` on the decoded
 document); a newer version is refused.
@@ -22,36 +32,48 @@ document); a newer version is refused.
 
 from __future__ import annotations
 
-import base64
-import json
 import math
-import operator
 import re
-import reprlib
 import sys
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NoReturn
 
 import msgpack
 
 from ._cassette import (
     Cassette,
+    Columns,
     End,
     Headers,
     Interaction,
     Outcome,
     Request,
     Response,
+    column_problem,
     head_problems,
 )
 from ._errors import CassetteError
 
+TYPE_CHECKING = False  # loading a cassette does not import typing
+if TYPE_CHECKING:
+    from typing import Any, NoReturn, Protocol
+
+    class Bytes(Protocol):
+        """What a document can be read from: its length and slices (``bytes``, a
+        ``memoryview``, or the store's file read on demand)."""
+
+        def __len__(self) -> int: ...
+
+        def __getitem__(self, index: slice, /) -> bytes | memoryview: ...
+
+
 __all__ = [
     "FORMAT",
+    "INLINE_MAX",
     "MIGRATIONS",
     "VERSION",
+    "dump_pieces",
     "dumps",
     "export_json",
     "import_json",
@@ -60,16 +82,43 @@ __all__ = [
 ]
 
 FORMAT = "ssevcr"
-VERSION = 1
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+VERSION = 2
+INLINE_MAX = 64 * 1024
+"""Responses smaller than this (body and chunk tables) are written inline, larger by reference."""
+
+
+def _convert_1_to_2(doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "version": 2}  # version 2 only adds references: a version 1 document is one
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _convert_1_to_2}
 """``MIGRATIONS[n]`` turns a decoded version-n document into a version n+1 document."""
 
 _BIG_ENDIAN = sys.byteorder == "big"
 _OUTCOMES = {o.value for o in Outcome}
+_READ_SIZE = 64 * 1024  # the document in front of ``data`` is read this much at a time
+
+
+Path = tuple[str | int, ...]
+"""Where a field is: ``("interactions", 0, "response", "status")``."""
+
+
+def _where(path: Path) -> str:
+    out = ""
+    for step in path:
+        out += f"[{step}]" if isinstance(step, int) else f".{step}" if out else step
+    return out or "(top level)"
+
+
+def _steps(field: str) -> Path:
+    """``"headers[2]"`` -> ``("headers", 2)`` (the field names of the model's checks)."""
+    return tuple(
+        int(index) if index else name for name, index in re.findall(r"(\w+)|\[(\d+)\]", field)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
-# msgpack
+# msgpack out
 
 
 def _pack_array(typecode: str, values: Sequence[Any]) -> bytes:
@@ -92,6 +141,20 @@ def _unpack_array(typecode: str, data: bytes) -> array[Any]:
     return arr
 
 
+class _Data:
+    """The ``data`` section being written: parts appended, referred to by [offset, size]."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def ref(self, part: bytes) -> list[int]:
+        ref = [self.size, len(part)]
+        self.parts.append(part)
+        self.size += len(part)
+        return ref
+
+
 def _request_doc(r: Request) -> dict[str, Any]:
     return {
         "method": r.method,
@@ -101,21 +164,27 @@ def _request_doc(r: Request) -> dict[str, Any]:
     }
 
 
-def _response_doc(r: Response) -> dict[str, Any]:
+def _response_doc(r: Response, data: _Data) -> dict[str, Any]:
+    parts: list[Any] = [r.body, _pack_array("I", r.chunk_sizes), _pack_array("d", r.chunk_at)]
+    if sum(len(p) for p in parts) >= INLINE_MAX:
+        parts = [data.ref(p) for p in parts]
     return {
         "status": r.status,
         "reason": r.reason,
         "http_version": r.http_version,
         "headers": [list(h) for h in r.headers],
         "headers_at": r.headers_at,
-        "body": r.body,
-        "chunk_sizes": _pack_array("I", r.chunk_sizes),
-        "chunk_at": _pack_array("d", r.chunk_at),
+        "body": parts[0],
+        "chunk_sizes": parts[1],
+        "chunk_at": parts[2],
         "end": {"at": r.end.at, "outcome": r.end.outcome.value, "error": r.end.error},
     }
 
 
-def dumps(cassette: Cassette) -> bytes:
+def dump_pieces(cassette: Cassette) -> list[bytes]:
+    """The msgpack document as pieces to write one after the other (large bodies are not
+    copied into one buffer)."""
+    data = _Data()
     doc = {
         "format": FORMAT,
         "version": VERSION,
@@ -123,25 +192,99 @@ def dumps(cassette: Cassette) -> bytes:
         "interactions": [
             {
                 "request": _request_doc(i.request),
-                "response": _response_doc(i.response),
+                "response": _response_doc(i.response, data),
                 "meta": dict(i.meta),
             }
             for i in cassette.interactions
         ],
     }
-    return msgpack.packb(doc, use_bin_type=True)  # type: ignore[no-any-return]
+    packer = msgpack.Packer(use_bin_type=True)
+    if not data.parts:
+        return [packer.pack(doc)]
+    if data.size >= 1 << 32:
+        raise CassetteError("<memory>", "too large to save: more than 4 GiB of response bodies")
+    pieces = [packer.pack_map_header(len(doc) + 1)]
+    for key, value in doc.items():
+        pieces += [packer.pack(key), packer.pack(value)]
+    pieces += [packer.pack("data"), b"\xc6" + data.size.to_bytes(4, "big"), *data.parts]
+    return pieces
 
 
-def loads(data: bytes, *, path: str = "<memory>") -> Cassette:
+def dumps(cassette: Cassette) -> bytes:
+    return b"".join(dump_pieces(cassette))
+
+
+# ---------------------------------------------------------------------------------------------
+# msgpack in
+
+
+class _Stream:
+    """A file-like view of a document, for msgpack's streaming unpacker."""
+
+    def __init__(self, data: Bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def read(self, n: int) -> bytes:
+        piece = bytes(self.data[self.pos : self.pos + n])
+        self.pos += len(piece)
+        return piece
+
+
+_MAP_HEADERS = {*range(0x80, 0x90), 0xDE, 0xDF}
+_BIN_HEADERS = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # bin8/16/32: bytes of length after the type byte
+
+
+def _document(data: Bytes, size: int) -> tuple[object, tuple[int, int] | None]:
+    """The decoded document without the bytes of its ``data`` section, and where they are
+    (start, size). msgpack errors escape (the caller names the file)."""
+    options: dict[str, Any] = {"raw": False, "strict_map_key": True}
+    if bytes(data[0:1])[0] not in _MAP_HEADERS:  # not a cassette: decoded whole, then refused
+        return msgpack.unpackb(bytes(data[0:size]), **options), None
+    unpacker = msgpack.Unpacker(
+        _Stream(data), read_size=min(_READ_SIZE, size), max_buffer_size=size, **options
+    )
+    doc: dict[Any, Any] = {}
+    section = None
+    count = unpacker.read_map_header()
+    for n in range(count):
+        key = unpacker.unpack()
+        start = unpacker.tell()
+        header = bytes(data[start : start + 5]) if key == "data" else b""
+        width = _BIN_HEADERS.get(header[0]) if header else None
+        if width is None:
+            doc[key] = unpacker.unpack()
+            continue
+        doc.pop(key, None)
+        section = (start + 1 + width, int.from_bytes(header[1 : 1 + width], "big"))
+        end = section[0] + section[1]
+        if end > size:
+            raise msgpack.OutOfData("the data section is cut short")
+        if n == count - 1:  # where it belongs: last, and left unread
+            if end < size:
+                raise msgpack.ExtraData(doc, b"")
+            return doc, section
+        unpacker.skip()
+    if unpacker.tell() != size:
+        raise msgpack.ExtraData(doc, b"")
+    return doc, section
+
+
+def loads(data: Bytes, *, path: str = "<memory>") -> Cassette:
+    """A cassette from its msgpack bytes. Responses written by reference keep ``data`` (what
+    they are sliced from) until their body and tables are first used."""
+    size = len(data)
+    if size == 0:
+        raise CassetteError(path, "the file is empty")
     try:
-        doc = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+        doc, section = _document(data, size)
+    except CassetteError:
+        raise
     except Exception as e:  # msgpack raises several unrelated types for damaged input
-        if not data:
-            raise CassetteError(path, "the file is empty") from None
         raise CassetteError(
             path, f"not a readable msgpack cassette ({type(e).__name__}: {e})"
         ) from None
-    return _Reader(path, binary=True).cassette(doc)
+    return _Reader(path, binary=True, data=data, section=section).cassette(doc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,252 +295,264 @@ class _Reader:
     """Turns a decoded document into a Cassette, or raises CassetteError naming the field."""
 
     def __init__(
-        self, path: str, *, binary: bool, line_of: Callable[[object, str], int | None] | None = None
+        self,
+        path: str,
+        *,
+        binary: bool,
+        line_of: Callable[[Path], int | None] | None = None,
+        data: Bytes | None = None,
+        section: tuple[int, int] | None = None,
     ):
         self.path = path
         self.binary = binary
-        self.line_of = line_of or (lambda _node, _key: None)
+        self.line_of = line_of or (lambda _path: None)
+        self.data = data
+        self.section = section
 
-    def fail(self, where: str, problem: str, node: object = None) -> NoReturn:
-        # the field's own name (``headers_at`` in ``interactions[0].response.headers_at``) lets the
-        # JSON twin point at the field's line rather than the line its object starts on
-        key = _LAST_KEY.search(where)
-        line = self.line_of(node, key.group(1) if key else "")
-        raise CassetteError(self.path, problem, where=where, line=line)
+    def error(self, path: Path, problem: str) -> CassetteError:
+        return CassetteError(self.path, problem, where=_where(path), line=self.line_of(path))
 
-    def map(self, value: object, where: str, parent: object = None) -> dict[str, Any]:
+    def fail(self, path: Path, problem: str) -> NoReturn:
+        raise self.error(path, problem)
+
+    def map(self, value: object, path: Path) -> dict[str, Any]:
         if not isinstance(value, dict):
-            self.fail(where, f"expected a map, got {_kind(value)}", parent)
+            self.fail(path, f"expected a map, got {_kind(value)}")
         return value
 
     def get(
         self,
         node: dict[str, Any],
         key: str,
-        where: str,
+        path: Path,
         kind: type | tuple[type, ...],
         default: Any = ...,
     ) -> Any:
+        here = (*path, key)
         if key not in node:
             if default is not ...:
                 return default
-            self.fail(f"{where}.{key}" if where else key, "missing", node)
+            self.fail(here, "missing")
         value = node[key]
         if isinstance(value, bool) and kind in (int, float, (int, float)):
-            self.fail(
-                f"{where}.{key}" if where else key, f"expected a number, got {_kind(value)}", node
-            )
+            self.fail(here, f"expected a number, got {_kind(value)}")
         if not isinstance(value, kind):
-            self.fail(
-                f"{where}.{key}" if where else key,
-                f"expected {_kind_name(kind)}, got {_kind(value)}",
-                node,
-            )
+            self.fail(here, f"expected {_kind_name(kind)}, got {_kind(value)}")
         if isinstance(value, str) and not _is_unicode(value):
-            self.fail(
-                f"{where}.{key}" if where else key,
-                "not valid Unicode text (a lone surrogate)",
-                node,
-            )
+            self.fail(here, "not valid Unicode text (a lone surrogate)")
         return value
 
-    def time(self, node: dict[str, Any], key: str, where: str) -> float:
-        raw = self.get(node, key, where, (int, float))
+    def time(self, node: dict[str, Any], key: str, path: Path) -> float:
+        raw = self.get(node, key, path, (int, float))
         try:
             value = float(raw)
         except OverflowError:  # an integer too large for a float (JSON allows any length)
             value = math.inf
         if not math.isfinite(value) or value < 0:
-            self.fail(f"{where}.{key}", f"expected a time in seconds >= 0, got {value!r}", node)
+            self.fail((*path, key), f"expected a time in seconds >= 0, got {value!r}")
         return value
 
-    def meta(self, node: dict[str, Any], where: str) -> Mapping[str, str]:
-        meta = self.get(node, "meta", where, dict, {})
+    def meta(self, node: dict[str, Any], path: Path) -> Mapping[str, str]:
+        meta = self.get(node, "meta", path, dict, {})
         for k, v in meta.items():
             if not (isinstance(k, str) and _is_unicode(k)):
-                self.fail(
-                    f"{where}.meta" if where else "meta", f"keys must be text, got {_show(k)}", node
-                )
+                self.fail((*path, "meta"), f"keys must be text, got {_show(k)}")
             if not (isinstance(v, str) and _is_unicode(v)):
-                self.fail(
-                    f"{where}.meta.{k}" if where else f"meta.{k}",
-                    f"expected text, got {_show(v)}",
-                    meta,
-                )
+                self.fail((*path, "meta", k), f"expected text, got {_show(v)}")
         return MappingProxyType(dict(meta))
 
-    def headers(self, node: dict[str, Any], where: str) -> Headers:
-        raw = self.get(node, "headers", where, list, [])
+    def headers(self, node: dict[str, Any], path: Path) -> Headers:
+        raw = self.get(node, "headers", path, list, [])
         out = []
         for i, pair in enumerate(raw):
             if not (isinstance(pair, list) and len(pair) == 2 and all(_is_latin1(x) for x in pair)):
                 self.fail(
-                    f"{where}.headers[{i}]",
+                    (*path, "headers", i),
                     f"expected a [name, value] pair of latin-1 text, got {_show(pair)}",
-                    node,
                 )
             out.append((pair[0], pair[1]))
         return tuple(out)
 
-    def body(self, node: dict[str, Any], where: str, key: str = "body") -> bytes:
+    def body(self, node: dict[str, Any], path: Path, key: str = "body") -> bytes:
         if self.binary:
-            return bytes(self.get(node, key, where, bytes, b""))
+            return bytes(self.get(node, key, path, bytes, b""))
         if f"{key}_b64" in node:
-            text = self.get(node, f"{key}_b64", where, str)
+            text = self.get(node, f"{key}_b64", path, str)
+            import base64
+
             try:
                 return base64.b64decode(text, validate=True)
             except ValueError:
-                self.fail(f"{where}.{key}_b64", "not valid base64", node)
-        return self.get(node, key, where, str, "").encode("utf-8")  # type: ignore[no-any-return]
+                self.fail((*path, f"{key}_b64"), "not valid base64")
+        return self.get(node, key, path, str, "").encode("utf-8")  # type: ignore[no-any-return]
 
     def cassette(self, doc: object) -> Cassette:
-        doc = self.map(doc, "(top level)")
+        doc = self.map(doc, ())
         fmt = doc.get("format")
         if fmt != FORMAT:
             self.fail(
-                "format",
-                f"not an ssevcr cassette (format is {_show(fmt)}, expected {FORMAT!r})",
-                doc,
+                ("format",), f"not an ssevcr cassette (format is {_show(fmt)}, expected {FORMAT!r})"
             )
         version = doc.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-            self.fail("version", f"expected a version number, got {_show(version)}", doc)
+            self.fail(("version",), f"expected a version number, got {_show(version)}")
         if version > VERSION:
             self.fail(
-                "version",
-                f"version {version} is newer than this ssevcr understands (up to {VERSION}); upgrade ssevcr",
-                doc,
+                ("version",),
+                f"version {version} is newer than this ssevcr understands (up to {VERSION}); "
+                "upgrade ssevcr",
             )
         while version < VERSION:
-            migrate = MIGRATIONS.get(version)
-            if migrate is None:
-                self.fail(
-                    "version",
-                    f"version {version} is not supported (no migration to {version + 1})",
-                    doc,
-                )
-            try:
-                doc = migrate(doc)
-            except Exception as e:
-                self.fail("version", f"migrating from version {version} failed: {e}", doc)
-            if not isinstance(doc, dict):
-                self.fail(
-                    "version", f"migrating from version {version} gave {_kind(doc)}, not a map"
-                )
+            doc = self.migrate(doc, version)
             version += 1
-        raw_interactions = self.get(doc, "interactions", "", list)
+        raw_interactions = self.get(doc, "interactions", (), list)
         interactions = tuple(
-            self.interaction(
-                self.map(item, f"interactions[{i}]", raw_interactions), f"interactions[{i}]"
-            )
+            self.interaction(self.map(item, ("interactions", i)), ("interactions", i))
             for i, item in enumerate(raw_interactions)
         )
-        return Cassette(interactions=interactions, meta=self.meta(doc, ""))
+        return Cassette(interactions=interactions, meta=self.meta(doc, ()))
 
-    def interaction(self, node: dict[str, Any], where: str) -> Interaction:
-        req = self.map(self.get(node, "request", where, dict), f"{where}.request", node)
-        resp = self.map(self.get(node, "response", where, dict), f"{where}.response", node)
+    def migrate(self, doc: dict[str, Any], version: int) -> dict[str, Any]:
+        migrate = MIGRATIONS.get(version)
+        if migrate is None:
+            self.fail(
+                ("version",), f"version {version} is not supported (no migration to {version + 1})"
+            )
+        try:
+            new = migrate(doc)
+        except Exception as e:
+            self.fail(("version",), f"migrating from version {version} failed: {e}")
+        if not isinstance(new, dict):
+            self.fail(
+                ("version",), f"migrating from version {version} gave {_kind(new)}, not a map"
+            )
+        return new
+
+    def interaction(self, node: dict[str, Any], path: Path) -> Interaction:
+        req = self.map(self.get(node, "request", path, dict), (*path, "request"))
+        resp = self.map(self.get(node, "response", path, dict), (*path, "response"))
         return Interaction(
-            request=self.request(req, f"{where}.request"),
-            response=self.response(resp, f"{where}.response"),
-            meta=self.meta(node, where),
+            request=self.request(req, (*path, "request")),
+            response=self.response(resp, (*path, "response")),
+            meta=self.meta(node, path),
         )
 
-    def request(self, node: dict[str, Any], where: str) -> Request:
+    def request(self, node: dict[str, Any], path: Path) -> Request:
         return Request(
-            method=self.get(node, "method", where, str),
-            url=self.get(node, "url", where, str),
-            headers=self.headers(node, where),
-            body=self.body(node, where),
+            method=self.get(node, "method", path, str),
+            url=self.get(node, "url", path, str),
+            headers=self.headers(node, path),
+            body=self.body(node, path),
         )
 
-    def response(self, node: dict[str, Any], where: str) -> Response:
-        status = self.get(node, "status", where, int)
+    def response(self, node: dict[str, Any], path: Path) -> Response:
+        status = self.get(node, "status", path, int)
         if not 100 <= status <= 599:
-            self.fail(f"{where}.status", f"expected an HTTP status (100-599), got {status}", node)
-        headers_at = self.time(node, "headers_at", where)
-        if self.binary:
-            body = self.body(node, where)
-            sizes_raw = self.get(node, "chunk_sizes", where, bytes)
-            ats_raw = self.get(node, "chunk_at", where, bytes)
-            if len(sizes_raw) % 4 or len(ats_raw) % 8:
-                self.fail(f"{where}.chunk_sizes", "chunk tables are damaged (wrong length)", node)
-            sizes = _unpack_array("I", sizes_raw)
-            ats = _unpack_array("d", ats_raw)
-            if len(sizes) != len(ats):
-                self.fail(
-                    f"{where}.chunk_at", f"{len(ats)} chunk times for {len(sizes)} chunks", node
-                )
-            if sum(sizes) != len(body):
-                self.fail(
-                    f"{where}.chunk_sizes",
-                    f"chunk sizes add up to {sum(sizes)}, body has {len(body)} bytes",
-                    node,
-                )
-            # one C-speed pass: any NaN fails a comparison, so this also rejects NaN
-            if ats and not (
-                ats[0] >= 0 and math.isfinite(ats[-1]) and all(map(operator.le, ats, ats[1:]))
-            ):
-                bad = next(
-                    i
-                    for i, at in enumerate(ats)
-                    if not (math.isfinite(at) and at >= (ats[i - 1] if i else 0.0))
-                )
-                self.fail(
-                    f"{where}.chunk_at[{bad}]",
-                    f"chunk times must be finite and non-decreasing, got {ats[bad]!r}",
-                    node,
-                )
-        else:
-            chunks = self.get(node, "chunks", where, list)
-            parts: list[bytes] = []
-            times: list[float] = []
-            prev = 0.0
-            for i, c in enumerate(chunks):
-                cw = f"{where}.chunks[{i}]"
-                c = self.map(c, cw, chunks)
-                at = self.time(c, "at", cw)
-                if at < prev:
-                    self.fail(
-                        f"{cw}.at", f"chunk times must not decrease ({at!r} after {prev!r})", c
-                    )
-                prev = at
-                if "data" not in c and "data_b64" not in c:
-                    self.fail(cw, "needs 'data' or 'data_b64'", c)
-                parts.append(self.body(c, cw, "data"))
-                times.append(at)
-            body = b"".join(parts)
-            sizes = array("I", [len(p) for p in parts])
-            ats = array("d", times)
-        end_node = self.map(self.get(node, "end", where, dict), f"{where}.end", node)
-        outcome = self.get(end_node, "outcome", f"{where}.end", str)
+            self.fail((*path, "status"), f"expected an HTTP status (100-599), got {status}")
+        headers_at = self.time(node, "headers_at", path)
+        columns = self.columns(node, path) if self.binary else self.chunks(node, path)
+        end_node = self.map(self.get(node, "end", path, dict), (*path, "end"))
+        outcome = self.get(end_node, "outcome", (*path, "end"), str)
         if outcome not in _OUTCOMES:
             self.fail(
-                f"{where}.end.outcome",
+                (*path, "end", "outcome"),
                 f"expected one of {', '.join(sorted(_OUTCOMES))}, got {outcome!r}",
-                end_node,
             )
-        error = self.get(end_node, "error", f"{where}.end", (str, type(None)), None)
-        reason = self.get(node, "reason", where, str, "")
-        http_version = self.get(node, "http_version", where, str, "HTTP/1.1")
-        headers = self.headers(node, where)
+        error = self.get(end_node, "error", (*path, "end"), (str, type(None)), None)
+        reason = self.get(node, "reason", path, str, "")
+        http_version = self.get(node, "http_version", path, str, "HTTP/1.1")
+        headers = self.headers(node, path)
         for field, problem in head_problems(status, reason, headers, http_version):
-            self.fail(f"{where}.{field}", problem, node)
-        return Response(
+            self.fail((*path, *_steps(field)), problem)
+        return Response._unchecked(
+            columns,
             status=status,
             reason=reason,
             http_version=http_version,
             headers=headers,
             headers_at=headers_at,
-            body=body,
-            chunk_sizes=sizes,
-            chunk_at=ats,
-            end=End(self.time(end_node, "at", f"{where}.end"), Outcome(outcome), error),
+            end=End(self.time(end_node, "at", (*path, "end")), Outcome(outcome), error),
         )
+
+    def part(self, node: dict[str, Any], key: str, path: Path) -> bytes | tuple[int, int]:
+        """A PART: its bytes, or where they are in the document (start, size)."""
+        value = node.get(key, b"") if key == "body" else self.get(node, key, path, (bytes, list))
+        if isinstance(value, bytes):
+            return value
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value)
+        ):
+            self.fail((*path, key), f"expected bytes or an [offset, size] pair, got {_show(value)}")
+        if self.section is None:
+            self.fail((*path, key), "refers to the data section, which the cassette lacks")
+        offset, size = value
+        if offset + size > self.section[1]:
+            self.fail(
+                (*path, key),
+                f"refers to bytes {offset}-{offset + size} of a data section of {self.section[1]}",
+            )
+        return self.section[0] + offset, size
+
+    def columns(self, node: dict[str, Any], path: Path) -> Columns | Callable[[], Columns]:
+        """The body and chunk tables of a msgpack response: checked now when they are inline,
+        else their lengths now and the rest when first used."""
+        body, sizes, ats = (self.part(node, k, path) for k in ("body", "chunk_sizes", "chunk_at"))
+        lengths = [len(p) if isinstance(p, bytes) else p[1] for p in (body, sizes, ats)]
+        if lengths[1] % 4 or lengths[2] % 8:
+            self.fail((*path, "chunk_sizes"), "chunk tables are damaged (wrong length)")
+        if lengths[1] // 4 != lengths[2] // 8:
+            self.fail(
+                (*path, "chunk_at"), f"{lengths[2] // 8} chunk times for {lengths[1] // 4} chunks"
+            )
+
+        def read() -> Columns:
+            values = (self.read(body), self.read(sizes), self.read(ats))
+            columns = values[0], _unpack_array("I", values[1]), _unpack_array("d", values[2])
+            problem = column_problem(len(columns[0]), columns[1], columns[2])
+            if problem is not None:
+                raise self.error((*path, *_steps(problem[0])), problem[1])
+            return columns
+
+        if all(isinstance(p, bytes) for p in (body, sizes, ats)):
+            return read()
+        return read
+
+    def read(self, part: bytes | tuple[int, int]) -> bytes:
+        if isinstance(part, bytes):
+            return part
+        assert self.data is not None
+        start, size = part
+        data = bytes(self.data[start : start + size])
+        if len(data) != size:
+            raise CassetteError(self.path, "the file was cut short since it was loaded")
+        return data
+
+    def chunks(self, node: dict[str, Any], path: Path) -> Columns:
+        """The body and chunk tables of a JSON response (a list of chunks)."""
+        chunks = self.get(node, "chunks", path, list)
+        parts: list[bytes] = []
+        times: list[float] = []
+        prev = 0.0
+        for i, c in enumerate(chunks):
+            here = (*path, "chunks", i)
+            c = self.map(c, here)
+            at = self.time(c, "at", here)
+            if at < prev:
+                self.fail((*here, "at"), f"chunk times must not decrease ({at!r} after {prev!r})")
+            prev = at
+            if "data" not in c and "data_b64" not in c:
+                self.fail(here, "needs 'data' or 'data_b64'")
+            parts.append(self.body(c, here, "data"))
+            times.append(at)
+        return b"".join(parts), array("I", [len(p) for p in parts]), array("d", times)
 
 
 def _show(value: object) -> str:
     """A short repr, safe for deeply nested values (plain repr would raise RecursionError)."""
+    import reprlib
+
     return reprlib.repr(value)
 
 
@@ -447,75 +602,116 @@ def _text_or_b64(data: bytes, key: str) -> dict[str, str]:
     try:
         return {key: data.decode("utf-8")}
     except UnicodeDecodeError:
+        import base64
+
         return {f"{key}_b64": base64.b64encode(data).decode("ascii")}
 
 
-def _dump(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+def _twin(cassette: Cassette) -> dict[str, Any]:
+    """The JSON twin as data (what ``json.loads`` of ``export_json`` gives back)."""
+    doc: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+    if cassette.meta:
+        doc["meta"] = dict(cassette.meta)
+    doc["interactions"] = []
+    for inter in cassette.interactions:
+        req, resp = inter.request, inter.response
+        item: dict[str, Any] = {"meta": dict(inter.meta)} if inter.meta else {}
+        item["request"] = {
+            "method": req.method,
+            "url": req.url,
+            "headers": [list(h) for h in req.headers],
+            **_text_or_b64(req.body, "body"),
+        }
+        end: dict[str, Any] = {"at": resp.end.at, "outcome": resp.end.outcome.value}
+        if resp.end.error is not None:
+            end["error"] = resp.end.error
+        item["response"] = {
+            "status": resp.status,
+            "reason": resp.reason,
+            "http_version": resp.http_version,
+            "headers": [list(h) for h in resp.headers],
+            "headers_at": resp.headers_at,
+            "chunks": [{"at": c.at, **_text_or_b64(c.data, "data")} for c in resp.chunks],
+            "end": end,
+        }
+        doc["interactions"].append(item)
+    return doc
+
+
+def _one_per_line(path: tuple[str | int, ...]) -> bool:
+    """The containers laid out one member per line: the document, the interactions and each
+    of them, each response and its chunks. Anything deeper is one line (a chunk, the headers)."""
+    return (
+        not path
+        or path[-1] in ("interactions", "response", "chunks")
+        or (len(path) == 2 and path[0] == "interactions")
+    )
+
+
+def _lines(value: Any, path: tuple[str | int, ...], indent: str) -> Iterable[str]:
+    """``value`` as JSON text (``json.dumps`` for everything on one line), in pieces."""
+    import json
+
+    if not (isinstance(value, dict | list) and value and _one_per_line(path)):
+        yield json.dumps(value, ensure_ascii=False, allow_nan=False)
+        return
+    inner = indent + " "
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    yield "{" if isinstance(value, dict) else "["
+    for n, (key, item) in enumerate(items):
+        yield ",\n" + inner if n else "\n" + inner
+        if isinstance(value, dict):
+            yield json.dumps(key, ensure_ascii=False) + ": "
+        yield from _lines(item, (*path, key), inner)
+    yield "\n" + indent + ("}" if isinstance(value, dict) else "]")
 
 
 def export_json(cassette: Cassette) -> str:
     """The lossless, reviewable JSON twin: one chunk per line, so a diff shows the changed chunk."""
-    out = [f'{{"format": "{FORMAT}", "version": {VERSION},']
-    if cassette.meta:
-        out.append(f' "meta": {_dump(dict(cassette.meta))},')
-    out.append(' "interactions": [')
-    for n, inter in enumerate(cassette.interactions):
-        req, resp = inter.request, inter.response
-        request = {"method": req.method, "url": req.url, "headers": [list(h) for h in req.headers]}
-        request.update(_text_or_b64(req.body, "body"))
-        out.append("  {")
-        if inter.meta:
-            out.append(f'   "meta": {_dump(dict(inter.meta))},')
-        out.append(f'   "request": {_dump(request)},')
-        out.append(
-            f'   "response": {{"status": {resp.status}, "reason": {_dump(resp.reason)}, '
-            f'"http_version": {_dump(resp.http_version)},'
-        )
-        out.append(f'    "headers": {_dump([list(h) for h in resp.headers])},')
-        out.append(f'    "headers_at": {_dump(resp.headers_at)},')
-        chunks = list(resp.chunks)
-        if chunks:
-            out.append('    "chunks": [')
-            for i, c in enumerate(chunks):
-                item = {"at": c.at, **_text_or_b64(c.data, "data")}
-                out.append(f"     {_dump(item)}{',' if i < len(chunks) - 1 else ''}")
-            out.append("    ],")
-        else:
-            out.append('    "chunks": [],')
-        end: dict[str, Any] = {"at": resp.end.at, "outcome": resp.end.outcome.value}
-        if resp.end.error is not None:
-            end["error"] = resp.end.error
-        out.append(f'    "end": {_dump(end)}}}')
-        out.append("  }" + ("," if n < len(cassette.interactions) - 1 else ""))
-    out.append(" ]}")
-    return "\n".join(out) + "\n"
+    return "".join(_lines(_twin(cassette), (), "")) + "\n"
 
 
-_LAST_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[\d+\])*$")
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
+# one token of JSON text: a string, a punctuation mark, or a number or literal
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]|[^\s{}\[\],:"]+')
 
 
-class _PositionDecoder(json.JSONDecoder):
-    """A JSON decoder that remembers where each object starts and ends (pure-Python scanner:
-    slow, used only to point at the line of an error already found)."""
+def _position(text: str, target: Path) -> int | None:
+    """Where in ``text`` the member or element at ``target`` starts (the last of duplicate
+    keys, as ``json.loads`` keeps the last), found in one pass over the JSON tokens."""
+    import json
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.positions: dict[int, tuple[int, int]] = {}
-        original: Callable[..., tuple[Any, int]] = self.parse_object  # type: ignore[has-type]
-
-        def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
-            obj, end = original(s_and_end, *args)
-            self.positions[id(obj)] = (s_and_end[1] - 1, end)
-            return obj, end
-
-        self.parse_object = parse_object
-        self.scan_once = json.scanner.py_make_scanner(self)  # type: ignore[attr-defined]
+    # per open container: [is an object, its current key or index, at the start of a member]
+    open_: list[list[Any]] = []
+    found = None
+    for m in _JSON_TOKEN.finditer(text):
+        token = m.group()
+        top = open_[-1] if open_ else None
+        if top is not None and top[2] and token not in "}]":
+            top[2] = False
+            if top[0]:  # a key
+                try:
+                    top[1] = json.loads(token)
+                except ValueError:
+                    return found
+            if len(open_) == len(target) and all(
+                f[1] == t and isinstance(t, str) == f[0] for f, t in zip(open_, target, strict=True)
+            ):
+                found = m.start()
+        if token in "{[":
+            open_.append([token == "{", None if token == "{" else 0, True])
+        elif token in "}]" and open_:
+            open_.pop()
+        elif token == "," and top is not None:
+            top[2] = True
+            if not top[0]:
+                top[1] += 1
+    return found if target else 0
 
 
 def import_json(text: str | bytes, *, path: str = "<json>") -> Cassette:
     """Read the JSON twin; errors name the line and the field that is wrong."""
+    import json
+
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -529,43 +725,24 @@ def import_json(text: str | bytes, *, path: str = "<json>") -> Cassette:
         ) from None
     except (ValueError, RecursionError) as e:  # an integer of more than 4300 digits; deep nesting
         raise CassetteError(path, f"not usable JSON: {e}") from None
-    try:
-        return _Reader(path, binary=False).cassette(doc)
-    except CassetteError as e:
-        first = e
-    # Parse again, keeping positions, to say on which line the bad field is.
-    decoder = _PositionDecoder()
-    try:
-        doc = decoder.decode(text)
-    except RecursionError:  # the pure-Python scanner nests deeper than the C one
-        raise first from None
+    source = text
 
-    def line_of(node: object, key: str) -> int | None:
-        span = decoder.positions.get(id(node))
-        if span is None:
-            return None
-        pos = _key_position(text, *span, key) if key else None
-        return text.count("\n", 0, span[0] if pos is None else pos) + 1
+    def line_of(where: Path) -> int | None:
+        # the field's line, else the line of the nearest enclosing one that is there
+        for n in range(len(where), -1, -1):
+            pos = _position(source, where[:n])
+            if pos is not None:
+                return source.count("\n", 0, pos) + 1
+        return None
 
     return _Reader(path, binary=False, line_of=line_of).cassette(doc)
 
 
-def _key_position(text: str, start: int, end: int, key: str) -> int | None:
-    """Where the member ``key`` of the object at ``text[start:end]`` is (not a nested one's)."""
-    depth = 0
-    for m in _JSON_TOKEN.finditer(text, start, end):
-        token = m.group()
-        if token in "{[":
-            depth += 1
-        elif token in "}]":
-            depth -= 1
-        elif depth == 1 and token[1:-1] == key and text[m.end() : end].lstrip()[:1] == ":":
-            return m.start()
-    return None
-
-
-def loads_any(data: bytes, *, path: str = "<memory>") -> Cassette:
-    """A cassette from msgpack or JSON bytes (told apart by content)."""
-    if data.lstrip()[:1] == b"{":
-        return import_json(data, path=path)
+def loads_any(data: Bytes, *, path: str = "<memory>") -> Cassette:
+    """A cassette from msgpack or JSON bytes (told apart by content: JSON starts with ``{``)."""
+    head = bytes(data[0:64]).lstrip()
+    if not head:
+        head = bytes(data[0 : len(data)]).lstrip()
+    if head[:1] == b"{":
+        return import_json(bytes(data[0 : len(data)]), path=path)
     return loads(data, path=path)

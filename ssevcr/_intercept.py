@@ -27,7 +27,7 @@ like ``ssevcr record`` and saved atomically (under the store's lock) when the co
 also when its body raised.
 
 A cassette file opened again with the same bytes (the next case of a parametrized test) is not
-decoded again, and its fault-free schedules are not built again.
+decoded again, and its fault-free schedules are not built again (the store's open-file cache).
 
 This module only routes requests and captures streams: matching, counting and scheduling are
 the Player's, the file format is ``_format``'s, files are ``_store``'s.
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
     from ._faults import Fault
     from ._player import Miss, Play, Player
     from ._redaction import Redaction
-    from ._schedule import Schedule
     from ._timing import Timing
 
 __all__ = ["RECORD_MODES", "ActiveCassette", "CassetteUse", "RecordMode", "active", "use_cassette"]
@@ -272,55 +271,6 @@ def _recording_stream(response: Any, capture: _Capture, *, sync: bool) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# cassettes opened again: the pytest marker and use_cassette open their cassette at every entry
-# (every test). A file holding the same bytes as when it was last opened is not decoded again and
-# its fault-free schedules are not built again: a parametrized test or a cassette shared by tests
-# replays what the first play built. The bytes are compared, never trusted from a timestamp.
-
-_KEEP_FILE = (
-    4 << 20
-)  # files up to this size are kept (with their schedules, ~3x the file in memory)
-_KEEP_TOTAL = 8 << 20  # and this much in all
-_KEEP_FILES = 4  # the files opened most recently (tests that share a cassette usually run in a row)
-
-
-@dataclass(slots=True)
-class _Opened:
-    data: bytes
-    cassette: Cassette
-    schedules: dict[Timing, dict[int, Schedule]]  # fault-free schedules by timing, by interaction
-
-
-_opened: dict[str, _Opened] = {}  # by path, least recently opened first
-_opened_lock = threading.Lock()
-
-
-def _read(path: Path, timing: Timing) -> tuple[Cassette, dict[int, Schedule] | None]:
-    """The cassette at ``path`` and the store of its fault-free schedules under ``timing``
-    (None for a file too large to keep)."""
-    from . import _format, _store
-
-    key = os.fspath(path)
-    data = _store.read_bytes(key)
-    if len(data) > _KEEP_FILE:
-        return _format.loads_any(data, path=key), None
-    with _opened_lock:
-        kept = _opened.pop(key, None)
-        if kept is not None and kept.data == data:
-            _opened[key] = kept  # now the most recent
-            return kept.cassette, kept.schedules.setdefault(timing, {})
-    cassette = _format.loads_any(data, path=key)
-    kept = _Opened(data, cassette, {})
-    with _opened_lock:
-        _opened.pop(key, None)
-        _opened[key] = kept
-        total = sum(len(k.data) for k in _opened.values())
-        while total > _KEEP_TOTAL or len(_opened) > _KEEP_FILES:
-            total -= len(_opened.pop(next(iter(_opened))).data)
-        return cassette, kept.schedules.setdefault(timing, {})
-
-
-# ---------------------------------------------------------------------------------------------
 # the active cassette
 
 
@@ -347,7 +297,11 @@ class ActiveCassette:
         existed = _store.present(options.path)
         schedules = None
         if existed and options.record != "all":
-            cassette, schedules = _read(options.path, options.timing)
+            # a file opened again with the same bytes (the next case of a parametrized test) is
+            # not decoded again, and its fault-free schedules are not built again
+            opened = _store.open_cached(options.path)
+            cassette = opened.cassette
+            schedules = opened.derived.setdefault(options.timing, {})
         else:
             cassette = Cassette()
         player = Player.create(
@@ -510,52 +464,11 @@ class ActiveCassette:
         new = tuple(c.interaction(self.options.redaction) for c in captures)
         if not new:
             return
-        rewrite = self.options.record == "all"
-
-        def change(current: Cassette) -> Cassette:
-            if rewrite and _first_rewrite(self.options.path):
-                return Cassette(interactions=new, meta=current.meta)
-            return Cassette(interactions=(*current.interactions, *new), meta=current.meta)
-
-        _store.update(self.options.path, change)
+        # record mode all: the first save of this cassette in the run replaces it
+        _store.append(
+            self.options.path, new, replace="once" if self.options.record == "all" else False
+        )
         self.saved = True
-
-
-# ---------------------------------------------------------------------------------------------
-# ``all`` replaces a cassette once per run
-
-
-_rewritten: set[str] = set()
-_run: tuple[str, str | None] = ("", None)  # (run id, folder shared by the processes of the run)
-
-
-def begin_run(run_id: str, claims: str | None = None) -> None:
-    """Start counting ``all`` rewrites for a new run (a pytest session). ``claims``: a folder
-    shared by several processes (pytest-xdist workers) of the same run, so that the first of
-    them to save a cassette replaces it and the others append. Same id again: no change."""
-    global _run
-    if _run[0] != run_id:
-        _run = (run_id, claims)
-        _rewritten.clear()
-
-
-def _first_rewrite(path: str | os.PathLike[str]) -> bool:
-    """True once per run and cassette (called under the cassette's lock)."""
-    key = os.path.realpath(os.path.abspath(os.fspath(path)))
-    claims = _run[1]
-    if claims is None:
-        if key in _rewritten:
-            return False
-        _rewritten.add(key)
-        return True
-    import hashlib
-
-    claim = os.path.join(claims, hashlib.sha256(os.fsencode(key)).hexdigest()[:40])
-    try:
-        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,15 +8,16 @@ plays and the first misses (their requests with at most 4 KiB of body), so servi
 requests takes no more memory than a thousand. Its caches are bounded by bytes.
 
 No sockets, clocks or files: a lock guards the counters because sync clients may call from threads.
+Cassette paths handed to ``Player.create`` are read by the store (``_store.read_named``).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from . import _schedule as schedule_mod
 from ._cassette import Cassette, Interaction, Request
@@ -25,6 +26,9 @@ from ._faults import Fault, Status, parse_faults
 from ._matching import MatchOptions, differences, explain_miss
 from ._schedule import Schedule
 from ._timing import Timing, parse_timing
+
+if TYPE_CHECKING:
+    from os import PathLike
 
 __all__ = ["Miss", "Play", "Player"]
 
@@ -100,7 +104,7 @@ class Player:
     @classmethod
     def create(
         cls,
-        cassettes: Cassette | Sequence[tuple[str, Cassette]] | Iterable[str | os.PathLike[str]],
+        cassettes: Cassette | Sequence[tuple[str, Cassette]] | Iterable[str | PathLike[str]],
         *,
         timing: str | Timing | None = None,
         max_gap: str | float | None = None,
@@ -122,8 +126,7 @@ class Player:
                 if isinstance(item, tuple):
                     named.append(item)
                 else:
-                    path = os.fspath(item)
-                    named.append((path, _store.read_any(path)))
+                    named.append(_store.read_named(item))
         return cls(
             named,
             parse_timing(timing, max_gap=max_gap),

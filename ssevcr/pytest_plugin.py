@@ -213,7 +213,8 @@ def ssevcr_cassette(
     active every httpx and httpx2 client replays from it (or records into it); it is saved when
     the test ends, also when it fails."""
     from ._errors import SsevcrError
-    from ._intercept import CassetteUse, Options, begin_run
+    from ._intercept import CassetteUse, Options
+    from ._store import begin_run
 
     begin_run(*request.config.stash[_RUN])
     marker = _marker(request)

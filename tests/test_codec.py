@@ -1,5 +1,5 @@
-"""Tests for cassette files (ssevcr._format, ssevcr._store): msgpack round trip, the JSON twin, damaged input,
-migrations, atomic saves and concurrent appends.
+"""Tests for cassette files (ssevcr._format, ssevcr._store): msgpack round trip, the JSON twin,
+damaged input, migrations, atomic saves and concurrent appends.
 
 The rule for readers, as in h11's fuzzing: any input either loads or raises exactly
 CassetteError naming the file; nothing else escapes.
@@ -531,7 +531,10 @@ def test_json_of_the_wrong_kind() -> None:
     assert "UTF-8" in _json_refused(b'{"format": "ssevcr", "x": "\xff"}').problem
     assert _json_refused("[]").where == "(top level)"
     assert (
-        _json_refused('{"format": "ssevcr", "version": 2, "interactions": []}').where == "version"
+        _json_refused(
+            f'{{"format": "ssevcr", "version": {_format.VERSION + 1}, "interactions": []}}'
+        ).where
+        == "version"
     )
     # numbers Python parses but cannot use: a 400-digit time, a 5000-digit integer, NaN
     text = _format.export_json(REAL)
@@ -639,8 +642,9 @@ def test_failing_or_bad_migration_is_a_cassette_error(monkeypatch: pytest.Monkey
 
 
 def test_migrations_chain_and_a_gap_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    # pretend the current version is 3: a version-1 file goes through MIGRATIONS[1] and [2]
-    monkeypatch.setattr(_format, "VERSION", 3)
+    # pretend the current version is 4: a version-2 file goes through MIGRATIONS[2] and [3]
+    assert msgpack.unpackb(REAL_BYTES)["version"] == 2
+    monkeypatch.setattr(_format, "VERSION", 4)
     steps: list[int] = []
 
     def step(n: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -650,13 +654,13 @@ def test_migrations_chain_and_a_gap_is_named(monkeypatch: pytest.MonkeyPatch) ->
 
         return convert
 
-    monkeypatch.setitem(_format.MIGRATIONS, 1, step(1))
-    e = refused(REAL_BYTES)
-    assert e.where == "version" and "version 2 is not supported (no migration to 3)" in e.problem
     monkeypatch.setitem(_format.MIGRATIONS, 2, step(2))
+    e = refused(REAL_BYTES)
+    assert e.where == "version" and "version 3 is not supported (no migration to 4)" in e.problem
+    monkeypatch.setitem(_format.MIGRATIONS, 3, step(3))
     steps.clear()
     assert _format.loads(REAL_BYTES) == REAL
-    assert steps == [1, 2]
+    assert steps == [2, 3]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -782,7 +786,8 @@ def test_concurrent_update_loses_nothing(tmp_path: Path) -> None:
     assert len(set(seen)) == 100
     for w in range(4):  # each worker's appends stay in its order
         assert [n for worker, n in seen if worker == str(w)] == list(range(25))
-    # no temp files left, and the lock lives outside the cassette folder (nothing to commit by mistake)
+    # no temp files left, and the lock lives outside the cassette folder (nothing to commit by
+    # mistake)
     assert sorted(p for p in _listing(tmp_path)) == ["shared.msgpack"]
     assert os.path.exists(_store.lock_path(path))
 

@@ -24,7 +24,6 @@ from upstream import Upstream, fixture_body, matched_gaps
 
 import ssevcr
 from ssevcr import NoMatchError, ReplayTransport, _format, _store
-from ssevcr import _intercept as intercept
 from ssevcr._cassette import Cassette, Interaction, Outcome, Request, Response
 from ssevcr._intercept import ActiveCassette, active, use_cassette
 from ssevcr._sse import parse
@@ -785,26 +784,3 @@ def test_each_timing_has_its_own_schedules(tmp_path: Path) -> None:
         == [s.data for s in original.steps]
         == [s.data for s in scaled.steps]
     )
-
-
-def test_the_cassettes_kept_are_few_and_small(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    paths = [tmp_path / f"c{i}.msgpack" for i in range(intercept._KEEP_FILES + 2)]
-    for p in paths:
-        synthetic(p)
-    for p in paths:
-        with ssevcr.use_cassette(p, timing="instant"):
-            pass
-    assert list(intercept._opened)[-intercept._KEEP_FILES :] == [
-        str(p) for p in paths[-intercept._KEEP_FILES :]
-    ]
-    assert len(intercept._opened) <= intercept._KEEP_FILES
-    assert sum(len(k.data) for k in intercept._opened.values()) <= intercept._KEEP_TOTAL
-    monkeypatch.setattr(intercept, "_KEEP_FILE", paths[0].stat().st_size - 1)  # too large to keep
-    with (
-        ssevcr.use_cassette(paths[0], timing="instant") as a,
-        ssevcr.use_cassette(paths[0], timing="instant") as b,
-    ):
-        pass
-    assert a.cassette is not b.cassette and a.cassette == b.cassette

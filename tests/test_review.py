@@ -346,7 +346,9 @@ DAMAGED = {
     "not a cassette": lambda good: b"\x81\xa3foo\xa3bar",
     "bad json": lambda good: b'{"format": "ssevcr", "version": 1, "interactions": [',
     "newer version": lambda good: (
-        _format.export_json(_format.loads(good)).replace('"version": 1', '"version": 99').encode()
+        _format.export_json(_format.loads(good))
+        .replace(f'"version": {_format.VERSION}', '"version": 99')
+        .encode()
     ),
 }
 

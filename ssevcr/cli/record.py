@@ -291,7 +291,7 @@ def record_command(
     mode = "regular" if target is None else f"reverse:{target}"
     path = os.path.abspath(cassette)
     if not overwrite and _store.present(path):
-        _store.load(path)  # a damaged cassette is refused before anything is recorded
+        _store.load(path, check=True)  # a damaged cassette is refused before anything is recorded
     _check_writable(path)
     for pattern in redact_body:
         if not pattern.strip() or any(not p for p in pattern.strip().split(".")):

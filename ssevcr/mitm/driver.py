@@ -259,6 +259,11 @@ class Mitmdump:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)  # mitmdump may be another Python's: only its own packages
+        # except filelock, which the store locks cassettes with and mitmproxy does not depend
+        # on: its package folder (only it), loaded by scripts/_ssevcr_import.py when needed
+        import filelock
+
+        env["SSEVCR_FILELOCK"] = os.path.dirname(os.path.realpath(filelock.__file__))
         env.pop("PYTEST_CURRENT_TEST", None)  # mitmproxy changes its logging inside pytest
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("PYTHONIOENCODING", "utf-8")

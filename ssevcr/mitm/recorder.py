@@ -24,9 +24,10 @@ How it records (the capture itself is :class:`ssevcr._capture.Capture`'s):
 - ``done`` (SIGTERM, Ctrl-C): every stream still open is saved as ``client_disconnected``, with
   what arrived, before mitmdump exits.
 - At most ``ssevcr_max_body`` bytes of each response body are kept (64 MiB by default).
-- Each finished exchange is built, redacted and appended by one writer thread (file lock, load,
-  append, atomic rename), so a SIGKILL loses at most the exchanges still in flight and the file
-  always loads. The hooks never wait for the disk.
+- Each finished exchange is built, redacted and appended by one writer thread through the
+  store's ``Appender`` (file lock, load, append, atomic rename; the load is skipped while the
+  file is still the one this writer saved last), so a SIGKILL loses at most the exchanges still
+  in flight and the file always loads. The hooks never wait for the disk.
 
 With ``ssevcr_report`` it prints one ``SSEVCR-RECORDED {json}`` line per exchange (saved or not,
 and why), which :mod:`ssevcr.mitm.driver` reads. It must not buffer bodies, change bytes, or
@@ -37,7 +38,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import os
 import queue
 import threading
 import time
@@ -46,7 +46,7 @@ from typing import Any
 
 from .. import _store
 from .._capture import DEFAULT_MAX_BODY, Capture
-from .._cassette import Cassette, Headers, Interaction, Outcome, Request, Response
+from .._cassette import Headers, Interaction, Outcome, Request, Response
 from .._content import decode_body
 from .._errors import SsevcrError
 from .._redaction import Redaction
@@ -98,15 +98,6 @@ def exchange_summary(interaction: Interaction) -> dict[str, Any]:
 # the writer thread
 
 
-def _identity(path: str) -> tuple[int, int, int] | None:
-    """Which file is at ``path`` (an atomic save by anyone replaces the inode)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
 class _Writer:
     """Appends finished interactions to the cassette, in completion order, from one thread."""
 
@@ -118,7 +109,7 @@ class _Writer:
         self.on_saved = on_saved
         self._queue: queue.SimpleQueue[Callable[[], Interaction] | None] = queue.SimpleQueue()
         self._closed = False
-        self._cache: tuple[Cassette, tuple[int, int, int] | None] | None = None
+        self._appender = _store.Appender(path)
         self._thread = threading.Thread(target=self._run, name="ssevcr-writer", daemon=True)
         self._thread.start()
 
@@ -155,38 +146,16 @@ class _Writer:
             if batch:
                 self._save(batch)
 
-    def _cached(self) -> Cassette | None:
-        """The cassette as we last saved it, if the file is still the one we wrote."""
-        if self._cache is None:
-            return None
-        cassette, identity = self._cache
-        return cassette if identity is not None and identity == _identity(self.path) else None
-
     def _save(self, batch: list[Interaction]) -> None:
         fresh = self.overwrite
         error: str | None = None
         try:
-            # _store.update's contract (lock, load, change, atomic save), without re-reading a
-            # file nobody else wrote since our last save: loading is most of the cost. The first
-            # save of an --overwrite run replaces the file without reading it (it may be damaged:
-            # replacing it is what the user asked for).
-            with _store.locked(self.path):
-                if fresh:
-                    current = Cassette()
-                else:
-                    current = self._cached() or (
-                        _store.load(self.path) if _store.present(self.path) else Cassette()
-                    )
-                new = Cassette(interactions=(*current.interactions, *batch), meta=current.meta)
-                _store.save(new, self.path)
-                self._cache = (new, _identity(self.path))
-                self.overwrite = False  # only the first save that succeeds replaces the cassette
+            # the first save of an --overwrite run replaces the file, damaged or not (replacing
+            # it is what the user asked for)
+            self._appender.append(batch, replace=fresh)
+            self.overwrite = False  # only the first save that succeeds replaces the cassette
         except SsevcrError as e:
-            self._cache = None
             error = str(e)
-        except OSError as e:  # the lock file cannot be created, ...
-            self._cache = None
-            error = f"cassette {self.path!r}: cannot be written: {e.strerror or e}"
         for interaction in batch:
             try:
                 self.on_saved(interaction, error)
@@ -325,7 +294,7 @@ class Recorder:
             self._writer = None
         if path and not overwrite and _store.present(path):
             try:
-                _store.load(path)  # refuse to start appending to a damaged cassette
+                _store.load(path, check=True)  # refuse to start appending to a damaged cassette
             except SsevcrError as e:
                 raise exceptions.OptionsError(
                     f"{e} (use {protocol.OVERWRITE} to replace it)"
