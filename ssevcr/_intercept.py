@@ -39,17 +39,19 @@ import contextvars
 import functools
 import importlib
 import inspect
+import math
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
-from ._cassette import Cassette, End, Interaction, Outcome, Request, Response
+from ._cassette import Cassette, Interaction, Outcome
 from ._errors import ConfigError, NoMatchError
+from ._recording import DRAIN_TIMEOUT, Recording, record_async, record_sync
 
 if TYPE_CHECKING:
     from ._faults import Fault
@@ -57,9 +59,31 @@ if TYPE_CHECKING:
     from ._redaction import Redaction
     from ._timing import Timing
 
-__all__ = ["RECORD_MODES", "ActiveCassette", "CassetteUse", "RecordMode", "active", "use_cassette"]
+__all__ = [
+    "OPTION_NAMES",
+    "RECORD_MODES",
+    "ActiveCassette",
+    "CassetteUse",
+    "RecordMode",
+    "active",
+    "use_cassette",
+]
 
 RecordMode = Literal["none", "once", "new_episodes", "all"]
+OPTION_NAMES = (
+    "record",
+    "timing",
+    "max_gap",
+    "faults",
+    "seed",
+    "match_on",
+    "ignore_body_keys",
+    "allow_repeats",
+    "redact_headers",
+    "redact_query",
+    "redact_body",
+)
+"""The options of a cassette in use (``use_cassette``'s keywords, the pytest marker's)."""
 RECORD_MODES: tuple[RecordMode, ...] = ("none", "once", "new_episodes", "all")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,6 +97,28 @@ def check_record_mode(mode: str) -> RecordMode:
 
 # ---------------------------------------------------------------------------------------------
 # options
+
+
+def _names(option: str, value: object) -> tuple[str, ...]:
+    """A name or a list of names (a single string is one name, not its letters)."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
+        items = tuple(value)
+        if all(isinstance(item, str) for item in items):
+            return items
+    raise ConfigError(f"{option} must be a name or a list of names, got {value!r}")
+
+
+def _cassette_path(path: object) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise ConfigError(f"a cassette is a file name or path, got {path!r}")
+    text = os.fspath(path)
+    if not isinstance(text, str) or "\0" in text:
+        raise ConfigError(f"cassette path {text!r} contains a NUL byte (or is not text)")
+    if not text:
+        raise ConfigError("the cassette path is empty")
+    return Path(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,23 +152,43 @@ class Options:
         redact_query: Iterable[str] = (),
         redact_body: Iterable[str] = (),
     ) -> Options:
-        from ._faults import parse_faults
+        from ._faults import Fault, parse_faults
         from ._redaction import Redaction
-        from ._timing import parse_timing
+        from ._timing import Timing, parse_timing
 
-        if isinstance(match_on, str):
-            match_on = (match_on,)
+        if not isinstance(timing, str | Timing | type(None)):
+            raise ConfigError(f"timing must be a timing spec such as 'instant', got {timing!r}")
+        if max_gap is not None and (
+            isinstance(max_gap, bool)
+            or not isinstance(max_gap, str | int | float)
+            or (not isinstance(max_gap, str) and not math.isfinite(max_gap))
+        ):
+            raise ConfigError(f"max_gap must be a duration such as '2s', got {max_gap!r}")
+        fault_list: list[str | Fault] | None = None
+        if faults is not None:
+            given = [faults] if isinstance(faults, str) else faults
+            if not isinstance(given, Iterable) or isinstance(given, bytes | Mapping):
+                raise ConfigError(f"faults must be a list of fault specs, got {faults!r}")
+            fault_list = list(given)
+            if not all(isinstance(f, str | Fault) for f in fault_list):
+                raise ConfigError(f"faults must be a list of fault specs, got {faults!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seed must be a whole number, got {seed!r}")
+        if not isinstance(allow_repeats, bool):
+            raise ConfigError(f"allow_repeats must be True or False, got {allow_repeats!r}")
         options = cls(
-            path=Path(path),
+            path=_cassette_path(path),
             record=check_record_mode(record),
             timing=parse_timing(timing, max_gap=max_gap),
-            faults=parse_faults(faults),
-            seed=int(seed),
-            match_on=None if match_on is None else tuple(match_on),
-            ignore_body_keys=tuple(ignore_body_keys),
-            allow_repeats=bool(allow_repeats),
+            faults=parse_faults(fault_list),
+            seed=seed,
+            match_on=None if match_on is None else _names("match_on", match_on),
+            ignore_body_keys=_names("ignore_body_keys", ignore_body_keys),
+            allow_repeats=allow_repeats,
             redaction=Redaction().extended(
-                headers=redact_headers, query_keys=redact_query, body_paths=redact_body
+                headers=_names("redact_headers", redact_headers),
+                query_keys=_names("redact_query", redact_query),
+                body_paths=_names("redact_body", redact_body),
             ),
         )
         options.match()  # validates match_on now
@@ -143,131 +209,6 @@ class Options:
 
 
 # ---------------------------------------------------------------------------------------------
-# recording: one capture per exchange, filled as the client reads the raw stream
-
-
-def _pairs(raw: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
-    return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
-
-
-class _Capture:
-    """One exchange being recorded. Its end is set once: the first of complete, upstream error
-    or client gone wins."""
-
-    def __init__(self, t0: float, request: Request, response: Any, headers_at: float):
-        self.t0 = t0
-        self.request = request
-        self.response = response
-        self.headers_at = headers_at
-        self.chunks: list[tuple[float, bytes]] = []
-        self.end: End | None = None
-        self._interaction: Interaction | None = None
-        self._lock = threading.Lock()
-
-    def chunk(self, data: bytes) -> None:
-        if data:
-            self.chunks.append((time.monotonic() - self.t0, bytes(data)))
-
-    def finish(self, outcome: Outcome, error: str | None = None) -> None:
-        with self._lock:
-            if self.end is None:
-                at = time.monotonic() - self.t0
-                if self.chunks:
-                    at = max(at, self.chunks[-1][0])
-                self.end = End(at, outcome, error)
-
-    def interaction(self, redaction: Redaction) -> Interaction:
-        """The redacted interaction (built once, after the end is known)."""
-        assert self.end is not None
-        if self._interaction is None:
-            self._interaction = self._build(redaction)
-        return self._interaction
-
-    def _build(self, redaction: Redaction) -> Interaction:
-        ext = self.response.extensions
-        response = Response.from_chunks(
-            self.response.status_code,
-            self.chunks,
-            reason=bytes(ext.get("reason_phrase", b"")).decode("latin-1"),
-            http_version=bytes(ext.get("http_version", b"HTTP/1.1")).decode("ascii", "replace"),
-            headers=_pairs(self.response.headers.raw),
-            headers_at=self.headers_at,
-            end=self.end,
-        )
-        return redaction.interaction(Interaction(request=self.request, response=response))
-
-
-def _error_text(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class _SyncRecording:
-    """The client's response stream, passed through unchanged, each chunk timestamped."""
-
-    def __init__(self, inner: Any, capture: _Capture):
-        self.inner = inner
-        self.capture = capture
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            for chunk in self.inner:
-                self.capture.chunk(chunk)
-                yield chunk
-        except Exception as e:
-            self.capture.finish(Outcome.UPSTREAM_ERROR, _error_text(e))
-            raise
-        except BaseException:  # the consumer stopped reading (GeneratorExit, KeyboardInterrupt)
-            self.capture.finish(Outcome.CLIENT_DISCONNECTED)
-            raise
-        self.capture.finish(Outcome.COMPLETE)
-
-    def close(self) -> None:
-        self.capture.finish(Outcome.CLIENT_DISCONNECTED)
-        self.inner.close()
-
-
-class _AsyncRecording:
-    def __init__(self, inner: Any, capture: _Capture):
-        self.inner = inner
-        self.capture = capture
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self.inner:
-                self.capture.chunk(chunk)
-                yield chunk
-        except Exception as e:
-            self.capture.finish(Outcome.UPSTREAM_ERROR, _error_text(e))
-            raise
-        except BaseException:  # cancelled, or the consumer stopped reading
-            self.capture.finish(Outcome.CLIENT_DISCONNECTED)
-            raise
-        self.capture.finish(Outcome.COMPLETE)
-
-    async def aclose(self) -> None:
-        self.capture.finish(Outcome.CLIENT_DISCONNECTED)
-        await self.inner.aclose()
-
-
-_STREAM_TYPES: dict[tuple[str, bool], type] = {}
-
-
-def _recording_stream(response: Any, capture: _Capture, *, sync: bool) -> Any:
-    """A recording stream that is also the library's own ``SyncByteStream``/``AsyncByteStream``."""
-    from ._transport import module_of
-
-    mod = module_of(response)
-    key = (mod.__name__, sync)
-    cls = _STREAM_TYPES.get(key)
-    if cls is None:
-        ours, base = (
-            (_SyncRecording, mod.SyncByteStream) if sync else (_AsyncRecording, mod.AsyncByteStream)
-        )
-        cls = _STREAM_TYPES[key] = type(
-            f"Recording{base.__name__}", (ours, base), {"__module__": __name__}
-        )
-    return cls(response.stream, capture)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,11 +224,12 @@ class ActiveCassette:
     cassette: Cassette
     existed: bool
     player: Player
-    _captures: list[_Capture] = field(default_factory=list, repr=False)
+    _recordings: list[Recording] = field(default_factory=list, repr=False)
     _absorbed: list[Miss] = field(default_factory=list, repr=False)  # misses that were recorded
     passthrough: set[str] = field(default_factory=set)  # host:port sent to the network untouched
     saved: bool = False
     closed: bool = False  # exited: it answers no request any more
+    save_failed: bool = False  # a save failed and was reported (the pytest plugin)
 
     @classmethod
     def open(cls, options: Options) -> ActiveCassette:
@@ -296,14 +238,16 @@ class ActiveCassette:
 
         existed = _store.present(options.path)
         schedules = None
-        if existed and options.record != "all":
+        cassette = Cassette()
+        if existed:
             # a file opened again with the same bytes (the next case of a parametrized test) is
-            # not decoded again, and its fault-free schedules are not built again
+            # not decoded again, and its fault-free schedules are not built again. ``all``
+            # replaces the file, but a damaged one is reported now, before anything is recorded
+            # (its save would fail): deleting it is the way to record it again
             opened = _store.open_cached(options.path)
-            cassette = opened.cassette
-            schedules = opened.derived.setdefault(options.timing, {})
-        else:
-            cassette = Cassette()
+            if options.record != "all":
+                cassette = opened.cassette
+                schedules = opened.derived.setdefault(options.timing, {})
         player = Player.create(
             [(str(options.path), cassette)],
             timing=options.timing,
@@ -317,6 +261,7 @@ class ActiveCassette:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._sending: set[int] = set()  # places of recordings whose answer has not come yet
 
     # -- what the user reads ------------------------------------------------------------------
 
@@ -329,12 +274,27 @@ class ActiveCassette:
         return self.options.record
 
     @property
+    def replays_only(self) -> bool:
+        """Whether every request is answered from the cassette (nothing goes upstream)."""
+        return self._mode == "replay"
+
+    @property
     def plays(self) -> list[Play]:
-        return list(self.player.plays)
+        """Every request answered: the replayed ones, then the recorded ones (``recorded``
+        true) with the schedule the client was shown (as far as it is known)."""
+        plays = list(self.player.plays)
+        name, redaction = str(self.options.path), self.options.redaction
+        with self._lock:
+            recordings = list(self._recordings)
+        return plays + [r.play(name, redaction) for r in recordings]
 
     @property
     def fired(self) -> list[str]:
-        return self.player.fired
+        """Fault specs that changed a response, replayed or recorded, in the order they fired."""
+        fired = dict.fromkeys(self.player.fired)
+        for play in self.plays[len(self.player.plays) :]:
+            fired.update(dict.fromkeys(play.schedule.fired))
+        return list(fired)
 
     @property
     def misses(self) -> list[Miss]:
@@ -348,10 +308,11 @@ class ActiveCassette:
 
     @property
     def recorded(self) -> list[Interaction]:
-        """Interactions recorded so far (finished ones, in the order their requests were sent)."""
+        """Interactions recorded (in the order their requests were sent); one still arriving
+        as far as it has arrived, ended as ``client_disconnected``."""
         with self._lock:
-            captures = list(self._captures)
-        return [c.interaction(self.options.redaction) for c in captures if c.end is not None]
+            recordings = list(self._recordings)
+        return [r.capture.snapshot(self.options.redaction) for r in recordings]
 
     def explain(self, start: int = 0) -> str:
         """The misses from ``start`` on: each distinct explanation once (a client that retried
@@ -412,12 +373,20 @@ class ActiveCassette:
                     raise self._miss(e) from None
                 self._absorb(e)
         body = request.read()
-        t0 = time.monotonic()
-        response = send(transport, request)
-        response.stream = _recording_stream(
-            response, self._capture(t0, request, body, response), sync=True
-        )
-        return response
+        index, faults, seed = self._next_recording(request, body)
+        try:
+            return record_sync(
+                transport,
+                request,
+                send,
+                body=body,
+                index=index,
+                faults=faults,
+                seed=seed,
+                add=self._add,
+            )
+        finally:
+            self._settle(index)
 
     async def handle_async(
         self, transport: Any, request: Any, send: Callable[[Any, Any], Any]
@@ -435,40 +404,84 @@ class ActiveCassette:
                     raise self._miss(e) from None
                 self._absorb(e)
         body = await request.aread()
-        t0 = time.monotonic()
-        response = await send(transport, request)
-        response.stream = _recording_stream(
-            response, self._capture(t0, request, body, response), sync=False
-        )
-        return response
+        index, faults, seed = self._next_recording(request, body)
+        try:
+            return await record_async(
+                transport,
+                request,
+                send,
+                body=body,
+                index=index,
+                faults=faults,
+                seed=seed,
+                add=self._add,
+            )
+        finally:
+            self._settle(index)
 
-    def _capture(self, t0: float, request: Any, body: bytes, response: Any) -> _Capture:
+    def _next_recording(self, request: Any, body: bytes) -> tuple[int, list[Fault], str]:
+        """Where the next recording goes in the cassette, the faults its client is shown (those
+        a replay of it gets) and its seed (a replay's first play of it)."""
         from ._transport import to_request
 
-        capture = _Capture(t0, to_request(request, body), response, time.monotonic() - t0)
         with self._lock:
-            self._captures.append(capture)
-        return capture
+            index = len(self.cassette.interactions) + len(self._recordings) + len(self._sending)
+            self._sending.add(index)
+        faults = self.player.faults_for(index, to_request(request, body))
+        return index, faults, f"{self.options.seed}:{index}:0"
+
+    def _add(self, recording: Recording) -> None:
+        with self._lock:
+            self._recordings.append(recording)
+            self._recordings.sort(key=lambda r: r.index)  # the order their requests went out
+            self._sending.discard(recording.index)
+
+    def _settle(self, index: int) -> None:
+        """A request that never got an answer to record leaves no place taken."""
+        with self._lock:
+            self._sending.discard(index)
 
     # -- saving -------------------------------------------------------------------------------
 
-    def save(self) -> None:
-        """Write what was recorded (atomically, under the cassette's lock). A stream still open
-        ends as ``client_disconnected``. Nothing recorded: the file is left alone."""
+    def save(self, *, final: bool = True) -> None:
+        """Write what was recorded and not saved yet (atomically, under the cassette's lock),
+        once the recorders of faulted streams have read their upstream to the end
+        (``DRAIN_TIMEOUT`` at most). ``final``: a stream still open ends as
+        ``client_disconnected`` and is saved too (else it waits for a later save). Nothing new:
+        the file is left alone."""
         from . import _store
 
         with self._lock:
-            captures = list(self._captures)
-        for c in captures:
-            c.finish(Outcome.CLIENT_DISCONNECTED, "still open when the cassette was saved")
-        new = tuple(c.interaction(self.options.redaction) for c in captures)
+            recordings = [r for r in self._recordings if not r.saved]
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        for r in recordings:
+            if r.live is not None:
+                r.drain(max(0.0, deadline - time.monotonic()))
+        if final:
+            for r in recordings:
+                r.capture.finish(
+                    Outcome.CLIENT_DISCONNECTED, "still open when the cassette was saved"
+                )
+        ready = [r for r in recordings if r.done]
+        new = tuple(r.capture.interaction(self.options.redaction) for r in ready)
         if not new:
             return
         # record mode all: the first save of this cassette in the run replaces it
         _store.append(
             self.options.path, new, replace="once" if self.options.record == "all" else False
         )
+        for r in ready:
+            r.saved = True
         self.saved = True
+
+    async def drain(self) -> None:
+        """Wait for the recorders of faulted async streams on this event loop (before a save
+        from ``async with``, where they can still run)."""
+        with self._lock:
+            recordings = list(self._recordings)
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        for r in recordings:
+            await r.adrain(max(0.0, deadline - time.monotonic()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,6 +634,10 @@ class CassetteUse:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        with self._lock:
+            mine = [c for c in _context.get() if c in self._entered]
+        if mine:
+            await mine[-1].drain()
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, func: F) -> F:

@@ -53,11 +53,11 @@ from ._faults import (
 )
 from ._schedule import EndStep, Schedule, Send, build
 from ._sse import Event, SSEParser
-from ._timing import Timing
+from ._timing import HORIZON, Timing
 
 __all__ = ["Known", "LiveSchedule"]
 
-_LATER = 1e9  # seconds: after anything recorded (the probe chunk's time)
+_LATER = HORIZON / 10  # seconds: after anything recorded (the probe chunk's time)
 _OPEN_END = End(2 * _LATER, Outcome.COMPLETE)  # the end of a stream that has not ended
 _PROBE = b"x"  # a later byte that completes no line, no event and no hostile split
 _ORIGINAL = Timing()

@@ -45,6 +45,7 @@ class Play:
     schedule: Schedule
     request: Request
     number: int  # how many times this interaction had been played before (0 = first)
+    recorded: bool = False  # the upstream answered it, recorded in process (index: where it goes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +266,14 @@ class Player:
                 self._fault_counts[n] = self._fault_counts.get(n, 0) + 1
             chosen.append(f)
         return chosen
+
+    def faults_for(self, index: int, request: Request) -> list[Fault]:
+        """The faults a play of interaction ``index`` gets (counting ``times``): also what an
+        in-process recording of it shows the client."""
+        if not self.faults:
+            return []
+        with self._lock:
+            return self._faults_for(index, request)
 
     def unused(self) -> list[tuple[int, Interaction]]:
         with self._lock:

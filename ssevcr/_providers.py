@@ -9,12 +9,32 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ._sse import Event
 from ._timing import HORIZON
 
-__all__ = ["TERMINAL_EVENT_TYPES", "detect", "ends_stream", "error_event", "error_response"]
+__all__ = [
+    "DUMMY_KEYS",
+    "TERMINAL_EVENT_TYPES",
+    "detect",
+    "dummy_keys",
+    "ends_stream",
+    "error_event",
+    "error_response",
+]
+
+DUMMY_KEYS = {
+    "OPENAI_API_KEY": "sk-ssevcr-replay-dummy",
+    "ANTHROPIC_API_KEY": "sk-ant-ssevcr-replay-dummy",
+}
+"""API-key variables an SDK refuses to start without, and the stand-ins a replay sets when they
+are unset (the replay never checks them): ``ssevcr replay -- CMD`` and the pytest marker."""
+
+
+def dummy_keys(environ: Mapping[str, str]) -> dict[str, str]:
+    """The stand-in keys to set in ``environ``: those of :data:`DUMMY_KEYS` unset or empty."""
+    return {name: value for name, value in DUMMY_KEYS.items() if not environ.get(name)}
 
 
 def detect(url: str, events: Sequence[Event] = ()) -> str:

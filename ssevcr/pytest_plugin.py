@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ._intercept import ActiveCassette
+    from ._intercept import ActiveCassette, Options
     from ._server_thread import ServerThread
 
 __all__ = [
@@ -189,6 +189,10 @@ def ssevcr_cassette_path(
     given = marker.args[0] if marker is not None and marker.args else None
     if given is None:
         return ssevcr_cassette_dir / f"{ssevcr_cassette_name}.msgpack"
+    if not isinstance(given, str | os.PathLike) or not isinstance(os.fspath(given), str):
+        raise pytest.fail.Exception(
+            f"the ssevcr marker: a cassette is a file name or path, got {given!r}", pytrace=False
+        )
     text = os.fspath(given)
     if "/" in text or os.sep in text:
         return Path(request.config.rootpath, text)
@@ -200,6 +204,37 @@ def ssevcr_cassette_path(
 # -- the cassette --------------------------------------------------------------------------------
 
 
+def _options(
+    request: pytest.FixtureRequest,
+    path: Path,
+    record: str,
+    timing: str,
+    config: dict[str, Any],
+) -> Options:
+    """The marker's options over ``ssevcr_config``'s, every keyword checked by name."""
+    from ._errors import ConfigError
+    from ._intercept import OPTION_NAMES, Options
+
+    marker = _marker(request)
+    given = {"ssevcr_config": config, "the ssevcr marker": marker.kwargs if marker else {}}
+    for source, kwargs in given.items():
+        unknown = [k for k in kwargs if k not in OPTION_NAMES]
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown keyword {', '.join(map(repr, unknown))}; "
+                f"valid: {', '.join(OPTION_NAMES)}"
+            )
+    if marker is not None and len(marker.args) > 1:
+        raise ConfigError(
+            f"the ssevcr marker takes one cassette name or path, got {len(marker.args)}: "
+            f"{marker.args!r}"
+        )
+    kwargs = {**config, **(marker.kwargs if marker is not None else {})}
+    for key in _OWN_KEYWORDS:
+        kwargs.pop(key, None)
+    return Options.parse(path, record=record, timing=timing, **kwargs)
+
+
 @pytest.fixture
 def ssevcr_cassette(
     request: pytest.FixtureRequest,
@@ -208,43 +243,44 @@ def ssevcr_cassette(
     ssevcr_timing: str,
     ssevcr_config: dict[str, Any],
 ) -> Iterator[ActiveCassette]:
-    """The cassette in use for this test: ``.cassette`` (as loaded), ``.plays``, ``.fired``
-    (fault specs that changed a response), ``.misses``, ``.unused()``, ``.recorded``. While it is
-    active every httpx and httpx2 client replays from it (or records into it); it is saved when
-    the test ends, also when it fails."""
+    """The cassette in use for this test: ``.cassette`` (as loaded), ``.plays`` (every request
+    answered, replayed or recorded), ``.fired`` (fault specs that changed a response),
+    ``.misses``, ``.unused()``, ``.recorded``. While it is active every httpx and httpx2 client
+    replays from it (or records into it); what was recorded is saved when the test returns (a
+    failed save fails the test) and when it ends otherwise. When it only replays, the SDKs' API
+    key variables that are unset get stand-ins (as ``ssevcr replay -- CMD`` does), put back
+    after the test."""
     from ._errors import SsevcrError
-    from ._intercept import CassetteUse, Options
+    from ._intercept import CassetteUse
+    from ._providers import dummy_keys
     from ._store import begin_run
 
     begin_run(*request.config.stash[_RUN])
-    marker = _marker(request)
-    kwargs = {**ssevcr_config, **(marker.kwargs if marker is not None else {})}
-    for key in _OWN_KEYWORDS:
-        kwargs.pop(key, None)
     try:
-        use = CassetteUse(
-            Options.parse(
-                ssevcr_cassette_path, record=ssevcr_record_mode, timing=ssevcr_timing, **kwargs
-            ),
-            process_wide=True,  # pytest runs one test at a time: every thread of the test
+        options = _options(
+            request, ssevcr_cassette_path, ssevcr_record_mode, ssevcr_timing, ssevcr_config
         )
+        use = CassetteUse(options, process_wide=True)  # one test at a time: every thread
         active = use.__enter__()
-    except TypeError as e:  # an unknown marker keyword
-        raise pytest.fail.Exception(f"ssevcr marker: {e}", pytrace=False) from None
     except SsevcrError as e:  # (from None: pytest would print the message again, chained)
         raise pytest.fail.Exception(str(e), pytrace=False) from None
     request.node.stash[_ACTIVE] = active
-    try:
-        yield active
-    finally:
-        del request.node.stash[_ACTIVE]
+    with pytest.MonkeyPatch.context() as env:
+        if active.replays_only:
+            for name, value in dummy_keys(os.environ).items():
+                env.setenv(name, value)
         try:
-            use.__exit__(None, None, None)
-        except SsevcrError as e:
-            raise pytest.fail.Exception(
-                f"ssevcr: saving the cassette failed: {e}", pytrace=False
-            ) from None
-        _fail_on_misses(request.node, active, None)  # misses outside the test call (fixtures)
+            yield active
+        finally:
+            del request.node.stash[_ACTIVE]
+            try:
+                use.__exit__(None, None, None)
+            except SsevcrError as e:
+                if not active.save_failed:
+                    raise pytest.fail.Exception(
+                        f"ssevcr: saving the cassette failed: {e}", pytrace=False
+                    ) from None
+    _fail_on_misses(request.node, active, None)  # misses outside the test call (fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -302,4 +338,21 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         _fail_on_misses(item, active, raised)
         raise
     _fail_on_misses(item, active, None)
+    if active is not None:
+        _save(active)
     return result
+
+
+def _save(active: ActiveCassette) -> None:
+    """Save what the test recorded as soon as it returns, while an async test's event loop is
+    still there for the recorders of faulted streams to finish on; a save that fails fails the
+    test (streams still open are saved when the fixture ends)."""
+    from ._errors import SsevcrError
+
+    try:
+        active.save(final=False)
+    except SsevcrError as e:
+        active.save_failed = True  # reported here: the fixture's last save does not say it twice
+        raise pytest.fail.Exception(
+            f"ssevcr: saving the cassette failed: {e}", pytrace=False
+        ) from None

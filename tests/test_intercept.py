@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gzip
+import itertools
 import json
 import os
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 import httpx2
+import openai
 import pytest
 from upstream import Upstream, fixture_body, matched_gaps
 
@@ -607,7 +609,10 @@ def test_new_episodes_replays_matches_and_appends_misses(
         post(client, upstream.url + "/v1/chat/completions")  # replayed
         client.post(upstream.url + "/v1/chat/completions", json=other)  # recorded
     assert len(upstream.exchanges) == 1 and json.loads(upstream.exchanges[0].body) == other
-    assert len(cas.plays) == 1 and not cas.misses and len(cas.player.misses) == 1
+    assert not cas.misses and len(cas.player.misses) == 1
+    # plays: the replayed one, then the recorded one, at the place it takes in the cassette
+    assert [(p.index, p.recorded) for p in cas.plays] == [(0, False), (1, True)]
+    assert cas.plays[1].interaction == cas.recorded[0]
     saved = _store.load(path)
     assert [json.loads(i.request.body)["model"] for i in saved.interactions] == [
         "gpt-4o",
@@ -626,7 +631,7 @@ def test_once_with_an_existing_file_replays_only_and_all_overwrites(
         assert not upstream.exchanges
         with ssevcr.use_cassette(path, record="all") as cas:
             post(client, upstream.url + "/v1/chat/completions")
-    assert len(upstream.exchanges) == 1 and not cas.plays
+    assert len(upstream.exchanges) == 1 and [p.recorded for p in cas.plays] == [True]
     saved = _store.load(path)
     assert len(saved.interactions) == 1 and saved.interactions[0].request.url.startswith(
         upstream.url
@@ -784,3 +789,210 @@ def test_each_timing_has_its_own_schedules(tmp_path: Path) -> None:
         == [s.data for s in original.steps]
         == [s.data for s in scaled.steps]
     )
+
+
+# ------------------------------------------------------------------ faults on a recording run
+
+RECORD_FAULTS = [
+    "truncate:after=3",
+    "truncate:after=3,end=close",
+    "truncate:after=2,end=reset",
+    "truncate:byte=100",
+    "stall:before=3,for=150ms",
+    "drop:event=2",
+    "drop:event=last",
+    "corrupt:event=2",
+    "corrupt:event=3,how=bytes",
+    "duplicate:event=last",
+    "error:after=2",
+    "status:429",
+    "rechunk:size=7",
+    "rechunk:random",
+]
+
+
+def streamed(client: Any, url: str, fault_id: str) -> tuple[int, list[bytes], str | None]:
+    """Status, raw pieces and the library error of one streamed request to the upstream."""
+    pieces: list[bytes] = []
+    headers = steer("openai-chat/text.sse", fault_id, chunks="12", gap_ms="2-6")
+    try:
+        with client.stream("POST", url, json=CHAT, headers=headers) as r:
+            status = r.status_code
+            pieces.extend(r.iter_raw())
+    except httpx2.HTTPError as e:
+        return status, pieces, type(e).__name__
+    return status, pieces, None
+
+
+@pytest.mark.parametrize("fault", RECORD_FAULTS)
+def test_a_fault_shows_the_same_on_the_recording_run_and_on_replay(
+    fault: str, tmp_path: Path, upstream: Upstream
+) -> None:
+    """The recording run shows the client the replay of what it records: the same status,
+    pieces (bytes and boundaries) and error as the replay that follows; the cassette holds the
+    upstream's stream whole."""
+    path = tmp_path / "c.msgpack"
+    url = upstream.url + "/v1/chat/completions"
+    runs = []
+    for _ in range(2):
+        with httpx2.Client() as client, use_cassette(path, record="once", faults=[fault]) as cas:
+            runs.append((streamed(client, url, fault), cas))
+    (recording, rec), (replay, rep) = runs
+    assert [p.recorded for p in rec.plays] == [True] and [p.recorded for p in rep.plays] == [False]
+    assert recording == replay
+    assert rec.fired == rep.fired == [fault]
+    assert len(upstream.exchanges) == 1
+    response = _store.load(path).interactions[0].response
+    assert (
+        response.body == fixture_body("openai-chat/text.sse") == upstream.exchange(fault).sent_body
+    )
+    assert response.end.outcome == Outcome.COMPLETE
+
+
+async def astreamed(client: Any, url: str, fault_id: str) -> tuple[int, list[bytes], str | None]:
+    pieces: list[bytes] = []
+    headers = steer("openai-chat/text.sse", fault_id, chunks="12", gap_ms="2-6")
+    try:
+        async with client.stream("POST", url, json=CHAT, headers=headers) as r:
+            status = r.status_code
+            pieces.extend([c async for c in r.aiter_raw()])
+    except httpx.HTTPError as e:
+        return status, pieces, type(e).__name__
+    return status, pieces, None
+
+
+@pytest.mark.parametrize("fault", RECORD_FAULTS)
+async def test_async_a_fault_shows_the_same_on_the_recording_run_and_on_replay(
+    fault: str, tmp_path: Path, upstream: Upstream
+) -> None:
+    path = tmp_path / "c.msgpack"
+    url = upstream.url + "/v1/chat/completions"
+    runs = []
+    for _ in range(2):
+        async with (
+            httpx.AsyncClient() as client,
+            use_cassette(path, record="once", faults=[fault]) as cas,
+        ):
+            runs.append(await astreamed(client, url, fault))
+            if not runs[1:]:  # closing the stream waited for the recorder: the upstream is read
+                assert [r.done for r in cas._recordings] == [True]
+    assert runs[0] == runs[1] and len(upstream.exchanges) == 1
+    response = _store.load(path).interactions[0].response
+    assert response.body == fixture_body("openai-chat/text.sse")
+    assert response.end.outcome == Outcome.COMPLETE
+
+
+def sdk_outcome(call: Any) -> tuple[str, str]:
+    """What the code under test ends with: its text, or the SDK exception it raised."""
+    try:
+        return "ok", call()
+    except (openai.APIError, json.JSONDecodeError) as e:
+        return type(e).__name__, str(e)[:80]
+
+
+SDK_FAULTS = {
+    "truncate:after=3": "APIConnectionError",
+    "stall:before=2,for=forever": "APITimeoutError",
+    "drop:event=last": "ok",
+    "corrupt:event=2": "JSONDecodeError",
+    "error:after=2": "APIError",
+    "status:429": "RateLimitError",
+    "status:503,times=1": "ok",  # the SDK retries: the recording plays
+}
+
+
+@pytest.mark.parametrize("fault", SDK_FAULTS)
+def test_the_openai_sdk_ends_the_same_on_the_recording_run_and_on_replay(
+    fault: str, tmp_path: Path, upstream: Upstream
+) -> None:
+    path = tmp_path / "c.msgpack"
+
+    def chat() -> str:
+        client = openai.OpenAI(
+            api_key=SECRET,
+            base_url=upstream.url + "/v1",
+            max_retries=1 if "times" in fault else 0,
+            timeout=httpx2.Timeout(10, read=0.5),
+            default_headers=steer("openai-chat/text.sse", gap_ms="2-6", chunks="10"),
+        )
+        stream = client.chat.completions.create(model="gpt-4o", messages=[], stream=True)
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    outcomes = []
+    for _ in range(2):
+        with use_cassette(path, record="once", faults=[fault]) as cas:
+            outcomes.append(sdk_outcome(chat))
+        assert cas.fired == [fault]
+    assert outcomes[0] == outcomes[1] and outcomes[0][0] == SDK_FAULTS[fault], outcomes
+    assert _store.load(path).interactions[0].response.end.outcome == Outcome.COMPLETE
+
+
+async def test_the_async_openai_sdk_ends_the_same_on_both_runs(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    path = tmp_path / "c.msgpack"
+
+    async def chat() -> tuple[str, str]:
+        client = openai.AsyncOpenAI(
+            api_key=SECRET,
+            base_url=upstream.url + "/v1",
+            max_retries=0,
+            default_headers=steer("openai-chat/text.sse", gap_ms="2-6", chunks="10"),
+        )
+        stream = await client.chat.completions.create(model="gpt-4o", messages=[], stream=True)
+        seen = []
+        try:
+            async for c in stream:
+                seen.append(c)
+        except openai.APIError as e:
+            return type(e).__name__, str(len(seen))
+        return "ok", str(len(seen))
+
+    outcomes = []
+    for _ in range(2):
+        async with use_cassette(path, record="once", faults=["truncate:after=4"]):
+            outcomes.append(await chat())
+    assert outcomes == [("APIConnectionError", "4")] * 2
+    assert _store.load(path).interactions[0].response.body == fixture_body("openai-chat/text.sse")
+
+
+def test_the_client_is_stalled_not_the_recorder(tmp_path: Path, upstream: Upstream) -> None:
+    """A stall shows the client a pause before event 3, while the recorder reads on: the
+    recorded chunk times follow the upstream's own gaps, not the client's."""
+    path = tmp_path / "c.msgpack"
+    url = upstream.url + "/v1/chat/completions"
+    headers = steer("openai-chat/text.sse", "stall", chunks="10", gap_ms="10-20")
+    with (
+        httpx2.Client() as client,
+        use_cassette(path, record="once", faults=["stall:before=3,for=400ms"]),
+    ):
+        t0 = time.monotonic()
+        with client.stream("POST", url, json=CHAT, headers=headers) as r:
+            arrivals = [(time.monotonic() - t0, len(c)) for c in r.iter_raw()]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(arrivals)]
+    assert max(gaps) >= 0.35 and sum(g >= 0.3 for g in gaps) == 1, gaps
+    response = _store.load(path).interactions[0].response
+    pairs = matched_gaps(upstream.exchange("stall").sent, response.chunk_at, response.chunk_sizes)
+    assert len(pairs) == 9
+    for sent_gap, recorded_gap in pairs:
+        assert abs(recorded_gap - sent_gap) <= 0.03, pairs
+
+
+def test_the_recording_is_whole_when_the_client_stops_early(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """After a truncate the client is gone; the recorder reads the rest of the upstream (the
+    save waits for it), so the replay has every event to truncate again."""
+    path = tmp_path / "c.msgpack"
+    url = upstream.url + "/v1/chat/completions"
+    headers = steer("openai-chat/text.sse", "early", chunks="10", gap_ms="20-30")
+    with httpx2.Client() as client, use_cassette(path, record="once", faults=["truncate:after=1"]):
+        with client.stream("POST", url, json=CHAT, headers=headers) as r:
+            first = next(r.iter_raw())
+        left = time.monotonic()
+    waited = time.monotonic() - left
+    assert waited > 0.1  # the save waited for the upstream's last chunks
+    assert len(parse(first).events) == 1
+    response = _store.load(path).interactions[0].response
+    assert response.body == fixture_body("openai-chat/text.sse")
+    assert response.end.outcome == Outcome.COMPLETE

@@ -129,9 +129,12 @@ class Upstream:
     """The server. ``with Upstream() as up: up.url ...``; ``up.exchange(test_id)`` waits for
     that request's exchange to finish."""
 
-    def __init__(self, *, tls: TLSFiles | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, *, tls: TLSFiles | None = None, host: str = "127.0.0.1", fixture: str | None = None
+    ) -> None:
         self.tls = tls
         self.host = host
+        self.fixture = fixture  # streamed for requests without x-upstream-fixture (SDK code as is)
         self.port = 0
         self.exchanges: list[Exchange] = []
         self._by_id: dict[str, Exchange] = {}
@@ -249,7 +252,7 @@ class Upstream:
         extra = ""
         if "x-upstream-set-cookie" in h:  # a fresh secret the client never sent
             extra += f"set-cookie: sid={uuid.uuid4().hex}\r\n"
-        name = h.get("x-upstream-fixture")
+        name = h.get("x-upstream-fixture", self.fixture)
         if name is None or h.get("x-upstream-json"):
             payload = json.dumps(
                 {"ok": True, "path": ex.path.split("?")[0], "method": ex.method}

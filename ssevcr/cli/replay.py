@@ -27,6 +27,7 @@ from .._content import parse_size
 from .._errors import ConfigError
 from .._faults import Fault, parse_fault
 from .._player import Player
+from .._providers import dummy_keys
 from .._server import IDLE_TIMEOUT, MAX_BODY, ReplayServer
 from .._timer import new_event_loop
 from .._timing import format_duration, parse_duration, parse_timing
@@ -42,8 +43,6 @@ from ._supervise import (
 
 __all__ = ["command_env", "replay_command"]
 
-DUMMY_OPENAI_KEY = "sk-ssevcr-replay-dummy"
-DUMMY_ANTHROPIC_KEY = "sk-ant-ssevcr-replay-dummy"
 PLAY_LOG_LIMIT = (
     1000  # plays (most recent) and misses (first) the server keeps; counts are kept for all
 )
@@ -122,10 +121,7 @@ def command_env(url: str, base: dict[str, str] | None = None) -> dict[str, str]:
     env["SSEVCR_URL"] = url
     env["OPENAI_BASE_URL"] = f"{url}/v1"
     env["ANTHROPIC_BASE_URL"] = url
-    if not env.get("OPENAI_API_KEY"):
-        env["OPENAI_API_KEY"] = DUMMY_OPENAI_KEY
-    if not env.get("ANTHROPIC_API_KEY"):
-        env["ANTHROPIC_API_KEY"] = DUMMY_ANTHROPIC_KEY
+    env.update(dummy_keys(env))
     return env
 
 

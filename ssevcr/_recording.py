@@ -1,0 +1,620 @@
+"""In-process recording: the upstream's answer captured with the arrival time of every chunk.
+
+Times are offsets from the moment the request was fully sent (what a replay counts from: the
+moment the request arrived), taken from the transport's own trace (httpcore's ``trace``
+extension: ``*.send_request_body.complete``, ``*.receive_response_headers.complete``), so
+connecting, TLS and sending the request are not counted as the upstream's time.
+
+- Without faults the client reads the real stream; each raw (still content-encoded) chunk is
+  stamped as it comes out of the transport, and the end is whatever happened first: complete,
+  an upstream error, or the client leaving.
+- With faults (a fault test's recording run) a recorder of its own (a thread for sync clients, a
+  task for async ones) reads the upstream stream whole and on time, whatever the client does,
+  and the client is shown the replay of that recording as it arrives: :mod:`ssevcr._live` says
+  which steps of the replay's schedule are certain, :class:`ssevcr._follower.Follower` when each
+  is due. So the client sees the same bytes, pieces, stalls and end on the recording run as on
+  every replay. Closing an async client's stream waits for its recorder (it runs on the client's
+  event loop); the cassette's save waits for every recorder, ``DRAIN_TIMEOUT`` at most.
+
+This module moves bytes and reads clocks; the schedule is ``_schedule``'s, the matching the
+Player's, the routing ``_intercept``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._cassette import End, Interaction, Outcome, Request, Response
+from ._errors import ConfigError
+from ._follower import Head
+from ._schedule import Close, EndStep, Schedule
+
+if TYPE_CHECKING:
+    from ._faults import Fault
+    from ._live import Known, LiveSchedule
+    from ._player import Play
+    from ._redaction import Redaction
+    from ._transport import _Replay
+
+__all__ = ["DRAIN_TIMEOUT", "Recording", "record_async", "record_sync"]
+
+DRAIN_TIMEOUT = 300.0
+"""Seconds a cassette's save waits for the recorders of faulted streams still reading their
+upstream; what has not arrived by then is saved, ended as ``client_disconnected``."""
+
+
+def _pairs(raw: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# when the request went out: the transport's trace
+
+
+class _Trace:
+    """Notes when the request was fully sent and the response head received (httpcore's
+    ``trace`` extension), then calls the trace the request already had, if any."""
+
+    __slots__ = ("head", "inner", "sent")
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.sent: float | None = None
+        self.head: float | None = None
+
+    def note(self, name: str) -> None:
+        if name.endswith(".send_request_body.complete"):
+            self.sent = time.monotonic()
+        elif name.endswith(".receive_response_headers.complete"):
+            self.head = time.monotonic()
+
+    def sync(self, name: str, info: dict[str, Any]) -> None:
+        self.note(name)
+        if self.inner is not None:
+            self.inner(name, info)
+
+    async def asynchronous(self, name: str, info: dict[str, Any]) -> None:
+        self.note(name)
+        if self.inner is not None:
+            await self.inner(name, info)
+
+
+def _traced(request: Any, *, sync: bool) -> _Trace:
+    trace = _Trace(request.extensions.get("trace"))
+    request.extensions = {
+        **request.extensions,
+        "trace": trace.sync if sync else trace.asynchronous,
+    }
+    return trace
+
+
+# ---------------------------------------------------------------------------------------------
+# one exchange being recorded
+
+
+class _Capture:
+    """The chunks of one exchange as they arrive. Its end is set once: the first of complete,
+    upstream error or client gone wins."""
+
+    def __init__(self, t0: float, request: Request, response: Any, headers_at: float):
+        self.t0 = t0
+        self.request = request
+        self.response = response
+        self.headers_at = headers_at
+        self.chunks: list[tuple[float, bytes]] = []
+        self.end: End | None = None
+        self._interaction: Interaction | None = None
+        self._lock = threading.Lock()
+
+    def chunk(self, data: bytes) -> float:
+        """Stamp a chunk now; its offset."""
+        at = time.monotonic() - self.t0
+        if data:
+            self.chunks.append((at, bytes(data)))
+        return at
+
+    def finish(self, outcome: Outcome, error: str | None = None) -> End:
+        with self._lock:
+            if self.end is None:
+                at = time.monotonic() - self.t0
+                if self.chunks:
+                    at = max(at, self.chunks[-1][0])
+                self.end = End(at, outcome, error)
+            return self.end
+
+    def head(self) -> Response:
+        """The response as far as its headers."""
+        ext = self.response.extensions
+        return Response(
+            self.response.status_code,
+            reason=bytes(ext.get("reason_phrase", b"")).decode("latin-1"),
+            http_version=bytes(ext.get("http_version", b"HTTP/1.1")).decode("ascii", "replace"),
+            headers=_pairs(self.response.headers.raw),
+            headers_at=self.headers_at,
+        )
+
+    def interaction(self, redaction: Redaction) -> Interaction:
+        """The redacted interaction (built once, after the end is known)."""
+        assert self.end is not None
+        if self._interaction is None:
+            self._interaction = self._build(redaction, list(self.chunks), self.end)
+        return self._interaction
+
+    def snapshot(self, redaction: Redaction) -> Interaction:
+        """The redacted interaction, or while it is still arriving what has arrived so far
+        (ended as ``client_disconnected``, "still being recorded")."""
+        if self.end is not None:
+            return self.interaction(redaction)
+        chunks = list(self.chunks)
+        at = max(time.monotonic() - self.t0, chunks[-1][0] if chunks else 0.0)
+        return self._build(
+            redaction, chunks, End(at, Outcome.CLIENT_DISCONNECTED, "still being recorded")
+        )
+
+    def _build(
+        self, redaction: Redaction, chunks: list[tuple[float, bytes]], end: End
+    ) -> Interaction:
+        head = self.head()
+        response = Response.from_chunks(
+            head.status,
+            chunks,
+            reason=head.reason,
+            http_version=head.http_version,
+            headers=head.headers,
+            headers_at=head.headers_at,
+            end=end,
+        )
+        return redaction.interaction(Interaction(request=self.request, response=response))
+
+
+class Recording:
+    """One recorded exchange: its capture and, for a faulted one, the live schedule the client
+    follows and the recorder reading the upstream."""
+
+    def __init__(self, capture: _Capture, index: int, live: LiveSchedule | None = None) -> None:
+        self.capture = capture
+        self.index = index  # its place in the cassette it is recorded into
+        self.live = live
+        self.cond = threading.Condition()  # guards ``live``; notified at each chunk and the end
+        self.thread: threading.Thread | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.changed: asyncio.Event | None = None  # set at each chunk (async recorders)
+        self._schedule: Schedule | None = None
+        self.saved = False  # written to the cassette file
+
+    @property
+    def done(self) -> bool:
+        return self.capture.end is not None
+
+    # -- the recorder --------------------------------------------------------------------------
+
+    def _arrived(self, data: bytes) -> None:
+        at = self.capture.chunk(data)
+        assert self.live is not None
+        with self.cond:
+            self.live.add(at, bytes(data))
+            self.cond.notify_all()
+        if self.changed is not None:
+            self.changed.set()
+
+    def _ended(self, outcome: Outcome, error: str | None = None) -> None:
+        end = self.capture.finish(outcome, error)
+        assert self.live is not None
+        with self.cond:
+            self.live.finish(end)
+            self.cond.notify_all()
+        if self.changed is not None:
+            self.changed.set()
+
+    def pump_sync(self, stream: Any) -> None:
+        try:
+            for chunk in stream:
+                self._arrived(chunk)
+        except Exception as e:
+            self._ended(Outcome.UPSTREAM_ERROR, _error_text(e))
+        except BaseException:
+            self._ended(Outcome.CLIENT_DISCONNECTED)
+            raise
+        else:
+            self._ended(Outcome.COMPLETE)
+        finally:
+            stream.close()
+
+    async def pump_async(self, stream: Any) -> None:
+        try:
+            async for chunk in stream:
+                self._arrived(chunk)
+        except Exception as e:
+            self._ended(Outcome.UPSTREAM_ERROR, _error_text(e))
+        except BaseException:  # cancelled: the loop is going away
+            self._ended(Outcome.CLIENT_DISCONNECTED, "the recorder was cancelled")
+            raise
+        else:
+            self._ended(Outcome.COMPLETE)
+        finally:
+            await stream.aclose()
+
+    def known(self) -> Known:
+        assert self.live is not None
+        with self.cond:
+            return self.live.known()
+
+    # -- waiting for the recorder ------------------------------------------------------------
+
+    def drain(self, timeout: float) -> None:
+        """Wait for the recorder to read the upstream to its end (sync callers)."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+            return
+        task = self.task
+        if task is None or task.done():
+            return
+        loop = task.get_loop()
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None or loop.is_closed():
+            return  # it cannot progress while we wait here: saved as it stands
+        if not loop.is_running():  # the loop of a test that returned (pytest-asyncio, anyio)
+            loop.run_until_complete(asyncio.wait({task}, timeout=timeout))
+            return
+        waited = asyncio.run_coroutine_threadsafe(asyncio.wait({task}, timeout=timeout), loop)
+        try:
+            waited.result(timeout + 1)
+        except Exception:  # the loop stopped meanwhile
+            pass
+
+    async def adrain(self, timeout: float) -> None:
+        """Wait for an async recorder of this loop (``async with`` exits, the client's close)."""
+        task = self.task
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            return
+        await asyncio.wait({asyncio.shield(task)}, timeout=timeout)
+
+    # -- what the cassette reports -----------------------------------------------------------
+
+    def play(self, cassette: str, redaction: Redaction) -> Play:
+        """The recorded exchange as a play: what the client was shown (the faulted schedule, or
+        the recording as it came), of the interaction as saved; while it is still being
+        recorded, both as far as they are known."""
+        from ._player import Play
+        from ._schedule import build
+
+        done = self.done
+        interaction = self.capture.snapshot(redaction)
+        schedule = self._schedule
+        if schedule is None:
+            if self.live is not None:
+                try:
+                    known = self.known()
+                except ConfigError:
+                    known = None
+                schedule = None if known is None else (self.live.final or known.schedule)
+            if schedule is None:
+                schedule = build(interaction.response)
+            if done:
+                self._schedule = schedule
+        request = self.capture.request
+        return Play(self.index, cassette, interaction, schedule, request, 0, recorded=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# without faults: the client's own stream, each chunk stamped as it passes
+
+
+class _SyncPassing:
+    def __init__(self, inner: Any, capture: _Capture):
+        self.inner = inner
+        self.capture = capture
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self.inner:
+                self.capture.chunk(chunk)
+                yield chunk
+        except Exception as e:
+            self.capture.finish(Outcome.UPSTREAM_ERROR, _error_text(e))
+            raise
+        except BaseException:  # the consumer stopped reading (GeneratorExit, KeyboardInterrupt)
+            self.capture.finish(Outcome.CLIENT_DISCONNECTED)
+            raise
+        self.capture.finish(Outcome.COMPLETE)
+
+    def close(self) -> None:
+        self.capture.finish(Outcome.CLIENT_DISCONNECTED)
+        self.inner.close()
+
+
+class _AsyncPassing:
+    def __init__(self, inner: Any, capture: _Capture):
+        self.inner = inner
+        self.capture = capture
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.inner:
+                self.capture.chunk(chunk)
+                yield chunk
+        except Exception as e:
+            self.capture.finish(Outcome.UPSTREAM_ERROR, _error_text(e))
+            raise
+        except BaseException:  # cancelled, or the consumer stopped reading
+            self.capture.finish(Outcome.CLIENT_DISCONNECTED)
+            raise
+        self.capture.finish(Outcome.COMPLETE)
+
+    async def aclose(self) -> None:
+        self.capture.finish(Outcome.CLIENT_DISCONNECTED)
+        await self.inner.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# with faults: the client follows the live schedule
+
+
+class _Follow:
+    """The client's side of a faulted recording: the steps that became certain, a batch at a
+    time, each batch and then the end replayed by the transport's own :class:`_Replay` (the
+    follower on this clock, the request's read timeout, the library's exceptions)."""
+
+    def __init__(self, recording: Recording, request: Any) -> None:
+        from ._transport import _read_timeout, module_of
+
+        self.recording = recording
+        self.request = request
+        self.mod = module_of(request)
+        self.read_timeout = _read_timeout(request)
+        self.position = 0  # steps handed over
+        self.ended = False  # the end was handed over
+        self.closed = False
+
+    def replay(self, known: Known) -> _Replay | None:
+        """A replay of what became certain since the last one (None: nothing yet)."""
+        from ._transport import _Replay
+
+        steps = known.steps[self.position :]
+        if steps:
+            self.position = len(known.steps)
+            end: EndStep = Close(steps[-1].at)
+        elif known.end is not None:
+            self.ended, end = True, known.end
+        else:
+            return None
+        schedule = Schedule(0, "", "HTTP/1.1", (), 0.0, tuple(steps), end)
+        replay = _Replay(
+            schedule, self.request, self.mod, time.monotonic, self.recording.capture.t0
+        )
+        head = replay.next()
+        assert isinstance(head, Head)  # (due at once: the head went out with the response)
+        return replay
+
+    def deadline(self) -> float | None:
+        """When a wait for more gives up (the request's read timeout from now)."""
+        return None if self.read_timeout is None else time.monotonic() + self.read_timeout
+
+    def timeout_error(self) -> Exception:
+        return self.mod.ReadTimeout("timed out", request=self.request)  # type: ignore[no-any-return]
+
+
+class _SyncLive(_Follow):
+    def __iter__(self) -> Iterator[bytes]:
+        while not self.closed and not self.ended:
+            replay = self._next_replay()
+            while True:
+                action = replay.next()
+                if type(action) is tuple:
+                    for step in action:
+                        yield step.data
+                elif type(action) is float:
+                    time.sleep(action)
+                elif action is None:
+                    break
+                elif isinstance(action, BaseException):
+                    raise action
+
+    def _next_replay(self) -> _Replay:
+        recording = self.recording
+        deadline = self.deadline()
+        with recording.cond:
+            while (replay := self.replay(recording.known())) is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise self.timeout_error()
+                recording.cond.wait(left)
+        return replay
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _AsyncLive(_Follow):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        from ._timer import sleep
+
+        while not self.closed and not self.ended:
+            replay = await self._next_replay()
+            while True:
+                action = replay.next()
+                if type(action) is tuple:
+                    for step in action:
+                        yield step.data
+                elif type(action) is float:
+                    await sleep(action)
+                elif action is None:
+                    break
+                elif isinstance(action, BaseException):
+                    raise action
+
+    async def _next_replay(self) -> _Replay:
+        recording = self.recording
+        changed = recording.changed
+        assert changed is not None
+        deadline = self.deadline()
+        while True:
+            changed.clear()
+            replay = self.replay(recording.known())
+            if replay is not None:
+                return replay
+            left = None if deadline is None else deadline - time.monotonic()
+            try:
+                if left is not None and left <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(changed.wait(), left)
+            except TimeoutError:
+                raise self.timeout_error() from None
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.recording.adrain(DRAIN_TIMEOUT)  # the rest of the upstream, recorded whole
+
+
+# ---------------------------------------------------------------------------------------------
+# the library's own stream types and responses
+
+
+_STREAM_TYPES: dict[tuple[str, str], type] = {}
+
+
+def _stream(mod: Any, ours: type, *args: Any) -> Any:
+    """One of our streams that is also the library's own ``SyncByteStream``/``AsyncByteStream``
+    (httpx and httpx2 check it)."""
+    sync = ours in (_SyncPassing, _SyncLive)
+    key = (mod.__name__, ours.__name__)
+    cls = _STREAM_TYPES.get(key)
+    if cls is None:
+        base = mod.SyncByteStream if sync else mod.AsyncByteStream
+        cls = _STREAM_TYPES[key] = type(
+            f"{ours.__name__.strip('_')}{base.__name__}", (ours, base), {"__module__": __name__}
+        )
+    return cls(*args)
+
+
+def _client_response(mod: Any, schedule: Schedule, stream: Any) -> Any:
+    return mod.Response(
+        status_code=schedule.status,
+        headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in schedule.headers],
+        stream=stream,
+        extensions={
+            "http_version": schedule.http_version.encode("ascii", "replace"),
+            "reason_phrase": schedule.reason.encode("latin-1", "replace"),
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the entry points (called by the interception patches)
+
+
+def _capture(request: Any, body: bytes, response: Any, trace: _Trace, started: float) -> _Capture:
+    from ._transport import to_request
+
+    t0 = trace.sent if trace.sent is not None else started
+    head = trace.head if trace.head is not None else time.monotonic()
+    return _Capture(t0, to_request(request, body), response, max(0.0, head - t0))
+
+
+def _live(capture: _Capture, faults: Sequence[Fault], seed: str) -> LiveSchedule:
+    from ._live import LiveSchedule
+
+    return LiveSchedule(capture.head(), faults=faults, seed=seed, url=capture.request.url)
+
+
+def record_sync(
+    transport: Any,
+    request: Any,
+    send: Callable[[Any, Any], Any],
+    *,
+    body: bytes,
+    index: int,
+    faults: Sequence[Fault],
+    seed: str,
+    add: Callable[[Recording], None],
+) -> Any:
+    """Send ``request`` upstream and answer the client: the real response, recorded as it is
+    read, or with ``faults`` the live replay of its recording."""
+    from ._transport import module_of
+
+    trace = _traced(request, sync=True)
+    started = time.monotonic()
+    response = send(transport, request)
+    recording = Recording(_capture(request, body, response, trace, started), index)
+    mod = module_of(response)
+    if not faults:
+        add(recording)
+        response.stream = _stream(mod, _SyncPassing, response.stream, recording.capture)
+        return response
+    recording.live = _live(recording.capture, faults, seed)
+    add(recording)
+    recording.thread = threading.Thread(
+        target=recording.pump_sync, args=(response.stream,), name="ssevcr-recorder", daemon=True
+    )
+    recording.thread.start()
+    follow = _stream(mod, _SyncLive, recording, request)
+    deadline = follow.deadline()
+    with recording.cond:  # the head: a status fault's, or once a content-length body ended
+        while (known := recording.known()).schedule is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise follow.timeout_error()
+            recording.cond.wait(left)
+    assert known.schedule is not None
+    return _client_response(mod, known.schedule, follow)
+
+
+async def record_async(
+    transport: Any,
+    request: Any,
+    send: Callable[[Any, Any], Any],
+    *,
+    body: bytes,
+    index: int,
+    faults: Sequence[Fault],
+    seed: str,
+    add: Callable[[Recording], None],
+) -> Any:
+    from ._transport import module_of
+
+    trace = _traced(request, sync=False)
+    started = time.monotonic()
+    response = await send(transport, request)
+    recording = Recording(_capture(request, body, response, trace, started), index)
+    mod = module_of(response)
+    if not faults:
+        add(recording)
+        response.stream = _stream(mod, _AsyncPassing, response.stream, recording.capture)
+        return response
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        await response.aclose()
+        raise ConfigError(
+            "faults on a recording run need asyncio (record this cassette without faults first)"
+        ) from None
+    recording.live = _live(recording.capture, faults, seed)
+    recording.changed = asyncio.Event()
+    add(recording)
+    recording.task = loop.create_task(recording.pump_async(response.stream))
+    follow = _stream(mod, _AsyncLive, recording, request)
+    deadline = follow.deadline()
+    while True:
+        recording.changed.clear()
+        known = recording.known()
+        if known.schedule is not None:
+            return _client_response(mod, known.schedule, follow)
+        left = None if deadline is None else deadline - time.monotonic()
+        try:
+            if left is not None and left <= 0:
+                raise TimeoutError
+            await asyncio.wait_for(recording.changed.wait(), left)
+        except TimeoutError:
+            raise follow.timeout_error() from None
