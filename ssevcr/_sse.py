@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Comment", "Event", "Frame", "Parsed", "SSEParser", "parse"]
+__all__ = ["Comment", "Event", "Frame", "Parsed", "SSEParser", "data_values", "parse"]
 
 _BOM = b"\xef\xbb\xbf"
 _EOL = re.compile(rb"\r\n|\r|\n")
@@ -181,13 +181,8 @@ class SSEParser:
                 text = text[1:]
             self._comments.append(text.decode("utf-8", "replace"))
             return
-        colon = line.find(b":")
-        if colon < 0:
-            name, value = line, b""
-        else:
-            name, value = line[:colon], line[colon + 1 :]
-            if value[:1] == b" ":
-                value = value[1:]
+        name, at = _split_field(line)
+        value = line[at:]
         if name == b"data":
             self._data.append(value.decode("utf-8", "replace"))
         elif name == b"event":
@@ -218,6 +213,33 @@ class SSEParser:
             )
         self._reset_block()
         return frame
+
+
+def _split_field(line: bytes) -> tuple[bytes, int]:
+    """A field line's name and where its value starts (after the colon and one space)."""
+    colon = line.find(b":")
+    if colon < 0:
+        return line, len(line)
+    at = colon + 1
+    if line[at : at + 1] == b" ":
+        at += 1
+    return line[:colon], at
+
+
+def data_values(frame: Frame) -> list[tuple[int, int]]:
+    """Where the value of each ``data`` line of a frame is in its ``raw`` bytes (start, end):
+    what an editor of event data may change without touching the framing."""
+    raw = frame.raw
+    pos = 3 if frame.start == 0 and raw.startswith(_BOM) else 0
+    out = []
+    for m in _EOL.finditer(raw, pos):
+        line = raw[pos : m.start()]
+        if line and line[0] != 0x3A:
+            name, at = _split_field(line)
+            if name == b"data":
+                out.append((pos + at, m.start()))
+        pos = m.end()
+    return out
 
 
 def _decimal(digits: bytes) -> int:
