@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import base64
 import bisect
+import contextlib
 import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -145,6 +146,7 @@ def summary_json(
                 "content_type": st.content_type,
                 "content_encoding": st.encoding,
                 "decoded": st.decoded,
+                "decode_problem": st.decode_problem,
                 "chunks": st.chunks,
                 "bytes": st.wire_bytes,
                 "body_bytes": st.body_bytes,
@@ -399,7 +401,7 @@ def _print_events(st: InteractionStats, body: bytes) -> None:
         console.print(note, markup=False)
     if not st.events:
         if body:
-            text = safe(body.decode("utf-8", "replace"))
+            text = safe(body[:8192].decode("utf-8", "replace"))  # 300 characters are shown
             console.print(f"body: {text if len(text) <= 300 else text[:299] + '…'}", markup=False)
         return
     gaps = [0.0 if e.gap is None else e.gap for e in st.events]
@@ -480,6 +482,19 @@ def max_decoded_option(f: Any) -> Any:
     )(f)
 
 
+@contextlib.contextmanager
+def _enough_memory(max_decoded: int) -> Iterator[None]:
+    """Running out of memory (a huge cassette, or --max-decoded above what the machine has) is
+    one clean error, not a traceback."""
+    try:
+        yield
+    except MemoryError:
+        raise click.ClickException(
+            f"out of memory (decoding at most {max_decoded} bytes per body: "
+            "lower --max-decoded or SSEVCR_MAX_DECODED)"
+        ) from None
+
+
 def _write_text(path: str, text: str) -> None:
     try:
         _store.write_atomic(path, text.encode("utf-8"), fsync=False)
@@ -549,37 +564,40 @@ def show_command(
             "--timing, --max-gap, --fault and --seed choose the replay pictured "
             "by --svg/--html; give one of those"
         )
-    data = _store.read_any(cassette)
-    if svg_file or html_file:
-        replay_timing = parse_timing(timing, max_gap=max_gap)
-        fault_list = parse_faults(faults)
-        track_list = picture.tracks(
-            data, timing=replay_timing, faults=fault_list, seed=seed or 0, limit=max_decoded
-        )
-        title = f"ssevcr timeline: {os.path.basename(cassette)}"
-        subtitle = (
-            f"replay: timing {replay_timing}"
-            + (f", faults {' '.join(str(f) for f in fault_list)}" if fault_list else "")
-            + f", seed {seed or 0}"
-        )
-        if svg_file:
-            _write_text(svg_file, picture.svg(track_list, title=title, subtitle=subtitle))
-            click.echo(f"wrote {svg_file}", err=True)
-        if html_file:
-            _write_text(html_file, picture.html(track_list, title=title, subtitle=subtitle))
-            click.echo(f"wrote {html_file}", err=True)
-    if as_json:
-        click.echo(_json_text(summary_json(cassette, data, limit=max_decoded)))
-        return
-    if diff_text:
-        click.echo(render_diff_text(data, limit=max_decoded).encode("utf-8"), nl=False)
-        return
-    stats = [interaction_stats(n, i, limit=max_decoded) for n, i in enumerate(data.interactions, 1)]
-    _print_table(cassette, stats)
-    if events:
-        for st, inter in zip(stats, data.interactions, strict=True):
-            pieces, _ = decoded_pieces(inter.response, limit=max_decoded)
-            _print_events(st, b"".join(d for _, d in pieces))
+    with _enough_memory(max_decoded):
+        data = _store.read_any(cassette)
+        if svg_file or html_file:
+            replay_timing = parse_timing(timing, max_gap=max_gap)
+            fault_list = parse_faults(faults)
+            track_list = picture.tracks(
+                data, timing=replay_timing, faults=fault_list, seed=seed or 0, limit=max_decoded
+            )
+            title = f"ssevcr timeline: {os.path.basename(cassette)}"
+            subtitle = (
+                f"replay: timing {replay_timing}"
+                + (f", faults {' '.join(str(f) for f in fault_list)}" if fault_list else "")
+                + f", seed {seed or 0}"
+            )
+            if svg_file:
+                _write_text(svg_file, picture.svg(track_list, title=title, subtitle=subtitle))
+                click.echo(f"wrote {svg_file}", err=True)
+            if html_file:
+                _write_text(html_file, picture.html(track_list, title=title, subtitle=subtitle))
+                click.echo(f"wrote {html_file}", err=True)
+        if as_json:
+            click.echo(_json_text(summary_json(cassette, data, limit=max_decoded)))
+            return
+        if diff_text:
+            click.echo(render_diff_text(data, limit=max_decoded).encode("utf-8"), nl=False)
+            return
+        stats = [
+            interaction_stats(n, i, limit=max_decoded) for n, i in enumerate(data.interactions, 1)
+        ]
+        _print_table(cassette, stats)
+        if events:
+            for st, inter in zip(stats, data.interactions, strict=True):
+                pieces, _ = decoded_pieces(inter.response, limit=max_decoded)
+                _print_events(st, b"".join(d for _, d in pieces))
 
 
 @click.command("export")
@@ -638,7 +656,8 @@ def audit_command(cassettes: tuple[str, ...], fix: bool, max_decoded: int) -> No
     failed = False
     for path in cassettes:
         try:
-            result = audit.audit(_store.read_any(path), limit=max_decoded)
+            with _enough_memory(max_decoded):
+                result = audit.audit(_store.read_any(path), limit=max_decoded)
             for f in result.findings:
                 click.echo(f"{path}: {f}")
             for problem in result.problems:
