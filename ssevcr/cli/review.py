@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import bisect
 import contextlib
+import io
 import json
 import os
 import re
@@ -46,7 +47,7 @@ from .._stats import (
 from .._timing import parse_timing
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    pass
 
 __all__ = [
     "audit_command",
@@ -297,14 +298,37 @@ def render_diff_text(cassette: Cassette, *, limit: int = content.DEFAULT_LIMIT) 
 # show: terminal
 
 
-def _console() -> Console:
-    """A rich console. Piped output (a file, git, a pager) never wraps a line and gets a generous
-    width for its tables (not 80) unless COLUMNS says otherwise."""
-    from rich.console import Console
+class _Out:
+    """Where ``show`` prints. A terminal gets rich's console as it is (tables fit its width, a
+    long URL folds). Anything else — a file, a pipe, git, a pager — never gets a line wrapped,
+    folded or cropped: plain lines stay one line each, a table is as wide as its content (the
+    layout still follows COLUMNS, else 160 columns), trailing padding is stripped."""
 
-    probe = Console()
-    wide = probe.is_terminal or "COLUMNS" in os.environ
-    return Console(highlight=False, width=None if wide else 160, soft_wrap=not probe.is_terminal)
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(highlight=False)
+        self.terminal = self.console.is_terminal
+        wide = self.terminal or "COLUMNS" in os.environ
+        self.width = self.console.width if wide else 160
+
+    def print(self, renderable: Any = "", **kw: Any) -> None:
+        if self.terminal:
+            self.console.print(renderable, **kw)
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        kw.pop("overflow", None)
+        width = self.width
+        if isinstance(renderable, Table):
+            width = max(width, Console(width=1 << 20).measure(renderable).maximum)
+        buf = io.StringIO()
+        Console(file=buf, width=width, highlight=False, soft_wrap=True, color_system=None).print(
+            renderable, **kw
+        )
+        for line in buf.getvalue().splitlines():
+            click.echo(line.rstrip())
 
 
 def _row(st: InteractionStats) -> list[str]:
@@ -346,41 +370,38 @@ _COLUMNS = (
 def _print_table(path: str, stats: list[InteractionStats]) -> None:
     from rich import box
     from rich.table import Table
-    from rich.text import Text
 
-    console = _console()
-    title = f"{printable(path)} — {len(stats)} interaction(s)"
-    if console.width < 120:  # too narrow for twelve columns: one block per interaction
-        console.print(title, markup=False)
+    out = _Out()
+    out.print(f"{printable(path)} — {len(stats)} interaction(s)", markup=False)
+    if out.width < 120:  # too narrow for twelve columns: one block per interaction
         for st in stats:
             row = _row(st)
-            console.print(f"#{row[0]} {row[1]} {row[2]}", overflow="fold")
-            console.print(
+            out.print(f"#{row[0]} {row[1]} {row[2]}", overflow="fold")
+            out.print(
                 "    "
                 + " · ".join(
                     f"{name} {value}" for name, value in zip(_COLUMNS[3:], row[3:], strict=True)
                 )
             )
     else:
-        table = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         for name in _COLUMNS:
-            if name == "URL":
+            if name == "URL" and out.terminal:
                 table.add_column(name, overflow="fold", min_width=16, ratio=1)
             else:
-                table.add_column(
-                    name, justify="left" if name in ("method", "outcome") else "right", no_wrap=True
-                )
+                justify = "left" if name in ("method", "URL", "outcome") else "right"
+                table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         for st in stats:
             table.add_row(*_row(st))
-        console.print(table)
+        out.print(table)
     for st in stats:
         note = _decoding_note(st)
         if note:
-            console.print(f"#{st.index}: {note}", markup=False)
+            out.print(f"#{st.index}: {note}", markup=False)
         if st.error:
-            console.print(f"#{st.index}: {st.outcome}: {printable(st.error)}", markup=False)
+            out.print(f"#{st.index}: {st.outcome}: {printable(st.error)}", markup=False)
         if st.tail:
-            console.print(
+            out.print(
                 f"#{st.index}: {st.tail} bytes after the last complete event "
                 "(an unterminated block)"
             )
@@ -389,41 +410,38 @@ def _print_table(path: str, stats: list[InteractionStats]) -> None:
 def _print_events(st: InteractionStats, body: bytes) -> None:
     from rich.table import Table
 
-    console = _console()
-    console.print()
+    out = _Out()
+    out.print()
     status = f"{st.status} {_esc(st.reason)}".rstrip()
-    console.print(
+    out.print(
         f"[bold]#{st.index} {_esc(st.method)} {_esc(st.url)}[/bold] — {status}, "
         f"{len(st.events)} events, {st.outcome}, {_dur(st.duration)}"
     )
     note = _decoding_note(st)
     if note:
-        console.print(note, markup=False)
+        out.print(note, markup=False)
     if not st.events:
         if body:
             text = safe(body[:8192].decode("utf-8", "replace"))  # 300 characters are shown
-            console.print(f"body: {text if len(text) <= 300 else text[:299] + '…'}", markup=False)
+            out.print(f"body: {text if len(text) <= 300 else text[:299] + '…'}", markup=False)
         return
     gaps = [0.0 if e.gap is None else e.gap for e in st.events]
     top = max(gaps)
     times = [e.at for e in st.events]
     stalls = set(stall_indices(times, max(st.duration - times[0], times[-1] - times[0])))
-    width = max(20, min(100, console.width - 12))
     worst = max(range(len(gaps)), key=gaps.__getitem__)
     if len(gaps) > 1:
-        console.print(f"gaps {_sparkline(gaps, width)}")
-        console.print(
+        out.print(f"gaps {_sparkline(gaps, max(20, min(100, out.width - 12)))}")
+        out.print(
             f"     max {_dur(top)} before event {worst + 1}; median {_dur(st.gap_median)}, "
             f"p95 {_dur(st.gap_p95)}" + (f"; {len(stalls)} stall(s) marked !" if stalls else "")
         )
-    widths = [
-        max(1, len(str(len(st.events)))),
-        8,
-        8,
-        19,
-        min(24, max(4, *(len(e.type) for e in st.events))),
-    ]
-    data_width = max(10, console.width - sum(widths) - 2 * len(widths) - 1)
+    # on a terminal the type and data columns fit its width (cut with …); elsewhere they are
+    # as wide as their text (an excerpt is at most 200 characters)
+    type_width = min(24, max(4, *(len(e.type) for e in st.events))) if out.terminal else None
+    widths = [max(1, len(str(len(st.events)))), 8, 8, 19, type_width]
+    fixed = sum(w or 0 for w in widths) + 2 * len(widths) + 1
+    data_width = max(10, out.width - fixed) if out.terminal else None
     table = Table(box=None, pad_edge=False, header_style="bold")
     for (name, justify), width in zip(
         (
@@ -451,7 +469,7 @@ def _print_events(st: InteractionStats, body: bytes) -> None:
             _esc(excerpt(e.data, 200)),
             style=None,
         )
-    console.print(table)
+    out.print(table)
 
 
 # ---------------------------------------------------------------------------------------------
