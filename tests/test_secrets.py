@@ -48,7 +48,8 @@ from ssevcr._redaction import Redaction
 from ssevcr._secrets import find, is_secret_header, is_secret_json_key, mask_text, safe
 from ssevcr._sse import parse
 from ssevcr.cli import main
-from ssevcr.mitm.driver import _protocol_line
+from ssevcr.mitm.driver import RECORD_ADDON
+from ssevcr.mitm.protocol import READY, parse_line
 
 QUERY_KEYS = (
     "key",
@@ -764,7 +765,7 @@ def test_recorder_log_lines_never_print_a_live_url_secret(tmp_path: Path, confdi
         [
             *MITMDUMP,
             "-s",
-            str(Path(ssevcr.__file__).parent / "mitm" / "recorder.py"),
+            str(RECORD_ADDON),
             "--mode",
             f"reverse:http://127.0.0.1:{dead}",
             "--listen-host",
@@ -788,8 +789,8 @@ def test_recorder_log_lines_never_print_a_live_url_secret(tmp_path: Path, confdi
         assert proc.stdout is not None
         ready = None
         for raw in proc.stdout:
-            parsed = _protocol_line(raw.decode())
-            if parsed and parsed[0] == "SSEVCR-READY":
+            parsed = parse_line(raw.decode())
+            if parsed and parsed[0] == READY:
                 ready = parsed[1]
                 break
         assert ready is not None

@@ -479,7 +479,7 @@ def _print_events(st: InteractionStats, body: bytes) -> None:
 def _size(value: str | int) -> int:
     if isinstance(value, int):
         return value
-    size = content.limit_from_env({content.ENV_LIMIT: value}, default=0)
+    size = content.parse_size(value)
     if not size:
         raise click.BadParameter(f"expected a size like 64M, 2G or 1000000, got {value!r}")
     return size
