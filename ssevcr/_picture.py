@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
+from . import _content as content
 from ._cassette import Cassette, header
 from ._errors import NoMatchError
 from ._faults import Fault
 from ._player import Player
 from ._schedule import Hang, Schedule
+from ._secrets import mask_text
 from ._stats import (
     EventStat,
     arrivals,
@@ -26,6 +28,7 @@ from ._stats import (
     event_stats,
     excerpt,
     interaction_stats,
+    secret_spans,
     stall_indices,
 )
 from ._timing import Timing
@@ -72,15 +75,18 @@ def _marks(events: Sequence[EventStat]) -> tuple[Mark, ...]:
     )
 
 
-def replay_lane(schedule: Schedule, name: str = "replay") -> Lane:
+def replay_lane(
+    schedule: Schedule, name: str = "replay", *, limit: int = content.DEFAULT_LIMIT
+) -> Lane:
     """The lane of a replay: its steps parsed as the client will see them."""
     pieces = [(s.at, s.data) for s in schedule.steps]
     encoding = (header(schedule.headers, "content-encoding") or "identity").strip().lower()
-    pieces, problem = decode(pieces, encoding)
+    pieces, problem = decode(pieces, encoding, limit=limit)
     content_type = (header(schedule.headers, "content-type") or "").split(";")[0].strip().lower()
     events: tuple[EventStat, ...] = ()
     if content_type == "text/event-stream" and problem is None:
-        events = event_stats(arrivals(pieces)[0])
+        body = b"".join(d for _, d in pieces)
+        events = event_stats(arrivals(pieces)[0], secret_spans(body, content_type))
     hangs = isinstance(schedule.end, Hang)
     label = "stalls forever (hangs)" if hangs else type(schedule.end).__name__.lower()
     if schedule.status >= 400:
@@ -89,15 +95,21 @@ def replay_lane(schedule: Schedule, name: str = "replay") -> Lane:
 
 
 def tracks(
-    cassette: Cassette, *, timing: Timing | None = None, faults: Sequence[Fault] = (), seed: int = 0
+    cassette: Cassette,
+    *,
+    timing: Timing | None = None,
+    faults: Sequence[Fault] = (),
+    seed: int = 0,
+    limit: int = content.DEFAULT_LIMIT,
 ) -> list[Track]:
-    """Recorded and replayed lanes for every interaction of ``cassette``."""
+    """Recorded and replayed lanes for every interaction of ``cassette`` (credentials in its
+    text masked; ``limit`` caps decoding a compressed body)."""
     timing = timing or Timing()
     player = Player([("<picture>", cassette)], timing=timing, faults=tuple(faults), seed=seed)
     replay_name = f"replay ({timing})"
     out = []
     for n, inter in enumerate(cassette.interactions, 1):
-        st = interaction_stats(n, inter)
+        st = interaction_stats(n, inter, limit=limit)
         recorded = Lane("recorded", st.headers_at, _marks(st.events), st.duration, st.outcome)
         notes: list[str] = []
         lanes = [recorded]
@@ -106,12 +118,11 @@ def tracks(
         except NoMatchError as e:  # cannot happen for a cassette's own requests; say so if it does
             notes.append(f"no replay: {e}")
         else:
-            lanes.append(replay_lane(play.schedule, replay_name))
+            lanes.append(replay_lane(play.schedule, replay_name, limit=limit))
             notes += [f"fault fired: {f}" for f in play.schedule.fired]
             notes += [f"fault skipped: {f}" for f in play.schedule.skipped]
-        title = (
-            f"#{n} {inter.request.method} {inter.request.url} — {st.status} {st.reason}".rstrip()
-        )
+        title = f"#{n} {inter.request.method} {st.url} — {st.status} {mask_text(st.reason)}"
+        title = title.rstrip()
         out.append(Track(title, tuple(lanes), tuple(notes)))
     return out
 
@@ -244,21 +255,25 @@ def _render_track(n: int, track: Track, top: int) -> list[str]:
                 )
                 if lane.end_label not in ("complete", "close"):  # say how it ended when it is news
                     out.append(
-                        f'<text class="end-label" x="{ex + 5}" y="{cy + 4}">{escape(lane.end_label)}</text>'
+                        f'<text class="end-label" x="{ex + 5}" y="{cy + 4}">'
+                        f"{escape(lane.end_label)}</text>"
                     )
         out.append("</g>")
     out.append(
-        f'<line class="tick" x1="{_LEFT}" y1="{axis_y}" x2="{_LEFT + plot}" y2="{axis_y}" stroke="#999"/>'
+        f'<line class="tick" x1="{_LEFT}" y1="{axis_y}" x2="{_LEFT + plot}" y2="{axis_y}" '
+        'stroke="#999"/>'
     )
     for t in ticks:
         out.append(
             f'<g class="tick"><line x1="{x(t)}" y1="{axis_y}" x2="{x(t)}" y2="{axis_y + 5}"/>'
-            f'<text x="{x(t)}" y="{axis_y + 17}" text-anchor="middle">{_fmt_seconds(t, step)}</text></g>'
+            f'<text x="{x(t)}" y="{axis_y + 17}" text-anchor="middle">'
+            f"{_fmt_seconds(t, step)}</text></g>"
         )
     out.append(f'<text class="axis-label" x="8" y="{axis_y + 17}">seconds from request</text>')
     for k, note in enumerate(track.notes):
         out.append(
-            f'<text class="note" x="8" y="{axis_y + _AXIS_H + _NOTE_H * k + 8}">{escape(note)}</text>'
+            f'<text class="note" x="8" y="{axis_y + _AXIS_H + _NOTE_H * k + 8}">'
+            f"{escape(note)}</text>"
         )
     out.append("</g>")
     return out
@@ -283,7 +298,8 @@ def svg(track_list: Sequence[Track], *, title: str = "ssevcr timeline", subtitle
         '<text x="12" y="4">recorded event</text>'
         '<circle class="legend-key" cx="134" cy="0" r="3.5" style="fill:#d97706"/>'
         '<text x="142" y="4">replayed event</text>'
-        '<rect x="262" y="-6" width="14" height="12" style="fill:#fecaca"/><text x="282" y="4">stall</text>'
+        '<rect x="262" y="-6" width="14" height="12" style="fill:#fecaca"/>'
+        '<text x="282" y="4">stall</text>'
         '<line x1="334" y1="-7" x2="334" y2="7" style="stroke:#222;stroke-width:2"/>'
         '<text x="340" y="4">end of response</text></g>',
     ]

@@ -1,71 +1,79 @@
 """Redaction: keep credentials out of cassettes. Pure functions on frozen values; no I/O.
 
-A :class:`Redaction` names what to hide — header names, URL query keys and JSON body paths of
-the request — and replaces each value with ``REDACTED``. Recorders apply it to every exchange
-before it is saved, so secrets never reach disk::
+A :class:`Redaction` says what to hide and replaces each value with ``REDACTED``. Recorders (the
+mitmproxy addon in reverse and forward mode, and ``use_cassette(record=...)`` in process) apply it
+to every exchange before it is saved, so secrets never reach disk::
 
     r = Redaction().extended(headers=["x-my-token"], query_keys=["sig"], body_paths=["auth.token"])
     interaction = r.interaction(interaction)      # or r.request(req) / r.response(resp)
 
-Rules:
+By default it hides what :mod:`ssevcr._secrets` calls a secret *place*:
 
-- headers: matched case-insensitively, every occurrence, in requests and responses;
-- query keys: matched case-insensitively on the decoded name; only the value is replaced, the rest
-  of the URL keeps its exact bytes;
-- body paths: dotted keys into a JSON request body (``api_key``, ``auth.token``); a list on the
-  way applies the rest of the path to each element. The body is re-serialised only when a path
-  matched; non-JSON bodies are left alone. Response bodies are never changed (they are the
-  recorded wire bytes; providers do not echo credentials in them).
+- headers (requests and responses, every occurrence, whole value): ``authorization``,
+  ``x-api-key``, ``cookie``, ``set-cookie``, ``x-amz-security-token``... and any name ending in
+  ``-api-key``, ``-token`` or ``-secret``;
+- the URL: its userinfo (``https://user:password@host``) and the values of query keys ``key``,
+  ``api_key``, ``token``, ``sig``, ``signature``, ``X-Amz-Signature``... (case-insensitive); the
+  rest of the URL keeps its exact bytes;
+- bodies, requests and responses alike: every JSON string under a key named like ``api_key``,
+  ``client_secret``, ``access_token``, ``refresh_token`` or ``password``, at any depth, in a JSON
+  body and in the JSON of each SSE ``data:`` line (only the characters between the quotes change:
+  the framing and every other byte stay), and the secret fields of a form-encoded body. A
+  gzip/deflate body is decoded (``ssevcr._content``, capped), redacted and encoded again chunk by
+  chunk; each chunk keeps its time. A body too large to decode is left as recorded (``ssevcr
+  audit`` reports it). ``content-length`` follows the new length;
+- user additions: header names, query keys, dotted JSON paths of the request body (``auth.token``;
+  a list on the way applies the rest of the path to each element; the whole value goes).
 
+Matching knows that a recorded ``REDACTED`` stands for any value (``ssevcr._matching``).
 It must not do I/O or know about mitmproxy or httpx.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Any
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
+from . import _content as content
 from ._cassette import Headers, Interaction, Request, Response
 from ._errors import ConfigError
+from ._secrets import (
+    DEFAULT_HEADERS,
+    DEFAULT_QUERY_KEYS,
+    PLACEHOLDER,
+    Span,
+    form_spans,
+    is_secret_header,
+    json_spans,
+    may_name_a_secret,
+    url_spans,
+)
+from ._secrets import replace as replace_spans
+from ._sse import Event, data_values, parse
 
 __all__ = [
     "DEFAULT_HEADERS",
     "DEFAULT_QUERY_KEYS",
     "PLACEHOLDER",
     "Redaction",
+    "encode",
+    "recut",
+    "set_length",
 ]
 
-PLACEHOLDER = "REDACTED"
-
-DEFAULT_HEADERS: frozenset[str] = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "x-api-key",
-        "api-key",
-        "x-goog-api-key",
-        "openai-organization",
-        "openai-project",
-        "cookie",
-        "set-cookie",
-    }
-)
-"""Header names (lower case) redacted by default (DESIGN.md, plus ``proxy-authorization``)."""
-
-DEFAULT_QUERY_KEYS: frozenset[str] = frozenset({"key"})
-"""URL query keys (lower case) redacted by default (Gemini's ``?key=``)."""
+Pieces = list[tuple[float, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
 class Redaction:
-    """What to hide. The default instance hides the DESIGN.md credential list."""
+    """What to hide. The default instance hides every secret place of :mod:`ssevcr._secrets`;
+    ``max_decoded`` caps how much of a compressed body is decoded to look inside it."""
 
     headers: frozenset[str] = DEFAULT_HEADERS
     query_keys: frozenset[str] = DEFAULT_QUERY_KEYS
     body_paths: tuple[tuple[str, ...], ...] = ()
+    max_decoded: int = field(default=content.DEFAULT_LIMIT)
 
     def extended(
         self,
@@ -84,64 +92,87 @@ class Redaction:
                 )
             if parts not in paths:
                 paths.append(parts)
-        return Redaction(
+        return replace(
+            self,
             headers=self.headers | {h.strip().lower() for h in headers if h.strip()},
             query_keys=self.query_keys | {k.strip().lower() for k in query_keys if k.strip()},
             body_paths=tuple(paths),
         )
 
+    # -- where the secrets are -----------------------------------------------------------------
+
+    def secret_header(self, name: str) -> bool:
+        return is_secret_header(name, self.headers)
+
+    def url_spans(self, url: str) -> list[Span]:
+        """Spans in ``url.encode("utf-8", "surrogateescape")``."""
+        return url_spans(url.encode("utf-8", "surrogateescape"), self.query_keys)
+
+    def body_spans(
+        self, body: bytes, content_type: str, *, paths: Sequence[tuple[str, ...]] = ()
+    ) -> list[Span]:
+        """Secret places in a (decoded) body of this content type: SSE data JSON, a JSON
+        document (and ``paths`` in it), a form."""
+        if not body:
+            return []
+        if content_type == "text/event-stream":
+            return _event_stream_spans(body)
+        if content_type == "application/x-www-form-urlencoded":
+            return form_spans(body, self.query_keys)
+        if body.lstrip()[:1] in (b"{", b"["):
+            return json_spans(body, paths=paths)
+        return []
+
     # -- parts ---------------------------------------------------------------------------------
 
     def redact_headers(self, headers: Headers) -> Headers:
-        if not any(k.lower() in self.headers for k, _ in headers):
+        if not any(self.secret_header(k) for k, _ in headers):
             return headers
-        return tuple((k, PLACEHOLDER if k.lower() in self.headers else v) for k, v in headers)
+        return tuple((k, PLACEHOLDER if self.secret_header(k) else v) for k, v in headers)
 
     def redact_url(self, url: str) -> str:
-        if not self.query_keys or "?" not in url:
+        spans = self.url_spans(url)
+        if not spans:
             return url
-        parts = urlsplit(url)
-        if not parts.query:
-            return url
-        changed = False
-        pieces = []
-        for piece in parts.query.split("&"):
-            name = piece.partition("=")[0]
-            if unquote_plus(name).lower() in self.query_keys:
-                piece = f"{name}={PLACEHOLDER}"
-                changed = True
-            pieces.append(piece)
-        if not changed:
-            return url
-        return urlunsplit(parts._replace(query="&".join(pieces)))
+        raw = url.encode("utf-8", "surrogateescape")
+        return replace_spans(raw, spans).decode("utf-8", "surrogateescape")
 
-    def redact_body(self, body: bytes) -> bytes:
-        if not self.body_paths or not body:
-            return body
-        stripped = body.lstrip()
-        if stripped[:1] not in (b"{", b"["):
-            return body
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return body
-        if not any([_redact_path(doc, path) for path in self.body_paths]):
-            return body
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    def redact_body(self, body: bytes, content_type: str = "") -> bytes:
+        """A request body with its secrets replaced (unchanged, the same object, when none)."""
+        return replace_spans(body, self.body_spans(body, content_type, paths=self.body_paths))
 
     # -- whole values --------------------------------------------------------------------------
 
     def request(self, request: Request) -> Request:
-        return replace(
-            request,
-            url=self.redact_url(request.url),
-            headers=self.redact_headers(request.headers),
-            body=self.redact_body(request.body),
-        )
+        headers = self.redact_headers(request.headers)
+        content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+        body = self.redact_body(request.body, content_type)
+        if body is not request.body:
+            headers = set_length(headers, len(body))
+        return replace(request, url=self.redact_url(request.url), headers=headers, body=body)
 
     def response(self, response: Response) -> Response:
         headers = self.redact_headers(response.headers)
-        return response if headers is response.headers else replace(response, headers=headers)
+        pieces = [(c.at, c.data) for c in response.chunks]
+        encoding = response.content_encoding
+        decoded = content.decode(pieces, encoding, limit=self.max_decoded)
+        spans: list[Span] = []
+        if decoded.ok:
+            spans = self.body_spans(decoded.body, response.content_type)
+        if not spans:
+            return response if headers is response.headers else replace(response, headers=headers)
+        new = recut(list(decoded.pieces), spans)
+        if encoding != "identity":
+            new = encode(new, encoding)
+        return Response.from_chunks(
+            response.status,
+            new,
+            reason=response.reason,
+            http_version=response.http_version,
+            headers=set_length(headers, sum(len(d) for _, d in new)),
+            headers_at=response.headers_at,
+            end=response.end,
+        )
 
     def interaction(self, interaction: Interaction) -> Interaction:
         return replace(
@@ -151,13 +182,78 @@ class Redaction:
         )
 
 
-def _redact_path(node: Any, path: tuple[str, ...]) -> bool:
-    """Replace the value at ``path`` in place; True when something was replaced."""
-    if isinstance(node, list):
-        return any([_redact_path(item, path) for item in node])
-    if not isinstance(node, dict) or path[0] not in node:
-        return False
-    if len(path) == 1:
-        node[path[0]] = PLACEHOLDER
-        return True
-    return _redact_path(node[path[0]], path[1:])
+def _event_stream_spans(body: bytes) -> list[Span]:
+    """Secrets in the JSON of each event's data: the data lines joined as the parser joins
+    them, each span found there moved back to the line it came from."""
+    if not may_name_a_secret(body):
+        return []
+    out: list[Span] = []
+    for frame in parse(body).frames:
+        if not isinstance(frame, Event):
+            continue
+        lines = data_values(frame)
+        raw = frame.raw
+        data = b"\n".join(raw[a:b] for a, b in lines)
+        found = json_spans(data)
+        if not found:
+            continue
+        starts, pos = [], 0
+        for a, b in lines:
+            starts.append(pos)
+            pos += b - a + 1
+        for s in found:
+            i = max(k for k, st in enumerate(starts) if st <= s.start)
+            a, b = lines[i]
+            if s.end - starts[i] > b - a:  # across a line break: not a JSON string
+                continue
+            shift = frame.start + a - starts[i]
+            out.append(Span(s.start + shift, s.end + shift, s.kind, s.replacement))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# rewriting timed bodies (shared with ssevcr._audit)
+
+
+def recut(pieces: Pieces, spans: Sequence[Span]) -> Pieces:
+    """Apply replacements to the joined pieces; each piece keeps its time, a replacement goes
+    with the piece where its span started (a piece left empty inside a span is dropped)."""
+    body = b"".join(d for _, d in pieces)
+    new = replace_spans(body, spans)
+
+    def moved(pos: int) -> int:
+        shift = 0
+        for s in spans:
+            if s.end <= pos and not (s.start == s.end == pos):
+                shift += len(s.replacement) - (s.end - s.start)
+            elif s.start < pos:  # a boundary inside a span: after its replacement
+                return s.start + shift + len(s.replacement)
+            else:
+                break
+        return pos + shift
+
+    out, prev, pos = [], 0, 0
+    for at, data in pieces:
+        pos += len(data)
+        cut = moved(pos) if pos < len(body) else len(new)
+        if cut > prev or not data:
+            out.append((at, new[prev:cut]))
+        prev = max(prev, cut)
+    return out
+
+
+def encode(pieces: Pieces, encoding: str) -> Pieces:
+    """Compress again, chunk by chunk (sync-flushed, so each chunk is decodable when it
+    arrives), for a ``gzip`` or ``deflate`` body."""
+    c = zlib.compressobj(wbits=31 if encoding in ("gzip", "x-gzip") else 15)
+    out = [(at, c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)) for at, data in pieces]
+    if out:
+        out[-1] = (out[-1][0], out[-1][1] + c.flush())
+    return out
+
+
+def set_length(headers: Headers, length: int) -> Headers:
+    """``content-length`` set to ``length`` where there is one."""
+    if not any(k.lower() == "content-length" for k, _ in headers):
+        return headers
+    return tuple((k, str(length)) if k.lower() == "content-length" else (k, v) for k, v in headers)

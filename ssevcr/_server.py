@@ -64,6 +64,7 @@ from ._errors import ConfigError, NoMatchError, SsevcrError
 from ._follower import BATCH_BYTES, Finish, Follower, Head, Wait, Write
 from ._player import Player
 from ._schedule import Abort, Close, Hang, Reset
+from ._secrets import safe
 from .mitm.protocol import FORWARDED_URL  # set by the --proxy addon: the URL the client asked for
 
 __all__ = ["HEAD_TIMEOUT", "IDLE_TIMEOUT", "MAX_BODY", "ReplayServer", "miss_body"]
@@ -264,13 +265,14 @@ class _Connection(asyncio.Protocol):
             )
         except http1.BadHead as e:
             message = (
-                f"ssevcr: cannot replay {head.method} {head.url}: the recorded response head is "
+                f"ssevcr: cannot replay {safe(head.method)} {safe(head.url)}: "
+                "the recorded response head is "
                 f"not valid HTTP/1.1 ({e}); nothing of it was sent"
             )
             server.log(message)
             return self._small(head, 502, cors, miss_body(message))
         except SsevcrError as e:
-            message = f"ssevcr: cannot replay {head.method} {head.url}: {e}"
+            message = f"ssevcr: cannot replay {safe(head.method)} {safe(head.url)}: {e}"
             server.log(message)
             return self._small(head, 400, cors, miss_body(message))
         schedule = framed.schedule

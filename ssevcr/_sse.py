@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Comment", "Event", "Frame", "Parsed", "SSEParser", "parse"]
+__all__ = ["Comment", "Event", "Frame", "Parsed", "SSEParser", "data_values", "parse"]
 
 _BOM = b"\xef\xbb\xbf"
 _EOL = re.compile(rb"\r\n|\r|\n")
@@ -85,13 +85,14 @@ class SSEParser:
 
     __slots__ = (
         "_bom_checked",
-        "_buf",
         "_comments",
         "_data",
+        "_done",
         "_event_type",
         "_flushed",
-        "_line_pos",
+        "_held_cr",
         "_offset",
+        "_pend",
         "_pending_id",
         "_retry_in_block",
         "last_event_id",
@@ -101,9 +102,14 @@ class SSEParser:
     def __init__(self, last_event_id: str = "") -> None:
         self.last_event_id = last_event_id
         self.retry: int | None = None
-        self._buf = b""  # bytes of the current block so far (parsed lines + an incomplete line)
-        self._line_pos = 0  # where the first unparsed line starts in _buf
-        self._offset = 0  # stream offset of _buf[0]
+        # The current block, in two parts: its complete lines (already parsed, kept for the
+        # frame's raw bytes) and the incomplete line after them. Every byte is searched for a
+        # line end once, and copied a bounded number of times: feeding is linear in the input
+        # however it is chunked (a line fed one byte at a time included).
+        self._done: list[bytes] = []
+        self._pend = bytearray()  # the incomplete line (no CR or LF in it, but a last CR)
+        self._held_cr = False  # _pend ends with a CR whose LF may come next
+        self._offset = 0  # stream offset of the current block
         self._bom_checked = False
         self._flushed = False
         self._reset_block()
@@ -118,7 +124,7 @@ class SSEParser:
     @property
     def tail(self) -> bytes:
         """Bytes received but not part of any frame yet (an unterminated block)."""
-        return self._buf
+        return b"".join(self._done) + bytes(self._pend)
 
     @property
     def offset(self) -> int:
@@ -130,48 +136,64 @@ class SSEParser:
             raise RuntimeError("feed() after flush()")
         if not data:
             return []
-        self._buf += data
-        return self._parse(final=False)
+        if self._bom_checked and not self._held_cr and b"\n" not in data and b"\r" not in data:
+            self._pend += data  # the line goes on: nothing to parse yet
+            return []
+        return self._parse(data, final=False)
 
     def flush(self) -> list[Frame]:
         """End of stream: a pending CR ends its line. An unterminated block stays in ``tail``."""
         if self._flushed:
             return []
         self._flushed = True
-        return self._parse(final=True)
+        return self._parse(b"", final=True)
 
-    def _parse(self, *, final: bool) -> list[Frame]:
-        buf = self._buf
+    def _parse(self, data: bytes, *, final: bool) -> list[Frame]:
+        """Parse the incomplete line and ``data``: fields of complete lines, a frame per blank
+        line; what is left waits for more."""
+        pend = self._pend
+        buf = bytes(pend) + bytes(data) if pend else bytes(data)
+        self._pend = bytearray()
+        pos = 0
         if not self._bom_checked:
             # The BOM may arrive split over several chunks; decide once 3 bytes (or EOF) are here.
             if len(buf) < 3 and not final and _BOM.startswith(buf):
+                self._pend += buf
                 return []
             self._bom_checked = True
             if buf.startswith(_BOM):
-                self._line_pos = 3
+                pos = 3  # part of the first frame's bytes, not of its first line
         frames: list[Frame] = []
-        pos = self._line_pos
         block_start = 0
         n = len(buf)
         search = _EOL.search
+        held = False
         while True:
             m = search(buf, pos)
             if m is None:
                 break
             eol_end = m.end()
             if eol_end == n and buf[eol_end - 1] == 0x0D and not final:
-                break  # a CR at the end: the next byte may be its LF
-            line = buf[pos : m.start()]
-            pos = eol_end
-            if line:
-                self._field(line)
+                held = True  # a CR at the end: the next byte may be its LF
+                break
+            start = m.start()
+            if start > pos:
+                self._field(buf[pos:start])
+                pos = eol_end
                 continue
-            frames.append(self._dispatch(buf[block_start:pos], self._offset + block_start))
+            pos = eol_end
+            raw = buf[block_start:pos]
+            if self._done:
+                raw = b"".join(self._done) + raw
+                self._done = []
+            frames.append(self._dispatch(raw, self._offset))
+            self._offset += len(raw)
             block_start = pos
-        if block_start:
-            self._offset += block_start
-            self._buf = buf[block_start:]
-        self._line_pos = pos - block_start
+        if pos > block_start:  # complete lines of a block that goes on
+            self._done.append(buf[block_start:pos])
+        if pos < n:
+            self._pend += buf[pos:]
+        self._held_cr = held
         return frames
 
     def _field(self, line: bytes) -> None:
@@ -181,13 +203,8 @@ class SSEParser:
                 text = text[1:]
             self._comments.append(text.decode("utf-8", "replace"))
             return
-        colon = line.find(b":")
-        if colon < 0:
-            name, value = line, b""
-        else:
-            name, value = line[:colon], line[colon + 1 :]
-            if value[:1] == b" ":
-                value = value[1:]
+        name, at = _split_field(line)
+        value = line[at:]
         if name == b"data":
             self._data.append(value.decode("utf-8", "replace"))
         elif name == b"event":
@@ -218,6 +235,33 @@ class SSEParser:
             )
         self._reset_block()
         return frame
+
+
+def _split_field(line: bytes) -> tuple[bytes, int]:
+    """A field line's name and where its value starts (after the colon and one space)."""
+    colon = line.find(b":")
+    if colon < 0:
+        return line, len(line)
+    at = colon + 1
+    if line[at : at + 1] == b" ":
+        at += 1
+    return line[:colon], at
+
+
+def data_values(frame: Frame) -> list[tuple[int, int]]:
+    """Where the value of each ``data`` line of a frame is in its ``raw`` bytes (start, end):
+    what an editor of event data may change without touching the framing."""
+    raw = frame.raw
+    pos = 3 if frame.start == 0 and raw.startswith(_BOM) else 0
+    out = []
+    for m in _EOL.finditer(raw, pos):
+        line = raw[pos : m.start()]
+        if line and line[0] != 0x3A:
+            name, at = _split_field(line)
+            if name == b"data":
+                out.append((pos + at, m.start()))
+        pos = m.end()
+    return out
 
 
 def _decimal(digits: bytes) -> int:

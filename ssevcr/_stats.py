@@ -2,7 +2,12 @@
 
 Everything is derived from the recorded chunks by the one SSE parser (``sse.parse``): an event
 arrives with the chunk that carries its last byte. Content-encoded bodies (gzip, deflate) are
-decoded chunk by chunk, each piece keeping its chunk's time. Pure: no files, no clocks, no output.
+decoded chunk by chunk, each piece keeping its chunk's time, up to ``limit`` decoded bytes (a
+bigger body, a decompression bomb, is reported as not decoded and counted as recorded).
+
+Text meant to be shown (the URL, the error, an event's data, type and id) comes with credentials
+masked (``ssevcr._secrets``): a cassette holding a live key never prints it. Offsets and sizes are
+those of the real bytes. Pure: no files, no clocks, no output.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from dataclasses import dataclass
 
 from . import _content as content
 from ._cassette import Interaction, Response
+from ._redaction import Redaction
+from ._secrets import Span, find, mask_text, mask_url, merge, printable
 from ._sse import Event, Frame, parse
 
 __all__ = [
@@ -26,6 +33,7 @@ __all__ = [
     "excerpt",
     "interaction_stats",
     "percentile",
+    "secret_spans",
     "stall_indices",
 ]
 
@@ -105,23 +113,36 @@ def stall_indices(times: Sequence[float], span: float) -> list[int]:
     return [i + 1 for i, g in enumerate(gaps) if g > 4 * median and g > 0.04 * span]
 
 
-def decoded_pieces(response: Response) -> tuple[Pieces, str | None]:
+def decoded_pieces(
+    response: Response, *, limit: int = content.DEFAULT_LIMIT
+) -> tuple[Pieces, str | None]:
     """The body as (time, bytes) pieces, decoded if content-encoded; and a problem, if the
     encoding could not be decoded (then the pieces are the raw chunks)."""
     pieces = [(c.at, c.data) for c in response.chunks]
-    return decode(pieces, response.content_encoding)
+    return decode(pieces, response.content_encoding, limit=limit)
 
 
-def decode(pieces: Pieces, encoding: str) -> tuple[Pieces, str | None]:
+def decode(
+    pieces: Pieces, encoding: str, *, limit: int = content.DEFAULT_LIMIT
+) -> tuple[Pieces, str | None]:
     if encoding == "identity" or not pieces:
         return pieces, None
-    decoded = content.decode(pieces, encoding)
+    decoded = content.decode(pieces, encoding, limit=limit)
     if not decoded.ok:
         return (
             pieces,
             f"the body is {encoding}-encoded and was {decoded.problem}; shown as recorded",
         )
     return list(decoded.pieces), None
+
+
+_RULES = Redaction()
+
+
+def secret_spans(body: bytes, content_type: str) -> list[Span]:
+    """Where credentials are in a (decoded) body: by their shape, and in secret places (JSON keys
+    like ``password`` in a JSON body or an event's data, form fields)."""
+    return merge([*find(body), *_RULES.body_spans(body, content_type)])
 
 
 def arrivals(pieces: Iterable[tuple[float, bytes]]) -> tuple[list[tuple[Frame, float]], bytes]:
@@ -143,12 +164,21 @@ def arrivals(pieces: Iterable[tuple[float, bytes]]) -> tuple[list[tuple[Frame, f
     return timed, parsed.tail
 
 
-def event_stats(timed: Sequence[tuple[Frame, float]]) -> tuple[EventStat, ...]:
+def event_stats(
+    timed: Sequence[tuple[Frame, float]], secrets: Sequence[Span] = ()
+) -> tuple[EventStat, ...]:
+    """The events of ``timed``; the text of an event that holds one of ``secrets`` (spans in the
+    body) comes masked."""
     out: list[EventStat] = []
     prev: float | None = None
+    starts = [s.start for s in secrets]
     for frame, at in timed:
         if not isinstance(frame, Event):
             continue
+        kind, ident, data = frame.type, frame.id, frame.data
+        i = bisect.bisect_left(starts, frame.end) - 1
+        if secrets and i >= 0 and secrets[i].end > frame.start:
+            kind, ident, data = mask_text(kind), mask_text(ident), mask_text(data)
         out.append(
             EventStat(
                 len(out) + 1,
@@ -156,34 +186,37 @@ def event_stats(timed: Sequence[tuple[Frame, float]]) -> tuple[EventStat, ...]:
                 None if prev is None else at - prev,
                 frame.start,
                 len(frame.raw),
-                frame.type,
-                frame.id,
-                frame.data,
+                kind,
+                ident,
+                data,
             )
         )
         prev = at
     return tuple(out)
 
 
-def interaction_stats(index: int, interaction: Interaction) -> InteractionStats:
+def interaction_stats(
+    index: int, interaction: Interaction, *, limit: int = content.DEFAULT_LIMIT
+) -> InteractionStats:
     """The figures of one interaction (``index`` counts from 1)."""
     req, resp = interaction.request, interaction.response
-    pieces, problem = decoded_pieces(resp)
+    pieces, problem = decoded_pieces(resp, limit=limit)
     events: tuple[EventStat, ...] = ()
     comments = tail = 0
     if resp.is_event_stream and problem is None:
         timed, rest = arrivals(pieces)
-        events = event_stats(timed)
+        body = b"".join(d for _, d in pieces)
+        events = event_stats(timed, secret_spans(body, resp.content_type))
         comments = len(timed) - len(events)
         tail = len(rest)
     return InteractionStats(
         index=index,
         method=req.method,
-        url=req.url,
+        url=mask_url(req.url),
         status=resp.status,
         reason=resp.reason,
         outcome=resp.end.outcome.value,
-        error=resp.end.error,
+        error=None if resp.end.error is None else mask_text(resp.end.error),
         content_type=resp.content_type,
         encoding=resp.content_encoding,
         decoded=resp.content_encoding != "identity" and problem is None and bool(pieces),
@@ -274,10 +307,6 @@ def _walk(node: object, texts: list[str], labels: list[str], depth: int = 0) -> 
             _walk(item, texts, labels, depth + 1)
 
 
-def _one_line(text: str) -> str:
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def excerpt(data: str, limit: int = 120) -> str:
     """One readable line for an event's data: for JSON, the text it carries (delta text, tool
     arguments, error message) quoted, then labels (``finish_reason=stop``); else the data."""
@@ -301,5 +330,5 @@ def excerpt(data: str, limit: int = 120) -> str:
             result = " ".join(parts) or json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
     if not result:
         result = text
-    result = _one_line(result)
+    result = printable(result)
     return result if len(result) <= limit else result[: limit - 1] + "…"

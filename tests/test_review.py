@@ -845,3 +845,98 @@ def test_an_empty_cassette(tmp_path: Path) -> None:
     assert run("show", str(path), "--svg", str(tmp_path / "e.svg")).exit_code == 0
     assert ET.parse(tmp_path / "e.svg").getroot().tag == f"{SVG}svg"
     assert run("audit", str(path)).exit_code == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# terminal safety: control sequences from a cassette are shown, never obeyed
+
+OSC52 = "\x1b]52;c;SGVsbG8gY2xpcGJvYXJk\x07"  # would set the clipboard
+CLEAR = "\x1b[2J\x1b[H"  # would clear the screen
+CSI8 = "\u009b31m"  # the 8-bit CSI
+
+
+def hostile() -> Cassette:
+    evil = OSC52 + CLEAR + CSI8 + "\u202e"
+    sse = (
+        f'event: t{evil}\nid: i{evil}\ndata: {{"text":"a{evil}"}}\n\n'
+        f": c{evil}\n\ndata: plain {evil}\n\ndata: tail{evil}"
+    ).encode()
+    stream = Response.from_chunks(
+        200,
+        [(0.1, sse[:30]), (0.2, sse[30:])],
+        headers=(("content-type", "text/event-stream"),),
+        end=End(0.3, Outcome.UPSTREAM_ERROR, f"reset {evil}"),
+    )
+    plain = Response.from_chunks(
+        200, [(0.1, f"body {evil}".encode())], headers=(("content-type", "text/plain"),)
+    )
+    req = Request("POST", f"https://h/p{CLEAR}?q={OSC52}", (("x-note", "n"),), f"b{evil}".encode())
+    return Cassette(
+        (Interaction(req, stream, meta={"note": f"m{evil}"}), Interaction(req, plain)),
+        meta={"by": f"x{evil}"},
+    )
+
+
+def assert_inert(text: str) -> None:
+    for c in ("\x1b", "\x07", "\u009b", "\u202e"):
+        assert c not in text, (c, text[:2000])
+
+
+def test_control_sequences_are_escaped_in_every_output(tmp_path: Path) -> None:
+    path = tmp_path / "hostile.msgpack"
+    _store.save(hostile(), path)
+    for args in ([], ["--events"], ["--diff-text"], ["--json"]):
+        for columns in ("80", "200"):
+            result = CliRunner(env={"COLUMNS": columns}).invoke(main, ["show", str(path), *args])
+            assert result.exit_code == 0, result.output
+            assert_inert(result.output)
+            if args != ["--json"]:
+                assert "\\x1b]52;c;" in result.output or "\\x1b[2J" in result.output
+    diff = run("show", str(path), "--diff-text").stdout
+    assert (
+        "event 1 at 0.200000s t\\x1b]52;c;SGVsbG8gY2xpcGJvYXJk\\x07\\x1b[2J\\x1b[H\\x9b31m\\u202e"
+        in diff
+    )
+    doc = json.loads(run("show", str(path), "--json").stdout)  # JSON escapes, the data is intact
+    assert doc["interactions"][0]["events"][0]["type"] == "t" + OSC52 + CLEAR + CSI8 + "\u202e"
+    audit_out = run("audit", str(path))
+    assert_inert(audit_out.output)
+
+
+def test_miss_explanations_escape_control_sequences() -> None:
+    from ssevcr._matching import MatchOptions, explain_miss
+
+    cassette = hostile()
+    recorded = [i.request for i in cassette.interactions]
+    live = Request("GET", f"https://h/other{OSC52}", (), f"x{CLEAR}".encode())
+    text = explain_miss(f"c{CLEAR}.msgpack", recorded, live, MatchOptions())
+    assert_inert(text.replace(CLEAR, ""))  # the cassette name is the caller's
+    assert "\\x1b]52;c;" in text and "closest: #1 POST https://h/p\\x1b[2J" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# piped output never wraps
+
+
+def test_piped_show_never_wraps_in_any_mode(tmp_path: Path) -> None:
+    url = "https://api.example.com/v1/" + "segment/" * 40 + "end?alt=sse"
+    data = '{"text":"' + "word " * 30 + 'end"}'
+    stream = Response.from_chunks(
+        200,
+        [(0.1, f"data: {data}\n\n".encode()), (0.2, b"data: b\n\n")],
+        headers=(("content-type", "text/event-stream"),),
+        end=End(0.3, Outcome.UPSTREAM_ERROR, "connection reset " + "x" * 200),
+    )
+    path = tmp_path / "long.msgpack"
+    _store.save(Cassette((Interaction(Request("GET", url), stream),)), path)
+    for columns in (None, "40", "80", "200"):
+        for args in ([], ["--events"], ["--diff-text"], ["--json"]):
+            out = CliRunner(env={"COLUMNS": columns}).invoke(main, ["show", str(path), *args])
+            assert out.exit_code == 0, out.output
+            lines = out.stdout.splitlines()
+            assert any(url in line for line in lines), (columns, args, out.stdout[:500])
+            if args != ["--json"]:
+                assert any(("x" * 200) in line for line in lines) or args == ["--diff-text"]
+            if args == ["--events"]:
+                assert any(excerpt(data, 200) in line for line in lines)
+            assert all(line == line.rstrip() for line in lines)  # no padding to a width

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable
 from itertools import pairwise
@@ -457,3 +459,82 @@ def test_provider_fixture(
     assert feed_all(bytewise(data)) == whole
     for size in (2, 7, 64, 1000):
         assert feed_all(split_at(data, range(size, len(data), size))) == whole
+
+
+# ---------------------------------------------------------------------------------------------
+# linear: every byte searched once, whatever the chunking (a quadratic parser is caught by
+# counting, not by a clock)
+
+
+class _CountingEOL:
+    """Stands in for the parser's line-end pattern and counts the bytes each search covers."""
+
+    def __init__(self, pattern: re.Pattern[bytes]) -> None:
+        self.pattern = pattern
+        self.searched = 0
+
+    def search(self, buf: bytes, pos: int = 0) -> re.Match[bytes] | None:
+        m = self.pattern.search(buf, pos)
+        self.searched += (m.end() if m else len(buf)) - pos
+        return m
+
+
+def _searched(monkeypatch: pytest.MonkeyPatch, chunks: list[bytes]) -> tuple[int, Parsed]:
+    import ssevcr._sse as sse
+
+    counter = _CountingEOL(sse._EOL)
+    monkeypatch.setattr(sse, "_EOL", counter)
+    result = feed_all(chunks)
+    return counter.searched, result
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["long line", "long line ending in CR", "one block of many lines", "many events", "CR pairs"],
+)
+def test_each_byte_is_searched_once(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    n = 20_000
+    body = {
+        "long line": b"data: " + b"x" * n + b"\n\n",
+        "long line ending in CR": b"data: " + b"x" * n + b"\r\r",
+        "one block of many lines": b"data: y\n" * (n // 8) + b"\n",
+        "many events": b"data: z\n\n" * (n // 9),
+        "CR pairs": b"data: a\r\n\r\n" * (n // 11),
+    }[name]
+    searched, result = _searched(monkeypatch, bytewise(body))
+    assert_lossless(body, result)
+    assert result.events and result.tail == b""
+    # at most twice (a line whose CR ends a chunk is searched again with the next byte, which
+    # may be its LF); a quadratic parser searches ~len(body)**2 / 2
+    assert searched <= 3 * len(body), (searched, len(body))
+
+
+def test_cost_grows_linearly_with_a_long_line() -> None:
+    """CPU time for 10x the one-byte chunks of one line grows about 10x (a generous bound: a
+    quadratic parser grows 100x)."""
+
+    def cost(size: int) -> float:
+        best = math.inf
+        for _ in range(3):
+            parser = SSEParser()
+            t0 = time.process_time()
+            for _ in range(size):
+                parser.feed(b"a")
+            frames = parser.feed(b"\n\n")
+            best = min(best, time.process_time() - t0)
+            assert len(frames) == 1 and len(frames[0].raw) == size + 2
+        return best
+
+    small, large = cost(20_000), cost(200_000)
+    assert large < 30 * max(small, 1e-3), (small, large)
+
+
+def test_data_values_are_where_the_data_is() -> None:
+    from ssevcr._sse import data_values
+
+    body = b'\xef\xbb\xbfdata: {"a":1}\r\nevent: x\r\ndata:b\r\n:c\r\ndata\r\n\r\ndata:  two\n\n'
+    frames = parse(body).frames
+    assert [[f.raw[a:b] for a, b in data_values(f)] for f in frames] == [
+        [b'{"a":1}', b"b", b""],
+        [b" two"],
+    ]

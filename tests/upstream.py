@@ -17,6 +17,10 @@ Each request is steered by headers, so any client (SDK, httpx, curl) and any pat
     x-upstream-set-cookie: 1                    add a set-cookie header with a fresh secret
     x-test-id: ID                               key of the logged :class:`Exchange`
 
+A test can also write a response itself (``up.script(test_id, Script(...))``: status, headers and
+body pieces, gzip-encoded or not), answered to the request carrying that ``x-test-id``; for what
+no fixture holds (secrets planted in response headers and bodies).
+
 It runs on its own thread and event loop; tests stay synchronous.
 """
 
@@ -102,6 +106,17 @@ def plan_chunks(body: bytes, count: int, split: str) -> list[bytes]:
     return [c for c in out if c]
 
 
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A response a test writes itself: sent chunked, one piece per chunk, ``gap`` apart."""
+
+    headers: tuple[tuple[str, str], ...]
+    pieces: tuple[bytes, ...]
+    status: int = 200
+    gzip: bool = False
+    gap: float = 0.005
+
+
 @dataclass(slots=True)
 class Exchange:
     """What the upstream saw and sent for one request (mutable: filled while it runs)."""
@@ -138,6 +153,7 @@ class Upstream:
         self.port = 0
         self.exchanges: list[Exchange] = []
         self._by_id: dict[str, Exchange] = {}
+        self._scripts: dict[str, Script] = {}
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="upstream", daemon=True)
@@ -185,6 +201,11 @@ class Upstream:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def script(self, test_id: str, script: Script) -> None:
+        """Answer the request carrying ``x-test-id: test_id`` with ``script``."""
+        with self._cond:
+            self._scripts[test_id] = script
 
     def exchange(self, test_id: str, timeout: float = 20.0) -> Exchange:
         """The finished exchange of the request that carried ``x-test-id: test_id``."""
@@ -247,8 +268,35 @@ class Upstream:
         finally:
             writer.close()
 
+    async def _scripted(self, ex: Exchange, script: Script, writer: asyncio.StreamWriter) -> bool:
+        head = "".join(f"{k}: {v}\r\n" for k, v in script.headers)
+        if script.gzip:
+            head += "content-encoding: gzip\r\n"
+        writer.write(
+            f"HTTP/1.1 {script.status} OK\r\n{head}transfer-encoding: chunked\r\n\r\n".encode()
+        )
+        ex.headers_sent_at = time.monotonic()
+        comp = zlib.compressobj(6, zlib.DEFLATED, 31)
+        for i, piece in enumerate(script.pieces):
+            await asyncio.sleep(script.gap)
+            last = i == len(script.pieces) - 1
+            if script.gzip:
+                piece = comp.compress(piece) + (
+                    comp.flush() if last else comp.flush(zlib.Z_SYNC_FLUSH)
+                )
+            ex.sent.append((time.monotonic(), piece))
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        ex.outcome = "complete"
+        return True
+
     async def _respond(self, ex: Exchange, writer: asyncio.StreamWriter) -> bool:
         h = ex.headers
+        script = self._scripts.get(h.get("x-test-id", ""))
+        if script is not None:
+            return await self._scripted(ex, script, writer)
         extra = ""
         if "x-upstream-set-cookie" in h:  # a fresh secret the client never sent
             extra += f"set-cookie: sid={uuid.uuid4().hex}\r\n"

@@ -28,6 +28,7 @@ from .._errors import ConfigError
 from .._faults import Fault, parse_fault
 from .._player import Player
 from .._providers import dummy_keys
+from .._secrets import safe
 from .._server import IDLE_TIMEOUT, MAX_BODY, ReplayServer
 from .._timer import new_event_loop
 from .._timing import format_duration, parse_duration, parse_timing
@@ -162,7 +163,9 @@ def strict_problems(player: Player) -> list[str]:
     names = [name for name, c in player.cassettes for _ in c.interactions]
     for n, interaction in player.unused():
         r = interaction.request
-        problems.append(f"  never played: #{n + 1} {r.method} {r.url} (from {names[n]})")
+        problems.append(
+            f"  never played: #{n + 1} {safe(r.method)} {safe(r.url)} (from {names[n]})"
+        )
     return problems
 
 

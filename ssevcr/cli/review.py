@@ -1,41 +1,53 @@
 """``ssevcr show``, ``export``, ``import`` and ``audit``: reviewing cassettes.
 
-Formatting only. Figures come from :mod:`ssevcr._stats` (the SSE parser over the recorded chunks),
-secrets from :mod:`ssevcr._audit`, pictures from :mod:`ssevcr._picture`, files from
-:mod:`ssevcr._format` and :mod:`ssevcr._store`. Every cassette problem is a :class:`~ssevcr._errors.CassetteError`, which the
-group turns into one ``Error: ...`` line.
+Formatting only. Figures come from :mod:`ssevcr._stats` (the SSE parser over the recorded
+chunks), secrets from :mod:`ssevcr._audit`, pictures from :mod:`ssevcr._picture`, files from
+:mod:`ssevcr._format` and :mod:`ssevcr._store`. Every cassette problem is a
+:class:`~ssevcr._errors.CassetteError`, which the group turns into one ``Error: ...`` line.
+
+Text from a cassette reaches the terminal only through :func:`ssevcr._secrets.safe` or
+:func:`ssevcr._secrets.printable`: credentials masked, control sequences escaped. Output that is
+not a terminal (a file, a pipe, git) is never wrapped. A compressed body larger than
+``--max-decoded`` (a decompression bomb) is shown as recorded, with a note saying why.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
+import contextlib
+import io
 import json
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import _audit as audit
+from .. import _content as content
 from .. import _format, _store
 from .. import _picture as picture
 from .._cassette import Cassette
 from .._errors import CassetteError, SsevcrError
 from .._faults import parse_faults
-from .._sse import Event
+from .._secrets import Span, mask, mask_header, mask_url, printable, safe
+from .._sse import Event, Frame
 from .._stats import (
     InteractionStats,
     arrivals,
     decoded_pieces,
     excerpt,
     interaction_stats,
+    secret_spans,
     stall_indices,
 )
 from .._timing import parse_timing
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    pass
 
 __all__ = [
     "audit_command",
@@ -62,16 +74,22 @@ def _dur(t: float | None) -> str:
     return f"{t:.3f}s"
 
 
-def _one_line(text: str) -> str:
-    """Control characters shown escaped (``\\n``), so one value stays on one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _esc(text: str) -> str:
-    """Recorded text is never rich markup (``[red]`` in a URL or an event stays as it is)."""
+    """Recorded text is never rich markup (``[red]`` in a URL or an event stays as it is) nor a
+    terminal control sequence (``\\x1b[2J`` is shown, not obeyed)."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(printable(text))
+
+
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _json_text(doc: Any) -> str:
+    """JSON with every control character escaped (json escapes C0; C1 controls such as the 8-bit
+    CSI and bidi overrides are escaped here too), so printing it is safe."""
+    text = json.dumps(doc, ensure_ascii=False)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _sparkline(values: Sequence[float], width: int) -> str:
@@ -98,7 +116,10 @@ def _decoding_note(st: InteractionStats) -> str | None:
     if st.decode_problem:
         return st.decode_problem
     if st.decoded:
-        return f"{st.encoding}-encoded on the wire ({st.wire_bytes} bytes); decoded for display ({st.body_bytes} bytes)"
+        return (
+            f"{st.encoding}-encoded on the wire ({st.wire_bytes} bytes); "
+            f"decoded for display ({st.body_bytes} bytes)"
+        )
     return None
 
 
@@ -106,11 +127,14 @@ def _decoding_note(st: InteractionStats) -> str | None:
 # show: machine output
 
 
-def summary_json(path: str, cassette: Cassette) -> dict[str, Any]:
-    """The ``show --json`` document. Times are seconds from the moment the request was sent."""
+def summary_json(
+    path: str, cassette: Cassette, *, limit: int = content.DEFAULT_LIMIT
+) -> dict[str, Any]:
+    """The ``show --json`` document. Times are seconds from the moment the request was sent.
+    Credentials in its text are masked."""
     out = []
     for n, inter in enumerate(cassette.interactions, 1):
-        st = interaction_stats(n, inter)
+        st = interaction_stats(n, inter, limit=limit)
         out.append(
             {
                 "index": st.index,
@@ -123,6 +147,7 @@ def summary_json(path: str, cassette: Cassette) -> dict[str, Any]:
                 "content_type": st.content_type,
                 "content_encoding": st.encoding,
                 "decoded": st.decoded,
+                "decode_problem": st.decode_problem,
                 "chunks": st.chunks,
                 "bytes": st.wire_bytes,
                 "body_bytes": st.body_bytes,
@@ -158,7 +183,7 @@ def summary_json(path: str, cassette: Cassette) -> dict[str, Any]:
 # show: text for git diff (textconv)
 
 
-def _body_lines(body: bytes, prefix: str) -> list[str]:
+def _body_lines(body: bytes, prefix: str, content_type: str = "") -> list[str]:
     if not body:
         return []
     try:
@@ -168,31 +193,86 @@ def _body_lines(body: bytes, prefix: str) -> list[str]:
         return [f"{prefix}: {len(body)} bytes, not UTF-8, base64:"] + [
             f"  | {b64[i : i + 76]}" for i in range(0, len(b64), 76)
         ]
+    spans = secret_spans(body, content_type)
+    if spans:
+        text = _masked(body, spans)
     try:
         text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
         prefix += " (JSON, reformatted)"
     except ValueError:
         pass
-    return [f"{prefix}:"] + [f"  | {_one_line(line)}" for line in text.split("\n")]
+    return [f"{prefix}:"] + [f"  | {safe(line)}" for line in text.split("\n")]
 
 
-def render_diff_text(cassette: Cassette) -> str:
+def _masked(body: bytes, spans: Sequence[Span]) -> str:
+    """The body as text with each span masked like ``sk-proj…(56 chars)``."""
+    out, pos = [], 0
+    for s in spans:
+        out += [
+            body[pos : s.start],
+            mask(body[s.start : s.end].decode("utf-8", "replace")).encode(),
+        ]
+        pos = s.end
+    out.append(body[pos:])
+    return b"".join(out).decode("utf-8", "replace")
+
+
+def _holds(spans: Sequence[Span], frame: Frame) -> bool:
+    i = bisect.bisect_left(spans, frame.end, key=lambda s: s.start) - 1
+    return i >= 0 and spans[i].end > frame.start
+
+
+def _frame_lines(pieces: list[tuple[float, bytes]], content_type: str) -> list[str]:
+    """One line per event (time, type, id, data) and per comment; then an unterminated tail."""
+    lines = []
+    timed, tail = arrivals(pieces)
+    spans = secret_spans(b"".join(d for _, d in pieces), content_type)
+    events = 0
+    for frame, at in timed:
+        show = safe if spans and _holds(spans, frame) else printable
+        if isinstance(frame, Event):
+            events += 1
+            ident = f" id={show(frame.id)}" if frame.id else ""
+            lines.append(
+                f"event {events} at {at:.6f}s {show(frame.type)}{ident}: {show(frame.data)}"
+            )
+        else:
+            lines.append(f"comment at {at:.6f}s: {show(frame.raw.decode('utf-8', 'replace'))}")
+    if tail:
+        lines.append(
+            f"unterminated tail ({len(tail)} bytes): {safe(tail.decode('utf-8', 'replace'))}"
+        )
+    return lines
+
+
+def render_diff_text(cassette: Cassette, *, limit: int = content.DEFAULT_LIMIT) -> str:
     """A stable plain-text view for ``git diff`` (textconv): request, headers, one line per event
-    with its arrival time and full data. No colours, no dependence on the terminal width."""
+    with its arrival time and full data. No colours, no dependence on the terminal width, every
+    control character escaped and every credential masked."""
     lines = [f"ssevcr cassette: {len(cassette)} interaction(s)"]
-    lines += [f"meta {k}: {_one_line(v)}" for k, v in sorted(cassette.meta.items())]
+    lines += [f"meta {printable(k)}: {safe(v)}" for k, v in sorted(cassette.meta.items())]
     for n, inter in enumerate(cassette.interactions, 1):
         req, resp = inter.request, inter.response
-        st = interaction_stats(n, inter)
-        lines += ["", f"=== interaction {n}", f"request: {req.method} {_one_line(req.url)}"]
-        lines += [f"meta {k}: {_one_line(v)}" for k, v in sorted(inter.meta.items())]
-        lines += [f"request header {k}: {_one_line(v)}" for k, v in req.headers]
-        lines += _body_lines(req.body, "request body")
+        st = interaction_stats(n, inter, limit=limit)
+        lines += [
+            "",
+            f"=== interaction {n}",
+            f"request: {safe(req.method)} {printable(mask_url(req.url))}",
+        ]
+        lines += [f"meta {printable(k)}: {safe(v)}" for k, v in sorted(inter.meta.items())]
+        lines += [
+            f"request header {printable(k)}: {printable(mask_header(k, v))}" for k, v in req.headers
+        ]
+        request_type = (req.header("content-type") or "").split(";")[0].strip().lower()
+        lines += _body_lines(req.body, "request body", request_type)
         lines.append(
-            f"response: {resp.http_version} {resp.status} {_one_line(resp.reason)}".rstrip()
+            f"response: {printable(resp.http_version)} {resp.status} {safe(resp.reason)}".rstrip()
             + f", headers at {resp.headers_at:.6f}s"
         )
-        lines += [f"response header {k}: {_one_line(v)}" for k, v in resp.headers]
+        lines += [
+            f"response header {printable(k)}: {printable(mask_header(k, v))}"
+            for k, v in resp.headers
+        ]
         lines.append(
             f"response body: {st.chunks} chunk(s), {st.wire_bytes} bytes"
             + (f", {len(st.events)} event(s)" if resp.is_event_stream else "")
@@ -200,31 +280,16 @@ def render_diff_text(cassette: Cassette) -> str:
         note = _decoding_note(st)
         if note:
             lines.append(f"note: {note}")
-        pieces, _ = decoded_pieces(resp)
+        pieces, _ = decoded_pieces(resp, limit=limit)
         if resp.is_event_stream and not st.decode_problem:
-            timed, tail = arrivals(pieces)
-            events = 0
-            for frame, at in timed:
-                if isinstance(frame, Event):
-                    events += 1
-                    ident = f" id={_one_line(frame.id)}" if frame.id else ""
-                    lines.append(
-                        f"event {events} at {at:.6f}s {_one_line(frame.type)}{ident}: "
-                        f"{_one_line(frame.data)}"
-                    )
-                else:
-                    lines.append(
-                        f"comment at {at:.6f}s: {_one_line(frame.raw.decode('utf-8', 'replace'))}"
-                    )
-            if tail:
-                lines.append(
-                    f"unterminated tail ({len(tail)} bytes): {_one_line(tail.decode('utf-8', 'replace'))}"
-                )
+            lines += _frame_lines(pieces, resp.content_type)
         else:
-            lines += _body_lines(b"".join(d for _, d in pieces), "response body text")
+            body = b"".join(d for _, d in pieces)
+            kind = "" if st.decode_problem else resp.content_type
+            lines += _body_lines(body, "response body text", kind)
         end = f"end: {resp.end.outcome.value} at {resp.end.at:.6f}s"
-        if resp.end.error:
-            end += f": {_one_line(resp.end.error)}"
+        if st.error:
+            end += f": {printable(st.error)}"
         lines.append(end)
     return "\n".join(lines) + "\n"
 
@@ -233,14 +298,37 @@ def render_diff_text(cassette: Cassette) -> str:
 # show: terminal
 
 
-def _console() -> Console:
-    """A rich console. Piped output (a file, git, a pager) never wraps a line and gets a generous
-    width for its tables (not 80) unless COLUMNS says otherwise."""
-    from rich.console import Console
+class _Out:
+    """Where ``show`` prints. A terminal gets rich's console as it is (tables fit its width, a
+    long URL folds). Anything else — a file, a pipe, git, a pager — never gets a line wrapped,
+    folded or cropped: plain lines stay one line each, a table is as wide as its content (the
+    layout still follows COLUMNS, else 160 columns), trailing padding is stripped."""
 
-    probe = Console()
-    wide = probe.is_terminal or "COLUMNS" in os.environ
-    return Console(highlight=False, width=None if wide else 160, soft_wrap=not probe.is_terminal)
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(highlight=False)
+        self.terminal = self.console.is_terminal
+        wide = self.terminal or "COLUMNS" in os.environ
+        self.width = self.console.width if wide else 160
+
+    def print(self, renderable: Any = "", **kw: Any) -> None:
+        if self.terminal:
+            self.console.print(renderable, **kw)
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        kw.pop("overflow", None)
+        width = self.width
+        if isinstance(renderable, Table):
+            width = max(width, Console(width=1 << 20).measure(renderable).maximum)
+        buf = io.StringIO()
+        Console(file=buf, width=width, highlight=False, soft_wrap=True, color_system=None).print(
+            renderable, **kw
+        )
+        for line in buf.getvalue().splitlines():
+            click.echo(line.rstrip())
 
 
 def _row(st: InteractionStats) -> list[str]:
@@ -282,83 +370,78 @@ _COLUMNS = (
 def _print_table(path: str, stats: list[InteractionStats]) -> None:
     from rich import box
     from rich.table import Table
-    from rich.text import Text
 
-    console = _console()
-    title = f"{path} — {len(stats)} interaction(s)"
-    if console.width < 120:  # too narrow for twelve columns: one block per interaction
-        console.print(title, markup=False)
+    out = _Out()
+    out.print(f"{printable(path)} — {len(stats)} interaction(s)", markup=False)
+    if out.width < 120:  # too narrow for twelve columns: one block per interaction
         for st in stats:
             row = _row(st)
-            console.print(f"#{row[0]} {row[1]} {row[2]}", overflow="fold")
-            console.print(
+            out.print(f"#{row[0]} {row[1]} {row[2]}", overflow="fold")
+            out.print(
                 "    "
                 + " · ".join(
                     f"{name} {value}" for name, value in zip(_COLUMNS[3:], row[3:], strict=True)
                 )
             )
     else:
-        table = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         for name in _COLUMNS:
-            if name == "URL":
+            if name == "URL" and out.terminal:
                 table.add_column(name, overflow="fold", min_width=16, ratio=1)
             else:
-                table.add_column(
-                    name, justify="left" if name in ("method", "outcome") else "right", no_wrap=True
-                )
+                justify = "left" if name in ("method", "URL", "outcome") else "right"
+                table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         for st in stats:
             table.add_row(*_row(st))
-        console.print(table)
+        out.print(table)
     for st in stats:
         note = _decoding_note(st)
         if note:
-            console.print(f"#{st.index}: {note}", markup=False)
+            out.print(f"#{st.index}: {note}", markup=False)
         if st.error:
-            console.print(f"#{st.index}: {st.outcome}: {st.error}", markup=False)
+            out.print(f"#{st.index}: {st.outcome}: {printable(st.error)}", markup=False)
         if st.tail:
-            console.print(
-                f"#{st.index}: {st.tail} bytes after the last complete event (an unterminated block)"
+            out.print(
+                f"#{st.index}: {st.tail} bytes after the last complete event "
+                "(an unterminated block)"
             )
 
 
 def _print_events(st: InteractionStats, body: bytes) -> None:
     from rich.table import Table
 
-    console = _console()
-    console.print()
+    out = _Out()
+    out.print()
     status = f"{st.status} {_esc(st.reason)}".rstrip()
-    console.print(
+    out.print(
         f"[bold]#{st.index} {_esc(st.method)} {_esc(st.url)}[/bold] — {status}, "
         f"{len(st.events)} events, {st.outcome}, {_dur(st.duration)}"
     )
     note = _decoding_note(st)
     if note:
-        console.print(note, markup=False)
+        out.print(note, markup=False)
     if not st.events:
         if body:
-            text = _one_line(body.decode("utf-8", "replace"))
-            console.print(f"body: {text if len(text) <= 300 else text[:299] + '…'}", markup=False)
+            text = safe(body[:8192].decode("utf-8", "replace"))  # 300 characters are shown
+            out.print(f"body: {text if len(text) <= 300 else text[:299] + '…'}", markup=False)
         return
     gaps = [0.0 if e.gap is None else e.gap for e in st.events]
     top = max(gaps)
     times = [e.at for e in st.events]
     stalls = set(stall_indices(times, max(st.duration - times[0], times[-1] - times[0])))
-    width = max(20, min(100, console.width - 12))
     worst = max(range(len(gaps)), key=gaps.__getitem__)
     if len(gaps) > 1:
-        console.print(f"gaps {_sparkline(gaps, width)}")
-        console.print(
+        out.print(f"gaps {_sparkline(gaps, max(20, min(100, out.width - 12)))}")
+        out.print(
             f"     max {_dur(top)} before event {worst + 1}; median {_dur(st.gap_median)}, "
             f"p95 {_dur(st.gap_p95)}" + (f"; {len(stalls)} stall(s) marked !" if stalls else "")
         )
-    widths = [
-        max(1, len(str(len(st.events)))),
-        8,
-        8,
-        19,
-        min(24, max(4, *(len(e.type) for e in st.events))),
-    ]
-    data_width = max(10, console.width - sum(widths) - 2 * len(widths) - 1)
+    # on a terminal the type and data columns fit its width (cut with …); elsewhere they are
+    # as wide as their text (an excerpt is at most 200 characters)
+    type_width = min(24, max(4, *(len(e.type) for e in st.events))) if out.terminal else None
+    widths = [max(1, len(str(len(st.events)))), 8, 8, 19, type_width]
+    fixed = sum(w or 0 for w in widths) + 2 * len(widths) + 1
+    data_width = max(10, out.width - fixed) if out.terminal else None
     table = Table(box=None, pad_edge=False, header_style="bold")
     for (name, justify), width in zip(
         (
@@ -386,11 +469,48 @@ def _print_events(st: InteractionStats, body: bytes) -> None:
             _esc(excerpt(e.data, 200)),
             style=None,
         )
-    console.print(table)
+    out.print(table)
 
 
 # ---------------------------------------------------------------------------------------------
 # commands
+
+
+def _size(value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    size = content.parse_size(value)
+    if not size:
+        raise click.BadParameter(f"expected a size like 64M, 2G or 1000000, got {value!r}")
+    return size
+
+
+def max_decoded_option(f: Any) -> Any:
+    """``--max-decoded SIZE``: how much of a gzip/deflate body is decoded at most (a bigger body
+    is shown and searched as recorded, "not decoded: larger than ..."). Default: the
+    ``SSEVCR_MAX_DECODED`` variable, else 64 MiB."""
+    return click.option(
+        "--max-decoded",
+        metavar="SIZE",
+        default=lambda: content.limit_from_env(os.environ),
+        callback=lambda _ctx, _param, value: _size(value),
+        show_default="64M, or SSEVCR_MAX_DECODED",
+        help="Decode at most SIZE bytes of a compressed body (64M, 2G...); larger ones are "
+        "shown as recorded.",
+    )(f)
+
+
+@contextlib.contextmanager
+def _enough_memory(max_decoded: int) -> Iterator[None]:
+    """Running out of memory (a huge cassette, or --max-decoded above what the machine has) is
+    one clean error, not a traceback."""
+    try:
+        yield
+    except MemoryError:
+        raise click.ClickException(
+            f"out of memory (decoding at most {max_decoded} bytes per body: "
+            "lower --max-decoded or SSEVCR_MAX_DECODED)"
+        ) from None
 
 
 def _write_text(path: str, text: str) -> None:
@@ -439,6 +559,7 @@ def _write_text(path: str, text: str) -> None:
 @click.option(
     "--seed", type=int, default=None, help="Seed of the pictured replay's random choices."
 )
+@max_decoded_option
 def show_command(
     cassette: str,
     events: bool,
@@ -450,6 +571,7 @@ def show_command(
     max_gap: str | None,
     faults: tuple[str, ...],
     seed: int | None,
+    max_decoded: int,
 ) -> None:
     """Show what a cassette holds: a table of interactions, or each event (--events)."""
     if as_json and diff_text:
@@ -460,35 +582,40 @@ def show_command(
             "--timing, --max-gap, --fault and --seed choose the replay pictured "
             "by --svg/--html; give one of those"
         )
-    data = _store.read_any(cassette)
-    if svg_file or html_file:
-        replay_timing = parse_timing(timing, max_gap=max_gap)
-        fault_list = parse_faults(faults)
-        track_list = picture.tracks(data, timing=replay_timing, faults=fault_list, seed=seed or 0)
-        title = f"ssevcr timeline: {os.path.basename(cassette)}"
-        subtitle = (
-            f"replay: timing {replay_timing}"
-            + (f", faults {' '.join(str(f) for f in fault_list)}" if fault_list else "")
-            + f", seed {seed or 0}"
-        )
-        if svg_file:
-            _write_text(svg_file, picture.svg(track_list, title=title, subtitle=subtitle))
-            click.echo(f"wrote {svg_file}", err=True)
-        if html_file:
-            _write_text(html_file, picture.html(track_list, title=title, subtitle=subtitle))
-            click.echo(f"wrote {html_file}", err=True)
-    if as_json:
-        click.echo(json.dumps(summary_json(cassette, data), ensure_ascii=False))
-        return
-    if diff_text:
-        click.echo(render_diff_text(data).encode("utf-8"), nl=False)
-        return
-    stats = [interaction_stats(n, i) for n, i in enumerate(data.interactions, 1)]
-    _print_table(cassette, stats)
-    if events:
-        for st, inter in zip(stats, data.interactions, strict=True):
-            pieces, _ = decoded_pieces(inter.response)
-            _print_events(st, b"".join(d for _, d in pieces))
+    with _enough_memory(max_decoded):
+        data = _store.read_any(cassette)
+        if svg_file or html_file:
+            replay_timing = parse_timing(timing, max_gap=max_gap)
+            fault_list = parse_faults(faults)
+            track_list = picture.tracks(
+                data, timing=replay_timing, faults=fault_list, seed=seed or 0, limit=max_decoded
+            )
+            title = f"ssevcr timeline: {os.path.basename(cassette)}"
+            subtitle = (
+                f"replay: timing {replay_timing}"
+                + (f", faults {' '.join(str(f) for f in fault_list)}" if fault_list else "")
+                + f", seed {seed or 0}"
+            )
+            if svg_file:
+                _write_text(svg_file, picture.svg(track_list, title=title, subtitle=subtitle))
+                click.echo(f"wrote {svg_file}", err=True)
+            if html_file:
+                _write_text(html_file, picture.html(track_list, title=title, subtitle=subtitle))
+                click.echo(f"wrote {html_file}", err=True)
+        if as_json:
+            click.echo(_json_text(summary_json(cassette, data, limit=max_decoded)))
+            return
+        if diff_text:
+            click.echo(render_diff_text(data, limit=max_decoded).encode("utf-8"), nl=False)
+            return
+        stats = [
+            interaction_stats(n, i, limit=max_decoded) for n, i in enumerate(data.interactions, 1)
+        ]
+        _print_table(cassette, stats)
+        if events:
+            for st, inter in zip(stats, data.interactions, strict=True):
+                pieces, _ = decoded_pieces(inter.response, limit=max_decoded)
+                _print_events(st, b"".join(d for _, d in pieces))
 
 
 @click.command("export")
@@ -538,38 +665,49 @@ def _is_json_file(path: str) -> bool:
 @click.option(
     "--fix", is_flag=True, help="Replace what was found by REDACTED, in place (atomic write)."
 )
-def audit_command(cassettes: tuple[str, ...], fix: bool) -> None:
+@max_decoded_option
+def audit_command(cassettes: tuple[str, ...], fix: bool, max_decoded: int) -> None:
     """Look for credentials in cassettes: API keys, bearer tokens, secrets in headers, URLs,
-    bodies and streamed chunks. Exits 1 if anything is found (or left after --fix)."""
-    found = fixed = 0
+    bodies and streamed chunks. Exits 1 if anything is found (or left after --fix), or if a body
+    could not be searched (damaged, or larger than --max-decoded when decoded)."""
+    found = fixed = unsearched = 0
     failed = False
     for path in cassettes:
         try:
-            cassette = _store.read_any(path)
-            clean, findings = audit.redact(cassette)
-            for f in findings:
+            with _enough_memory(max_decoded):
+                result = audit.audit(_store.read_any(path), limit=max_decoded)
+            for f in result.findings:
                 click.echo(f"{path}: {f}")
-            if fix and findings:
+            for problem in result.problems:
+                click.echo(f"{path}: {problem}")
+            unsearched += len(result.problems)
+            if fix and result.findings:
                 if _is_json_file(path):
-                    _write_text(path, _format.export_json(clean))
+                    _write_text(path, _format.export_json(result.cassette))
                 else:
-                    _store.save(clean, path)
-                left = audit.scan(_store.read_any(path))
+                    _store.save(result.cassette, path)
+                left = audit.audit(_store.read_any(path), limit=max_decoded).findings
                 for f in left:
                     click.echo(f"{path}: still there after --fix: {f}")
-                fixed += len(findings) - len(left)
+                fixed += len(result.findings) - len(left)
                 found += len(left)
             else:
-                found += len(findings)
+                found += len(result.findings)
         except SsevcrError as e:
             click.echo(f"Error: {e}", err=True)
             failed = True
     n = len(cassettes)
     if fixed:
         click.echo(f"redacted {fixed} finding(s) in place", err=True)
+    if unsearched:
+        click.echo(
+            f"audit: {unsearched} body/bodies could not be searched "
+            f"(give --max-decoded or SSEVCR_MAX_DECODED for larger bodies)",
+            err=True,
+        )
     if found:
         click.echo(f"audit: {found} possible credential(s) in {n} cassette(s)", err=True)
-    elif not failed:
+    elif not failed and not unsearched:
         click.echo(f"audit: no credentials found in {n} cassette(s)", err=True)
-    if found or failed:
+    if found or failed or unsearched:
         sys.exit(1)

@@ -379,7 +379,7 @@ class Recorder:
             logger.info(
                 "ssevcr: not recording a protocol upgrade (%s %s)",
                 cap.request.method,
-                cap.request.url,
+                self.redaction.redact_url(cap.request.url),  # never a live secret in a log
             )
             return
         if cap.headers_at is None:  # a response made by an addon, never streamed
@@ -410,11 +410,11 @@ class Recorder:
         self._writer.submit(lambda: cap.interaction(redaction))
 
     def _report_unrecorded(self, request: Request, message: str) -> None:
+        redacted = self.redaction.request(request)  # never a live secret in a log
         logger.warning(
-            "ssevcr: not recorded (no response): %s %s: %s", request.method, request.url, message
+            "ssevcr: not recorded (no response): %s %s: %s", redacted.method, redacted.url, message
         )
         if self.report:
-            redacted = self.redaction.request(request)
             emit(
                 protocol.RECORDED,
                 {
