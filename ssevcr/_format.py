@@ -36,7 +36,7 @@ import math
 import re
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import msgpack
@@ -57,6 +57,7 @@ from ._errors import CassetteError
 
 TYPE_CHECKING = False  # loading a cassette does not import typing
 if TYPE_CHECKING:
+    import json
     from typing import Any, NoReturn, Protocol
 
     class Bytes(Protocol):
@@ -638,74 +639,85 @@ def _twin(cassette: Cassette) -> dict[str, Any]:
     return doc
 
 
-def _one_per_line(path: tuple[str | int, ...]) -> bool:
-    """The containers laid out one member per line: the document, the interactions and each
-    of them, each response and its chunks. Anything deeper is one line (a chunk, the headers)."""
-    return (
-        not path
-        or path[-1] in ("interactions", "response", "chunks")
-        or (len(path) == 2 and path[0] == "interactions")
-    )
+_ONE_PER_LINE = ("interactions", "response", "chunks")
 
 
-def _lines(value: Any, path: tuple[str | int, ...], indent: str) -> Iterable[str]:
-    """``value`` as JSON text (``json.dumps`` for everything on one line), in pieces."""
-    import json
-
-    if not (isinstance(value, dict | list) and value and _one_per_line(path)):
-        yield json.dumps(value, ensure_ascii=False, allow_nan=False)
-        return
+def _layout(value: Any, key: str | int | None, parent: str | int | None, indent: str) -> str:
+    """``value`` as JSON text. One member per line: the document, the interactions and each of
+    them, each response and its chunks; anything deeper is one line (a chunk, the headers),
+    written by the ``json`` module."""
+    encode = _encoder().encode
+    if not (
+        isinstance(value, dict | list)
+        and value
+        and (key is None or key in _ONE_PER_LINE or parent == "interactions")
+    ):
+        return encode(value)
     inner = indent + " "
-    items = value.items() if isinstance(value, dict) else enumerate(value)
-    yield "{" if isinstance(value, dict) else "["
-    for n, (key, item) in enumerate(items):
-        yield ",\n" + inner if n else "\n" + inner
-        if isinstance(value, dict):
-            yield json.dumps(key, ensure_ascii=False) + ": "
-        yield from _lines(item, (*path, key), inner)
-    yield "\n" + indent + ("}" if isinstance(value, dict) else "]")
+    if isinstance(value, dict):
+        members = [f"{encode(k)}: {_layout(v, k, key, inner)}" for k, v in value.items()]
+        return "{\n" + inner + (",\n" + inner).join(members) + "\n" + indent + "}"
+    items = [_layout(v, n, key, inner) for n, v in enumerate(value)]
+    return "[\n" + inner + (",\n" + inner).join(items) + "\n" + indent + "]"
+
+
+_json_encoder: json.JSONEncoder | None = None
+
+
+def _encoder() -> json.JSONEncoder:
+    global _json_encoder
+    if _json_encoder is None:
+        import json
+
+        _json_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+    return _json_encoder
 
 
 def export_json(cassette: Cassette) -> str:
     """The lossless, reviewable JSON twin: one chunk per line, so a diff shows the changed chunk."""
-    return "".join(_lines(_twin(cassette), (), "")) + "\n"
+    return _layout(_twin(cassette), None, None, "") + "\n"
 
 
-# one token of JSON text: a string, a punctuation mark, or a number or literal
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]|[^\s{}\[\],:"]+')
+_WS = re.compile(r"[ \t\n\r]*")
 
 
 def _position(text: str, target: Path) -> int | None:
-    """Where in ``text`` the member or element at ``target`` starts (the last of duplicate
-    keys, as ``json.loads`` keeps the last), found in one pass over the JSON tokens."""
+    """Where in ``text`` (valid JSON) the member or element at ``target`` starts: walks down the
+    path, stepping over each sibling with ``json.JSONDecoder.raw_decode``; of duplicate keys
+    the last, as ``json.loads`` keeps the last."""
     import json
 
-    # per open container: [is an object, its current key or index, at the start of a member]
-    open_: list[list[Any]] = []
-    found = None
-    for m in _JSON_TOKEN.finditer(text):
-        token = m.group()
-        top = open_[-1] if open_ else None
-        if top is not None and top[2] and token not in "}]":
-            top[2] = False
-            if top[0]:  # a key
-                try:
-                    top[1] = json.loads(token)
-                except ValueError:
-                    return found
-            if len(open_) == len(target) and all(
-                f[1] == t and isinstance(t, str) == f[0] for f, t in zip(open_, target, strict=True)
-            ):
-                found = m.start()
-        if token in "{[":
-            open_.append([token == "{", None if token == "{" else 0, True])
-        elif token in "}]" and open_:
-            open_.pop()
-        elif token == "," and top is not None:
-            top[2] = True
-            if not top[0]:
-                top[1] += 1
-    return found if target else 0
+    decode = json.JSONDecoder().raw_decode
+    pos = _WS.match(text).end()  # type: ignore[union-attr]
+    for depth, step in enumerate(target):
+        opener = "{" if isinstance(step, str) else "["
+        if text[pos : pos + 1] != opener:
+            return None
+        pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+        hit: int | None = None
+        value = n = 0
+        while text[pos : pos + 1] not in ("", "}", "]"):
+            start = pos
+            if isinstance(step, str):
+                key, pos = decode(text, pos)
+                pos = _WS.match(text, pos).end() + 1  # type: ignore[union-attr]  # the colon
+                pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+                if key == step:
+                    hit, value = start, pos
+            elif n == step:
+                hit = value = start
+                break
+            _, pos = decode(text, pos)  # the value, skipped
+            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            if text[pos : pos + 1] == ",":
+                pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            n += 1
+        if hit is None:
+            return None
+        if depth == len(target) - 1:
+            return hit
+        pos = value
+    return pos
 
 
 def import_json(text: str | bytes, *, path: str = "<json>") -> Cassette:
@@ -730,7 +742,10 @@ def import_json(text: str | bytes, *, path: str = "<json>") -> Cassette:
     def line_of(where: Path) -> int | None:
         # the field's line, else the line of the nearest enclosing one that is there
         for n in range(len(where), -1, -1):
-            pos = _position(source, where[:n])
+            try:
+                pos = _position(source, where[:n])
+            except (ValueError, RecursionError):  # nested deeper than the decoder goes
+                continue
             if pos is not None:
                 return source.count("\n", 0, pos) + 1
         return None

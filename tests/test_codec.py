@@ -516,6 +516,28 @@ def test_json_bad_field_names_field_and_line(needle: str, old: str, new: str, wh
     assert f"line {line}:" in str(e) and where in str(e)
 
 
+def test_json_of_any_layout_names_the_line_of_the_field() -> None:
+    # a twin edited by hand or written by another tool: indented differently, keys repeated
+    doc = json.loads(_format.export_json(REAL))
+    doc["interactions"][1]["response"]["chunks"][0]["at"] = "soon"
+    text = json.dumps(doc, indent=4)
+    e = _json_refused(text)
+    assert e.where == "interactions[1].response.chunks[0].at"
+    assert '"at": "soon"' in text.splitlines()[e.line - 1]  # type: ignore[operator]
+    # the last of duplicate keys is the one json.loads keeps, and the one named
+    one_line = json.dumps(doc)
+    assert _json_refused(one_line).line == 1
+    twice = text.replace('"at": "soon"', '"at": "soon",\n"at": -1', 1)
+    e = _json_refused(twice)
+    assert "-1" in twice.splitlines()[e.line - 1]  # type: ignore[operator]
+    # a missing field: the line of the object that lacks it
+    del doc["interactions"][0]["response"]["end"]
+    text = json.dumps(doc, indent=2)
+    e = _json_refused(text)
+    assert e.where == f"{_R}.end" and e.problem == "missing"
+    assert '"response": {' in text.splitlines()[e.line - 1]  # type: ignore[operator]
+
+
 def test_json_invalid_names_the_line() -> None:
     text = _format.export_json(REAL)
     line = _line_of(text, '"at": 0.4375')
