@@ -93,12 +93,26 @@ class ContentDecoder:
     def _take(self, data: bytes) -> bytes:
         d = self._d
         assert d is not None
-        room = self._limit - self._out
-        out = d.decompress(data, room + 1)
-        if len(out) > room or d.unconsumed_tail:
-            raise DecodeError(f"not decoded: larger than {format_size(self._limit)} when decoded")
-        self._out += len(out)
-        return out
+        out = []
+        while True:
+            room = self._limit - self._out
+            piece = d.decompress(data, room + 1)
+            if len(piece) > room or d.unconsumed_tail:
+                raise DecodeError(
+                    f"not decoded: larger than {format_size(self._limit)} when decoded"
+                )
+            self._out += len(piece)
+            out.append(piece)
+            if not (d.eof and d.unused_data and self._encoding in ("gzip", "x-gzip")):
+                return b"".join(out)
+            # another gzip member follows (as gzip and clients read them: one stream), never
+            # left unread: what it holds is shown, searched and counted against the limit
+            data = d.unused_data
+            if not b"\x1f\x8b".startswith(data[:2]):
+                raise DecodeError(
+                    f"not decoded: damaged gzip data ({len(data)} bytes after the stream's end)"
+                )
+            d = self._d = zlib.decompressobj(wbits=31)
 
     def feed(self, data: bytes) -> bytes:
         if self._raw:

@@ -107,7 +107,9 @@ class SSEParser:
         # line end once, and copied a bounded number of times: feeding is linear in the input
         # however it is chunked (a line fed one byte at a time included).
         self._done: list[bytes] = []
-        self._pend = bytearray()  # the incomplete line (no CR or LF in it, but a last CR)
+        # the incomplete line (no CR or LF in it, but a last CR): bytes as a parse left it, a
+        # bytearray once chunks without a line end are appended to it
+        self._pend: bytes | bytearray = b""
         self._held_cr = False  # _pend ends with a CR whose LF may come next
         self._offset = 0  # stream offset of the current block
         self._bom_checked = False
@@ -137,28 +139,33 @@ class SSEParser:
         if not data:
             return []
         if self._bom_checked and not self._held_cr and b"\n" not in data and b"\r" not in data:
-            self._pend += data  # the line goes on: nothing to parse yet
+            pend = self._pend  # the line goes on: nothing to parse yet
+            if type(pend) is bytes:  # what the last parse left: grown in place from now on
+                pend = self._pend = bytearray(pend)
+            pend += data
             return []
-        return self._parse(data, final=False)
+        return self._parse(data, False)
 
     def flush(self) -> list[Frame]:
         """End of stream: a pending CR ends its line. An unterminated block stays in ``tail``."""
         if self._flushed:
             return []
         self._flushed = True
-        return self._parse(b"", final=True)
+        return self._parse(b"", True)
 
-    def _parse(self, data: bytes, *, final: bool) -> list[Frame]:
+    def _parse(self, data: bytes, final: bool) -> list[Frame]:
         """Parse the incomplete line and ``data``: fields of complete lines, a frame per blank
         line; what is left waits for more."""
         pend = self._pend
-        buf = bytes(pend) + bytes(data) if pend else bytes(data)
-        self._pend = bytearray()
+        buf = pend + data if pend else bytes(data)  # bytes + bytes, or a bytearray's copy
+        if type(buf) is not bytes:
+            buf = bytes(buf)
+        self._pend = b""
         pos = 0
         if not self._bom_checked:
             # The BOM may arrive split over several chunks; decide once 3 bytes (or EOF) are here.
             if len(buf) < 3 and not final and _BOM.startswith(buf):
-                self._pend += buf
+                self._pend = buf
                 return []
             self._bom_checked = True
             if buf.startswith(_BOM):
@@ -167,6 +174,9 @@ class SSEParser:
         block_start = 0
         n = len(buf)
         search = _EOL.search
+        field, dispatch = self._field, self._dispatch
+        done = self._done
+        offset = self._offset
         held = False
         while True:
             m = search(buf, pos)
@@ -178,21 +188,22 @@ class SSEParser:
                 break
             start = m.start()
             if start > pos:
-                self._field(buf[pos:start])
+                field(buf[pos:start])
                 pos = eol_end
                 continue
             pos = eol_end
             raw = buf[block_start:pos]
-            if self._done:
-                raw = b"".join(self._done) + raw
-                self._done = []
-            frames.append(self._dispatch(raw, self._offset))
-            self._offset += len(raw)
+            if done:
+                raw = b"".join(done) + raw
+                done = self._done = []
+            frames.append(dispatch(raw, offset))
+            offset += len(raw)
             block_start = pos
+        self._offset = offset
         if pos > block_start:  # complete lines of a block that goes on
-            self._done.append(buf[block_start:pos])
+            done.append(buf[block_start:pos])
         if pos < n:
-            self._pend += buf[pos:]
+            self._pend = buf[pos:]
         self._held_cr = held
         return frames
 
@@ -203,8 +214,9 @@ class SSEParser:
                 text = text[1:]
             self._comments.append(text.decode("utf-8", "replace"))
             return
-        name, at = _split_field(line)
-        value = line[at:]
+        name, _, value = line.partition(b":")  # as _split_field: one space after the colon goes
+        if value[:1] == b" ":
+            value = value[1:]
         if name == b"data":
             self._data.append(value.decode("utf-8", "replace"))
         elif name == b"event":

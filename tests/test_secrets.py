@@ -825,3 +825,23 @@ def test_ssevcr_cli_subprocess_show_masks(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert not [s for s in collect_secrets(cassette) if s in out.stdout + out.stderr]
+
+
+def test_every_gzip_member_is_searched_and_redacted() -> None:
+    """A body of several gzip members is one stream to gzip and to clients: a secret in the
+    second member is found by audit and redacted at record time, never left unread."""
+    secret = planted("member")
+    first = zlib.compress(b'data: {"a": 1}\n\n', wbits=31)
+    c = zlib.compressobj(wbits=31)
+    second = c.compress(b'data: {"password": "' + secret.encode() + b'"}\n\n') + c.flush()
+    resp = Response.from_chunks(
+        200,
+        [(0.1, first), (0.2, second)],
+        headers=(("content-type", "text/event-stream"), ("content-encoding", "gzip")),
+    )
+    cassette = Cassette((Interaction(Request("GET", "http://h/"), resp),))
+    found = scan(cassette)
+    assert [f.location for f in found] == ["response event 2"]
+    out = Redaction().response(resp)
+    assert secret.encode() not in zlib.decompressobj(wbits=31).decompress(out.body)
+    assert parse(zlib.decompress(out.body, 47)).events[1].data == '{"password": "REDACTED"}'
