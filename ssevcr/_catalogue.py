@@ -10,8 +10,9 @@ re-implements a fault; ``ssevcr._schedule`` applies them all):
   (every k in ``full``), ending ``close``, ``abort`` and ``reset``; inside an event; inside a
   multi-byte UTF-8 character where the stream has one;
 - ``drop`` the terminal event (``[DONE]``, ``message_stop``, ``response.completed``, as
-  :func:`ssevcr._providers.ends_stream` knows them; the last event when the provider has none) and a middle one; ``duplicate`` a middle and the terminal
-  event; ``corrupt`` a middle event's JSON and UTF-8;
+  :func:`ssevcr._providers.ends_stream` knows them; the last event when the provider has none)
+  and a middle one; ``duplicate`` a middle and the terminal event; ``corrupt`` a middle event's
+  JSON and UTF-8;
 - the provider's own ``error`` event early and late; ``status`` 429 (with retry-after), 500, 503
   and the provider's overload code (Anthropic's 529);
 - ``stall`` before the first event and mid-stream, for ``stall`` seconds (past the client's
