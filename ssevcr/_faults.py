@@ -12,8 +12,15 @@ answers 429 once, then the recording: the client's retry succeeds).
     duplicate:event=N|last
     error:after=N|last                     [provider=openai|anthropic|generic, message=TEXT]
     status:CODE                            [retry_after=DUR, provider=...]
-    rechunk:size=N | rechunk:random[,max=N] | rechunk:hostile
+    rechunk:size=N | rechunk:random[,max=N,seed=N] | rechunk:hostile
     slow:bps=N
+    header:NAME=VALUE | header:drop=NAME | header:content-length
+
+``rechunk:random,seed=N`` draws its pieces from its own generator (``seed``), not the play's:
+several random splittings of one stream in one run. ``header`` changes the response head: sets
+a header (``header:content-type=text/plain``), removes one (``header:drop=content-type``), or
+sends a streamed body with its exact ``content-length`` instead of chunked. Hop-by-hop headers
+(``transfer-encoding``, ``connection``, ...) are the replay's own and cannot be changed.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._cassette import head_problems
 from ._errors import ConfigError
 from ._timing import parse_duration
 
@@ -32,6 +40,7 @@ __all__ = [
     "Duplicate",
     "EventRef",
     "Fault",
+    "Header",
     "InjectError",
     "Rechunk",
     "Scope",
@@ -117,6 +126,7 @@ class Rechunk(_Base):
     how: Literal["size", "random", "hostile"] = "size"
     size: int = 1
     max: int = 16
+    seed: int | None = None  # random: its own generator instead of the play's
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +134,28 @@ class Slow(_Base):
     bps: int = 1000
 
 
-Fault = Truncate | Corrupt | Stall | Drop | Duplicate | InjectError | Status | Rechunk | Slow
+@dataclass(frozen=True, slots=True)
+class Header(_Base):
+    name: str = "content-type"  # lower case
+    value: str | None = None  # what to set (action "set")
+    action: Literal["set", "drop", "length"] = "set"
+
+
+Fault = (
+    Truncate | Corrupt | Stall | Drop | Duplicate | InjectError | Status | Rechunk | Slow | Header
+)
+HOP_BY_HOP = frozenset(
+    {
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    }
+)
+"""Headers the replay writes itself (never recorded, never changed by a fault)."""
 
 _KEYS: dict[str, tuple[str, ...]] = {
     "truncate": ("after", "byte", "end"),
@@ -134,8 +165,9 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "duplicate": ("event",),
     "error": ("after", "provider", "message"),
     "status": ("code", "retry_after", "provider"),
-    "rechunk": ("size", "random", "hostile", "max"),
+    "rechunk": ("size", "random", "hostile", "max", "seed"),
     "slow": ("bps",),
+    "header": ("NAME=VALUE", "drop=NAME", "content-length"),  # any header name is a key
 }
 FAULT_NAMES = tuple(_KEYS)
 _COMMON = ("on", "times")
@@ -212,7 +244,7 @@ def _split(spec: str) -> _Spec:
         if not eq:
             flags.append(key)
             continue
-        if key not in _KEYS[name] and key not in _COMMON:
+        if key not in _KEYS[name] and key not in _COMMON and name != "header":
             raise _fail(
                 spec, f"unknown key {key!r}; {name} takes {', '.join(_KEYS[name] + _COMMON)}"
             )
@@ -301,15 +333,46 @@ def _rechunk(s: _Spec) -> Rechunk:
     if len(modes) != len(s.flags) or len(modes) + ("size" in s.params) != 1:
         raise s.fail("rechunk needs exactly one of size=N, random or hostile")
     maximum = s.number("max", s.params.get("max", "16"), minimum=1)
+    seed = s.params.get("seed")
+    if seed is not None and modes != ["random"]:
+        raise s.fail("seed goes with rechunk:random")
     if not modes:
         return Rechunk(
             s.text, s.scope, how="size", size=s.number("size", s.params["size"], minimum=1)
         )
-    return Rechunk(s.text, s.scope, how=modes[0], max=maximum)  # type: ignore[arg-type]
+    return Rechunk(
+        s.text,
+        s.scope,
+        how=modes[0],  # type: ignore[arg-type]
+        max=maximum,
+        seed=None if seed is None else s.number("seed", seed, minimum=0),
+    )
 
 
 def _slow(s: _Spec) -> Slow:
     return Slow(s.text, s.scope, bps=s.no_flags().number("bps", s.need("bps"), minimum=1))
+
+
+def _header(s: _Spec) -> Header:
+    items = [*s.flags, *s.params]
+    if len(items) != 1 or (s.flags and s.flags != ("content-length",)):
+        raise s.fail("header takes one of NAME=VALUE, drop=NAME or content-length")
+    if s.flags:
+        return Header(s.text, s.scope, name="content-length", action="length")
+    key = items[0]
+    drop = key == "drop"
+    name = s.params[key].lower() if drop else key
+    value = "" if drop else s.params[key]
+    problems = head_problems(200, "OK", ((name, value),))
+    if problems:
+        raise s.fail(problems[0][1])
+    if name in HOP_BY_HOP:
+        raise s.fail(f"the replay writes {name} itself; it cannot be changed")
+    if name == "content-length" and not drop:
+        raise s.fail("header:content-length takes no value (the body's own length is sent)")
+    if drop:
+        return Header(s.text, s.scope, name=name, action="drop")
+    return Header(s.text, s.scope, name=name, value=value)
 
 
 _PARSERS: dict[str, Callable[[_Spec], Fault]] = {
@@ -322,6 +385,7 @@ _PARSERS: dict[str, Callable[[_Spec], Fault]] = {
     "status": _status,
     "rechunk": _rechunk,
     "slow": _slow,
+    "header": _header,
 }
 
 

@@ -16,12 +16,14 @@ from ._timing import HORIZON
 
 __all__ = [
     "DUMMY_KEYS",
+    "OVERLOAD",
     "TERMINAL_EVENT_TYPES",
     "detect",
     "dummy_keys",
     "ends_stream",
     "error_event",
     "error_response",
+    "terminal_index",
 ]
 
 DUMMY_KEYS = {
@@ -35,6 +37,10 @@ are unset (the replay never checks them): ``ssevcr replay -- CMD`` and the pytes
 def dummy_keys(environ: Mapping[str, str]) -> dict[str, str]:
     """The stand-in keys to set in ``environ``: those of :data:`DUMMY_KEYS` unset or empty."""
     return {name: value for name, value in DUMMY_KEYS.items() if not environ.get(name)}
+
+
+OVERLOAD = {"anthropic": 529}
+"""The HTTP status a provider answers when overloaded, beside 429/500/503."""
 
 
 def detect(url: str, events: Sequence[Event] = ()) -> str:
@@ -78,6 +84,12 @@ def ends_stream(event: Event) -> bool:
     compatible APIs: Mistral, Groq, ...) or one of :data:`TERMINAL_EVENT_TYPES`. The SDKs stop
     reading there (openai breaks out at ``[DONE]``), often before the body's last bytes."""
     return event.data.strip() == "[DONE]" or event.type in TERMINAL_EVENT_TYPES
+
+
+def terminal_index(events: Sequence[Event]) -> int | None:
+    """The index of the first event that ends the stream (:func:`ends_stream`), or None when
+    the stream just stops (Gemini: the last chunk carries the finish reason)."""
+    return next((i for i, e in enumerate(events) if ends_stream(e)), None)
 
 
 def _eol(raw: bytes) -> bytes:

@@ -33,11 +33,13 @@ from . import _providers as providers
 from ._cassette import Headers, Outcome, Response
 from ._errors import ConfigError
 from ._faults import (
+    HOP_BY_HOP,
     Corrupt,
     Drop,
     Duplicate,
     EventRef,
     Fault,
+    Header,
     InjectError,
     Rechunk,
     Slow,
@@ -59,18 +61,6 @@ __all__ = [
     "build",
     "hostile_boundaries",
 ]
-
-HOP_BY_HOP = frozenset(
-    {
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -234,6 +224,7 @@ def hostile_boundaries(body: bytes) -> list[int]:
 #   stall            pauses shift what follows; a pause forever hangs
 #   pace             slow: a bandwidth cap
 #   end_step         how and when the body ends
+#   set_headers      header faults: set, drop, a content-length on a stream
 #   frame            content-length: what a well-formed end sends
 #
 # Each is a pure function of a Draft (and the faults it applies); byte positions are those of
@@ -341,7 +332,8 @@ def build(
     )
     for f in faults:
         if isinstance(f, Rechunk):
-            draft = rechunk(draft, f, rng)
+            own = rng if f.seed is None else random.Random(f"ssevcr:rechunk:{f.seed}")
+            draft = rechunk(draft, f, own)
     draft = stall(draft, headers_at)
     slow = [f for f in faults if isinstance(f, Slow)]
     if slow:
@@ -349,6 +341,9 @@ def build(
     pieces: Sequence[Any] = draft.items  # only pieces are left after ``stall``
     steps = tuple(Send(at, data) for at, data in pieces if data)
     end = end_step(draft, steps[-1].at if steps else headers_at, response.end.outcome)
+    header_faults = [f for f in faults if isinstance(f, Header)]
+    if header_faults:
+        draft = set_headers(draft, header_faults)
     headers, content_length = frame(draft, response, end, sum(len(s.data) for s in steps))
     return Schedule(
         status=response.status,
@@ -668,6 +663,44 @@ def end_step(draft: Draft, last: float, outcome: Outcome) -> EndStep:
     if outcome == Outcome.UPSTREAM_ERROR:
         return Abort(max(draft.end_at, last))
     return Close(max(draft.end_at, last))
+
+
+def set_headers(draft: Draft, faults: Sequence[Header]) -> Draft:
+    """``header`` faults, in order: set a header (in place of the first of that name, the others
+    removed; else last), drop one, or give a streamed body a content-length (``frame`` sets
+    its value)."""
+    for f in faults:
+        headers = draft.headers
+        present = [v for k, v in headers if k.lower() == f.name]
+        if f.action == "length":
+            if present:
+                draft = draft.skip(f, "the body already has a content-length")
+                continue
+            headers = (*headers, ("content-length", "0"))
+        elif f.action == "drop":
+            if not present:
+                draft = draft.skip(f, f"the response has no {f.name} header")
+                continue
+            headers = tuple((k, v) for k, v in headers if k.lower() != f.name)
+        else:
+            assert f.value is not None
+            if present == [f.value]:
+                draft = draft.skip(f, f"{f.name} is already {f.value!r}")
+                continue
+            headers = _set(headers, f.name, f.value)
+        draft = replace(draft, headers=headers).fire(f)
+    return draft
+
+
+def _set(headers: Headers, name: str, value: str) -> Headers:
+    out, done = [], False
+    for k, v in headers:
+        if k.lower() != name:
+            out.append((k, v))
+        elif not done:
+            out.append((k, value))
+            done = True
+    return tuple(out) if done else (*out, (name, value))
 
 
 def frame(draft: Draft, response: Response, end: EndStep, sent: int) -> tuple[Headers, int | None]:

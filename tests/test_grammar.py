@@ -14,6 +14,7 @@ from ssevcr._faults import (
     Corrupt,
     Drop,
     Duplicate,
+    Header,
     InjectError,
     Rechunk,
     Scope,
@@ -187,3 +188,39 @@ def test_durations_as_long_as_a_float_holds_parse_and_infinite_ones_do_not() -> 
         with pytest.raises(ConfigError, match="not a finite number"):
             parse_duration(text)
     assert parse_timing("scale:1e300").retime([1e300]) == {1e300: HORIZON}
+
+
+def test_header_and_seeded_rechunk_values() -> None:
+    assert parse_fault("header:content-type=text/plain") == Header(
+        name="content-type", value="text/plain"
+    )
+    assert parse_fault("header:Content-Type=text/plain; charset=utf-8") == Header(
+        name="content-type", value="text/plain; charset=utf-8"
+    )
+    assert parse_fault("header:drop=Content-Type") == Header(name="content-type", action="drop")
+    assert parse_fault("header:content-length") == Header(name="content-length", action="length")
+    assert parse_fault("header:content-encoding=gzip,on=2").scope == Scope(interaction=2)
+    assert parse_fault("rechunk:random,seed=3") == Rechunk(how="random", seed=3)
+    assert parse_fault("rechunk:random,seed=3,max=4") == Rechunk(how="random", seed=3, max=4)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("header", "header takes one of NAME=VALUE, drop=NAME or content-length"),
+        ("header:a=1,b=2", "header takes one of"),
+        ("header:content-type", "header takes one of"),
+        ("header:transfer-encoding=gzip", "the replay writes transfer-encoding itself"),
+        ("header:drop=connection", "the replay writes connection itself"),
+        ("header:content-length=5", "takes no value"),
+        ("header:bad name=x", "header name is not a token"),
+        ("header:x-a=\x01", "control bytes"),
+        ("header:drop=", "header name is not a token"),
+        ("rechunk:size=2,seed=1", "seed goes with rechunk:random"),
+        ("rechunk:random,seed=-1", "seed must be >= 0"),
+    ],
+)
+def test_bad_header_and_rechunk_faults(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="bad fault") as info:
+        parse_fault(text)
+    assert message in str(info.value)

@@ -655,3 +655,49 @@ def test_any_time_a_cassette_holds_builds_a_finite_ordered_schedule(
     times = [step.at for step in s.steps]
     assert all(0 <= t <= HORIZON for t in [s.headers_at, *times, s.end.at])
     assert times == sorted(times) and s.end.at >= (times[-1] if times else s.headers_at)
+
+
+# ------------------------------------------------------------------ header faults
+
+
+def test_header_set_replaces_in_place_and_drop_removes_every_copy() -> None:
+    resp = recorded(
+        fixture(OPENAI), headers=(("Content-Type", SSE), ("x-a", "1"), ("content-type", "dup"))
+    )
+    s = run(resp, "header:content-type=text/plain")
+    assert s.headers == (("Content-Type", "text/plain"), ("x-a", "1"))  # its place, its spelling
+    assert s.body == resp.body and s.fired == ("header:content-type=text/plain",)
+    s = run(resp, "header:x-new=yes")
+    assert s.headers[-1] == ("x-new", "yes")
+    s = run(resp, "header:drop=content-type")
+    assert s.headers == (("x-a", "1"),)
+    assert run(resp, "header:drop=x-none").skipped == (
+        "header:drop=x-none: the response has no x-none header",
+    )
+    same = run(recorded(fixture(OPENAI)), f"header:content-type={SSE}")
+    assert same.skipped and same.fired == ()
+
+
+def test_header_content_length_sends_a_stream_sized_and_keeps_its_timing() -> None:
+    resp = recorded(fixture(ANTHROPIC))
+    plain = run(resp)
+    s = run(resp, "header:content-length")
+    assert s.content_length == len(resp.body) and not s.streamed
+    assert ("content-length", str(len(resp.body))) in s.headers
+    assert s.steps == plain.steps and s.end == plain.end
+    cut = run(resp, "header:content-length", "truncate:after=2,end=abort")
+    assert cut.content_length is not None and cut.content_length > len(cut.body)  # promised more
+    sized = Response.from_chunks(200, [(0.1, b"{}")], headers=(("content-length", "2"),))
+    assert run(sized, "header:content-length").skipped == (
+        "header:content-length: the body already has a content-length",
+    )
+    dropped = run(sized, "header:drop=content-length")
+    assert dropped.streamed and dropped.body == b"{}"  # then it is sent chunked
+
+
+def test_seeded_rechunk_is_its_own_generator() -> None:
+    resp = recorded(fixture(OPENAI))
+    a = run(resp, "rechunk:random,seed=5", seed=1)
+    b = run(resp, "rechunk:random,seed=5", seed=2)  # the play's seed does not matter
+    c = run(resp, "rechunk:random,seed=6", seed=1)
+    assert a.steps == b.steps != c.steps and a.body == c.body == resp.body
