@@ -1,6 +1,7 @@
 """A careful consumer: prints the streamed text only when the stream really ended.
 
-It fails (non-zero exit, a message on stderr) on an HTTP error, a cut connection, broken JSON, a
+It fails (non-zero exit, a message on stderr) on an HTTP error, a body that is not an event
+stream, a cut connection, broken JSON, a
 provider error event, a read timeout, or a stream without ``finish_reason`` and ``[DONE]``.
 ``ssevcr sweep`` passes it on every fault.
 """
@@ -22,6 +23,10 @@ def main() -> int:
         return 2
     if response.status != 200:
         print(f"HTTP {response.status}: {response.read()[:200]!r}", file=sys.stderr)
+        return 3
+    content_type = response.getheader("content-type", "")
+    if not content_type.startswith("text/event-stream"):
+        print(f"not an event stream: content-type {content_type!r}", file=sys.stderr)
         return 3
     text, finished, done = [], False, False
     try:

@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("review", "Write a cassette as its lossless JSON twin."),
     "import": ("review", "Read a JSON twin (checked; errors name the line and the field)."),
     "audit": ("review", "Look for credentials in cassettes."),
+    "sweep": (
+        "sweep",
+        "Run -- CMD once clean and once per fault, and say which faults it mishandles.",
+    ),
     "synth": (
         "synth",
         "Build a cassette from content, without a network: the stream a provider would send.",

@@ -226,12 +226,13 @@ def _trials(
     from .._catalogue import catalogue, classify
 
     trials: list[Trial] = []
+    loaded = [c for _, c in cassettes]
     if catalog is not None:
-        for entry in catalogue([c for _, c in cassettes], level=catalog, seed=seed, stall=stall):
+        for entry in catalogue(loaded, level=catalog, seed=seed, stall=stall):
             trials.append(Trial(entry.spec, entry.kind, entry.lossy))
     for spec in specs:
         fault = parse_fault(spec)
-        kind, lossy = classify(fault, stall_limit=stall)
+        kind, lossy = classify(fault, stall_limit=stall, cassettes=loaded)
         trials.append(Trial(str(fault), kind, lossy))
     seen: set[str | None] = set()
     unique = []
@@ -463,6 +464,21 @@ def sweep_command(
         out.print(
             f"  {r.verdict.value:<7} {r.trial.spec}  [{exit_text}, {r.duration_s:.2f} s]"
             f"{note}  {last[0][:120]}",
+            markup=False,
+        )
+    partial = [
+        r
+        for r in runs
+        if r.trial.lossy
+        and r.verdict is Verdict.OK
+        and r.result.exit_code == 0
+        and not r.same_output
+    ]
+    if partial and compare == "stdout":
+        out.print(
+            f"note: {len(partial)} lossy run(s) exited 0 with another output than the clean "
+            "run (counted ok); if a non-zero exit is how your command reports a failure, "
+            "use --compare exit",
             markup=False,
         )
     failing = [r for r in bad if not r.allowed]
