@@ -143,9 +143,10 @@ class _Bare(asyncio.Protocol):
                 t0 = loop.time()
                 write = self.transport.write
                 write(self.pieces[0])
-                for at, piece in zip(self.times, self.pieces[1:-1], strict=True):
+                chunks = self.pieces[1:-1]
+                chunks[-1] += self.pieces[-1]  # the end with the last chunk (equal deadlines
+                for at, piece in zip(self.times, chunks, strict=True):  # may run in any order)
                     loop.call_at(t0 + at, write, piece)
-                loop.call_at(t0 + (self.times[-1] if self.times else 0), write, self.pieces[-1])
 
 
 async def _serve_bare(response: bytes, mode: str, cassette: str) -> None:

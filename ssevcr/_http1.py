@@ -96,12 +96,21 @@ class Head:
     keep_alive: bool  # whether the connection may carry another request after the answer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Request:
     """A whole request: its head and body."""
 
     head: Head
     body: bytes
+
+    def __init__(self, head: Head, body: bytes) -> None:
+        # frozen: the slots' own setters, in ~60% of the generated __init__'s time (one per request)
+        _SET_HEAD(self, head)
+        _SET_BODY(self, body)
+
+
+_SET_HEAD = vars(Request)["head"].__set__
+_SET_BODY = vars(Request)["body"].__set__
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,7 +155,11 @@ class Player:
         entries = self._entries
         with self._lock:
             candidates = self._candidates(request)
-            index = next((n for n in candidates if entries[n].plays == 0), -1)
+            index = -1
+            for n in candidates:  # (a loop: a generator costs more than the search, per request)
+                if entries[n].plays == 0:
+                    index = n
+                    break
             if index < 0:
                 if candidates and self.repeat:
                     index = (
@@ -180,7 +184,7 @@ class Player:
             faults = self._faults_for(index, request) if self.faults else []
             # a status fault answers instead of the recording: the interaction is still unused,
             # so the client's retry gets it (status:429,times=1 -> 429, then the recording)
-            if not any(isinstance(f, Status) for f in faults):
+            if not faults or not any(isinstance(f, Status) for f in faults):
                 entry.plays += 1
             # without faults a schedule depends only on the interaction (the seed feeds faults
             # only): it is built once (the replay server answers the same request thousands of times)

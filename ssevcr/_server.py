@@ -73,6 +73,7 @@ Log = Callable[[str], None]
 
 MISS_STATUS = 404  # never retried by the SDKs (they retry 408, 409, 429 and 5xx)
 MAX_BODY = http1.MAX_BODY
+_KEEP_LAST_BODY = 64 * 1024  # a connection remembers its latest request up to this body size
 _READ_PAUSE_AT = 256 * 1024  # stop reading a client that pipelines this much during a response
 _WRITE_HIGH = 16 * 1024  # the transport's high-water mark: a batch waits until it drains below
 _RESET_DRAIN_WAIT = 0.5  # seconds to let the peer acknowledge the bytes before a reset
@@ -153,6 +154,8 @@ class _Connection(asyncio.Protocol):
         self._response_head: http1.ResponseHead | None = None
         self._t0 = 0.0
         self._next_after_drain = False  # answered, waiting for the client to take it
+        self._last: Request | None = None  # the latest request, and the head it came with
+        self._last_head: http1.Head | None = None
 
     # --- protocol callbacks
 
@@ -253,7 +256,11 @@ class _Connection(asyncio.Protocol):
             and _header(head.headers, "access-control-request-method")
         ):
             return self._small(head, 204, (*cors, *server.preflight_headers(head)), b"")
-        request = Request(head.method, head.url, head.headers, incoming.body)
+        request = self._last
+        if request is None or self._last_head is not head or request.body != incoming.body:
+            request = Request(head.method, head.url, head.headers, incoming.body)
+            if len(incoming.body) <= _KEEP_LAST_BODY:  # the same request again: the same value
+                self._last, self._last_head = request, head
         try:
             play = server.player.play(request)
             framed = http1.framed(play.schedule)
