@@ -10,7 +10,8 @@ Errors (one tree, see ``SsevcrError``)::
     SsevcrError
      ├── ConfigError        a bad timing or fault spec, option or flag
      ├── CassetteError      a cassette that cannot be read, written or validated
-     └── NoMatchError       a request that no recorded interaction matches
+     ├── NoMatchError       a request that no recorded interaction matches
+     └── NetworkBlockedError  a connection off the machine while a cassette replays
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from __future__ import annotations
 import importlib
 
 from ._cassette import Cassette, Chunk, End, Interaction, Outcome, Request, Response
-from ._errors import CassetteError, ConfigError, NoMatchError, SsevcrError
+from ._errors import (
+    CassetteError,
+    ConfigError,
+    NetworkBlockedError,
+    NoMatchError,
+    SsevcrError,
+)
 
 TYPE_CHECKING = False  # typing itself is not imported: loading a cassette does not need it
 if TYPE_CHECKING:
@@ -44,6 +51,7 @@ __all__ = [
     "End",
     "Event",
     "Interaction",
+    "NetworkBlockedError",
     "NoMatchError",
     "Outcome",
     "Player",

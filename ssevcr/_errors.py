@@ -5,7 +5,8 @@ turn them into one clean message, never a traceback.
      ├── ConfigError        a bad timing or fault spec, option or flag
      ├── CassetteError      a cassette that cannot be read, written or validated
      │    └── InvalidValueError  a model value built in code that no cassette can hold
-     └── NoMatchError       a request that no recorded interaction matches
+     ├── NoMatchError       a request that no recorded interaction matches
+     └── NetworkBlockedError  a connection to a non-loopback address while a cassette replays
 """
 
 from __future__ import annotations
@@ -53,4 +54,15 @@ class NoMatchError(SsevcrError):
     def __init__(self, message: str, *, method: str = "", url: str = ""):
         self.method = method
         self.url = url
+        super().__init__(message)
+
+
+class NetworkBlockedError(SsevcrError):
+    """A connection to a non-loopback address while a cassette replays (record mode ``none``):
+    refused before it was made. Not an ``OSError``, so no client takes it for a network failure
+    to retry or to fall back from. ``host``/``port``: where it was going."""
+
+    def __init__(self, message: str, *, host: str = "", port: int | None = None):
+        self.host = host
+        self.port = port
         super().__init__(message)

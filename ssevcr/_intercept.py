@@ -1,4 +1,5 @@
-"""In-process interception: every httpx and httpx2 client replays from, or records into, a cassette.
+"""In-process interception: every httpx, httpx2, aiohttp and requests client replays from, or
+records into, a cassette; while one replays, no other connection leaves the machine.
 
     with ssevcr.use_cassette("cassettes/chat.msgpack", timing="instant") as cas:
         ...                                   # cas.plays, cas.fired, cas.misses, cas.recorded
@@ -6,10 +7,13 @@
     @ssevcr.use_cassette("cassettes/chat.msgpack", record="once")
     async def test_chat(): ...                # also sync functions
 
-While a cassette is in use, ``HTTPTransport.handle_request`` and
-``AsyncHTTPTransport.handle_async_request`` of httpx and httpx2 (whichever are installed) are
-patched. A request is answered by the innermost open cassette of the context it is made in
-(``contextvars``): the thread or task that entered it, the tasks started from there (asyncio copies
+While a cassette is in use, each client adapter is installed (:data:`ADAPTERS`, each with
+``install``/``uninstall``): here ``HTTPTransport.handle_request`` and
+``AsyncHTTPTransport.handle_async_request`` of httpx and httpx2 (whichever are installed);
+``ssevcr._aiohttp`` (every aiohttp connector), ``ssevcr._requests`` (every requests
+``HTTPAdapter``), and ``ssevcr._network``, which refuses connections to non-loopback addresses
+from any client while the cassette replays. A request is answered by the innermost open
+cassette of the context it is made in (``contextvars``): the thread or task that entered it, the tasks started from there (asyncio copies
 the context into each new task), and threads that run in a copy of it (``asyncio.to_thread``,
 ``anyio.to_thread.run_sync``, ``pool.submit(contextvars.copy_context().run, fn, ...)``). A plain
 ``threading.Thread`` or a ``ThreadPoolExecutor`` worker starts with an empty context: its requests
@@ -47,14 +51,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
-from ._cassette import Cassette, Interaction, Outcome
+from ._cassette import Cassette, Headers, Interaction, Outcome, Request, Response
 from ._errors import ConfigError, NoMatchError
-from ._recording import DRAIN_TIMEOUT, Recording, record_async, record_sync
+from ._recording import DRAIN_TIMEOUT, Recording, _Capture, record_async, record_sync
 
 if TYPE_CHECKING:
     from ._faults import Fault
+    from ._network import HostSet
     from ._player import Miss, Play, Player
     from ._redaction import Redaction
     from ._timing import Timing
@@ -82,6 +87,9 @@ OPTION_NAMES = (
     "redact_headers",
     "redact_query",
     "redact_body",
+    "allowed_hosts",
+    "ignore_hosts",
+    "ignore_localhost",
 )
 """The options of a cassette in use (``use_cassette``'s keywords, the pytest marker's)."""
 RECORD_MODES: tuple[RecordMode, ...] = ("none", "once", "new_episodes", "all")
@@ -134,6 +142,8 @@ class Options:
     ignore_body_keys: tuple[str, ...]
     allow_repeats: bool
     redaction: Redaction
+    allowed_hosts: HostSet = field(default_factory=lambda: _empty_hosts())
+    ignore_hosts: HostSet = field(default_factory=lambda: _empty_hosts())
 
     @classmethod
     def parse(
@@ -151,8 +161,12 @@ class Options:
         redact_headers: Iterable[str] = (),
         redact_query: Iterable[str] = (),
         redact_body: Iterable[str] = (),
+        allowed_hosts: Iterable[str] = (),
+        ignore_hosts: Iterable[str] = (),
+        ignore_localhost: bool = False,
     ) -> Options:
         from ._faults import Fault, parse_faults
+        from ._network import HostSet
         from ._redaction import Redaction
         from ._timing import Timing, parse_timing
 
@@ -176,6 +190,8 @@ class Options:
             raise ConfigError(f"seed must be a whole number, got {seed!r}")
         if not isinstance(allow_repeats, bool):
             raise ConfigError(f"allow_repeats must be True or False, got {allow_repeats!r}")
+        if not isinstance(ignore_localhost, bool):
+            raise ConfigError(f"ignore_localhost must be True or False, got {ignore_localhost!r}")
         options = cls(
             path=_cassette_path(path),
             record=check_record_mode(record),
@@ -189,6 +205,12 @@ class Options:
                 headers=_names("redact_headers", redact_headers),
                 query_keys=_names("redact_query", redact_query),
                 body_paths=_names("redact_body", redact_body),
+            ),
+            allowed_hosts=HostSet.parse(
+                _names("allowed_hosts", allowed_hosts), what="allowed_hosts"
+            ),
+            ignore_hosts=HostSet.parse(
+                _names("ignore_hosts", ignore_hosts), what="ignore_hosts", loopback=ignore_localhost
             ),
         )
         options.match()  # validates match_on now
@@ -208,7 +230,72 @@ class Options:
         )
 
 
+def _empty_hosts() -> HostSet:
+    from ._network import HostSet
+
+    return HostSet()
+
+
 # ---------------------------------------------------------------------------------------------
+# recording for the adapters that report a head, then chunks, then the end (aiohttp, requests)
+
+
+class _HeadCapture(_Capture):
+    """A capture whose head is given (the adapter parsed it), not read from an httpx response."""
+
+    def __init__(self, t0: float, request: Request, head: Response) -> None:
+        super().__init__(t0, request, None, head.headers_at)
+        self._head = head
+
+    def head(self) -> Response:
+        return self._head
+
+
+class AdapterRecording:
+    """One exchange an adapter records: its head (which makes it a :class:`Recording` of the
+    cassette, in the order the requests went out), the raw chunks as they arrive, the end.
+    Times are measured from ``t0``, when the request was sent. Before its head nothing is kept:
+    an exchange that failed before any answer is not recorded."""
+
+    __slots__ = ("capture", "cassette", "index", "request", "t0")
+
+    def __init__(self, cassette: ActiveCassette, request: Request, t0: float, index: int) -> None:
+        self.cassette = cassette
+        self.request = request
+        self.t0 = t0
+        self.index = index
+        self.capture: _HeadCapture | None = None
+
+    def head(
+        self, status: int, *, reason: str = "", headers: Headers = (), http_version: str = ""
+    ) -> None:
+        if self.capture is not None:
+            return
+        head = Response(
+            status,
+            reason=reason,
+            http_version=http_version or "HTTP/1.1",
+            headers=tuple(headers),
+            headers_at=max(0.0, time.monotonic() - self.t0),
+        )
+        self.capture = _HeadCapture(self.t0, self.request, head)
+        self.cassette._add(Recording(self.capture, self.index))
+
+    def chunk(self, data: bytes) -> None:
+        if self.capture is not None and data:
+            self.capture.chunk(data)
+
+    def finish(self, outcome: Outcome, error: str | None = None) -> None:
+        if self.capture is not None:
+            self.capture.finish(outcome, error)
+        else:
+            self.cassette._settle(self.index)
+
+
+def error_text(exc: BaseException) -> str:
+    """How an upstream error is written into a cassette: ``Type: message``."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,6 +314,9 @@ class ActiveCassette:
     _recordings: list[Recording] = field(default_factory=list, repr=False)
     _absorbed: list[Miss] = field(default_factory=list, repr=False)  # misses that were recorded
     passthrough: set[str] = field(default_factory=set)  # host:port sent to the network untouched
+    blocked: list[str] = field(default_factory=list)
+    """Connections the network guard refused while this cassette replayed (``HOST:PORT``
+    messages, in order; see :mod:`ssevcr._network`), from any thread."""
     saved: bool = False
     closed: bool = False  # exited: it answers no request any more
     save_failed: bool = False  # a save failed and was reported (the pytest plugin)
@@ -276,7 +366,7 @@ class ActiveCassette:
     @property
     def replays_only(self) -> bool:
         """Whether every request is answered from the cassette (nothing goes upstream)."""
-        return self._mode == "replay"
+        return self.mode == "replay"
 
     @property
     def plays(self) -> list[Play]:
@@ -339,16 +429,52 @@ class ActiveCassette:
             f"or pytest --ssevcr-record=new_episodes, or re-record with 'all')"
         )
 
-    # -- routing ------------------------------------------------------------------------------
+    # -- routing (shared by every client adapter) ---------------------------------------------
 
     @property
-    def _mode(self) -> Literal["replay", "record", "both"]:
+    def mode(self) -> Literal["replay", "record", "both"]:
+        """What a request gets: ``replay`` (from the cassette only: a miss raises, the network
+        is blocked), ``record`` (the network, recorded) or ``both`` (a match replays, a miss is
+        recorded: ``new_episodes``)."""
         mode = self.options.record
         if mode == "all" or (mode == "once" and not self.existed):
             return "record"
         return "both" if mode == "new_episodes" else "replay"
 
-    def _absorb(self, error: NoMatchError) -> None:
+    def passes(self, host: str, port: int | None = None) -> bool:
+        """Whether a request to ``host:port`` goes to the network untouched (neither replayed
+        nor recorded): the ``ssevcr_server`` fixture's own server, ``ignore_hosts``,
+        ``ignore_localhost``."""
+        if self.passthrough and not self.passthrough.isdisjoint(
+            (host, f"{host}:{port}", f"[{host}]:{port}")
+        ):
+            return True
+        return self.options.ignore_hosts.matches(host)
+
+    def answer(self, request: Request) -> Play | None:
+        """The play that answers ``request``, or None when it goes to the network to be recorded.
+        In replay mode a miss raises :class:`NoMatchError` (with how to record it)."""
+        mode = self.mode
+        if mode == "record":
+            return None
+        try:
+            return self.player.play(request)
+        except NoMatchError as e:
+            if mode == "replay":
+                raise self.miss(e) from None
+            self.absorb(e)
+            return None
+
+    def record(self, request: Request, t0: float) -> AdapterRecording:
+        """Start recording an exchange whose request was sent at ``t0`` (``time.monotonic()``);
+        it takes its place in the cassette now, and is kept once its head arrives."""
+        with self._lock:
+            index = len(self.cassette.interactions) + len(self._recordings) + len(self._sending)
+            self._sending.add(index)
+        return AdapterRecording(self, request, t0, index)
+
+    def absorb(self, error: NoMatchError) -> None:
+        """A miss that is recorded instead (``new_episodes``): no longer listed in ``misses``."""
         message = str(error)
         with self._lock:
             for miss in reversed(self.player.misses):
@@ -356,22 +482,24 @@ class ActiveCassette:
                     self._absorbed.append(miss)
                     return
 
-    def _miss(self, error: NoMatchError) -> NoMatchError:
+    def miss(self, error: NoMatchError) -> NoMatchError:
+        """The error a miss raises in process: the player's explanation and how to record."""
         return NoMatchError(f"{error}\n{self.hint()}", method=error.method, url=error.url)
 
     def handle_sync(self, transport: Any, request: Any, send: Callable[[Any, Any], Any]) -> Any:
         from ._transport import handle_sync
 
-        if request.url.netloc.decode("ascii", "replace") in self.passthrough:
+        url = request.url
+        if self.passes(url.host, url.port):
             return send(transport, request)
-        mode = self._mode
+        mode = self.mode
         if mode != "record":
             try:
                 return handle_sync(self.player, request)
             except NoMatchError as e:
                 if mode == "replay":
-                    raise self._miss(e) from None
-                self._absorb(e)
+                    raise self.miss(e) from None
+                self.absorb(e)
         body = request.read()
         index, faults, seed = self._next_recording(request, body)
         try:
@@ -393,16 +521,17 @@ class ActiveCassette:
     ) -> Any:
         from ._transport import handle_async
 
-        if request.url.netloc.decode("ascii", "replace") in self.passthrough:
+        url = request.url
+        if self.passes(url.host, url.port):
             return await send(transport, request)
-        mode = self._mode
+        mode = self.mode
         if mode != "record":
             try:
                 return await handle_async(self.player, request)
             except NoMatchError as e:
                 if mode == "replay":
-                    raise self._miss(e) from None
-                self._absorb(e)
+                    raise self.miss(e) from None
+                self.absorb(e)
         body = await request.aread()
         index, faults, seed = self._next_recording(request, body)
         try:
@@ -493,8 +622,8 @@ _context: contextvars.ContextVar[tuple[ActiveCassette, ...]] = contextvars.Conte
     "ssevcr_cassettes", default=()
 )
 _process_wide: list[ActiveCassette] = []  # entered with process_wide=True (the pytest marker)
-_open = 0  # cassettes entered and not yet exited, in every context: the patches stay while > 0
-_installed: list[tuple[type, str, Any, Any]] = []  # (class, attribute, original, ours)
+_open: list[ActiveCassette] = []  # entered and not yet exited, in every context, oldest first:
+# the patches stay while there is one
 
 
 def active() -> ActiveCassette | None:
@@ -506,6 +635,12 @@ def active() -> ActiveCassette | None:
             return cassette
     everywhere = _process_wide
     return everywhere[-1] if everywhere else None
+
+
+def open_cassettes() -> list[ActiveCassette]:
+    """Every cassette entered and not yet exited, in any thread or task, oldest first."""
+    with _state_lock:
+        return list(_open)
 
 
 def _sync_patch(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -530,35 +665,71 @@ def _async_patch(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], An
     return handle_async_request
 
 
+class _HttpxAdapter:
+    """httpx and httpx2 (whichever are installed): their transports' request methods."""
+
+    def __init__(self) -> None:
+        self._installed: list[tuple[type, str, Any, Any]] = []  # (class, attribute, original, ours)
+
+    def install(self) -> None:
+        for name in ("httpx", "httpx2"):
+            try:
+                mod = importlib.import_module(name)
+            except ImportError:
+                continue
+            for cls, attr, patch in (
+                (mod.HTTPTransport, "handle_request", _sync_patch),
+                (mod.AsyncHTTPTransport, "handle_async_request", _async_patch),
+            ):
+                original = cls.__dict__[attr]
+                ours = patch(original)
+                setattr(cls, attr, ours)
+                self._installed.append((cls, attr, original, ours))
+
+    def uninstall(self) -> None:
+        while self._installed:
+            cls, attr, original, ours = self._installed.pop()
+            if cls.__dict__.get(attr) is ours:  # leave alone what another tool patched over us
+                setattr(cls, attr, original)
+
+
+class Adapter(Protocol):
+    """What intercepts one client library (or, for ``_network``, every socket) while cassettes
+    are open: ``install`` when the first one opens, ``uninstall`` when the last one closes.
+    Each routes what it sees through :func:`active` and the :class:`ActiveCassette` methods
+    (``passes``, ``answer``, ``record``)."""
+
+    def install(self) -> None: ...
+
+    def uninstall(self) -> None: ...
+
+
+ADAPTERS: tuple[str, ...] = ("ssevcr._aiohttp", "ssevcr._requests", "ssevcr._network")
+"""The adapter modules besides httpx/httpx2, each a module with ``install`` and ``uninstall``
+(a library that is not imported yet is patched when it is)."""
+
+_httpx = _HttpxAdapter()
+_installed_adapters: list[Adapter] = []
+
+
 def _install() -> None:
-    for name in ("httpx", "httpx2"):
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
-            continue
-        for cls, attr, patch in (
-            (mod.HTTPTransport, "handle_request", _sync_patch),
-            (mod.AsyncHTTPTransport, "handle_async_request", _async_patch),
-        ):
-            original = cls.__dict__[attr]
-            ours = patch(original)
-            setattr(cls, attr, ours)
-            _installed.append((cls, attr, original, ours))
+    adapters: list[Adapter] = [_httpx]
+    adapters += [cast(Adapter, importlib.import_module(name)) for name in ADAPTERS]
+    for adapter in adapters:
+        adapter.install()
+        _installed_adapters.append(adapter)
 
 
 def _uninstall() -> None:
-    while _installed:
-        cls, attr, original, ours = _installed.pop()
-        if cls.__dict__.get(attr) is ours:  # leave alone what another tool patched over us
-            setattr(cls, attr, original)
+    while _installed_adapters:
+        _installed_adapters.pop().uninstall()
 
 
 def _push(cassette: ActiveCassette, *, process_wide: bool) -> None:
-    global _open
     with _state_lock:
         if not _open:
             _install()
-        _open += 1
+        _open.append(cassette)
         if process_wide:
             _process_wide.append(cassette)
     if not process_wide:
@@ -568,7 +739,6 @@ def _push(cassette: ActiveCassette, *, process_wide: bool) -> None:
 def _pop(cassette: ActiveCassette) -> None:
     """Close ``cassette``: it answers nothing more, in any context (a task or a copied context
     still holding it skips it); the patches go when the last open cassette is closed."""
-    global _open
     cassette.closed = True
     stack = _context.get()
     if cassette in stack:
@@ -576,7 +746,7 @@ def _pop(cassette: ActiveCassette) -> None:
     with _state_lock:
         if cassette in _process_wide:
             _process_wide.remove(cassette)
-        _open -= 1
+        _open.remove(cassette)
         if not _open:
             _uninstall()
 
@@ -673,15 +843,22 @@ def use_cassette(
     redact_headers: Iterable[str] = (),
     redact_query: Iterable[str] = (),
     redact_body: Iterable[str] = (),
+    allowed_hosts: Iterable[str] = (),
+    ignore_hosts: Iterable[str] = (),
+    ignore_localhost: bool = False,
     process_wide: bool = False,
 ) -> CassetteUse:
-    """Replay (or record) ``path`` for every httpx/httpx2 client while active.
+    """Replay (or record) ``path`` for every httpx/httpx2/aiohttp/requests client while active.
 
     ``record``: none | once | new_episodes | all. ``timing``/``max_gap``/``faults``/``seed``:
     the replay grammar. ``match_on``: parts to match (default method, path, query, body);
     ``ignore_body_keys``: dotted JSON keys left out. ``allow_repeats``: a used-up interaction
     plays again instead of missing. ``redact_*``: more headers, query keys and JSON body paths to
-    hide when recording, besides the credential defaults. ``process_wide``: also answer threads
+    hide when recording, besides the credential defaults. ``allowed_hosts``: hosts the network
+    guard lets any client connect to while replaying (names, addresses, ``*.example.com``,
+    ``10.0.0.0/8``; loopback always is); ``ignore_hosts`` / ``ignore_localhost`` (vcrpy's):
+    requests to these hosts go to the network, neither replayed nor recorded.
+    ``process_wide``: also answer threads
     that did not inherit the context it was entered in (plain threads, thread pools).
     """
     return CassetteUse(
@@ -698,6 +875,9 @@ def use_cassette(
             redact_headers=redact_headers,
             redact_query=redact_query,
             redact_body=redact_body,
+            allowed_hosts=allowed_hosts,
+            ignore_hosts=ignore_hosts,
+            ignore_localhost=ignore_localhost,
         ),
         process_wide=process_wide,
     )

@@ -17,6 +17,7 @@ PUBLIC = [
     "End",
     "Event",
     "Interaction",
+    "NetworkBlockedError",
     "NoMatchError",
     "Outcome",
     "Player",

@@ -29,7 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "show": ("review", "Show what a cassette holds: a table of interactions, or each event."),
     "export": ("review", "Write a cassette as its lossless JSON twin."),
-    "import": ("review", "Read a JSON twin (checked; errors name the line and the field)."),
+    "import": (
+        "review",
+        "Read a JSON twin (checked; errors name the line and the field), a vcrpy cassette or a "
+        "HAR file, and write the cassette.",
+    ),
     "audit": ("review", "Look for credentials in cassettes."),
     "sweep": (
         "sweep",

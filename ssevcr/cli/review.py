@@ -612,6 +612,10 @@ def show_command(
             interaction_stats(n, i, limit=max_decoded) for n, i in enumerate(data.interactions, 1)
         ]
         _print_table(cassette, stats)
+        synthesized = [n for n, i in enumerate(data.interactions, 1) if "synthesized" in i.meta]
+        if synthesized:  # made up (ssevcr synth) or imported without times (vcrpy, HAR)
+            which = "all" if len(synthesized) == len(stats) else ", ".join(map(str, synthesized))
+            click.echo(f"timing synthesized, not recorded: interaction(s) {which}")
         if events:
             for st, inter in zip(stats, data.interactions, strict=True):
                 pieces, _ = decoded_pieces(inter.response, limit=max_decoded)
@@ -638,8 +642,31 @@ def export_command(cassette: str, output: str) -> None:
 @click.option(
     "-o", "--output", metavar="CASSETTE", required=True, help="The msgpack cassette to write."
 )
-def import_command(file: str, output: str) -> None:
-    """Read a JSON twin (checked; errors name the line and the field) and write the cassette."""
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["json", "vcrpy", "har"]),
+    default="json",
+    show_default=True,
+    help="What FILE is: ssevcr's JSON twin, a vcrpy / pytest-recording cassette (YAML or "
+    "JSON), or a HAR file (browser devtools, Playwright).",
+)
+@click.option(
+    "--profile",
+    metavar="PROFILE",
+    default=None,
+    help="Timing given to vcrpy/HAR bodies, which carry none (marked synthesized in the "
+    "cassette). Default: ttft:400ms+tps:50 (first event at 400 ms, then one every 20 ms).",
+)
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="Write the interactions that convert even if some do not (they are listed).",
+)
+def import_command(file: str, output: str, source: str, profile: str | None, partial: bool) -> None:
+    """Read a JSON twin (checked; errors name the line and the field), a vcrpy cassette or a
+    HAR file, and write the cassette."""
+    name = "<stdin>" if file == "-" else file
     if file == "-":
         raw = sys.stdin.buffer.read()
     else:
@@ -650,9 +677,29 @@ def import_command(file: str, output: str) -> None:
             raise CassetteError(file, "no such file") from None
         except OSError as e:
             raise CassetteError(file, f"cannot be read: {e.strerror or e}") from None
-    cassette = _format.import_json(raw, path="<stdin>" if file == "-" else file)
+    if source == "json":
+        if profile is not None:
+            raise click.UsageError("--profile applies to --from vcrpy and --from har")
+        cassette = _format.import_json(raw, path=name)
+    else:
+        from .. import _migrate
+
+        convert = _migrate.from_vcrpy if source == "vcrpy" else _migrate.from_har
+        converted = convert(raw, name=name, profile=profile or _migrate.DEFAULT_PROFILE)
+        for problem in converted.problems:
+            click.echo(f"{name}: not converted: {problem}", err=True)
+        if converted.problems and not partial:
+            raise CassetteError(
+                name,
+                f"{len(converted.problems)} interaction(s) could not be converted (listed "
+                "above); nothing was written (--partial writes the others)",
+            )
+        cassette = converted.cassette
+        if not cassette.interactions:
+            raise CassetteError(name, "no interaction to import")
     _store.save(cassette, output)
-    click.echo(f"wrote {output} ({len(cassette)} interaction(s))", err=True)
+    note = ", timing synthesized" if source != "json" else ""
+    click.echo(f"wrote {output} ({len(cassette)} interaction(s){note})", err=True)
 
 
 def _is_json_file(path: str) -> bool:

@@ -1,0 +1,356 @@
+"""In-process replay and recording for aiohttp, and for what is built on it: the openai and
+anthropic SDKs' ``DefaultAioHttpClient`` (httpx-aiohttp, which calls ``ClientSession.request``),
+litellm's aiohttp transport (the same), any ``ClientSession``.
+
+The seam: :meth:`aiohttp.BaseConnector.connect`, the documented coroutine every session calls
+for each request's connection, patched on the class while cassettes are open (so sessions made
+before the cassette, and every connector that does not override ``connect``: TCP, Unix, custom).
+Nothing private of aiohttp is edited. A middleware (``ClientSession(middlewares=...)``) would
+reach only sessions we create, and ``ClientSession._request`` (vcrpy's patch) is private and skips
+aiohttp's own response parsing, which is the part worth keeping.
+
+Replay: ``connect`` answers with an :class:`aiohttp.Connection` whose protocol is aiohttp's own
+``ResponseHandler`` on an in-memory transport. aiohttp writes its request there (read by
+:class:`ssevcr._http1.RequestReader`); the cassette's player answers it, and the transport hands
+the handler the response as the replay server would send it (:class:`ssevcr._wire.Answer`:
+chunked, one HTTP chunk per recorded chunk, each on its absolute deadline from the request). So
+aiohttp's own parser, decompression, flow control (the transport stops while aiohttp pauses it)
+and errors apply: ``ClientPayloadError`` for a body cut short (``end=abort``, a reset),
+``ServerDisconnectedError`` for a connection closed before the head, ``SocketTimeoutError`` when
+a stall outlasts ``ClientTimeout(sock_read=...)``; ``content.iter_any()`` yields the recorded
+chunks as they come due. The handler is marked ``force_close``: no replayed connection is pooled.
+A miss raises :class:`~ssevcr._errors.NoMatchError` from the request.
+
+Recording (record modes that reach the network): the same transport relays to a real connection
+from the original ``connect`` (TLS, proxies, limits as the session configured them) through
+:meth:`asyncio.Transport.set_protocol`; each piece the upstream sends goes to aiohttp as it
+arrives and, de-framed by :class:`ssevcr._wire.ResponseReader`, to the recording with its
+arrival time. The relayed connection is closed at the end, never pooled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import time
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from . import _http1 as http1
+from . import _import_hook
+from ._cassette import Outcome, Request
+from ._errors import CassetteError, NoMatchError, SsevcrError
+from ._follower import Finish, Wait
+from ._schedule import Abort, Close, Hang
+from ._wire import Answer, ResponseReader, to_request
+
+if TYPE_CHECKING:
+    from ._intercept import ActiveCassette, AdapterRecording
+
+__all__ = ["install", "uninstall"]
+
+_installed: list[tuple[type, str, Any, Any]] = []  # (class, attribute, original, ours)
+
+
+def _patch(aiohttp: ModuleType) -> None:
+    if _installed:
+        return
+    cls = aiohttp.BaseConnector
+    original = cls.__dict__["connect"]
+    ours = _connect_patch(original)
+    cls.connect = ours
+    _installed.append((cls, "connect", original, ours))
+
+
+def install() -> None:
+    _import_hook.when_imported("aiohttp", _patch)
+
+
+def uninstall() -> None:
+    _import_hook.forget("aiohttp", _patch)
+    while _installed:
+        cls, attr, original, ours = _installed.pop()
+        if cls.__dict__.get(attr) is ours:  # leave alone what another tool patched over us
+            setattr(cls, attr, original)
+
+
+def _connect_patch(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def connect(self: Any, req: Any, traces: Any, timeout: Any) -> Any:
+        from ._intercept import active
+
+        cassette = active()
+        if cassette is None or cassette.passes(req.url.host or "", req.url.port):
+            return await original(self, req, traces, timeout)
+        return _replay_connection(self, req, traces, timeout, cassette, original)
+
+    return connect
+
+
+def _replay_connection(
+    connector: Any,
+    req: Any,
+    traces: Any,
+    timeout: Any,
+    cassette: ActiveCassette,
+    original: Callable[..., Any],
+) -> Any:
+    from aiohttp.client_proto import ResponseHandler
+    from aiohttp.connector import Connection
+
+    loop = asyncio.get_running_loop()
+    protocol = ResponseHandler(loop)
+    relay = functools.partial(original, connector, req, traces, timeout)
+    transport = _Transport(loop, protocol, cassette, req.url, relay)
+    protocol.connection_made(transport)
+    protocol.force_close()  # never back to the pool
+    return Connection(connector, req.connection_key, protocol, loop)
+
+
+class _Transport(asyncio.Transport):
+    """The client's end of one in-memory connection: it reads the request aiohttp writes, then
+    feeds the answer (a replay, or a relayed real response) to the protocol."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        protocol: Any,
+        cassette: ActiveCassette,
+        url: Any,
+        relay: Callable[[], Any],
+    ) -> None:
+        host, port = url.host or "", url.port
+        super().__init__({"peername": (host, port), "sockname": ("127.0.0.1", 0)})
+        self._loop = loop
+        self._protocol = protocol
+        self._cassette = cassette
+        self._scheme = url.scheme
+        self._relay_connect = relay
+        self._reader = http1.RequestReader(authority=f"{host}:{port}" if port else host)
+        self._sent: list[bytes] = []  # the request's bytes, to relay if it goes to the network
+        self._closing = False
+        self._lost_called = False
+        self._paused = False
+        self._resumed: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._real: Any = None  # the relayed connection's transport
+        self._real_connection: Any = None
+        self._recording: ResponseReader | None = None
+
+    # -- asyncio.Transport ------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing:
+            return
+        if self._real is not None:
+            self._real.write(data)
+            return
+        data = bytes(data)
+        self._sent.append(data)
+        if self._task is not None:  # (bytes past the request: relayed if it goes out)
+            return
+        event = self._reader.feed(data)
+        if isinstance(event, http1.Request):
+            self._start(event)
+        elif isinstance(event, http1.ProtocolError):
+            self._fail(SsevcrError(f"ssevcr: cannot read aiohttp's request: {event.message}"))
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        self._shut(abort=False)
+
+    def abort(self) -> None:
+        self._shut(abort=True)
+
+    def pause_reading(self) -> None:
+        self._paused = True
+        if self._real is not None:
+            self._real.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        if self._real is not None:
+            self._real.resume_reading()
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None and not resumed.done():
+            resumed.set_result(None)
+
+    def is_reading(self) -> bool:
+        return not self._paused and not self._closing
+
+    def get_write_buffer_size(self) -> int:
+        return self._real.get_write_buffer_size() if self._real is not None else 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if self._real is not None:
+            self._real.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol  # type: ignore[no-any-return]
+
+    # -- answering --------------------------------------------------------------------------
+
+    def _start(self, incoming: http1.Request) -> None:
+        t0 = time.monotonic()
+        request = to_request(incoming, self._scheme)
+        cassette = self._cassette
+        try:
+            play = cassette.answer(request)
+            answer = None if play is None else Answer(play.schedule, incoming.head)
+        except NoMatchError as e:
+            self._fail(e)
+            return
+        except http1.BadHead as e:
+            self._fail(
+                CassetteError(
+                    str(cassette.path),
+                    f"cannot replay {request.method} {request.url}: the recorded response head "
+                    f"is not valid HTTP/1.1 ({e})",
+                )
+            )
+            return
+        if answer is not None:
+            self._task = self._loop.create_task(self._replay(answer, t0))
+        else:
+            self._task = self._loop.create_task(self._relay(request, incoming.head.method))
+
+    def _fail(self, error: BaseException) -> None:
+        if not self._closing:
+            self._protocol.set_exception(error)
+
+    async def _replay(self, answer: Answer, t0: float) -> None:
+        from ._timer import sleep_until
+
+        protocol = self._protocol
+        while not self._closing:
+            data, then = answer.next(time.monotonic() - t0)
+            if data:
+                protocol.data_received(data)
+            while self._paused and not self._closing:
+                self._resumed = self._loop.create_future()
+                await self._resumed
+            if self._closing:
+                return
+            if type(then) is Wait:
+                assert isinstance(then, Wait)
+                await sleep_until(t0 + then.until)
+            elif then is not None:
+                assert isinstance(then, Finish)
+                end = then.end
+                if type(end) is Close or type(end) is Hang:
+                    return  # the client closes (or times out); the connection stays open till then
+                # as from a socket, the end comes in a later turn of the loop than the bytes
+                # before it: the reader they woke takes them first (aiohttp raises a payload
+                # error at once, dropping what it still buffers)
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                if self._closing:
+                    return
+                if type(end) is Abort:
+                    protocol.eof_received()
+                    self._lost(None)
+                else:
+                    self._lost(ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"))
+                return
+
+    async def _relay(self, request: Request, method: str) -> None:
+        try:
+            connection = await self._relay_connect()
+        except BaseException as e:  # aiohttp's own connection errors, for the request to raise
+            self._fail(e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        real = connection.transport
+        if self._closing or real is None:
+            connection.close()
+            return
+        recording = self._cassette.record(request, time.monotonic())  # from the request sent
+        self._recording = ResponseReader(recording, method)
+        self._real_connection = connection
+        real.set_protocol(_Relayed(self, self._recording, recording))
+        self._real = real
+        real.write(b"".join(self._sent))
+        if self._paused:
+            real.pause_reading()
+
+    def _shut(self, *, abort: bool) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._recording is not None:
+            self._recording.recording.finish(Outcome.CLIENT_DISCONNECTED)
+        task = self._task
+        if task is not None and not task.done() and task is not _current_task():
+            task.cancel()
+        resumed = self._resumed
+        if resumed is not None and not resumed.done():
+            resumed.cancel()
+        if self._real_connection is not None:
+            (self._real.abort if abort else self._real.close)()
+            self._real_connection.close()
+        else:
+            self._loop.call_soon(self._lost, None)
+
+    def _lost(self, error: BaseException | None) -> None:
+        """The connection ended (after close, or as the answer ends: EOF, reset)."""
+        self._closing = True
+        if not self._lost_called:
+            self._lost_called = True
+            self._protocol.connection_lost(error)
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+class _Relayed(asyncio.Protocol):
+    """The protocol of a real connection whose bytes go to the client's transport: each piece to
+    aiohttp as it arrives, and to the recording."""
+
+    def __init__(self, transport: _Transport, reader: ResponseReader, recording: AdapterRecording):
+        self.transport = transport
+        self.reader = reader
+        self.recording = recording
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        self.transport._protocol.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        self.reader.eof()
+        return self.transport._protocol.eof_received()  # type: ignore[no-any-return]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        from ._intercept import error_text
+
+        if exc is not None:
+            self.reader.lost(error_text(exc))
+        else:
+            self.reader.eof()
+        self.transport._lost(exc)
+
+    def pause_writing(self) -> None:
+        self.transport._protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.transport._protocol.resume_writing()

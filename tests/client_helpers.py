@@ -1,0 +1,132 @@
+"""Helpers for the in-process client tests (aiohttp, requests): a capture server that counts every
+connection it is offered (a replayed client pointed at it must offer none), and cassettes made
+from the provider fixtures."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from upstream import fixture_body
+
+from ssevcr import _store
+from ssevcr._cassette import Cassette, Interaction, Request, Response
+from ssevcr._sse import parse
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+CHAT_URL = "/v1/chat/completions"
+FIXTURE = "openai-chat/text.sse"
+
+
+class CaptureServer:
+    """A TCP listener on 127.0.0.1 that accepts, reads and keeps whatever arrives (never answers).
+    ``connections`` and ``received`` say whether anything reached it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.received = b""
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        self.sock.settimeout(0.05)
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.settimeout(0.2)
+            try:
+                while chunk := conn.recv(65536):
+                    self.received += chunk
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self.sock.close()
+
+    def __enter__(self) -> CaptureServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def fixture_frames(name: str = FIXTURE) -> list[bytes]:
+    parsed = parse(fixture_body(name))
+    return [f.raw for f in parsed.frames] + ([parsed.tail] if parsed.tail else [])
+
+
+def chat_cassette(
+    path: Path,
+    *,
+    gap: float = 0.0,
+    count: int = 1,
+    headers_at: float = 0.0,
+    chunks: Sequence[bytes] | None = None,
+) -> Cassette:
+    """``count`` openai chat interactions of the fixture, one frame per chunk, ``gap`` apart."""
+    pieces = list(chunks) if chunks is not None else fixture_frames()
+    timed = [(headers_at + gap * (i + 1), f) for i, f in enumerate(pieces)]
+    interaction = Interaction(
+        Request(
+            "POST",
+            f"https://api.openai.com{CHAT_URL}",
+            (("content-type", "application/json"),),
+            json.dumps(CHAT).encode(),
+        ),
+        Response.from_chunks(
+            200,
+            timed,
+            reason="OK",
+            headers=(("content-type", "text/event-stream"),),
+            headers_at=headers_at,
+        ),
+    )
+    cassette = Cassette((interaction,) * count)
+    _store.save(cassette, path)
+    return cassette
+
+
+def gaps(times: Sequence[float]) -> list[float]:
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def assert_streamed(
+    pieces: Sequence[tuple[float, bytes]], response: Response, *, late: float = 0.05
+) -> None:
+    """The pieces a client read (time since the request, bytes) are the recorded body, cut only
+    at recorded chunk boundaries (a reader that was late may get several chunks at once, never
+    part of one), each read no earlier than its last chunk was due, and, at the median, at most
+    ``late`` seconds after its first chunk was due (so a client that got the body buffered at
+    the end fails)."""
+    chunks = list(response.chunks)
+    assert b"".join(p for _, p in pieces) == response.body
+    i, lateness = 0, []
+    for at, data in pieces:
+        first, size = i, 0
+        while size < len(data):
+            size += len(chunks[i].data)
+            i += 1
+        assert size == len(data), f"a piece ends inside recorded chunk {i - 1}"
+        assert at >= chunks[i - 1].at - 0.001, (at, chunks[i - 1].at)
+        lateness.append(at - chunks[first].at)
+    lateness.sort()
+    assert lateness[len(lateness) // 2] <= late, lateness
+    assert len(pieces) >= len(chunks) // 2, "most chunks should arrive on their own"

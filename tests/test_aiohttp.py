@@ -1,0 +1,253 @@
+"""aiohttp in process (``ssevcr._aiohttp``): recording from the real local upstream of
+tests/upstream.py over real sockets, then replay with the upstream stopped through aiohttp's own
+response parser: raw aiohttp, the openai SDK's ``DefaultAioHttpClient`` (httpx-aiohttp). Exact
+bytes and text, the recorded chunks on their deadlines (``content.iter_any()``), each fault as
+aiohttp's own exception, and a capture server that no replayed request reaches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from client_helpers import (
+    CHAT,
+    CHAT_URL,
+    FIXTURE,
+    CaptureServer,
+    assert_streamed,
+    chat_cassette,
+    fixture_frames,
+)
+from test_intercept import steer, stop
+from upstream import Upstream, fixture_body, matched_gaps
+
+import ssevcr
+from ssevcr import NoMatchError, _store
+from ssevcr._cassette import Outcome
+from ssevcr._sse import parse
+
+BODY = fixture_body(FIXTURE)
+TEXT = "".join(
+    json.loads(e.data)["choices"][0]["delta"].get("content") or ""
+    for e in parse(BODY).events
+    if e.data.startswith("{") and json.loads(e.data)["choices"]
+)
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    server = Upstream().start()
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+@pytest.fixture
+def capture() -> Iterator[CaptureServer]:
+    with CaptureServer() as server:
+        yield server
+
+
+async def stream(session: aiohttp.ClientSession, url: str, **kw: object) -> tuple[bytes, list]:
+    """The body as ``iter_any`` hands it out, each piece with its time since the request."""
+    t0 = time.monotonic()
+    pieces = []
+    async with session.post(url, json=CHAT, **kw) as r:  # type: ignore[arg-type]
+        assert r.status == 200
+        async for piece in r.content.iter_any():
+            pieces.append((time.monotonic() - t0, piece))
+    return b"".join(p for _, p in pieces), pieces
+
+
+async def test_record_then_replay_with_the_upstream_stopped(
+    tmp_path: Path, upstream: Upstream, capture: CaptureServer
+) -> None:
+    path = tmp_path / "rec.msgpack"
+    headers = {"authorization": "Bearer sk-live-1234", **steer(FIXTURE, "aio", chunks="10")}
+    async with aiohttp.ClientSession() as session:
+        with ssevcr.use_cassette(path, record="once") as cas:
+            body, _ = await stream(session, upstream.url + CHAT_URL, headers=headers)
+        assert body == BODY
+        sent = upstream.exchange("aio").sent
+        stop(upstream)
+        (recorded,) = _store.load(path).interactions
+        assert cas.saved and recorded.response.body == BODY == b"".join(d for _, d in sent)
+        assert recorded.response.end.outcome == Outcome.COMPLETE
+        assert recorded.request.header("authorization") == "REDACTED"
+        assert recorded.request.url == upstream.url + CHAT_URL
+        pairs = matched_gaps(sent, recorded.response.chunk_at, recorded.response.chunk_sizes)
+        assert len(pairs) == 9
+        assert all(abs(rec - snt) <= 0.03 for snt, rec in pairs), pairs
+
+        # replay in the same session (its pool may hold the upstream's connection): the client
+        # points at a capture server that must see nothing
+        with ssevcr.use_cassette(path) as cas:
+            body, pieces = await stream(session, capture.url + CHAT_URL)
+    assert body == BODY
+    assert_streamed(pieces, recorded.response)
+    assert len(cas.plays) == 1 and not cas.misses
+    assert capture.connections == 0
+
+
+async def test_a_session_made_before_the_cassette_and_a_gzip_stream(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    path = tmp_path / "gz.msgpack"
+    async with aiohttp.ClientSession() as session:
+        with ssevcr.use_cassette(path, record="once"):
+            body, _ = await stream(
+                session, upstream.url + CHAT_URL, headers=steer(FIXTURE, gzip="1")
+            )
+        assert body == BODY
+        stop(upstream)
+        (recorded,) = _store.load(path).interactions
+        assert recorded.response.header("content-encoding") == "gzip"
+        assert recorded.response.body != BODY  # kept compressed, as it came
+        with ssevcr.use_cassette(path):
+            assert (await stream(session, upstream.url + CHAT_URL))[0] == BODY  # decoded
+        with ssevcr.use_cassette(path):
+            raw, _ = await stream(session, upstream.url + CHAT_URL, auto_decompress=False)
+        assert raw == recorded.response.body
+
+
+async def test_recorded_gaps_are_replayed_on_absolute_deadlines(tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    cassette = chat_cassette(path, gap=0.02, headers_at=0.05)
+    response = cassette.interactions[0].response
+    async with aiohttp.ClientSession() as session:
+        with ssevcr.use_cassette(path):
+            body, pieces = await stream(session, "https://api.openai.com" + CHAT_URL)
+    assert body == BODY
+    assert_streamed(pieces, response)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "events"),
+    [
+        ("truncate:after=3,end=abort", aiohttp.ClientPayloadError, 3),
+        ("truncate:after=3,end=reset", aiohttp.ClientPayloadError, 3),
+        ("stall:before=3,for=forever", aiohttp.SocketTimeoutError, 2),
+    ],
+)
+async def test_faults_are_aiohttp_own_exceptions(
+    tmp_path: Path, fault: str, error: type[Exception], events: int
+) -> None:
+    path = tmp_path / "c.msgpack"
+    chat_cassette(path)
+    got = []
+    timeout = aiohttp.ClientTimeout(sock_read=0.3)
+    async with aiohttp.ClientSession() as session:
+        with (
+            ssevcr.use_cassette(path, timing="instant", faults=[fault]) as cas,
+            pytest.raises(error) as info,
+        ):
+            async with session.post(
+                "https://api.openai.com" + CHAT_URL, json=CHAT, timeout=timeout
+            ) as r:
+                async for piece in r.content.iter_any():
+                    got.append(piece)
+    assert b"".join(got) == b"".join(fixture_frames()[:events])
+    assert cas.fired == [fault]
+    if "reset" in fault:
+        assert "Connection reset by peer" in str(info.value)
+
+
+async def test_a_miss_raises_and_new_episodes_records_it(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    path = tmp_path / "c.msgpack"
+    chat_cassette(path)
+    other = {**CHAT, "model": "gpt-other"}
+    async with aiohttp.ClientSession() as session:
+        with ssevcr.use_cassette(path) as cas, pytest.raises(NoMatchError, match="gpt-other"):
+            await session.post(upstream.url + CHAT_URL, json=other)
+        assert len(cas.misses) == 1 and not upstream.exchanges
+        with ssevcr.use_cassette(path, record="new_episodes") as cas:
+            async with session.post(upstream.url + CHAT_URL, json=CHAT) as r:
+                assert await r.read() == BODY  # replayed
+            async with session.post(
+                upstream.url + CHAT_URL, json=other, headers=steer(FIXTURE, "new")
+            ) as r:
+                assert await r.read() == BODY  # relayed from the upstream, recorded
+    assert len(upstream.exchanges) == 1 and not cas.misses
+    assert len(_store.load(path).interactions) == 2
+
+
+async def test_a_client_that_leaves_early_is_recorded_as_such(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    path = tmp_path / "c.msgpack"
+    async with aiohttp.ClientSession() as session:
+        with ssevcr.use_cassette(path, record="once") as cas:
+            async with session.post(
+                upstream.url + CHAT_URL, json=CHAT, headers=steer(FIXTURE, chunks="8")
+            ) as r:
+                await r.content.readany()
+                r.close()
+    (recorded,) = cas.recorded
+    assert recorded.response.end.outcome == Outcome.CLIENT_DISCONNECTED
+    assert recorded.response.body and BODY.startswith(recorded.response.body)
+
+
+async def test_the_openai_sdk_with_the_aiohttp_client(
+    tmp_path: Path, upstream: Upstream, capture: CaptureServer
+) -> None:
+    openai = pytest.importorskip("openai")
+    path = tmp_path / "sdk.msgpack"
+
+    async def chat(base_url: str, **options: object) -> str:
+        client = openai.AsyncOpenAI(
+            api_key="sk-test",
+            base_url=base_url + "/v1",
+            http_client=openai.DefaultAioHttpClient(),
+            max_retries=0,
+            default_headers=steer(FIXTURE, chunks="10"),
+        )
+        async with client:
+            parts = []
+            stream = await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    parts.append(chunk.choices[0].delta.content)
+            return "".join(parts)
+
+    with ssevcr.use_cassette(path, record="once"):
+        assert await chat(upstream.url) == TEXT
+    assert len(upstream.exchanges) == 1
+    stop(upstream)
+    with ssevcr.use_cassette(path) as cas:
+        assert await chat(capture.url) == TEXT
+    assert len(cas.plays) == 1 and capture.connections == 0
+    with (
+        ssevcr.use_cassette(path, faults=["truncate:after=3,end=abort"]),
+        pytest.raises(Exception) as info,
+    ):
+        await chat(capture.url)
+    chain, cause = [], info.value
+    while cause is not None:
+        chain.append(type(cause))
+        cause = cause.__cause__ or cause.__context__
+    assert aiohttp.ClientPayloadError in chain  # aiohttp's own error, under the SDK's
+    assert capture.connections == 0
+
+
+def test_the_connector_is_restored_after_the_cassette(tmp_path: Path) -> None:
+    chat_cassette(tmp_path / "c.msgpack")
+    connect = aiohttp.BaseConnector.connect
+    with ssevcr.use_cassette(tmp_path / "c.msgpack"):
+        assert aiohttp.BaseConnector.connect is not connect
+
+        async def one() -> bytes:
+            async with aiohttp.ClientSession() as s, s.post("http://x" + CHAT_URL, json=CHAT) as r:
+                return await r.read()
+
+        assert asyncio.run(one()) == BODY
+    assert aiohttp.BaseConnector.connect is connect
