@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -339,7 +340,8 @@ def build(
     if slow:
         draft = pace(draft, slow, headers_at)
     pieces: Sequence[Any] = draft.items  # only pieces are left after ``stall``
-    steps = tuple(Send(at, data) for at, data in pieces if data)
+    kept = [p for p in pieces if p[1]]
+    steps: tuple[Send, ...] = tuple(map(Send, *zip(*kept, strict=True))) if kept else ()
     end = end_step(draft, steps[-1].at if steps else headers_at, response.end.outcome)
     header_faults = [f for f in faults if isinstance(f, Header)]
     if header_faults:
@@ -572,13 +574,15 @@ def rechunk(draft: Draft, f: Rechunk, rng: random.Random) -> Draft:
             return
         data = b"".join(p.data for p in run)
         piece_ends = list(itertools.accumulate(len(p.data) for p in run))
-        start = 0
-        for end in [*_cuts(data, f, rng), len(data)]:
-            if end <= start:
-                continue
-            owner = bisect.bisect_left(piece_ends, end)
-            out.append(Piece(run[min(owner, len(run) - 1)].at, data[start:end]))
-            start = end
+        ats = [p.at for p in run]
+        bounds = [0, *_cuts(data, f, rng), len(data)]  # increasing: cuts are inside the data
+        ends = bounds[1:]
+        owners = map(bisect.bisect_left, itertools.repeat(piece_ends), ends)
+        out.extend(
+            map(
+                Piece, map(ats.__getitem__, owners), map(data.__getitem__, map(slice, bounds, ends))
+            )
+        )
         run.clear()
 
     for it in draft.items:
@@ -610,9 +614,13 @@ def stall(draft: Draft, headers_at: float) -> Draft:
     """Pauses shift every later piece and the end; a pause forever hangs the body there (the
     hang starts when the next byte would have gone). Pieces never go out of order. What is left
     is pieces only."""
+    items = draft.items
+    if not any(isinstance(it, Pause) for it in items):
+        ats = [headers_at, *(p.at for p in items)]  # type: ignore[union-attr]
+        if all(map(operator.le, ats, ats[1:])):  # the common case: nothing to shift or order
+            return draft
     pieces: list[Item] = []
     shift, last_at = 0.0, headers_at
-    items = draft.items
     for n, it in enumerate(items):
         if isinstance(it, Pause):
             if it.seconds is None:
