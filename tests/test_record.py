@@ -40,7 +40,7 @@ from ssevcr._errors import ConfigError, SsevcrError
 from ssevcr._redaction import DEFAULT_HEADERS, Redaction
 from ssevcr._sse import parse
 from ssevcr.mitm.driver import RECORD_ADDON, locate_mitmdump
-from ssevcr.mitm.protocol import READY, lent_variable, parse_line
+from ssevcr.mitm.protocol import LENT, READY, lent_variable, parse_line
 
 try:
     MITMDUMP = locate_mitmdump()
@@ -952,12 +952,16 @@ def test_damaged_cassette_is_refused_before_recording(tmp_path: Path) -> None:
     assert line.startswith("Error: cassette ") and str(cassette) in line
 
 
-def _mitmdump_has_msgpack() -> bool:
-    """Whether the mitmdump under test has msgpack in its own environment (mitmproxy <= 12.2
-    brought it along; 12.3 no longer does)."""
+def _missing_in_mitmdump() -> list[str]:
+    """Which of the packages ssevcr lends (msgpack: mitmproxy <= 12.2 brought it, 12.3 does not;
+    filelock: never brought) the mitmdump under test lacks in its own environment."""
     first = Path(MITMDUMP[0]).read_bytes()[:200].split(b"\n", 1)[0] if MITMDUMP else b""
     python = first[2:].decode().strip() if first.startswith(b"#!") else MITMDUMP[0]
-    return subprocess.run([python, "-c", "import msgpack"], capture_output=True).returncode == 0
+    return [
+        name
+        for name in LENT
+        if subprocess.run([python, "-c", f"import {name}"], capture_output=True).returncode
+    ]
 
 
 def _plain_mitmdump(
@@ -998,11 +1002,13 @@ def test_addon_loads_into_a_plain_mitmdump(
         for k, v in os.environ.items()
         if k not in ("PYTHONPATH", "PYTEST_CURRENT_TEST") and not k.startswith("SSEVCR_LEND_")
     }
-    if not _mitmdump_has_msgpack():
+    missing = _missing_in_mitmdump()
+    if "msgpack" in missing:
         out = _plain_mitmdump(cassette, confdir, upstream, env).communicate(timeout=60)[0]
         assert b"needs msgpack in mitmdump's Python environment" in out, out
         assert b"pip install msgpack there" in out
-        for package in (msgpack, filelock):  # what ssevcr record lends
+    for package in (msgpack, filelock):  # what ssevcr record lends
+        if package.__name__ in missing:
             env[lent_variable(package.__name__)] = str(Path(package.__file__).parent)
     proc = _plain_mitmdump(cassette, confdir, upstream, env)
     try:
