@@ -665,6 +665,9 @@ def _async_patch(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], An
     return handle_async_request
 
 
+_patches: dict[Any, Any] = {}  # our wrapper of each original
+
+
 class _HttpxAdapter:
     """httpx and httpx2 (whichever are installed): their transports' request methods."""
 
@@ -682,7 +685,9 @@ class _HttpxAdapter:
                 (mod.AsyncHTTPTransport, "handle_async_request", _async_patch),
             ):
                 original = cls.__dict__[attr]
-                ours = patch(original)
+                ours = _patches.get(original)
+                if ours is None:  # made once: a test suite enters cassettes often
+                    ours = _patches[original] = patch(original)
                 setattr(cls, attr, ours)
                 self._installed.append((cls, attr, original, ours))
 
