@@ -153,6 +153,27 @@ class Capture:
             self._interaction = redaction.interaction(Interaction(self.request, response))
         return self._interaction
 
+    def snapshot(self, at: float, redaction: Redaction) -> Interaction:
+        """The redacted interaction, or before the end what has arrived so far, ended at ``at``
+        as ``client_disconnected`` ("still being recorded"); that one is not kept. Needs the
+        head."""
+        if self._end is not None:
+            return self.interaction(redaction)
+        if self._head is None:
+            raise RuntimeError("the capture has no response head yet")
+        head_at, status, reason, headers, version = self._head
+        chunks = list(self._chunks)
+        response = Response.from_chunks(
+            status,
+            chunks,
+            reason=reason,
+            http_version=version,
+            headers=headers,
+            headers_at=head_at,
+            end=End(_time(at, self._last), Outcome.CLIENT_DISCONNECTED, "still being recorded"),
+        )
+        return redaction.interaction(Interaction(self.request, response))
+
     def _final_end(self, response: Response) -> End:
         end = self._end
         assert end is not None
