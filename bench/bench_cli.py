@@ -11,6 +11,10 @@ PATH`` runs the same commands with another checkout of ssevcr first on ``PYTHONP
 ``git worktree`` of main), interleaved run by run with this one, so both see the same load.
 Prints min / median per command; no assertions (targets: ``--help`` <= 100 ms, replay to ready
 <= 150 ms; issue 20).
+
+Bytecode is cached as for an installed package (pip compiles it): ``PYTHONDONTWRITEBYTECODE`` is
+dropped and the caches go to a temp folder (``PYTHONPYCACHEPREFIX``), filled by one warm-up
+run of each command; without them every run would also compile ssevcr's sources.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CASSETTE = ROOT / "cassettes" / "examples" / "openai-chat-text.msgpack"
 MAIN = "from ssevcr.cli import main; main()"
 CWD = "/"  # not a checkout: `python -c` puts the working directory first on sys.path
 
@@ -35,6 +39,13 @@ CWD = "/"  # not a checkout: `python -c` puts the working directory first on sys
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def cassette_of(env: dict[str, str]) -> Path:
+    """The example cassette of the checkout this side runs (an older checkout may not read the
+    current format version, so each side replays its own copy of the same stream)."""
+    root = Path(env["PYTHONPATH"]) if "PYTHONPATH" in env else ROOT
+    return root / "cassettes" / "examples" / "openai-chat-text.msgpack"
 
 
 def run_once(command: str, env: dict[str, str]) -> tuple[float, float]:
@@ -51,7 +62,7 @@ def run_once(command: str, env: dict[str, str]) -> tuple[float, float]:
         )
         return time.perf_counter() - start, _cpu() - cpu0
     proc = subprocess.Popen(
-        [sys.executable, "-c", MAIN, "replay", str(CASSETTE), "--listen", "127.0.0.1:0"],
+        [sys.executable, "-c", MAIN, "replay", str(cassette_of(env)), "--listen", "127.0.0.1:0"],
         env=env,
         cwd=CWD,
         stdout=subprocess.PIPE,
@@ -76,9 +87,22 @@ def main() -> None:
     ap.add_argument("--baseline", help="another ssevcr checkout to compare with (PYTHONPATH)")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
-    sides = {"this": {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    }
+    caches = tempfile.mkdtemp(prefix="ssevcr-bench-pycache-")
+    sides = {"this": {**base, "PYTHONPYCACHEPREFIX": os.path.join(caches, "this")}}
     if args.baseline:
-        sides["baseline"] = {**sides["this"], "PYTHONPATH": str(Path(args.baseline).resolve())}
+        sides["baseline"] = {
+            **base,
+            "PYTHONPATH": str(Path(args.baseline).resolve()),
+            "PYTHONPYCACHEPREFIX": os.path.join(caches, "baseline"),
+        }
+    for env in sides.values():  # fill the bytecode caches
+        for command in ("help", "replay"):
+            run_once(command, env)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for command in ("help", "replay"):
         walls: dict[str, list[float]] = {s: [] for s in sides}

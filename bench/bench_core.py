@@ -17,6 +17,9 @@
 3. Timing fidelity at scale 1 through ReplayTransport (httpx2, sync and async): p50/p99 of
    |observed gap - recorded gap| per chunk, side by side with a baseline that only sleeps to the
    same absolute deadlines in the same process (the floor this machine's clock and scheduler allow).
+4. The fault catalogue of a 34-event stream (cassettes/examples/openai-chat-text): the time to
+   derive it, and schedules built per second over ``default`` (each entry played through the
+   player, as a sweep plays it): the core's share of a sweep's faults per second.
 
 Prints figures and ratios (``--json FILE`` also writes them, for bench/run_all.py); asserts nothing.
 """
@@ -372,6 +375,28 @@ def bench_fidelity(events: int) -> dict[str, float]:
     }
 
 
+def bench_catalogue(repeat: int = 5) -> dict[str, float]:
+    from ssevcr._catalogue import catalogue
+    from ssevcr._player import Player
+
+    cassette = _store.load(
+        Path(__file__).resolve().parent.parent / "cassettes/examples/openai-chat-text.msgpack"
+    )
+    request = cassette.interactions[0].request
+    derive = median_time(lambda: catalogue(cassette), repeat * 4)
+    entries = catalogue(cassette)
+
+    def play_all() -> None:
+        for e in entries:
+            Player.create(cassette, timing="instant", faults=[e.spec]).play(request)
+
+    per = median_time(play_all, repeat) / len(entries)
+    print(f"fault catalogue of a 34-event stream ({len(entries)} faults in default)")
+    print(f"  catalogue()                  {derive * 1e3:8.3f} ms")
+    print(f"  one fault's schedule         {per * 1e3:8.3f} ms  ({1 / per:,.0f} faults/s)")
+    return {"faults": len(entries), "catalogue_ms": derive * 1e3, "faults_per_s": 1 / per}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
@@ -387,6 +412,7 @@ def main() -> None:
     results = {
         "load": bench_load(args.events, args.big_events, args.runs),
         "fidelity": bench_fidelity(args.fidelity_events),
+        "catalogue": bench_catalogue(),
     }
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -1,27 +1,37 @@
 """Per-test overhead of a replayed streaming test: the ssevcr pytest plugin (instant timing) side by
-side with vcrpy + pytest-recording replaying the same stream.
+side with vcrpy + pytest-recording replaying the same stream; and the first-byte offsets of
+in-process recording.
 
-    .venv/bin/python bench/bench_pytest.py [--tests 200] [--rounds 3] [--repeat 1] [--per-test-cassettes]
-                                           [--json FILE]
+    .venv/bin/python bench/bench_pytest.py [--tests 200] [--rounds 3] [--repeat 1] [--json FILE]
+    .venv/bin/python bench/bench_pytest.py --raw-httpx [--per-test-cassettes] ...   # the old method
     .venv/bin/python bench/bench_pytest.py --in-process 300 [--repeat 30]     # one replay, no pytest
+    .venv/bin/python bench/bench_pytest.py --first-byte 40                    # recording, HTTP + HTTPS
 
 One stream, two cassettes made from the same bytes: the ssevcr cassette is built from the OpenAI
 chat fixture (``tests/fixtures/providers/openai-chat/text.sse``, one chunk per SSE event;
 ``--repeat K`` makes the body K times longer); the ssevcr replay server serves it on 127.0.0.1 and
-vcrpy records what an httpx client reads from it into its YAML cassette. The same test body (an
-``httpx`` client — vcrpy does not patch httpx2 — streams the response and counts ``data:`` lines)
-then runs N times (one module-level client) in three pytest sessions (subprocesses, same plugins loaded):
+vcrpy records what an httpx client reads from it into its YAML cassette.
 
-- empty:  the N tests without any HTTP (the baseline: collection, fixtures, reporting)
-- ssevcr: ``@pytest.mark.ssevcr("cassettes/stream.msgpack", timing="instant")``
-- vcrpy:  ``@pytest.mark.vcr`` + ``@pytest.mark.default_cassette("stream.yaml")`` (pytest-recording)
+Default (the way users run it): each test calls the official ``openai`` SDK (one module-level
+client) for a streamed chat completion and joins the text, and each test has its own cassette
+at the default place (``cassettes/<module>/<test>.msgpack`` / ``.yaml``; hard links to the same
+bytes). ssevcr intercepts the SDK as it is (httpx2); vcrpy does not patch httpx2, so its client
+is given ``http_client=httpx.Client()`` (what a vcrpy user must do). Sessions (subprocesses, same
+plugins loaded): ``empty`` (the tests without any HTTP: collection, fixtures, reporting), ``floor``
+(the same SDK call answered by a transport that hands over the same chunks and does nothing else:
+the SDK's own cost), ``ssevcr`` (``@pytest.mark.ssevcr(timing="instant")``) and ``vcrpy``
+(``@pytest.mark.vcr``). ``--raw-httpx``: the earlier method (an ``httpx`` client streams the
+response and counts ``data:`` lines; one cassette file for all tests unless
+``--per-test-cassettes``).
 
-All N tests replay one cassette file (a parametrized test), or with ``--per-test-cassettes`` each
-test its own file (the usual layout, one cassette per test: hard links to the same bytes, so
-nothing opened before is opened again).
+Per-test overhead = (session time - empty session time) / N, best of the rounds (interleaved);
+the tool's own cost is that minus the floor's. Each session must pass all N tests.
 
-Per-test overhead = (session time - empty session time) / N, best of the rounds (interleaved).
-Each session must pass all N tests. No assertions on speed: figures go to bench/README.md.
+``--first-byte N``: N recordings in process (``use_cassette(record="all")``, a new client and
+connection each, as a test makes) from tests/upstream.py over HTTP and over HTTPS; the recorded
+offsets of the headers and of the first chunk against the upstream's own clock (when it sent
+them, from when it had the request), and what counting from before connecting (the earlier t0)
+would have added. No assertions on speed: figures go to bench/README.md.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from collections.abc import Iterator
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -65,6 +76,50 @@ def run():
     with CLIENT.stream("POST", URL, content=BODY, headers={{"content-type": "application/json"}}) as r:
         events = sum(1 for line in r.iter_lines() if line.startswith("data: "))
     assert events == {events}
+"""
+
+SDK_TEST = """
+import httpx
+import httpx2
+import openai
+import pytest
+
+URL = {url!r}
+EXPECTED = {expected!r}
+CHUNKS = {chunks!r}
+MESSAGES = [{{"role": "user", "content": "hi"}}]
+
+
+class Floor(httpx2.BaseTransport):
+    def handle_request(self, request):
+        request.read()
+        return httpx2.Response(200, headers=[(b"content-type", b"text/event-stream")], stream=Chunks())
+
+
+class Chunks(httpx2.SyncByteStream):
+    def __iter__(self):
+        return iter(CHUNKS)
+
+
+KIND = {kind!r}
+if KIND == "vcrpy":
+    CLIENT = openai.OpenAI(api_key="sk-test", base_url=URL, max_retries=0, http_client=httpx.Client())
+elif KIND == "floor":
+    CLIENT = openai.OpenAI(api_key="sk-test", base_url=URL, max_retries=0,
+                           http_client=httpx2.Client(transport=Floor()))
+else:
+    CLIENT = openai.OpenAI(api_key="sk-test", base_url=URL, max_retries=0)
+
+
+{markers}
+@pytest.mark.parametrize("i", range({tests}))
+def test_chat(i):
+    {call}
+
+
+def run():
+    stream = CLIENT.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == EXPECTED
 """
 
 CONFTEST = """
@@ -130,8 +185,13 @@ def record_vcr_cassette(msgpack_path: Path, yaml_path: Path, request_body: bytes
     return url
 
 
-def session(directory: Path, module: str) -> float:
+def session(directory: Path, module: str, *, cpu: bool = False) -> float:
+    """Seconds one pytest session takes: wall time, or (``cpu``) the CPU time of the process
+    (user + system), which a loaded machine inflates less."""
+    import resource
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SSEVCR_", "PYTEST_"))}
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{module}.py"],
@@ -143,7 +203,39 @@ def session(directory: Path, module: str) -> float:
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{module}: pytest failed\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    if cpu:
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
     return elapsed
+
+
+def calls_of(directory: Path, module: str) -> int:
+    """Python function calls one pytest session makes (cProfile counts them exactly, whatever
+    the load on the machine)."""
+    import pstats
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SSEVCR_", "PYTEST_"))}
+    out = directory / f"{module}.prof"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cProfile",
+            "-o",
+            str(out),
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"{module}.py",
+        ],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    return int(pstats.Stats(str(out)).total_calls)  # type: ignore[attr-defined]
 
 
 def in_process(repeat: int, plays: int) -> dict[str, tuple[float, float]]:
@@ -224,24 +316,274 @@ def in_process(repeat: int, plays: int) -> dict[str, tuple[float, float]]:
     return {name: (sorted(ts)[len(ts) // 10], statistics.median(ts)) for name, ts in times.items()}
 
 
+def openai_text(body: bytes) -> str:
+    from ssevcr._sse import parse
+
+    out = ""
+    for event in parse(body).events:
+        if event.data != "[DONE]":
+            for choice in json.loads(event.data)["choices"]:
+                out += choice["delta"].get("content") or ""
+    return out
+
+
+def sdk_sessions(args: argparse.Namespace) -> dict[str, Any]:
+    """The default: the openai SDK in every test, a cassette per test (see the docstring)."""
+    from ssevcr import _store
+
+    n = args.tests
+    with tempfile.TemporaryDirectory(prefix="ssevcr-bench-pytest-") as tmp:
+        d = Path(tmp)
+        (d / "cassettes").mkdir()
+        msgpack_path, yaml_path = (
+            d / "cassettes" / "stream.msgpack",
+            d / "cassettes" / "stream.yaml",
+        )
+        request_body, events = build_ssevcr_cassette(msgpack_path, args.repeat)
+        url = record_vcr_cassette(msgpack_path, yaml_path, request_body)
+        response = _store.load(msgpack_path).interactions[0].response
+        chunks = [c.data for c in response.chunks]
+        (d / "pytest.ini").write_text("[pytest]\n")
+        markers = {
+            "empty": "",
+            "floor": "",
+            "ssevcr": '@pytest.mark.ssevcr(timing="instant")',
+            "vcrpy": "@pytest.mark.vcr",
+        }
+        for name in markers:
+            folder = d / "cassettes" / f"test_{name}"
+            folder.mkdir()
+            for i in range(n):
+                if name == "ssevcr":
+                    os.link(msgpack_path, folder / f"test_chat[{i}].msgpack")
+                elif name == "vcrpy":
+                    os.link(yaml_path, folder / f"test_chat[{i}].yaml")
+            text = SDK_TEST.format(
+                url=url.rsplit("/chat/completions", 1)[0],
+                expected=openai_text(response.body),
+                chunks=chunks,
+                kind=name,
+                markers=markers[name],
+                tests=n,
+                call="pass" if name == "empty" else "run()",
+            )
+            (d / f"test_{name}.py").write_text(text)
+        best = {name: float("inf") for name in markers}
+        for _ in range(args.rounds):
+            for name in markers:
+                best[name] = min(best[name], session(d, f"test_{name}", cpu=args.cpu))
+        calls = {name: calls_of(d, f"test_{name}") for name in markers} if args.calls else {}
+    per = {name: (best[name] - best["empty"]) / n * 1e3 for name in ("floor", "ssevcr", "vcrpy")}
+    own = {name: per[name] - per["floor"] for name in ("ssevcr", "vcrpy")}
+    size = len(FIXTURE.read_bytes()) * args.repeat
+    print(
+        f"{date.today()}  {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"pytest {version('pytest')}, openai {version('openai')}, vcrpy {version('vcrpy')}, "
+        f"pytest-recording {version('pytest-recording')}"
+    )
+    print(
+        f"openai SDK, stream: {events} events, {size} bytes; {n} tests per session, a cassette per "
+        f"test, best of {args.rounds} rounds, {'CPU' if args.cpu else 'wall'} time"
+    )
+    print(f"{'session':<8} {'total s':>8} {'overhead ms':>12} {'tool alone ms':>14}")
+    print(f"{'empty':<8} {best['empty']:8.2f} {'-':>12} {'-':>14}")
+    print(f"{'floor':<8} {best['floor']:8.2f} {per['floor']:12.2f} {'-':>14}")
+    for name in ("ssevcr", "vcrpy"):
+        print(f"{name:<8} {best[name]:8.2f} {per[name]:12.2f} {own[name]:14.2f}")
+    print(
+        f"vcrpy/ssevcr: {per['vcrpy'] / per['ssevcr']:.2f}x per test, "
+        f"{own['vcrpy'] / own['ssevcr']:.2f}x the tools' own cost; at best (a tool costing "
+        f"nothing) {(per['floor'] + own['vcrpy']) / per['floor']:.2f}x per test"
+    )
+    extra: dict[str, Any] = {}
+    if calls:
+        per_call = {k: (v - calls["empty"]) / n for k, v in calls.items() if k != "empty"}
+        own_calls = {k: per_call[k] - per_call["floor"] for k in ("ssevcr", "vcrpy")}
+        print(
+            "Python function calls per test (cProfile, exact): "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in per_call.items())
+            + f"; the tools' own: ssevcr {own_calls['ssevcr']:,.0f}, vcrpy {own_calls['vcrpy']:,.0f} "
+            f"({own_calls['vcrpy'] / own_calls['ssevcr']:.2f}x)"
+        )
+        extra = {
+            "calls_per_test": per_call,
+            "own_calls_ratio": own_calls["vcrpy"] / own_calls["ssevcr"],
+        }
+    return {
+        **extra,
+        "tests": n,
+        "events": events,
+        "bytes": size,
+        "method": "openai SDK, cassette per test",
+        "floor_ms": per["floor"],
+        "ssevcr_ms": per["ssevcr"],
+        "vcrpy_ms": per["vcrpy"],
+        "ssevcr_own_ms": own["ssevcr"],
+        "vcrpy_own_ms": own["vcrpy"],
+        "ratio": per["vcrpy"] / per["ssevcr"],
+        "own_ratio": own["vcrpy"] / own["ssevcr"],
+    }
+
+
+UPSTREAM_PROCESS = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from upstream import TLSFiles, Upstream
+from pathlib import Path
+tls = TLSFiles(Path(sys.argv[2]), Path(sys.argv[3])) if len(sys.argv) > 2 else None
+server = Upstream(tls=tls).start()
+print(server.url, flush=True)
+for line in sys.stdin:
+    ex = server.exchange(line.strip())
+    print(json.dumps([ex.received_at, ex.headers_sent_at, ex.sent[0][0]]), flush=True)
+server.stop()
+"""
+
+
+def first_byte(n: int) -> dict[str, Any]:
+    """Recorded offsets of the head and the first chunk vs the upstream's clock (see docstring).
+    The upstream runs in its own process (in this one it would wait for the GIL)."""
+    import statistics
+    import sys as _sys
+
+    import httpx2
+
+    import ssevcr
+    from ssevcr import _store
+
+    _sys.path.insert(0, str(ROOT / "tests"))
+    from upstream import make_tls_files
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="ssevcr-bench-firstbyte-") as tmp:
+        tls = make_tls_files(Path(tmp) / "tls")
+        for scheme, extra in (("http", []), ("https", [str(tls.cert), str(tls.key)])):
+            server = subprocess.Popen(
+                [_sys.executable, "-c", UPSTREAM_PROCESS, str(ROOT / "tests"), *extra],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert server.stdin is not None and server.stdout is not None
+            url = server.stdout.readline().strip()
+            head_err, first_err, before = [], [], []
+            try:
+                for i in range(n):
+                    path = Path(tmp) / f"{scheme}-{i}.msgpack"
+                    test_id = f"{scheme}-{i}"
+                    connect: list[float] = []
+
+                    def trace(
+                        name: str, info: dict[str, Any], connect: list[float] = connect
+                    ) -> None:
+                        if name == "connection.connect_tcp.started":
+                            connect.append(time.monotonic())
+
+                    headers = {
+                        "x-upstream-fixture": "openai-chat/text.sse",
+                        "x-upstream-gap-ms": "20",
+                        "x-upstream-chunks": "4",
+                        "x-test-id": test_id,
+                    }
+                    with (
+                        httpx2.Client(verify=str(tls.cert)) as client,
+                        ssevcr.use_cassette(path, record="all") as cas,
+                    ):
+                        with client.stream(
+                            "POST",
+                            url + "/v1/chat/completions",
+                            content=b"{}",
+                            headers=headers,
+                            extensions={"trace": trace},
+                        ) as r:
+                            for _ in r.iter_raw():
+                                pass
+                        t0 = cas._recordings[0].capture.t0
+                    server.stdin.write(test_id + "\n")
+                    server.stdin.flush()
+                    received, head_sent, first_sent = json.loads(server.stdout.readline())
+                    response = _store.load(path).interactions[0].response
+                    head_err.append((response.headers_at - (head_sent - received)) * 1e3)
+                    first_err.append((response.chunk_at[0] - (first_sent - received)) * 1e3)
+                    before.append((t0 - connect[0]) * 1e3 if connect else 0.0)
+            finally:
+                server.stdin.close()
+                server.wait(10)
+            out[scheme] = {
+                "head_error_median_ms": statistics.median(head_err),
+                "first_byte_error_median_ms": statistics.median(first_err),
+                "first_byte_error_p90_ms": sorted(first_err)[int(0.9 * (n - 1))],
+                "before_t0_added_median_ms": statistics.median(before),
+            }
+    print(
+        f"in-process recording, {n} recordings each, a new connection each, the upstream in its "
+        "own process (error = recorded - true offset)"
+    )
+    print(
+        f"{'':6} {'head ms':>8} {'first byte ms':>14} {'p90 ms':>8} {'t0 before connecting would add ms':>34}"
+    )
+    for scheme, f in out.items():
+        print(
+            f"{scheme:6} {f['head_error_median_ms']:+8.3f} {f['first_byte_error_median_ms']:+14.3f} "
+            f"{f['first_byte_error_p90_ms']:+8.3f} {f['before_t0_added_median_ms']:+34.3f}"
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", type=int, default=200, help="tests per session")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=1, help="make the stream K times longer")
     parser.add_argument(
+        "--raw-httpx",
+        action="store_true",
+        help="the earlier method: raw httpx streaming, one cassette file unless --per-test-cassettes",
+    )
+    parser.add_argument(
         "--per-test-cassettes",
         action="store_true",
-        help="each test replays its own cassette file (default: all tests share one)",
+        help="with --raw-httpx: each test replays its own cassette file",
     )
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--calls",
+        action="store_true",
+        help="also count the Python function calls of each session (cProfile: exact, load-independent)",
+    )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="time sessions by their CPU time instead of wall time (steadier on a loaded machine)",
+    )
     parser.add_argument(
         "--in-process",
         type=int,
         metavar="PLAYS",
         help="instead: the costs of one replay in this process (no pytest), over PLAYS plays",
     )
+    parser.add_argument(
+        "--first-byte",
+        type=int,
+        metavar="N",
+        help="instead: recorded first-byte offsets of N in-process recordings, HTTP and HTTPS",
+    )
     args = parser.parse_args()
+
+    if args.first_byte:
+        figures: Any = first_byte(args.first_byte)
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=1))
+        return
+    if not args.raw_httpx and not args.in_process:
+        figures = sdk_sessions(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=1))
+        return
+    raw_main(args)
+
+
+def raw_main(args: argparse.Namespace) -> None:
 
     if args.in_process:
         figures = in_process(args.repeat, args.in_process)

@@ -240,17 +240,6 @@ def _empty_hosts() -> HostSet:
 # recording for the adapters that report a head, then chunks, then the end (aiohttp, requests)
 
 
-class _HeadCapture(_Capture):
-    """A capture whose head is given (the adapter parsed it), not read from an httpx response."""
-
-    def __init__(self, t0: float, request: Request, head: Response) -> None:
-        super().__init__(t0, request, None, head.headers_at)
-        self._head = head
-
-    def head(self) -> Response:
-        return self._head
-
-
 class AdapterRecording:
     """One exchange an adapter records: its head (which makes it a :class:`Recording` of the
     cassette, in the order the requests went out), the raw chunks as they arrive, the end.
@@ -264,7 +253,7 @@ class AdapterRecording:
         self.request = request
         self.t0 = t0
         self.index = index
-        self.capture: _HeadCapture | None = None
+        self.capture: _Capture | None = None
 
     def head(
         self, status: int, *, reason: str = "", headers: Headers = (), http_version: str = ""
@@ -278,16 +267,16 @@ class AdapterRecording:
             headers=tuple(headers),
             headers_at=max(0.0, time.monotonic() - self.t0),
         )
-        self.capture = _HeadCapture(self.t0, self.request, head)
+        self.capture = _Capture(self.t0, self.request, head)
         self.cassette._add(Recording(self.capture, self.index))
 
     def chunk(self, data: bytes) -> None:
         if self.capture is not None and data:
-            self.capture.chunk(data)
+            self.capture.stamp(data)
 
     def finish(self, outcome: Outcome, error: str | None = None) -> None:
         if self.capture is not None:
-            self.capture.finish(outcome, error)
+            self.capture.end_now(outcome, error)
         else:
             self.cassette._settle(self.index)
 
@@ -402,7 +391,7 @@ class ActiveCassette:
         as far as it has arrived, ended as ``client_disconnected``."""
         with self._lock:
             recordings = list(self._recordings)
-        return [r.capture.snapshot(self.options.redaction) for r in recordings]
+        return [r.capture.snapshot_now(self.options.redaction) for r in recordings]
 
     def explain(self, start: int = 0) -> str:
         """The misses from ``start`` on: each distinct explanation once (a client that retried
@@ -588,7 +577,7 @@ class ActiveCassette:
                 r.drain(max(0.0, deadline - time.monotonic()))
         if final:
             for r in recordings:
-                r.capture.finish(
+                r.capture.end_now(
                     Outcome.CLIENT_DISCONNECTED, "still open when the cassette was saved"
                 )
         ready = [r for r in recordings if r.done]
@@ -665,6 +654,9 @@ def _async_patch(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], An
     return handle_async_request
 
 
+_patches: dict[Any, Any] = {}  # our wrapper of each original
+
+
 class _HttpxAdapter:
     """httpx and httpx2 (whichever are installed): their transports' request methods."""
 
@@ -682,7 +674,9 @@ class _HttpxAdapter:
                 (mod.AsyncHTTPTransport, "handle_async_request", _async_patch),
             ):
                 original = cls.__dict__[attr]
-                ours = patch(original)
+                ours = _patches.get(original)
+                if ours is None:  # made once: a test suite enters cassettes often
+                    ours = _patches[original] = patch(original)
                 setattr(cls, attr, ours)
                 self._installed.append((cls, attr, original, ours))
 

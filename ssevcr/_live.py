@@ -44,6 +44,7 @@ from ._faults import (
     Drop,
     Duplicate,
     Fault,
+    Header,
     InjectError,
     Rechunk,
     Slow,
@@ -140,7 +141,11 @@ class LiveSchedule:
             or (isinstance(f, Rechunk) and f.how == "random")
             for f in self._faults
         )
-        self._streamed = head.header("content-length") is None
+        # a sized body (recorded so, or given its content-length by a header fault) is known
+        # only at the end: its head carries the length
+        self._streamed = head.header("content-length") is None and not any(
+            isinstance(f, Header) and f.action == "length" for f in self._faults
+        )
         encoding = head.content_encoding
         self._decoder: ContentDecoder | None = None
         if self._event_faults and encoding != "identity":

@@ -28,6 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._capture import Capture
 from ._cassette import End, Interaction, Outcome, Request, Response
 from ._errors import ConfigError
 from ._follower import Head
@@ -101,79 +102,41 @@ def _traced(request: Any, *, sync: bool) -> _Trace:
 # one exchange being recorded
 
 
-class _Capture:
-    """The chunks of one exchange as they arrive. Its end is set once: the first of complete,
-    upstream error or client gone wins."""
+class _Capture(Capture):
+    """A :class:`ssevcr._capture.Capture` on this process's monotonic clock, counted from
+    ``t0`` (the request fully sent), with the head it was given."""
 
-    def __init__(self, t0: float, request: Request, response: Any, headers_at: float):
+    __slots__ = ("response_head", "t0")
+
+    def __init__(self, t0: float, request: Request, head: Response) -> None:
+        super().__init__(request)
         self.t0 = t0
-        self.request = request
-        self.response = response
-        self.headers_at = headers_at
-        self.chunks: list[tuple[float, bytes]] = []
-        self.end: End | None = None
-        self._interaction: Interaction | None = None
-        self._lock = threading.Lock()
+        self.response_head = head  # the response as far as its headers
+        self.head(
+            head.headers_at,
+            head.status,
+            reason=head.reason,
+            headers=head.headers,
+            http_version=head.http_version,
+        )
 
-    def chunk(self, data: bytes) -> float:
-        """Stamp a chunk now; its offset."""
-        at = time.monotonic() - self.t0
-        if data:
-            self.chunks.append((at, bytes(data)))
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def stamp(self, data: bytes) -> float:
+        """A chunk arrived now; its offset."""
+        at = self.now()
+        self.chunk(at, data)
         return at
 
-    def finish(self, outcome: Outcome, error: str | None = None) -> End:
-        with self._lock:
-            if self.end is None:
-                at = time.monotonic() - self.t0
-                if self.chunks:
-                    at = max(at, self.chunks[-1][0])
-                self.end = End(at, outcome, error)
-            return self.end
-
-    def head(self) -> Response:
-        """The response as far as its headers."""
-        ext = self.response.extensions
-        return Response(
-            self.response.status_code,
-            reason=bytes(ext.get("reason_phrase", b"")).decode("latin-1"),
-            http_version=bytes(ext.get("http_version", b"HTTP/1.1")).decode("ascii", "replace"),
-            headers=_pairs(self.response.headers.raw),
-            headers_at=self.headers_at,
-        )
-
-    def interaction(self, redaction: Redaction) -> Interaction:
-        """The redacted interaction (built once, after the end is known)."""
+    def end_now(self, outcome: Outcome, error: str | None = None) -> End:
+        """The exchange ends now (unless it ended before); how it ended."""
+        self.finish(self.now(), outcome, error)
         assert self.end is not None
-        if self._interaction is None:
-            self._interaction = self._build(redaction, list(self.chunks), self.end)
-        return self._interaction
+        return self.end
 
-    def snapshot(self, redaction: Redaction) -> Interaction:
-        """The redacted interaction, or while it is still arriving what has arrived so far
-        (ended as ``client_disconnected``, "still being recorded")."""
-        if self.end is not None:
-            return self.interaction(redaction)
-        chunks = list(self.chunks)
-        at = max(time.monotonic() - self.t0, chunks[-1][0] if chunks else 0.0)
-        return self._build(
-            redaction, chunks, End(at, Outcome.CLIENT_DISCONNECTED, "still being recorded")
-        )
-
-    def _build(
-        self, redaction: Redaction, chunks: list[tuple[float, bytes]], end: End
-    ) -> Interaction:
-        head = self.head()
-        response = Response.from_chunks(
-            head.status,
-            chunks,
-            reason=head.reason,
-            http_version=head.http_version,
-            headers=head.headers,
-            headers_at=head.headers_at,
-            end=end,
-        )
-        return redaction.interaction(Interaction(request=self.request, response=response))
+    def snapshot_now(self, redaction: Redaction) -> Interaction:
+        return self.snapshot(self.now(), redaction)
 
 
 class Recording:
@@ -198,7 +161,7 @@ class Recording:
     # -- the recorder --------------------------------------------------------------------------
 
     def _arrived(self, data: bytes) -> None:
-        at = self.capture.chunk(data)
+        at = self.capture.stamp(data)
         assert self.live is not None
         with self.cond:
             self.live.add(at, bytes(data))
@@ -207,7 +170,7 @@ class Recording:
             self.changed.set()
 
     def _ended(self, outcome: Outcome, error: str | None = None) -> None:
-        end = self.capture.finish(outcome, error)
+        end = self.capture.end_now(outcome, error)
         assert self.live is not None
         with self.cond:
             self.live.finish(end)
@@ -291,7 +254,7 @@ class Recording:
         from ._schedule import build
 
         done = self.done
-        interaction = self.capture.snapshot(redaction)
+        interaction = self.capture.snapshot_now(redaction)
         schedule = self._schedule
         if schedule is None:
             if self.live is not None:
@@ -320,18 +283,18 @@ class _SyncPassing:
     def __iter__(self) -> Iterator[bytes]:
         try:
             for chunk in self.inner:
-                self.capture.chunk(chunk)
+                self.capture.stamp(chunk)
                 yield chunk
         except Exception as e:
-            self.capture.finish(Outcome.UPSTREAM_ERROR, _error_text(e))
+            self.capture.end_now(Outcome.UPSTREAM_ERROR, _error_text(e))
             raise
         except BaseException:  # the consumer stopped reading (GeneratorExit, KeyboardInterrupt)
-            self.capture.finish(Outcome.CLIENT_DISCONNECTED)
+            self.capture.end_now(Outcome.CLIENT_DISCONNECTED)
             raise
-        self.capture.finish(Outcome.COMPLETE)
+        self.capture.end_now(Outcome.COMPLETE)
 
     def close(self) -> None:
-        self.capture.finish(Outcome.CLIENT_DISCONNECTED)
+        self.capture.end_now(Outcome.CLIENT_DISCONNECTED)
         self.inner.close()
 
 
@@ -343,18 +306,18 @@ class _AsyncPassing:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self.inner:
-                self.capture.chunk(chunk)
+                self.capture.stamp(chunk)
                 yield chunk
         except Exception as e:
-            self.capture.finish(Outcome.UPSTREAM_ERROR, _error_text(e))
+            self.capture.end_now(Outcome.UPSTREAM_ERROR, _error_text(e))
             raise
         except BaseException:  # cancelled, or the consumer stopped reading
-            self.capture.finish(Outcome.CLIENT_DISCONNECTED)
+            self.capture.end_now(Outcome.CLIENT_DISCONNECTED)
             raise
-        self.capture.finish(Outcome.COMPLETE)
+        self.capture.end_now(Outcome.COMPLETE)
 
     async def aclose(self) -> None:
-        self.capture.finish(Outcome.CLIENT_DISCONNECTED)
+        self.capture.end_now(Outcome.CLIENT_DISCONNECTED)
         await self.inner.aclose()
 
 
@@ -519,14 +482,22 @@ def _capture(request: Any, body: bytes, response: Any, trace: _Trace, started: f
     from ._transport import to_request
 
     t0 = trace.sent if trace.sent is not None else started
-    head = trace.head if trace.head is not None else time.monotonic()
-    return _Capture(t0, to_request(request, body), response, max(0.0, head - t0))
+    head_at = trace.head if trace.head is not None else time.monotonic()
+    ext = response.extensions
+    head = Response(
+        response.status_code,
+        reason=bytes(ext.get("reason_phrase", b"")).decode("latin-1"),
+        http_version=bytes(ext.get("http_version", b"HTTP/1.1")).decode("ascii", "replace"),
+        headers=_pairs(response.headers.raw),
+        headers_at=max(0.0, head_at - t0),
+    )
+    return _Capture(t0, to_request(request, body), head)
 
 
 def _live(capture: _Capture, faults: Sequence[Fault], seed: str) -> LiveSchedule:
     from ._live import LiveSchedule
 
-    return LiveSchedule(capture.head(), faults=faults, seed=seed, url=capture.request.url)
+    return LiveSchedule(capture.response_head, faults=faults, seed=seed, url=capture.request.url)
 
 
 def record_sync(

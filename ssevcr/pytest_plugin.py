@@ -14,7 +14,9 @@ line, then ``SSEVCR_RECORD`` / ``SSEVCR_TIMING`` in the environment, then the ma
 ``ssevcr_config`` fixture, then the defaults (``none``, ``original``).
 
 Every knob is a fixture a conftest can override: ``ssevcr_record_mode``, ``ssevcr_timing``,
-``ssevcr_cassette_dir``, ``ssevcr_cassette_name``, ``ssevcr_cassette_path``, ``ssevcr_config``.
+``ssevcr_cassette_dir``, ``ssevcr_cassette_name``, ``ssevcr_cassette_path``, ``ssevcr_config``
+(the dir and the config are module-scoped, computed once per module; an override may have any
+scope).
 A request with no recorded answer fails the test with the explanation — also when the client
 swallowed or wrapped the NoMatchError (SDK retries) — without a traceback. ssevcr itself is
 imported only by the fixtures, so the plugin costs nothing in sessions that do not use it.
@@ -120,8 +122,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(claims, ignore_errors=True)
 
 
+_MARK = pytest.StashKey[pytest.Mark | None]()
+
+
 def _marker(request: pytest.FixtureRequest) -> pytest.Mark | None:
-    mark: pytest.Mark | None = request.node.get_closest_marker("ssevcr")
+    """The test's ``ssevcr`` marker (looked up once per test: every knob asks)."""
+    stash = request.node.stash
+    if _MARK not in stash:
+        stash[_MARK] = request.node.get_closest_marker("ssevcr")
+    mark: pytest.Mark | None = stash[_MARK]
     return mark
 
 
@@ -145,7 +154,7 @@ def _first(
 # -- overridable knobs -------------------------------------------------------------------------
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ssevcr_config() -> dict[str, Any]:
     """Defaults for every ``use_cassette`` option in its scope (override in a conftest), e.g.
     ``{"timing": "instant", "redact_headers": ["x-team-token"]}``. Markers win over it."""
@@ -164,7 +173,7 @@ def ssevcr_timing(request: pytest.FixtureRequest, ssevcr_config: dict[str, Any])
     return _first(request, "ssevcr_timing", "SSEVCR_TIMING", "timing", ssevcr_config, "original")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ssevcr_cassette_dir(request: pytest.FixtureRequest) -> Path:
     """``<rootdir>/cassettes/<test module name>``."""
     module = Path(request.node.path).stem

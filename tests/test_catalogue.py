@@ -22,6 +22,7 @@ from ssevcr._cassette import Cassette, End, Interaction, Request, Response
 from ssevcr._catalogue import LEVELS, catalogue, classify, stream_of
 from ssevcr._errors import ConfigError
 from ssevcr._faults import Truncate, parse_fault
+from ssevcr._live import LiveSchedule
 from ssevcr._player import Player
 from ssevcr._schedule import Close, Hang, Schedule
 from ssevcr._sse import parse
@@ -354,3 +355,30 @@ def test_the_header_faults_reach_clients_over_a_socket_and_in_process(mod: Any) 
                     assert got["content-type"] == "text/plain"
                 else:
                     assert "content-type" not in got
+
+
+# ------------------------------------------------------------------ on a recording run
+
+
+@pytest.mark.parametrize("name", ["openai-chat-text", "anthropic-tool-use", "gemini-text"])
+def test_every_fault_holds_on_a_recording_run(name: str) -> None:
+    """While the stream is still being recorded (faults on a recording run), what is known
+    early is the start of the final replay, head included (a content-length waits for the end)."""
+    c = example(name)
+    r = c.interactions[0].response
+    for e in catalogue(c):
+        live = LiveSchedule(
+            Response(r.status, r.reason, r.http_version, r.headers, r.headers_at), faults=[e.fault]
+        )
+        knowns = []
+        for chunk in r.chunks:
+            live.add(chunk.at, chunk.data)
+            knowns.append(live.known())
+        live.finish(r.end)
+        final = live.final
+        assert final is not None and live.consistent, e.spec
+        for k in knowns:
+            assert k.steps == final.steps[: len(k.steps)], e.spec
+            if k.schedule is not None:
+                head = (k.schedule.status, k.schedule.headers, k.schedule.content_length)
+                assert head == (final.status, final.headers, final.content_length), e.spec

@@ -912,7 +912,9 @@ def test_the_openai_sdk_ends_the_same_on_the_recording_run_and_on_replay(
             api_key=SECRET,
             base_url=upstream.url + "/v1",
             max_retries=1 if "times" in fault else 0,
-            timeout=httpx2.Timeout(10, read=0.5),
+            timeout=httpx2.Timeout(
+                10, read=3.0
+            ),  # only the forever-stall waits for it (a loaded machine can pause 0.5 s)
             default_headers=steer("openai-chat/text.sse", gap_ms="2-6", chunks="10"),
         )
         stream = client.chat.completions.create(model="gpt-4o", messages=[], stream=True)
@@ -996,3 +998,35 @@ def test_the_recording_is_whole_when_the_client_stops_early(
     response = _store.load(path).interactions[0].response
     assert response.body == fixture_body("openai-chat/text.sse")
     assert response.end.outcome == Outcome.COMPLETE
+
+
+@pytest.mark.parametrize("lib", [httpx, httpx2])
+async def test_offsets_count_from_the_request_fully_sent(
+    lib: Any, tmp_path: Path, upstream: Upstream
+) -> None:
+    """Connecting and sending are not the upstream's time: t0 is when the transport's trace says
+    the body went out, the head's time when it says the head came in; the request's own trace
+    callback still sees every event."""
+    path = tmp_path / "c.msgpack"
+    seen: dict[str, float] = {}
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        seen.setdefault(name, time.monotonic())
+
+    async with lib.AsyncClient() as client, use_cassette(path, record="all") as cas:
+        await client.post(
+            upstream.url + "/v1/chat/completions",
+            json=CHAT,
+            headers=steer("openai-chat/text.sse", gap_ms="5"),
+            extensions={"trace": trace},
+        )
+    t0 = cas._recordings[0].capture.t0
+    assert seen["connection.connect_tcp.complete"] < seen["http11.send_request_body.started"]
+    assert (
+        seen["http11.send_request_body.started"]
+        < t0
+        < seen["http11.receive_response_headers.complete"]
+    )
+    head = _store.load(path).interactions[0].response.headers_at
+    assert 0 < head < seen["http11.response_closed.complete"] - t0
+    assert t0 + head >= seen["http11.receive_response_headers.started"]

@@ -279,9 +279,8 @@ def test_record_once_then_replay_with_the_upstream_stopped(
         == fixture_body("openai-chat/text.sse")
         == b"".join(d for _, d in sent)
     )
-    # the sync openai SDK closes the response at [DONE], before the end of the chunked body (the
-    # capture records a stream left at the provider's last event as complete, as `ssevcr record`
-    # does); the async one drains it (HTTP/1.1)
+    # the sync openai SDK closes the response at [DONE], before the end of the chunked body; the
+    # async one drains it (HTTP/1.1): both read every event, both are recorded complete
     assert recorded.response.end.outcome == Outcome.COMPLETE
     assert _store.load(files[1]).interactions[0].response.end.outcome == Outcome.COMPLETE
     assert recorded.request.header("authorization") == "REDACTED"

@@ -12,6 +12,7 @@ Each request is steered by headers, so any client (SDK, httpx, curl) and any pat
     x-upstream-gzip: 1                          gzip the stream (one sync-flushed member per chunk)
     x-upstream-die-after: 3                     close the connection after 3 chunks (no last chunk)
     x-upstream-end-delay-ms: 500                hold the terminating chunk back (SDKs leave at [DONE])
+    x-upstream-head-with-first: 1               send the head in one write with the first chunk
     x-upstream-forever: 1                       then send the fixture's events again, forever
     x-upstream-json: 1                          a plain JSON answer with content-length
     x-upstream-set-cookie: 1                    add a set-cookie header with a fresh secret
@@ -302,18 +303,7 @@ class Upstream:
             extra += f"set-cookie: sid={uuid.uuid4().hex}\r\n"
         name = h.get("x-upstream-fixture", self.fixture)
         if name is None or h.get("x-upstream-json"):
-            payload = json.dumps(
-                {"ok": True, "path": ex.path.split("?")[0], "method": ex.method}
-            ).encode()
-            writer.write(
-                f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(payload)}\r\n{extra}\r\n".encode()
-                + payload
-            )
-            ex.headers_sent_at = time.monotonic()
-            ex.sent.append((ex.headers_sent_at, payload))
-            await writer.drain()
-            ex.outcome = "complete"
-            return True
+            return await self._json(ex, writer, extra)
         body = fixture_body(name)
         pieces = plan_chunks(
             body, int(h.get("x-upstream-chunks", "8")), h.get("x-upstream-split", "events")
@@ -328,16 +318,20 @@ class Upstream:
         if gzip:
             extra += "content-encoding: gzip\r\n"
             comp = zlib.compressobj(6, zlib.DEFLATED, 31)
-        writer.write(
-            (
-                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
-                f"transfer-encoding: chunked\r\n{extra}\r\n"
-            ).encode()
-        )
-        ex.headers_sent_at = time.monotonic()
-        await writer.drain()
-        for i, piece in enumerate(pieces):
+        head = (
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
+            f"transfer-encoding: chunked\r\n{extra}\r\n"
+        ).encode()
+        with_first = h.get("x-upstream-head-with-first") == "1"
+        if with_first:  # the head goes out in one write with the first chunk, after a gap
             await asyncio.sleep(rng.uniform(gap_lo, gap_hi))
+        else:
+            writer.write(head)
+            ex.headers_sent_at = time.monotonic()
+            await writer.drain()
+        for i, piece in enumerate(pieces):
+            if i or not with_first:
+                await asyncio.sleep(rng.uniform(gap_lo, gap_hi))
             last = i == len(pieces) - 1
             if gzip:
                 piece = comp.compress(piece) + (
@@ -350,15 +344,44 @@ class Upstream:
             frame = b"%x\r\n%s\r\n" % (len(piece), piece)
             if last and not end_delay and not forever:
                 frame += b"0\r\n\r\n"
+            if with_first and i == 0:
+                frame = head + frame
+                ex.headers_sent_at = time.monotonic()
             if not await self._send(ex, writer, piece, frame):
                 return False
+        return await self._end(ex, writer, body, forever=forever, delay=end_delay)
+
+    async def _end(
+        self,
+        ex: Exchange,
+        writer: asyncio.StreamWriter,
+        body: bytes,
+        *,
+        forever: bool,
+        delay: float,
+    ) -> bool:
+        """After the planned chunks: forever the events again, or the terminating chunk late."""
         while forever:  # a stream that never ends: the events again, as fast as they are read
             if not await self._send(ex, writer, body, b"%x\r\n%s\r\n" % (len(body), body)):
                 return False
-        if end_delay:
-            await asyncio.sleep(end_delay)
+        if delay:
+            await asyncio.sleep(delay)
             if not await self._send(ex, writer, b"", b"0\r\n\r\n"):
                 return False
+        ex.outcome = "complete"
+        return True
+
+    async def _json(self, ex: Exchange, writer: asyncio.StreamWriter, extra: str) -> bool:
+        payload = json.dumps(
+            {"ok": True, "path": ex.path.split("?")[0], "method": ex.method}
+        ).encode()
+        writer.write(
+            f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(payload)}\r\n{extra}\r\n".encode()
+            + payload
+        )
+        ex.headers_sent_at = time.monotonic()
+        ex.sent.append((ex.headers_sent_at, payload))
+        await writer.drain()
         ex.outcome = "complete"
         return True
 

@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._errors import ConfigError, SsevcrError
-from .protocol import READY, parse_line
+from .protocol import LENT, READY, lent_variable, parse_line
 
 __all__ = [
     "RECORD_ADDON",
@@ -259,11 +259,10 @@ class Mitmdump:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)  # mitmdump may be another Python's: only its own packages
-        # except filelock, which the store locks cassettes with and mitmproxy does not depend
-        # on: its package folder (only it), loaded by scripts/_ssevcr_import.py when needed
-        import filelock
-
-        env["SSEVCR_FILELOCK"] = os.path.dirname(os.path.realpath(filelock.__file__))
+        for name in LENT:  # for a mitmdump without them: see scripts/_ssevcr_import.py
+            folder = _package_folder(name)
+            if folder:
+                env[lent_variable(name)] = folder
         env.pop("PYTEST_CURRENT_TEST", None)  # mitmproxy changes its logging inside pytest
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("PYTHONIOENCODING", "utf-8")
@@ -383,6 +382,16 @@ class Mitmdump:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _package_folder(name: str) -> str | None:
+    """Where this Python would import the package ``name`` from (without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.fspath(next(iter(spec.submodule_search_locations)))
 
 
 def _stderr(line: str) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "EXIT_ON_EOF",
     "FORWARDED_URL",
     "HOSTS",
+    "LENT",
     "LINE_PREFIXES",
     "MAX_BODY",
     "OVERWRITE",
@@ -36,6 +37,7 @@ __all__ = [
     "REPLAY_URL",
     "REPORT",
     "format_line",
+    "lent_variable",
     "parse_line",
 ]
 
@@ -55,6 +57,16 @@ EXIT_ON_EOF = "ssevcr_exit_on_eof"
 """Option (bool): shut mitmdump down when its stdin closes (set by the launcher)."""
 REPLAY_URL = "ssevcr_replay_url"
 """Option (str): the replay server every flow of the replay proxy goes to."""
+
+
+LENT = ("msgpack", "filelock")
+"""ssevcr's dependencies that the launcher lends to a mitmdump whose environment lacks them
+(mitmproxy 12.3 and later no longer bring msgpack; none brings filelock)."""
+
+
+def lent_variable(name: str) -> str:
+    """The environment variable naming the folder of a lent package: ``SSEVCR_LEND_MSGPACK``."""
+    return f"SSEVCR_LEND_{name.upper()}"
 
 
 # options of the recording addon, as the launcher sets them

@@ -9,13 +9,16 @@ msgpack and ssevcr's core, and reaches mitmproxy only through the flows it is ha
 How it records (the capture itself is :class:`ssevcr._capture.Capture`'s):
 
 - ``request`` (this addon should be the first script): a copy of the request as the client sent
-  it (headers as pairs, raw body) and ``t0``, the moment the request has fully arrived and is
-  handed on upstream. Every time is seconds from t0, the origin the replay server uses ("from
-  when the request arrived"), so upstream connect/TLS time is part of ``headers_at`` as the
-  client experienced it.
-- ``responseheaders``: the head; sets ``flow.response.stream`` to a callable for *every*
-  response, so nothing is buffered. The callable stamps each chunk as mitmproxy reads it and
-  returns it unchanged; chunks are the raw, still content-encoded body bytes.
+  it (headers as pairs, raw body) and ``t0``, the moment mitmproxy has handed it to the upstream
+  connection (the loop's next turn after the hook: mitmproxy writes it once its hooks return; a
+  connection still opening counts, as it would for the client). Every time is
+  seconds from t0, the origin the replay server uses ("from when the request arrived"), so the
+  proxy's own work before it sends is not counted as upstream time.
+- ``responseheaders``: the head, stamped when mitmproxy read it (its ``timestamp_start``, moved
+  onto the monotonic clock); sets ``flow.response.stream`` to a callable for *every* response,
+  so nothing is buffered. The callable stamps each chunk as mitmproxy reads it and returns it
+  unchanged; chunks are the raw, still content-encoded body bytes. Bytes that came in the same
+  read as the head (mitmproxy holds them while its hooks run) get the head's time.
 - ``response``: the exchange is complete. ``error``: it ended early — ``client_disconnected``
   (the body holds the bytes forwarded before the disconnect was noticed) or ``upstream_error``
   (mitmproxy's error text and the partial body). An error before any response header leaves
@@ -44,13 +47,21 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .. import _store
+try:
+    from .. import _store
+except ModuleNotFoundError as e:  # pragma: no cover - a mitmdump loaded by hand, without msgpack
+    if e.name != "msgpack":
+        raise
+    raise ImportError(
+        "ssevcr's recording addon needs msgpack in mitmdump's Python environment (mitmproxy "
+        "12.3 and later no longer install it): pip install msgpack there, or run ssevcr record, "
+        "which lends its own"
+    ) from None
 from .._capture import DEFAULT_MAX_BODY, Capture
 from .._cassette import Headers, Interaction, Outcome, Request, Response
-from .._content import decode_body
 from .._errors import SsevcrError
+from .._framing import framed
 from .._redaction import Redaction
-from .._sse import parse
 from . import protocol
 from .announce import Announce, emit
 
@@ -66,15 +77,12 @@ STOPPED = "recording stopped while the stream was open"
 # summaries (also what the CLI's progress lines show)
 
 
-def events_in(response: Response) -> int | None:
-    """How many SSE events a recorded response holds (decoding gzip/deflate), or None when it is
-    not an event stream or its body cannot be decoded (unknown encoding, damaged, too large)."""
-    if not response.is_event_stream:
-        return None
-    decoded = decode_body(response.body, response.content_encoding)
-    if not decoded.ok:
-        return None
-    return len(parse(decoded.body).events)
+def events_in(response: Response, url: str = "") -> int | None:
+    """How many events (SSE events, NDJSON lines, JSON-array elements) a recorded response holds
+    (decoding gzip/deflate), or None when it is no event stream or its body cannot be decoded
+    (unknown encoding, damaged, too large)."""
+    found = framed(response, url)
+    return None if found is None else len(found.events)
 
 
 def exchange_summary(interaction: Interaction) -> dict[str, Any]:
@@ -86,7 +94,7 @@ def exchange_summary(interaction: Interaction) -> dict[str, Any]:
         "status": resp.status,
         "outcome": resp.end.outcome.value,
         "error": resp.end.error,
-        "events": events_in(resp),
+        "events": events_in(resp, req.url),
         "chunks": len(resp.chunk_sizes),
         "bytes": len(resp.body),
         "content_type": resp.content_type,
@@ -171,12 +179,35 @@ class _Flow:
     """One flow being recorded: its capture and its time origin (a plain class: mitmproxy's
     script loader does not register modules, which dataclasses need)."""
 
-    __slots__ = ("capture", "end_at", "t0")
+    __slots__ = ("capture", "clock", "end_at", "t0")
 
-    def __init__(self, t0: float, capture: Capture) -> None:
+    def __init__(self, t0: float, capture: Capture, clock: Callable[[], float]) -> None:
         self.t0 = t0
         self.capture = capture
+        self.clock = clock
         self.end_at: float | None = None  # when the body's end was read (the stream's last call)
+
+    def sent(self) -> None:
+        """Called once the request hook's step is over: mitmproxy has written the request to
+        the upstream connection by then (or started opening one, whose connect counts)."""
+        if self.capture.headers_at is None:
+            self.t0 = self.clock()
+
+
+def _after_this_step(callback: Callable[[], None], turns: int = 1) -> bool:
+    """Run ``callback`` once the event loop has turned ``turns`` times (after the hook and what
+    mitmproxy does synchronously once its hooks return); False outside a running loop."""
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    if turns <= 1:
+        loop.call_soon(callback)
+    else:
+        loop.call_soon(_after_this_step, callback, turns - 1)
+    return True
 
 
 def _pairs(fields: Iterable[tuple[bytes, bytes]]) -> Headers:
@@ -208,8 +239,14 @@ def _client_gone(flow: Any) -> bool:
 class Recorder:
     """Records every exchange (or those matching the host/path filters) into one cassette."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.clock = clock
+        self.wall = wall
         self.redaction = Redaction()
         self.hosts: tuple[str, ...] = ()
         self.paths: tuple[str, ...] = ()
@@ -346,7 +383,9 @@ class Recorder:
             headers=_pairs(req.headers.fields),
             body=bytes(req.raw_content or b""),
         )
-        self._flows[flow.id] = _Flow(t0, Capture(request, max_body=self.max_body))
+        entry = _Flow(t0, Capture(request, max_body=self.max_body), self.clock)
+        self._flows[flow.id] = entry
+        _after_this_step(entry.sent, turns=2)  # see responseheaders
 
     def responseheaders(self, flow: Any) -> None:
         entry = self._flows.get(flow.id)
@@ -356,18 +395,38 @@ class Recorder:
             return
         clock, t0, cap = self.clock, entry.t0, entry.capture
         resp = flow.response
-        _head(cap, resp, clock() - t0)
+        now = clock()
+        head_at = self._read_at(resp, now, t0)
+        _head(cap, resp, head_at - t0)
+        # Body bytes that came in the same read as the head wait in mitmproxy while its hooks
+        # run; they are handed over before the loop has turned twice (mitmproxy 11 hands them
+        # over as the hooks return; 12.3 runs hooks as eager tasks that resume once the read is
+        # processed), so until then they are stamped with the head's arrival, not with the
+        # moment the hooks let them through. Bytes read later are stamped as they come.
+        waiting = [True]
+        if not _after_this_step(waiting.clear, turns=2):
+            waiting.clear()
         downstream = resp.stream if callable(resp.stream) else None
         chunk = cap.chunk
 
         def stream(data: bytes) -> bytes | Iterable[bytes]:
             if data:
-                chunk(clock() - t0, data)
+                chunk((head_at if waiting else clock()) - t0, data)
             else:
                 entry.end_at = clock() - t0
             return data if downstream is None else downstream(data)
 
         resp.stream = stream
+
+    def _read_at(self, resp: Any, now: float, t0: float) -> float:
+        """When mitmproxy read the response head, on our clock: its own stamp
+        (``timestamp_start``, wall clock, taken as it parsed the head) moved onto the monotonic
+        clock, kept within [t0, now] (a wall clock that jumped is not believed)."""
+        read = getattr(resp, "timestamp_start", None)
+        if not isinstance(read, int | float):
+            return now
+        at = now - (self.wall() - read)
+        return at if t0 <= at <= now else now
 
     def response(self, flow: Any) -> None:
         entry = self._flows.pop(flow.id, None)
