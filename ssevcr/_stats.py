@@ -188,7 +188,7 @@ def event_times(interactions: Iterable[Interaction]) -> list[float]:
     for inter in interactions:
         pieces, _ = decoded_pieces(inter.response)
         timed, _ = arrivals(pieces)
-        times = [t for frame, t in timed if isinstance(frame, Event)]
+        times = [t for frame, t in timed if isinstance(frame, sse.Event)]
         if times:
             return times
     return []
