@@ -28,7 +28,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ._conversation import Conversation, Ending, Finish, Out, Plan, Wait
 from ._providers import realtime_error
-from ._secrets import mask_url, printable
+from ._secrets import mask_url, printable, safe
 
 if TYPE_CHECKING:
     from . import _http1 as http1
@@ -185,7 +185,7 @@ class WebSocketSession:
         if problem is None:
             self.pump()
             return
-        message = f"ssevcr: {self.what}: {problem}"
+        message = safe(f"ssevcr: {self.what}: {problem}")  # never a client's secret in a log
         self.log(message)
         self.on_miss(message)
         self._send(ev.TextMessage(realtime_error(message=message, code="ssevcr_no_match").decode()))
@@ -248,6 +248,8 @@ class WebSocketSession:
             pass
 
     def _send_close(self, code: int, reason: str) -> None:
+        if self.ending:  # sent already: the client's answer (or the wait for it) ends it
+            return
         self.ending = True
         if self.ws.state is ConnectionState.OPEN:
             self._send(ev.CloseConnection(code, reason or None))

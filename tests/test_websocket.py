@@ -112,9 +112,13 @@ def test_the_recording_holds_the_conversation(recorded: tuple[Path, Any, Any]) -
     assert got == [(d, text) for _, d, text in log]
     assert not any(m.binary for m in ws.messages)
     assert ws.close is not None and (ws.close.code, ws.close.by) == (1000, "client")
-    # the deltas' gaps as the upstream sent them (30 ms), measured through the proxy
-    deltas = [m.at for m in ws.messages if b"output_text.delta" in m.data]
-    gaps = sorted(abs(b - a - GAP) for a, b in zip(deltas, deltas[1:], strict=False))
+    # the gaps as the upstream sent them (its own clock), measured through the proxy
+    sent = [t for t, d, _ in log if d == "out"]
+    got_at = [m.at for m in ws.messages if not m.from_client]
+    gaps = sorted(
+        abs((b - a) - (d - c))
+        for a, b, c, d in zip(sent, sent[1:], got_at, got_at[1:], strict=False)
+    )
     assert gaps[len(gaps) // 2] < 0.01, gaps
     # the credential never reached the disk: the handshake's authorization is redacted
     assert inter.request.header("authorization") == "REDACTED"
@@ -151,7 +155,7 @@ def test_replay_to_the_openai_sdk_is_byte_exact_with_the_recorded_gaps(
     )
     p50, worst = errors[len(errors) // 2], errors[-1]
     print(f"gap error p50 {p50 * 1e3:.2f} ms, max {worst * 1e3:.2f} ms")
-    assert p50 < 0.010 and worst < 0.100, errors  # a loaded 2-core machine: bench/ is tight
+    assert p50 < 0.015 and worst < 0.150, errors  # a loaded 2-core machine: bench/ is tight
     assert replayed[-1] - replayed[0] > 0.6 * GAP * DELTAS  # the timing, not a burst
 
 
@@ -338,3 +342,21 @@ def test_sweep_on_the_websocket_cassette(recorded: tuple[Path, Any, Any], tmp_pa
         and runs["close:after=7,code=1011"]["exit_code"] == 5
     )
     assert not runs["rechunk:size=16"]["lossy"] and runs["rechunk:size=16"]["exit_code"] == 0
+
+
+def test_a_client_message_past_max_body_closes_with_1009(recorded: tuple[Path, Any, Any]) -> None:
+    cassette, _, _ = recorded
+    player = Player([("realtime", _store.load(cassette))], repeat=True)
+    with ServerThread(player, log=lambda _line: None, max_body=4096) as server:
+
+        async def client() -> BaseException:
+            url = server.url.replace("http://", "ws://") + "/v1/realtime?model=gpt-realtime"
+            async with websockets.connect(url, max_size=None) as conn:
+                await conn.recv()  # session.created
+                await conn.send(json.dumps({"type": "session.update", "pad": "x" * 8192}))
+                with pytest.raises(ConnectionClosedError) as closed:
+                    await conn.recv()
+                return closed.value
+
+        closed = run(client())
+    assert close_code(closed) == 1009
