@@ -401,6 +401,9 @@ def _options(
     kwargs = {**config, **(marker.kwargs if marker is not None else {})}
     for key in (*_OWN_KEYWORDS, *_PLUGIN_KEYWORDS):
         kwargs.pop(key, None)
+    given_config = kwargs.get("config")
+    if isinstance(given_config, str | os.PathLike) and not Path(given_config).is_absolute():
+        kwargs["config"] = Path(request.config.rootpath, given_config)  # from the rootdir
     extra = request.config.getoption("ssevcr_allow_hosts")
     if extra:
         given_hosts = kwargs.get("allowed_hosts") or ()
