@@ -168,7 +168,6 @@ class Options:
         ignore_localhost: bool = False,
         config: str | os.PathLike[str] | None = None,
     ) -> Options:
-        from . import _store
         from ._faults import Fault, parse_faults
         from ._network import HostSet
         from ._redaction import Redaction
@@ -198,10 +197,15 @@ class Options:
             raise ConfigError(f"ignore_localhost must be True or False, got {ignore_localhost!r}")
         if config is not None and not isinstance(config, str | os.PathLike):
             raise ConfigError(f"config must be the path of a YAML or TOML file, got {config!r}")
+        shaped = parse_timing(timing, max_gap=max_gap, seed=seed)
+        if shaped.profile:  # profile:CASSETTE read now
+            from . import _store
+
+            shaped = shaped.resolved(_store.profile_times)
         options = cls(
             path=_cassette_path(path),
             record=check_record_mode(record),
-            timing=parse_timing(timing, max_gap=max_gap, seed=seed).resolved(_store.profile_times),
+            timing=shaped,
             faults=parse_faults(fault_list),
             seed=seed,
             match_on=None if match_on is None else _names("match_on", match_on),
