@@ -16,12 +16,19 @@ client's retry succeeds).
     rechunk:size=N | rechunk:random[,max=N,seed=N] | rechunk:hostile
     slow:bps=N
     header:NAME=VALUE | header:drop=NAME | header:content-length
+    close:after=N|last                     [code=C, reason=TEXT]     (WebSocket; default 1000)
 
 ``rechunk:random,seed=N`` draws its pieces from its own generator (``seed``), not the play's:
 several random splittings of one stream in one run. ``header`` changes the response head: sets
 a header (``header:content-type=text/plain``), removes one (``header:drop=content-type``), or
 sends a streamed body with its exact ``content-length`` instead of chunked. Hop-by-hop headers
 (``transfer-encoding``, ``connection``, ...) are the replay's own and cannot be changed.
+
+On a WebSocket conversation the events are the server's messages, counted from 1: ``close``
+ends it after message N with a close frame of ``code`` (1000-1003, 1007-1014, 3000-4999) or,
+with ``code=1006``, by dropping the TCP connection without one; ``rechunk`` fragments messages
+into frames; ``truncate:after=N`` ends it (``end=close``: close frame 1000, ``abort``: dropped,
+``reset``: TCP RST).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from ._errors import ConfigError
 from ._timing import parse_duration
 
 __all__ = [
+    "CloseWs",
     "Corrupt",
     "Drop",
     "Duplicate",
@@ -149,8 +157,25 @@ class Header(_Base):
     action: Literal["set", "drop", "length"] = "set"
 
 
+@dataclass(frozen=True, slots=True)
+class CloseWs(_Base):
+    after: EventRef = 1
+    code: int = 1000  # 1006: the TCP connection dropped, no close frame
+    reason: str = ""
+
+
 Fault = (
-    Truncate | Corrupt | Stall | Drop | Duplicate | InjectError | Status | Rechunk | Slow | Header
+    Truncate
+    | Corrupt
+    | Stall
+    | Drop
+    | Duplicate
+    | InjectError
+    | Status
+    | Rechunk
+    | Slow
+    | Header
+    | CloseWs
 )
 HOP_BY_HOP = frozenset(
     {
@@ -176,6 +201,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "rechunk": ("size", "random", "hostile", "max", "seed"),
     "slow": ("bps",),
     "header": ("NAME=VALUE", "drop=NAME", "content-length"),  # any header name is a key
+    "close": ("after", "code", "reason"),
 }
 FAULT_NAMES = tuple(_KEYS)
 _COMMON = ("on", "times")
@@ -383,6 +409,18 @@ def _header(s: _Spec) -> Header:
     return Header(s.text, s.scope, name=name, value=value)
 
 
+def _close(s: _Spec) -> CloseWs:
+    from ._cassette import close_problem
+
+    s.no_flags()
+    code = s.number("code", s.params.get("code", "1000"), minimum=1000)
+    reason = s.params.get("reason", "")
+    problem = None if code == 1006 and not reason else close_problem(code, reason)
+    if problem is not None:
+        raise s.fail(f"{problem} (1006 drops the connection, without a reason)")
+    return CloseWs(s.text, s.scope, after=s.event("after", minimum=0), code=code, reason=reason)
+
+
 _PARSERS: dict[str, Callable[[_Spec], Fault]] = {
     "truncate": _truncate,
     "corrupt": _corrupt,
@@ -394,6 +432,7 @@ _PARSERS: dict[str, Callable[[_Spec], Fault]] = {
     "rechunk": _rechunk,
     "slow": _slow,
     "header": _header,
+    "close": _close,
 }
 
 

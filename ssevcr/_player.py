@@ -19,8 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from . import _conversation as conversation_mod
 from . import _schedule as schedule_mod
 from ._cassette import Cassette, Interaction, Request
+from ._conversation import Plan
 from ._errors import NoMatchError
 from ._faults import Fault, Status, parse_faults
 from ._matching import MatchOptions, differences, explain_miss
@@ -48,6 +50,9 @@ class Play:
     request: Request
     number: int  # how many times this interaction had been played before (0 = first)
     recorded: bool = False  # the upstream answered it, recorded in process (index: where it goes)
+    # a WebSocket interaction: the conversation to follow after the handshake (None when a
+    # status fault answers the handshake instead)
+    conversation: Plan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +190,7 @@ class Player:
                         self.match,
                         exhausted=candidates,
                     )
-                    self.miss_count += 1
-                    if self.log_limit is None or len(self.misses) < self.log_limit:
-                        self.misses.append(Miss(self._logged(request), message))
+                    self._miss(request, message)
                     raise NoMatchError(message, method=request.method, url=request.url)
             if configured is None:
                 entry = entries[index]
@@ -200,7 +203,7 @@ class Player:
                 # without faults a schedule depends only on the interaction (the seed feeds faults
                 # only): it is built once (the replay server answers the same request thousands of times)
                 sched = None if faults else self._plain.get(index)
-                if sched is not None:
+                if sched is not None and entry.interaction.websocket is None:
                     play = Play(
                         index,
                         entry.cassette,
@@ -213,16 +216,31 @@ class Player:
                     return play
         if configured is not None:
             return self._configured(configured, request)
+        seed = f"{self.seed}:{index}:{number}"
+        ws = entry.interaction.websocket
+        statuses = [f for f in faults if isinstance(f, Status)]
         sched = schedule_mod.build(
             entry.interaction.response,
             timing=self.timing,
-            faults=faults,
-            seed=f"{self.seed}:{index}:{number}",
+            faults=statuses if ws is not None else faults,
+            seed=seed,
             url=entry.interaction.request.url,
         )
-        play = Play(index, entry.cassette, entry.interaction, sched, self._logged(request), number)
+        plan = None
+        if ws is not None and not statuses:
+            plan = conversation_mod.build(ws, timing=self.timing, faults=faults, seed=seed)
+            sched = replace(sched, fired=plan.fired, skipped=plan.skipped)
+        play = Play(
+            index,
+            entry.cassette,
+            entry.interaction,
+            sched,
+            self._logged(request),
+            number,
+            conversation=plan,
+        )
         with self._lock:
-            if not faults:
+            if not faults and ws is None:
                 self._plain[index] = sched
             self._log(play)
         return play
@@ -247,9 +265,7 @@ class Player:
                     + f"\n{message}"
                 )
             with self._lock:
-                self.miss_count += 1
-                if self.log_limit is None or len(self.misses) < self.log_limit:
-                    self.misses.append(Miss(self._logged(request), message))
+                self._miss(request, message)
             raise NoMatchError(message, method=request.method, url=request.url)
         with self._lock:
             number = self._rule_plays.get(answer.rule, 0)
@@ -270,6 +286,18 @@ class Player:
         with self._lock:
             self._log(play)
         return play
+
+    def _miss(self, request: Request, message: str) -> None:
+        """Count a miss and keep it in the (capped) log; the caller holds the lock."""
+        self.miss_count += 1
+        if self.log_limit is None or len(self.misses) < self.log_limit:
+            self.misses.append(Miss(self._logged(request), message))
+
+    def note_miss(self, request: Request, message: str) -> None:
+        """A miss found after the match: a WebSocket client message that differs from the
+        recording (what ``--strict`` and the tests' misses report)."""
+        with self._lock:
+            self._miss(request, message)
 
     def _log(self, play: Play) -> None:
         """Count a play and keep it in the (capped) log; the caller holds the lock."""
