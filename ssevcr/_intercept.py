@@ -90,6 +90,7 @@ OPTION_NAMES = (
     "allowed_hosts",
     "ignore_hosts",
     "ignore_localhost",
+    "config",
 )
 """The options of a cassette in use (``use_cassette``'s keywords, the pytest marker's)."""
 RECORD_MODES: tuple[RecordMode, ...] = ("none", "once", "new_episodes", "all")
@@ -144,6 +145,7 @@ class Options:
     redaction: Redaction
     allowed_hosts: HostSet = field(default_factory=lambda: _empty_hosts())
     ignore_hosts: HostSet = field(default_factory=lambda: _empty_hosts())
+    config: Path | None = None  # configured responses (``ssevcr._config_file``)
 
     @classmethod
     def parse(
@@ -164,8 +166,8 @@ class Options:
         allowed_hosts: Iterable[str] = (),
         ignore_hosts: Iterable[str] = (),
         ignore_localhost: bool = False,
+        config: str | os.PathLike[str] | None = None,
     ) -> Options:
-        from . import _store
         from ._faults import Fault, parse_faults
         from ._network import HostSet
         from ._redaction import Redaction
@@ -193,10 +195,17 @@ class Options:
             raise ConfigError(f"allow_repeats must be True or False, got {allow_repeats!r}")
         if not isinstance(ignore_localhost, bool):
             raise ConfigError(f"ignore_localhost must be True or False, got {ignore_localhost!r}")
+        if config is not None and not isinstance(config, str | os.PathLike):
+            raise ConfigError(f"config must be the path of a YAML or TOML file, got {config!r}")
+        shaped = parse_timing(timing, max_gap=max_gap, seed=seed)
+        if shaped.profile:  # profile:CASSETTE read now
+            from . import _store
+
+            shaped = shaped.resolved(_store.profile_times)
         options = cls(
             path=_cassette_path(path),
             record=check_record_mode(record),
-            timing=parse_timing(timing, max_gap=max_gap, seed=seed).resolved(_store.profile_times),
+            timing=shaped,
             faults=parse_faults(fault_list),
             seed=seed,
             match_on=None if match_on is None else _names("match_on", match_on),
@@ -213,6 +222,7 @@ class Options:
             ignore_hosts=HostSet.parse(
                 _names("ignore_hosts", ignore_hosts), what="ignore_hosts", loopback=ignore_localhost
             ),
+            config=None if config is None else Path(os.fspath(config)),
         )
         options.match()  # validates match_on now
         return options
@@ -229,6 +239,24 @@ class Options:
             ignore_body_keys=tuple(dict.fromkeys(body_keys)),
             ignore_query=tuple(sorted(self.redaction.query_keys)),
         )
+
+
+def _configured(path: Path) -> Any:
+    """The configured responses in ``path`` (parsed again only when the file changed)."""
+    from ._config_file import load
+
+    stat = path.stat() if path.exists() else None
+    key = (str(path.resolve()), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+    found = _CONFIGS.get(key)
+    if found is None:
+        found = load(path)
+        if len(_CONFIGS) >= 32:
+            _CONFIGS.clear()
+        _CONFIGS[key] = found
+    return found
+
+
+_CONFIGS: dict[tuple[str, int, int], Any] = {}
 
 
 def _empty_hosts() -> HostSet:
@@ -336,6 +364,7 @@ class ActiveCassette:
             match=options.match(),
             repeat=options.allow_repeats,
             schedules=schedules,
+            config=None if options.config is None else _configured(options.config),
         )
         return cls(options, cassette, existed, player)
 
@@ -841,6 +870,7 @@ def use_cassette(
     allowed_hosts: Iterable[str] = (),
     ignore_hosts: Iterable[str] = (),
     ignore_localhost: bool = False,
+    config: str | os.PathLike[str] | None = None,
     process_wide: bool = False,
 ) -> CassetteUse:
     """Replay (or record) ``path`` for every httpx/httpx2/aiohttp/requests client while active.
@@ -852,8 +882,9 @@ def use_cassette(
     hide when recording, besides the credential defaults. ``allowed_hosts``: hosts the network
     guard lets any client connect to while replaying (names, addresses, ``*.example.com``,
     ``10.0.0.0/8``; loopback always is); ``ignore_hosts`` / ``ignore_localhost`` (vcrpy's):
-    requests to these hosts go to the network, neither replayed nor recorded.
-    ``process_wide``: also answer threads
+    requests to these hosts go to the network, neither replayed nor recorded. ``config``: a
+    file of configured responses (YAML/TOML) answering, while replaying, what no interaction
+    matches. ``process_wide``: also answer threads
     that did not inherit the context it was entered in (plain threads, thread pools).
     """
     return CassetteUse(
@@ -873,6 +904,7 @@ def use_cassette(
             allowed_hosts=allowed_hosts,
             ignore_hosts=ignore_hosts,
             ignore_localhost=ignore_localhost,
+            config=config,
         ),
         process_wide=process_wide,
     )

@@ -32,6 +32,8 @@ from ._timing import Timing, parse_timing
 if TYPE_CHECKING:
     from os import PathLike
 
+    from ._configured import Config
+
 __all__ = ["Miss", "Play", "Player"]
 
 _CACHED_BODY = 64 * 1024  # requests with bodies up to this size have their matches cached
@@ -82,6 +84,8 @@ class Player:
     # fault-free schedules by interaction index, to share with other players of the same
     # interactions and timing (use_cassette keeps one per cassette file and timing); None: own
     schedules: dict[int, Schedule] | None = field(default=None, repr=False)
+    # configured responses (``ssevcr._configured``): they answer what no interaction matches
+    config: Config | None = field(default=None, repr=False)
     plays: list[Play] = field(default_factory=list, init=False)
     misses: list[Miss] = field(default_factory=list, init=False)
     play_count: int = field(default=0, init=False)  # every play, also those no longer in ``plays``
@@ -99,6 +103,7 @@ class Player:
         self._lock = threading.Lock()
         self._entries = [_Entry(name, i) for name, c in self.cassettes for i in c.interactions]
         self._fault_counts: dict[int, int] = {}
+        self._rule_plays: dict[str, int] = {}  # configured answers given, by rule
         # fault-free schedules by interaction index
         self._plain: dict[int, Schedule] = {} if self.schedules is None else self.schedules
         # the entries that match a request, by (method, url, body): a server answers the same
@@ -120,6 +125,7 @@ class Player:
         repeat: bool = False,
         log_limit: int | None = None,
         schedules: dict[int, Schedule] | None = None,
+        config: Config | None = None,
     ) -> Player:
         """Build a player from cassettes, paths, or (name, cassette) pairs, parsing the specs."""
         from . import _store
@@ -142,6 +148,7 @@ class Player:
             repeat,
             log_limit,
             schedules,
+            config,
         )
 
     @property
@@ -158,6 +165,7 @@ class Player:
     def play(self, request: Request) -> Play:
         """The next recorded answer to ``request``; raises NoMatchError (and logs the miss)."""
         entries = self._entries
+        configured: Config | None = None
         with self._lock:
             candidates = self._candidates(request)
             index = -1
@@ -172,6 +180,8 @@ class Player:
                         if len(candidates) == 1
                         else min(candidates, key=lambda n: (entries[n].plays, n))
                     )
+                elif self.config is not None:
+                    configured = self.config
                 else:
                     message = explain_miss(
                         self.names,
@@ -182,22 +192,30 @@ class Player:
                     )
                     self._miss(request, message)
                     raise NoMatchError(message, method=request.method, url=request.url)
-            entry = entries[index]
-            number = entry.plays
-            faults = self._faults_for(index, request) if self.faults else []
-            # a status fault answers instead of the recording: the interaction is still unused,
-            # so the client's retry gets it (status:429,times=1 -> 429, then the recording)
-            if not faults or not any(isinstance(f, Status) for f in faults):
-                entry.plays += 1
-            # without faults a schedule depends only on the interaction (the seed feeds faults
-            # only): it is built once (the replay server answers the same request thousands of times)
-            sched = None if faults else self._plain.get(index)
-            if sched is not None and entry.interaction.websocket is None:
-                play = Play(
-                    index, entry.cassette, entry.interaction, sched, self._logged(request), number
-                )
-                self._log(play)
-                return play
+            if configured is None:
+                entry = entries[index]
+                number = entry.plays
+                faults = self._faults_for(index, request) if self.faults else []
+                # a status fault answers instead of the recording: the interaction is still unused,
+                # so the client's retry gets it (status:429,times=1 -> 429, then the recording)
+                if not faults or not any(isinstance(f, Status) for f in faults):
+                    entry.plays += 1
+                # without faults a schedule depends only on the interaction (the seed feeds faults
+                # only): it is built once (the replay server answers the same request thousands of times)
+                sched = None if faults else self._plain.get(index)
+                if sched is not None and entry.interaction.websocket is None:
+                    play = Play(
+                        index,
+                        entry.cassette,
+                        entry.interaction,
+                        sched,
+                        self._logged(request),
+                        number,
+                    )
+                    self._log(play)
+                    return play
+        if configured is not None:
+            return self._configured(configured, request)
         seed = f"{self.seed}:{index}:{number}"
         ws = entry.interaction.websocket
         statuses = [f for f in faults if isinstance(f, Status)]
@@ -224,6 +242,48 @@ class Player:
         with self._lock:
             if not faults and ws is None:
                 self._plain[index] = sched
+            self._log(play)
+        return play
+
+    def _configured(self, config: Config, request: Request) -> Play:
+        """The play a configured response gives a request no interaction matched (its rule's
+        faults and timing, then the player's faults scoped to it); a miss names the closest
+        rule."""
+        from ._configured import Miss as ConfigMiss
+
+        answer = config.answer(request)
+        if isinstance(answer, ConfigMiss):
+            message = str(answer)
+            if self._entries:
+                message = (
+                    explain_miss(
+                        self.names,
+                        [e.interaction.request for e in self._entries],
+                        request,
+                        self.match,
+                    )
+                    + f"\n{message}"
+                )
+            with self._lock:
+                self._miss(request, message)
+            raise NoMatchError(message, method=request.method, url=request.url)
+        with self._lock:
+            number = self._rule_plays.get(answer.rule, 0)
+            self._rule_plays[answer.rule] = number + 1
+            faults = [*parse_faults(answer.faults), *self._faults_for(-1, request)]
+        timing = self.timing
+        if answer.timing:
+            timing = parse_timing(answer.timing, max_gap=self.timing.max_gap, seed=self.seed)
+        sched = schedule_mod.build(
+            answer.interaction.response,
+            timing=timing,
+            faults=faults,
+            seed=f"{self.seed}:{answer.rule}:{number}",
+            url=request.url,
+        )
+        name = f"{config.source or 'configuration'}#{answer.rule}"
+        play = Play(-1, name, answer.interaction, sched, self._logged(request), number)
+        with self._lock:
             self._log(play)
         return play
 

@@ -102,6 +102,8 @@ class Timing:
     def resolved(self, times_of: Callable[[str], Sequence[float]]) -> Timing:
         """This timing with each ``profile:SOURCE`` fitted to ``times_of(SOURCE)`` (the event
         times of that recording, read by the caller)."""
+        if not self.profile:
+            return self
         from ._profiles import Source, resolve
 
         if not any(isinstance(s, Source) for s in self.profile):
@@ -163,9 +165,7 @@ def parse_timing(
     """Parse the timing grammar; ``None`` means ``original``. ``seed``: the profile's."""
     if isinstance(text, Timing):
         timing = text
-    elif text is not None and any(
-        part.partition(":")[0].strip().lower() in _PROFILE_STEPS for part in text.split("+")
-    ):
+    elif text is not None and _PROFILE_STEP.search(text):
         timing = _with_profile(text)
     else:
         timing = _mode(text)
@@ -179,6 +179,7 @@ def parse_timing(
 
 
 _PROFILE_STEPS = ("ttft", "tps", "jitter", "profile")
+_PROFILE_STEP = re.compile(r"(?:^|\+)\s*(?:ttft|tps|jitter|profile)\s*:", re.IGNORECASE)
 
 
 def _with_profile(text: str) -> Timing:

@@ -63,6 +63,8 @@ _OWN_KEYWORDS = ("record", "timing")  # resolved by their own fixtures (CLI > en
 _PLUGIN_KEYWORDS = ("sweep", "sweep_stall", "strict")  # the plugin's own, not use_cassette's
 _SWEEP = "ssevcr_fault"  # the argument a swept test is parametrized over
 _PLAYS = pytest.StashKey[dict[str, Any]]()  # what a swept case's replay sent, and its setting
+_STRICT_ALL = pytest.StashKey[bool]()  # --ssevcr-strict
+_SESSION, _SWEEPING = "ssevcr-session", "ssevcr-sweeping"  # plugins registered when they serve
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -138,8 +140,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "allow_repeats=False, strict=False, sweep=None, sweep_stall=None): replay (or record) a cassette for "
         "every httpx/httpx2/aiohttp/requests client in the test",
     )
-    if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(_Session(config), "ssevcr-session")
+    config.stash[_STRICT_ALL] = bool(config.getoption("ssevcr_strict"))
+    controller = not hasattr(config, "workerinput")
+    if controller and (
+        config.getoption("ssevcr_sweep")
+        or config.getoption("ssevcr_sweep_report")
+        or getattr(config.option, "dist", "no") != "no"  # xdist: the workers sweep
+    ):
+        config.pluginmanager.register(_Session(config), _SESSION)
     stall = config.getoption("ssevcr_sweep_stall")
     if stall:
         from ._errors import ConfigError
@@ -273,9 +281,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     mode = mode or marker.kwargs.get("record")
     paths = _sweep_paths(metafunc, marker)
     found = [CLEAN] if mode == "all" else cases(paths, str(level), seed=seed, stall=stall)
+    _sweeping(config)
     if _SWEEP not in metafunc.fixturenames:
         metafunc.fixturenames.append(_SWEEP)
     metafunc.parametrize(_SWEEP, found, ids=[str(c) for c in found])
+
+
+def _sweeping(config: pytest.Config) -> None:
+    """Once a test is swept: judge its cases' reports (and, outside xdist workers, gather them).
+    Registered only then, so sessions without a sweep pay nothing per test."""
+    plugins = config.pluginmanager
+    if not plugins.has_plugin(_SWEEPING):
+        plugins.register(_Verdicts(), _SWEEPING)
+    if not hasattr(config, "workerinput") and not plugins.has_plugin(_SESSION):
+        plugins.register(_Session(config), _SESSION)
 
 
 def _sweep_paths(metafunc: pytest.Metafunc, marker: pytest.Mark) -> list[Path]:
@@ -401,6 +420,9 @@ def _options(
     kwargs = {**config, **(marker.kwargs if marker is not None else {})}
     for key in (*_OWN_KEYWORDS, *_PLUGIN_KEYWORDS):
         kwargs.pop(key, None)
+    given_config = kwargs.get("config")
+    if isinstance(given_config, str | os.PathLike) and not Path(given_config).is_absolute():
+        kwargs["config"] = Path(request.config.rootpath, given_config)  # from the rootdir
     extra = request.config.getoption("ssevcr_allow_hosts")
     if extra:
         given_hosts = kwargs.get("allowed_hosts") or ()
@@ -556,10 +578,9 @@ def _fail_on_misses(
     raise pytest.fail.Exception("\n".join(lines), pytrace=False) from None
 
 
-def _strict(item: pytest.Item, active: ActiveCassette) -> None:
+def _strict(item: pytest.Item, active: ActiveCassette, mark: pytest.Mark | None) -> None:
     """``strict=True`` / ``--ssevcr-strict``: fail a test that left interactions of its
     cassette unplayed (when it replayed)."""
-    mark = item.stash.get(_MARK, None)
     strict = mark.kwargs.get("strict", False) if mark is not None else False
     if not isinstance(strict, bool):
         raise pytest.fail.Exception(
@@ -595,33 +616,39 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     _fail_on_misses(item, active, None)
     if active is not None:
         _save(active)
-        _strict(item, active)
+        mark = item.stash.get(_MARK, None)
+        if item.config.stash[_STRICT_ALL] or (mark is not None and "strict" in mark.kwargs):
+            _strict(item, active, mark)
     return result
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A swept case's verdict travels on its reports (``report.ssevcr_sweep``, kept by xdist)."""
-    report = yield
-    case = _case(item)
-    if case is not None:
-        from ._pytest_sweep import record, strip_case, verdict
+class _Verdicts:
+    """In every process that runs swept cases: each case's verdict travels on its reports
+    (``report.ssevcr_sweep``, kept by xdist)."""
 
-        judged = None
-        if not report.skipped:
-            judged = verdict(case, call.excinfo if report.failed else None)
-        info = record(case, strip_case(item.nodeid, case), call.when, report.outcome, judged)
-        if call.when == "teardown":
-            plays: dict[str, Any] = item.stash.get(_PLAYS, {})
-            info.update(plays)
-        report.ssevcr_sweep = info  # type: ignore[attr-defined]
-    return report
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        case = _case(item)
+        if case is not None:
+            from ._pytest_sweep import record, strip_case, verdict
+
+            judged = None
+            if not report.skipped:
+                judged = verdict(case, call.excinfo if report.failed else None)
+            info = record(case, strip_case(item.nodeid, case), call.when, report.outcome, judged)
+            if call.when == "teardown":
+                plays: dict[str, Any] = item.stash.get(_PLAYS, {})
+                info.update(plays)
+            report.ssevcr_sweep = info  # type: ignore[attr-defined]
+        return report
 
 
 class _Session:
-    """What the controlling process (not an xdist worker) gathers from every report."""
+    """What the controlling process (not an xdist worker) gathers from every report: registered
+    when a test is swept here, or up front with --ssevcr-sweep, --ssevcr-sweep-report or xdist."""
 
     def __init__(self, config: pytest.Config) -> None:
         from ._pytest_sweep import Summary

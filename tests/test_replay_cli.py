@@ -645,3 +645,74 @@ def test_timing_profiles_on_the_server(replays: list[Replay], tmp_path: Path) ->
     assert missing.returncode == 1, missing.stderr
     assert "timing profile:" in missing.stderr and "no such file" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+MOCK_APP = textwrap.dedent("""
+    import json, sys
+    import openai
+
+    client = openai.OpenAI(max_retries=0)   # OPENAI_BASE_URL and a stand-in key from ssevcr
+    out = {}
+    for prompt in ["Tell me a story", "Hi", "Show me some CODE"]:
+        stream = client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": prompt}], stream=True,
+            stream_options={"include_usage": True})
+        chunks = list(stream)
+        out[prompt] = ["".join(c.choices[0].delta.content or "" for c in chunks if c.choices),
+                       chunks[-1].usage.completion_tokens]
+    done = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    out["plain"] = done.choices[0].message.content
+    try:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hello"}])
+    except openai.NotFoundError as e:
+        out["miss"] = str(e)
+    print(json.dumps(out))
+""")
+
+
+def test_config_serves_configured_responses_to_the_openai_sdk(tmp_path: Path) -> None:
+    """``ssevcr replay --config examples/mock.yaml -- CMD``: the seed's example, streamed to the
+    official openai SDK (and its non-streaming form); a miss names the closest rule."""
+    import yaml
+
+    mock = Path(__file__).resolve().parent.parent / "examples" / "mock.yaml"
+    spec = {r["name"]: r["content"] for r in yaml.safe_load(mock.read_text())["responses"]}
+    app = tmp_path / "app.py"
+    app.write_text(MOCK_APP)
+    out = run("--config", str(mock), "--timing", "instant", "--", sys.executable, str(app))
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    for prompt, rule in [
+        ("Tell me a story", "story"), ("Hi", "short-stream"), ("Show me some CODE", "code-stream")
+    ]:  # fmt: skip
+        assert got[prompt] == [spec[rule]["text"], spec[rule]["usage"]["output"]], prompt
+    assert got["plain"] == spec["short-stream"]["text"]
+    assert "closest: 'story'" in got["miss"]
+    assert "contains 'story': the last user message is 'Hello'" in got["miss"]
+    assert "configured response" in out.stderr and "4 plays, 1 miss" in out.stderr, out.stderr
+    # a cassette first, the configuration for what it does not answer
+    chat = interaction(OPENAI_CHAT)
+    body = tmp_path / "body.json"
+    body.write_bytes(chat.request.body)
+    code = (
+        "import httpx2, os; base = os.environ['OPENAI_BASE_URL']; "
+        f"r = httpx2.post(base + '/chat/completions', content=open({str(body)!r}, 'rb').read()); "
+        "s = httpx2.post(base + '/chat/completions', json={'model': 'm', 'stream': True, "
+        "'messages': [{'role': 'user', 'content': 'Hi'}]}); "
+        "print(r.status_code, r.content == open(os.environ['RECORDED'], 'rb').read(), "
+        "s.status_code, '\"Hello\"' in s.text and '[DONE]' in s.text)"
+    )
+    recorded = tmp_path / "recorded.bin"
+    recorded.write_bytes(chat.response.body)
+    both = subprocess.run(
+        [*SSEVCR, "replay", example_path(OPENAI_CHAT), "--config", str(mock), "--timing",
+         "instant", "--", sys.executable, "-c", code],
+        capture_output=True, text=True, env=_env(RECORDED=str(recorded)), timeout=60,
+    )  # fmt: skip
+    assert both.stdout.split() == ["200", "True", "200", "True"], both.stdout + both.stderr
+    for args, message in [
+        ([], "give a CASSETTE, or --config FILE"),
+        (["--config", str(tmp_path / "none.yaml")], "cannot read configuration"),
+    ]:
+        result = CliRunner().invoke(main, ["replay", *args])
+        assert result.exit_code in (1, 2) and message in result.output, result.output

@@ -248,6 +248,14 @@ async def _serve(
                 f"{_plural(len(player.interactions), 'interaction')} from {player.names}",
                 f"timing {player.timing}",
             ]
+            if player.config is not None:
+                details.insert(
+                    1,
+                    f"{_plural(len(player.config), 'configured response')} from "
+                    f"{player.config.source!r}",
+                )
+            if not player.cassettes:
+                del details[0]
             if player.faults:
                 details.append("faults " + " ".join(str(f) for f in player.faults))
             local = _local(server.url, server.host)
@@ -310,9 +318,16 @@ async def _serve(
 @click.argument(
     "cassettes",
     nargs=-1,
-    required=True,
+    required=False,
     type=click.Path(exists=True, dir_okay=False),
     metavar="CASSETTE...",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Configured responses (YAML or TOML: rules with matchers, each answered by synthesized content, a cassette's interaction or an HTTP error); they answer what no cassette interaction matches.",
 )
 @click.option(
     "--listen",
@@ -415,6 +430,7 @@ async def _serve(
 )
 def replay_command(
     cassettes: tuple[str, ...],
+    config_path: str | None,
     listen: str | None,
     timing: str | None,
     max_gap: float | None,
@@ -439,6 +455,7 @@ def replay_command(
     \b
     ssevcr replay c.msgpack --listen 127.0.0.1:8080 --timing scale:0.5
     ssevcr replay c.msgpack --fault truncate:after=3,end=abort --strict -- pytest tests/
+    ssevcr replay --config examples/mock.yaml -- python app.py
     """
     ctx = click.get_current_context()
     command: list[str] = ctx.meta.get("ssevcr_command", [])
@@ -446,8 +463,15 @@ def replay_command(
         listen if listen is not None else ("127.0.0.1:0" if command else "127.0.0.1:8080")
     )
     proxy_address = parse_listen(proxy_listen)
+    if not cassettes and config_path is None:
+        raise click.UsageError("give a CASSETTE, or --config FILE (or both)")
     try:
         shaped = parse_timing(timing, max_gap=max_gap, seed=seed).resolved(_store.profile_times)
+        config = None
+        if config_path is not None:
+            from .._config_file import load as load_config
+
+            config = load_config(config_path)
     except SsevcrError as e:
         raise click.ClickException(str(e)) from None
     player = Player.create(
@@ -461,6 +485,7 @@ def replay_command(
         ),
         repeat=not once,
         log_limit=PLAY_LOG_LIMIT,
+        config=config,
     )
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
