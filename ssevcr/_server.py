@@ -81,6 +81,7 @@ _READ_PAUSE_AT = 256 * 1024  # stop reading a client that pipelines this much du
 _WRITE_HIGH = 16 * 1024  # the transport's high-water mark: a batch waits until it drains below
 _RESET_DRAIN_WAIT = 0.5  # seconds to let the peer acknowledge the bytes before a reset
 _ACCEPT_LOG_EVERY = 1.0  # seconds between two log lines about failing accepts
+_ACCEPT_RETRY = 1.0  # asyncio's delay before it accepts again after running out of fds
 _SND_WND_AT, _TCP_INFO_SIZE = 228, 232  # struct tcp_info: tcpi_snd_wnd (Linux 5.4+)
 _NO_STORE = ("cache-control", "no-store")
 _BYTES_ACKED_AT = 120  # struct tcp_info: tcpi_bytes_acked (u64, Linux 4.1+)
@@ -772,6 +773,7 @@ class ReplayServer:
         self._handler: Any = None  # the loop's exception handler before ours
         self._accept_errors = 0  # failed accepts not logged yet
         self._accept_logged_at = float("-inf")
+        self._accept_failed_at = float("-inf")  # the last failed accept
 
     def delivered(self, play: Play) -> None:
         """A play's delivery ended (the client took it all, or left): to the journal."""
@@ -805,7 +807,7 @@ class ReplayServer:
             and "accept" in str(context.get("message", ""))
         ):
             self._accept_errors += 1
-            now = loop.time()
+            now = self._accept_failed_at = loop.time()
             if now - self._accept_logged_at >= _ACCEPT_LOG_EVERY:
                 self.log(
                     f"ssevcr: cannot accept connections: {os.strerror(exc.errno)} "
@@ -813,6 +815,16 @@ class ReplayServer:
                 )
                 self._accept_errors = 0
                 self._accept_logged_at = now
+            return
+        handle = context.get("handle")
+        callback = getattr(handle, "_callback", None)
+        if (
+            self._server is None
+            and isinstance(exc, ValueError | OSError)
+            and getattr(callback, "__name__", "") == "_start_serving"
+        ):
+            # asyncio retries accepting a second after running out of fds, also when the server
+            # was closed meanwhile: the retry finds the closed socket. Nothing to report.
             return
         if self._handler is not None:
             self._handler(loop, context)
@@ -859,8 +871,18 @@ class ReplayServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
-        if self._loop is not None and self._loop.get_exception_handler() == self._on_loop_error:
-            self._loop.set_exception_handler(self._handler)
+        loop = self._loop
+        if loop is not None and loop.get_exception_handler() == self._on_loop_error:
+            if loop.time() - self._accept_failed_at < 2 * _ACCEPT_RETRY:
+                # an accept retry may still be pending (see _on_loop_error): restore later
+                loop.call_later(2 * _ACCEPT_RETRY, self._restore_handler)
+            else:
+                self._restore_handler()
+
+    def _restore_handler(self) -> None:
+        loop = self._loop
+        if loop is not None and loop.get_exception_handler() == self._on_loop_error:
+            loop.set_exception_handler(self._handler)
 
     async def __aenter__(self) -> ReplayServer:
         return await self.start()

@@ -912,7 +912,9 @@ def test_the_openai_sdk_ends_the_same_on_the_recording_run_and_on_replay(
             api_key=SECRET,
             base_url=upstream.url + "/v1",
             max_retries=1 if "times" in fault else 0,
-            timeout=httpx2.Timeout(10, read=0.5),
+            timeout=httpx2.Timeout(
+                10, read=3.0
+            ),  # only the forever-stall waits for it (a loaded machine can pause 0.5 s)
             default_headers=steer("openai-chat/text.sse", gap_ms="2-6", chunks="10"),
         )
         stream = client.chat.completions.create(model="gpt-4o", messages=[], stream=True)

@@ -350,7 +350,7 @@ def test_running_out_of_fds_is_logged_once_a_second_and_serving_goes_on() -> Non
     assert all(
         "Too many open files" in e and "times since the last report" in e for e in accept_lines
     )
-    assert "Traceback" not in "".join(errors)
+    assert "Traceback" not in "".join(errors), "".join(errors)[-4000:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,3 +378,32 @@ def test_bad_bytes_get_a_clean_400_and_are_not_server_bugs(
     assert logs == []
     recorded = interaction(OPENAI_CHAT).request
     assert httpx2.post(thread.url + recorded.path, content=recorded.body).status_code == 200
+
+
+def test_closing_while_out_of_fds_logs_no_traceback() -> None:
+    """asyncio retries accepting a second after EMFILE, also once the server is closed; the
+    retry finds the closed socket. The server closed meanwhile must not print that traceback."""
+    code = (
+        "import asyncio, resource, socket\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (30, 30))\n"
+        "import ssevcr\n"
+        f"path = {example_path(OPENAI_CHAT)!r}\n"
+        "async def main():\n"
+        "    s = ssevcr.ReplayServer(ssevcr.Player.create([path]), log=print)\n"
+        "    await s.start()\n"
+        "    held = []\n"
+        "    for _ in range(40):\n"
+        "        try:\n"
+        "            c = socket.socket(); c.setblocking(False); held.append(c)\n"
+        "            c.connect_ex(('127.0.0.1', s.port))\n"
+        "        except OSError:\n"
+        "            break\n"
+        "    await asyncio.sleep(0.3)\n"
+        "    await s.close()\n"
+        "    await asyncio.sleep(2.5)\n"
+        "asyncio.run(main())\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "cannot accept connections: Too many open files" in r.stdout
+    assert "Traceback" not in r.stderr and "Invalid file descriptor" not in r.stderr, r.stderr

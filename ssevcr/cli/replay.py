@@ -85,7 +85,10 @@ def _idle_timeout(ctx: click.Context, param: click.Parameter, value: str | None)
     return seconds
 
 
-def _cors(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+def cors_option(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The `--cors` option (replay, sweep): origins, or `*` for any."""
     for origin in value:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
             raise click.BadParameter(
@@ -342,7 +345,7 @@ async def _serve(
     multiple=True,
     is_flag=False,
     flag_value="*",
-    callback=_cors,
+    callback=cors_option,
     metavar="[ORIGIN]",
     help="Answer CORS preflights and let web pages read the responses: --cors alone (or '*') any origin, without credentials; --cors ORIGIN (repeatable) only those, with credentials.",
 )

@@ -37,12 +37,13 @@ from .._player import Player
 from .._store import read_any
 from .._timing import parse_duration, parse_timing
 from .._verdict import COMPARE, Compare, Result, Verdict, judge
-from .replay import command_env
+from .replay import command_env, cors_option
 
 __all__ = ["Run", "Trial", "run_trials", "sweep_command"]
 
 _STDOUT_LIMIT = 1 << 20  # bytes of a run's stdout kept for comparing (the rest is counted)
 _STDERR_TAIL = 2000  # characters of a run's stderr kept for the report
+_STDOUT_TAIL = 2000  # bytes of a run's stdout shown in the report
 _KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a run past its timeout
 
 
@@ -82,6 +83,7 @@ class Run:
             "same_output": self.same_output,
             "duration_s": round(self.duration_s, 4),
             "plays": self.plays,
+            "stdout_tail": self.result.stdout[-_STDOUT_TAIL:].decode("utf-8", "replace"),
             "stderr_tail": self.stderr_tail,
         }
 
@@ -116,6 +118,7 @@ def _run_one(
     timing: str,
     seed: int,
     timeout: float,
+    cors: Sequence[str] = (),
 ) -> Run:
     from .._server_thread import ServerThread
 
@@ -127,7 +130,7 @@ def _run_one(
         repeat=True,
         log_limit=1000,
     )
-    with ServerThread(player, log=lambda _line: None) as server:
+    with ServerThread(player, cors=cors, log=lambda _line: None) as server:
         env = command_env(server.url)
         env["SSEVCR_FAULT"] = trial.spec or ""
         start = time.monotonic()
@@ -186,10 +189,18 @@ def run_trials(
     jobs: int = 1,
     compare: Compare = "stdout",
     on_done: Callable[[Run], None] | None = None,
+    cors: Sequence[str] = (),
 ) -> tuple[Run, list[Run]]:
-    """The clean run, then every trial (``jobs`` at a time), each judged against the clean run."""
+    """The clean run, then every trial (``jobs`` at a time), each judged against the clean run.
+    ``cors``: origins the replay servers let read their answers (``"*"``: any), for web pages."""
     clean = _run_one(
-        cassettes, Trial(None, "clean", False), command, timing=timing, seed=seed, timeout=timeout
+        cassettes,
+        Trial(None, "clean", False),
+        command,
+        timing=timing,
+        seed=seed,
+        timeout=timeout,
+        cors=cors,
     )
     if on_done is not None:
         on_done(clean)
@@ -198,7 +209,9 @@ def run_trials(
     lock = threading.Lock()
 
     def one(trial: Trial) -> Run:
-        run = _run_one(cassettes, trial, command, timing=timing, seed=seed, timeout=timeout)
+        run = _run_one(
+            cassettes, trial, command, timing=timing, seed=seed, timeout=timeout, cors=cors
+        )
         run.verdict = judge(clean.result, run.result, lossy=trial.lossy, compare=compare)
         run.same_output = run.result.stdout == clean.result.stdout
         if on_done is not None:
@@ -342,6 +355,15 @@ def _duration(value: str, what: str) -> float:
     help="Accept runs of this fault kind, fault spec or verdict (repeatable).",
 )
 @click.option(
+    "--cors",
+    multiple=True,
+    is_flag=False,
+    flag_value="*",
+    callback=cors_option,
+    metavar="[ORIGIN]",
+    help="As ssevcr replay --cors: let web pages (a browser the command drives) read the answers.",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False),
@@ -368,6 +390,7 @@ def sweep_command(
     jobs: int,
     compare: Compare,
     allow: tuple[str, ...],
+    cors: tuple[str, ...],
     json_path: str | None,
     html_path: str | None,
 ) -> None:
@@ -420,6 +443,7 @@ def sweep_command(
             jobs=jobs,
             compare=compare,
             on_done=done,
+            cors=cors,
         )
     if not clean.result.success:
         why = "timed out" if clean.result.timed_out else f"exit code {clean.result.exit_code}"

@@ -225,14 +225,12 @@ def synth_command(
         sys.stdout.buffer.write(inter.response.body)
         sys.stdout.flush()
         return
-    cassette = Cassette((inter,), meta={**meta, "synthesized": inter.meta["synthesized"]})
     if append and Path(output).exists():
-        with _store.locked(output):
-            old = _store.load(output)
-            cassette = Cassette((*old.interactions, inter), meta=old.meta)
-            _store.save(cassette, output)
+        _store.append(output, [inter])  # under the lock; a cassette that does not load is kept
     else:
-        _store.save(cassette, output)
+        _store.save(
+            Cassette((inter,), meta={**meta, "synthesized": inter.meta["synthesized"]}), output
+        )
     r = inter.response
     click.echo(
         f"{output}: {inter.meta['synthesized']}, {len(r.chunk_sizes)} chunk(s), "
