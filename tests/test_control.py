@@ -337,3 +337,24 @@ def test_a_peer_that_is_not_loopback_is_refused_over_a_real_socket() -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout) == {"far": 403, "near": 200}
+
+
+def test_a_command_run_by_replay_control_finds_the_api_in_its_environment(tmp_path: Path) -> None:
+    from stream_helpers import SSEVCR
+
+    path = save_stream(tmp_path, n=2)
+    code = (
+        "import httpx, ssevcr\n"
+        "c = ssevcr.ControlClient.from_env()\n"
+        f"with c.session([{path!r}], timing='instant') as s:\n"
+        "    print(httpx.get(s.base_url + '/events').status_code, c.health()['sessions'])\n"
+    )
+    out = subprocess.run(
+        [SSEVCR, "replay", "--control", "--", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["200", "1"]
+    assert "control: 1 session created, 0 still open" in out.stderr
