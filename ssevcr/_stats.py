@@ -33,6 +33,7 @@ __all__ = [
     "InteractionStats",
     "arrivals",
     "decoded_pieces",
+    "event_times",
     "excerpt",
     "interaction_stats",
     "percentile",
@@ -179,6 +180,18 @@ def arrivals(
     parsed = framings.parse(parts, framing)
     timed = [(f, times[bisect.bisect_left(ends, f.end)]) for f in parsed.frames]
     return timed, parsed.tail
+
+
+def event_times(interactions: Iterable[Interaction]) -> list[float]:
+    """The event arrival times of the first interaction with streamed events (for a timing
+    profile fitted to a recording); empty when none has any."""
+    for inter in interactions:
+        pieces, _ = decoded_pieces(inter.response)
+        timed, _ = arrivals(pieces)
+        times = [t for frame, t in timed if isinstance(frame, sse.Event)]
+        if times:
+            return times
+    return []
 
 
 def event_stats(

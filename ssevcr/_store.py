@@ -60,6 +60,7 @@ __all__ = [
     "locked",
     "open_cached",
     "present",
+    "profile_times",
     "read_any",
     "read_bytes",
     "read_named",
@@ -120,6 +121,22 @@ def load(path: str | os.PathLike[str], *, check: bool = False) -> Cassette:
     p = os.fspath(path)
     cassette = _format.loads(_File(p), path=p)
     return _checked(cassette) if check else cassette
+
+
+def profile_times(path: str) -> list[float]:
+    """The event times a ``profile:CASSETTE`` timing is fitted to: those of the first streamed
+    interaction of the cassette (msgpack or JSON) at ``path``."""
+    from ._stats import event_times
+
+    try:
+        times = event_times(read_any(path).interactions)
+    except CassetteError as e:
+        raise ConfigError(f"timing profile:{path}: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"timing profile:{path}: cannot read it: {e.strerror or e}") from None
+    if not times:
+        raise ConfigError(f"{path}: no streamed events to fit a timing profile to")
+    return times
 
 
 def read_any(path: str | os.PathLike[str], *, check: bool = False) -> Cassette:

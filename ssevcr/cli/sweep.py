@@ -34,6 +34,7 @@ from .._cassette import Cassette
 from .._errors import ConfigError, SsevcrError
 from .._faults import parse_fault
 from .._player import Player
+from .._report import plays_record
 from .._store import read_any
 from .._timing import parse_duration, parse_timing
 from .._verdict import COMPARE, Compare, Result, Verdict, judge
@@ -88,28 +89,6 @@ class Run:
         }
 
 
-def _plays(player: Player) -> list[dict[str, Any]]:
-    """What the replay sent in a run: per play, the faults and the timeline of the schedule."""
-    out = []
-    for play in player.plays:
-        s = play.schedule
-        out.append(
-            {
-                "interaction": play.index + 1,
-                "method": play.request.method,
-                "url": play.request.url,
-                "status": s.status,
-                "fired": list(s.fired),
-                "skipped": list(s.skipped),
-                "headers_at": s.headers_at,
-                "steps": [[round(step.at, 6), len(step.data)] for step in s.steps],
-                "end": type(s.end).__name__.lower(),
-                "end_at": s.end.at,
-            }
-        )
-    return out
-
-
 def _run_one(
     cassettes: Sequence[tuple[str, Cassette]],
     trial: Trial,
@@ -161,7 +140,7 @@ def _run_one(
         signal=killed,
     )
     tail = err.decode("utf-8", "replace")[-_STDERR_TAIL:]
-    return Run(trial, result, duration, tail, plays=_plays(player))
+    return Run(trial, result, duration, tail, plays=plays_record(player.plays))
 
 
 def _kill(child: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
