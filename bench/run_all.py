@@ -16,6 +16,7 @@ section in bench/README.md) are the reference; these sizes trade some p99 stabil
     bench_pytest.py     --tests 100 --rounds 3
     bench_hardening.py  --clients 10000 --round 500
     bench_control.py    --seconds 2
+    bench_ws.py         --messages 400 --rounds 3 --burst 20000
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ RUNS: dict[str, list[str]] = {
     "pytest": ["bench_pytest.py", "--tests", "100", "--rounds", "3"],
     "hardening": ["bench_hardening.py", "--clients", "10000", "--round", "500"],
     "control": ["bench_control.py", "--seconds", "2"],
+    "ws": ["bench_ws.py", "--messages", "400", "--rounds", "3", "--burst", "20000"],
 }
 
 
@@ -315,6 +317,32 @@ def _rows_control(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _rows_ws(r: dict[str, Any]) -> list[Row]:
+    fid, thr = r["fidelity"], r["throughput"]
+    ratio = thr["ssevcr_msgs_per_s"] / thr["bare_msgs_per_s"]
+    return [
+        Row(
+            "ws_gap",
+            f"WebSocket gap error, replay server, {fid['messages']} messages, p50 / p99",
+            "≤ 0.3 / ≤ 1.5 ms (as for streams)",
+            f"{_ms(fid['ssevcr_p50_ms'])} / {_ms(fid['ssevcr_p99_ms'])} ms",
+            f"bare websockets server sleeping to the same deadlines: "
+            f"{_ms(fid['bare_p50_ms'])} / {_ms(fid['bare_p99_ms'])} ms",
+            fid["ssevcr_p50_ms"] <= 0.3 and fid["ssevcr_p99_ms"] <= 1.5,
+            {"ws_gap_p50_ms": fid["ssevcr_p50_ms"], "ws_gap_p99_ms": fid["ssevcr_p99_ms"]},
+        ),
+        Row(
+            "ws_throughput",
+            f"WebSocket instant replay, {thr['burst']:,} messages answering one",
+            "none set (a bare websockets server for reference)",
+            f"{thr['ssevcr_msgs_per_s']:,.0f} msgs/s",
+            f"{ratio:.2f}× a bare websockets server ({thr['bare_msgs_per_s']:,.0f} msgs/s)",
+            None,
+            {"ws_msgs_per_s": thr["ssevcr_msgs_per_s"], "ws_ratio": ratio},
+        ),
+    ]
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "core": _rows_core,
     "replay": _rows_replay,
@@ -322,6 +350,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "pytest": _rows_pytest,
     "hardening": _rows_hardening,
     "control": _rows_control,
+    "ws": _rows_ws,
 }
 HISTORY_COLUMNS = [
     "date",

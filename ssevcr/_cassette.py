@@ -39,9 +39,14 @@ __all__ = [
     "Outcome",
     "Request",
     "Response",
+    "WebSocket",
+    "WsClose",
+    "WsMessage",
+    "close_problem",
     "column_problem",
     "head_problems",
     "header",
+    "ws_problem",
 ]
 
 Headers = tuple[tuple[str, str], ...]
@@ -287,11 +292,116 @@ class Response:
         return (self.header("content-encoding") or "identity").strip().lower()
 
 
+WS_CLOSED_BY = ("client", "server", "none")
+"""Who ended a WebSocket conversation: a side's close frame, or ``none`` (the connection was
+dropped, or the recording stopped, without a close frame: 1006)."""
+
+
+def close_problem(code: int | None, reason: str) -> str | None:
+    """What makes a close frame unsendable (RFC 6455 7.4): a code a peer may send (1000-1003,
+    1007-1014, 3000-4999), a reason of at most 123 bytes and only with a code; or None."""
+    if code is None:
+        return "a close reason needs a close code" if reason else None
+    if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+        return f"close code {code} cannot be sent in a close frame"
+    if len(reason.encode("utf-8", "surrogatepass")) > 123:
+        return "close reason longer than 123 bytes"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class WsMessage:
+    """One WebSocket message as the application sent it (fragments joined, extensions undone):
+    ``at`` seconds from the handshake (the 101 response), ``from_client`` its direction,
+    ``binary`` its opcode (else text, whose ``data`` is UTF-8)."""
+
+    at: float
+    from_client: bool
+    data: bytes
+    binary: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class WsClose:
+    """How the conversation ended: ``at`` seconds from the handshake, the close frame's
+    ``code`` and ``reason`` (None/"" without one), ``by`` which side closed first."""
+
+    at: float
+    code: int | None = 1000
+    reason: str = ""
+    by: str = "client"
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocket:
+    """A recorded WebSocket conversation: its messages in arrival order, then its close (None:
+    it was still open when the recording stopped)."""
+
+    messages: tuple[WsMessage, ...] = ()
+    close: WsClose | None = None
+
+    def __post_init__(self) -> None:
+        problem = ws_problem(self)
+        if problem is not None:
+            raise InvalidValueError(problem[1], where=problem[0])
+
+    @property
+    def server_messages(self) -> tuple[WsMessage, ...]:
+        return tuple(m for m in self.messages if not m.from_client)
+
+    @property
+    def client_messages(self) -> tuple[WsMessage, ...]:
+        return tuple(m for m in self.messages if m.from_client)
+
+
+def ws_problem(ws: WebSocket) -> tuple[str, str] | None:
+    """What makes a conversation unreplayable, as ``(field, problem)``, or None: times finite,
+    >= 0 and non-decreasing (one clock stamped them all), text messages valid UTF-8, a close
+    that a peer can send."""
+    prev = 0.0
+    for i, m in enumerate(ws.messages):
+        if not (math.isfinite(m.at) and m.at >= prev):
+            return f"messages[{i}].at", f"times must be finite and non-decreasing, got {m.at!r}"
+        prev = m.at
+        if not m.binary:
+            try:
+                m.data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return f"messages[{i}]", f"a text message that is not UTF-8 (byte {e.start})"
+    close = ws.close
+    if close is not None:
+        if not (math.isfinite(close.at) and close.at >= prev):
+            return "close.at", f"must be finite and after the last message, got {close.at!r}"
+        if close.by not in WS_CLOSED_BY:
+            return "close.by", f"expected one of {', '.join(WS_CLOSED_BY)}, got {close.by!r}"
+        problem = close_problem(close.code, close.reason)
+        if problem is None and close.by == "none" and close.code is not None:
+            problem = "a connection dropped without a close frame has no close code"
+        if problem is not None:
+            return "close", problem
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Interaction:
+    """One exchange. A WebSocket interaction is its handshake (the request, the 101 response)
+    and the conversation that followed (``websocket``)."""
+
     request: Request
     response: Response
     meta: Mapping[str, str] = field(default_factory=lambda: _EMPTY_META)
+    websocket: WebSocket | None = None
+
+    def __post_init__(self) -> None:
+        if self.websocket is not None and self.response.status != 101:
+            raise InvalidValueError(
+                f"a WebSocket conversation needs a 101 response, got {self.response.status}",
+                where="websocket",
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,12 @@ re-implements a fault; ``ssevcr._schedule`` applies them all):
 before the terminal event, a dropped terminal event, a long stall), ``default`` all of them,
 ``full`` adds every k and every end.
 Interactions without events (plain JSON answers) get the status faults, a cut body, 1-byte
-pieces and ``slow``. With several interactions each spec names its own (``on=N``, counted
-across the cassettes in order, as the player counts them).
+pieces and ``slow``. A WebSocket conversation's events are its server messages
+(``ssevcr._conversation``): closes with 1006 (dropped), 1011 and 4000 in the middle and before
+the last message, the last message dropped, a middle one duplicated and its JSON cut, the
+Realtime ``error`` event, a stall past the timeout and a short one, a reset, fragmented
+messages, and the handshake refused with 429 and 500. With several interactions each spec
+names its own (``on=N``, counted across the cassettes in order, as the player counts them).
 
 **Lossless or lossy.** A fault is *lossless* when a consumer that follows the SSE standard and
 stops at the provider's terminal event ends with the clean run's result: the same events, a
@@ -54,9 +58,10 @@ from dataclasses import dataclass
 from . import _content as content
 from . import _framing as framings
 from . import _providers as providers
-from ._cassette import Cassette, Interaction
+from ._cassette import Cassette, Interaction, WebSocket
 from ._errors import ConfigError
 from ._faults import (
+    CloseWs,
     Corrupt,
     Drop,
     Duplicate,
@@ -195,6 +200,7 @@ _KINDS: dict[type, str] = {
     Slow: "slow",
     Header: "header",
     Resume: "resume",
+    CloseWs: "close",
 }
 
 
@@ -294,7 +300,14 @@ def catalogue(
     seen: set[str] = set()
     for n, inter in enumerate(interactions, start=1):
         s = stream_of(inter)
-        tries = _for_stream(s, stall, rng) if s is not None else _for_body(inter)
+        ws = inter.websocket
+        tries = (
+            _for_websocket(ws, stall, rng)
+            if ws is not None
+            else _for_stream(s, stall, rng)
+            if s is not None
+            else _for_body(inter)
+        )
         for t in tries:
             if _RANK[t.level] > _RANK[level]:
                 continue
@@ -433,6 +446,35 @@ def _headers(s: Stream) -> Iterator[_Try]:
         yield _Try("header:drop=content-encoding", "default", "encoded, not declared so")
     else:
         yield _Try("header:content-encoding=gzip", "default", "declared gzip, sent plain")
+
+
+def _for_websocket(ws: WebSocket, stall: float, rng: random.Random) -> Iterator[_Try]:
+    """A conversation: its server messages are its events (the last one is its end)."""
+    n = len(ws.server_messages)
+    if n == 0:
+        yield from _statuses("openai")
+        return
+    mid = max(1, (n + 1) // 2)
+    short = format_duration(min(1.0, stall / 10))
+    yield _Try(f"close:after={mid},code=1006", "quick", "the connection dropped mid-conversation")
+    yield _Try(f"close:after={mid},code=1011", "quick", "closed with 1011 (server error)")
+    yield _Try("drop:event=last", "quick", "the last message never comes")
+    yield _Try(f"error:after={mid}", "quick", "the provider's error event")
+    yield _Try(
+        f"stall:before={mid},for={format_duration(stall)}", "quick", "a stall past the timeout"
+    )
+    yield _Try("rechunk:size=16", "quick", "messages fragmented into 16-byte frames")
+    if n > 1:
+        yield _Try(f"close:after={n - 1},code=4000", "default", "closed (4000) before the last")
+    yield _Try(f"duplicate:event={mid}", "default", "a middle message twice")
+    yield _Try(f"corrupt:event={mid},how=json", "default", "a middle message's JSON cut")
+    yield _Try(f"truncate:after={mid},end=reset", "default", "a TCP reset mid-conversation")
+    yield _Try(f"stall:before={mid},for={short}", "default", "a short stall")
+    yield _Try(f"rechunk:random,seed={rng.randrange(1 << 16)}", "default", "random fragments")
+    yield _Try("status:429", "default", "the handshake answered 429")
+    yield _Try("status:500", "default", "the handshake answered 500")
+    for k in range(1, n):
+        yield _Try(f"close:after={k},code=1006", "full", f"dropped after message {k}")
 
 
 def _for_body(inter: Interaction) -> Iterator[_Try]:

@@ -17,6 +17,7 @@ client's retry succeeds).
     slow:bps=N
     header:NAME=VALUE | header:drop=NAME | header:content-length
     resume:restart | resume:gap | resume:refuse
+    close:after=N|last                     [code=C, reason=TEXT]     (WebSocket; default 1000)
 
 ``rechunk:random,seed=N`` draws its pieces from its own generator (``seed``), not the play's:
 several random splittings of one stream in one run. ``header`` changes the response head: sets
@@ -28,6 +29,11 @@ sends a streamed body with its exact ``content-length`` instead of chunked. Hop-
 a stream whose events carry ids, see ``_resume``): ``restart`` ignores it and sends the stream
 from its start (the client must de-duplicate), ``gap`` resumes one event too far (an event is
 lost), ``refuse`` answers 204 No Content (which stops an EventSource from reconnecting).
+On a WebSocket conversation the events are the server's messages, counted from 1: ``close``
+ends it after message N with a close frame of ``code`` (1000-1003, 1007-1014, 3000-4999) or,
+with ``code=1006``, by dropping the TCP connection without one; ``rechunk`` fragments messages
+into frames; ``truncate:after=N`` ends it (``end=close``: close frame 1000, ``abort``: dropped,
+``reset``: TCP RST).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from ._errors import ConfigError
 from ._timing import parse_duration
 
 __all__ = [
+    "CloseWs",
     "Corrupt",
     "Drop",
     "Duplicate",
@@ -161,6 +168,13 @@ class Resume(_Base):
     how: Literal["restart", "gap", "refuse"] = "restart"
 
 
+@dataclass(frozen=True, slots=True)
+class CloseWs(_Base):
+    after: EventRef = 1
+    code: int = 1000  # 1006: the TCP connection dropped, no close frame
+    reason: str = ""
+
+
 Fault = (
     Truncate
     | Corrupt
@@ -173,6 +187,7 @@ Fault = (
     | Slow
     | Header
     | Resume
+    | CloseWs
 )
 HOP_BY_HOP = frozenset(
     {
@@ -199,6 +214,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "slow": ("bps",),
     "header": ("NAME=VALUE", "drop=NAME", "content-length"),  # any header name is a key
     "resume": ("restart", "gap", "refuse"),
+    "close": ("after", "code", "reason"),
 }
 FAULT_NAMES = tuple(_KEYS)
 _COMMON = ("on", "times")
@@ -412,6 +428,18 @@ def _resume(s: _Spec) -> Resume:
     return Resume(s.text, s.scope, how=s.flags[0])  # type: ignore[arg-type]
 
 
+def _close(s: _Spec) -> CloseWs:
+    from ._cassette import close_problem
+
+    s.no_flags()
+    code = s.number("code", s.params.get("code", "1000"), minimum=1000)
+    reason = s.params.get("reason", "")
+    problem = None if code == 1006 and not reason else close_problem(code, reason)
+    if problem is not None:
+        raise s.fail(f"{problem} (1006 drops the connection, without a reason)")
+    return CloseWs(s.text, s.scope, after=s.event("after", minimum=0), code=code, reason=reason)
+
+
 _PARSERS: dict[str, Callable[[_Spec], Fault]] = {
     "truncate": _truncate,
     "corrupt": _corrupt,
@@ -424,6 +452,7 @@ _PARSERS: dict[str, Callable[[_Spec], Fault]] = {
     "slow": _slow,
     "header": _header,
     "resume": _resume,
+    "close": _close,
 }
 
 

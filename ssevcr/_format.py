@@ -16,15 +16,28 @@ msgpack layout (version 2)::
                                     "chunk_sizes": PART,    # little-endian uint32 per chunk
                                     "chunk_at": PART,       # little-endian float64 per chunk
                                     "end": {"at", "outcome", "error"}},
-                       "meta": {str: str}}],
+                       "meta": {str: str},
+                       "websocket": {...}}],                 # version 3, only on a WebSocket
      "data": bin}                                            # last; only if a PART refers to it
+
+A WebSocket interaction (version 3) is its handshake (the request and the 101 response) plus::
+
+    "websocket": {"data": PART,           # every message's payload joined
+                  "sizes": PART,          # little-endian uint32 per message
+                  "at": PART,             # little-endian float64 per message (from the handshake)
+                  "kinds": PART,          # one byte per message: 1 from the client, 2 binary
+                  "close": {"at", "code", "reason", "by"} | nil}
 
 A PART is a bin, or ``[offset, size]``: that many bytes of ``data`` from ``offset``. Responses of
 ``INLINE_MAX`` bytes or more (body and tables) are written by reference, so a loader reads the
 small document in front and leaves their bytes in the file until they are first used: such a
 response's body and tables are read and checked (sizes add up to the body, times finite and
 non-decreasing) then, and a problem is the same CassetteError, raised where they are used.
-Version 1 is version 2 with every PART a bin and no ``data``.
+Version 1 is version 2 with every PART a bin and no ``data``; version 2 is version 3 without
+WebSocket interactions.
+
+A cassette is written as version 3 only when it holds a WebSocket interaction, else as version 2
+(the same document), so that releases before 3 keep reading what they can replay.
 
 Older versions are migrated on load by ``MIGRATIONS[n]`` (a ``convert_n_to_n+1`` on the decoded
 document); a newer version is refused.
@@ -50,8 +63,12 @@ from ._cassette import (
     Outcome,
     Request,
     Response,
+    WebSocket,
+    WsClose,
+    WsMessage,
     column_problem,
     head_problems,
+    ws_problem,
 )
 from ._errors import CassetteError
 
@@ -73,6 +90,7 @@ __all__ = [
     "FORMAT",
     "INLINE_MAX",
     "MIGRATIONS",
+    "PLAIN_VERSION",
     "VERSION",
     "dump_pieces",
     "dumps",
@@ -83,7 +101,10 @@ __all__ = [
 ]
 
 FORMAT = "ssevcr"
-VERSION = 2
+VERSION = 3
+PLAIN_VERSION = 2
+"""What a cassette without WebSocket interactions is written as (it is a version 2 document):
+older ssevcr releases keep reading the cassettes they can replay."""
 INLINE_MAX = 64 * 1024
 """Responses smaller than this (body and chunk tables) are written inline, larger by reference."""
 
@@ -92,7 +113,14 @@ def _convert_1_to_2(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "version": 2}  # version 2 only adds references: a version 1 document is one
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _convert_1_to_2}
+def _convert_2_to_3(doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "version": 3}  # version 3 only adds WebSocket interactions
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _convert_1_to_2,
+    2: _convert_2_to_3,
+}
 """``MIGRATIONS[n]`` turns a decoded version-n document into a version n+1 document."""
 
 _BIG_ENDIAN = sys.byteorder == "big"
@@ -182,22 +210,54 @@ def _response_doc(r: Response, data: _Data) -> dict[str, Any]:
     }
 
 
+def _websocket_doc(ws: WebSocket, data: _Data) -> dict[str, Any]:
+    messages = ws.messages
+    parts: list[Any] = [
+        b"".join(m.data for m in messages),
+        _pack_array("I", [len(m.data) for m in messages]),
+        _pack_array("d", [m.at for m in messages]),
+        bytes(m.from_client | m.binary << 1 for m in messages),
+    ]
+    if sum(len(p) for p in parts) >= INLINE_MAX:
+        parts = [data.ref(p) for p in parts]
+    close = ws.close
+    return {
+        "data": parts[0],
+        "sizes": parts[1],
+        "at": parts[2],
+        "kinds": parts[3],
+        "close": None
+        if close is None
+        else {"at": close.at, "code": close.code, "reason": close.reason, "by": close.by},
+    }
+
+
+def _interaction_doc(i: Interaction, data: _Data) -> dict[str, Any]:
+    doc = {
+        "request": _request_doc(i.request),
+        "response": _response_doc(i.response, data),
+        "meta": dict(i.meta),
+    }
+    if i.websocket is not None:
+        doc["websocket"] = _websocket_doc(i.websocket, data)
+    return doc
+
+
+def _version_of(cassette: Cassette) -> int:
+    if any(i.websocket is not None for i in cassette.interactions):
+        return VERSION
+    return PLAIN_VERSION
+
+
 def dump_pieces(cassette: Cassette) -> list[bytes]:
     """The msgpack document as pieces to write one after the other (large bodies are not
     copied into one buffer)."""
     data = _Data()
     doc = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": _version_of(cassette),
         "meta": dict(cassette.meta),
-        "interactions": [
-            {
-                "request": _request_doc(i.request),
-                "response": _response_doc(i.response, data),
-                "meta": dict(i.meta),
-            }
-            for i in cassette.interactions
-        ],
+        "interactions": [_interaction_doc(i, data) for i in cassette.interactions],
     }
     packer = msgpack.Packer(use_bin_type=True)
     if not data.parts:
@@ -432,11 +492,83 @@ class _Reader:
     def interaction(self, node: dict[str, Any], path: Path) -> Interaction:
         req = self.map(self.get(node, "request", path, dict), (*path, "request"))
         resp = self.map(self.get(node, "response", path, dict), (*path, "response"))
+        response = self.response(resp, (*path, "response"))
+        websocket = None
+        if node.get("websocket") is not None:
+            here = (*path, "websocket")
+            ws = self.map(node["websocket"], here)
+            if response.status != 101:
+                self.fail(
+                    here, f"a WebSocket conversation needs a 101 response, not {response.status}"
+                )
+            websocket = self.websocket(ws, here)
         return Interaction(
             request=self.request(req, (*path, "request")),
-            response=self.response(resp, (*path, "response")),
+            response=response,
             meta=self.meta(node, path),
+            websocket=websocket,
         )
+
+    def websocket(self, node: dict[str, Any], path: Path) -> WebSocket:
+        messages = self.ws_columns(node, path) if self.binary else self.ws_messages(node, path)
+        close = None
+        if node.get("close") is not None:
+            here = (*path, "close")
+            c = self.map(node["close"], here)
+            code = self.get(c, "code", here, (int, type(None)), None)
+            if isinstance(code, bool):
+                self.fail((*here, "code"), "expected a close code, got a boolean")
+            close = WsClose(
+                at=self.time(c, "at", here),
+                code=code,
+                reason=self.get(c, "reason", here, str, ""),
+                by=self.get(c, "by", here, str),
+            )
+        ws = object.__new__(WebSocket)  # checked below, naming the file and the field
+        object.__setattr__(ws, "messages", tuple(messages))
+        object.__setattr__(ws, "close", close)
+        problem = ws_problem(ws)
+        if problem is not None:
+            self.fail((*path, *_steps(problem[0])), problem[1])
+        return ws
+
+    def ws_columns(self, node: dict[str, Any], path: Path) -> list[WsMessage]:
+        data, sizes, ats, kinds = (
+            self.read(self.part(node, k, path)) for k in ("data", "sizes", "at", "kinds")
+        )
+        if len(sizes) % 4 or len(ats) % 8 or not (len(sizes) // 4 == len(ats) // 8 == len(kinds)):
+            self.fail((*path, "sizes"), "message tables are damaged (their lengths disagree)")
+        size_list, at_list = _unpack_array("I", sizes), _unpack_array("d", ats)
+        if sum(size_list) != len(data):
+            self.fail(
+                (*path, "sizes"), f"message sizes add up to {sum(size_list)}, data has {len(data)}"
+            )
+        out, pos = [], 0
+        for i, (size, at, kind) in enumerate(zip(size_list, at_list, kinds, strict=True)):
+            if kind > 3:
+                self.fail((*path, "kinds", i), f"expected a message kind 0-3, got {kind}")
+            out.append(WsMessage(at, bool(kind & 1), data[pos : pos + size], bool(kind & 2)))
+            pos += size
+        return out
+
+    def ws_messages(self, node: dict[str, Any], path: Path) -> list[WsMessage]:
+        out = []
+        for i, m in enumerate(self.get(node, "messages", path, list)):
+            here = (*path, "messages", i)
+            m = self.map(m, here)
+            side = self.get(m, "from", here, str)
+            if side not in ("client", "server"):
+                self.fail((*here, "from"), f"expected client or server, got {side!r}")
+            kind = self.get(m, "type", here, str)
+            if kind not in ("text", "binary"):
+                self.fail((*here, "type"), f"expected text or binary, got {kind!r}")
+            if "data" not in m and "data_b64" not in m:
+                self.fail(here, "needs 'data' or 'data_b64'")
+            at = self.time(m, "at", here)
+            out.append(
+                WsMessage(at, side == "client", self.body(m, here, "data"), kind == "binary")
+            )
+        return out
 
     def request(self, node: dict[str, Any], path: Path) -> Request:
         return Request(
@@ -477,7 +609,11 @@ class _Reader:
 
     def part(self, node: dict[str, Any], key: str, path: Path) -> bytes | tuple[int, int]:
         """A PART: its bytes, or where they are in the document (start, size)."""
-        value = node.get(key, b"") if key == "body" else self.get(node, key, path, (bytes, list))
+        value = (
+            node.get(key, b"")
+            if key in ("body", "data")
+            else self.get(node, key, path, (bytes, list))
+        )
         if isinstance(value, bytes):
             return value
         if not (
@@ -610,7 +746,7 @@ def _text_or_b64(data: bytes, key: str) -> dict[str, str]:
 
 def _twin(cassette: Cassette) -> dict[str, Any]:
     """The JSON twin as data (what ``json.loads`` of ``export_json`` gives back)."""
-    doc: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+    doc: dict[str, Any] = {"format": FORMAT, "version": _version_of(cassette)}
     if cassette.meta:
         doc["meta"] = dict(cassette.meta)
     doc["interactions"] = []
@@ -635,11 +771,32 @@ def _twin(cassette: Cassette) -> dict[str, Any]:
             "chunks": [{"at": c.at, **_text_or_b64(c.data, "data")} for c in resp.chunks],
             "end": end,
         }
+        if inter.websocket is not None:
+            item["websocket"] = _websocket_twin(inter.websocket)
         doc["interactions"].append(item)
     return doc
 
 
-_ONE_PER_LINE = ("interactions", "response", "chunks")
+def _websocket_twin(ws: WebSocket) -> dict[str, Any]:
+    messages = [
+        {
+            "at": m.at,
+            "from": "client" if m.from_client else "server",
+            "type": "binary" if m.binary else "text",
+            **_text_or_b64(m.data, "data"),
+        }
+        for m in ws.messages
+    ]
+    close = ws.close
+    return {
+        "messages": messages,
+        "close": None
+        if close is None
+        else {"at": close.at, "code": close.code, "reason": close.reason, "by": close.by},
+    }
+
+
+_ONE_PER_LINE = ("interactions", "response", "chunks", "websocket", "messages")
 
 
 def _layout(value: Any, key: str | int | None, parent: str | int | None, indent: str) -> str:

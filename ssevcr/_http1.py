@@ -283,6 +283,18 @@ class RequestReader:
             return len(self._h11.trailing_data[0]) + self._body_size
         return len(self._buffer)
 
+    def take(self) -> bytes:
+        """The bytes fed after the last request, taken away (the connection switches to another
+        protocol: they are its first bytes); nothing more is read."""
+        if self._h11 is not None:
+            rest = bytes(self._h11.trailing_data[0])
+            self._h11 = None
+        else:
+            rest = bytes(self._buffer)
+            self._buffer.clear()
+        self._last = True
+        return rest
+
     def receive(self, data: bytes) -> None:
         """Add bytes without reading them yet (while the connection is busy answering)."""
         if self._error is not None or self._last:

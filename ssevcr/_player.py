@@ -26,9 +26,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from . import _conversation as conversation_mod
 from . import _resume
 from . import _schedule as schedule_mod
 from ._cassette import Cassette, Interaction, Request, Response
+from ._conversation import Plan
 from ._errors import NoMatchError
 from ._faults import Fault, Resume, Status, parse_faults
 from ._journal import Delivery, Journal
@@ -80,6 +82,10 @@ class Play:
     def how(self) -> str | None:
         """How the client left early: fin, rst, timeout, cancel, shutdown (None: it did not)."""
         return None if self.journal is None else self.journal.how
+
+    # a WebSocket interaction: the conversation to follow after the handshake (None when a
+    # status fault answers the handshake instead)
+    conversation: Plan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +233,7 @@ class Player:
                         self.match,
                         exhausted=candidates,
                     )
-                    self.miss_count += 1
-                    if self.log_limit is None or len(self.misses) < self.log_limit:
-                        self.misses.append(Miss(self._logged(request), message))
+                    self._miss(request, message)
                     raise NoMatchError(message, method=request.method, url=request.url)
             entry = entries[index]
             number = entry.plays
@@ -247,18 +251,32 @@ class Player:
             # without faults a schedule depends only on the interaction (the seed feeds faults
             # only): it is built once (the replay server answers the same request thousands of times)
             sched = None if faults or resume_after else self._plain.get(index)
-            if sched is not None:
+            if sched is not None and entry.interaction.websocket is None:
                 play = self._new_play(index, entry, sched, request, number)
                 self._log(play)
                 return play
-        sched = self._schedule(
-            entry.interaction, faults, f"{self.seed}:{index}:{number}", resume_after, resume
-        )
+        seed = f"{self.seed}:{index}:{number}"
+        ws = entry.interaction.websocket
+        plan = None
+        if ws is None:
+            sched = self._schedule(entry.interaction, faults, seed, resume_after, resume)
+        else:
+            statuses = [f for f in faults if isinstance(f, Status)]
+            sched = schedule_mod.build(
+                entry.interaction.response,
+                timing=self.timing,
+                faults=statuses,
+                seed=seed,
+                url=entry.interaction.request.url,
+            )
+            if not statuses:
+                plan = conversation_mod.build(ws, timing=self.timing, faults=faults, seed=seed)
+                sched = replace(sched, fired=plan.fired, skipped=plan.skipped)
         if resume is not None and resume.how == "restart":
             resume_after = None
-        play = self._new_play(index, entry, sched, request, number, resume_after)
+        play = self._new_play(index, entry, sched, request, number, resume_after, plan)
         with self._lock:
-            if not faults and play.resumed_after is None and resume is None:
+            if not faults and ws is None and play.resumed_after is None and resume is None:
                 self._plain[index] = sched
             self._log(play)
         return play
@@ -299,6 +317,7 @@ class Player:
         request: Request,
         number: int,
         resumed_after: str | None = None,
+        conversation: Plan | None = None,
     ) -> Play:
         logged = self._logged(request)
         journal = Journal(
@@ -320,6 +339,7 @@ class Player:
             number,
             resumed_after=resumed_after,
             journal=journal,
+            conversation=conversation,
         )
 
     def _ended(self, journal: Journal) -> None:
@@ -347,6 +367,18 @@ class Player:
             if last_id in e.ids and (best < 0 or e.last > entries[best].last):
                 best = n
         return (best, last_id) if best >= 0 else (-1, None)
+
+    def _miss(self, request: Request, message: str) -> None:
+        """Count a miss and keep it in the (capped) log; the caller holds the lock."""
+        self.miss_count += 1
+        if self.log_limit is None or len(self.misses) < self.log_limit:
+            self.misses.append(Miss(self._logged(request), message))
+
+    def note_miss(self, request: Request, message: str) -> None:
+        """A miss found after the match: a WebSocket client message that differs from the
+        recording (what ``--strict`` and the tests' misses report)."""
+        with self._lock:
+            self._miss(request, message)
 
     def _log(self, play: Play) -> None:
         """Count a play and keep it in the (capped) log; the caller holds the lock."""

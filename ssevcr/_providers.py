@@ -26,6 +26,7 @@ __all__ = [
     "error_event",
     "error_json",
     "error_response",
+    "realtime_error",
     "terminal_index",
 ]
 
@@ -209,6 +210,26 @@ def error_json(provider: str, *, message: str | None = None) -> bytes:
             }
         )
     return _json({"error": {"message": message or "Internal server error", "type": "server_error"}})
+
+
+def realtime_error(*, message: str | None = None, code: str = "server_error") -> bytes:
+    """A WebSocket server event shaped like OpenAI Realtime's ``error`` event (what the
+    Realtime API sends before it ends a session on a server error, and for a bad client
+    event)."""
+    return _json(
+        {
+            "type": "error",
+            "event_id": "event_ssevcr_error",
+            "error": {
+                "type": "server_error" if code == "server_error" else "invalid_request_error",
+                "code": code,
+                "message": message
+                or "The server had an error while processing your request. Sorry about that!",
+                "param": None,
+                "event_id": None,
+            },
+        }
+    )
 
 
 _REASONS = {

@@ -22,6 +22,8 @@ By default it hides what :mod:`ssevcr._secrets` calls a secret *place*:
   gzip/deflate body is decoded (``ssevcr._content``, capped), redacted and encoded again chunk by
   chunk; each chunk keeps its time. A body too large to decode is left as recorded (``ssevcr
   audit`` reports it). ``content-length`` follows the new length;
+- WebSocket messages (both directions): every JSON string under such a key in a text message
+  (OpenAI Realtime's ``session.update`` carrying a key); the handshake is a request like any;
 - user additions: header names, query keys, dotted JSON paths of the request body (``auth.token``;
   a list on the way applies the rest of the path to each element; the whole value goes).
 
@@ -36,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from . import _content as content
-from ._cassette import Headers, Interaction, Request, Response
+from ._cassette import Headers, Interaction, Request, Response, WebSocket
 from ._errors import ConfigError
 from ._secrets import (
     DEFAULT_HEADERS,
@@ -174,11 +176,23 @@ class Redaction:
             end=response.end,
         )
 
+    def websocket(self, ws: WebSocket) -> WebSocket:
+        """The conversation with the secrets of its JSON text messages replaced."""
+        messages = []
+        for m in ws.messages:
+            data = m.data
+            if not m.binary and data.lstrip()[:1] in (b"{", b"["):
+                data = replace_spans(data, json_spans(data, paths=self.body_paths))
+            messages.append(m if data is m.data else replace(m, data=data))
+        return replace(ws, messages=tuple(messages))
+
     def interaction(self, interaction: Interaction) -> Interaction:
+        ws = interaction.websocket
         return replace(
             interaction,
             request=self.request(interaction.request),
             response=self.response(interaction.response),
+            websocket=None if ws is None else self.websocket(ws),
         )
 
 

@@ -37,6 +37,7 @@ from ._cassette import Headers, Outcome, Response
 from ._errors import ConfigError
 from ._faults import (
     HOP_BY_HOP,
+    CloseWs,
     Corrupt,
     Drop,
     Duplicate,
@@ -340,6 +341,9 @@ def build(
             own = rng if f.seed is None else random.Random(f"ssevcr:rechunk:{f.seed}")
             draft = rechunk(draft, f, own)
     draft = stall(draft, headers_at)
+    for f in faults:
+        if isinstance(f, CloseWs):
+            draft = draft.skip(f, "close applies to WebSocket conversations only")
     slow = [f for f in faults if isinstance(f, Slow)]
     if slow:
         draft = pace(draft, slow, headers_at)

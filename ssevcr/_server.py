@@ -68,6 +68,7 @@ from ._journal import How, Journal
 from ._player import Play, Player
 from ._schedule import Abort, Close, Hang, Reset
 from ._secrets import safe
+from ._websocket import WebSocketSession, describe_request, is_upgrade
 from .mitm.protocol import FORWARDED_URL  # set by the --proxy addon: the URL the client asked for
 
 __all__ = ["HEAD_TIMEOUT", "IDLE_TIMEOUT", "MAX_BODY", "ReplayServer", "miss_body"]
@@ -170,6 +171,7 @@ class _Connection(asyncio.Protocol):
         self._next_after_drain = False  # answered, waiting for the client to take it
         self._last: Request | None = None  # the latest request, and the head it came with
         self._last_head: http1.Head | None = None
+        self._ws: WebSocketSession | None = None  # after a WebSocket handshake: all of it
 
     # --- protocol callbacks
 
@@ -182,6 +184,9 @@ class _Connection(asyncio.Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._ws is not None:
+            self._ws.receive(data)
+            return
         self.received_at = self.loop.time()
         self.reader.receive(data)
         if self.state == _BUSY:
@@ -208,7 +213,9 @@ class _Connection(asyncio.Protocol):
         self.writing_paused = False
         if self.gone:
             return
-        if self._follower is not None:
+        if self._ws is not None:
+            self._ws.pump()
+        elif self._follower is not None:
             if self._step is None:  # (else its deadline goes on)
                 self._resume()
         elif self._next_after_drain:
@@ -284,6 +291,8 @@ class _Connection(asyncio.Protocol):
                 self._last, self._last_head = request, head
         try:
             play = player.play(request)
+            if play.conversation is not None:
+                return self._websocket(head, play)
             framed = http1.framed(play.schedule)
             response_head = framed.head.with_headers(cors)
         except NoMatchError as e:
@@ -332,6 +341,36 @@ class _Connection(asyncio.Protocol):
             self._body = 0
             self._marks[:] = [(self._wire, 0)]  # (where this answer starts)
         return self._follow()
+
+    def _websocket(self, head: http1.Head, play: Play) -> bool:
+        """Hand the connection over to a replayed WebSocket conversation (never complete: it
+        ends with the connection)."""
+        what = describe_request(head)
+        if not is_upgrade(head.headers):
+            message = f"ssevcr: {what} was recorded as a WebSocket: connect with a WebSocket client"
+            self.server.log(message)
+            return self._small(head, 426, (("upgrade", "websocket"),), miss_body(message))
+        assert self.transport is not None and play.conversation is not None
+        session = WebSocketSession(
+            self.transport,
+            self.loop,
+            play.conversation,
+            writable=lambda: not self.writing_paused,
+            close=self._close,
+            reset=lambda: self._reset(self.loop.time() + _RESET_DRAIN_WAIT),
+            log=self.server.log,
+            what=what,
+            on_miss=lambda message: self.server.player.note_miss(play.request, message),
+            max_message=max(self.server.max_body, 1),
+        )
+        self._ws = session
+        problem = session.accept(head, play.interaction.response.headers, self.reader.take())
+        if problem is not None:
+            self._ws = None
+            message = f"ssevcr: cannot replay {what}: {problem}"
+            self.server.log(message)
+            return self._small(head, 400, (), miss_body(message))
+        return False
 
     def _follow(self) -> bool:
         """Do what the follower says until it says wait (a deadline, or the client to read);
@@ -610,6 +649,8 @@ class _Connection(asyncio.Protocol):
         if self._journal is not None:
             self._left(how)
         self.gone = True
+        if self._ws is not None:
+            self._ws.stop()
         self._follower = self._writer = self._framed = self._response_head = None
         for handle in (self._timer, self._step):
             if handle is not None:

@@ -15,11 +15,13 @@ Ids, timestamps, padding and obfuscation strings come from ``random.Random`` see
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import random
 import re
 import string
-from collections.abc import Callable, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from json.encoder import encode_basestring
@@ -292,6 +294,9 @@ class _Compiled:
 
 
 _EOL = {"\n": b"\n", "\r\n": b"\r\n", "\r": b"\r"}
+# The slots of a streamed shape that change per piece, as placeholders of a %-format: the piece
+# (a JSON string), the sequence number, the obfuscation (a JSON string; no character to escape).
+_PER_PIECE = {"piece": "%(piece)s", "seq": "%(seq)d", "obfuscation": '"%(obfuscation)s"'}
 
 
 class _Builder:
@@ -311,9 +316,9 @@ class _Builder:
         self.obfuscation = tpl.get("obfuscation")
         self.frames: list[bytes] = []
         self.kinds: list[str] = []  # the shape name of each frame
-        self.seq = 0
+        self.next_seq: Callable[[], int] = itertools.count().__next__  # Responses' numbering
         self._cache: dict[tuple[object, ...], _Compiled] = {}
-        self._pool, self._pool_at, self._lengths, self._length_at = "", 0, [0], 0
+        self._obfuscation = self._obfuscations().__next__  # runs on the first draw
         self._encoder = json.JSONEncoder(
             separators=(self.item_sep, self.key_sep), ensure_ascii=False
         )
@@ -363,49 +368,48 @@ class _Builder:
         else:
             subs.setdefault("obfuscation", OMIT)
         compiled = self._compile(shape, subs, values)
-        parts, slots = compiled.parts, compiled.slots
-        encoded = [
-            None if k in ("piece", "seq", "obfuscation") else self.dumps(values[k]) for k in slots
-        ]
-        dumps, frame, event = self.dumps, self._frame, compiled.event
+        # One %-format for the whole data line: the fixed values encoded into it once, a
+        # placeholder for each value that changes per piece.
+        per_piece = [s for s in compiled.slots if s in _PER_PIECE]
+        if len(set(per_piece)) != len(per_piece):
+            raise KeyError(f"template {self.tpl['template']}: {shape} repeats a per-piece slot")
+        literal = [compiled.parts[0].replace("%", "%%")]
+        for slot, part in zip(compiled.slots, compiled.parts[1:], strict=True):
+            value = _PER_PIECE.get(slot) or self.dumps(values[slot]).replace("%", "%%")
+            literal += (value, part.replace("%", "%%"))
+        line = "".join(literal)
+        seq, obfuscation = "seq" in per_piece, "obfuscation" in per_piece
+        next_seq, draw = self.next_seq, self._obfuscation
+        frame = self._framer(shape, compiled.event)
 
         def emit_piece(piece: str) -> None:
-            out = [parts[0]]
-            for i, slot in enumerate(slots):
-                value = encoded[i]
-                if value is None:
-                    if slot == "piece":
-                        value = dumps(piece)
-                    elif slot == "seq":
-                        value = str(self.next_seq())
-                    else:
-                        value = '"' + self._obfuscation() + '"'
-                out.append(value)
-                out.append(parts[i + 1])
-            frame(shape, event, "".join(out))
+            v: dict[str, object] = {"piece": encode_basestring(piece)}
+            if seq:
+                v["seq"] = next_seq()
+            if obfuscation:
+                v["obfuscation"] = draw()
+            frame(line % v)
 
         return emit_piece
 
-    def _obfuscation(self) -> str:
-        """A random-length padding string (OpenAI's ``obfuscation``), cut from a seeded pool."""
+    def _obfuscations(self) -> Iterator[str]:
+        """Random-length padding strings (OpenAI's ``obfuscation``), cut from a seeded pool that
+        is drawn again when it runs low (each draw when the string that needs it is made)."""
         ob = self.obfuscation
         assert ob is not None
         lo, hi = ob["min"], ob["max"]
-        if self._pool_at + 2 * hi > len(self._pool):
-            alphabet = _ALPHABETS[ob["alphabet"]]
-            table = bytes(ord(alphabet[i % len(alphabet)]) for i in range(256))
-            self._pool = self.rng.randbytes(1 << 14).translate(table).decode("ascii")
-            self._lengths = [lo + b % (hi - lo + 1) for b in self.rng.randbytes(1 << 10)]
-            self._pool_at = self._length_at = 0
-        n = self._lengths[self._length_at % len(self._lengths)]
-        self._length_at += 1
-        start = self._pool_at
-        self._pool_at += n
-        return self._pool[start : start + n]
-
-    def next_seq(self) -> int:
-        self.seq += 1
-        return self.seq - 1
+        alphabet = _ALPHABETS[ob["alphabet"]]
+        table = bytes(ord(alphabet[i % len(alphabet)]) for i in range(256))
+        pool, at, lengths, k = "", 0, [0], 0
+        while True:
+            if at + 2 * hi > len(pool):
+                pool = self.rng.randbytes(1 << 14).translate(table).decode("ascii")
+                lengths = [lo + b % (hi - lo + 1) for b in self.rng.randbytes(1 << 10)]
+                at = k = 0
+            n = lengths[k % len(lengths)]
+            k += 1
+            yield pool[at : at + n]
+            at += n
 
     def emit(self, shape: str, subs: Mapping[str, Any] | None = None, /, **values: Any) -> None:
         subs = dict(subs or {})
@@ -427,7 +431,7 @@ class _Builder:
         for i, slot in enumerate(slots):
             out.append(dumps(values[slot]))
             out.append(parts[i + 1])
-        self._frame(shape, compiled.event, "".join(out))
+        self._framer(shape, compiled.event)("".join(out))
 
     def _compile(self, shape: str, subs: Mapping[str, Any], values: Mapping[str, Any]) -> _Compiled:
         node = self.shapes[shape]
@@ -439,14 +443,24 @@ class _Builder:
         parts, slots = _dump_parts(resolved, self.item_sep, self.key_sep)
         return _Compiled(parts, slots, event)
 
-    def _frame(self, shape: str, event: str | None, data: str) -> None:
-        pad = self.padding
-        if pad and shape not in pad["except"] and data.endswith("}"):
-            data = data[:-1] + " " * self.rng.randint(pad["min"], pad["max"]) + "}"
+    def _framer(self, shape: str, event: str | None) -> Callable[[str], None]:
+        """The function that appends a frame of ``shape`` for its data line (padded as the
+        template says, with a new random padding each frame)."""
+        pad, padded, lo, hi = self.padding, False, 0, 0
+        if pad and shape not in pad["except"]:
+            padded, lo, hi = True, pad["min"], pad["max"]
         eol = self.eol
-        head = b"event: " + event.encode() + eol if event is not None else b""
-        self.frames.append(head + b"data: " + data.encode() + eol + eol)
-        self.kinds.append(shape)
+        head = (b"event: " + event.encode() + eol if event is not None else b"") + b"data: "
+        tail = eol + eol
+        frames, kinds, randint = self.frames.append, self.kinds.append, self.rng.randint
+
+        def frame(data: str) -> None:
+            if padded and data.endswith("}"):
+                data = data[:-1] + " " * randint(lo, hi) + "}"
+            frames(head + data.encode() + tail)
+            kinds(shape)
+
+        return frame
 
     def raw(self, data: str, kind: str = "raw") -> None:
         """A frame whose data is ``data`` as is (``[DONE]``, generic text); newlines in ``data``
@@ -1006,20 +1020,22 @@ def synthesize(
     )
     if s.stream:
         times = _profiles.synthetic_times(len(s.frames), steps, seed)
-        chunks = list(zip(times, s.frames, strict=True))
+        sizes = array("I", map(len, s.frames))
         end_at = (times[-1] if times else headers_at) + 0.001
     else:
         count = max(1, content.usage.output_tokens or count_tokens(content.text))
         at = _profiles.synthetic_times(count, steps, seed)[-1]
         headers_at = at
-        chunks = [(at, s.body)]
+        times, sizes = [at], array("I", [len(s.body)])
         end_at = at + 0.001
-    response = Response.from_chunks(
+    response = Response(  # s.body is the frames joined already
         s.status,
-        chunks,
-        reason="OK",
+        "OK",
         headers=s.headers,
         headers_at=headers_at,
+        body=s.body,
+        chunk_sizes=sizes,
+        chunk_at=array("d", times),
         end=End(round(end_at, 6)),
     )
     body = json.dumps(

@@ -9,6 +9,7 @@ namespace whose only interface is loopback (``unshare -n``: no telemetry leaves 
   long stalls as ``hang`` at ``--timeout 10s``; the Python SDK, same fault, raises at 5 s.
 - The chat page swept in Chromium (Playwright): every lossy fault the page can see ends in the
   page's error state for that fault, every lossless one in the full text.
+- docs/clients.md is what examples/clients/matrix.py renders from docs/clients.json.
 
 A consumer whose runtime is missing (node and the npm packages of examples/clients/node, Debian's
 chromium) skips locally and FAILS when ``CI`` is set: these tests must never vanish there.
@@ -26,6 +27,10 @@ from typing import Any
 
 import pytest
 from replay_helpers import expected, interaction
+
+from ssevcr._catalogue import catalogue
+from ssevcr._store import read_any
+from ssevcr._timing import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -207,7 +212,36 @@ def test_the_chat_page_shows_its_error_state_under_lossy_faults(tmp_path: Path) 
 
 
 # ---------------------------------------------------------------------------------------------
-# the page's helpers
+# the docs page
+
+
+def test_the_clients_page_is_rendered_from_its_runs() -> None:
+    data = json.loads((DOCS / "clients.json").read_text())
+    assert (DOCS / "clients.md").read_text() == matrix.render(data), (
+        "docs/clients.md is not what examples/clients/matrix.py renders from docs/clients.json: "
+        "rerun it (or --render docs/clients.json after changing the page's layout)"
+    )
+    assert [c["key"] for c in data["clients"]] == [c.key for c in matrix.CLIENTS]
+    settings = data["settings"]
+    pinned = json.loads((ROOT / "examples" / "clients" / "node" / "package.json").read_text())
+    for c in data["clients"]:
+        assert c["clean"]["exit_code"] == 0 and c["runs"], c["key"]
+        assert c["versions"] and all(c["versions"].values())
+        for package in matrix.BY_KEY[c["key"]].packages:  # the versions the lockfile installs
+            if package.startswith("npm:"):
+                name = package[4:]
+                assert c["versions"][name] == pinned["dependencies"][name], (c["key"], name)
+        # every fault today's catalogue has for the cassette, and each one fired in its run
+        cassette = read_any(ROOT / c["cassette"])
+        entries = catalogue(
+            cassette,
+            level=settings["catalog"],
+            stall=parse_duration(settings["stall"]),
+        )
+        assert [run["fault"] for run in c["runs"]] == [e.spec for e in entries], c["key"]
+        for run in c["runs"]:
+            assert run["verdict"] in ("ok", "silent", "broken", "hang", "crash")
+            assert run["fired"] == [run["fault"]], (c["key"], run)
 
 
 def test_error_lines_and_generic_specs() -> None:

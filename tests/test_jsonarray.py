@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import FIXTURES
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_ndjson import bytewise, chunkings
 
@@ -154,18 +154,21 @@ def _check_invariant(data: bytes, chunks: list[bytes]) -> Parsed:
     return whole
 
 
+@settings(deadline=None)  # a loaded machine: no per-example time limit
 @given(st.data())
 def test_any_bytes_any_chunking(data: st.DataObject) -> None:
     body = data.draw(st.binary(max_size=200))
     _check_invariant(body, data.draw(chunkings(body)))
 
 
+@settings(deadline=None)  # a loaded machine: no per-example time limit
 @given(st.data())
 def test_array_like_bytes_any_chunking(data: st.DataObject) -> None:
     body = data.draw(st.text(alphabet='[]{}",\\ \r\n1a:', max_size=60)).encode()
     _check_invariant(body, data.draw(chunkings(body)))
 
 
+@settings(deadline=None)  # a loaded machine: no per-example time limit
 @given(arrays(), st.data())
 def test_well_formed_arrays_give_their_elements(
     array: tuple[bytes, list[Any]], data: st.DataObject

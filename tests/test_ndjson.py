@@ -15,7 +15,7 @@ from itertools import pairwise
 
 import pytest
 from conftest import FIXTURES
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ssevcr._ndjson import Blank, Frame, Line, NDJSONParser, Parsed, parse
@@ -146,18 +146,21 @@ def _check_invariant(data: bytes, chunks: list[bytes]) -> None:
     assert b"\n" not in whole.tail and not whole.tail.strip(b" \t\r\xef\xbb\xbf")
 
 
+@settings(deadline=None)  # a loaded machine: no per-example time limit
 @given(st.data())
 def test_any_bytes_any_chunking(data: st.DataObject) -> None:
     body = data.draw(st.binary(max_size=300))
     _check_invariant(body, data.draw(chunkings(body)))
 
 
+@settings(deadline=None)  # a loaded machine: no per-example time limit
 @given(st.data())
 def test_ndjson_like_bytes_any_chunking(data: st.DataObject) -> None:
     body = data.draw(ndjson_like())
     _check_invariant(body, data.draw(chunkings(body)))
 
 
+@settings(deadline=None)  # a loaded machine: no per-example time limit
 @given(st.lists(st.dictionaries(st.text(max_size=4), st.integers() | st.text(max_size=4))))
 def test_json_values_one_per_line_come_back(values: list[dict[str, object]]) -> None:
     body = b"".join(json.dumps(v).encode() + b"\n" for v in values)

@@ -347,7 +347,7 @@ DAMAGED = {
     "bad json": lambda good: b'{"format": "ssevcr", "version": 1, "interactions": [',
     "newer version": lambda good: (
         _format.export_json(_format.loads(good))
-        .replace(f'"version": {_format.VERSION}', '"version": 99')
+        .replace(f'"version": {_format.PLAIN_VERSION}', '"version": 99')
         .encode()
     ),
 }

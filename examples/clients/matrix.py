@@ -5,6 +5,7 @@ every cell in docs/clients.json.
     .venv/bin/python examples/clients/matrix.py            # every client, --catalog default
     .venv/bin/python examples/clients/matrix.py --only openai-node --catalog quick --out /tmp/m.md
     .venv/bin/python examples/clients/matrix.py --render docs/clients.json  # the page from the runs
+    .venv/bin/python examples/clients/matrix.py --resume   # after an interruption: the rest
 
 Needs node with ``npm ci`` done in examples/clients/node (./bootstrap does it), Debian's
 chromium for the browser page, and ``unshare -n``: every sweep runs in a network namespace of
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -270,23 +271,52 @@ def error_line(stderr: str) -> str:
 
 
 def collect(
-    keys: Sequence[str], *, catalog: str, jobs: int, timeout: str, stall: str
+    keys: Sequence[str],
+    *,
+    catalog: str,
+    jobs: int,
+    timeout: str,
+    stall: str,
+    earlier: dict[str, Any] | None = None,
+    save: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """Sweep the clients ``keys``, in order. The clients of ``earlier`` (a previous result) swept
+    with the same settings are kept as they are; ``save`` gets the result after each client."""
     from ssevcr import __version__
 
     problem = netns_problem()
     if problem:
         raise Unavailable(problem)
-    clients = []
+    settings = {
+        "catalog": catalog,
+        "timing": "instant",
+        "jobs": jobs,
+        "timeout": timeout,
+        "stall": stall,
+        "client_timeout_s": CLIENT_TIMEOUT_S,
+    }
+    kept = {}
+    if earlier is not None and earlier.get("settings") == settings:
+        kept = {c["key"]: c for c in earlier["clients"]}
+    data: dict[str, Any] = {
+        "generated": datetime.date.today().isoformat(),
+        "ssevcr": __version__,
+        "python": sys.version.split()[0],
+        "settings": settings,
+        "clients": [],
+    }
     for key in keys:
+        if key in kept:
+            data["clients"].append(kept[key])
+            continue
         client = BY_KEY[key]
         print(f"matrix: {client.title} ...", file=sys.stderr, flush=True)
         found = versions(client)
         t0 = time.monotonic()
-        data = sweep(client, catalog=catalog, jobs=jobs, timeout=timeout, stall=stall)
+        report = sweep(client, catalog=catalog, jobs=jobs, timeout=timeout, stall=stall)
         took = time.monotonic() - t0
-        print(f"matrix: {client.title}: {data['summary']} in {took:.0f} s", file=sys.stderr)
-        clients.append(
+        print(f"matrix: {client.title}: {report['summary']} in {took:.0f} s", file=sys.stderr)
+        data["clients"].append(
             {
                 "key": client.key,
                 "title": client.title,
@@ -295,25 +325,14 @@ def collect(
                 "command": " ".join(client.command),
                 "cors": client.cors,
                 "sweep_s": round(took, 1),
-                "clean": slim(data["clean"]),
-                "runs": [slim(r) for r in data["runs"]],
-                "summary": data["summary"],
+                "clean": slim(report["clean"]),
+                "runs": [slim(r) for r in report["runs"]],
+                "summary": report["summary"],
             }
         )
-    return {
-        "generated": datetime.date.today().isoformat(),
-        "ssevcr": __version__,
-        "python": sys.version.split()[0],
-        "settings": {
-            "catalog": catalog,
-            "timing": "instant",
-            "jobs": jobs,
-            "timeout": timeout,
-            "stall": stall,
-            "client_timeout_s": CLIENT_TIMEOUT_S,
-        },
-        "clients": clients,
-    }
+        if save is not None:
+            save(data)
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,6 +368,8 @@ def outcome(run: dict[str, Any], clean: dict[str, Any]) -> str:
 def did(run: dict[str, Any], clean: dict[str, Any], timeout: str) -> str:
     """What the client did, for a cell of its table."""
     what = outcome(run, clean)
+    if what == "hang" and run["same_output"]:
+        return f"printed the clean output, yet still running at {timeout}: killed"
     if what == "hang":
         return f"still running at {timeout}: killed"
     if what == "crash":
@@ -507,15 +528,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=list(BY_KEY), help="repeatable")
     parser.add_argument("--catalog", default="default", choices=["quick", "default", "full"])
     parser.add_argument("-j", "--jobs", type=int, default=2)
-    parser.add_argument("--timeout", default="20s", help="per run (default 20s)")
-    parser.add_argument("--stall", default="30s", help="the long stalls (default 30s)")
+    parser.add_argument("--timeout", default="60s", help="per run (default 60s)")
+    parser.add_argument("--stall", default="90s", help="the long stalls (default 90s)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "clients.md")
     parser.add_argument("--json", type=Path, help="default: --out with .json")
     parser.add_argument("--render", type=Path, metavar="JSON", help="only render this JSON")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the clients the JSON has (same settings)"
+    )
     args = parser.parse_args(argv)
     if args.render:
         args.out.write_text(render(json.loads(args.render.read_text())))
         return 0
+    json_path = args.json or args.out.with_suffix(".json")
+    for path in (json_path, args.out):
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(data: dict[str, Any]) -> None:  # after each client: an interrupted run is kept
+        json_path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        args.out.write_text(render(data))
+
+    earlier = json.loads(json_path.read_text()) if args.resume and json_path.exists() else None
     try:
         data = collect(
             args.only or list(BY_KEY),
@@ -523,15 +556,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs=args.jobs,
             timeout=args.timeout,
             stall=args.stall,
+            earlier=earlier,
+            save=save,
         )
     except Unavailable as e:
         print(f"matrix: {e}", file=sys.stderr)
         return 2
-    json_path = args.json or args.out.with_suffix(".json")
-    for path in (json_path, args.out):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-    args.out.write_text(render(data))
+    save(data)
     print(f"matrix: wrote {args.out} and {json_path}", file=sys.stderr)
     return 0
 

@@ -82,7 +82,9 @@ class _Report:
         if prefix != protocol.RECORDED:
             return
         status = info.get("status")
-        if info.get("events") is not None:
+        if isinstance(info.get("messages"), int):
+            size = f"{info['messages']} WebSocket messages"
+        elif info.get("events") is not None:
             size = f"{info['events']} events"
         elif "bytes" in info:
             size = f"{info['bytes']} bytes"

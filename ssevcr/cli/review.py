@@ -30,7 +30,7 @@ from .. import _audit as audit
 from .. import _content as content
 from .. import _format, _store
 from .. import _picture as picture
-from .._cassette import Cassette
+from .._cassette import Cassette, WebSocket
 from .._errors import CassetteError, SsevcrError
 from .._faults import parse_faults
 from .._framing import EVENT_FRAMES, Frame
@@ -416,6 +416,53 @@ def _print_table(path: str, stats: list[InteractionStats]) -> None:
             )
 
 
+def _ws_type(data: bytes) -> str:
+    """A WebSocket message's JSON ``type`` (or ``event``), else ``-``."""
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return "-"
+    if isinstance(value, dict):
+        for key in ("type", "event"):
+            if isinstance(value.get(key), str):
+                return str(value[key])
+    return "-"
+
+
+def _print_websocket(n: int, ws: WebSocket, *, timeline: bool) -> None:
+    """One line per WebSocket conversation; with ``timeline`` each message: time from the
+    handshake, gap, direction (``>`` from the client, ``<`` from the server), type, excerpt."""
+    out = _Out()
+    close = ws.close
+    end = (
+        "still open when the recording stopped"
+        if close is None
+        else "dropped without a close frame"
+        if close.by == "none"
+        else f"closed {close.code if close.code is not None else '(no code)'} by the {close.by}"
+    )
+    client = sum(m.from_client for m in ws.messages)
+    out.print(
+        f"#{n}: ws · {len(ws.messages)} msgs ({client} from the client, "
+        f"{len(ws.messages) - client} from the server) · {end}"
+        + (f" at {_dur(close.at)}" if close is not None else ""),
+        markup=False,
+    )
+    if not timeline:
+        return
+    prev = 0.0
+    for i, m in enumerate(ws.messages, 1):
+        kind = "binary" if m.binary else _ws_type(m.data)
+        excerpt = "" if m.binary else safe(m.data[:4096].decode("utf-8", "replace"))
+        excerpt = excerpt if len(excerpt) <= 100 else excerpt[:99] + "…"
+        out.print(
+            f"  {i:>4} {m.at:9.4f} {_dur(m.at - prev):>8} {'>' if m.from_client else '<'} "
+            f"{kind[:32]:<32} {len(m.data):>7} B  {excerpt}",
+            markup=False,
+        )
+        prev = m.at
+
+
 def _print_events(st: InteractionStats, body: bytes) -> None:
     from rich.table import Table
 
@@ -625,8 +672,13 @@ def show_command(
         if synthesized:  # made up (ssevcr synth) or imported without times (vcrpy, HAR)
             which = "all" if len(synthesized) == len(stats) else ", ".join(map(str, synthesized))
             click.echo(f"timing synthesized, not recorded: interaction(s) {which}")
+        for n, inter in enumerate(data.interactions, 1):
+            if inter.websocket is not None:
+                _print_websocket(n, inter.websocket, timeline=events)
         if events:
             for st, inter in zip(stats, data.interactions, strict=True):
+                if inter.websocket is not None:
+                    continue
                 pieces, _ = decoded_pieces(inter.response, limit=max_decoded)
                 _print_events(st, b"".join(d for _, d in pieces))
 

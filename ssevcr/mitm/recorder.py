@@ -24,6 +24,13 @@ How it records (the capture itself is :class:`ssevcr._capture.Capture`'s):
   (mitmproxy's error text and the partial body). An error before any response header leaves
   nothing to record and is reported (``no_response``, with the error: "certificate verify
   failed", "connection refused", ...).
+- WebSocket (the ``response`` hook sees the 101): the handshake is recorded as the request and
+  the 101 response; ``websocket_message`` stamps each message (direction, text or binary, the
+  payload as the application sent it: fragments joined, compression undone) with its time from
+  the handshake (when the 101 was read); ``websocket_end`` adds the close (code, reason, which
+  side closed; a connection dropped without a close frame is ``by: none``) and saves it. At
+  most ``ssevcr_max_body`` bytes of messages are kept per conversation: past it the rest is not
+  recorded and the response says so (``upstream_error``).
 - ``done`` (SIGTERM, Ctrl-C): every stream still open is saved as ``client_disconnected``, with
   what arrived, before mitmdump exits.
 - At most ``ssevcr_max_body`` bytes of each response body are kept (64 MiB by default).
@@ -58,7 +65,17 @@ except ModuleNotFoundError as e:  # pragma: no cover - a mitmdump loaded by hand
         "which lends its own"
     ) from None
 from .._capture import DEFAULT_MAX_BODY, Capture
-from .._cassette import Headers, Interaction, Outcome, Request, Response
+from .._cassette import (
+    End,
+    Headers,
+    Interaction,
+    Outcome,
+    Request,
+    Response,
+    WebSocket,
+    WsClose,
+    WsMessage,
+)
 from .._errors import SsevcrError
 from .._framing import framed
 from .._redaction import Redaction
@@ -87,7 +104,9 @@ def events_in(response: Response, url: str = "") -> int | None:
 
 def exchange_summary(interaction: Interaction) -> dict[str, Any]:
     req, resp = interaction.request, interaction.response
+    ws = interaction.websocket
     return {
+        "messages": None if ws is None else len(ws.messages),
         "method": req.method,
         "url": req.url,
         "path": req.path,
@@ -98,7 +117,9 @@ def exchange_summary(interaction: Interaction) -> dict[str, Any]:
         "chunks": len(resp.chunk_sizes),
         "bytes": len(resp.body),
         "content_type": resp.content_type,
-        "duration": round(resp.end.at, 6),
+        "duration": round(
+            resp.headers_at + ws.close.at if ws is not None and ws.close else resp.end.at, 6
+        ),
     }
 
 
@@ -236,6 +257,76 @@ def _client_gone(flow: Any) -> bool:
         return False
 
 
+class _Socket:
+    """One WebSocket conversation being recorded (after its 101)."""
+
+    __slots__ = ("capture", "kept", "messages", "origin", "overflow")
+
+    def __init__(self, capture: Capture, origin: float) -> None:
+        self.capture = capture
+        self.origin = origin  # the handshake (when the 101 was read), on the monotonic clock
+        self.messages: list[WsMessage] = []
+        self.kept = 0
+        self.overflow = 0
+
+    def message(self, at: float, from_client: bool, data: bytes, binary: bool) -> None:
+        if self.kept + len(data) > self.capture.max_body:
+            self.overflow += len(data)
+            return
+        last = self.messages[-1].at if self.messages else 0.0
+        self.messages.append(WsMessage(max(at, last), from_client, data, binary))
+        self.kept += len(data)
+
+    def interaction(self, close: WsClose | None, redaction: Redaction) -> Interaction:
+        last = self.messages[-1].at if self.messages else 0.0
+        if close is not None and close.at < last:
+            close = WsClose(last, close.code, close.reason, close.by)
+        ws = WebSocket(tuple(self.messages), close)
+        interaction = self.capture.interaction(redaction)
+        if self.overflow:
+            from .._content import format_size
+
+            resp = interaction.response
+            end = End(
+                resp.end.at,
+                Outcome.UPSTREAM_ERROR,
+                f"conversation larger than the recording limit of "
+                f"{format_size(self.capture.max_body)}: {format_size(self.overflow)} of "
+                "messages were not recorded",
+            )
+            interaction = Interaction(
+                interaction.request, _replace_end(resp, end), interaction.meta
+            )
+        return Interaction(
+            interaction.request,
+            interaction.response,
+            interaction.meta,
+            websocket=redaction.websocket(ws),
+        )
+
+
+def _replace_end(resp: Response, end: End) -> Response:
+    from dataclasses import replace
+
+    return replace(resp, end=end)
+
+
+def _ws_close(flow: Any, at: float) -> WsClose:
+    """How mitmproxy saw the conversation end: 1005 is a close frame without a code, 1006 no
+    close frame at all."""
+    ws = flow.websocket
+    code = getattr(ws, "close_code", None)
+    reason = str(getattr(ws, "close_reason", "") or "")
+    by_client = getattr(ws, "closed_by_client", None)
+    if not isinstance(code, int) or code == 1006 or by_client is None:
+        return WsClose(at, None, "", "none")
+    from .._cassette import close_problem
+
+    if code == 1005 or close_problem(code, reason) is not None:
+        code, reason = None, ""
+    return WsClose(at, code, reason, "client" if by_client else "server")
+
+
 class Recorder:
     """Records every exchange (or those matching the host/path filters) into one cassette."""
 
@@ -254,6 +345,7 @@ class Recorder:
         self.max_body = DEFAULT_MAX_BODY
         self._writer: _Writer | None = None
         self._flows: dict[str, _Flow] = {}
+        self._sockets: dict[str, _Socket] = {}
 
     # -- options ---------------------------------------------------------------------------
 
@@ -355,6 +447,8 @@ class Recorder:
                 continue
             cap.finish(self.clock() - entry.t0, Outcome.CLIENT_DISCONNECTED, STOPPED)
             self._submit(cap)
+        for flow_id in list(self._sockets):  # still open: no close
+            self._submit_socket(self._sockets.pop(flow_id), None)
         if self._writer is not None:
             self._writer.close()
 
@@ -435,11 +529,18 @@ class Recorder:
         cap = entry.capture
         now = self.clock() - entry.t0
         if flow.response.status_code == 101:
-            logger.info(
-                "ssevcr: not recording a protocol upgrade (%s %s)",
-                cap.request.method,
-                self.redaction.redact_url(cap.request.url),  # never a live secret in a log
-            )
+            if cap.headers_at is None:
+                _head(cap, flow.response, now)
+            if getattr(flow, "websocket", None) is None:
+                logger.info(
+                    "ssevcr: not recording a protocol upgrade that is no WebSocket (%s %s)",
+                    cap.request.method,
+                    self.redaction.redact_url(cap.request.url),  # never a live secret in a log
+                )
+                return
+            assert cap.headers_at is not None
+            cap.finish(cap.headers_at, Outcome.COMPLETE)
+            self._sockets[flow.id] = _Socket(cap, entry.t0 + cap.headers_at)
             return
         if cap.headers_at is None:  # a response made by an addon, never streamed
             _head(cap, flow.response, now)
@@ -461,7 +562,25 @@ class Recorder:
         cap.finish(self.clock() - entry.t0, outcome, message)
         self._submit(cap)
 
+    def websocket_message(self, flow: Any) -> None:
+        sock = self._sockets.get(flow.id)
+        if sock is None:
+            return
+        m = flow.websocket.messages[-1]
+        binary = int(getattr(m.type, "value", m.type)) == 2  # Opcode.BINARY (else TEXT)
+        sock.message(self.clock() - sock.origin, bool(m.from_client), bytes(m.content), binary)
+
+    def websocket_end(self, flow: Any) -> None:
+        sock = self._sockets.pop(flow.id, None)
+        if sock is not None:
+            self._submit_socket(sock, _ws_close(flow, self.clock() - sock.origin))
+
     # -- reporting -------------------------------------------------------------------------
+
+    def _submit_socket(self, sock: _Socket, close: WsClose | None) -> None:
+        redaction = self.redaction
+        assert self._writer is not None
+        self._writer.submit(lambda: sock.interaction(close, redaction))
 
     def _submit(self, cap: Capture) -> None:
         redaction = self.redaction
@@ -494,13 +613,17 @@ class Recorder:
                 "ssevcr: could not save %s %s: %s", summary["method"], summary["url"], error
             )
         else:
-            events = summary["events"]
+            events, messages = summary["events"], summary["messages"]
             logger.info(
                 "ssevcr: recorded %s %s %s %s %.3fs %s",
                 summary["method"],
                 summary["path"],
                 summary["status"],
-                f"{events} events" if events is not None else f"{summary['bytes']} bytes",
+                f"{messages} WebSocket messages"
+                if messages is not None
+                else f"{events} events"
+                if events is not None
+                else f"{summary['bytes']} bytes",
                 summary["duration"],
                 summary["outcome"],
             )

@@ -1,0 +1,132 @@
+"""A local WebSocket upstream speaking the shape of OpenAI's Realtime API (the GA event names),
+served by the ``websockets`` library on 127.0.0.1 in a thread of its own.
+
+On connect it sends ``session.created``; it answers ``session.update`` with
+``session.updated`` and ``response.create`` with ``response.created``, the text deltas of
+``WORDS`` ``GAP`` seconds apart, ``response.output_text.done`` and ``response.done``. What it
+received and sent (with its clock) is kept per connection in ``conversations``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection, serve
+
+WORDS = ["The", " sky", " is", " blue", " because", " of", " Rayleigh", " scattering", "."]
+GAP = 0.03
+FIRST = 0.02  # from response.create to response.created
+
+
+def session(**extra: Any) -> dict[str, Any]:
+    return {
+        "type": "realtime",
+        "object": "realtime.session",
+        "id": "sess_ssevcr",
+        "model": "gpt-realtime",
+        "output_modalities": ["text"],
+        **extra,
+    }
+
+
+def response_events() -> list[dict[str, Any]]:
+    """What answers ``response.create``, in order."""
+    rid, iid = "resp_ssevcr", "item_ssevcr"
+    base = {"response_id": rid, "item_id": iid, "output_index": 0, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {
+            "type": "response.created",
+            "event_id": "event_2",
+            "response": {"id": rid, "object": "realtime.response", "status": "in_progress"},
+        }
+    ]
+    for n, word in enumerate(WORDS):
+        events.append(
+            {"type": "response.output_text.delta", "event_id": f"event_d{n}", **base, "delta": word}
+        )
+    events.append(
+        {"type": "response.output_text.done", "event_id": "event_3", **base, "text": "".join(WORDS)}
+    )
+    events.append(
+        {
+            "type": "response.done",
+            "event_id": "event_4",
+            "response": {
+                "id": rid,
+                "object": "realtime.response",
+                "status": "completed",
+                "output": [],
+                "usage": {"total_tokens": 20, "input_tokens": 10, "output_tokens": 10},
+            },
+        }
+    )
+    return events
+
+
+class RealtimeUpstream:
+    def __init__(self) -> None:
+        self.conversations: list[list[tuple[float, str, str]]] = []  # (time, "in"/"out", text)
+        self.handshakes: list[dict[str, str]] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Future[None] | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> RealtimeUpstream:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            assert self._stop is not None
+            self._loop.call_soon_threadsafe(self._stop.set_result, None)
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        self._stop = self._loop.create_future()
+        async with serve(self._handle, "127.0.0.1", 0, compression=None) as server:
+            self.port = next(iter(server.sockets)).getsockname()[1]
+            self._ready.set()
+            await self._stop
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        log: list[tuple[float, str, str]] = []
+        self.conversations.append(log)
+        assert conn.request is not None
+        self.handshakes.append({k.lower(): v for k, v in conn.request.headers.raw_items()})
+
+        async def send(event: dict[str, Any]) -> None:
+            text = json.dumps(event)
+            await conn.send(text)
+            log.append((time.monotonic(), "out", text))
+
+        await send({"type": "session.created", "event_id": "event_1", "session": session()})
+        async for message in conn:
+            assert isinstance(message, str)
+            log.append((time.monotonic(), "in", message))
+            kind = json.loads(message).get("type")
+            if kind == "session.update":
+                await send({"type": "session.updated", "event_id": "event_u", "session": session()})
+            elif kind == "response.create":
+                await asyncio.sleep(FIRST)
+                for n, event in enumerate(response_events()):
+                    if n:
+                        await asyncio.sleep(GAP)
+                    await send(event)
