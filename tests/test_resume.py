@@ -5,6 +5,7 @@ httpx-sse client over real sockets; the pure cut (``_resume``) checked on the re
 from __future__ import annotations
 
 import gzip
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -126,6 +127,9 @@ def test_httpx_sse_reconnects_with_last_event_id_and_gets_the_rest(
     assert [e.json()["text"] for e in first + rest] == [f"w{i} " for i in range(1, 9)]
     resumed_play = server.player.plays[1]
     assert resumed_play.resumed_after == "3"
+    deadline = time.monotonic() + 10  # (the server's thread journals after its write)
+    while not resumed_play.completed and time.monotonic() < deadline:
+        time.sleep(0.01)
     d = resumed_play.delivered
     assert d is not None and d.resumed_after == "3" and d.events == 5 and d.completed
     assert dict(d.request_headers)["Last-Event-ID"] == "3"
