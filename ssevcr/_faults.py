@@ -16,6 +16,7 @@ client's retry succeeds).
     rechunk:size=N | rechunk:random[,max=N,seed=N] | rechunk:hostile
     slow:bps=N
     header:NAME=VALUE | header:drop=NAME | header:content-length
+    resume:restart | resume:gap | resume:refuse
     close:after=N|last                     [code=C, reason=TEXT]     (WebSocket; default 1000)
 
 ``rechunk:random,seed=N`` draws its pieces from its own generator (``seed``), not the play's:
@@ -24,6 +25,10 @@ a header (``header:content-type=text/plain``), removes one (``header:drop=conten
 sends a streamed body with its exact ``content-length`` instead of chunked. Hop-by-hop headers
 (``transfer-encoding``, ``connection``, ...) are the replay's own and cannot be changed.
 
+``resume`` changes how a reconnecting client's ``Last-Event-ID`` is answered (a play that resumes
+a stream whose events carry ids, see ``_resume``): ``restart`` ignores it and sends the stream
+from its start (the client must de-duplicate), ``gap`` resumes one event too far (an event is
+lost), ``refuse`` answers 204 No Content (which stops an EventSource from reconnecting).
 On a WebSocket conversation the events are the server's messages, counted from 1: ``close``
 ends it after message N with a close frame of ``code`` (1000-1003, 1007-1014, 3000-4999) or,
 with ``code=1006``, by dropping the TCP connection without one; ``rechunk`` fragments messages
@@ -52,6 +57,7 @@ __all__ = [
     "Header",
     "InjectError",
     "Rechunk",
+    "Resume",
     "Scope",
     "Slow",
     "Stall",
@@ -158,6 +164,11 @@ class Header(_Base):
 
 
 @dataclass(frozen=True, slots=True)
+class Resume(_Base):
+    how: Literal["restart", "gap", "refuse"] = "restart"
+
+
+@dataclass(frozen=True, slots=True)
 class CloseWs(_Base):
     after: EventRef = 1
     code: int = 1000  # 1006: the TCP connection dropped, no close frame
@@ -175,6 +186,7 @@ Fault = (
     | Rechunk
     | Slow
     | Header
+    | Resume
     | CloseWs
 )
 HOP_BY_HOP = frozenset(
@@ -201,6 +213,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "rechunk": ("size", "random", "hostile", "max", "seed"),
     "slow": ("bps",),
     "header": ("NAME=VALUE", "drop=NAME", "content-length"),  # any header name is a key
+    "resume": ("restart", "gap", "refuse"),
     "close": ("after", "code", "reason"),
 }
 FAULT_NAMES = tuple(_KEYS)
@@ -409,6 +422,12 @@ def _header(s: _Spec) -> Header:
     return Header(s.text, s.scope, name=name, value=value)
 
 
+def _resume(s: _Spec) -> Resume:
+    if s.params or len(s.flags) != 1 or s.flags[0] not in ("restart", "gap", "refuse"):
+        raise s.fail("resume takes one of restart, gap or refuse")
+    return Resume(s.text, s.scope, how=s.flags[0])  # type: ignore[arg-type]
+
+
 def _close(s: _Spec) -> CloseWs:
     from ._cassette import close_problem
 
@@ -432,6 +451,7 @@ _PARSERS: dict[str, Callable[[_Spec], Fault]] = {
     "rechunk": _rechunk,
     "slow": _slow,
     "header": _header,
+    "resume": _resume,
     "close": _close,
 }
 

@@ -6,7 +6,8 @@
 
 Marker keywords: ``use_cassette``'s (``timing``, ``max_gap``, ``faults``, ``seed``, ``match_on``,
 ``ignore_body_keys``, ``allow_repeats``, ``record``, ``redact_*``, ``allowed_hosts``,
-``ignore_hosts``, ``ignore_localhost``) and the plugin's own: ``strict`` (fail on interactions
+``ignore_hosts``, ``ignore_localhost``, ``fail_on_unconsumed``: the test fails when a replayed
+stream was neither read to the end nor closed) and the plugin's own: ``strict`` (fail on interactions
 never played; ``--ssevcr-strict`` for every test), ``sweep`` and ``sweep_stall`` (the fault sweep,
 :mod:`ssevcr._pytest_sweep`). A bare name is a file in the test module's cassette folder
 (``.msgpack`` added); a name with a slash is a path relative to the rootdir.
@@ -14,6 +15,8 @@ never played; ``--ssevcr-strict`` for every test), ``sweep`` and ``sweep_stall``
 A connection the network guard refused (``ssevcr._network``) fails the test that owns the
 cassette, like a miss: at the end of its call, or at teardown for one made later (a background
 thread); ``--ssevcr-allow-host HOST`` adds to every cassette's ``allowed_hosts``.
+
+A failing test's report has a section with the delivery journal of each play.
 
 Record mode and timing, highest first: ``--ssevcr-record`` / ``--ssevcr-timing`` on the command
 line, then ``SSEVCR_RECORD`` / ``SSEVCR_TIMING`` in the environment, then the marker, then the
@@ -619,7 +622,30 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         mark = item.stash.get(_MARK, None)
         if item.config.stash[_STRICT_ALL] or (mark is not None and "strict" in mark.kwargs):
             _strict(item, active, mark)
+        _fail_on_unconsumed(active)
     return result
+
+
+def _fail_on_unconsumed(active: ActiveCassette) -> None:
+    if active.options.fail_on_unconsumed and not active.checked:
+        active.checked = True
+        problem = active.unconsumed_problem()
+        if problem:
+            raise pytest.fail.Exception(problem, pytrace=False) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report shows what each replayed play delivered (the journal)."""
+    report = yield
+    active = item.stash.get(_ACTIVE, None)
+    if active is not None and report.failed and call.when == "call":
+        lines = [d.describe() for d in active.journal]
+        if lines:
+            report.sections.append(("ssevcr journal", "\n".join(lines)))
+    return report
 
 
 class _Verdicts:

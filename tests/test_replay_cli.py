@@ -711,7 +711,7 @@ def test_config_serves_configured_responses_to_the_openai_sdk(tmp_path: Path) ->
     )  # fmt: skip
     assert both.stdout.split() == ["200", "True", "200", "True"], both.stdout + both.stderr
     for args, message in [
-        ([], "give a CASSETTE, or --config FILE"),
+        ([], "give a CASSETTE, --config FILE, or --control"),
         (["--config", str(tmp_path / "none.yaml")], "cannot read configuration"),
     ]:
         result = CliRunner().invoke(main, ["replay", *args])
