@@ -24,8 +24,8 @@ export function safeName(title) {
 export function cassettePath({ root = process.cwd(), file, title, name, dir }) {
   if (name != null && (name.includes("/") || isAbsolute(name))) return resolve(root, name);
   const folder = dir != null ? resolve(root, dir) : join(resolve(root), "cassettes", stem(file));
-  const base = name ?? safeName(title);
-  return join(folder, base.endsWith(".msgpack") ? base : `${base}.msgpack`);
+  if (name != null) return join(folder, name.endsWith(".msgpack") ? name : `${name}.msgpack`);
+  return join(folder, `${safeName(title)}.msgpack`);
 }
 
 function stem(file) {
@@ -61,7 +61,7 @@ export class TestCassettes {
   path(options = {}) {
     const merged = { ...this.defaults, ...options };
     return cassettePath({
-      root: this.root,
+      root: merged.root ?? this.root,
       file: this.file,
       title: this.title,
       name: merged.name,
@@ -73,7 +73,8 @@ export class TestCassettes {
     const merged = { ...this.defaults, ...options };
     const env = merged.env ?? process.env;
     const mode = recordMode(merged.record, env);
-    const path = merged.cassette != null ? resolve(this.root, merged.cassette) : this.path(merged);
+    const root = merged.root ?? this.root;
+    const path = merged.cassette != null ? resolve(root, merged.cassette) : this.path(merged);
     const exists = existsSync(path);
     const records = mode === "all" || (mode === "once" && !exists);
     let handle;
