@@ -5,6 +5,9 @@ export const CHROMIUM = process.env.SSEVCR_CHROMIUM || "/usr/bin/chromium";
 
 export default defineConfig({
   testDir: "test/playwright",
+  // one replay server (CORS on) for the run; in a project that installed ssevcr:
+  // globalSetup: "ssevcr/playwright-setup"
+  globalSetup: "./src/playwright-setup.js",
   timeout: 60_000,
   workers: 1,
   reporter: "list",

@@ -5,7 +5,7 @@
 // its own process group and killed when this Node process exits, so a test run that crashes
 // leaves no server behind.
 
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
 
@@ -184,4 +184,24 @@ export function indent(text, prefix = "  ") {
     .split("\n")
     .map((line) => prefix + line)
     .join("\n");
+}
+
+const featureCache = new Map(); // executable -> Promise<Set of replay options>
+
+/**
+ * The options this ssevcr's `replay` takes (from its --help, once per executable), so that an
+ * older ssevcr without `--control` or `--journal` still serves, by a process per replay.
+ */
+export function replayOptions(bin = findSsevcr()) {
+  if (!featureCache.has(bin)) {
+    const found = new Promise((resolve, reject) => {
+      execFile(bin, ["replay", "--help"], { timeout: READY_TIMEOUT_MS }, (error, stdout) => {
+        if (error) reject(new SsevcrError(`${bin} replay --help failed: ${error.message}`));
+        else resolve(new Set(stdout.match(/--[a-z][a-z-]+/g)));
+      });
+    });
+    featureCache.set(bin, found);
+    found.catch(() => featureCache.delete(bin));
+  }
+  return featureCache.get(bin);
 }

@@ -19,8 +19,12 @@ export interface ReplayOptions {
   once?: boolean;
   /** Environment of the ssevcr process (default: process.env). */
   env?: NodeJS.ProcessEnv;
-  /** Extra command-line arguments of `ssevcr replay`. */
+  /** Extra command-line arguments of `ssevcr replay` (a process of its own). */
   args?: string[];
+  /** Request parts to match (sessions): ["method", "path", ...]. */
+  matchOn?: string[];
+  /** A label for the session (the test helpers pass the test's title). */
+  label?: string;
   /** HOST:PORT to listen on (default 127.0.0.1:0, a free port). */
   listen?: string;
 }
@@ -33,6 +37,30 @@ export interface Miss {
 
 /** One play's delivery journal, as ssevcr reports it. */
 export interface JournalEntry {
+  session?: string;
+  method: string;
+  url: string;
+  status: number;
+  request_headers: [string, string][];
+  headers_sent_at: number | null;
+  events: number;
+  bytes: number;
+  state: "open" | "completed" | "left";
+  completed: boolean;
+  left_at: number | null;
+  left_after_event: number | null;
+  left_after_byte: number | null;
+  how: "fin" | "rst" | "timeout" | "cancel" | "shutdown" | null;
+  fired: string[];
+  [key: string]: unknown;
+}
+
+/** What a stopped replay served: a session's final summary (plays, misses, delivered, ...), or
+ * a process's summary lines (`log`); the journal and the misses in both. */
+export interface StopSummary {
+  journal: JournalEntry[];
+  miss_list: Miss[];
+  log?: string;
   [key: string]: unknown;
 }
 
@@ -53,11 +81,13 @@ export interface Replay {
   misses(): Promise<Miss[]>;
   /** Faults for the requests from now on. */
   setFaults(faults: string[]): Promise<void>;
-  /** Stop serving; resolves with ssevcr's summary. */
-  stop(): Promise<string>;
+  /** Stop serving (end the session); resolves with what it served. */
+  stop(): Promise<StopSummary>;
 }
 
-export function startReplay(options: ReplayOptions): Promise<Replay>;
+/** A session on the shared control server (default), or a process of its own with
+ * `server: false` (also implied by `listen` and `args`). */
+export function startReplay(options: ReplayOptions & { server?: boolean }): Promise<Replay>;
 
 export interface RecordingOptions {
   cassette: string;
@@ -77,7 +107,8 @@ export interface Recording {
   readonly cassette: string;
   readonly upstream: string;
   misses(): Promise<Miss[]>;
-  stop(): Promise<string>;
+  /** Stop the proxy (it saves what is still open); rejects if anything was lost. */
+  stop(): Promise<{ log: string }>;
 }
 
 export function startRecording(options: RecordingOptions): Promise<Recording>;

@@ -13,7 +13,8 @@ import { TestCassettes } from "./testing.js";
 export { expect } from "@playwright/test";
 
 /**
- * Send the page's requests matching `pattern` to the replay instead (same path and query), as
+ * Send the page's requests matching `pattern` to the replay instead (its URL + their path and
+ * query), as
  * the browser's own request (route.continue: the response still streams). The browser cannot
  * change a request's scheme, so an https:// pattern needs the page to take the replay's URL as
  * its base instead.
@@ -29,8 +30,7 @@ export async function routeToReplay(page, pattern, replay) {
           `(${url.protocol}); give the page the replay's URL as its API base instead`,
       );
     }
-    url.host = target.host;
-    await route.continue({ url: url.href });
+    await route.continue({ url: `${replay.url}${url.pathname}${url.search}` }); // the session's prefix kept
   });
 }
 

@@ -38,7 +38,8 @@ export class Recording {
     return [];
   }
 
-  /** Stop the proxy, which saves what is still open; rejects if anything was lost. */
+  /** Stop the proxy, which saves what is still open; resolves with {log: its summary}, rejects
+   * if anything was lost. */
   async stop() {
     const { code, signal, stderr } = await this.child.stop();
     if (code !== 0) {
@@ -46,7 +47,7 @@ export class Recording {
         `ssevcr record ended with ${signal ?? `exit code ${code}`}:\n${indent(stderr.trim())}`,
       );
     }
-    return stderr;
+    return { log: stderr };
   }
 }
 

@@ -4,12 +4,17 @@
 // stop}):
 //   - a session on a shared server (`ssevcr replay --control`): one server for the whole test run,
 //     one session per test, created and ended over the control API in milliseconds;
-//   - its own `ssevcr replay` process (`{ server: false }`, or when no shared server is given and
-//     none can be started): a Python start per call.
+//   - its own `ssevcr replay` process (`{ server: false }`, or an ssevcr whose replay has no
+//     --control): a Python start per call.
 // The engine is ssevcr's: this file only turns options into arguments and reads what it says.
 
-import { Child, indent } from "./bin.js";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { Child, findSsevcr, indent, replayOptions } from "./bin.js";
 import { SsevcrError } from "./errors.js";
+import { controlFor } from "./session.js";
 
 const READY = /^ssevcr replay: serving (http:\/\/\S+)/;
 const MISS = /^ssevcr: no recorded interaction/;
@@ -77,11 +82,23 @@ export class ProcessReplay {
     this.options = { ...options, faults: [...(options.faults ?? [])] };
     this.log = new MissLog();
     this.previous = []; // misses of the processes before a setFaults() restart
+    this.previousJournal = [];
+    this.launches = 0;
+    this.dir = null;
     this.child = null;
+    this.final = null; // what stop() resolved with
   }
 
   async #launch(listen) {
+    if (!this.dir) this.dir = await mkdtemp(join(tmpdir(), "ssevcr-replay-"));
+    this.journalFile = join(this.dir, `journal-${this.launches++}.jsonl`);
     const args = ["replay", ...replayArgs(this.options), "--listen", listen];
+    const env = this.options.env ?? process.env;
+    if ((await replayOptions(findSsevcr(env))).has("--journal")) {
+      args.push("--journal", this.journalFile);
+    } else {
+      this.journalFile = null; // an older ssevcr: journal() says so
+    }
     args.push(...(this.options.args ?? []));
     this.child = new Child(args, {
       pattern: READY,
@@ -97,26 +114,46 @@ export class ProcessReplay {
     return [...this.previous, ...this.log.misses];
   }
 
+  /** What each play delivered: the lines of its `--journal` file (written as each play ends). */
   async journal() {
-    throw new SsevcrError(
-      "journal() needs a replay session (the control API of ssevcr replay); this replay runs " +
-        "its own process",
-    );
+    if (this.final) return this.final.journal;
+    if (this.journalFile === null) {
+      throw new SsevcrError("journal() needs an ssevcr whose replay takes --journal (upgrade it)");
+    }
+    let text;
+    try {
+      text = await readFile(this.journalFile, "utf8");
+    } catch (e) {
+      if (e.code === "ENOENT") return [...this.previousJournal];
+      throw e;
+    }
+    const plays = text
+      .split("\n")
+      .filter((line) => line.trim())
+      .map((line) => JSON.parse(line));
+    return [...this.previousJournal, ...plays];
   }
 
   /** New faults: the process is restarted on the same port with them (connections close). */
   async setFaults(faults) {
     const port = new URL(this.url).port;
     await this.#end();
+    this.previousJournal = await this.journal();
     this.previous.push(...this.log.misses);
     this.log = new MissLog();
     this.options.faults = [...faults];
     await this.#launch(`127.0.0.1:${port}`);
   }
 
-  /** Stop the server; resolves with its summary (stderr). Rejects if it failed. */
+  /** Stop the server; resolves with {log: its summary on stderr, journal, miss_list}. Rejects
+   * if it failed. */
   async stop() {
-    return this.#end();
+    if (this.final) return this.final;
+    const log = await this.#end();
+    const journal = this.journalFile === null ? [] : await this.journal();
+    if (this.dir) await rm(this.dir, { recursive: true, force: true });
+    this.final = { log, journal, miss_list: await this.misses() };
+    return this.final;
   }
 
   async #end() {
@@ -131,9 +168,16 @@ export class ProcessReplay {
 }
 
 /**
- * Serve cassettes over HTTP. Resolves once the server is ready.
- * Options: cassette | cassettes, timing, maxGap, faults, seed, cors, once, env, args.
+ * Serve cassettes over HTTP. Resolves once the replay is ready: a session on the shared control
+ * server (see session.js); or an `ssevcr replay` process of its own with `server: false` (also
+ * implied by `listen`/`args`, which only a process takes) or with an ssevcr without --control.
  */
 export async function startReplay(options = {}) {
-  return ProcessReplay.start(options);
+  cassetteList(options); // a clear error before anything starts
+  if (options.server === false || options.listen != null || options.args != null) {
+    return ProcessReplay.start(options);
+  }
+  const control = options.control ?? (await controlFor(options));
+  if (control === null) return ProcessReplay.start(options); // an ssevcr without --control
+  return control.session(options);
 }

@@ -98,6 +98,7 @@ export class TestCassettes {
         ...merged,
         cassette: path,
         cassettes: undefined,
+        label: this.title,
         timing,
         once: merged.once ?? !merged.allowRepeats,
       });

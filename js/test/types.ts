@@ -6,7 +6,7 @@ import { ssevcr as jestSsevcr } from "ssevcr/jest";
 import { test as pwTest } from "ssevcr/playwright";
 import { test as vitestTest } from "ssevcr/vitest";
 
-async function plain(): Promise<string> {
+async function plain(): Promise<unknown> {
   const replay: Replay = await startReplay({
     cassette: "cassettes/examples/openai-chat-text.msgpack",
     timing: "scale:0.5",
