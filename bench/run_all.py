@@ -14,6 +14,7 @@ section in bench/README.md) are the reference; these sizes trade some p99 stabil
     bench_record.py     --events 150 --rounds 3
     bench_pytest.py     --tests 100 --rounds 3
     bench_hardening.py  --clients 10000 --round 500
+    bench_control.py    --seconds 2
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ RUNS: dict[str, list[str]] = {
     "record": ["bench_record.py", "--events", "150", "--rounds", "3"],
     "pytest": ["bench_pytest.py", "--tests", "100", "--rounds", "3"],
     "hardening": ["bench_hardening.py", "--clients", "10000", "--round", "500"],
+    "control": ["bench_control.py", "--seconds", "2"],
 }
 
 
@@ -270,12 +272,40 @@ def _rows_hardening(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _rows_control(r: dict[str, Any]) -> list[Row]:
+    j, sessions = r["journal"], r["sessions"]
+    one = sessions["1 cassette"]
+    return [
+        Row(
+            "journal_cost",
+            f"Journal cost, instant replay of a {j['events']:,}-event stream (with vs without "
+            "--journal, same run)",
+            "≤ 10% fewer responses/s",
+            f"{j['responses_per_s']['with']:,.0f} vs {j['responses_per_s']['without']:,.0f} "
+            "responses/s",
+            f"{j['journal_cost'] * 100:+.1f}%",
+            j["journal_cost"] <= 0.10,
+            {"journal_cost": j["journal_cost"]},
+        ),
+        Row(
+            "session_create",
+            "Control API: create a session (POST /__ssevcr/sessions, 1 cassette), p50 / p99",
+            "≤ 5 ms",
+            f"{_ms(one['p50_ms'])} / {_ms(one['p99_ms'])} ms",
+            f"20 cassettes: {_ms(sessions['20 cassettes']['p50_ms'])} ms p50",
+            one["p99_ms"] <= 5,
+            {"session_create_p99_ms": one["p99_ms"]},
+        ),
+    ]
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "core": _rows_core,
     "replay": _rows_replay,
     "record": _rows_record,
     "pytest": _rows_pytest,
     "hardening": _rows_hardening,
+    "control": _rows_control,
 }
 HISTORY_COLUMNS = [
     "date",

@@ -11,7 +11,8 @@ Errors (one tree, see ``SsevcrError``)::
      ├── ConfigError        a bad timing or fault spec, option or flag
      ├── CassetteError      a cassette that cannot be read, written or validated
      ├── NoMatchError       a request that no recorded interaction matches
-     └── NetworkBlockedError  a connection off the machine while a cassette replays
+     ├── NetworkBlockedError  a connection off the machine while a cassette replays
+     └── ControlError       the control API of ``ssevcr replay --control`` refused a request
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ TYPE_CHECKING = False  # typing itself is not imported: loading a cassette does 
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._control_client import ControlClient, ControlError
     from ._intercept import use_cassette
     from ._player import Player
     from ._server import ReplayServer
@@ -48,6 +50,8 @@ __all__ = [
     "Chunk",
     "Comment",
     "ConfigError",
+    "ControlClient",
+    "ControlError",
     "End",
     "Event",
     "Interaction",
@@ -80,6 +84,8 @@ _LAZY = {  # name: (module, its name there)
     "SSEParser": ("_sse", "SSEParser"),
     "Event": ("_sse", "Event"),
     "Comment": ("_sse", "Comment"),
+    "ControlClient": ("_control_client", "ControlClient"),
+    "ControlError": ("_control_client", "ControlError"),
     "parse_sse": ("_sse", "parse"),
 }
 

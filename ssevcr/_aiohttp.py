@@ -19,7 +19,9 @@ and errors apply: ``ClientPayloadError`` for a body cut short (``end=abort``, a 
 ``ServerDisconnectedError`` for a connection closed before the head, ``SocketTimeoutError`` when
 a stall outlasts ``ClientTimeout(sock_read=...)``; ``content.iter_any()`` yields the recorded
 chunks as they come due. The handler is marked ``force_close``: no replayed connection is pooled.
-A miss raises :class:`~ssevcr._errors.NoMatchError` from the request.
+A miss raises :class:`~ssevcr._errors.NoMatchError` from the request. The play's journal counts
+what was handed to aiohttp's parser (which buffers what the application has not read yet, up to
+its flow-control limit); a connection closed before the end is ``cancel``.
 
 Recording (record modes that reach the network): the same transport relays to a real connection
 from the original ``connect`` (TLS, proxies, limits as the session configured them) through
@@ -48,6 +50,7 @@ from ._wire import Answer, ResponseReader, to_request
 
 if TYPE_CHECKING:
     from ._intercept import ActiveCassette, AdapterRecording
+    from ._journal import Journal
 
 __all__ = ["install", "uninstall"]
 
@@ -138,6 +141,7 @@ class _Transport(asyncio.Transport):
         self._real: Any = None  # the relayed connection's transport
         self._real_connection: Any = None
         self._recording: ResponseReader | None = None
+        self._journal: Journal | None = None  # the replayed play's: what aiohttp was handed
 
     # -- asyncio.Transport ------------------------------------------------------------------
 
@@ -226,6 +230,10 @@ class _Transport(asyncio.Transport):
             )
             return
         if answer is not None:
+            assert play is not None
+            self._journal = play.journal
+            if self._journal is not None:
+                self._journal.begin(t0, time.time())
             self._task = self._loop.create_task(self._replay(answer, t0))
         else:
             self._task = self._loop.create_task(self._relay(request, incoming.head.method))
@@ -238,9 +246,14 @@ class _Transport(asyncio.Transport):
         from ._timer import sleep_until
 
         protocol = self._protocol
+        journal = self._journal
         while not self._closing:
             data, then = answer.next(time.monotonic() - t0)
             if data:
+                if journal is not None:  # (first: aiohttp may close the connection in the call)
+                    now = time.monotonic()
+                    journal.head(now)
+                    journal.sent(now, answer.body_sent)
                 protocol.data_received(data)
             while self._paused and not self._closing:
                 self._resumed = self._loop.create_future()
@@ -253,6 +266,8 @@ class _Transport(asyncio.Transport):
             elif then is not None:
                 assert isinstance(then, Finish)
                 end = then.end
+                if journal is not None and type(end) is not Hang:
+                    journal.done(time.monotonic())
                 if type(end) is Close or type(end) is Hang:
                     return  # the client closes (or times out); the connection stays open till then
                 # as from a socket, the end comes in a later turn of the loop than the bytes
@@ -294,6 +309,8 @@ class _Transport(asyncio.Transport):
         if self._closing:
             return
         self._closing = True
+        if self._journal is not None:  # (no-op once the answer was complete)
+            self._journal.left(time.monotonic(), "cancel")
         if self._recording is not None:
             self._recording.recording.finish(Outcome.CLIENT_DISCONNECTED)
         task = self._task

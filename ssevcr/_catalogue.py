@@ -61,6 +61,7 @@ from ._faults import (
     Header,
     InjectError,
     Rechunk,
+    Resume,
     Slow,
     Stall,
     Status,
@@ -185,6 +186,7 @@ _KINDS: dict[type, str] = {
     Rechunk: "rechunk",
     Slow: "slow",
     Header: "header",
+    Resume: "resume",
 }
 
 
@@ -196,6 +198,8 @@ def _lossy(f: Fault, stall_limit: float) -> bool:
         return f.duration is None or f.duration >= stall_limit
     if isinstance(f, Header):
         return f.name in ("content-type", "content-encoding")
+    if isinstance(f, Resume):  # a client that de-duplicates by id reads a restart right
+        return f.how != "restart"
     return True
 
 

@@ -15,12 +15,18 @@ answers 429 once, then the recording: the client's retry succeeds).
     rechunk:size=N | rechunk:random[,max=N,seed=N] | rechunk:hostile
     slow:bps=N
     header:NAME=VALUE | header:drop=NAME | header:content-length
+    resume:restart | resume:gap | resume:refuse
 
 ``rechunk:random,seed=N`` draws its pieces from its own generator (``seed``), not the play's:
 several random splittings of one stream in one run. ``header`` changes the response head: sets
 a header (``header:content-type=text/plain``), removes one (``header:drop=content-type``), or
 sends a streamed body with its exact ``content-length`` instead of chunked. Hop-by-hop headers
 (``transfer-encoding``, ``connection``, ...) are the replay's own and cannot be changed.
+
+``resume`` changes how a reconnecting client's ``Last-Event-ID`` is answered (a play that resumes
+a stream whose events carry ids, see ``_resume``): ``restart`` ignores it and sends the stream
+from its start (the client must de-duplicate), ``gap`` resumes one event too far (an event is
+lost), ``refuse`` answers 204 No Content (which stops an EventSource from reconnecting).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ __all__ = [
     "Header",
     "InjectError",
     "Rechunk",
+    "Resume",
     "Scope",
     "Slow",
     "Stall",
@@ -141,8 +148,23 @@ class Header(_Base):
     action: Literal["set", "drop", "length"] = "set"
 
 
+@dataclass(frozen=True, slots=True)
+class Resume(_Base):
+    how: Literal["restart", "gap", "refuse"] = "restart"
+
+
 Fault = (
-    Truncate | Corrupt | Stall | Drop | Duplicate | InjectError | Status | Rechunk | Slow | Header
+    Truncate
+    | Corrupt
+    | Stall
+    | Drop
+    | Duplicate
+    | InjectError
+    | Status
+    | Rechunk
+    | Slow
+    | Header
+    | Resume
 )
 HOP_BY_HOP = frozenset(
     {
@@ -168,6 +190,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "rechunk": ("size", "random", "hostile", "max", "seed"),
     "slow": ("bps",),
     "header": ("NAME=VALUE", "drop=NAME", "content-length"),  # any header name is a key
+    "resume": ("restart", "gap", "refuse"),
 }
 FAULT_NAMES = tuple(_KEYS)
 _COMMON = ("on", "times")
@@ -375,6 +398,12 @@ def _header(s: _Spec) -> Header:
     return Header(s.text, s.scope, name=name, value=value)
 
 
+def _resume(s: _Spec) -> Resume:
+    if s.params or len(s.flags) != 1 or s.flags[0] not in ("restart", "gap", "refuse"):
+        raise s.fail("resume takes one of restart, gap or refuse")
+    return Resume(s.text, s.scope, how=s.flags[0])  # type: ignore[arg-type]
+
+
 _PARSERS: dict[str, Callable[[_Spec], Fault]] = {
     "truncate": _truncate,
     "corrupt": _corrupt,
@@ -386,6 +415,7 @@ _PARSERS: dict[str, Callable[[_Spec], Fault]] = {
     "rechunk": _rechunk,
     "slow": _slow,
     "header": _header,
+    "resume": _resume,
 }
 
 

@@ -54,11 +54,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from ._cassette import Cassette, Headers, Interaction, Outcome, Request, Response
-from ._errors import ConfigError, NoMatchError
+from ._errors import ConfigError, NoMatchError, SsevcrError
 from ._recording import DRAIN_TIMEOUT, Recording, _Capture, record_async, record_sync
 
 if TYPE_CHECKING:
     from ._faults import Fault
+    from ._journal import Delivery
     from ._network import HostSet
     from ._player import Miss, Play, Player
     from ._redaction import Redaction
@@ -90,6 +91,7 @@ OPTION_NAMES = (
     "allowed_hosts",
     "ignore_hosts",
     "ignore_localhost",
+    "fail_on_unconsumed",
 )
 """The options of a cassette in use (``use_cassette``'s keywords, the pytest marker's)."""
 RECORD_MODES: tuple[RecordMode, ...] = ("none", "once", "new_episodes", "all")
@@ -144,6 +146,7 @@ class Options:
     redaction: Redaction
     allowed_hosts: HostSet = field(default_factory=lambda: _empty_hosts())
     ignore_hosts: HostSet = field(default_factory=lambda: _empty_hosts())
+    fail_on_unconsumed: bool = False
 
     @classmethod
     def parse(
@@ -164,6 +167,7 @@ class Options:
         allowed_hosts: Iterable[str] = (),
         ignore_hosts: Iterable[str] = (),
         ignore_localhost: bool = False,
+        fail_on_unconsumed: bool = False,
     ) -> Options:
         from ._faults import Fault, parse_faults
         from ._network import HostSet
@@ -192,6 +196,10 @@ class Options:
             raise ConfigError(f"allow_repeats must be True or False, got {allow_repeats!r}")
         if not isinstance(ignore_localhost, bool):
             raise ConfigError(f"ignore_localhost must be True or False, got {ignore_localhost!r}")
+        if not isinstance(fail_on_unconsumed, bool):
+            raise ConfigError(
+                f"fail_on_unconsumed must be True or False, got {fail_on_unconsumed!r}"
+            )
         options = cls(
             path=_cassette_path(path),
             record=check_record_mode(record),
@@ -212,6 +220,7 @@ class Options:
             ignore_hosts=HostSet.parse(
                 _names("ignore_hosts", ignore_hosts), what="ignore_hosts", loopback=ignore_localhost
             ),
+            fail_on_unconsumed=fail_on_unconsumed,
         )
         options.match()  # validates match_on now
         return options
@@ -309,6 +318,7 @@ class ActiveCassette:
     saved: bool = False
     closed: bool = False  # exited: it answers no request any more
     save_failed: bool = False  # a save failed and was reported (the pytest plugin)
+    checked: bool = False  # fail_on_unconsumed was checked already (the pytest plugin)
 
     @classmethod
     def open(cls, options: Options) -> ActiveCassette:
@@ -335,6 +345,7 @@ class ActiveCassette:
             match=options.match(),
             repeat=options.allow_repeats,
             schedules=schedules,
+            redaction=options.redaction,
         )
         return cls(options, cassette, existed, player)
 
@@ -384,6 +395,28 @@ class ActiveCassette:
 
     def unused(self) -> list[tuple[int, Interaction]]:
         return self.player.unused()
+
+    def unconsumed(self) -> list[Play]:
+        """Replayed streams still open: neither read to the end nor closed (a response the code
+        never read, or read part of and leaked)."""
+        return self.player.unconsumed()
+
+    def unconsumed_problem(self) -> str:
+        """What ``fail_on_unconsumed`` fails with (empty when every stream was consumed)."""
+        left = self.unconsumed()
+        if not left:
+            return ""
+        lines = [
+            f"ssevcr: {len(left)} replayed stream(s) were never read to the end nor closed "
+            "(fail_on_unconsumed):"
+        ]
+        lines += [f"  {p.delivered.describe()}" for p in left if p.delivered is not None]
+        return "\n".join(lines)
+
+    @property
+    def journal(self) -> list[Delivery]:
+        """The delivery journal of every replayed play (what its client got, how it ended)."""
+        return [d for p in self.player.plays if (d := p.delivered) is not None]
 
     @property
     def recorded(self) -> list[Interaction]:
@@ -788,6 +821,10 @@ class CassetteUse:
             cassette.save()
         finally:
             _pop(cassette)
+        if exc_type is None and cassette.options.fail_on_unconsumed and not cassette.checked:
+            problem = cassette.unconsumed_problem()
+            if problem:
+                raise SsevcrError(problem)
 
     async def __aenter__(self) -> ActiveCassette:
         return self.__enter__()
@@ -840,6 +877,7 @@ def use_cassette(
     allowed_hosts: Iterable[str] = (),
     ignore_hosts: Iterable[str] = (),
     ignore_localhost: bool = False,
+    fail_on_unconsumed: bool = False,
     process_wide: bool = False,
 ) -> CassetteUse:
     """Replay (or record) ``path`` for every httpx/httpx2/aiohttp/requests client while active.
@@ -852,7 +890,8 @@ def use_cassette(
     guard lets any client connect to while replaying (names, addresses, ``*.example.com``,
     ``10.0.0.0/8``; loopback always is); ``ignore_hosts`` / ``ignore_localhost`` (vcrpy's):
     requests to these hosts go to the network, neither replayed nor recorded.
-    ``process_wide``: also answer threads
+    ``fail_on_unconsumed``: the exit raises when a replayed stream was neither read to the end
+    nor closed (``cas.unconsumed()``). ``process_wide``: also answer threads
     that did not inherit the context it was entered in (plain threads, thread pools).
     """
     return CassetteUse(
@@ -872,6 +911,7 @@ def use_cassette(
             allowed_hosts=allowed_hosts,
             ignore_hosts=ignore_hosts,
             ignore_localhost=ignore_localhost,
+            fail_on_unconsumed=fail_on_unconsumed,
         ),
         process_wide=process_wide,
     )

@@ -7,6 +7,13 @@ long-running server caps that log (``log_limit``): it keeps counts of everything
 plays and the first misses (their requests with at most 4 KiB of body), so serving a million
 requests takes no more memory than a thousand. Its caches are bounded by bytes.
 
+Each play carries its delivery journal (:class:`ssevcr._journal.Journal`), which the adapter
+that answers it fills in: ``play.delivered`` is what the client got so far (a frozen value).
+
+A request with ``Last-Event-ID: X`` that matches an interaction whose events carry ids resumes it
+after event X (see ``_resume``), unless an interaction recorded for that very reconnection is
+still unplayed; the ``resume:`` faults change that answer.
+
 No sockets, clocks or files: a lock guards the counters because sync clients may call from threads.
 Cassette paths handed to ``Player.create`` are read by the store (``_store.read_named``).
 """
@@ -19,16 +26,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from . import _resume
 from . import _schedule as schedule_mod
-from ._cassette import Cassette, Interaction, Request
+from ._cassette import Cassette, Interaction, Request, Response
 from ._errors import NoMatchError
-from ._faults import Fault, Status, parse_faults
+from ._faults import Fault, Resume, Status, parse_faults
+from ._journal import Delivery, Journal
 from ._matching import MatchOptions, differences, explain_miss
 from ._schedule import Schedule
 from ._timing import Timing, parse_timing
 
 if TYPE_CHECKING:
     from os import PathLike
+
+    from ._redaction import Redaction
 
 __all__ = ["Miss", "Play", "Player"]
 
@@ -46,6 +57,29 @@ class Play:
     request: Request
     number: int  # how many times this interaction had been played before (0 = first)
     recorded: bool = False  # the upstream answered it, recorded in process (index: where it goes)
+    resumed_after: str | None = None  # the Last-Event-ID this play resumed the stream after
+    journal: Journal | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def delivered(self) -> Delivery | None:
+        """What the client got so far (None for a play no adapter journals: a recorded one)."""
+        return None if self.journal is None else self.journal.value()
+
+    @property
+    def completed(self) -> bool:
+        """Whether the client took the whole answer (to the end its schedule gave it)."""
+        return self.journal is not None and self.journal.state == "completed"
+
+    @property
+    def left_after_event(self) -> int | None:
+        """The events the client had been handed when it left early (None: it did not)."""
+        delivered = self.delivered
+        return None if delivered is None else delivered.left_after_event
+
+    @property
+    def how(self) -> str | None:
+        """How the client left early: fin, rst, timeout, cancel, shutdown (None: it did not)."""
+        return None if self.journal is None else self.journal.how
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +93,8 @@ class _Entry:
     cassette: str
     interaction: Interaction
     plays: int = 0
+    last: int = -1  # the player's play count when it was last played
+    ids: dict[str, int] | None = None  # event id -> event (resumption), once looked at
 
 
 @dataclass
@@ -77,6 +113,8 @@ class Player:
     # fault-free schedules by interaction index, to share with other players of the same
     # interactions and timing (use_cassette keeps one per cassette file and timing); None: own
     schedules: dict[int, Schedule] | None = field(default=None, repr=False)
+    redaction: Redaction | None = None  # what journals hide (default: credential headers)
+    session: str | None = None  # the control-API session it serves (named in its journals)
     plays: list[Play] = field(default_factory=list, init=False)
     misses: list[Miss] = field(default_factory=list, init=False)
     play_count: int = field(default=0, init=False)  # every play, also those no longer in ``plays``
@@ -87,6 +125,9 @@ class Player:
     skipped_counts: Counter[str] = field(
         default_factory=Counter, init=False
     )  # "spec: why" -> plays
+    delivery_counts: Counter[str] = field(
+        default_factory=Counter, init=False
+    )  # "completed" or how the client left (fin, rst, ...) -> plays that ended so
 
     def __post_init__(self) -> None:
         if self.log_limit is not None and self.log_limit < 1:
@@ -115,6 +156,8 @@ class Player:
         repeat: bool = False,
         log_limit: int | None = None,
         schedules: dict[int, Schedule] | None = None,
+        redaction: Redaction | None = None,
+        session: str | None = None,
     ) -> Player:
         """Build a player from cassettes, paths, or (name, cassette) pairs, parsing the specs."""
         from . import _store
@@ -137,6 +180,8 @@ class Player:
             repeat,
             log_limit,
             schedules,
+            redaction,
+            session,
         )
 
     @property
@@ -153,13 +198,20 @@ class Player:
     def play(self, request: Request) -> Play:
         """The next recorded answer to ``request``; raises NoMatchError (and logs the miss)."""
         entries = self._entries
+        resume_after: str | None = None
+        resume: Resume | None = None
         with self._lock:
             candidates = self._candidates(request)
             index = -1
-            for n in candidates:  # (a loop: a generator costs more than the search, per request)
-                if entries[n].plays == 0:
-                    index = n
-                    break
+            if candidates:
+                last_id = request.header("last-event-id")
+                if last_id:
+                    index, resume_after = self._resumption(candidates, last_id)
+            if index < 0:
+                for n in candidates:  # (a loop: a generator costs more than the search)
+                    if entries[n].plays == 0:
+                        index = n
+                        break
             if index < 0:
                 if candidates and self.repeat:
                     index = (
@@ -181,33 +233,120 @@ class Player:
                     raise NoMatchError(message, method=request.method, url=request.url)
             entry = entries[index]
             number = entry.plays
-            faults = self._faults_for(index, request) if self.faults else []
+            faults = (
+                self._faults_for(index, request, resume_after is not None) if self.faults else []
+            )
+            if resume_after is not None and faults:
+                resume = next((f for f in faults if isinstance(f, Resume)), None)
+                faults = [f for f in faults if not isinstance(f, Resume)]
             # a status fault answers instead of the recording: the interaction is still unused,
             # so the client's retry gets it (status:429,times=1 -> 429, then the recording)
             if not faults or not any(isinstance(f, Status) for f in faults):
                 entry.plays += 1
+            entry.last = self.play_count
             # without faults a schedule depends only on the interaction (the seed feeds faults
             # only): it is built once (the replay server answers the same request thousands of times)
-            sched = None if faults else self._plain.get(index)
+            sched = None if faults or resume_after else self._plain.get(index)
             if sched is not None:
-                play = Play(
-                    index, entry.cassette, entry.interaction, sched, self._logged(request), number
-                )
+                play = self._new_play(index, entry, sched, request, number)
                 self._log(play)
                 return play
-        sched = schedule_mod.build(
-            entry.interaction.response,
-            timing=self.timing,
-            faults=faults,
-            seed=f"{self.seed}:{index}:{number}",
-            url=entry.interaction.request.url,
+        sched = self._schedule(
+            entry.interaction, faults, f"{self.seed}:{index}:{number}", resume_after, resume
         )
-        play = Play(index, entry.cassette, entry.interaction, sched, self._logged(request), number)
+        if resume is not None and resume.how == "restart":
+            resume_after = None
+        play = self._new_play(index, entry, sched, request, number, resume_after)
         with self._lock:
-            if not faults:
+            if not faults and play.resumed_after is None and resume is None:
                 self._plain[index] = sched
             self._log(play)
         return play
+
+    def _schedule(
+        self,
+        interaction: Interaction,
+        faults: list[Fault],
+        seed: str,
+        resume_after: str | None,
+        resume: Resume | None,
+    ) -> Schedule:
+        """The schedule of one play: the recording (resumed after ``resume_after``, as the
+        ``resume`` fault says) under the timing and faults."""
+        response: Response | None = interaction.response
+        if resume is not None and resume.how == "refuse":
+            recorded = interaction.response.headers_at
+            return _resume.refused(self.timing.retime([recorded])[recorded], (str(resume),))
+        if resume_after is not None and (resume is None or resume.how != "restart"):
+            gap = resume is not None and resume.how == "gap"
+            response = _resume.resumed(interaction.response, resume_after, gap=gap)
+        sched = schedule_mod.build(
+            response or interaction.response,
+            timing=self.timing,
+            faults=faults,
+            seed=seed,
+            url=interaction.request.url,
+        )
+        if resume is not None:
+            sched = replace(sched, fired=(*sched.fired, str(resume)))
+        return sched
+
+    def _new_play(
+        self,
+        index: int,
+        entry: _Entry,
+        sched: Schedule,
+        request: Request,
+        number: int,
+        resumed_after: str | None = None,
+    ) -> Play:
+        logged = self._logged(request)
+        journal = Journal(
+            sched,
+            logged,
+            index=index,
+            cassette=entry.cassette,
+            redaction=self.redaction,
+            resumed_after=resumed_after,
+            session=self.session,
+            ended=self._ended,
+        )
+        return Play(
+            index,
+            entry.cassette,
+            entry.interaction,
+            sched,
+            logged,
+            number,
+            resumed_after=resumed_after,
+            journal=journal,
+        )
+
+    def _ended(self, journal: Journal) -> None:
+        """A play's delivery ended (completed, or the client left): counted."""
+        key = journal.how or "completed"
+        with self._lock:
+            self.delivery_counts[key] += 1
+
+    def _resumption(self, candidates: list[int], last_id: str) -> tuple[int, str | None]:
+        """For a request with ``Last-Event-ID``: an unplayed recording of that very reconnection
+        (played as recorded), else the candidate stream holding an event with that id, the most
+        recently played first (resumed after it); (-1, None) when neither (the caller holds the
+        lock)."""
+        entries = self._entries
+        for n in candidates:
+            e = entries[n]
+            if e.plays == 0 and e.interaction.request.header("last-event-id") == last_id:
+                return n, None
+        best = -1
+        for n in candidates:
+            e = entries[n]
+            if e.ids is None:
+                stream = _resume.resumable(e.interaction.response)
+                e.ids = {} if stream is None else stream.first_with_id
+            if last_id in e.ids and (best < 0 or e.last > entries[best].last):
+                best = n
+        return (best, last_id) if best >= 0 else (-1, None)
 
     def _log(self, play: Play) -> None:
         """Count a play and keep it in the (capped) log; the caller holds the lock."""
@@ -259,10 +398,14 @@ class Player:
             return request
         return replace(request, body=request.body[:_LOGGED_BODY])
 
-    def _faults_for(self, index: int, request: Request) -> list[Fault]:
+    def _faults_for(self, index: int, request: Request, resuming: bool = False) -> list[Fault]:
+        """The faults of one play (the caller holds the lock); ``resume:`` faults only on a
+        play that resumes a stream (and only those count towards their ``times``)."""
         chosen = []
         for n, f in enumerate(self.faults):
             if not f.scope.matches(index, request.path):
+                continue
+            if not resuming and isinstance(f, Resume):
                 continue
             if f.scope.times is not None:
                 if self._fault_counts.get(n, 0) >= f.scope.times:
@@ -278,6 +421,21 @@ class Player:
             return []
         with self._lock:
             return self._faults_for(index, request)
+
+    def set_faults(self, faults: Iterable[str | Fault] | str | None) -> None:
+        """Replace the faults for the plays to come (their ``times`` counted afresh); plays in
+        flight keep theirs."""
+        parsed = parse_faults(faults)
+        with self._lock:
+            self.faults = parsed
+            self._fault_counts.clear()
+
+    def unconsumed(self) -> list[Play]:
+        """Plays (among those kept) whose stream is still open: neither taken to the end nor
+        left by the client (a response never read nor closed, a leaked connection)."""
+        with self._lock:
+            plays = list(self.plays)
+        return [p for p in plays if p.journal is not None and p.journal.state == "open"]
 
     def unused(self) -> list[tuple[int, Interaction]]:
         with self._lock:
@@ -298,3 +456,6 @@ class Player:
             self.play_count = self.miss_count = 0
             self.fired_counts.clear()
             self.skipped_counts.clear()
+            self.delivery_counts.clear()
+            for e in self._entries:
+                e.last = -1

@@ -23,6 +23,10 @@ content-encoded) when the client reads it.
 
 urllib3 used directly (``PoolManager``, botocore) is not intercepted in process; while a cassette
 replays, the network guard (:mod:`ssevcr._network`) refuses its connections.
+
+The play's journal counts what urllib3 read from the in-memory socket (its buffered reader reads
+ahead of the application by up to 8 KiB); a socket closed before the end is ``cancel``, a read
+that timed out ``timeout``.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from ._wire import Answer, ResponseReader, to_request
 
 if TYPE_CHECKING:
     from ._intercept import ActiveCassette
+    from ._journal import Journal
 
 __all__ = ["install", "uninstall"]
 
@@ -176,6 +181,7 @@ class _ReplaySocket:
         self.reader = http1.RequestReader(authority=authority)
         self.timeout: float | None = None
         self.answer: Answer | None = None
+        self.journal: Journal | None = None  # the play's: what urllib3 read
         self.t0 = 0.0
         self.wake = threading.Event()  # set by close/shutdown: a waiting read gives up
         self.family = socket.AF_INET
@@ -217,15 +223,23 @@ class _ReplaySocket:
                 f"not valid HTTP/1.1 ({e})",
             ) from None
         self.t0 = time.monotonic()
+        self.journal = play.journal
+        if self.journal is not None:
+            self.journal.begin(self.t0, time.time())
 
     def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
         return io.BufferedReader(_Answered(self))
 
     def shutdown(self, how: int) -> None:
-        self.wake.set()
+        self._closed()
 
     def close(self) -> None:
+        self._closed()
+
+    def _closed(self) -> None:
         self.wake.set()
+        if self.journal is not None:  # (no-op once the answer was complete)
+            self.journal.left(time.monotonic(), "cancel")
 
     def fileno(self) -> int:
         return -1
@@ -259,13 +273,20 @@ class _Answered(io.RawIOBase):
         if answer is None or sock.wake.is_set():
             return b""
         give_up = None if sock.timeout is None else time.monotonic() + sock.timeout
+        journal = sock.journal
         while True:
             if self.end is not None:
                 return self._ended(self.end, give_up)
             data, then = answer.next(time.monotonic() - sock.t0)
+            if journal is not None and data:
+                now = time.monotonic()
+                journal.head(now)
+                journal.sent(now, answer.body_sent)
             if type(then) is Finish:
                 assert isinstance(then, Finish)
                 self.end = then.end
+                if journal is not None and type(then.end) is not Hang:
+                    journal.done(time.monotonic())
             if data:
                 return data
             if type(then) is Wait:
@@ -297,6 +318,9 @@ class _Answered(io.RawIOBase):
             if wake.wait(min(left, MAX_SLEEP)):
                 raise OSError(errno.EBADF, "the connection was closed while waiting")
         if times_out:
+            journal = self.sock.journal
+            if journal is not None:
+                journal.left(time.monotonic(), "timeout")
             raise TimeoutError("timed out")
 
 

@@ -53,6 +53,7 @@ import socket
 import struct
 import sys
 import termios
+import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from types import TracebackType
@@ -60,9 +61,11 @@ from typing import Any
 
 from . import _http1 as http1
 from ._cassette import Headers, Request
+from ._control import Control, Reply
 from ._errors import ConfigError, NoMatchError, SsevcrError
 from ._follower import BATCH_BYTES, Finish, Follower, Head, Wait, Write
-from ._player import Player
+from ._journal import Delivery, How, Journal
+from ._player import Play, Player
 from ._schedule import Abort, Close, Hang, Reset
 from ._secrets import safe
 from .mitm.protocol import FORWARDED_URL  # set by the --proxy addon: the URL the client asked for
@@ -80,6 +83,9 @@ _RESET_DRAIN_WAIT = 0.5  # seconds to let the peer acknowledge the bytes before 
 _ACCEPT_LOG_EVERY = 1.0  # seconds between two log lines about failing accepts
 _ACCEPT_RETRY = 1.0  # asyncio's delay before it accepts again after running out of fds
 _SND_WND_AT, _TCP_INFO_SIZE = 228, 232  # struct tcp_info: tcpi_snd_wnd (Linux 5.4+)
+_NO_STORE = ("cache-control", "no-store")
+_BYTES_ACKED_AT = 120  # struct tcp_info: tcpi_bytes_acked (u64, Linux 4.1+)
+_MARKS = 64  # (wire, body) marks kept per answer (thinned past it)
 
 # How long a connection may wait for a request (seconds; None: forever). A request head comes in
 # one segment: 60 s (nginx's client_header_timeout, Node's headersTimeout) is for people typing one
@@ -154,6 +160,13 @@ class _Connection(asyncio.Protocol):
         self._framed: http1.FramedSchedule | None = None
         self._response_head: http1.ResponseHead | None = None
         self._t0 = 0.0
+        # the journal of the answer in progress: body bytes handed over (by the latest Write),
+        # bytes written to the transport in all, and (wire total, body total) after each write
+        self._play: Play | None = None
+        self._journal: Journal | None = None
+        self._body = 0
+        self._wire = 0
+        self._marks: list[tuple[int, int]] = []
         self._next_after_drain = False  # answered, waiting for the client to take it
         self._last: Request | None = None  # the latest request, and the head it came with
         self._last_head: http1.Head | None = None
@@ -182,11 +195,11 @@ class _Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         # A client that closes its side is gone (as in uvicorn): stop answering it. What it sent
         # before was read on arrival (a malformed request already has its 400).
-        self._close()
+        self._close("fin")
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._close()
+        self._close("rst" if isinstance(exc, ConnectionResetError | BrokenPipeError) else "fin")
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -257,13 +270,20 @@ class _Connection(asyncio.Protocol):
             and _header(head.headers, "access-control-request-method")
         ):
             return self._small(head, 204, (*cors, *server.preflight_headers(head)), b"")
+        player, url = server.player, head.url
+        if server.control is not None:  # (--control: sessions, and the control API)
+            routed = self._routed(incoming, head, cors)
+            if type(routed) is bool:
+                return routed
+            assert isinstance(routed, tuple)
+            player, url = routed
         request = self._last
         if request is None or self._last_head is not head or request.body != incoming.body:
-            request = Request(head.method, head.url, head.headers, incoming.body)
+            request = Request(head.method, url, head.headers, incoming.body)
             if len(incoming.body) <= _KEEP_LAST_BODY:  # the same request again: the same value
                 self._last, self._last_head = request, head
         try:
-            play = server.player.play(request)
+            play = player.play(request)
             framed = http1.framed(play.schedule)
             response_head = framed.head.with_headers(cors)
         except NoMatchError as e:
@@ -283,6 +303,10 @@ class _Connection(asyncio.Protocol):
             message = f"ssevcr: cannot replay {safe(head.method)} {safe(head.url)}: {e}"
             server.log(message)
             return self._small(head, 400, cors, miss_body(message))
+        journal = play.journal
+        if journal is not None:
+            now = self.loop.time()
+            journal.begin(t0, time.time() - (now - t0))
         schedule = framed.schedule
         whole = framed.whole
         if (
@@ -295,10 +319,18 @@ class _Connection(asyncio.Protocol):
             and (len(whole) <= BATCH_BYTES or len(whole) <= self._room())
         ):  # instant replay the socket can take at once: one write, made once
             self._send(whole)
+            if journal is not None:
+                timeline = framed.timeline
+                journal.whole(self.loop.time(), timeline.ends[-1] if timeline.ends else 0)
+                server.delivered(play)
             return self._answered(True)
         self._follower = Follower(schedule)
         self._writer = http1.ResponseWriter(head)
         self._framed, self._response_head, self._t0 = framed, response_head, t0
+        if journal is not None:
+            self._play, self._journal = play, journal
+            self._body = 0
+            self._marks[:] = [(self._wire, 0)]  # (where this answer starts)
         return self._follow()
 
     def _follow(self) -> bool:
@@ -316,19 +348,24 @@ class _Connection(asyncio.Protocol):
                 piece = writer.steps(framed, action.start, action.stop)
                 out.append(piece)
                 size += len(piece)
+                self._body = framed.timeline.ends[action.stop - 1]
                 if size >= budget:
                     self._send_all(out)
+                    self._handed()
                     size = 0
                     if self.writing_paused:  # resume_writing goes on
                         return False
                     budget = self._budget(follower, time() - t0)
             elif isinstance(action, Wait):
                 self._send_all(out)
+                self._handed()
                 self._step = self.loop.call_at(t0 + action.until, self._resume)
                 return False
             elif isinstance(action, Head):
                 assert self._response_head is not None
                 out.append(writer.head(self._response_head))
+                if self._journal is not None:
+                    self._journal.head(time())
             else:
                 return self._finish(action, out)
 
@@ -375,15 +412,19 @@ class _Connection(asyncio.Protocol):
                 self.server.log(f"ssevcr: replay server error: {e}")
                 writer.abort()
             self._send_all(out)
+            self._handed(done=True)
             return self._answered(writer.keep_alive)
         self._send_all(out)
         writer.abort()
         if isinstance(end, Abort):
+            self._handed(done=True)
             self._close()  # flushes what is buffered, then FIN: no terminating chunk
         elif isinstance(end, Reset):
+            self._handed()
             self._reset(self.loop.time() + _RESET_DRAIN_WAIT)
         else:
             assert isinstance(end, Hang)  # open and silent until the client leaves
+            self._handed()
         return False
 
     def _answered(self, keep_alive: bool) -> bool:
@@ -394,6 +435,41 @@ class _Connection(asyncio.Protocol):
             self._next_after_drain = True
             return False
         return True
+
+    def _routed(
+        self, incoming: http1.Request, head: http1.Head, cors: Headers
+    ) -> tuple[Player, str] | bool:
+        """With the control API on: a control request answered, or a request to an unknown
+        session answered as a miss (the answer's ``_answered``), else the player and URL the
+        request is matched with."""
+        server = self.server
+        control = server.control
+        assert control is not None
+        if control.is_control(head.target):
+            reply = control.handle(
+                head.method,
+                head.target,
+                head.headers,
+                incoming.body,
+                server_url=server.url,
+                loopback=self._peer_is_loopback(),
+            )
+            return self._small(head, reply.status, (*cors, _NO_STORE), reply.encode())
+        routed = control.route(head.target, head.url, head.headers)
+        if isinstance(routed, Reply):
+            message = routed.body["error"]["message"]
+            server.log(message)
+            return self._small(
+                head, MISS_STATUS, (*cors, ("x-ssevcr-miss", "true")), miss_body(message)
+            )
+        if routed is None:
+            return server.player, head.url
+        return routed.session.player, routed.url
+
+    def _peer_is_loopback(self) -> bool:
+        transport = self.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        return isinstance(peer, tuple) and bool(peer) and _is_loopback(str(peer[0]))
 
     def _small(self, head: http1.Head, status: int, extra: Headers, body: bytes) -> bool:
         """A small answer of our own (a miss, a preflight, a refusal); the headers of a HEAD
@@ -441,6 +517,56 @@ class _Connection(asyncio.Protocol):
     def _send(self, data: bytes | memoryview) -> None:
         if not self.gone and self.transport is not None:
             self.transport.write(data)
+            self._wire += len(data)
+
+    # --- the journal of the answer in progress
+
+    def _handed(self, *, done: bool = False) -> None:
+        """Tell the journal what the transport has accepted of the answer (and, ``done``, that
+        it took the end too)."""
+        journal = self._journal
+        if journal is None:
+            return
+        now = self.loop.time()
+        body = self._body
+        marks = self._marks
+        if not marks or marks[-1][1] != body:
+            if len(marks) >= _MARKS:  # thinned, not cut: every write stays covered, coarser
+                del marks[1::2]
+            marks.append((self._wire, body))
+            journal.sent(now, body)
+        if done:
+            journal.done(now)
+            self._journal = None
+            play, self._play = self._play, None
+            if play is not None:
+                self.server.delivered(play)
+
+    def _left(self, how: How) -> None:
+        """The client went away during the answer: only what its side acknowledged counts (the
+        bytes still in the transport's buffer or the kernel's send queue never reached it), at
+        the latest write wholly acknowledged."""
+        journal, play = self._journal, self._play
+        self._journal = self._play = None
+        if journal is None or play is None:
+            return
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        flushed = self._wire - buffered
+        acked = _acked(transport.get_extra_info("socket") if transport is not None else None)
+        if acked is not None:
+            flushed = min(flushed, acked)
+        body = self._body
+        if flushed < self._wire:
+            body = wire_before = body_before = 0
+            for wire, handed in self._marks:
+                if wire > flushed:  # inside this write: its framing counted first (a floor)
+                    framing = (wire - wire_before) - (handed - body_before)
+                    body = body_before + max(0, flushed - wire_before - framing)
+                    break
+                body, wire_before, body_before = handed, wire, handed
+        journal.left(self.loop.time(), how, body_bytes=body)
+        self.server.delivered(play)
 
     def _send_all(self, out: list[bytes | memoryview]) -> None:
         """One write: pieces joined (the head and a batch, a batch and the end), or, past a
@@ -475,11 +601,14 @@ class _Connection(asyncio.Protocol):
             return
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._handed(done=True)
         self.gone = True
         transport.abort()
         self._close()
 
-    def _close(self) -> None:
+    def _close(self, how: How = "fin") -> None:
+        if self._journal is not None:
+            self._left(how)
         self.gone = True
         self._follower = self._writer = self._framed = self._response_head = None
         for handle in (self._timer, self._step):
@@ -549,6 +678,20 @@ def _unacked(sock: Any) -> int:
     return value
 
 
+def _acked(sock: Any) -> int | None:
+    """Bytes the peer has acknowledged on this connection (TCP_INFO); None if unknown."""
+    if sock is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+    except (OSError, AttributeError):
+        return None
+    if len(info) < _BYTES_ACKED_AT + 8:
+        return None
+    value: int = struct.unpack_from("Q", info, _BYTES_ACKED_AT)[0]
+    return value
+
+
 def _is_loopback(name: str) -> bool:
     if name == "localhost" or name.endswith(".localhost"):
         return True
@@ -576,7 +719,10 @@ class ReplayServer:
     ``idle_timeout`` closes a keep-alive connection that sends nothing for that long after an
     answer; ``head_timeout`` one whose request head is not complete that long after it opened or
     the head began (or whose body pauses that long); seconds, None waits forever. ``max_body``:
-    the largest request body read (bytes; 413 past it)."""
+    the largest request body read (bytes; 413 past it). ``journal`` receives each play's
+    :class:`~ssevcr._journal.Delivery` as it ends. ``control``: a
+    :class:`~ssevcr._control.Control` turns on the control API and its sessions (off by
+    default: ``/__ssevcr/`` paths are then ordinary requests)."""
 
     def __init__(
         self,
@@ -590,6 +736,8 @@ class ReplayServer:
         head_timeout: float | None = HEAD_TIMEOUT,
         idle_timeout: float | None = IDLE_TIMEOUT,
         max_body: int = MAX_BODY,
+        journal: Callable[[Delivery], None] | None = None,
+        control: Control | None = None,
     ):
         for name, value in (("head_timeout", head_timeout), ("idle_timeout", idle_timeout)):
             if value is not None and not 0 < value < float("inf"):
@@ -613,6 +761,8 @@ class ReplayServer:
         self.head_timeout = head_timeout
         self.idle_timeout = idle_timeout
         self.max_body = max_body
+        self.journal = journal
+        self.control = control
         timeouts = [t for t in (head_timeout, idle_timeout) if t is not None]
         self._soonest_timeout = min(timeouts) if timeouts else None
         self.requests = 0  # requests seen (plays, misses, preflights, ...)
@@ -624,6 +774,11 @@ class ReplayServer:
         self._accept_errors = 0  # failed accepts not logged yet
         self._accept_logged_at = float("-inf")
         self._accept_failed_at = float("-inf")  # the last failed accept
+
+    def delivered(self, play: Play) -> None:
+        """A play's delivery ended (the client took it all, or left): to the journal."""
+        if self.journal is not None and play.journal is not None:
+            self.journal(play.journal.value())
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -710,9 +865,9 @@ class ReplayServer:
         if self._server is not None:
             self._server.close()
         for conn in list(self._connections):
+            conn._close("shutdown")
             if conn.transport is not None:
                 conn.transport.abort()
-            conn._close()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

@@ -11,6 +11,8 @@ from concurrent.futures import Future as ThreadFuture
 from types import TracebackType
 from typing import Any
 
+from ._control import Control
+from ._journal import Delivery
 from ._player import Player
 from ._server import HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_BODY, Log, ReplayServer
 from ._timer import new_event_loop
@@ -39,6 +41,8 @@ class ServerThread:
         head_timeout: float | None = HEAD_TIMEOUT,
         idle_timeout: float | None = IDLE_TIMEOUT,
         max_body: int = MAX_BODY,
+        journal: Callable[[Delivery], None] | None = None,
+        control: Control | None = None,
     ):
         self.server = ReplayServer(
             player,
@@ -50,6 +54,8 @@ class ServerThread:
             head_timeout=head_timeout,
             idle_timeout=idle_timeout,
             max_body=max_body,
+            journal=journal,
+            control=control,
         )
         self.precise = precise
         self._thread: threading.Thread | None = None

@@ -12,6 +12,10 @@ sync and async streams are the same loop, one sleeping and one awaiting. Deadlin
 ``RemoteProtocolError`` for an aborted body, ``ReadError`` for a reset, ``ReadTimeout`` when a
 wait outlasts the request's read timeout — so the code under test takes its real error path.
 
+Each play's journal (``play.delivered``) counts what the client library read from the stream:
+a chunk counts once the stream hands it over; closing the stream before its end is ``cancel``,
+a read that times out ``timeout``.
+
 The adapter owns the clock and the sleeps; the schedule and the follower are pure.
 """
 
@@ -28,6 +32,7 @@ from typing import Any
 from ._cassette import Cassette, Request
 from ._faults import Fault
 from ._follower import Finish, Follower, Head, Wait, Write
+from ._journal import Journal
 from ._matching import MatchOptions
 from ._player import Play, Player
 from ._schedule import Abort, Close, Hang, Schedule, Send
@@ -92,8 +97,10 @@ class _Replay:
         "elapsed",
         "follower",
         "give_up",
+        "journal",
         "mod",
         "pending",
+        "read",
         "read_timeout",
         "request",
         "steps",
@@ -107,6 +114,7 @@ class _Replay:
         mod: ModuleType,
         clock: Callable[[], float],
         t0: float,
+        journal: Journal | None = None,
     ) -> None:
         self.follower = Follower(schedule, batch_bytes=None)
         self.steps = schedule.steps
@@ -119,9 +127,15 @@ class _Replay:
         self.give_up: float | None = None  # when the current read times out (seconds after t0)
         self.pending: BaseException | None = None  # raised after the sleep that precedes it
         self.closed = False
+        self.journal = journal
+        self.read = 0  # body bytes handed to the client
+        if journal is not None:
+            journal.begin(t0, time.time())
 
     def next(self) -> Action:
         if self.pending is not None:
+            if self.journal is not None and isinstance(self.pending, self.mod.ReadTimeout):
+                self.journal.left(self.t0 + self.elapsed, "timeout")
             return self.pending
         while not self.closed:
             action = self.follower.next(self.elapsed)
@@ -135,9 +149,13 @@ class _Replay:
                 return self._wait(action.until, now)
             if type(action) is Head:
                 self.give_up = None
+                if self.journal is not None:
+                    self.journal.head(self.t0 + self.elapsed)
                 return action
             assert isinstance(action, Finish)
             end = action.end
+            if self.journal is not None and type(end) is not Hang:
+                self.journal.done(self.t0 + self.elapsed)
             if type(end) is Close:
                 return None
             if type(end) is Hang:
@@ -163,6 +181,19 @@ class _Replay:
         else:  # a long wait is several sleeps (the clock is read again after each)
             self.pending = None
         return seconds
+
+    def handed(self, data: bytes) -> None:
+        """The client library takes ``data`` now (its journal counts it)."""
+        self.read += len(data)
+        journal = self.journal
+        if journal is not None:
+            journal.sent(self.t0 + self.elapsed, self.read)
+
+    def close(self) -> None:
+        """The client closed the stream (before its end: it left, ``cancel``)."""
+        self.closed = True
+        if self.journal is not None and self.journal.state == "open":
+            self.journal.left(self.clock(), "cancel")
 
 
 _STREAM_CLASSES: dict[tuple[str, bool], type] = {}
@@ -204,11 +235,14 @@ class _SyncStream:
 
     def __iter__(self) -> Iterator[bytes]:
         replay, sleep = self.replay, self.sleep
+        handed = replay.handed
         while True:
             action = replay.next()
             if type(action) is tuple:
                 for step in action:
-                    yield step.data
+                    data = step.data
+                    handed(data)
+                    yield data
             elif type(action) is float:
                 sleep(action)
             elif action is None:
@@ -217,7 +251,7 @@ class _SyncStream:
                 raise action
 
     def close(self) -> None:
-        self.replay.closed = True
+        self.replay.close()
 
 
 class _AsyncStream:
@@ -227,11 +261,14 @@ class _AsyncStream:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         replay, sleep = self.replay, self.sleep
+        handed = replay.handed
         while True:
             action = replay.next()
             if type(action) is tuple:
                 for step in action:
-                    yield step.data
+                    data = step.data
+                    handed(data)
+                    yield data
             elif type(action) is float:
                 await sleep(action)
             elif action is None:
@@ -240,7 +277,7 @@ class _AsyncStream:
                 raise action
 
     async def aclose(self) -> None:
-        self.replay.closed = True
+        self.replay.close()
 
 
 async def _default_async_sleep(seconds: float) -> None:
@@ -260,7 +297,7 @@ def handle_sync(
     mod = module_of(request)
     t0 = clock()
     play = player.play(to_request(request, request.read()))
-    replay = _Replay(play.schedule, request, mod, clock, t0)
+    replay = _Replay(play.schedule, request, mod, clock, t0, play.journal)
     while type(action := replay.next()) is not Head:
         if type(action) is float:
             sleep(action)
@@ -279,7 +316,7 @@ async def handle_async(
     mod = module_of(request)
     t0 = clock()
     play = player.play(to_request(request, await request.aread()))
-    replay = _Replay(play.schedule, request, mod, clock, t0)
+    replay = _Replay(play.schedule, request, mod, clock, t0, play.journal)
     while type(action := replay.next()) is not Head:
         if type(action) is float:
             await sleep(action)

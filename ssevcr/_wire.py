@@ -54,13 +54,14 @@ def to_request(incoming: http1.Request, scheme: str) -> Request:
 class Answer:
     """One played schedule as the bytes of an HTTP/1.1 response to ``request`` (see the module)."""
 
-    __slots__ = ("_finished", "_whole", "follower", "framed", "writer")
+    __slots__ = ("_finished", "_whole", "_whole_sent", "follower", "framed", "writer")
 
     def __init__(self, schedule: Schedule, request: http1.Head) -> None:
         self.framed = http1.framed(schedule)
         self.writer = http1.ResponseWriter(request)
         self.follower = Follower(schedule, batch_bytes=BATCH_BYTES)
         self._finished: Finish | None = None
+        self._whole_sent = False
         plain = request.keep_alive and request.method != "HEAD" and request.http_version == "1.1"
         self._whole = self.framed.whole if plain else None
 
@@ -71,6 +72,7 @@ class Answer:
         whole = self._whole
         if whole is not None and follower.position == 0 and follower.all_due(elapsed):
             self._finished = Finish(framed.schedule.end)  # instant replay: one buffer made once
+            self._whole_sent = True
             return whole, self._finished
         self._whole = None
         out: list[bytes | memoryview] = []
@@ -94,6 +96,15 @@ class Answer:
                 assert isinstance(action, Finish)
                 self._finished = self._finish(action, out)
                 return b"".join(out), self._finished
+
+    @property
+    def body_sent(self) -> int:
+        """Body bytes in what ``next`` has returned so far (for the play's journal)."""
+        ends = self.framed.timeline.ends
+        if self._whole_sent:
+            return ends[-1] if ends else 0
+        position = self.follower.position
+        return ends[position - 1] if position else 0
 
     def _finish(self, action: Finish, out: list[bytes | memoryview]) -> Finish:
         writer, end = self.writer, action.end

@@ -5,7 +5,9 @@
     def test_story(ssevcr_cassette): ...
 
 Marker keywords: ``timing``, ``max_gap``, ``faults``, ``seed``, ``match_on``, ``ignore_body_keys``,
-``allow_repeats``, ``record``, ``redact_headers``, ``redact_query``, ``redact_body``. A bare name
+``allow_repeats``, ``record``, ``redact_headers``, ``redact_query``, ``redact_body``,
+``fail_on_unconsumed`` (the test fails when a replayed stream was neither read to the end nor
+closed). A failing test's report has a section with the delivery journal of each play. A bare name
 is a file in the test module's cassette folder (``.msgpack`` added); a name with a slash is a path
 relative to the rootdir.
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -349,7 +351,30 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     _fail_on_misses(item, active, None)
     if active is not None:
         _save(active)
+        _fail_on_unconsumed(active)
     return result
+
+
+def _fail_on_unconsumed(active: ActiveCassette) -> None:
+    if active.options.fail_on_unconsumed and not active.checked:
+        active.checked = True
+        problem = active.unconsumed_problem()
+        if problem:
+            raise pytest.fail.Exception(problem, pytrace=False) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report shows what each replayed play delivered (the journal)."""
+    report = yield
+    active = item.stash.get(_ACTIVE, None)
+    if active is not None and report.failed and call.when == "call":
+        lines = [d.describe() for d in active.journal]
+        if lines:
+            report.sections.append(("ssevcr journal", "\n".join(lines)))
+    return report
 
 
 def _save(active: ActiveCassette) -> None:

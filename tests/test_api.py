@@ -14,6 +14,8 @@ PUBLIC = [
     "Chunk",
     "Comment",
     "ConfigError",
+    "ControlClient",
+    "ControlError",
     "End",
     "Event",
     "Interaction",

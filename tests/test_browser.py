@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 import pytest
 from replay_helpers import EXAMPLES, OPENAI_CHAT, ROOT, example_path, expected, interaction
 
+from ssevcr._cassette import Cassette, Interaction, Request, Response
 from ssevcr._player import Player
 from ssevcr._server_thread import ServerThread
 from ssevcr._sse import parse
@@ -491,6 +492,83 @@ def test_eventsource_page_tells_the_provider_error_event_from_a_broken_connectio
     assert [t for t, _ in rows[3:]] == [
         "error"
     ]  # Anthropic's own error event, as the fault injects it
+
+
+# ---------------------------------------------------------------------------------------------
+# resumption: examples/chat-ui/resume.html lets EventSource reconnect with Last-Event-ID
+
+
+def resume_cassette(n: int = 8) -> Cassette:
+    """``n`` text events with ids, a ``retry: 100`` first (the browser reconnects after 100 ms,
+    not its default 3 s) and a final ``done`` event."""
+    chunks: list[tuple[float, bytes]] = [(0.01, b"retry: 100\n\n")]
+    for i in range(1, n + 1):
+        data = json.dumps({"n": i, "text": f"w{i} "}).encode()
+        chunks.append((0.01 + 0.01 * i, b"id: %d\ndata: %s\n\n" % (i, data)))
+    chunks.append((0.02 + 0.01 * n, b"id: %d\nevent: done\ndata: {}\n\n" % (n + 1)))
+    response = Response.from_chunks(
+        200, chunks, headers=(("content-type", "text/event-stream"),), headers_at=0.005
+    )
+    return Cassette(interactions=(Interaction(Request("GET", "http://x/events"), response),))
+
+
+def resume_page(page: Any, static: str, faults: tuple[str, ...]) -> tuple[ServerThread, str]:
+    player = Player.create(resume_cassette(), timing="instant", faults=list(faults), repeat=True)
+    server = ServerThread(player, cors=True, log=lambda line: None).start()
+    page.goto(f"{static}/resume.html?{urlencode({'api': server.url})}")
+    page.click("#start")
+    page.wait_for_function("['done', 'closed'].includes(document.body.dataset.state)")
+    return server, page.evaluate("document.body.dataset.state")
+
+
+ALL_TEXT = "".join(f"w{i} " for i in range(1, 9))
+
+
+@pytest.mark.parametrize(
+    ("resume", "connections", "duplicates"),
+    [(None, 2, 0), ("resume:restart", 2, 3)],
+    ids=["resumed", "restart"],
+)
+def test_eventsource_resumes_after_a_cut_and_the_text_is_exact_and_not_duplicated(
+    page: Any,
+    static: str,
+    shots: Path,
+    resume: str | None,
+    connections: int,
+    duplicates: int,
+) -> None:
+    faults = ("truncate:after=3,end=close,times=1", *([resume] if resume else []))
+    server, state = resume_page(page, static, faults)
+    try:
+        page.screenshot(path=str(shots / f"resume-{resume or 'resumed'}.png"), full_page=True)
+        assert state == "done"
+        assert page.text_content("#answer") == ALL_TEXT
+        assert page.text_content("#connections") == str(connections)
+        assert page.text_content("#duplicates") == str(duplicates)
+        first, again = server.player.plays[:2]
+        sent = dict((k.lower(), v) for k, v in again.request.headers)
+        assert sent["last-event-id"] == "3"  # the browser's own header
+        assert again.resumed_after == ("3" if resume is None else None)
+        assert first.delivered is not None and first.delivered.events == 3
+    finally:
+        server.close()
+
+
+def test_eventsource_stops_when_the_resumption_is_refused(
+    page: Any, static: str, shots: Path
+) -> None:
+    server, state = resume_page(
+        page, static, ("truncate:after=3,end=close,times=1", "resume:refuse")
+    )
+    try:
+        page.screenshot(path=str(shots / "resume-refused.png"), full_page=True)
+        assert state == "closed"
+        assert page.text_content("#answer") == "w1 w2 w3 "
+        time.sleep(0.5)  # (a reconnection would come after 100 ms)
+        assert len(server.player.plays) == 2
+        assert server.player.plays[1].schedule.status == 204
+    finally:
+        server.close()
 
 
 # ---------------------------------------------------------------------------------------------

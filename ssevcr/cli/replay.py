@@ -2,7 +2,9 @@
 until stopped, or around one command.
 
 Prints one ready line with the URL (stdout; stderr when running a command, whose output stays its
-own), misses as they happen and a short summary on exit (stderr). With ``-- CMD`` the command runs
+own), misses as they happen and a short summary on exit (stderr): plays, misses, faults, and how
+each play was delivered (taken to the end, or left early: how). ``--journal FILE`` writes the
+delivery journal of every play, one JSON object per line, as each play ends. With ``-- CMD`` the command runs
 with ``OPENAI_BASE_URL``/``ANTHROPIC_BASE_URL`` (and dummy API keys where none are set) pointing at
 the server, and ssevcr exits with its exit code; ``--strict`` also fails the run on misses and on
 interactions never played. Ctrl-C / SIGTERM stop it cleanly.
@@ -24,8 +26,10 @@ from typing import Any
 import click
 
 from .._content import parse_size
-from .._errors import ConfigError
+from .._control import PREFIX, Control
+from .._errors import ConfigError, SsevcrError
 from .._faults import Fault, parse_fault
+from .._journal_file import JournalError, JournalFile
 from .._player import Player
 from .._providers import dummy_keys
 from .._secrets import safe
@@ -148,7 +152,24 @@ def summary(player: Player) -> list[str]:
         )
     if player.faults and not fired and not skipped:
         lines.append("  faults never applied: " + ", ".join(str(f) for f in player.faults))
+    delivered = delivery_line(player)
+    if delivered:
+        lines.append(delivered)
     return lines
+
+
+def delivery_line(player: Player) -> str:
+    """How the plays were delivered: ``delivered: 3 completed, 2 left early (fin 1, rst 1)``
+    (empty before any play ended)."""
+    counts = dict(player.delivery_counts)
+    completed = counts.pop("completed", 0)
+    if not completed and not counts:
+        return ""
+    line = f"  delivered: {completed} completed"
+    if counts:
+        left = sum(counts.values())
+        line += f", {left} left early (" + ", ".join(f"{h} {n}" for h, n in counts.items()) + ")"
+    return line
 
 
 def strict_problems(player: Player) -> list[str]:
@@ -202,6 +223,8 @@ async def _serve(
     mitmdump: str | None,
     confdir: str | None,
     idle_timeout: float | None = IDLE_TIMEOUT,
+    journal: JournalFile | None = None,
+    control: Control | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     with Stop() as stop:  # before the ready line: a signal right after it stops us cleanly
@@ -213,6 +236,8 @@ async def _serve(
             allow_hosts=allow_hosts,
             idle_timeout=idle_timeout,
             max_body=max_body,
+            journal=journal,
+            control=control,
         ) as server:
             details = [
                 f"{_plural(len(player.interactions), 'interaction')} from {player.names}",
@@ -222,6 +247,10 @@ async def _serve(
                 details.append("faults " + " ".join(str(f) for f in player.faults))
             local = _local(server.url, server.host)
             env = command_env(local)
+            if control is not None:
+                details.append(f"control {local}{PREFIX} token {control.token}")
+                env["SSEVCR_CONTROL_URL"] = local
+                env["SSEVCR_CONTROL_TOKEN"] = control.token
             mitm = None
             exposed = [server.host]
             if proxy:
@@ -280,7 +309,6 @@ async def _serve(
 @click.argument(
     "cassettes",
     nargs=-1,
-    required=True,
     type=click.Path(exists=True, dir_okay=False),
     metavar="CASSETTE...",
 )
@@ -338,6 +366,24 @@ async def _serve(
     help=f"Close a keep-alive connection that sends no new request for DUR (a clean close: clients reconnect), or forever. [default: {format_duration(IDLE_TIMEOUT)}]",
 )
 @click.option(
+    "--journal",
+    "journal_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the delivery journal: one JSON object per play per line (request headers as received, what was handed to the client and when, how it ended or how the client left), redacted, as each play ends.",
+)
+@click.option(
+    "--control",
+    is_flag=True,
+    help="Turn on the control API under /__ssevcr/ (loopback clients with the token printed on the ready line): per-test sessions with their own cassettes, timing and faults, their journals and misses. See docs/control.md.",
+)
+@click.option(
+    "--control-token",
+    envvar="SSEVCR_CONTROL_TOKEN",
+    metavar="TOKEN",
+    help="The control API's token [default: $SSEVCR_CONTROL_TOKEN, else a random one].",
+)
+@click.option(
     "--once",
     is_flag=True,
     help="Play each interaction once; a request too many is a miss (default: start the sequence over).",
@@ -378,6 +424,9 @@ def replay_command(
     allow_hosts: tuple[str, ...],
     max_body: int,
     idle_timeout: float | None,
+    journal_path: str | None,
+    control: bool,
+    control_token: str | None,
     once: bool,
     strict: bool,
     proxy: bool,
@@ -394,6 +443,16 @@ def replay_command(
     """
     ctx = click.get_current_context()
     command: list[str] = ctx.meta.get("ssevcr_command", [])
+    if not cassettes and not control:
+        raise click.UsageError("give at least one CASSETTE (or --control: sessions bring theirs)")
+    if control_token is not None and not control:
+        raise click.UsageError("--control-token needs --control")
+    controller: Control | None = None
+    if control:
+        try:
+            controller = Control(control_token, log_limit=PLAY_LOG_LIMIT)
+        except SsevcrError as e:
+            raise click.BadParameter(str(e), param_hint="--control-token") from None
     host, port = parse_listen(
         listen if listen is not None else ("127.0.0.1:0" if command else "127.0.0.1:8080")
     )
@@ -407,8 +466,11 @@ def replay_command(
         repeat=not once,
         log_limit=PLAY_LOG_LIMIT,
     )
+    journal: JournalFile | None = None
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            if journal_path is not None:
+                journal = JournalFile(journal_path, loop=runner.get_loop())
             code = runner.run(
                 _serve(
                     player,
@@ -423,12 +485,28 @@ def replay_command(
                     mitmdump=mitmdump,
                     confdir=confdir,
                     idle_timeout=idle_timeout,
+                    journal=journal,
+                    control=controller,
                 )
             )
     except OSError as e:
         raise click.ClickException(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+    except JournalError as e:
+        raise click.ClickException(str(e)) from None
     for line in summary(player):
         click.echo(line, err=True)
+    if controller is not None:
+        click.echo(
+            f"  control: {_plural(controller.created, 'session')} created, "
+            f"{len(controller.sessions)} still open",
+            err=True,
+        )
+    if journal is not None:
+        try:
+            journal.close()
+        except JournalError as e:
+            click.echo(f"ssevcr replay: {e}", err=True)
+            code = code or 1
     problems = strict_problems(player) if strict else []
     if problems:
         click.echo("ssevcr replay --strict: the run fails:", err=True)

@@ -1,0 +1,414 @@
+"""The delivery journal: what each play actually delivered to its client, as frozen values.
+
+A play's schedule is what ssevcr planned to send; its journal is what happened: the request
+headers as they arrived (``Last-Event-ID``, ``x-stainless-retry-count``...), when the head went
+out, the body bytes and events handed over with their times, whether the client took the answer
+to its end, and, if it left first, when, after which event and byte, and how::
+
+    journal = Journal(schedule, request, ...)     # made by the player, one per play
+    journal.begin(t0, wall)                       # the adapter: when the request arrived
+    journal.head(at)                              # the response head was handed over
+    journal.sent(at, body_bytes)                  # body bytes handed over so far
+    journal.done(at)                              # the answer ended as its schedule says
+    journal.left(at, how)                         # the client went away first
+    journal.value() -> Delivery                   # a frozen snapshot, at any time
+
+Times are the adapter's clock (``at``), stored as seconds after ``t0``; ``wall`` is the same
+instant on the wall clock (seconds since the epoch), so journals of several processes line up.
+How a client leaves (``how``): ``fin`` (it closed the connection), ``rst`` (it reset it),
+``timeout`` (its read timed out: in process), ``cancel`` (it closed the stream or cancelled the
+read: in process), ``shutdown`` (the server stopped while answering).
+
+What "handed over" means depends on the adapter, and each says it: the replay server counts what
+its transport accepted, less what the transport still held when the client left (the kernel's
+send buffer and the client's receive buffer may hold more that the client never read); the
+in-process transports count what the client library read from them. Events are counted from the
+bytes: an event is delivered once the byte that ends it is (for a compressed body, once the
+chunk whose decoding completes it is).
+
+The recording side is cheap by design: an adapter calls ``sent`` once per write (instant replay:
+once per answer), and the journal stores a time and a byte count; events, ids and redaction are
+worked out only when a value is asked for. Request headers in a value are redacted (credential
+headers replaced, as in a cassette). Pure: no clock, no I/O; adapters pass the times in.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from ._cassette import Headers, Request, header
+from ._content import ContentDecoder, DecodeError
+from ._redaction import Redaction
+from ._schedule import Abort, Close, Hang, Reset, Schedule
+from ._sse import Event, SSEParser
+
+__all__ = [
+    "HOWS",
+    "Delivery",
+    "EventMap",
+    "How",
+    "Journal",
+    "Progress",
+    "event_map",
+]
+
+How = Literal["fin", "rst", "timeout", "cancel", "shutdown"]
+HOWS: tuple[str, ...] = ("fin", "rst", "timeout", "cancel", "shutdown")
+MAX_PROGRESS = 4096
+"""Progress marks a journal keeps per play (one per write); past it, the latest mark is updated
+in place: the counts stay exact, the times of the writes in between are not kept."""
+_MEMO = "journal.events"
+_DEFAULT_REDACTION = Redaction()
+_ENDS = {Close: "close", Abort: "abort", Reset: "reset", Hang: "hang"}
+
+
+class Progress(NamedTuple):
+    """Body bytes (and events) handed over by ``at`` seconds after the request arrived."""
+
+    at: float
+    bytes: int
+    events: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventMap:
+    """Where a schedule's events end in its body as sent: event ``i`` is delivered once
+    ``ends[i]`` body bytes are; ``ids[i]`` is the last event ID in force after it."""
+
+    ends: tuple[int, ...]
+    ids: tuple[str, ...]
+
+    def count(self, sent: int) -> int:
+        return bisect_right(self.ends, sent)
+
+
+def event_map(schedule: Schedule) -> EventMap | None:
+    """The events of a schedule's body (None when it is not an event stream), computed once per
+    schedule (kept in its memo)."""
+    memo = schedule.memo
+    if _MEMO in memo:
+        found = memo[_MEMO]
+        return found if isinstance(found, EventMap) else None
+    result = _event_map(schedule)
+    memo[_MEMO] = result if result is not None else False
+    return result
+
+
+def _event_map(schedule: Schedule) -> EventMap | None:
+    content_type = (header(schedule.headers, "content-type") or "").split(";")[0]
+    if content_type.strip().lower() != "text/event-stream" or schedule.status != 200:
+        return None
+    encoding = (header(schedule.headers, "content-encoding") or "identity").strip().lower()
+    parser = SSEParser()
+    ends: list[int] = []
+    ids: list[str] = []
+    if encoding == "identity":
+        for frame in parser.feed(schedule.body) + parser.flush():
+            if isinstance(frame, Event):
+                ends.append(frame.end)
+                ids.append(frame.id)
+        return EventMap(tuple(ends), tuple(ids))
+    try:  # an event counts once the chunk that completes it (decoded) is delivered
+        decoder = ContentDecoder(encoding)
+        sent = 0
+        for n, step in enumerate(schedule.steps):
+            sent += len(step.data)
+            data = decoder.feed(step.data)
+            if n == len(schedule.steps) - 1:
+                data += decoder.flush()
+            for frame in parser.feed(data):
+                if isinstance(frame, Event):
+                    ends.append(sent)
+                    ids.append(frame.id)
+    except DecodeError:
+        return None
+    return EventMap(tuple(ends), tuple(ids))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What one play delivered (a snapshot: a play still in flight gives a newer one later).
+
+    ``completed``: the client took the whole answer, to the end its schedule gave it (``end``:
+    ``close``, or ``abort``/``reset`` when a fault or the recording cut it). ``left_*`` and
+    ``how`` are set when the client went away before that. ``events`` is None for a body that
+    is not an event stream. Times are seconds after the request arrived (``started``, on the
+    wall clock)."""
+
+    index: int  # the interaction's position in the player (0-based), as Play.index
+    cassette: str
+    method: str
+    url: str  # redacted
+    status: int
+    request_headers: Headers  # as received, redacted
+    started: float  # wall clock (seconds since the epoch) when the request arrived
+    headers_sent_at: float | None
+    bytes: int  # body bytes handed over
+    events: int | None  # events handed over (None: not an event stream)
+    planned_bytes: int
+    planned_events: int | None
+    progress: tuple[Progress, ...]  # one mark per write: (at, bytes, events)
+    completed: bool
+    end: str | None  # how the answer ended when completed: close | abort | reset
+    left_at: float | None
+    left_after_event: int | None
+    left_after_byte: int | None
+    how: How | None
+    last_event_id: str  # the last event ID in force after the last event handed over
+    resumed_after: str | None = None  # the Last-Event-ID this play resumed after
+    fired: tuple[str, ...] = ()  # fault specs that changed this play
+    session: str | None = None  # the control-API session that served it
+
+    @property
+    def state(self) -> Literal["open", "completed", "left"]:
+        if self.completed:
+            return "completed"
+        return "left" if self.how is not None else "open"
+
+    @property
+    def left(self) -> bool:
+        return self.how is not None
+
+    @property
+    def event_times(self) -> tuple[float, ...]:
+        """When each event handed over was (seconds after the request arrived)."""
+        times: list[float] = []
+        for mark in self.progress:
+            if mark.events is not None and mark.events > len(times):
+                times += [mark.at] * (mark.events - len(times))
+        return tuple(times)
+
+    def to_json(self) -> dict[str, Any]:
+        """The journal line of this play (``ssevcr replay --journal``, the control API)."""
+        return {
+            "session": self.session,
+            "index": self.index,
+            "cassette": self.cassette,
+            "method": self.method,
+            "url": self.url,
+            "status": self.status,
+            "request_headers": [list(h) for h in self.request_headers],
+            "started": round(self.started, 6),
+            "headers_sent_at": _round(self.headers_sent_at),
+            "events": self.events,
+            "bytes": self.bytes,
+            "planned_events": self.planned_events,
+            "planned_bytes": self.planned_bytes,
+            "progress": [[round(m.at, 6), m.bytes, m.events] for m in self.progress],
+            "state": self.state,
+            "completed": self.completed,
+            "end": self.end,
+            "left_at": _round(self.left_at),
+            "left_after_event": self.left_after_event,
+            "left_after_byte": self.left_after_byte,
+            "how": self.how,
+            "last_event_id": self.last_event_id,
+            "resumed_after": self.resumed_after,
+            "fired": list(self.fired),
+        }
+
+    def describe(self) -> str:
+        """One line for a terminal: ``GET /x: 200, 12/40 events (3.1 KiB), left after event 12
+        (fin, 0.52 s)``."""
+        events = "" if self.events is None else f"{self.events}/{self.planned_events} events, "
+        if self.completed:
+            how = "completed" + ("" if self.end == "close" else f" (ended: {self.end})")
+        elif self.how is not None:
+            after = (
+                f"event {self.left_after_event}"
+                if self.left_after_event is not None
+                else f"byte {self.left_after_byte}"
+            )
+            how = f"left after {after} ({self.how}, {self.left_at:.3f} s)"
+        else:
+            how = "still open (neither read to the end nor closed)"
+        resumed = f" resumed after id {self.resumed_after!r}," if self.resumed_after else ""
+        return (
+            f"#{self.index + 1} {self.method} {self.url}: {self.status},{resumed} "
+            f"{events}{self.bytes}/{self.planned_bytes} bytes, {how}"
+        )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+class Journal:
+    """The journal of one play while it is delivered (see the module). Adapters call it from one
+    thread or task at a time; ``value`` may be called from anywhere."""
+
+    __slots__ = (
+        "_done_at",
+        "_ended",
+        "_head_at",
+        "_how",
+        "_left_at",
+        "_progress",
+        "_sent",
+        "_wall",
+        "cassette",
+        "fired",
+        "index",
+        "redaction",
+        "request",
+        "resumed_after",
+        "schedule",
+        "session",
+        "t0",
+    )
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        request: Request,
+        *,
+        index: int = 0,
+        cassette: str = "",
+        redaction: Redaction | None = None,
+        resumed_after: str | None = None,
+        session: str | None = None,
+        ended: Callable[[Journal], None] | None = None,
+    ) -> None:
+        self.schedule = schedule
+        self.request = request
+        self.index = index
+        self.cassette = cassette
+        self.redaction = redaction
+        self.resumed_after = resumed_after
+        self.session = session
+        self.fired = schedule.fired
+        self.t0 = 0.0
+        self._wall = 0.0
+        self._head_at: float | None = None
+        self._progress: list[tuple[float, int]] = []
+        self._sent = 0
+        self._done_at: float | None = None
+        self._left_at: float | None = None
+        self._how: How | None = None
+        self._ended = ended
+
+    # -- what adapters report ----------------------------------------------------------------
+
+    def begin(self, t0: float, wall: float) -> None:
+        """The request arrived at ``t0`` on the adapter's clock, ``wall`` on the wall clock."""
+        self.t0 = t0
+        self._wall = wall
+
+    def head(self, at: float) -> None:
+        if self._head_at is None:
+            self._head_at = at - self.t0
+
+    def sent(self, at: float, body_bytes: int) -> None:
+        """``body_bytes`` of the body have been handed over by ``at`` (a running total)."""
+        if body_bytes <= self._sent or self._how is not None:
+            return
+        self._sent = body_bytes
+        progress = self._progress
+        at -= self.t0
+        if progress and (progress[-1][0] == at or len(progress) >= MAX_PROGRESS):
+            progress[-1] = (max(at, progress[-1][0]), body_bytes)
+        else:
+            progress.append((at, body_bytes))
+
+    def whole(self, at: float, body_bytes: int) -> None:
+        """The whole answer was handed over at once (instant replay): head, body and end."""
+        at -= self.t0
+        self._head_at = at
+        if body_bytes:
+            self._sent = body_bytes
+            self._progress.append((at, body_bytes))
+        self._done_at = at
+        if self._ended is not None:
+            self._ended(self)
+
+    def done(self, at: float) -> None:
+        """The answer ended as its schedule says, and the client took it all."""
+        if self._done_at is None and self._how is None:
+            self._done_at = at - self.t0
+            if self._head_at is None:
+                self._head_at = self._done_at
+            if self._ended is not None:
+                self._ended(self)
+
+    def left(self, at: float, how: How, *, body_bytes: int | None = None) -> None:
+        """The client went away (``how``) before the end; ``body_bytes``: what it had been
+        handed by then, when less than reported (a server's transport still held the rest).
+        A client that had every body byte and closed before the end came (an SDK that stops at
+        its terminal event) took it all: that play is completed."""
+        if self._done_at is not None or self._how is not None:
+            return
+        schedule = self.schedule
+        planned = schedule.timeline.ends[-1] if schedule.steps else 0
+        if (
+            (body_bytes is None or body_bytes >= planned)
+            and self._sent >= planned
+            and type(schedule.end) is not Hang
+            and (planned or self._head_at is not None)
+        ):
+            self.done(at)  # it had every byte and closed before the end came: it read it all
+            return
+        if body_bytes is not None and body_bytes < self._sent:
+            self._sent = body_bytes
+            progress = self._progress
+            while progress and progress[-1][1] > body_bytes:
+                progress.pop()
+            if body_bytes and (not progress or progress[-1][1] < body_bytes):
+                progress.append((at - self.t0, body_bytes))
+        self._left_at = at - self.t0
+        self._how = how
+        if self._ended is not None:
+            self._ended(self)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> Literal["open", "completed", "left"]:
+        if self._done_at is not None:
+            return "completed"
+        return "left" if self._how is not None else "open"
+
+    @property
+    def how(self) -> How | None:
+        return self._how
+
+    def value(self) -> Delivery:
+        schedule = self.schedule
+        events = event_map(schedule)
+        sent = self._sent
+        redaction = self.redaction or _DEFAULT_REDACTION
+        request = self.request
+        progress = tuple(
+            Progress(at, n, None if events is None else events.count(n))
+            for at, n in list(self._progress)
+        )
+        delivered = None if events is None else events.count(sent)
+        completed = self._done_at is not None
+        left = self._how is not None
+        return Delivery(
+            index=self.index,
+            cassette=self.cassette,
+            method=request.method,
+            url=redaction.redact_url(request.url),
+            status=schedule.status,
+            request_headers=redaction.redact_headers(request.headers),
+            started=self._wall,
+            headers_sent_at=self._head_at,
+            bytes=sent,
+            events=delivered,
+            planned_bytes=schedule.timeline.ends[-1] if schedule.steps else 0,
+            planned_events=None if events is None else len(events.ends),
+            progress=progress,
+            completed=completed,
+            end=_ENDS[type(schedule.end)] if completed else None,
+            left_at=self._left_at,
+            left_after_event=delivered if left else None,
+            left_after_byte=sent if left else None,
+            how=self._how,
+            last_event_id=events.ids[delivered - 1] if events is not None and delivered else "",
+            resumed_after=self.resumed_after,
+            fired=self.fired,
+            session=self.session,
+        )

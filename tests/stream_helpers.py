@@ -1,0 +1,99 @@
+"""Small event-stream cassettes for the journal, resumption and control-API tests: ``n`` events,
+one recorded chunk each, ``gap`` seconds apart, optionally with ids and a leading ``retry:``."""
+
+from __future__ import annotations
+
+import json
+import re
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+from ssevcr import _store
+from ssevcr._cassette import Cassette, End, Interaction, Request, Response
+
+SSEVCR = str(Path(sys.executable).parent / "ssevcr")
+
+
+def event_bytes(i: int, *, ids: bool = True) -> bytes:
+    """Event ``i`` (1-based) of the test streams."""
+    head = b"id: %d\n" % i if ids else b""
+    return head + b"data: " + json.dumps({"n": i, "text": f"w{i} "}).encode() + b"\n\n"
+
+
+def stream_response(
+    n: int, *, gap: float = 0.01, ids: bool = True, retry: int | None = None
+) -> Response:
+    chunks: list[tuple[float, bytes]] = []
+    at = 0.01
+    if retry is not None:
+        chunks.append((at, b"retry: %d\n\n" % retry))
+    for i in range(1, n + 1):
+        at += gap
+        chunks.append((at, event_bytes(i, ids=ids)))
+    return Response.from_chunks(
+        200,
+        chunks,
+        reason="OK",
+        headers=(("content-type", "text/event-stream"), ("cache-control", "no-cache")),
+        headers_at=0.005,
+        end=End(at + gap / 2),
+    )
+
+
+def stream_cassette(
+    n: int = 10,
+    *,
+    gap: float = 0.01,
+    ids: bool = True,
+    retry: int | None = None,
+    path: str = "/events",
+    method: str = "GET",
+    body: bytes = b"",
+) -> Cassette:
+    request = Request(method, f"http://localhost{path}", (("accept", "text/event-stream"),), body)
+    response = stream_response(n, gap=gap, ids=ids, retry=retry)
+    return Cassette(interactions=(Interaction(request, response),))
+
+
+def save_stream(tmp: Path, name: str = "stream", **kwargs: object) -> str:
+    path = tmp / f"{name}.msgpack"
+    _store.save(stream_cassette(**kwargs), path)  # type: ignore[arg-type]
+    return str(path)
+
+
+def texts(body: bytes) -> list[str]:
+    """The ``text`` of each event in a body of the test streams."""
+    return [json.loads(m)["text"] for m in re.findall(rb"data: (.*)\n", body)]
+
+
+class CliReplay:
+    """``ssevcr replay ARGS --listen 127.0.0.1:0`` as a child: ``url``, the ready line, ``stop``."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [SSEVCR, "replay", *args, "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        self.ready = self.proc.stdout.readline().decode() if ready else ""
+        match = re.search(r"serving (http://127\.0\.0\.1:\d+)", self.ready)
+        if not match:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+            raise AssertionError(f"no ready line: {self.ready!r} {err.decode()!r}")
+        self.url = match.group(1)
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM; the exit code and stderr (the summary)."""
+        self.proc.terminate()
+        _, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, err.decode()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
