@@ -129,6 +129,8 @@ export interface TestCassetteOptions extends Omit<ReplayOptions, "cassettes"> {
   upstream?: string;
   /** Let an interaction play more than once (default: each plays once, as in pytest). */
   allowRepeats?: boolean;
+  /** Do not fail the test on misses (it checks replay.misses() itself). */
+  allowMisses?: boolean;
   /** Extra command-line arguments of `ssevcr record`. */
   recordArgs?: string[];
 }
