@@ -15,6 +15,7 @@ section in bench/README.md) are the reference; these sizes trade some p99 stabil
     bench_pytest.py     --tests 100 --rounds 3
     bench_hardening.py  --clients 10000 --round 500
     bench_control.py    --seconds 2
+    bench_js.py         --tests 30              (needs node and `npm ci` in js/)
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ RUNS: dict[str, list[str]] = {
     "pytest": ["bench_pytest.py", "--tests", "100", "--rounds", "3"],
     "hardening": ["bench_hardening.py", "--clients", "10000", "--round", "500"],
     "control": ["bench_control.py", "--seconds", "2"],
+    "js": ["bench_js.py", "--tests", "30"],
 }
 
 
@@ -299,6 +301,22 @@ def _rows_control(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _rows_js(r: dict[str, Any]) -> list[Row]:
+    session, process = r["session"], r["process"]
+    return [
+        Row(
+            "js_test_overhead",
+            "JS helpers: per-test overhead, a session on the run's server (create + end) vs a "
+            "test starting its own `ssevcr replay`, p50",
+            "≥ 20× less",
+            f"{_ms(session['p50_ms'])} vs {_ms(process['p50_ms'])} ms",
+            f"{r['ratio']:.0f}× less",
+            r["ratio"] >= 20,
+            {"js_session_ms": session["p50_ms"], "js_ratio": r["ratio"]},
+        )
+    ]
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "core": _rows_core,
     "replay": _rows_replay,
@@ -306,6 +324,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "pytest": _rows_pytest,
     "hardening": _rows_hardening,
     "control": _rows_control,
+    "js": _rows_js,
 }
 HISTORY_COLUMNS = [
     "date",
