@@ -35,7 +35,13 @@ function parseArgs(argv) {
 function stats(ms) {
   const sorted = [...ms].sort((a, b) => a - b);
   const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-  return { n: sorted.length, p50_ms: at(0.5), p90_ms: at(0.9), min_ms: sorted[0], max_ms: sorted.at(-1) };
+  return {
+    n: sorted.length,
+    p50_ms: at(0.5),
+    p90_ms: at(0.9),
+    min_ms: sorted[0],
+    max_ms: sorted.at(-1),
+  };
 }
 
 async function oneTest(n, options, request) {
@@ -49,7 +55,11 @@ async function oneTest(n, options, request) {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  const load = [loadavg().map((x) => x.toFixed(2)).join("/")];
+  const load = [
+    loadavg()
+      .map((x) => x.toFixed(2))
+      .join("/"),
+  ];
   let request = null;
   if (args.request) {
     const { default: OpenAI } = await import("openai");
@@ -74,7 +84,11 @@ async function main() {
     times.process.push(await oneTest(n, own, request));
   }
   await server.stop();
-  load.push(loadavg().map((x) => x.toFixed(2)).join("/"));
+  load.push(
+    loadavg()
+      .map((x) => x.toFixed(2))
+      .join("/"),
+  );
   const result = {
     tests: args.tests,
     request: args.request,
@@ -85,7 +99,9 @@ async function main() {
   };
   result.ratio = result.process.p50_ms / result.session.p50_ms;
   const what = args.request ? "create + one instant stream + end" : "create + end";
-  console.log(`per-test overhead (${what}), ${args.tests} tests each, interleaved; load ${load.join(" -> ")}`);
+  console.log(
+    `per-test overhead (${what}), ${args.tests} tests each, interleaved; load ${load.join(" -> ")}`,
+  );
   for (const side of ["session", "process"]) {
     const s = result[side];
     console.log(

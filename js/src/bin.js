@@ -1,9 +1,8 @@
 // The ssevcr command line as a child process: where the executable is, starting it, waiting for its
 // one ready line, reading what it logs, stopping it. Nothing here knows about cassettes or tests.
 //
-// The executable is $SSEVCR_BIN when set, else the first `ssevcr` on PATH. A child is started in
-// its own process group and killed when this Node process exits, so a test run that crashes
-// leaves no server behind.
+// The executable is $SSEVCR_BIN when set, else the first `ssevcr` on PATH. A child lives no
+// longer than this Node process (see Child), so a test run that crashes leaves no server behind.
 
 import { execFile, spawn } from "node:child_process";
 import { accessSync, constants } from "node:fs";
@@ -57,22 +56,31 @@ function isExecutable(path) {
 }
 
 /**
- * A running ssevcr child. `ready` resolves with the URL of its ready line (the first stdout line
- * matching `pattern`, whose group 1 is the URL); `stop()` sends SIGTERM and resolves with its exit
- * code and what it wrote to stderr.
+ * A running ssevcr child, tied to this process by a pipe: it runs `ssevcr ARGS -- cat`, whose
+ * `cat` reads the child's stdin, a pipe from here. When this process ends, however it ends (a
+ * test runner terminating a worker thread, SIGKILL), the pipe closes, `cat` exits and ssevcr
+ * stops as it does when its command ends: no server is left behind. `stop()` closes the pipe the
+ * same way (a clean stop, exit code 0).
+ *
+ * `ready` resolves with the URL of its ready line (the first line, on stdout or stderr, matching
+ * `pattern`, whose group 1 is the URL); `onLine` gets every stderr line; `stop()` resolves with
+ * the exit code and what it wrote to stderr.
  */
 export class Child {
+  #pending; // the ready line awaited: {resolve, reject, pattern, done}
+
   constructor(args, { pattern, env = process.env, bin = findSsevcr(env), onLine } = {}) {
     this.args = args;
     this.bin = bin;
     this.stderr = "";
     this.onLine = onLine;
     this.exit = null; // {code, signal} once exited
-    this.proc = spawn(bin, args, {
+    this.proc = spawn(bin, [...args, "--", "cat"], {
       env,
-      stdio: ["ignore", "pipe", "pipe"],
-      detached: true, // its own process group: stop() and the exit hook reach its children too
+      stdio: ["pipe", "pipe", "pipe"],
+      detached: true, // its own process group: kill() reaches its children too
     });
+    this.proc.stdin.on("error", () => {}); // a child that already exited
     live.add(this.proc);
     if (!exitHookInstalled) {
       process.on("exit", killAllOnExit);
@@ -90,60 +98,62 @@ export class Child {
         resolve(this.exit);
       });
     });
-    this.proc.stderr.setEncoding("utf8");
-    let pending = "";
+    this.ready = new Promise((resolve, reject) => {
+      this.#pending = { resolve, reject, pattern, done: false };
+    });
+    this.ready.catch(() => {}); // awaited by the caller; never an unhandled rejection here
+    this.#lines(this.proc.stdout, (line) => this.#maybeReady(line));
+    this.#lines(this.proc.stderr, (line) => {
+      this.#maybeReady(line);
+      this.onLine?.(line);
+    });
     this.proc.stderr.on("data", (text) => {
       this.stderr = (this.stderr + text).slice(-LOG_LIMIT);
-      if (!this.onLine) return;
+    });
+    const timer = setTimeout(() => {
+      this.#notReady(`no ready line within ${READY_TIMEOUT_MS / 1000} s`);
+      this.kill();
+    }, READY_TIMEOUT_MS);
+    this.ready.then(
+      () => clearTimeout(timer),
+      () => clearTimeout(timer),
+    );
+    this.exited.then((exit) =>
+      this.#notReady(
+        exit.error ? exit.error.message : `it exited (${exit.signal ?? `code ${exit.code}`})`,
+      ),
+    );
+  }
+
+  #lines(stream, onLine) {
+    stream.setEncoding("utf8");
+    let pending = "";
+    stream.on("data", (text) => {
       pending += text;
       const lines = pending.split("\n");
       pending = lines.pop();
-      for (const line of lines) this.onLine(line);
+      if (pending.length > 64 * 1024) pending = pending.slice(-64 * 1024); // bounded
+      for (const line of lines) onLine(line);
     });
-    this.ready = this.#readyLine(pattern);
-    this.ready.catch(() => {}); // awaited by the caller; never an unhandled rejection here
   }
 
-  #readyLine(pattern) {
-    return new Promise((resolve, reject) => {
-      let out = "";
-      const timer = setTimeout(() => {
-        fail(`no ready line within ${READY_TIMEOUT_MS / 1000} s`);
-        this.kill();
-      }, READY_TIMEOUT_MS);
-      const fail = (why) => {
-        clearTimeout(timer);
-        const err = this.stderr.trim();
-        reject(
-          new SsevcrError(
-            `${this.describe()} did not start: ${why}${err ? `\n${indent(err)}` : ""}`,
-          ),
-        );
-      };
-      const onData = (text) => {
-        out += text;
-        let newline;
-        while ((newline = out.indexOf("\n")) >= 0) {
-          const line = out.slice(0, newline);
-          out = out.slice(newline + 1);
-          const match = pattern.exec(line);
-          if (match) {
-            clearTimeout(timer);
-            this.proc.stdout.off("data", onData);
-            this.proc.stdout.resume(); // keep draining: a full pipe would block the child
-            resolve({ url: match[1], line });
-            return;
-          }
-        }
-        if (out.length > 64 * 1024) out = out.slice(-64 * 1024);
-      };
-      this.proc.stdout.setEncoding("utf8");
-      this.proc.stdout.on("data", onData);
-      this.exited.then((exit) => {
-        if (exit.error) fail(exit.error.message);
-        else fail(`it exited (${exit.signal ?? `code ${exit.code}`})`);
-      });
-    });
+  #maybeReady(line) {
+    const r = this.#pending;
+    if (r.done) return;
+    const match = r.pattern.exec(line);
+    if (!match) return;
+    r.done = true;
+    r.resolve({ url: match[1], line });
+  }
+
+  #notReady(why) {
+    const r = this.#pending;
+    if (r.done) return;
+    r.done = true;
+    const err = this.stderr.trim();
+    r.reject(
+      new SsevcrError(`${this.describe()} did not start: ${why}${err ? `\n${indent(err)}` : ""}`),
+    );
   }
 
   describe() {
@@ -154,17 +164,23 @@ export class Child {
     return this.exit === null;
   }
 
-  /** SIGTERM, then wait; SIGKILL after STOP_TIMEOUT_MS. Resolves with {code, signal, stderr}. */
+  /** Close its lifeline (its command ends, so it stops cleanly), then wait; SIGTERM and SIGKILL
+   * if it takes longer than STOP_TIMEOUT_MS. Resolves with {code, signal, stderr}. */
   async stop() {
     if (this.running) {
-      try {
-        this.proc.kill("SIGTERM"); // ssevcr itself: it stops its own children (mitmdump) in order
-      } catch {
-        // already gone
-      }
-      const timer = setTimeout(() => this.kill(), STOP_TIMEOUT_MS);
+      this.proc.stdin.end();
+      const timer = setTimeout(() => {
+        try {
+          this.proc.kill("SIGTERM"); // ssevcr itself: it stops its children in order
+        } catch {
+          // already gone
+        }
+        timer2 = setTimeout(() => this.kill(), STOP_TIMEOUT_MS);
+      }, STOP_TIMEOUT_MS);
+      let timer2 = null;
       await this.exited;
       clearTimeout(timer);
+      clearTimeout(timer2);
     }
     return { ...this.exit, stderr: this.stderr };
   }

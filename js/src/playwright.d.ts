@@ -1,4 +1,11 @@
-import type { Page, TestType, PlaywrightTestArgs, PlaywrightTestOptions, PlaywrightWorkerArgs, PlaywrightWorkerOptions } from "@playwright/test";
+import type {
+  Page,
+  TestType,
+  PlaywrightTestArgs,
+  PlaywrightTestOptions,
+  PlaywrightWorkerArgs,
+  PlaywrightWorkerOptions,
+} from "@playwright/test";
 
 import type { Replay, SsevcrFixture, TestCassetteOptions, TestReplay } from "./index.js";
 
@@ -15,6 +22,7 @@ export function routeToReplay(
 ): Promise<void>;
 
 export const test: TestType<
-  PlaywrightTestArgs & PlaywrightTestOptions & { ssevcr: PlaywrightSsevcr; ssevcrOptions: TestCassetteOptions },
+  PlaywrightTestArgs &
+    PlaywrightTestOptions & { ssevcr: PlaywrightSsevcr; ssevcrOptions: TestCassetteOptions },
   PlaywrightWorkerArgs & PlaywrightWorkerOptions
 >;

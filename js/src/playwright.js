@@ -14,10 +14,9 @@ export { expect } from "@playwright/test";
 
 /**
  * Send the page's requests matching `pattern` to the replay instead (its URL + their path and
- * query), as
- * the browser's own request (route.continue: the response still streams). The browser cannot
- * change a request's scheme, so an https:// pattern needs the page to take the replay's URL as
- * its base instead.
+ * query), as the browser's own request (route.continue: the response still streams). The browser
+ * cannot change a request's scheme, so an https:// pattern needs the page to take the replay's
+ * URL as its base instead.
  */
 export async function routeToReplay(page, pattern, replay) {
   const target = new URL(replay.url);
@@ -30,7 +29,8 @@ export async function routeToReplay(page, pattern, replay) {
           `(${url.protocol}); give the page the replay's URL as its API base instead`,
       );
     }
-    await route.continue({ url: `${replay.url}${url.pathname}${url.search}` }); // the session's prefix kept
+    // the replay's URL keeps its session prefix: /__ssevcr/s/ID + the page's path
+    await route.continue({ url: `${replay.url}${url.pathname}${url.search}` });
   });
 }
 

@@ -51,7 +51,8 @@ export class Recording {
   }
 }
 
-/** Record through `ssevcr record CASSETTE --upstream URL`. Options: cassette, upstream, overwrite. */
+/** Record through `ssevcr record CASSETTE --upstream URL` (options: cassette, upstream,
+ * overwrite, env, args, listen). */
 export async function startRecording(options = {}) {
   return Recording.start(options);
 }

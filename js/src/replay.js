@@ -51,19 +51,27 @@ export function baseURLs(url) {
   return { url: root, openaiBaseURL: `${root}/v1`, anthropicBaseURL: root };
 }
 
+const MISS_LIMIT = 1000; // misses kept (the first), as the server keeps them; all are counted
+const MISS_CHARS = 16 * 1024; // characters kept of one miss's message
+
 /** Misses out of the lines ssevcr replay logs: a miss line and its indented continuation. */
 export class MissLog {
   constructor() {
     this.misses = [];
+    this.count = 0;
     this.current = null;
   }
 
   line(text) {
     if (MISS.test(text)) {
-      this.current = { message: text };
-      this.misses.push(this.current);
+      this.count++;
+      this.current =
+        this.misses.length < MISS_LIMIT ? { message: text.slice(0, MISS_CHARS) } : null;
+      if (this.current) this.misses.push(this.current);
     } else if (this.current && /^\s/.test(text)) {
-      this.current.message += `\n${text}`;
+      if (this.current.message.length < MISS_CHARS) {
+        this.current.message = `${this.current.message}\n${text}`.slice(0, MISS_CHARS);
+      }
     } else {
       this.current = null;
     }
@@ -93,7 +101,11 @@ export class ProcessReplay {
     if (!this.dir) this.dir = await mkdtemp(join(tmpdir(), "ssevcr-replay-"));
     this.journalFile = join(this.dir, `journal-${this.launches++}.jsonl`);
     const args = ["replay", ...replayArgs(this.options), "--listen", listen];
-    const env = this.options.env ?? process.env;
+    // the run's control server is announced by these; ssevcr replay takes the token for its own
+    // --control-token, which it refuses without --control
+    const { SSEVCR_CONTROL_URL, SSEVCR_CONTROL_TOKEN, ...env } = this.options.env ?? process.env;
+    void SSEVCR_CONTROL_URL;
+    void SSEVCR_CONTROL_TOKEN;
     if ((await replayOptions(findSsevcr(env))).has("--journal")) {
       args.push("--journal", this.journalFile);
     } else {
@@ -102,7 +114,7 @@ export class ProcessReplay {
     args.push(...(this.options.args ?? []));
     this.child = new Child(args, {
       pattern: READY,
-      env: this.options.env ?? process.env,
+      env,
       onLine: (line) => this.log.line(line),
     });
     const { url } = await this.child.ready;

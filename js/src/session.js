@@ -13,7 +13,8 @@ import { Child, findSsevcr, indent, replayOptions } from "./bin.js";
 import { SsevcrError } from "./errors.js";
 import { baseURLs, cassetteList } from "./replay.js";
 
-const READY = /^ssevcr replay: serving (http:\/\/\S+) .*control (http:\/\/\S+?)\/__ssevcr\/ token ([!-~]+?)[;)]/;
+const READY =
+  /^ssevcr replay: serving (http:\/\/\S+) .*control (http:\/\/\S+?)\/__ssevcr\/ token ([!-~]+?)[;)]/;
 const MAX_ANSWER = 64 * 1024 * 1024; // bytes of one control answer read (a journal of 1,000 plays)
 
 /** A control API client: `url` (the server's), `token`. */
@@ -38,7 +39,8 @@ export class Control {
     const data = body === undefined ? null : Buffer.from(JSON.stringify(body));
     const target = new URL(`${this.url}/__ssevcr/${path}`);
     const headers = { authorization: `Bearer ${this.token}` };
-    if (data) Object.assign(headers, { "content-type": "application/json", "content-length": data.length });
+    if (data)
+      Object.assign(headers, { "content-type": "application/json", "content-length": data.length });
     return new Promise((done, fail) => {
       const req = request(target, { method, headers, agent: this.agent }, (res) => {
         const parts = [];
@@ -58,14 +60,20 @@ export class Control {
           }
           if (res.statusCode >= 200 && res.statusCode < 300 && answer !== null) return done(answer);
           const message = answer?.error?.message ?? text.slice(0, 2000);
-          const error = new SsevcrError(`ssevcr control API: ${method} /__ssevcr/${path}: ${res.statusCode} ${message}`);
+          const error = new SsevcrError(
+            `ssevcr control API: ${method} /__ssevcr/${path}: ${res.statusCode} ${message}`,
+          );
           error.status = res.statusCode;
           fail(error);
         });
         res.on("error", fail);
       });
       req.on("error", (e) =>
-        fail(new SsevcrError(`ssevcr control API at ${this.url} unreachable: ${e.message}`, { cause: e })),
+        fail(
+          new SsevcrError(`ssevcr control API at ${this.url} unreachable: ${e.message}`, {
+            cause: e,
+          }),
+        ),
       );
       req.end(data);
     });
@@ -121,7 +129,9 @@ export class SessionReplay {
 
   /** Faults for the requests from now on. */
   async setFaults(faults) {
-    this.summary = await this.control.call("PUT", this.#path("/faults"), { faults: faults.map(String) });
+    this.summary = await this.control.call("PUT", this.#path("/faults"), {
+      faults: faults.map(String),
+    });
   }
 
   /** End the session; resolves with its final summary (journal and miss list included). */
@@ -135,7 +145,8 @@ export class SessionReplay {
 export class ControlServer {
   static async start({ cors = false, env = process.env, args = [] } = {}) {
     const argv = ["replay", "--control", "--listen", "127.0.0.1:0", ...args];
-    if (cors) argv.push(...(cors === true ? ["--cors=*"] : [].concat(cors).map((o) => `--cors=${o}`)));
+    if (cors)
+      argv.push(...(cors === true ? ["--cors=*"] : [].concat(cors).map((o) => `--cors=${o}`)));
     const child = new Child(argv, { pattern: READY, env });
     const { url, line } = await child.ready;
     const match = READY.exec(line);

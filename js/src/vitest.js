@@ -19,7 +19,7 @@ export { expect } from "vitest";
 /** The test's titles, outermost describe first (vitest: task.suite chain up to the file). */
 function titleOf(task) {
   const names = [task.name];
-  for (let suite = task.suite; suite && suite.type === "suite" && suite !== task.file; ) {
+  for (let suite = task.suite; suite && suite.type === "suite" && suite !== task.file;) {
     if (suite.name) names.unshift(suite.name);
     suite = suite.suite;
   }

@@ -17,7 +17,11 @@ const CASES = [
   { sdk: "openai", faults: [], text: openaiText(OPENAI) },
   { sdk: "anthropic", faults: [], text: anthropicText(ANTHROPIC) },
   { sdk: "openai", faults: ["truncate:after=4,end=close"], text: openaiText(OPENAI.slice(0, 4)) },
-  { sdk: "anthropic", faults: ["truncate:after=9,end=close"], text: anthropicText(ANTHROPIC.slice(0, 9)) },
+  {
+    sdk: "anthropic",
+    faults: ["truncate:after=9,end=close"],
+    text: anthropicText(ANTHROPIC.slice(0, 9)),
+  },
   { sdk: "openai", faults: ["status:429"], status: 429 },
   { sdk: "anthropic", faults: ["status:529"], status: 529 },
 ];
@@ -25,13 +29,23 @@ const CASES = [
 async function run(c, replay, id) {
   const headers = { "x-test": id };
   if (c.sdk === "openai") {
-    const client = new OpenAI({ baseURL: replay.openaiBaseURL, apiKey: "t", maxRetries: 0, defaultHeaders: headers });
+    const client = new OpenAI({
+      baseURL: replay.openaiBaseURL,
+      apiKey: "t",
+      maxRetries: 0,
+      defaultHeaders: headers,
+    });
     let text = "";
     const stream = await client.chat.completions.create(requestParams(example("openai-chat-text")));
     for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
     return text;
   }
-  const client = new Anthropic({ baseURL: replay.anthropicBaseURL, apiKey: "t", maxRetries: 0, defaultHeaders: headers });
+  const client = new Anthropic({
+    baseURL: replay.anthropicBaseURL,
+    apiKey: "t",
+    maxRetries: 0,
+    defaultHeaders: headers,
+  });
   let text = "";
   const stream = await client.messages.create(requestParams(example("anthropic-tool-use")));
   for await (const e of stream) {

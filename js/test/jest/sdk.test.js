@@ -23,7 +23,9 @@ async function chat(replay) {
 }
 
 test("cassettes/<file>/<test title>.msgpack", () => {
-  expect(ssevcr.path()).toBe(`${REPO}/cassettes/sdk.test/cassettes--file---test-title-.msgpack.msgpack`);
+  expect(ssevcr.path()).toBe(
+    `${REPO}/cassettes/sdk.test/cassettes--file---test-title-.msgpack.msgpack`,
+  );
 });
 
 test("openai: the exact recorded text", async () => {
@@ -63,7 +65,9 @@ test("a miss fails the test with the closest recording and what differed", () =>
   const { code, output } = runFixture("jest", "miss.jest.js");
   expect(code).toBe(1);
   expect(output).toContain("MissError");
-  expect(output).toMatch(/1 request matched no recorded interaction \(test "asks something the cassette lacks"\)/);
+  expect(output).toMatch(
+    /1 request matched no recorded interaction \(test "asks something the cassette lacks"\)/,
+  );
   expect(output).toContain("closest: #1 POST");
   expect(output).toMatch(/body \$\.messages\[0\]\.content: recorded ".*", got "Something else"/);
 }, 120_000);

@@ -14,7 +14,16 @@ const CHAT_UI = join(REPO, "examples", "chat-ui");
 const CHAT = "cassettes/examples/openai-chat-text.msgpack";
 const EVENTS = show(example("openai-chat-text")).interactions[0].events;
 const TEXT = openaiText(EVENTS);
-const TERMINAL = ["done", "network", "http", "aborted", "provider", "bad-event", "incomplete", "timeout"];
+const TERMINAL = [
+  "done",
+  "network",
+  "http",
+  "aborted",
+  "provider",
+  "bad-event",
+  "incomplete",
+  "timeout",
+];
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
 
 let pages; // the example's static files, from an origin of their own
@@ -63,7 +72,8 @@ function expectStreamed(samples) {
   const final = samples.at(-1);
   expect(final.state).toBe("done");
   expect(final.text).toBe(TEXT);
-  for (let i = 1; i < samples.length; i++) expect(samples[i].text.startsWith(samples[i - 1].text)).toBe(true);
+  for (let i = 1; i < samples.length; i++)
+    expect(samples[i].text.startsWith(samples[i - 1].text)).toBe(true);
   // it grew in steps over the recorded span, not in one piece
   const partial = new Set(samples.map((s) => s.text).filter((t) => t && t !== TEXT));
   expect(partial.size).toBeGreaterThanOrEqual(4);
@@ -83,7 +93,9 @@ test("the cassette named after the test", async ({ page, ssevcr }) => {
   const root = mkdtempSync(join(tmpdir(), "ssevcr-pw-"));
   try {
     const path = ssevcr.path({ root });
-    expect(path).toBe(join(root, "cassettes", "chat-ui.spec", "the-cassette-named-after-the-test.msgpack"));
+    expect(path).toBe(
+      join(root, "cassettes", "chat-ui.spec", "the-cassette-named-after-the-test.msgpack"),
+    );
     mkdirSync(dirname(path), { recursive: true });
     copyFileSync(example("openai-chat-text"), path);
     const replay = await ssevcr({ root });
@@ -94,7 +106,10 @@ test("the cassette named after the test", async ({ page, ssevcr }) => {
   }
 });
 
-test("page.route sends the page's own-origin API calls to the replay, still streaming", async ({ page, ssevcr }) => {
+test("page.route sends the page's own-origin API calls to the replay, still streaming", async ({
+  page,
+  ssevcr,
+}) => {
   const replay = await ssevcr({ cassette: CHAT, root: REPO });
   await ssevcr.route(page, `${pages.url}/v1/**`, replay);
   await open(page); // no api parameter: the page calls its own origin
@@ -102,7 +117,11 @@ test("page.route sends the page's own-origin API calls to the replay, still stre
 });
 
 test("a stream cut after event 5 shows the aborted state", async ({ page, ssevcr }) => {
-  const replay = await ssevcr({ cassette: CHAT, root: REPO, faults: ["truncate:after=5,end=abort"] });
+  const replay = await ssevcr({
+    cassette: CHAT,
+    root: REPO,
+    faults: ["truncate:after=5,end=abort"],
+  });
   await open(page, replay.url);
   const final = (await watch(page)).at(-1);
   expect(final.state).toBe("aborted");
@@ -112,7 +131,11 @@ test("a stream cut after event 5 shows the aborted state", async ({ page, ssevcr
 });
 
 test("a stall fires the page's inactivity timeout", async ({ page, ssevcr }) => {
-  const replay = await ssevcr({ cassette: CHAT, root: REPO, faults: ["stall:before=3,for=forever"] });
+  const replay = await ssevcr({
+    cassette: CHAT,
+    root: REPO,
+    faults: ["stall:before=3,for=forever"],
+  });
   await open(page, replay.url);
   const final = (await watch(page)).at(-1);
   expect(final.state).toBe("timeout");

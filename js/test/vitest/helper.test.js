@@ -34,7 +34,9 @@ describe("cassette names", () => {
     expect(ssevcr.path()).toBe(
       `${process.cwd()}/cassettes/helper.test/cassette-names-one-per-test,-named-after-its-file-and-title.msgpack`,
     );
-    expect(ssevcr.path({ name: "story" })).toBe(`${process.cwd()}/cassettes/helper.test/story.msgpack`);
+    expect(ssevcr.path({ name: "story" })).toBe(
+      `${process.cwd()}/cassettes/helper.test/story.msgpack`,
+    );
     expect(ssevcr.path({ name: CHAT, root: REPO })).toBe(`${REPO}/${CHAT}`);
   });
 
@@ -57,14 +59,27 @@ describe("concurrent tests: each its own cassette and faults", () => {
   // five tests at once, each with other faults on the same cassette, or another cassette
   const cases = [
     { faults: [], chunks: RECORDED.events.length - 1, text: TEXT },
-    { faults: ["truncate:after=2,end=close"], chunks: 2, text: openaiText(RECORDED.events.slice(0, 2)) },
-    { faults: ["truncate:after=5,end=close"], chunks: 5, text: openaiText(RECORDED.events.slice(0, 5)) },
+    {
+      faults: ["truncate:after=2,end=close"],
+      chunks: 2,
+      text: openaiText(RECORDED.events.slice(0, 2)),
+    },
+    {
+      faults: ["truncate:after=5,end=close"],
+      chunks: 5,
+      text: openaiText(RECORDED.events.slice(0, 5)),
+    },
     { faults: ["status:429"], status: 429 },
     { faults: ["status:503"], status: 503 },
   ];
   for (const [n, c] of cases.entries()) {
     test.concurrent(`case ${n}: ${c.faults.join(" ") || "clean"}`, async ({ ssevcr }) => {
-      const replay = await ssevcr({ cassette: CHAT, root: REPO, timing: "scale:0.2", faults: c.faults });
+      const replay = await ssevcr({
+        cassette: CHAT,
+        root: REPO,
+        timing: "scale:0.2",
+        faults: c.faults,
+      });
       const got = await chat(replay);
       if (c.status) {
         expect(got.error?.status).toBe(c.status);

@@ -104,7 +104,7 @@ describe("faults are the SDK's own errors", () => {
     expect(got.text).toBe(TEXT);
   });
 
-  test("truncate:after=3,end=close: a well-formed, shorter stream ends without an error", async () => {
+  test("truncate:after=3,end=close: a shorter stream, and no error", async () => {
     const r = await replay({ timing: "instant", faults: ["truncate:after=3,end=close"] });
     const got = await consume(client(r));
     expect(got.error).toBeNull(); // the SDK does not notice the missing [DONE]: check for it

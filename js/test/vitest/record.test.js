@@ -22,13 +22,20 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 function expectedText() {
   const events = fixtureEvents(FIXTURE).map((raw) => ({
-    data: raw.toString().replace(/^data: /, "").trim(),
+    data: raw
+      .toString()
+      .replace(/^data: /, "")
+      .trim(),
   }));
   return openaiText(events);
 }
 
 async function chat(handle, content = "Say hello") {
-  const client = new OpenAI({ baseURL: handle.openaiBaseURL, apiKey: "sk-test-secret", maxRetries: 0 });
+  const client = new OpenAI({
+    baseURL: handle.openaiBaseURL,
+    apiKey: "sk-test-secret",
+    maxRetries: 0,
+  });
   const t0 = performance.now();
   const stream = await client.chat.completions.create({
     ...QUESTION,
@@ -50,7 +57,12 @@ test("record once against a local upstream, then replay it with the upstream sto
   const title = "says hello";
 
   // the recording run: no cassette yet, so `once` records through ssevcr record
-  const recordingRun = new TestCassettes({ file, title, root, defaults: { upstream: upstream.url } });
+  const recordingRun = new TestCassettes({
+    file,
+    title,
+    root,
+    defaults: { upstream: upstream.url },
+  });
   const recording = await recordingRun.start({ record: "once" });
   expect(recording.recording).toBe(true);
   const live = await chat(recording);
@@ -65,10 +77,13 @@ test("record once against a local upstream, then replay it with the upstream sto
   expect(recorded).toHaveLength(1);
   expect(recorded[0].outcome).toBe("complete");
   expect(openaiText(recorded[0].events)).toBe(expectedText());
-  // the recorded gaps are the upstream's (60 ms), give or take load
-  const gaps = recorded[0].events.slice(1).map((e) => e.gap);
-  expect(median(gaps)).toBeGreaterThan(0.9 * (GAP_MS / 1000));
-  expect(median(gaps)).toBeLessThan(GAP_MS / 1000 + 0.03);
+  // the recorded gaps are the upstream's: each within a few ms of when it really sent them
+  const sent = upstream.sent[0].times; // ms, one per chunk (= per event)
+  const events = recorded[0].events;
+  expect(events).toHaveLength(sent.length);
+  const errors = events.slice(1).map((e, i) => Math.abs(e.gap - (sent[i + 1] - sent[i]) / 1000));
+  expect(median(errors)).toBeLessThan(0.01);
+  expect(median(events.slice(1).map((e) => e.gap))).toBeGreaterThan(0.9 * (GAP_MS / 1000));
 
   // the replay run: the upstream is gone; `once` with the cassette there only replays
   const replayRun = new TestCassettes({ file, title, root, defaults: { upstream: upstream.url } });
@@ -90,7 +105,9 @@ test("record once against a local upstream, then replay it with the upstream sto
     (e) => e,
   );
   expect(failure).toBeInstanceOf(MissError);
-  expect(failure.message).toMatch(/1 request matched no recorded interaction \(test "says hello"\)/);
+  expect(failure.message).toMatch(
+    /1 request matched no recorded interaction \(test "says hello"\)/,
+  );
   expect(failure.message).toContain("closest: #1 POST");
   expect(failure.message).toContain('recorded "Say hello", got "Something else"');
 });

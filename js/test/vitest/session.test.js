@@ -35,7 +35,10 @@ test("the journal: a stream left after 3 chunks, then one read to the end", asyn
     journal = await replay.journal();
   }
   const [left, whole] = journal;
-  expect(left).toMatchObject({ state: "left", completed: false, how: "fin" });
+  expect(left).toMatchObject({ state: "left", completed: false });
+  // the SDK closes the connection: a FIN, or a RST when bytes it never read were still in its
+  // socket (the server had written the next events before the close)
+  expect(["fin", "rst"]).toContain(left.how);
   expect(left.left_after_event).toBeGreaterThanOrEqual(3);
   expect(left.left_after_event).toBeLessThan(EVENTS.length);
   expect(whole).toMatchObject({ state: "completed", completed: true, events: EVENTS.length });
@@ -46,7 +49,12 @@ test("the journal: a stream left after 3 chunks, then one read to the end", asyn
 });
 
 test("setFaults: other faults for the requests that follow", async ({ ssevcr }) => {
-  const replay = await ssevcr({ cassette: CHAT, root: REPO, timing: "instant", allowRepeats: true });
+  const replay = await ssevcr({
+    cassette: CHAT,
+    root: REPO,
+    timing: "instant",
+    allowRepeats: true,
+  });
   const text = async () => {
     let out = "";
     for await (const chunk of await client(replay).chat.completions.create(PARAMS)) {
@@ -71,12 +79,16 @@ test("misses() while the test runs; stop() gives the final summary", async ({ ss
   const replay = await ssevcr({ cassette: CHAT, root: REPO, timing: "instant", allowMisses: true });
   for await (const chunk of await client(replay).chat.completions.create(PARAMS)) void chunk;
   const other = { ...PARAMS, messages: [{ role: "user", content: "Another question" }] };
-  await expect(client(replay).chat.completions.create(other)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  await expect(client(replay).chat.completions.create(other)).rejects.toBeInstanceOf(
+    OpenAI.NotFoundError,
+  );
   const misses = await replay.misses();
   expect(misses).toHaveLength(1);
   expect(misses[0].message).toContain('got "Another question"');
   // one interaction, played once (a test's default): the same request again is a miss too
-  await expect(client(replay).chat.completions.create(PARAMS)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  await expect(client(replay).chat.completions.create(PARAMS)).rejects.toBeInstanceOf(
+    OpenAI.NotFoundError,
+  );
   const summary = await replay.stop();
   expect(summary).toMatchObject({ plays: 1, misses: 2, once: true });
   expect(summary.miss_list).toHaveLength(2);

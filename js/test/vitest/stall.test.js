@@ -37,7 +37,13 @@ async function stalled(name, open) {
   expect(first.map((x) => x.done)).toEqual([false, false]);
   // the third event never comes, and the SDK's timeout does not fire
   const next = events.next();
-  const outcome = await Promise.race([next.then((x) => x, (e) => e), sleep(PAST_IT_MS)]);
+  const outcome = await Promise.race([
+    next.then(
+      (x) => x,
+      (e) => e,
+    ),
+    sleep(PAST_IT_MS),
+  ]);
   expect(outcome).toBe("still waiting");
   expect(performance.now() - t0).toBeGreaterThan(TIMEOUT_MS);
   // an abort ends the stream as if it were complete: no error reaches the caller
