@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CASSETTE = ROOT / "cassettes" / "examples" / "openai-chat-text.msgpack"
 MAIN = "from ssevcr.cli import main; main()"
 CWD = "/"  # not a checkout: `python -c` puts the working directory first on sys.path
 
@@ -40,6 +39,13 @@ CWD = "/"  # not a checkout: `python -c` puts the working directory first on sys
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def cassette_of(env: dict[str, str]) -> Path:
+    """The example cassette of the checkout this side runs (an older checkout may not read the
+    current format version, so each side replays its own copy of the same stream)."""
+    root = Path(env["PYTHONPATH"]) if "PYTHONPATH" in env else ROOT
+    return root / "cassettes" / "examples" / "openai-chat-text.msgpack"
 
 
 def run_once(command: str, env: dict[str, str]) -> tuple[float, float]:
@@ -56,7 +62,7 @@ def run_once(command: str, env: dict[str, str]) -> tuple[float, float]:
         )
         return time.perf_counter() - start, _cpu() - cpu0
     proc = subprocess.Popen(
-        [sys.executable, "-c", MAIN, "replay", str(CASSETTE), "--listen", "127.0.0.1:0"],
+        [sys.executable, "-c", MAIN, "replay", str(cassette_of(env)), "--listen", "127.0.0.1:0"],
         env=env,
         cwd=CWD,
         stdout=subprocess.PIPE,

@@ -233,7 +233,8 @@ def bench_load(events: int, big_events: int, runs: int) -> dict[str, Any]:
         ssevcr_s = median_time(load_ours, 15)
         vcr_s = median_time(load_theirs, 3)
         print(
-            f"load {events:,} events ({len(body) / 1e6:.1f} MB, {os.path.getsize(ours) / 1e6:.1f} MB msgpack, "
+            f"load {events:,} events ({len(body) / 1e6:.1f} MB, "
+            f"{os.path.getsize(ours) / 1e6:.1f} MB msgpack, "
             f"{os.path.getsize(theirs) / 1e6:.1f} MB yaml)"
         )
         print(f"  fresh process, imports included (median of {runs}, interleaved):")
@@ -352,7 +353,8 @@ def bench_fidelity(events: int) -> dict[str, float]:
     async_obs = asyncio.run(run_async())
     a50, a99 = percentiles(gap_errors(async_obs, recorded))
     print(
-        f"in-process timing fidelity at scale 1, {len(recorded)} chunks, gaps 5-20 ms: |observed - recorded| gap"
+        f"in-process timing fidelity at scale 1, {len(recorded)} chunks, gaps 5-20 ms: "
+        "|observed - recorded| gap"
     )
     print(f"  baseline (sleep to deadline)  p50 {b50 * 1e3:6.3f} ms  p99 {b99 * 1e3:6.3f} ms")
     print(
@@ -406,8 +408,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     print(
-        f"# bench_core  {time.strftime('%Y-%m-%d')}  {platform.platform()}  {os.cpu_count()} cores  "
-        f"Python {platform.python_version()}"
+        f"# bench_core  {time.strftime('%Y-%m-%d')}  {platform.platform()}  "
+        f"{os.cpu_count()} cores  Python {platform.python_version()}"
     )
     results = {
         "load": bench_load(args.events, args.big_events, args.runs),

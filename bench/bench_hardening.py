@@ -1,7 +1,8 @@
 """The replay server after 10,000 misbehaving clients: leaked tasks, sockets, connection objects and
 memory, and whether it still serves.
 
-    .venv/bin/python bench/bench_hardening.py [--clients 10000] [--round 500] [--misses 1000] [--json FILE]
+    .venv/bin/python bench/bench_hardening.py [--clients 10000] [--round 500] [--misses 1000]
+                                              [--json FILE]
 
 The clients and the server process are tests/soak.py's (the same as tests/test_hardening.py, which
 runs 700 of them): clients that vanish mid-stream (FIN or RST), stall with full socket buffers on
@@ -49,8 +50,8 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
 
     print(
-        f"# bench_hardening  {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores  Python {platform.python_version()}  "
-        f"load average {os.getloadavg()[0]:.2f} at start"
+        f"# bench_hardening  {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores  "
+        f"Python {platform.python_version()}  load average {os.getloadavg()[0]:.2f} at start"
     )
     cassette = soak_cassette()
     with SoakServer() as server:
@@ -118,25 +119,28 @@ def main() -> None:
         "serves_after": serves,
     }
     print(
-        f"{done:,} clients in rounds of {args.round} ({elapsed:.1f} s, after a warm-up of {warm}; kinds incl. the warm-up): "
-        + ", ".join(f"{k} {v}" for k, v in kinds.items())
+        f"{done:,} clients in rounds of {args.round} ({elapsed:.1f} s, after a warm-up of {warm}; "
+        "kinds incl. the warm-up): " + ", ".join(f"{k} {v}" for k, v in kinds.items())
     )
     print(
         f"  client-side errors (refused, reset before leaving): {len(soak.stats.errors)}"
         + (f"  first: {soak.stats.errors[0]}" if soak.stats.errors else "")
     )
     print(
-        f"  stalls: {sum(blocked)} of {len(at_stall)} rounds had the server's writes waiting on every staller; "
-        f"largest buffer held for one client {largest / 1024:.0f} KiB"
+        f"  stalls: {sum(blocked)} of {len(at_stall)} rounds had the server's writes waiting on "
+        f"every staller; largest buffer held for one client {largest / 1024:.0f} KiB"
     )
     print(
-        f"  tasks on the server's loop: {len(before['tasks'])} before, {len(after['tasks'])} after; "
-        f"open fds {before['fds']} before, {after['fds']} after; open connections after {after['connections']}; "
+        f"  tasks on the server's loop: {len(before['tasks'])} before, "
+        f"{len(after['tasks'])} after; open fds {before['fds']} before, {after['fds']} after; "
+        f"open connections after {after['connections']}; "
         f"live connection objects after {after['live_connections']}"
     )
     print(
-        f"  server RSS: {before['rss_kib'] / 1024:.1f} MiB after the warm-up, {after['rss_kib'] / 1024:.1f} MiB "
-        f"after {done:,} clients ({(after['rss_kib'] - before['rss_kib']) / 1024:+.1f} MiB), peak {final['hwm_kib'] / 1024:.1f} MiB"
+        f"  server RSS: {before['rss_kib'] / 1024:.1f} MiB after the warm-up, "
+        f"{after['rss_kib'] / 1024:.1f} MiB after {done:,} clients "
+        f"({(after['rss_kib'] - before['rss_kib']) / 1024:+.1f} MiB), "
+        f"peak {final['hwm_kib'] / 1024:.1f} MiB"
     )
     step = max(1, len(curve) // 5)
     print(
@@ -144,8 +148,8 @@ def main() -> None:
         + ", ".join(f"{n:,}: {kib / 1024:.1f}" for n, kib in curve[::step])
     )
     print(
-        f"  server errors logged: {len(after['errors'])}; serves a normal request afterwards: {serves}; "
-        f"requests answered: {final['requests']:,}"
+        f"  server errors logged: {len(after['errors'])}; "
+        f"serves a normal request afterwards: {serves}; requests answered: {final['requests']:,}"
     )
     results["misses"] = bench_misses(args.misses)
     results["upload"] = bench_upload()
@@ -164,8 +168,9 @@ def bench_misses(count: int) -> dict[str, Any]:
         after = server.stats()
     grown = (after["rss_kib"] - before["rss_kib"]) / 1024
     print(
-        f"{count:,} distinct 1 MB misses ({seconds:.1f} s): server RSS {before['rss_kib'] / 1024:.1f} -> "
-        f"{after['rss_kib'] / 1024:.1f} MiB ({grown:+.1f} MiB), peak {after['hwm_kib'] / 1024:.1f} MiB"
+        f"{count:,} distinct 1 MB misses ({seconds:.1f} s): "
+        f"server RSS {before['rss_kib'] / 1024:.1f} -> {after['rss_kib'] / 1024:.1f} MiB "
+        f"({grown:+.1f} MiB), peak {after['hwm_kib'] / 1024:.1f} MiB"
     )
     return {
         "count": count,
@@ -194,8 +199,9 @@ def bench_upload() -> dict[str, Any]:
                 "hwm_kib": stats["hwm_kib"],
             }
             print(
-                f"10 GB upload, {kind}: refused after {sent / 2**20:.0f} MiB ({reply[:12]!r}); server RSS "
-                f"{before['rss_kib'] / 1024:.1f} -> {stats['rss_kib'] / 1024:.1f} MiB, peak {stats['hwm_kib'] / 1024:.1f} MiB"
+                f"10 GB upload, {kind}: refused after {sent / 2**20:.0f} MiB ({reply[:12]!r}); "
+                f"server RSS {before['rss_kib'] / 1024:.1f} -> {stats['rss_kib'] / 1024:.1f} MiB, "
+                f"peak {stats['hwm_kib'] / 1024:.1f} MiB"
             )
     out["rss_before_kib"] = before["rss_kib"]
     return out

@@ -9,7 +9,8 @@ and takes, per event, arrival time minus send time. Three paths, interleaved ove
 
 - direct:        client -> upstream
 - mitmproxy:     client -> mitmdump (reverse proxy, an addon that only sets ``stream = True``)
-- ssevcr record: client -> ``ssevcr record --upstream ...`` (the real CLI: mitmdump + recording addon)
+- ssevcr record: client -> ``ssevcr record --upstream ...``
+                 (the real CLI: mitmdump + recording addon)
 
 Each measured stream is preceded by a short warm-up stream on the same connection. Prints median
 and p99 per path, the added latency and ratios (``--json FILE`` also writes them). No assertions:
@@ -37,9 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PAYLOAD = (  # an OpenAI chat chunk without its closing brace
-    '{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1727346168,"model":"gpt-4o-2024-08-06",'
-    '"system_fingerprint":"fp_bench","choices":[{"index":0,"delta":{"content":" token"},"logprobs":null,'
-    '"finish_reason":null}]'
+    '{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1727346168,'
+    '"model":"gpt-4o-2024-08-06","system_fingerprint":"fp_bench",'
+    '"choices":[{"index":0,"delta":{"content":" token"},"logprobs":null,"finish_reason":null}]'
 )
 
 
@@ -322,7 +323,8 @@ def main() -> None:
     gaps, first = _recorded(tmp / "bench.msgpack")
     cpu = platform.processor() or platform.machine()
     print(
-        f"# {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"# {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), "
+        f"Python {platform.python_version()}, "
         f"{args.rounds} x {args.events} events per path, {args.gap_ms:g} ms apart\n"
     )
     print("| path | median (ms) | p99 (ms) |")
@@ -333,7 +335,8 @@ def main() -> None:
     p99 = {k: pct(v, 99) for k, v in lat.items()}
     print()
     print(
-        f"added by the recording addon (ssevcr record - mitmproxy): median {med['ssevcr record'] - med['mitmproxy']:+.3f} ms, "
+        "added by the recording addon (ssevcr record - mitmproxy): "
+        f"median {med['ssevcr record'] - med['mitmproxy']:+.3f} ms, "
         f"p99 {p99['ssevcr record'] - p99['mitmproxy']:+.3f} ms  (target <= 0.1 ms per event)"
     )
     print(
@@ -346,7 +349,8 @@ def main() -> None:
     )
     if gaps:
         print(
-            f"|recorded gap - sent gap| over {len(gaps)} gaps: median {statistics.median(gaps):.3f} ms, "
+            f"|recorded gap - sent gap| over {len(gaps)} gaps: "
+            f"median {statistics.median(gaps):.3f} ms, "
             f"p99 {pct(gaps, 99):.3f} ms  (target: median <= 1 ms)"
         )
     _print_first("ssevcr record", first)

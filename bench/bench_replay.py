@@ -1,6 +1,7 @@
 """Replay server benchmarks: timing fidelity, instant-mode throughput, 1,000 concurrent streams.
 
-    .venv/bin/python bench/bench_replay.py [--quick] [--only fidelity|throughput|many] [--many N] [--json FILE]
+    .venv/bin/python bench/bench_replay.py [--quick] [--only fidelity|throughput|many] [--many N]
+                                           [--json FILE]
 
 The server runs in its own process (``--serve MODE``, re-invoking this file) so the client never
 steals its event loop; the client is this process (asyncio protocols that only timestamp reads
@@ -365,7 +366,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def fmt_ms(values: list[float]) -> str:
-    return f"p50 {pct(values, 0.5) * 1e3:6.3f} ms  p99 {pct(values, 0.99) * 1e3:6.3f} ms  max {max(values) * 1e3:6.2f} ms"
+    return (
+        f"p50 {pct(values, 0.5) * 1e3:6.3f} ms  p99 {pct(values, 0.99) * 1e3:6.3f} ms  "
+        f"max {max(values) * 1e3:6.2f} ms"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,11 +553,13 @@ def main() -> None:
     recorded = list(interaction.response.chunk_at)
     body = interaction.response.body
     print(
-        f"# ssevcr replay server benchmarks  ({time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} cores, {platform.machine()}, load average {os.getloadavg()[0]:.2f} at start)"
+        f"# ssevcr replay server benchmarks  ({time.strftime('%Y-%m-%d')}, "
+        f"Python {platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}, "
+        f"load average {os.getloadavg()[0]:.2f} at start)"
     )
     print(
-        f"cassette: {CASSETTE.name} ({len(recorded)} chunks, {len(body)} bytes, {interaction.response.end.at:.2f} s)"
+        f"cassette: {CASSETTE.name} ({len(recorded)} chunks, {len(body)} bytes, "
+        f"{interaction.response.end.at:.2f} s)"
     )
 
     rounds = 3 if args.quick else 8
@@ -583,7 +589,8 @@ def section_fidelity(
             out[f"{streams} {mode}"] = r
             label = "precise loop (CLI)" if mode == "precise" else "default asyncio loop"
             print(
-                f"  {streams:4d} stream{'s' if streams > 1 else ' '} {label:21s} p50 {r['p50'] * 1e3:6.3f} ms  "
+                f"  {streams:4d} stream{'s' if streams > 1 else ' '} {label:21s} "
+                f"p50 {r['p50'] * 1e3:6.3f} ms  "
                 f"p99 {r['p99'] * 1e3:6.3f} ms  max {r['max'] * 1e3:6.2f} ms  ({r['n']} gaps, "
                 f"{r['failures']} failures, server CPU {r['cpu'] / r['wall'] * 100:.0f}%)"
             )
@@ -599,8 +606,8 @@ def long_stream(path: Path, events: int) -> None:
         chunks.append(
             (
                 at,
-                b'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" tok%d"}}]}\n\n'
-                % i,
+                b'data: {"object":"chat.completion.chunk",'
+                b'"choices":[{"index":0,"delta":{"content":" tok%d"}}]}\n\n' % i,
             )
         )
     response = Response.from_chunks(
@@ -611,7 +618,8 @@ def long_stream(path: Path, events: int) -> None:
 
 def section_throughput(quick: bool, request: bytes) -> dict[str, dict[str, object]]:
     print(
-        "\n## 2. instant-mode throughput (keep-alive, 50 clients; same client for every server, interleaved)"
+        "\n## 2. instant-mode throughput "
+        "(keep-alive, 50 clients; same client for every server, interleaved)"
     )
     seconds = 3.0 if quick else 6.0
     out: dict[str, dict[str, object]] = {}
@@ -642,12 +650,13 @@ def section_throughput(quick: bool, request: bytes) -> dict[str, dict[str, objec
             print(f"  {label}, {len(response)} bytes per response:")
             for name, (rps, cpu_us) in results.items():
                 print(
-                    f"    {name:15s} {rps:8.0f} responses/s  {rps * len(response) / 1e6:7.1f} MB/s  "
-                    f"server CPU {cpu_us:7.1f} us/response"
+                    f"    {name:15s} {rps:8.0f} responses/s  "
+                    f"{rps * len(response) / 1e6:7.1f} MB/s  server CPU {cpu_us:7.1f} us/response"
                 )
             mine = results["ssevcr"][0]
             print(
-                f"    ratio ssevcr / bare one-write Protocol: {mine / results['bare protocol'][0]:.2f}   "
+                "    ratio ssevcr / bare one-write Protocol: "
+                f"{mine / results['bare protocol'][0]:.2f}   "
                 f"/ bare one-write streams: {mine / results['bare streams'][0]:.2f}   "
                 f"/ bare per-chunk Protocol: {mine / results['bare per-chunk'][0]:.2f}"
             )
@@ -691,12 +700,15 @@ def section_many(
     assert isinstance(peaks, list) and isinstance(r["errors"], list)
     rss0 = float(r["rss0"])  # type: ignore[arg-type]
     print(
-        f"  {count} streams x 2 rounds: {r['failures']} errors{' (' + str(r['first']) + ')' if r['failures'] else ''}; "
+        f"  {count} streams x 2 rounds: {r['failures']} errors"
+        f"{' (' + str(r['first']) + ')' if r['failures'] else ''}; "
         f"gap error {fmt_ms(r['errors'])}"
     )
     print(
-        f"    server RSS idle {rss0 / 1024:.1f} MiB, peak after round 1 {peaks[0] / 1024:.1f} MiB, "
-        f"after round 2 {peaks[1] / 1024:.1f} MiB ({(peaks[0] - rss0) / count:.0f} KiB per stream), "
+        f"    server RSS idle {rss0 / 1024:.1f} MiB, "
+        f"peak after round 1 {peaks[0] / 1024:.1f} MiB, "
+        f"after round 2 {peaks[1] / 1024:.1f} MiB "
+        f"({(peaks[0] - rss0) / count:.0f} KiB per stream), "
         f"after the streams {float(r['rss_end']) / 1024:.1f} MiB"
     )  # type: ignore[arg-type]
     errors = r["errors"]
@@ -741,7 +753,8 @@ def section_many_light(
                 "gap_p99_ms": pct(errors, 0.99) * 1e3 if errors else None,
             }
             print(
-                f"    {name:11s} {r['failures']} errors; gap error {fmt_ms(errors) if errors else '-'}"
+                f"    {name:11s} {r['failures']} errors; "
+                f"gap error {fmt_ms(errors) if errors else '-'}"
             )
     a, b = out["ssevcr"], out["bare timed"]
     assert isinstance(a, dict) and isinstance(b, dict)

@@ -10,7 +10,8 @@ average before and after the run is part of the record. The full-size runs of ea
 section in bench/README.md) are the reference; these sizes trade some p99 stability for time:
 
     bench_core.py       --events 100000 --big-events 1000000 --runs 5 --fidelity-events 200
-    bench_replay.py     --quick --many 1000     (1 stream x3, 500 streams x1, 3 s throughput, 1,000 streams x2)
+    bench_replay.py     --quick --many 1000
+                        (1 stream x3, 500 streams x1, 3 s throughput, 1,000 streams x2)
     bench_record.py     --events 150 --rounds 3
     bench_pytest.py     --tests 100 --rounds 3
     bench_hardening.py  --clients 10000 --round 500
@@ -101,7 +102,8 @@ def _rows_core(r: dict[str, Any]) -> list[Row]:
         rows.append(
             Row(
                 "load_1m",
-                f"Load a {big['events']:,}-event cassette in a fresh process ({big['file_mib']:.0f} MiB)",
+                f"Load a {big['events']:,}-event cassette in a fresh process "
+                f"({big['file_mib']:.0f} MiB)",
                 "≤ 50 ms, memory ≈ the file",
                 f"{big['load_ms']:.1f} ms, +{big['rss_load_mib']:.0f} MiB; first use "
                 f"{big['first_use_ms']:.0f} ms, +{big['rss_use_mib']:.0f} MiB in all",
@@ -118,8 +120,9 @@ def _rows_core(r: dict[str, Any]) -> list[Row]:
                 f"Gap error, in process (ReplayTransport, httpx2 {mode}), scale 1, p50 / p99",
                 "≤ 0.3 / ≤ 1.5 ms",
                 f"{_ms(p50)} / {_ms(p99)} ms",
-                f"{p50 / max(fid['baseline_p50_ms'], 1e-6):.1f}× / {p99 / max(fid['baseline_p99_ms'], 1e-6):.1f}× "
-                f"sleeping to the same deadlines ({_ms(fid['baseline_p50_ms'])} / {_ms(fid['baseline_p99_ms'])} ms)",
+                f"{p50 / max(fid['baseline_p50_ms'], 1e-6):.1f}× / "
+                f"{p99 / max(fid['baseline_p99_ms'], 1e-6):.1f}× sleeping to the same deadlines "
+                f"({_ms(fid['baseline_p50_ms'])} / {_ms(fid['baseline_p99_ms'])} ms)",
                 p50 <= 0.3 and p99 <= 1.5,
                 {f"transport_{mode}_p50_ms": p50, f"transport_{mode}_p99_ms": p99},
             )
@@ -137,7 +140,8 @@ def _rows_replay(r: dict[str, Any]) -> list[Row]:
             "Gap error, replay server, 1 stream, scale 1, p50 / p99",
             "≤ 0.3 / ≤ 1.5 ms",
             f"{_ms(one['p50'] * 1e3)} / {_ms(one['p99'] * 1e3)} ms",
-            f"{one['p50'] / one_default['p50']:.2f}× / {one['p99'] / one_default['p99']:.2f}× asyncio's default loop "
+            f"{one['p50'] / one_default['p50']:.2f}× / {one['p99'] / one_default['p99']:.2f}× "
+            f"asyncio's default loop "
             f"({_ms(one_default['p50'] * 1e3)} / {_ms(one_default['p99'] * 1e3)} ms)",
             one["p50"] * 1e3 <= 0.3 and one["p99"] * 1e3 <= 1.5 and not one["failures"],
             {"server_1_p50_ms": one["p50"] * 1e3, "server_1_p99_ms": one["p99"] * 1e3},
@@ -149,8 +153,10 @@ def _rows_replay(r: dict[str, Any]) -> list[Row]:
             "server_500",
             "Gap error, replay server, 500 concurrent streams, p99",
             "≤ 5 ms",
-            f"{_ms(many['p99'] * 1e3)} ms (p50 {_ms(many['p50'] * 1e3)}; {many['failures']} failures)",
-            f"{many['p99'] / many_default['p99']:.2f}× asyncio's default loop ({_ms(many_default['p99'] * 1e3)} ms)",
+            f"{_ms(many['p99'] * 1e3)} ms "
+            f"(p50 {_ms(many['p50'] * 1e3)}; {many['failures']} failures)",
+            f"{many['p99'] / many_default['p99']:.2f}× asyncio's default loop "
+            f"({_ms(many_default['p99'] * 1e3)} ms)",
             many["p99"] * 1e3 <= 5 and not many["failures"],
             {"server_500_p50_ms": many["p50"] * 1e3, "server_500_p99_ms": many["p99"] * 1e3},
         )
@@ -166,8 +172,10 @@ def _rows_replay(r: dict[str, Any]) -> list[Row]:
                 col,
                 f"Instant replay throughput, {label}",
                 "≥ 0.5× a bare asyncio server",
-                f"{t['ssevcr']['rps']:,.0f} responses/s ({t['ssevcr']['cpu_us']:.0f} µs server CPU each)",
-                f"{t['ratio_streams']:.2f}× bare streams server ({t['bare streams']['rps']:,.0f}/s), "
+                f"{t['ssevcr']['rps']:,.0f} responses/s "
+                f"({t['ssevcr']['cpu_us']:.0f} µs server CPU each)",
+                f"{t['ratio_streams']:.2f}× bare streams server "
+                f"({t['bare streams']['rps']:,.0f}/s), "
                 f"{t['ratio_protocol']:.2f}× bare Protocol ({t['bare protocol']['rps']:,.0f}/s)",
                 t["ratio_streams"] >= 0.5,
                 {f"{col}_rps": t["ssevcr"]["rps"], f"{col}_ratio": t["ratio_streams"]},
@@ -181,9 +189,11 @@ def _rows_replay(r: dict[str, Any]) -> list[Row]:
             "streams_1000",
             f"{m['streams']:,} concurrent streams on one process (2 rounds)",
             "no errors, bounded memory",
-            f"{m['failures']} errors; RSS {m['rss_idle_kib'] / 1024:.1f} → peak {peaks[0] / 1024:.1f} / "
-            f"{peaks[1] / 1024:.1f} MiB (rounds 1 / 2); gap p99 {_ms(m['gap_p99_ms'] or 0)} ms",
-            f"{per_stream:.0f} KiB per stream; round 2 peak {(peaks[1] - peaks[0]) / 1024:+.1f} MiB over round 1",
+            f"{m['failures']} errors; RSS {m['rss_idle_kib'] / 1024:.1f} → "
+            f"peak {peaks[0] / 1024:.1f} / {peaks[1] / 1024:.1f} MiB (rounds 1 / 2); "
+            f"gap p99 {_ms(m['gap_p99_ms'] or 0)} ms",
+            f"{per_stream:.0f} KiB per stream; "
+            f"round 2 peak {(peaks[1] - peaks[0]) / 1024:+.1f} MiB over round 1",
             m["failures"] == 0 and peaks[1] - peaks[0] < 4 * 1024,
             {"streams_1000_errors": m["failures"], "streams_1000_peak_mib": peaks[1] / 1024},
         )
@@ -199,9 +209,11 @@ def _rows_record(r: dict[str, Any]) -> list[Row]:
             "record",
             f"Recording overhead per event ({r['events']:,} events per path), median",
             "≤ 0.1 ms added",
-            f"{added:+.3f} ms (ssevcr record {_ms(med['ssevcr record'])}, mitmproxy {_ms(med['mitmproxy'])}, "
-            f"direct {_ms(med['direct'])} ms; p99 {_ms(p99['ssevcr record'])} / {_ms(p99['mitmproxy'])} ms)",
-            f"{med['ssevcr record'] / med['mitmproxy']:.2f}× mitmproxy streaming without the addon, "
+            f"{added:+.3f} ms (ssevcr record {_ms(med['ssevcr record'])}, "
+            f"mitmproxy {_ms(med['mitmproxy'])}, direct {_ms(med['direct'])} ms; "
+            f"p99 {_ms(p99['ssevcr record'])} / {_ms(p99['mitmproxy'])} ms)",
+            f"{med['ssevcr record'] / med['mitmproxy']:.2f}× mitmproxy streaming "
+            "without the addon, "
             f"{med['ssevcr record'] / med['direct']:.1f}× direct",
             added <= 0.1,
             {"record_added_ms": added, "record_ratio": med["ssevcr record"] / med["mitmproxy"]},
@@ -262,11 +274,15 @@ def _rows_hardening(r: dict[str, Any]) -> list[Row]:
     return [
         Row(
             "hardening",
-            f"{r['clients']:,} misbehaving clients (vanish, stall, half requests) to the replay server",
+            f"{r['clients']:,} misbehaving clients (vanish, stall, half requests) "
+            "to the replay server",
             "no leaked task/socket/connection, bounded memory, still serving",
-            f"leaked: {r['leaked_tasks']} tasks, {r['leaked_fds']} fds, {r['live_connection_objects_after']} connections; "
-            f"RSS {r['rss_before_kib'] / 1024:.1f} → {r['rss_after_kib'] / 1024:.1f} MiB (peak {r['hwm_kib'] / 1024:.1f}); "
-            f"≤ {r['largest_buffer_bytes'] / 1024:.0f} KiB held per stalled client; serves: {'yes' if r['serves_after'] else 'NO'}",
+            f"leaked: {r['leaked_tasks']} tasks, {r['leaked_fds']} fds, "
+            f"{r['live_connection_objects_after']} connections; "
+            f"RSS {r['rss_before_kib'] / 1024:.1f} → {r['rss_after_kib'] / 1024:.1f} MiB "
+            f"(peak {r['hwm_kib'] / 1024:.1f}); "
+            f"≤ {r['largest_buffer_bytes'] / 1024:.0f} KiB held per stalled client; "
+            f"serves: {'yes' if r['serves_after'] else 'NO'}",
             f"RSS {r['rss_after_kib'] / r['rss_before_kib']:.2f}× the warmed-up server",
             ok,
             {"hardening_leaks": leaks, "hardening_rss_growth_mib": grown},
@@ -460,7 +476,8 @@ def append_history(values: dict[str, Any]) -> None:
             header = next(csv.reader(f), [])
         if header != HISTORY_COLUMNS:
             raise SystemExit(
-                f"{HISTORY} has other columns than this script writes; add the new ones to its header"
+                f"{HISTORY} has other columns than this script writes; "
+                "add the new ones to its header"
             )
     with HISTORY.open("a", newline="") as f:
         w = csv.writer(f)
@@ -491,7 +508,8 @@ def main() -> None:
     started = time.monotonic()
     when = time.strftime("%Y-%m-%d %H:%M")
     print(
-        f"# bench/run_all.py  {when}  {os.cpu_count()} cpus  load average {load_before} (1/5/15 min)"
+        f"# bench/run_all.py  {when}  {os.cpu_count()} cpus  "
+        f"load average {load_before} (1/5/15 min)"
     )
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ssevcr-bench-") as tmp:
@@ -506,12 +524,16 @@ def main() -> None:
         print(f"- {r.figure}: {r.measured} (target {r.target}) — {r.ratio}{mark}")
     met = [r.met for r in rows if r.met is not None]
     print(
-        f"{sum(met)} of {len(met)} targets met; {seconds:.0f} s; load average {load_before} before, {load_after} after"
+        f"{sum(met)} of {len(met)} targets met; {seconds:.0f} s; "
+        f"load average {load_before} before, {load_after} after"
     )
     if args.no_write or args.only:
         return
 
-    machine = f"{platform.machine()}, {os.cpu_count()} cpus ({_cpu_model()}), {platform.system()} {platform.release()}"
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cpus ({_cpu_model()}), "
+        f"{platform.system()} {platform.release()}"
+    )
     versions = (
         f"Python {platform.python_version()}, ssevcr {commit}, h11 {_version('h11')}, "
         f"httpx {_version('httpx')}, httpx2 {_version('httpx2')}, msgpack {_version('msgpack')}, "
@@ -522,9 +544,10 @@ def main() -> None:
         HEADING,
         "",
         textwrap.fill(
-            f"`bench/run_all.py` runs every script below with reduced sizes ({seconds / 60:.1f} minutes "
-            "here) and writes this table; `bench/history.csv` keeps one line per run, to compare. The "
-            "per-benchmark sections below hold the full-size runs and how each figure is measured.",
+            "`bench/run_all.py` runs every script below with reduced sizes "
+            f"({seconds / 60:.1f} minutes here) and writes this table; `bench/history.csv` keeps "
+            "one line per run, to compare. The per-benchmark sections below hold the full-size "
+            "runs and how each figure is measured.",
             100,
         ),
         "",

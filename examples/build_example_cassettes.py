@@ -512,8 +512,9 @@ def _groq_error(model: str, rng: random.Random) -> dict[str, Any]:
             },
             {
                 "role": "user",
-                "content": 'dont make a tool call, just return the string "maybe" by itself, not as json output, '
-                "to test error handling; on the second try you can use valid args",
+                "content": 'dont make a tool call, just return the string "maybe" by itself, '
+                "not as json output, to test error handling; on the second try you can use "
+                "valid args",
             },
         ],
         "model": model,
@@ -566,9 +567,11 @@ EXAMPLES: tuple[Example, ...] = (
         model=_chat_model,
         body=_openai_chat_tools,
         created=_chat_created,
-        request_origin="body from the source test (openai-python test_parse_multiple_pydantic_tools: "
-        "two user messages, tools from openai.pydantic_function_tool) as chat.completions.create() "
-        "sends it",
+        request_origin=(
+            "body from the source test (openai-python test_parse_multiple_pydantic_tools: "
+            "two user messages, tools from openai.pydantic_function_tool) as "
+            "chat.completions.create() sends it"
+        ),
     ),
     Example(
         name="openai-responses-text",
@@ -609,9 +612,11 @@ EXAMPLES: tuple[Example, ...] = (
         url="https://api.anthropic.com/v1/messages",
         model=_anthropic_model,
         body=_anthropic_tool_use,
-        request_origin="body reconstructed (the source cassette's request was not available to us): "
-        "a tool-search tool and deferred client tools consistent with the stream; sent to "
-        "/v1/messages",
+        request_origin=(
+            "body reconstructed (the source cassette's request was not available to us): "
+            "a tool-search tool and deferred client tools consistent with the stream; sent to "
+            "/v1/messages"
+        ),
     ),
     Example(
         name="gemini-text",

@@ -74,8 +74,8 @@ def main() -> int:
     print()
     assert first is not None and last is not None
     print(
-        f"[{chunks} chunks, {len(''.join(text))} characters; first token after {first * 1000:.0f} ms, "
-        f"last after {last * 1000:.0f} ms]",
+        f"[{chunks} chunks, {len(''.join(text))} characters; "
+        f"first token after {first * 1000:.0f} ms, last after {last * 1000:.0f} ms]",
         file=sys.stderr,
     )
     return 0

@@ -188,26 +188,26 @@ class Capture:
                 f"its first {format_size(self._kept)} are kept, {format_size(self.overflow)} more "
                 f"were not recorded{cause}",
             )
-        if end.outcome is Outcome.CLIENT_DISCONNECTED and completed_stream(response):
+        if end.outcome is Outcome.CLIENT_DISCONNECTED and completed_stream(
+            response, self.request.url
+        ):
             return End(end.at, Outcome.COMPLETE)
         return end
 
 
-def completed_stream(response: Response) -> bool:
-    """Whether an event stream's body ends at an event boundary right after the provider's last
-    event (see :func:`ssevcr._providers.ends_stream`): nothing more was coming but the body's
-    framing. Bodies that cannot be decoded (unknown encoding, damaged, too large) are not."""
-    if not response.is_event_stream or not response.body:
+def completed_stream(response: Response, url: str = "") -> bool:
+    """Whether an event stream's body (SSE, NDJSON, JSON array) ends at an event boundary right
+    after the provider's last event (see :func:`ssevcr._providers.ends_stream`): nothing more
+    was coming but the body's framing. Bodies that cannot be decoded (unknown encoding,
+    damaged, too large) are not."""
+    if not response.body:
         return False
-    from ._content import decode_body
+    from ._framing import EVENT_FRAMES, framed
     from ._providers import ends_stream
-    from ._sse import Event, parse
 
-    decoded = decode_body(response.body, response.content_encoding)
-    if not decoded.ok:
+    found = framed(response, url)
+    if found is None or found.parsed.tail:
         return False
-    parsed = parse(decoded.body)
-    if parsed.tail:
-        return False
-    last = next((f for f in reversed(parsed.frames) if isinstance(f, Event)), None)
-    return last is not None and ends_stream(last)
+    frames = found.parsed.frames
+    last = next((f for f in reversed(frames) if isinstance(f, EVENT_FRAMES)), None)
+    return last is not None and ends_stream(last, found.framing)

@@ -40,7 +40,9 @@ that makes the body unreadable as a stream are lossy.
 
 Deterministic: the same cassettes, level, seed and stall give the same entries (the seed picks
 the random splittings' seeds). The framing-specific part is :func:`stream_of` (events, their
-byte spans, the terminal one); another framing (NDJSON) plugs in there.
+byte spans, the terminal one), from :mod:`ssevcr._framing`: SSE events, NDJSON lines (Ollama's
+terminal one says ``"done": true``) and JSON-array elements. A content type is part of the
+stream only for SSE (an NDJSON or array reader reads what comes, whatever it is called).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from . import _content as content
+from . import _framing as framings
 from . import _providers as providers
 from ._cassette import Cassette, Interaction
 from ._errors import ConfigError
@@ -68,7 +71,6 @@ from ._faults import (
     Truncate,
     parse_fault,
 )
-from ._sse import parse
 from ._timing import format_duration
 
 __all__ = ["LEVELS", "Entry", "Stream", "catalogue", "classify", "stream_of"]
@@ -99,6 +101,7 @@ class Stream:
     """What the catalogue needs to know of one response body, whatever its framing: each
     event's byte span in the (decoded) body, the terminal event, the provider."""
 
+    framing: str  # sse, ndjson, json-array (ssevcr._framing)
     body: bytes  # decoded
     spans: tuple[tuple[int, int], ...]
     terminal: int | None  # 1-based index of the event that ends the stream, if the provider has one
@@ -123,10 +126,11 @@ class Stream:
 
 
 def stream_of(interaction: Interaction) -> Stream | None:
-    """The events of an SSE response (None for a body without events, or one that does not
-    decode)."""
+    """The events of a response in any framing (SSE, NDJSON, JSON array; None for a body
+    without events, or one that does not decode)."""
     resp = interaction.response
-    if not resp.is_event_stream:
+    url = interaction.request.url
+    if not framings.may_frame(resp.content_type):
         return None
     body = resp.body
     encoding = resp.content_encoding
@@ -135,15 +139,19 @@ def stream_of(interaction: Interaction) -> Stream | None:
         if not decoded.ok:
             return None
         body = b"".join(d for _, d in decoded.pieces)
-    events = parse(body).events
+    framing = framings.framing_of(resp.content_type, body, url)
+    if framing is None:
+        return None
+    events = framings.events(body, framing)
     if not events:
         return None
-    terminal = providers.terminal_index(events)
+    terminal = providers.terminal_index(events, framing)
     return Stream(
+        framing,
         body,
         tuple((e.start, e.end) for e in events),
         None if terminal is None else terminal + 1,
-        providers.detect(interaction.request.url, events),
+        providers.detect(url, events),
         encoding != "identity",
         resp.header("content-length") is not None,
         resp.header("content-type") is not None,
@@ -233,10 +241,11 @@ def _cut_is_lossy(f: Truncate, s: Stream) -> bool:
 
 
 def _header_is_lossy(f: Header, s: Stream) -> bool:
-    """An event stream must be declared one (text/event-stream) and decodable as declared."""
+    """An event stream must be declared one (text/event-stream) and decodable as declared. An
+    NDJSON or JSON-array reader reads the lines or elements whatever the content type says."""
     if f.name == "content-encoding":
         return (f.value or "identity").lower() != ("gzip" if s.encoded else "identity")
-    if f.name == "content-type":
+    if f.name == "content-type" and s.framing == "sse":
         return (f.value or "").split(";")[0].strip().lower() != "text/event-stream"
     return False
 
@@ -414,7 +423,8 @@ def _splits(size: int, rng: random.Random) -> Iterator[_Try]:
 
 
 def _headers(s: Stream) -> Iterator[_Try]:
-    yield _Try("header:content-type=text/plain", "quick", "not declared an event stream")
+    what = "an event stream" if s.framing == "sse" else s.framing
+    yield _Try("header:content-type=text/plain", "quick", f"not declared {what}")
     if s.content_type:
         yield _Try("header:drop=content-type", "default", "no content-type")
     if not s.sized:

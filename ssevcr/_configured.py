@@ -540,7 +540,62 @@ def _content(spec: Any, rule: str) -> tuple[_synth.Content, str | int]:
     return content, split
 
 
-def _rule(spec: Any, order: int, load_cassette: Callable[[str], Cassette] | None) -> _Rule:  # noqa: C901
+def _rule_matchers(match: Any, name: str) -> tuple[tuple[_Matcher, ...], str | None]:
+    """A rule's ``match:``: its matchers, and the exact matcher's text (indexed) if it has one."""
+    if not isinstance(match, dict):
+        raise ConfigError(f"response {name!r}: match must be a mapping of matchers")
+    bad = set(match) - set(_MATCHERS)
+    if bad:
+        raise ConfigError(
+            f"response {name!r}: unknown matcher(s) {', '.join(sorted(bad))}; "
+            f"valid: {', '.join(_MATCHERS)}"
+        )
+    matchers = tuple(_matcher(k, v, name) for k, v in match.items())
+    exact = match.get("exact") if isinstance(match.get("exact"), str) else None
+    return matchers, exact
+
+
+def _cassette_answer(
+    spec: Any, name: str, load_cassette: Callable[[str], Cassette] | None
+) -> Interaction:
+    """A ``cassette:`` answer (a path, or ``{path, interaction}``): the interaction it names."""
+    c = {"path": spec} if isinstance(spec, str) else spec
+    if not isinstance(c, dict) or not isinstance(c.get("path"), str):
+        raise ConfigError(f"response {name!r}: cassette is a path or {{path, interaction}}")
+    if load_cassette is None:
+        raise ConfigError(f"response {name!r}: cassettes cannot be read here")
+    cassette = load_cassette(c["path"])
+    n = c.get("interaction", 1)
+    if not isinstance(n, int) or not 1 <= n <= len(cassette.interactions):
+        raise ConfigError(
+            f"response {name!r}: {c['path']} has {len(cassette.interactions)} interaction(s), "
+            f"not {n}"
+        )
+    return cassette.interactions[n - 1]
+
+
+def _error_answer(spec: Any, name: str) -> tuple[int, Any, Any]:
+    """An ``error:`` answer (a status, or ``{status, message, retry_after}``): status,
+    retry_after, message."""
+    e = {"status": spec} if isinstance(spec, int) else spec
+    if (
+        not isinstance(e, dict)
+        or not isinstance(e.get("status"), int)
+        or not 400 <= e["status"] <= 599
+    ):
+        raise ConfigError(f"response {name!r}: error is {{status: 400-599, message, retry_after}}")
+    return e["status"], e.get("retry_after"), e.get("message")
+
+
+def _rule_faults(faults: Any, name: str) -> tuple[str, ...]:
+    if isinstance(faults, str):
+        faults = [faults]
+    if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
+        raise ConfigError(f"response {name!r}: faults is a list of fault specs")
+    return tuple(faults)
+
+
+def _rule(spec: Any, order: int, load_cassette: Callable[[str], Cassette] | None) -> _Rule:
     if not isinstance(spec, dict):
         raise ConfigError(f"responses[{order}] must be a mapping")
     name = spec.get("name")
@@ -549,16 +604,7 @@ def _rule(spec: Any, order: int, load_cassette: Callable[[str], Cassette] | None
     unknown = set(spec) - _RULE_KEYS
     if unknown:
         raise ConfigError(f"response {name!r}: unknown key(s) {', '.join(sorted(unknown))}")
-    match = spec.get("match") or {}
-    if not isinstance(match, dict):
-        raise ConfigError(f"response {name!r}: match must be a mapping of matchers")
-    bad = set(match) - set(_MATCHERS)
-    if bad:
-        raise ConfigError(
-            f"response {name!r}: unknown matcher(s) {', '.join(sorted(bad))}; valid: {', '.join(_MATCHERS)}"  # noqa: E501
-        )
-    matchers = tuple(_matcher(k, v, name) for k, v in match.items())
-    exact = match.get("exact") if isinstance(match.get("exact"), str) else None
+    matchers, exact = _rule_matchers(spec.get("match") or {}, name)
     answers = [k for k in ("content", "cassette", "error") if k in spec]
     if len(answers) != 1:
         raise ConfigError(f"response {name!r} needs exactly one of content, cassette, error")
@@ -573,36 +619,10 @@ def _rule(spec: Any, order: int, load_cassette: Callable[[str], Cassette] | None
     if kind == "content":
         content, split = _content(spec["content"], name)
     elif kind == "cassette":
-        c = spec["cassette"]
-        c = {"path": c} if isinstance(c, str) else c
-        if not isinstance(c, dict) or not isinstance(c.get("path"), str):
-            raise ConfigError(f"response {name!r}: cassette is a path or {{path, interaction}}")
-        if load_cassette is None:
-            raise ConfigError(f"response {name!r}: cassettes cannot be read here")
-        cassette = load_cassette(c["path"])
-        n = c.get("interaction", 1)
-        if not isinstance(n, int) or not 1 <= n <= len(cassette.interactions):
-            raise ConfigError(
-                f"response {name!r}: {c['path']} has {len(cassette.interactions)} interaction(s), not {n}"  # noqa: E501
-            )
-        interaction = cassette.interactions[n - 1]
+        interaction = _cassette_answer(spec["cassette"], name, load_cassette)
     else:
-        e = spec["error"]
-        e = {"status": e} if isinstance(e, int) else e
-        if (
-            not isinstance(e, dict)
-            or not isinstance(e.get("status"), int)
-            or not 400 <= e["status"] <= 599
-        ):
-            raise ConfigError(
-                f"response {name!r}: error is {{status: 400-599, message, retry_after}}"
-            )
-        status, retry_after, message = e["status"], e.get("retry_after"), e.get("message")
-    faults = spec.get("faults") or []
-    if isinstance(faults, str):
-        faults = [faults]
-    if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
-        raise ConfigError(f"response {name!r}: faults is a list of fault specs")
+        status, retry_after, message = _error_answer(spec["error"], name)
+    faults = _rule_faults(spec.get("faults") or [], name)
     timing = spec.get("timing")
     if timing is not None:
         _profiles.parse(str(timing))  # a clean error now, not at the first request
@@ -615,7 +635,7 @@ def _rule(spec: Any, order: int, load_cassette: Callable[[str], Cassette] | None
         raise ConfigError(f"response {name!r}: seed and priority are whole numbers")
     return _Rule(
         name, priority, order, matchers, exact, kind, content, provider, split, interaction,
-        status, retry_after, message, tuple(faults), None if timing is None else str(timing), seed,
+        status, retry_after, message, faults, None if timing is None else str(timing), seed,
     )  # fmt: skip
 
 

@@ -1,16 +1,17 @@
 """Faults: the grammar ``NAME[:key=value,...]`` parsed into frozen values. Pure; no I/O.
 
-Events are counted from 1 (SSE events, not comments); ``event=last`` names the last one. Any fault
-takes ``on=N`` (the N-th interaction, from 1) or ``on=/path`` (a request path, ``*`` globs) to
-scope it, and ``times=N`` to fire only on the first N matching plays (``status:429,times=1``
-answers 429 once, then the recording: the client's retry succeeds).
+Events are counted from 1 (SSE events, not comments; NDJSON lines; JSON-array elements);
+``event=last`` names the last one. Any fault takes ``on=N`` (the N-th interaction, from 1) or
+``on=/path`` (a request path, ``*`` globs) to scope it, and ``times=N`` to fire only on the
+first N matching plays (``status:429,times=1`` answers 429 once, then the recording: the
+client's retry succeeds).
 
     truncate:after=N | truncate:byte=K     [end=close|abort|reset]   (default end=abort)
     corrupt:event=N                        [how=json|utf8|bytes]     (default how=json)
     stall:before=N,for=DUR|forever
     drop:event=N|last
     duplicate:event=N|last
-    error:after=N|last                     [provider=openai|anthropic|generic, message=TEXT]
+    error:after=N|last                     [provider=openai|anthropic|ollama|..., message=TEXT]
     status:CODE                            [retry_after=DUR, provider=...]
     rechunk:size=N | rechunk:random[,max=N,seed=N] | rechunk:hostile
     slow:bps=N
@@ -60,8 +61,15 @@ __all__ = [
 ]
 
 EventRef = int | Literal["last"]
-Provider = Literal["openai", "openai-responses", "anthropic", "gemini", "generic"]
-PROVIDERS: tuple[str, ...] = ("openai", "openai-responses", "anthropic", "gemini", "generic")
+Provider = Literal["openai", "openai-responses", "anthropic", "gemini", "ollama", "generic"]
+PROVIDERS: tuple[str, ...] = (
+    "openai",
+    "openai-responses",
+    "anthropic",
+    "gemini",
+    "ollama",
+    "generic",
+)
 
 
 @dataclass(frozen=True, slots=True)

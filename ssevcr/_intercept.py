@@ -169,6 +169,7 @@ class Options:
         ignore_localhost: bool = False,
         fail_on_unconsumed: bool = False,
     ) -> Options:
+        from . import _store
         from ._faults import Fault, parse_faults
         from ._network import HostSet
         from ._redaction import Redaction
@@ -203,7 +204,7 @@ class Options:
         options = cls(
             path=_cassette_path(path),
             record=check_record_mode(record),
-            timing=parse_timing(timing, max_gap=max_gap),
+            timing=parse_timing(timing, max_gap=max_gap, seed=seed).resolved(_store.profile_times),
             faults=parse_faults(fault_list),
             seed=seed,
             match_on=None if match_on is None else _names("match_on", match_on),

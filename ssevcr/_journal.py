@@ -23,8 +23,9 @@ What "handed over" means depends on the adapter, and each says it: the replay se
 its transport accepted, less what the transport still held when the client left (the kernel's
 send buffer and the client's receive buffer may hold more that the client never read); the
 in-process transports count what the client library read from them. Events are counted from the
-bytes: an event is delivered once the byte that ends it is (for a compressed body, once the
-chunk whose decoding completes it is).
+bytes, in the body's framing (SSE events, NDJSON lines, JSON-array elements: ``_framing``): an
+event is delivered once the byte that ends it is (for a compressed body, once the chunk whose
+decoding completes it is).
 
 The recording side is cheap by design: an adapter calls ``sent`` once per write (instant replay:
 once per answer), and the journal stores a time and a byte count; events, ids and redaction are
@@ -34,16 +35,18 @@ headers replaced, as in a cassette). Pure: no clock, no I/O; adapters pass the t
 
 from __future__ import annotations
 
-from bisect import bisect_right
+import json
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any, Literal, NamedTuple
 
+from . import _framing as framing
 from ._cassette import Headers, Request, header
 from ._content import ContentDecoder, DecodeError
 from ._redaction import Redaction
 from ._schedule import Abort, Close, Hang, Reset, Schedule
-from ._sse import Event, SSEParser
 
 __all__ = [
     "HOWS",
@@ -86,8 +89,8 @@ class EventMap:
 
 
 def event_map(schedule: Schedule) -> EventMap | None:
-    """The events of a schedule's body (None when it is not an event stream), computed once per
-    schedule (kept in its memo)."""
+    """The events of a schedule's body (None when it is not a stream of events), computed once
+    per schedule (kept in its memo)."""
     memo = schedule.memo
     if _MEMO in memo:
         found = memo[_MEMO]
@@ -98,34 +101,38 @@ def event_map(schedule: Schedule) -> EventMap | None:
 
 
 def _event_map(schedule: Schedule) -> EventMap | None:
-    content_type = (header(schedule.headers, "content-type") or "").split(";")[0]
-    if content_type.strip().lower() != "text/event-stream" or schedule.status != 200:
+    content_type = header(schedule.headers, "content-type") or ""
+    if schedule.status != 200 or not framing.may_frame(content_type):
         return None
     encoding = (header(schedule.headers, "content-encoding") or "identity").strip().lower()
-    parser = SSEParser()
-    ends: list[int] = []
-    ids: list[str] = []
     if encoding == "identity":
-        for frame in parser.feed(schedule.body) + parser.flush():
-            if isinstance(frame, Event):
-                ends.append(frame.end)
-                ids.append(frame.id)
-        return EventMap(tuple(ends), tuple(ids))
-    try:  # an event counts once the chunk that completes it (decoded) is delivered
-        decoder = ContentDecoder(encoding)
-        sent = 0
-        for n, step in enumerate(schedule.steps):
-            sent += len(step.data)
-            data = decoder.feed(step.data)
-            if n == len(schedule.steps) - 1:
-                data += decoder.flush()
-            for frame in parser.feed(data):
-                if isinstance(frame, Event):
-                    ends.append(sent)
-                    ids.append(frame.id)
-    except DecodeError:
+        body = schedule.body
+        marks: list[tuple[int, int]] | None = None
+    else:  # an event counts once the chunk that completes it (decoded) is delivered
+        try:
+            decoder = ContentDecoder(encoding)
+            parts, marks, decoded, sent = [], [], 0, 0
+            for n, step in enumerate(schedule.steps):
+                sent += len(step.data)
+                data = decoder.feed(step.data)
+                if n == len(schedule.steps) - 1:
+                    data += decoder.flush()
+                parts.append(data)
+                decoded += len(data)
+                marks.append((decoded, sent))
+        except DecodeError:
+            return None
+        body = b"".join(parts)
+    kind = framing.framing_of(content_type, body)
+    if kind is None:
         return None
-    return EventMap(tuple(ends), tuple(ids))
+    found = framing.events(body, kind)
+    ends = [e.end for e in found]
+    if marks is not None:
+        decoded_ends = [m[0] for m in marks]
+        ends = [marks[min(bisect_left(decoded_ends, end), len(marks) - 1)][1] for end in ends]
+    ids = tuple(getattr(e.frame, "id", "") for e in found)
+    return EventMap(tuple(ends), ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +142,8 @@ class Delivery:
     ``completed``: the client took the whole answer, to the end its schedule gave it (``end``:
     ``close``, or ``abort``/``reset`` when a fault or the recording cut it). ``left_*`` and
     ``how`` are set when the client went away before that. ``events`` is None for a body that
-    is not an event stream. Times are seconds after the request arrived (``started``, on the
-    wall clock)."""
+    is not a stream of events (SSE, NDJSON, JSON array). Times are seconds after the request
+    arrived (``started``, on the wall clock)."""
 
     index: int  # the interaction's position in the player (0-based), as Play.index
     cassette: str
@@ -412,3 +419,93 @@ class Journal:
             fired=self.fired,
             session=self.session,
         )
+
+    def line(self) -> str:
+        """``value().to_json()`` as one JSON line (no newline), made cheaply: what a play's
+        request and schedule give (its redacted headers above all) is serialized once per
+        distinct request and kept in the schedule's memo; only what the play changed is
+        formatted each time (``ssevcr replay --journal`` writes one per play)."""
+        schedule = self.schedule
+        events = event_map(schedule)
+        sent = self._sent
+        completed = self._done_at is not None
+        left = self._how is not None
+        delivered = None if events is None else events.count(sent)
+        if events is None:
+            progress = ",".join(f"[{_num(at)},{n},null]" for at, n in self._progress)
+        else:
+            count = events.count
+            progress = ",".join(f"[{_num(at)},{n},{count(n)}]" for at, n in self._progress)
+        last_id = events.ids[delivered - 1] if events is not None and delivered else ""
+        return (
+            f"{self._static()}"
+            f',"started":{_num(self._wall)},"headers_sent_at":{_opt(self._head_at)}'
+            f',"events":{_int(delivered)},"bytes":{sent},"progress":[{progress}]'
+            f',"state":"{self.state}","completed":{"true" if completed else "false"}'
+            f',"end":{_str(_ENDS[type(schedule.end)]) if completed else "null"}'
+            f',"left_at":{_opt(self._left_at)}'
+            f',"left_after_event":{_int(delivered) if left else "null"}'
+            f',"left_after_byte":{sent if left else "null"},"how":{_str(self._how)}'
+            f',"last_event_id":{_str(last_id)}}}'
+        )
+
+    def _static(self) -> str:
+        """The part of the line the play's request and schedule fix (cached, see ``line``):
+        found by the request value itself first (a keep-alive connection repeats it), then by
+        its content."""
+        request = self.request
+        extra = (id(self.redaction), self.index, self.cassette, self.session, self.resumed_after)
+        memo = self.schedule.memo
+        cache = memo.get(_LINE_MEMO)
+        if not isinstance(cache, dict):
+            cache = {}
+            memo[_LINE_MEMO] = cache
+        same = cache.get(id(request))
+        if same is not None and same[0] is request and same[1] == extra:
+            return str(same[2])
+        key = (request.method, request.url, request.headers, extra)
+        text = cache.get(key)
+        if text is None:
+            text = self._head_json()
+        if len(cache) >= _LINE_CACHE:
+            cache.clear()
+        cache[key] = text
+        cache[id(request)] = (request, extra, text)
+        return str(text)
+
+    def _head_json(self) -> str:
+        v = self.value()
+        head = {
+            "session": v.session,
+            "index": v.index,
+            "cassette": v.cassette,
+            "method": v.method,
+            "url": v.url,
+            "status": v.status,
+            "request_headers": [list(h) for h in v.request_headers],
+            "planned_events": v.planned_events,
+            "planned_bytes": v.planned_bytes,
+            "resumed_after": v.resumed_after,
+            "fired": list(v.fired),
+        }
+        return json.dumps(head, separators=(",", ":"))[:-1]  # (open: the rest follows)
+
+
+_LINE_MEMO = "journal.line"
+_LINE_CACHE = 128  # request values and contents whose line head a schedule keeps
+
+
+def _num(value: float) -> str:
+    return repr(round(value, 6))
+
+
+def _opt(value: float | None) -> str:
+    return "null" if value is None else repr(round(value, 6))
+
+
+def _int(value: int | None) -> str:
+    return "null" if value is None else str(value)
+
+
+def _str(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)

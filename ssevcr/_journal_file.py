@@ -15,12 +15,11 @@ if the journal were whole.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from typing import IO
 
 from ._errors import SsevcrError
-from ._journal import Delivery
+from ._journal import Journal
 
 __all__ = ["JournalError", "JournalFile"]
 
@@ -48,10 +47,10 @@ class JournalFile:
         self.lines = 0
         self.error: str | None = None
 
-    def __call__(self, delivery: Delivery) -> None:
+    def __call__(self, journal: Journal) -> None:
         if self._file is None:
             return
-        self._pending.append(json.dumps(delivery.to_json(), separators=(",", ":")))
+        self._pending.append(journal.line())
         if self._loop is None:
             self.flush()
         elif not self._scheduled:

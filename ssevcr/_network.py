@@ -225,12 +225,10 @@ def _check(sock: socket.socket, address: Any) -> None:
         raise error
 
 
-def report(cassette: ActiveCassette) -> str:
-    """What the pytest plugin fails a test with at teardown: the refused connections of its
-    cassette, once each, or an empty string."""
-    if not cassette.blocked:
-        return ""
-    lines = list(dict.fromkeys(cassette.blocked))
+def report(cassette: ActiveCassette, start: int = 0) -> str:
+    """What the pytest plugin fails a test with: the connections of its cassette refused from
+    the ``start``-th on, once each, or an empty string."""
+    lines = list(dict.fromkeys(cassette.blocked[start:]))
     return "\n".join(lines)
 
 

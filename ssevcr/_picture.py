@@ -76,17 +76,24 @@ def _marks(events: Sequence[EventStat]) -> tuple[Mark, ...]:
 
 
 def replay_lane(
-    schedule: Schedule, name: str = "replay", *, limit: int = content.DEFAULT_LIMIT
+    schedule: Schedule,
+    name: str = "replay",
+    *,
+    limit: int = content.DEFAULT_LIMIT,
+    framing: str | None = "sse",
 ) -> Lane:
-    """The lane of a replay: its steps parsed as the client will see them."""
+    """The lane of a replay: its steps parsed as the client will see them (in the recording's
+    ``framing``; an SSE body only when its head still says so)."""
     pieces = [(s.at, s.data) for s in schedule.steps]
     encoding = (header(schedule.headers, "content-encoding") or "identity").strip().lower()
     pieces, problem = decode(pieces, encoding, limit=limit)
     content_type = (header(schedule.headers, "content-type") or "").split(";")[0].strip().lower()
     events: tuple[EventStat, ...] = ()
-    if content_type == "text/event-stream" and problem is None:
+    if schedule.status >= 400 or (framing == "sse" and content_type != "text/event-stream"):
+        framing = None  # an error answer instead, or a head that no longer says SSE
+    if framing is not None and problem is None:
         body = b"".join(d for _, d in pieces)
-        events = event_stats(arrivals(pieces)[0], secret_spans(body, content_type))
+        events = event_stats(arrivals(pieces, framing)[0], secret_spans(body, content_type))
     hangs = isinstance(schedule.end, Hang)
     label = "stalls forever (hangs)" if hangs else type(schedule.end).__name__.lower()
     if schedule.status >= 400:
@@ -118,7 +125,9 @@ def tracks(
         except NoMatchError as e:  # cannot happen for a cassette's own requests; say so if it does
             notes.append(f"no replay: {e}")
         else:
-            lanes.append(replay_lane(play.schedule, replay_name, limit=limit))
+            lanes.append(
+                replay_lane(play.schedule, replay_name, limit=limit, framing=st.framing or "sse")
+            )
             notes += [f"fault fired: {f}" for f in play.schedule.fired]
             notes += [f"fault skipped: {f}" for f in play.schedule.skipped]
         title = f"#{n} {inter.request.method} {st.url} — {st.status} {mask_text(st.reason)}"

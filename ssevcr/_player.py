@@ -173,7 +173,7 @@ class Player:
                     named.append(_store.read_named(item))
         return cls(
             named,
-            parse_timing(timing, max_gap=max_gap),
+            parse_timing(timing, max_gap=max_gap, seed=seed),
             parse_faults(faults),
             seed,
             match or MatchOptions(),

@@ -2,7 +2,9 @@
 
 Used by the ``error:`` fault (the provider's own mid-stream error event, in the stream's own line
 endings) and the ``status:`` fault (an HTTP error body and headers shaped like the provider's), so
-that the SDK under test takes the same path it takes against the real service.
+that the SDK under test takes the same path it takes against the real service. Events here are
+those of any framing (SSE events, NDJSON lines, JSON-array elements: ``ssevcr._framing``); only
+their ``type`` and ``data`` are read.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-from ._sse import Event
 from ._timing import HORIZON
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "dummy_keys",
     "ends_stream",
     "error_event",
+    "error_json",
     "error_response",
     "terminal_index",
 ]
@@ -43,9 +46,19 @@ OVERLOAD = {"anthropic": 529}
 """The HTTP status a provider answers when overloaded, beside 429/500/503."""
 
 
+class Event(Protocol):
+    """What this module reads of an event, whatever its framing."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def data(self) -> str: ...
+
+
 def detect(url: str, events: Sequence[Event] = ()) -> str:
     """``openai`` (chat completions and compatibles), ``openai-responses``, ``anthropic``,
-    ``gemini`` or ``generic``, from the request URL and the recorded events."""
+    ``gemini``, ``ollama`` or ``generic``, from the request URL and the recorded events."""
     lower = url.lower()
     types = {e.type for e in events[:5]}
     if (
@@ -60,9 +73,14 @@ def detect(url: str, events: Sequence[Event] = ()) -> str:
         return "gemini"
     if "chat/completions" in lower or "/completions" in lower:
         return "openai"
+    path = lower.split("?")[0]
+    if path.endswith(("/api/chat", "/api/generate")):
+        return "ollama"
     for e in events[:3]:
         if '"chat.completion.chunk"' in e.data:
             return "openai"
+        if e.type == "line" and all(f'"{k}":' in e.data for k in ("model", "created_at", "done")):
+            return "ollama"  # an Ollama line (api/types.go: model, created_at, ..., done)
     return "generic"
 
 
@@ -79,17 +97,32 @@ TERMINAL_EVENT_TYPES = frozenset(
 (``data: [DONE]`` follows it)."""
 
 
-def ends_stream(event: Event) -> bool:
+def ends_stream(event: Event, framing: str = "sse") -> bool:
     """Whether a provider sends nothing after this event: ``data: [DONE]`` (OpenAI chat and the
     compatible APIs: Mistral, Groq, ...) or one of :data:`TERMINAL_EVENT_TYPES`. The SDKs stop
-    reading there (openai breaks out at ``[DONE]``), often before the body's last bytes."""
+    reading there (openai breaks out at ``[DONE]``), often before the body's last bytes. In an
+    NDJSON stream: a line whose object says ``"done": true`` (Ollama's last line)."""
+    if framing == "ndjson":
+        return _done_line(event.data)
+    if framing != "sse":
+        return False  # a JSON array ends with its ``]``
     return event.data.strip() == "[DONE]" or event.type in TERMINAL_EVENT_TYPES
 
 
-def terminal_index(events: Sequence[Event]) -> int | None:
+def _done_line(text: str) -> bool:
+    if '"done"' not in text:
+        return False
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and value.get("done") is True
+
+
+def terminal_index(events: Sequence[Event], framing: str = "sse") -> int | None:
     """The index of the first event that ends the stream (:func:`ends_stream`), or None when
     the stream just stops (Gemini: the last chunk carries the finish reason)."""
-    return next((i for i, e in enumerate(events) if ends_stream(e)), None)
+    return next((i for i, e in enumerate(events) if ends_stream(e, framing)), None)
 
 
 def _eol(raw: bytes) -> bytes:
@@ -154,6 +187,30 @@ def error_event(
     return b"event: error" + eol + b"data: " + _json(data) + eol + eol
 
 
+OLLAMA_ERROR = "an error was encountered while running the model"
+"""The message of Ollama's documented mid-stream error (docs/api/errors.mdx)."""
+
+
+def error_json(provider: str, *, message: str | None = None) -> bytes:
+    """The provider's mid-stream error as one compact JSON value, for a stream that carries
+    JSON values one by one (NDJSON lines, JSON-array elements): Ollama's ``{"error": "..."}``
+    (its server writes it with Go's json.Encoder, as every line), Gemini's error object, else
+    an OpenAI-style one."""
+    if provider == "ollama":
+        return _json({"error": message or OLLAMA_ERROR})
+    if provider == "gemini":
+        return _json(
+            {
+                "error": {
+                    "code": 500,
+                    "message": message or "An internal error has occurred.",
+                    "status": "INTERNAL",
+                }
+            }
+        )
+    return _json({"error": {"message": message or "Internal server error", "type": "server_error"}})
+
+
 _REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -211,6 +268,7 @@ def error_response(
     """Reason phrase, headers and JSON body of an HTTP error as the provider sends it. 429, 503 and
     529 carry ``retry-after`` (default 1 s) and ``retry-after-ms``."""
     reason = _REASONS.get(code, "Error")
+    content_type = "application/json"
     if provider == "anthropic":
         kind = _ANTHROPIC_TYPES.get(code, "api_error")
         body = _json(
@@ -228,10 +286,13 @@ def error_response(
         body = _json(
             {"error": {"code": code, "message": reason, "status": _GEMINI.get(code, "UNKNOWN")}}
         )
+    elif provider == "ollama":  # gin's c.JSON(status, gin.H{"error": ...})
+        body = _json({"error": reason.lower()})
+        content_type = "application/json; charset=utf-8"
     else:
         body = _json({"error": {"message": reason, "code": code}})
     headers: list[tuple[str, str]] = [
-        ("content-type", "application/json"),
+        ("content-type", content_type),
         ("content-length", str(len(body))),
     ]
     if retry_after is not None or code in (429, 503, 529):

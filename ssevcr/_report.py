@@ -2,15 +2,24 @@
 verdicts per fault kind, then one row per run with its verdict and the timeline of what the replay
 sent. Pure: a report (the JSON ``ssevcr sweep --json`` writes) in, HTML text out. Every value from
 the cassette or the command is escaped.
+
+    plays_record(plays)          what a run's replay sent, as the JSON records of a report
+    sweep_html(report)           one sweep (``ssevcr sweep``)
+    sweeps_html(reports, title)  several on one page (the pytest sweep: one per test)
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["sweep_html"]
+if TYPE_CHECKING:
+    from ._player import Play
+
+__all__ = ["plays_record", "sweep_html", "sweeps_html"]
+
+MAX_STEPS = 2000  # writes of a play kept in a report (its timeline shows as many)
 
 VERDICTS = ("ok", "silent", "broken", "hang", "crash")
 _COLOURS = {
@@ -33,6 +42,29 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 """
 
 
+def plays_record(plays: Iterable[Play]) -> list[dict[str, Any]]:
+    """What the replay sent in a run: per play, the faults and the timeline of the schedule (at
+    most ``MAX_STEPS`` writes each)."""
+    out = []
+    for play in plays:
+        s = play.schedule
+        out.append(
+            {
+                "interaction": play.index + 1,
+                "method": play.request.method,
+                "url": play.request.url,
+                "status": s.status,
+                "fired": list(s.fired),
+                "skipped": list(s.skipped),
+                "headers_at": s.headers_at,
+                "steps": [[round(step.at, 6), len(step.data)] for step in s.steps[:MAX_STEPS]],
+                "end": type(s.end).__name__.lower(),
+                "end_at": s.end.at,
+            }
+        )
+    return out
+
+
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
@@ -48,7 +80,7 @@ def _timeline(plays: Sequence[Mapping[str, Any]], span: float) -> str:
         parts = [f'<line x1="0" y1="{y + 7}" x2="{_WIDTH}" y2="{y + 7}" stroke="#d0d7de"/>']
         head = float(play.get("headers_at", 0.0)) * scale
         parts.append(f'<rect x="{head:.1f}" y="{y + 2}" width="2" height="10" fill="#0969da"/>')
-        for at, size in play.get("steps", [])[:2000]:
+        for at, size in play.get("steps", [])[:MAX_STEPS]:
             h = min(10.0, 2.0 + float(size) ** 0.5 / 4)
             x = float(at) * scale
             bar = f'x="{x:.1f}" y="{y + 12 - h:.1f}" width="1" height="{h:.1f}"'
@@ -74,6 +106,44 @@ def _span(runs: Sequence[Mapping[str, Any]]) -> float:
 
 
 def sweep_html(report: Mapping[str, Any]) -> str:
+    cassettes = ", ".join(str(c) for c in report.get("cassettes", []))
+    return _page(f"ssevcr sweep: {cassettes}", "<h1>ssevcr sweep</h1>" + _section(report, "h2"))
+
+
+def sweeps_html(reports: Sequence[Mapping[str, Any]], title: str) -> str:
+    """Several sweeps on one page (the pytest sweep: one per test), each in its own section."""
+    index = "".join(
+        f"<li><a href='#s{n}'><code>{_e(' '.join(map(str, r.get('command', []))))}</code></a>: "
+        f"{_e(_summary(r) or 'no faults')}</li>"
+        for n, r in enumerate(reports)
+    )
+    sections = "".join(
+        f"<section id='s{n}'><h2><code>{_e(' '.join(map(str, r.get('command', []))))}</code>"
+        f"</h2>{_section(r, 'h3')}</section>"
+        for n, r in enumerate(reports)
+    )
+    return _page(title, f"<h1>{_e(title)}</h1><ul>{index}</ul>{sections}")
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>{_e(title)}</title>"
+        f"<style>{_STYLE}</style>{body}</html>\n"
+    )
+
+
+def _summary(report: Mapping[str, Any]) -> str:
+    return ", ".join(f"{n} {v}" for v, n in dict(report.get("summary", {})).items() if n)
+
+
+def _result(run: Mapping[str, Any]) -> str:
+    """How a run ended: a pytest case's outcome, else the command's exit."""
+    if run.get("outcome"):
+        return str(run["outcome"])
+    return "timeout" if run.get("timed_out") else f"exit {run.get('exit_code')}"
+
+
+def _section(report: Mapping[str, Any], h: str) -> str:
     runs: list[Mapping[str, Any]] = list(report.get("runs", []))
     kinds: dict[str, dict[str, int]] = {}
     for run in runs:
@@ -94,7 +164,7 @@ def sweep_html(report: Mapping[str, Any]) -> str:
     order = {v: i for i, v in enumerate(("crash", "hang", "broken", "silent", "ok"))}
     for run in sorted(runs, key=lambda r: order.get(str(r["verdict"]), 9)):
         verdict = str(run["verdict"])
-        exit_text = "timeout" if run.get("timed_out") else f"exit {run.get('exit_code')}"
+        exit_text = _result(run)
         tail = str(run.get("stderr_tail", "")).strip().splitlines()[-1:] or [""]
         lines.append(
             "<tr>"
@@ -109,21 +179,20 @@ def sweep_html(report: Mapping[str, Any]) -> str:
             "</tr>"
         )
     clean = report.get("clean", {})
-    summary = ", ".join(f"{n} {v}" for v, n in dict(report.get("summary", {})).items() if n)
+    summary = _summary(report)
     command = " ".join(str(c) for c in report.get("command", []))
     cassettes = ", ".join(str(c) for c in report.get("cassettes", []))
     return (
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        f"<title>ssevcr sweep: {_e(cassettes)}</title><style>{_STYLE}</style>"
-        f"<h1>ssevcr sweep</h1><p><code>{_e(command)}</code> against <code>{_e(cassettes)}</code>"
+        f"<p><code>{_e(command)}</code> against <code>{_e(cassettes)}</code>"
         f" — {len(runs)} faults: {_e(summary or 'none')}. Catalogue {_e(report.get('catalog'))}, "
         f"seed {_e(report.get('seed'))}, timing {_e(report.get('timing'))}, "
         f"compare {_e(report.get('compare'))}.</p>"
-        f"<h2>Verdicts by fault kind</h2><table>{''.join(matrix)}</table>"
-        f"<h2>Clean run</h2><p>{float(clean.get('duration_s', 0.0)):.2f} s "
+        f"<{h}>Verdicts by fault kind</{h}><table>{''.join(matrix)}</table>"
+        f"<{h}>Clean run</{h}><p>{_e(_result(clean)) if clean.get('outcome') else ''} "
+        f"{float(clean.get('duration_s', 0.0)):.2f} s "
         f"{_timeline(clean.get('plays', []), span)}</p>"
-        "<h2>Runs</h2><p class=muted>Timeline: blue, the head; grey, each write (taller for "
+        f"<{h}>Runs</{h}><p class=muted>Timeline: blue, the head; grey, each write (taller for "
         "more bytes); the end in green (clean close) or red (abort, reset, hang).</p>"
         f"<table><tr><th>verdict</th><th>fault</th><th>result</th><th>what was sent</th>"
-        f"<th>stderr</th></tr>{''.join(lines)}</table></html>\n"
+        f"<th>{_e(report.get('detail', 'stderr'))}</th></tr>{''.join(lines)}</table>"
     )

@@ -14,7 +14,8 @@ list above ``build``): select the body, event faults as edits, apply them, retim
 rechunk, stall, pace, then the end and the framing.
 
 Byte-exactness: without faults the steps are the recorded chunks, bytes and boundaries unchanged.
-Event-level faults work on the parser's raw frames, so every byte a fault did not ask to change
+Event-level faults work on the raw frames of the body's framing (SSE events, NDJSON lines,
+JSON-array elements: :mod:`ssevcr._framing`), so every byte a fault did not ask to change
 goes out unchanged, at the time it was recorded (mapped by the timing policy). Bytes a fault adds
 or rewrites go out when the bytes they replace or follow were recorded — never earlier.
 """
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
 from . import _content as content
+from . import _framing as framings
 from . import _providers as providers
 from ._cassette import Headers, Outcome, Response
 from ._errors import ConfigError
@@ -48,7 +50,7 @@ from ._faults import (
     Status,
     Truncate,
 )
-from ._sse import Event, parse
+from ._framing import Event
 from ._timing import Timing, until_horizon
 
 __all__ = [
@@ -179,11 +181,12 @@ def _data_value_span(raw: bytes) -> tuple[int, int]:
     return 0, 0
 
 
-def corrupt(raw: bytes, how: str, rng: random.Random) -> bytes:
-    """An event's ``raw`` bytes with its first data value broken: ``json`` cuts it in half,
-    ``utf8`` puts invalid UTF-8 in its middle, ``bytes`` replaces it with seeded random bytes
-    (never CR or LF, so the frame stays one event)."""
-    start, end = _data_value_span(raw)
+def corrupt(raw: bytes, how: str, rng: random.Random, span: tuple[int, int] | None = None) -> bytes:
+    """An event's ``raw`` bytes with its value (``span`` in ``raw``; by default the first data
+    value of an SSE event) broken: ``json`` cuts it in half, ``utf8`` puts invalid UTF-8 in its
+    middle, ``bytes`` replaces it with seeded random bytes (never CR or LF, so the frame stays
+    one event)."""
+    start, end = _data_value_span(raw) if span is None else span
     value = raw[start:end]
     if how == "json":
         broken = value[: len(value) // 2] if len(value) > 1 else b"{"
@@ -322,9 +325,10 @@ def build(
     if statuses:
         return status_answer(response, statuses, tmap[response.headers_at], url)
     rng = random.Random(f"ssevcr:{seed}")
-    draft, events = select_body(response, [f for f in faults if is_event_fault(f)])
+    draft, events, framing = select_body(response, [f for f in faults if is_event_fault(f)], url)
     if events is not None:
-        edits, draft = event_edits(draft, events, faults, providers.detect(url, events), rng)
+        provider = providers.detect(url, events)
+        edits, draft = event_edits(draft, events, faults, provider, rng, framing)
         draft = apply_edits(draft, edits)
     headers_at = tmap[response.headers_at]
     draft = retime(draft, tmap)
@@ -366,8 +370,9 @@ def status_answer(
 ) -> Schedule:
     """The provider's HTTP error instead of the recording, whole at ``at`` (the first fault)."""
     f = faults[0]
+    framing = framings.framing_of(response.content_type, response.body, url)
     provider = f.provider or providers.detect(
-        url, parse(response.body).events if response.is_event_stream else ()
+        url, framings.events(response.body, framing) if framing else ()
     )
     reason, headers, body = providers.error_response(provider, f.code, retry_after=f.retry_after)
     return Schedule(
@@ -385,17 +390,18 @@ def status_answer(
 
 
 def select_body(
-    response: Response, event_faults: Sequence[Fault]
-) -> tuple[Draft, tuple[Event, ...] | None]:
-    """The recorded body as pieces at their recorded times, and its events when ``event_faults``
-    need them: a compressed body is decoded (and then sent without its content-encoding); one
-    that cannot be decoded skips them (events None)."""
+    response: Response, event_faults: Sequence[Fault], url: str = ""
+) -> tuple[Draft, tuple[Event, ...] | None, str]:
+    """The recorded body as pieces at their recorded times, and its events and framing (see
+    :mod:`ssevcr._framing`; no events for a body of none) when ``event_faults`` need them: a
+    compressed body is decoded (and then sent without its content-encoding); one that cannot be
+    decoded skips them (events None)."""
     chunks = zip(response.chunk_at, _split(response.body, response.chunk_sizes), strict=True)
     pieces = tuple(Piece(at, data) for at, data in chunks if data)  # an empty chunk sends nothing
     headers = tuple((k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP)
     draft = Draft(headers, pieces, len(response.body), response.end.at)
     if not event_faults:
-        return draft, None
+        return draft, None, "sse"
     encoding = response.content_encoding
     if encoding != "identity":
         decoded = content.decode([(p.at, p.data) for p in pieces], encoding)
@@ -403,13 +409,17 @@ def select_body(
             why = f"the body is {encoding}-encoded and was {decoded.problem}"
             for f in event_faults:
                 draft = draft.skip(f, why)
-            return draft, None
+            return draft, None, "sse"
         pieces = tuple(Piece(at, data) for at, data in decoded.pieces if data)
         headers = tuple((k, v) for k, v in headers if k.lower() != "content-encoding")
         draft = replace(
             draft, headers=headers, items=pieces, length=sum(len(p.data) for p in pieces)
         )
-    return draft, parse(b"".join(p.data for p in pieces)).events
+    body = b"".join(p.data for p in pieces)
+    framing = framings.framing_of(response.content_type, body, url)
+    if framing is None:
+        return draft, (), "sse"
+    return draft, framings.events(body, framing), framing
 
 
 def _resolve(ref: EventRef, events: Sequence[Event]) -> Event | None:
@@ -419,7 +429,12 @@ def _resolve(ref: EventRef, events: Sequence[Event]) -> Event | None:
 
 
 def _edits_of(
-    f: Fault, order: int, events: Sequence[Event], provider: str, rng: random.Random
+    f: Fault,
+    order: int,
+    events: Sequence[Event],
+    provider: str,
+    rng: random.Random,
+    context: tuple[str, Draft],
 ) -> list[Edit] | None:
     """The edits one event fault makes, or None when the event it names is not there."""
     if isinstance(f, Truncate):
@@ -439,21 +454,22 @@ def _edits_of(
     if ev is None:
         return None
     if isinstance(f, InjectError):
-        frame = providers.error_event(
-            f.provider or provider,
-            message=f.message,
-            sequence_number=events.index(ev) + 1,
-            like=events[0].raw,
+        framing, draft = context
+        body = b"".join(p.data for p in draft.items if isinstance(p, Piece))
+        frame = framings.error_frame(
+            framing, f.provider or provider, after=ev, found=events, body=body, message=f.message
         )
         return [Edit(ev.end, _INSERT, order, data=frame), Edit(ev.end, _CUT, order, how="close")]
     if isinstance(f, Stall):
         return [Edit(ev.start, _PAUSE, order, stall=f.duration)]
+    unit_start, unit_end = ev.unit
     if isinstance(f, Drop):
-        return [Edit(ev.start, _REPLACE, order, end=ev.end)]
+        return [Edit(unit_start, _REPLACE, order, end=unit_end)]
     if isinstance(f, Duplicate):
-        return [Edit(ev.end, _INSERT, order, data=ev.raw)]
+        return [Edit(unit_end, _INSERT, order, data=ev.repeat)]
     assert isinstance(f, Corrupt)
-    return [Edit(ev.start, _REPLACE, order, end=ev.end, data=corrupt(ev.raw, f.how, rng))]
+    span = (ev.value[0] - ev.start, ev.value[1] - ev.start)
+    return [Edit(ev.start, _REPLACE, order, end=ev.end, data=corrupt(ev.raw, f.how, rng, span))]
 
 
 def event_edits(
@@ -462,12 +478,15 @@ def event_edits(
     faults: Sequence[Fault],
     provider: str,
     rng: random.Random,
+    framing: str = "sse",
 ) -> tuple[list[Edit], Draft]:
-    """The edits the event faults make, sorted, with what fired and what was skipped. Two
-    faults that replace the same bytes are refused (ConfigError)."""
+    """The edits the event faults make on the events of a body in ``framing``, sorted, with
+    what fired and what was skipped. Two faults that replace the same bytes are refused
+    (ConfigError)."""
     edits: list[Edit] = []
+    context = (framing, draft)
     for order, f in enumerate(f for f in faults if is_event_fault(f)):
-        made = _edits_of(f, order, events, provider, rng)
+        made = _edits_of(f, order, events, provider, rng, context)
         if made is None:
             draft = draft.skip(f, f"the stream has {len(events)} events")
         else:

@@ -64,7 +64,7 @@ from ._cassette import Headers, Request
 from ._control import Control, Reply
 from ._errors import ConfigError, NoMatchError, SsevcrError
 from ._follower import BATCH_BYTES, Finish, Follower, Head, Wait, Write
-from ._journal import Delivery, How, Journal
+from ._journal import How, Journal
 from ._player import Play, Player
 from ._schedule import Abort, Close, Hang, Reset
 from ._secrets import safe
@@ -720,7 +720,8 @@ class ReplayServer:
     answer; ``head_timeout`` one whose request head is not complete that long after it opened or
     the head began (or whose body pauses that long); seconds, None waits forever. ``max_body``:
     the largest request body read (bytes; 413 past it). ``journal`` receives each play's
-    :class:`~ssevcr._journal.Delivery` as it ends. ``control``: a
+    :class:`~ssevcr._journal.Journal` as it ends (``.value()``: the Delivery, ``.line()``: its
+    JSON line). ``control``: a
     :class:`~ssevcr._control.Control` turns on the control API and its sessions (off by
     default: ``/__ssevcr/`` paths are then ordinary requests)."""
 
@@ -736,7 +737,7 @@ class ReplayServer:
         head_timeout: float | None = HEAD_TIMEOUT,
         idle_timeout: float | None = IDLE_TIMEOUT,
         max_body: int = MAX_BODY,
-        journal: Callable[[Delivery], None] | None = None,
+        journal: Callable[[Journal], None] | None = None,
         control: Control | None = None,
     ):
         for name, value in (("head_timeout", head_timeout), ("idle_timeout", idle_timeout)):
@@ -778,7 +779,7 @@ class ReplayServer:
     def delivered(self, play: Play) -> None:
         """A play's delivery ended (the client took it all, or left): to the journal."""
         if self.journal is not None and play.journal is not None:
-            self.journal(play.journal.value())
+            self.journal(play.journal)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from ._control import Control
-from ._journal import Delivery
+from ._journal import Journal
 from ._player import Player
 from ._server import HEAD_TIMEOUT, IDLE_TIMEOUT, MAX_BODY, Log, ReplayServer
 from ._timer import new_event_loop
@@ -41,7 +41,7 @@ class ServerThread:
         head_timeout: float | None = HEAD_TIMEOUT,
         idle_timeout: float | None = IDLE_TIMEOUT,
         max_body: int = MAX_BODY,
-        journal: Callable[[Delivery], None] | None = None,
+        journal: Callable[[Journal], None] | None = None,
         control: Control | None = None,
     ):
         self.server = ReplayServer(

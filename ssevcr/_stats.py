@@ -1,6 +1,7 @@
 """Per-interaction figures for review: events with their arrival times, TTFB, TTFE, gaps.
 
-Everything is derived from the recorded chunks by the one SSE parser (``sse.parse``): an event
+Everything is derived from the recorded chunks by the parser of the body's framing (SSE, NDJSON,
+JSON array: ``ssevcr._framing``): an event (an SSE event, an NDJSON line, an array element)
 arrives with the chunk that carries its last byte. Content-encoded bodies (gzip, deflate) are
 decoded chunk by chunk, each piece keeping its chunk's time, up to ``limit`` decoded bytes (a
 bigger body, a decompression bomb, is reported as not decoded and counted as recorded).
@@ -18,18 +19,21 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal, overload
 
 from . import _content as content
+from . import _framing as framings
+from . import _sse as sse
 from ._cassette import Interaction, Response
 from ._redaction import Redaction
 from ._secrets import Span, find, mask_text, mask_url, merge, printable
-from ._sse import Event, Frame, parse
 
 __all__ = [
     "EventStat",
     "InteractionStats",
     "arrivals",
     "decoded_pieces",
+    "event_times",
     "excerpt",
     "interaction_stats",
     "percentile",
@@ -42,7 +46,7 @@ Pieces = list[tuple[float, bytes]]
 
 @dataclass(frozen=True, slots=True)
 class EventStat:
-    index: int  # from 1, SSE events only (comments are not counted)
+    index: int  # from 1, events only (SSE comments, blank lines, array brackets not counted)
     at: float  # arrival: seconds from the request, the chunk that carried the event's last byte
     gap: float | None  # seconds since the previous event (None for the first)
     offset: int  # byte offset of the event in the (decoded) body
@@ -75,6 +79,7 @@ class InteractionStats:
     events: tuple[EventStat, ...]
     comments: int  # frames that dispatched no event (keep-alive comments, stray blank lines)
     tail: int  # bytes after the last complete frame (an unterminated block)
+    framing: str | None = None  # sse, ndjson, json-array; None for a body without events
 
     @property
     def gaps(self) -> list[float]:
@@ -145,9 +150,22 @@ def secret_spans(body: bytes, content_type: str) -> list[Span]:
     return merge([*find(body), *_RULES.body_spans(body, content_type)])
 
 
-def arrivals(pieces: Iterable[tuple[float, bytes]]) -> tuple[list[tuple[Frame, float]], bytes]:
-    """Parse timed pieces of an SSE body: every frame with the time of the piece carrying its
-    last byte, and the unterminated tail."""
+Frame = framings.Frame
+
+
+@overload
+def arrivals(
+    pieces: Iterable[tuple[float, bytes]], framing: Literal["sse"] = "sse"
+) -> tuple[Sequence[tuple[sse.Frame, float]], bytes]: ...
+@overload
+def arrivals(
+    pieces: Iterable[tuple[float, bytes]], framing: str
+) -> tuple[Sequence[tuple[Frame, float]], bytes]: ...
+def arrivals(
+    pieces: Iterable[tuple[float, bytes]], framing: str = "sse"
+) -> tuple[Sequence[tuple[Frame, float]], bytes]:
+    """Parse timed pieces of a body in ``framing``: every frame with the time of the piece
+    carrying its last byte, and the unterminated tail."""
     ends: list[int] = []
     times: list[float] = []
     parts: list[bytes] = []
@@ -159,9 +177,21 @@ def arrivals(pieces: Iterable[tuple[float, bytes]]) -> tuple[list[tuple[Frame, f
         ends.append(total)
         times.append(at)
         parts.append(data)
-    parsed = parse(parts)
+    parsed = framings.parse(parts, framing)
     timed = [(f, times[bisect.bisect_left(ends, f.end)]) for f in parsed.frames]
     return timed, parsed.tail
+
+
+def event_times(interactions: Iterable[Interaction]) -> list[float]:
+    """The event arrival times of the first interaction with streamed events (for a timing
+    profile fitted to a recording); empty when none has any."""
+    for inter in interactions:
+        pieces, _ = decoded_pieces(inter.response)
+        timed, _ = arrivals(pieces)
+        times = [t for frame, t in timed if isinstance(frame, sse.Event)]
+        if times:
+            return times
+    return []
 
 
 def event_stats(
@@ -173,7 +203,7 @@ def event_stats(
     prev: float | None = None
     starts = [s.start for s in secrets]
     for frame, at in timed:
-        if not isinstance(frame, Event):
+        if not isinstance(frame, framings.EVENT_FRAMES):
             continue
         kind, ident, data = frame.type, frame.id, frame.data
         i = bisect.bisect_left(starts, frame.end) - 1
@@ -203,9 +233,12 @@ def interaction_stats(
     pieces, problem = decoded_pieces(resp, limit=limit)
     events: tuple[EventStat, ...] = ()
     comments = tail = 0
-    if resp.is_event_stream and problem is None:
-        timed, rest = arrivals(pieces)
+    framing = None
+    if problem is None and framings.may_frame(resp.content_type):
         body = b"".join(d for _, d in pieces)
+        framing = framings.framing_of(resp.content_type, body, req.url)
+    if framing is not None:
+        timed, rest = arrivals(pieces, framing)
         events = event_stats(timed, secret_spans(body, resp.content_type))
         comments = len(timed) - len(events)
         tail = len(rest)
@@ -231,6 +264,7 @@ def interaction_stats(
         events=events,
         comments=comments,
         tail=tail,
+        framing=framing,
     )
 
 
@@ -240,7 +274,8 @@ def interaction_stats(
 # string members that carry the text a stream is made of, across providers: OpenAI chat
 # (delta.content, tool_calls[].function.arguments, reasoning), OpenAI responses (delta, text),
 # Anthropic (delta.text, partial_json, thinking), Gemini (parts[].text), Cohere (tool_plan,
-# content.text), Mistral (content[].thinking[].text), and error messages
+# content.text), Mistral (content[].thinking[].text), Ollama (message.content, response), and
+# error messages
 _TEXT_KEYS = frozenset(
     {
         "text",
@@ -254,9 +289,10 @@ _TEXT_KEYS = frozenset(
         "refusal",
         "tool_plan",
         "message",
+        "response",
     }
 )
-_LABEL_KEYS = ("name", "finish_reason", "stop_reason", "finishReason")
+_LABEL_KEYS = ("name", "finish_reason", "stop_reason", "finishReason", "done_reason")
 _ARG_KEYS = frozenset({"args", "input"})
 _SKIP_KEYS = frozenset(
     {

@@ -60,6 +60,7 @@ __all__ = [
     "locked",
     "open_cached",
     "present",
+    "profile_times",
     "read_any",
     "read_bytes",
     "read_named",
@@ -120,6 +121,22 @@ def load(path: str | os.PathLike[str], *, check: bool = False) -> Cassette:
     p = os.fspath(path)
     cassette = _format.loads(_File(p), path=p)
     return _checked(cassette) if check else cassette
+
+
+def profile_times(path: str) -> list[float]:
+    """The event times a ``profile:CASSETTE`` timing is fitted to: those of the first streamed
+    interaction of the cassette (msgpack or JSON) at ``path``."""
+    from ._stats import event_times
+
+    try:
+        times = event_times(read_any(path).interactions)
+    except CassetteError as e:
+        raise ConfigError(f"timing profile:{path}: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"timing profile:{path}: cannot read it: {e.strerror or e}") from None
+    if not times:
+        raise ConfigError(f"{path}: no streamed events to fit a timing profile to")
+    return times
 
 
 def read_any(path: str | os.PathLike[str], *, check: bool = False) -> Cassette:
@@ -184,6 +201,7 @@ class Opened:
 
 
 _opened: dict[str, Opened] = {}  # by absolute path, least recently opened first
+_opened_bytes = 0  # the sum of len(data) over _opened
 _opened_lock = _thread.allocate_lock()
 
 
@@ -196,18 +214,23 @@ def open_cached(path: str | os.PathLike[str]) -> Opened:
         return Opened(_format.loads_any(f, path=p))
     data = f[0 : f.size]
     key = os.path.abspath(p)
+    global _opened_bytes
     with _opened_lock:
         kept = _opened.pop(key, None)
         if kept is not None and kept.data == data:
             _opened[key] = kept  # now the most recent
             return kept
+        if kept is not None:
+            _opened_bytes -= len(kept.data)
     opened = Opened(_format.loads_any(data, path=p), data=data)
     with _opened_lock:
-        _opened.pop(key, None)
+        replaced = _opened.pop(key, None)  # another thread's, opened meanwhile
+        if replaced is not None:
+            _opened_bytes -= len(replaced.data)
+        _opened_bytes += len(data)
         _opened[key] = opened
-        total = sum(len(k.data) for k in _opened.values())
-        while total > CACHE_TOTAL:
-            total -= len(_opened.pop(next(iter(_opened))).data)
+        while _opened_bytes > CACHE_TOTAL:
+            _opened_bytes -= len(_opened.pop(next(iter(_opened))).data)
     return opened
 
 

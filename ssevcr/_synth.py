@@ -620,7 +620,87 @@ def _responses_echo(b: _Builder, plan: _Plan) -> dict[str, Any]:
     return echo
 
 
-def _openai_responses(b: _Builder, plan: _Plan, content: Content, how: str | int) -> Any:  # noqa: C901
+def _responses_reasoning(
+    b: _Builder, plan: _Plan, content: Content, pieces: list[str], index: int
+) -> Any:
+    """The reasoning item at ``index``; its summary streamed when the request asks for one."""
+    ids, ctx, seq, stream = b.tpl["ids"], b.consts, b.next_seq, plan.stream
+    include = plan.request.get("include") or []
+    summary_on = not plan.request or (plan.request.get("reasoning") or {}).get("summary")
+    rid = _fill(ids["reasoning_id"], b.rng, ctx)
+    crypt = "reasoning.encrypted_content" in include
+    enc = (lambda: _fill(ids["encrypted"], b.rng, ctx)) if crypt else (lambda: OMIT)
+    if stream:
+        item = b.obj("item_reasoning", item_id=rid, summary=[], encrypted=enc())
+        b.emit("item_added", output_index=index, item=item, seq=seq())
+        if summary_on:
+            part = {"part": "summary_text"}
+            b.emit("summary_part_added", part, item_id=rid, output_index=index, text="", seq=seq())
+            emit_summary = b.stream_of("summary_delta", item_id=rid, output_index=index)
+            for piece in pieces:
+                emit_summary(piece)
+            b.emit(
+                "summary_done", item_id=rid, output_index=index, text=content.reasoning, seq=seq()
+            )
+            b.emit(
+                "summary_part_done",
+                part,
+                item_id=rid,
+                output_index=index,
+                text=content.reasoning,
+                seq=seq(),
+            )
+    summary = [b.obj("summary_text", text=content.reasoning)] if summary_on else []
+    final = b.obj("item_reasoning", item_id=rid, summary=summary, encrypted=enc())
+    if stream:
+        b.emit("item_done", output_index=index, item=final, seq=seq())
+    return final
+
+
+def _responses_message(
+    b: _Builder, plan: _Plan, content: Content, pieces: list[str], index: int
+) -> Any:
+    """The message item at ``index``: its text part, streamed delta by delta."""
+    seq = b.next_seq
+    mid = _fill(b.tpl["ids"]["message_id"], b.rng, b.consts)
+    if plan.stream:
+        item = b.obj("item_message", item_id=mid, status="in_progress", content=[])
+        b.emit("item_added", output_index=index, item=item, seq=seq())
+        part = {"part": "part_text"}
+        b.emit("part_added", part, item_id=mid, output_index=index, text="", seq=seq())
+        emit_text = b.stream_of("text_delta", item_id=mid, output_index=index)
+        for piece in pieces:
+            emit_text(piece)
+        b.emit("text_done", item_id=mid, output_index=index, text=content.text, seq=seq())
+        b.emit("part_done", part, item_id=mid, output_index=index, text=content.text, seq=seq())
+    part = b.obj("part_text", text=content.text)
+    final = b.obj("item_message", item_id=mid, status="completed", content=[part])
+    if plan.stream:
+        b.emit("item_done", output_index=index, item=final, seq=seq())
+    return final
+
+
+def _responses_function(
+    b: _Builder, plan: _Plan, call: ToolCall, call_id: str, pieces: list[str], index: int
+) -> Any:
+    """The function call item at ``index``: its arguments, streamed delta by delta."""
+    seq = b.next_seq
+    fid = _fill(b.tpl["ids"]["function_id"], b.rng, b.consts)
+    fields = {"item_id": fid, "call_id": call_id, "name": call.name}
+    if plan.stream:
+        item = b.obj("item_function", status="in_progress", arguments="", **fields)
+        b.emit("item_added", output_index=index, item=item, seq=seq())
+        emit_args = b.stream_of("args_delta", item_id=fid, output_index=index)
+        for piece in pieces:
+            emit_args(piece)
+        b.emit("args_done", item_id=fid, output_index=index, arguments=call.arguments, seq=seq())
+    final = b.obj("item_function", status="completed", arguments=call.arguments, **fields)
+    if plan.stream:
+        b.emit("item_done", output_index=index, item=final, seq=seq())
+    return final
+
+
+def _openai_responses(b: _Builder, plan: _Plan, content: Content, how: str | int) -> Any:
     text, reasoning, args = _pieces(content, how)
     if content.reasoning and not b.tpl.get("reasoning"):
         raise ConfigError(f"template {plan.template} has no reasoning items")
@@ -630,114 +710,29 @@ def _openai_responses(b: _Builder, plan: _Plan, content: Content, how: str | int
             f"openai-responses ends with a status: completed or incomplete, not {status!r}"
         )
     echo = _responses_echo(b, plan)
-    ids = b.tpl["ids"]
-    ctx = dict(b.consts)
     call_ids = _call_ids(b, content)
-    output: list[Any] = []
     usage = b.obj("usage", **_usage_values(plan))
-    seq = b.next_seq
 
     def response(state: str, items: list[Any], used: Any) -> Any:
         return b.obj("response", status=state, output=items, usage=used, **echo)
 
-    stream = plan.stream
-    if stream:
-        b.emit("created", response=response("in_progress", [], None), seq=seq())
-        b.emit("in_progress", response=response("in_progress", [], None), seq=seq())
-    index = 0
+    if plan.stream:
+        b.emit("created", response=response("in_progress", [], None), seq=b.next_seq())
+        b.emit("in_progress", response=response("in_progress", [], None), seq=b.next_seq())
+    output: list[Any] = []
     if content.reasoning:
-        include = plan.request.get("include") or []
-        summary_on = not plan.request or (plan.request.get("reasoning") or {}).get("summary")
-        rid = _fill(ids["reasoning_id"], b.rng, ctx)
-        crypt = "reasoning.encrypted_content" in include
-        enc = (lambda: _fill(ids["encrypted"], b.rng, ctx)) if crypt else (lambda: OMIT)
-        if stream:
-            item = b.obj("item_reasoning", item_id=rid, summary=[], encrypted=enc())
-            b.emit("item_added", output_index=index, item=item, seq=seq())
-            if summary_on:
-                part = {"part": "summary_text"}
-                b.emit(
-                    "summary_part_added", part, item_id=rid, output_index=index, text="", seq=seq()
-                )
-                emit_summary = b.stream_of("summary_delta", item_id=rid, output_index=index)
-                for piece in reasoning:
-                    emit_summary(piece)
-                b.emit(
-                    "summary_done",
-                    item_id=rid,
-                    output_index=index,
-                    text=content.reasoning,
-                    seq=seq(),
-                )
-                b.emit(
-                    "summary_part_done",
-                    part,
-                    item_id=rid,
-                    output_index=index,
-                    text=content.reasoning,
-                    seq=seq(),
-                )
-        summary = [b.obj("summary_text", text=content.reasoning)] if summary_on else []
-        final = b.obj("item_reasoning", item_id=rid, summary=summary, encrypted=enc())
-        if stream:
-            b.emit("item_done", output_index=index, item=final, seq=seq())
-        output.append(final)
-        index += 1
+        output.append(_responses_reasoning(b, plan, content, reasoning, len(output)))
     if content.text or not content.tool_calls:
-        mid = _fill(ids["message_id"], b.rng, ctx)
-        if stream:
-            item = b.obj("item_message", item_id=mid, status="in_progress", content=[])
-            b.emit("item_added", output_index=index, item=item, seq=seq())
-            b.emit(
-                "part_added",
-                {"part": "part_text"},
-                item_id=mid,
-                output_index=index,
-                text="",
-                seq=seq(),
-            )
-            emit_text = b.stream_of("text_delta", item_id=mid, output_index=index)
-            for piece in text:
-                emit_text(piece)
-            b.emit("text_done", item_id=mid, output_index=index, text=content.text, seq=seq())
-            b.emit(
-                "part_done",
-                {"part": "part_text"},
-                item_id=mid,
-                output_index=index,
-                text=content.text,
-                seq=seq(),
-            )
-        part = b.obj("part_text", text=content.text)
-        final = b.obj("item_message", item_id=mid, status="completed", content=[part])
-        if stream:
-            b.emit("item_done", output_index=index, item=final, seq=seq())
-        output.append(final)
-        index += 1
+        output.append(_responses_message(b, plan, content, text, len(output)))
     for i, call in enumerate(content.tool_calls):
-        fid = _fill(ids["function_id"], b.rng, ctx)
-        fields = {"item_id": fid, "call_id": call_ids[i], "name": call.name}
-        if stream:
-            item = b.obj("item_function", status="in_progress", arguments="", **fields)
-            b.emit("item_added", output_index=index, item=item, seq=seq())
-            emit_args = b.stream_of("args_delta", item_id=fid, output_index=index)
-            for piece in args[i]:
-                emit_args(piece)
-            b.emit(
-                "args_done", item_id=fid, output_index=index, arguments=call.arguments, seq=seq()
-            )
-        final = b.obj("item_function", status="completed", arguments=call.arguments, **fields)
-        if stream:
-            b.emit("item_done", output_index=index, item=final, seq=seq())
-        output.append(final)
-        index += 1
+        output.append(_responses_function(b, plan, call, call_ids[i], args[i], len(output)))
     done = response(status, output, usage)
-    if not stream:
+    if not plan.stream:
         return done
     shape = "completed" if status == "completed" else "incomplete"
     if shape not in b.shapes:
         shape = "completed"
-    b.emit(shape, response=done, seq=seq())
+    b.emit(shape, response=done, seq=b.next_seq())
     return None
 
 

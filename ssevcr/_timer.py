@@ -5,11 +5,12 @@ and the stock selector rounds up, sometimes by a whole extra millisecond. Replay
 gaps are 10-60 ms that is a visible error (p50 lateness ~0.5 ms measured here). There are two
 remedies, one for each kind of event loop:
 
-- **A loop we own** (the replay server: ``ssevcr replay`` and :class:`~ssevcr._server.ServerThread`):
-  :func:`new_event_loop` makes a loop whose :class:`PreciseSelector` waits the whole milliseconds in
-  epoll and the sub-millisecond rest in ``nanosleep`` (p50 ~0.1 ms). The cost: I/O that arrives
-  during that rest waits for it (never more than 1 ms, only when no timer is due sooner), and more
-  loop iterations (bench/bench_replay.py measures both).
+- **A loop we own** (the replay server: ``ssevcr replay`` and
+  :class:`~ssevcr._server.ServerThread`): :func:`new_event_loop` makes a loop whose
+  :class:`PreciseSelector` waits the whole milliseconds in epoll and the sub-millisecond rest in
+  ``nanosleep`` (p50 ~0.1 ms). The cost: I/O that arrives during that rest waits for it (never
+  more than 1 ms, only when no timer is due sooner), and more loop iterations
+  (bench/bench_replay.py measures both).
 - **A loop we don't own** (the in-process transports run in the caller's loop, whatever it is):
   :func:`sleep_until` spends long waits on the loop's own (cheap) timer and the last few
   milliseconds on one daemon thread, which waits for the earliest deadline with a
@@ -72,7 +73,8 @@ class PreciseSelector(_Epoll):
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """An event loop whose timers fire within ~0.1 ms instead of ~1 ms (Linux; elsewhere the default)."""
+    """An event loop whose timers fire within ~0.1 ms instead of ~1 ms (Linux; elsewhere the
+    default)."""
     if sys.platform == "linux":
         return asyncio.SelectorEventLoop(PreciseSelector())
     return asyncio.new_event_loop()  # pragma: no cover - not Linux

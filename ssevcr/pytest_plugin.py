@@ -4,12 +4,19 @@
     @pytest.mark.ssevcr("story", timing="scale:0.1", faults=["truncate:after=3,end=abort"])
     def test_story(ssevcr_cassette): ...
 
-Marker keywords: ``timing``, ``max_gap``, ``faults``, ``seed``, ``match_on``, ``ignore_body_keys``,
-``allow_repeats``, ``record``, ``redact_headers``, ``redact_query``, ``redact_body``,
-``fail_on_unconsumed`` (the test fails when a replayed stream was neither read to the end nor
-closed). A failing test's report has a section with the delivery journal of each play. A bare name
-is a file in the test module's cassette folder (``.msgpack`` added); a name with a slash is a path
-relative to the rootdir.
+Marker keywords: ``use_cassette``'s (``timing``, ``max_gap``, ``faults``, ``seed``, ``match_on``,
+``ignore_body_keys``, ``allow_repeats``, ``record``, ``redact_*``, ``allowed_hosts``,
+``ignore_hosts``, ``ignore_localhost``, ``fail_on_unconsumed``: the test fails when a replayed
+stream was neither read to the end nor closed) and the plugin's own: ``strict`` (fail on interactions
+never played; ``--ssevcr-strict`` for every test), ``sweep`` and ``sweep_stall`` (the fault sweep,
+:mod:`ssevcr._pytest_sweep`). A bare name is a file in the test module's cassette folder
+(``.msgpack`` added); a name with a slash is a path relative to the rootdir.
+
+A connection the network guard refused (``ssevcr._network``) fails the test that owns the
+cassette, like a miss: at the end of its call, or at teardown for one made later (a background
+thread); ``--ssevcr-allow-host HOST`` adds to every cassette's ``allowed_hosts``.
+
+A failing test's report has a section with the delivery journal of each play.
 
 Record mode and timing, highest first: ``--ssevcr-record`` / ``--ssevcr-timing`` on the command
 line, then ``SSEVCR_RECORD`` / ``SSEVCR_TIMING`` in the environment, then the marker, then the
@@ -54,8 +61,11 @@ _RUN = pytest.StashKey[
 ]()  # (run id, folder of ``all`` claims shared with xdist workers)
 _CLAIMS_MADE = pytest.StashKey[str]()  # the claims folder this (controlling) process created
 _ACTIVE = pytest.StashKey["ActiveCassette"]()
-_REPORTED = pytest.StashKey[int]()
+_REPORTED = pytest.StashKey[tuple[int, int]]()  # misses, refused connections reported
 _OWN_KEYWORDS = ("record", "timing")  # resolved by their own fixtures (CLI > env > marker)
+_PLUGIN_KEYWORDS = ("sweep", "sweep_stall", "strict")  # the plugin's own, not use_cassette's
+_SWEEP = "ssevcr_fault"  # the argument a swept test is parametrized over
+_PLAYS = pytest.StashKey[dict[str, Any]]()  # what a swept case's replay sent, and its setting
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,6 +84,47 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="TIMING",
         help="original, instant, scale:F or fixed:DUR for every test. Overrides SSEVCR_TIMING and markers.",
     )
+    group.addoption(
+        "--ssevcr-allow-host",
+        dest="ssevcr_allow_hosts",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="While a cassette replays, also let connections to HOST through (a name, a glob "
+        "such as *.example.com, an address or a network such as 10.0.0.0/8; repeatable), on "
+        "top of each cassette's allowed_hosts.",
+    )
+    group.addoption(
+        "--ssevcr-strict",
+        dest="ssevcr_strict",
+        action="store_true",
+        default=False,
+        help="Fail every test with an ssevcr marker whose cassette has interactions it never "
+        "played (the marker's strict=True, for every test).",
+    )
+    group.addoption(
+        "--ssevcr-sweep",
+        dest="ssevcr_sweep",
+        default=None,
+        choices=("quick", "default", "full"),
+        help="Run every test with an ssevcr marker once clean and once per fault of its "
+        "cassettes' catalogue (quick, default or full). Overrides the marker's sweep=.",
+    )
+    group.addoption(
+        "--ssevcr-sweep-stall",
+        dest="ssevcr_sweep_stall",
+        default=None,
+        metavar="DUR",
+        help="How long the sweep's long stalls last, past the client's timeout (default 30s; "
+        "the short ones a tenth of it, at most 1s). Overrides the marker's sweep_stall=.",
+    )
+    group.addoption(
+        "--ssevcr-sweep-report",
+        dest="ssevcr_sweep_report",
+        default=None,
+        metavar="FILE",
+        help="Write the sweep's verdicts as an HTML page (or JSON, for a .json FILE).",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -87,8 +138,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "ssevcr(name_or_path=None, *, timing=None, faults=(), seed=0, match_on=None, ignore_body_keys=(), "
-        "allow_repeats=False): replay (or record) a cassette for every httpx/httpx2 client in the test",
+        "allow_repeats=False, strict=False, sweep=None, sweep_stall=None): replay (or record) a cassette for "
+        "every httpx/httpx2/aiohttp/requests client in the test",
     )
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_Session(config), "ssevcr-session")
+    stall = config.getoption("ssevcr_sweep_stall")
+    if stall:
+        from ._errors import ConfigError
+
+        try:
+            _stall(stall, "--ssevcr-sweep-stall")
+        except ConfigError as e:
+            raise pytest.UsageError(str(e)) from None
     for value, source in (
         (config.getoption("ssevcr_record"), "--ssevcr-record"),
         (os.environ.get("SSEVCR_RECORD"), "SSEVCR_RECORD"),
@@ -134,6 +196,109 @@ def _marker(request: pytest.FixtureRequest) -> pytest.Mark | None:
         stash[_MARK] = request.node.get_closest_marker("ssevcr")
     mark: pytest.Mark | None = stash[_MARK]
     return mark
+
+
+def _case(node: Any) -> Any:
+    """The sweep case of a swept test (a ``SweepFault``), else None."""
+    callspec = getattr(node, "callspec", None)
+    return None if callspec is None else callspec.params.get(_SWEEP)
+
+
+def _stall(value: object, source: str) -> float:
+    """A sweep's stall duration; raises ConfigError."""
+    from ._errors import ConfigError
+    from ._timing import parse_duration
+
+    seconds = parse_duration(str(value), what=f"{source} duration")
+    if seconds <= 0:
+        raise ConfigError(f"{source} must be longer than 0, got {value!r}")
+    return seconds
+
+
+def _default_name(node: Any, name: str) -> str:
+    """A test's name (``Class.test[param]`` for methods), made safe as a file name."""
+    cls = getattr(node, "cls", None)
+    name = name if cls is None else f"{cls.__name__}.{name}"
+    return re.sub(r"[^\w.\[\]=,+-]", "-", name)
+
+
+def _named_path(given: object, rootpath: Path, cassette_dir: Path) -> Path:
+    """A cassette named in a marker: a bare name in the module's folder, a path with a slash
+    relative to the rootdir."""
+    if not isinstance(given, str | os.PathLike) or not isinstance(os.fspath(given), str):
+        raise pytest.fail.Exception(
+            f"the ssevcr marker: a cassette is a file name or path, got {given!r}", pytrace=False
+        )
+    text = os.fspath(given)
+    if "/" in text or os.sep in text:
+        return Path(rootpath, text)
+    return cassette_dir / (text if text.endswith((".msgpack", ".json")) else f"{text}.msgpack")
+
+
+# -- the sweep: parametrized at collection -------------------------------------------------------
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``sweep=`` / ``--ssevcr-sweep``: the test once clean and once per catalogue fault."""
+    marker = metafunc.definition.get_closest_marker("ssevcr")
+    if marker is None:
+        return
+    config = metafunc.config
+    level = config.getoption("ssevcr_sweep") or marker.kwargs.get("sweep")
+    if not level:
+        return
+    from ._errors import ConfigError
+    from ._pytest_sweep import CLEAN, DEFAULT_STALL, LEVELS, cases
+
+    where = f"{metafunc.definition.nodeid}: the ssevcr marker"
+    if level not in LEVELS:
+        raise pytest.fail.Exception(
+            f"{where}: sweep={level!r}: use {', '.join(map(repr, LEVELS))}", pytrace=False
+        )
+    given = config.getoption("ssevcr_sweep_stall") or marker.kwargs.get("sweep_stall")
+    try:
+        stall = _stall(given, "sweep_stall") if given else DEFAULT_STALL
+    except ConfigError as e:
+        raise pytest.fail.Exception(f"{where}: {e}", pytrace=False) from None
+    seed = marker.kwargs.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise pytest.fail.Exception(
+            f"{where}: seed must be a whole number, got {seed!r}", pytrace=False
+        )
+    if not marker.args and any(True for _ in metafunc.definition.iter_markers("parametrize")):
+        raise pytest.fail.Exception(
+            f"{where}: a parametrized test sweeps a cassette named in the marker (its "
+            "parameters would each have their own, and a sweep needs one catalogue)",
+            pytrace=False,
+        )
+    mode = config.getoption("ssevcr_record") or os.environ.get("SSEVCR_RECORD")
+    mode = mode or marker.kwargs.get("record")
+    paths = _sweep_paths(metafunc, marker)
+    found = [CLEAN] if mode == "all" else cases(paths, str(level), seed=seed, stall=stall)
+    if _SWEEP not in metafunc.fixturenames:
+        metafunc.fixturenames.append(_SWEEP)
+    metafunc.parametrize(_SWEEP, found, ids=[str(c) for c in found])
+
+
+def _sweep_paths(metafunc: pytest.Metafunc, marker: pytest.Mark) -> list[Path]:
+    """The cassettes a swept test replays, as collection sees them (the marker's names, else the
+    default place; a conftest's override of the path fixtures is checked when the test runs)."""
+    config = metafunc.config
+    folder = Path(config.rootpath) / "cassettes" / Path(metafunc.definition.path).stem
+    if marker.args:
+        return [_named_path(a, Path(config.rootpath), folder) for a in marker.args[:1]]
+    return [folder / f"{_default_name(metafunc.definition, metafunc.definition.name)}.msgpack"]
+
+
+@pytest.fixture
+def ssevcr_fault() -> Any:
+    """The fault of this case of a swept test (``sweep=`` / ``--ssevcr-sweep``): ``.spec``,
+    ``.kind``, ``.lossy``, ``.why``; the clean case (and a test that is not swept) gets a false
+    value with ``spec`` None and ``kind`` ``"clean"``."""
+    from ._pytest_sweep import CLEAN
+
+    return CLEAN
 
 
 def _first(
@@ -184,10 +349,16 @@ def ssevcr_cassette_dir(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture
 def ssevcr_cassette_name(request: pytest.FixtureRequest) -> str:
-    """The test's name (``Class.test[param]`` for methods), made safe as a file name."""
+    """The test's name (``Class.test[param]`` for methods), made safe as a file name; the cases
+    of a swept test share the test's."""
     node: Any = request.node
-    name = node.name if node.cls is None else f"{node.cls.__name__}.{node.name}"
-    return re.sub(r"[^\w.\[\]=,+-]", "-", name)
+    name = node.name
+    case = _case(node)
+    if case is not None:
+        from ._pytest_sweep import strip_case
+
+        name = strip_case(name, case)
+    return _default_name(node, name)
 
 
 @pytest.fixture
@@ -197,19 +368,9 @@ def ssevcr_cassette_path(
     """The marker's first argument (a bare name in the module's folder, or a path with a slash
     relative to the rootdir), else ``<cassette dir>/<test name>.msgpack``."""
     marker = _marker(request)
-    given = marker.args[0] if marker is not None and marker.args else None
-    if given is None:
+    if marker is None or not marker.args:
         return ssevcr_cassette_dir / f"{ssevcr_cassette_name}.msgpack"
-    if not isinstance(given, str | os.PathLike) or not isinstance(os.fspath(given), str):
-        raise pytest.fail.Exception(
-            f"the ssevcr marker: a cassette is a file name or path, got {given!r}", pytrace=False
-        )
-    text = os.fspath(given)
-    if "/" in text or os.sep in text:
-        return Path(request.config.rootpath, text)
-    return ssevcr_cassette_dir / (
-        text if text.endswith((".msgpack", ".json")) else f"{text}.msgpack"
-    )
+    return _named_path(marker.args[0], Path(request.config.rootpath), ssevcr_cassette_dir)
 
 
 # -- the cassette --------------------------------------------------------------------------------
@@ -229,11 +390,11 @@ def _options(
     marker = _marker(request)
     given = {"ssevcr_config": config, "the ssevcr marker": marker.kwargs if marker else {}}
     for source, kwargs in given.items():
-        unknown = [k for k in kwargs if k not in OPTION_NAMES]
+        unknown = [k for k in kwargs if k not in OPTION_NAMES and k not in _PLUGIN_KEYWORDS]
         if unknown:
             raise ConfigError(
                 f"{source}: unknown keyword {', '.join(map(repr, unknown))}; "
-                f"valid: {', '.join(OPTION_NAMES)}"
+                f"valid: {', '.join((*OPTION_NAMES, *_PLUGIN_KEYWORDS))}"
             )
     if marker is not None and len(marker.args) > 1:
         raise ConfigError(
@@ -241,9 +402,36 @@ def _options(
             f"{marker.args!r}"
         )
     kwargs = {**config, **(marker.kwargs if marker is not None else {})}
-    for key in _OWN_KEYWORDS:
+    for key in (*_OWN_KEYWORDS, *_PLUGIN_KEYWORDS):
         kwargs.pop(key, None)
+    extra = request.config.getoption("ssevcr_allow_hosts")
+    if extra:
+        given_hosts = kwargs.get("allowed_hosts") or ()
+        given_hosts = [given_hosts] if isinstance(given_hosts, str) else list(given_hosts)
+        kwargs["allowed_hosts"] = [*given_hosts, *extra]
+    case = _case(request.node)
+    if case:  # a sweep's faulted case: the fault on top of the test's own, always replayed
+        faults = kwargs.get("faults") or []
+        kwargs["faults"] = [*([faults] if isinstance(faults, str) else faults), case.spec]
+        record = "none"
     return Options.parse(path, record=record, timing=timing, **kwargs)
+
+
+def _check_swept(request: pytest.FixtureRequest, path: Path) -> None:
+    """A swept test replays the cassette its faults were read from at collection."""
+    marker = _marker(request)
+    node: Any = request.node
+    if marker is None or marker.args:
+        return  # named in the marker: collection saw the same path
+    folder = Path(request.config.rootpath) / "cassettes" / Path(node.path).stem
+    seen = folder / f"{_default_name(node, node.originalname)}.msgpack"
+    if seen != path:
+        raise pytest.fail.Exception(
+            f"ssevcr sweep: the faults were read from {str(seen)!r} at collection, but the "
+            f"test's cassette is {str(path)!r} (an override of ssevcr_cassette_dir or "
+            "ssevcr_cassette_path is not seen at collection): name the cassette in the marker",
+            pytrace=False,
+        )
 
 
 @pytest.fixture
@@ -267,6 +455,9 @@ def ssevcr_cassette(
     from ._store import begin_run
 
     begin_run(*request.config.stash[_RUN])
+    case = _case(request.node)
+    if case is not None:
+        _check_swept(request, ssevcr_cassette_path)
     try:
         options = _options(
             request, ssevcr_cassette_path, ssevcr_record_mode, ssevcr_timing, ssevcr_config
@@ -284,6 +475,8 @@ def ssevcr_cassette(
             yield active
         finally:
             del request.node.stash[_ACTIVE]
+            if case is not None:
+                _keep_plays(request, active)
             try:
                 use.__exit__(None, None, None)
             except SsevcrError as e:
@@ -292,6 +485,23 @@ def ssevcr_cassette(
                         f"ssevcr: saving the cassette failed: {e}", pytrace=False
                     ) from None
     _fail_on_misses(request.node, active, None)  # misses outside the test call (fixtures)
+
+
+def _keep_plays(request: pytest.FixtureRequest, active: ActiveCassette) -> None:
+    """What a swept case's replay sent, for the sweep's report (on the teardown report)."""
+    from ._report import plays_record
+
+    root = Path(request.config.rootpath)
+    paths = [active.path]
+    shown = [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in paths]
+    request.node.stash[_PLAYS] = {
+        "plays": plays_record(active.plays),
+        "meta": {
+            "cassettes": shown,
+            "seed": active.options.seed,
+            "timing": str(active.options.timing),
+        },
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -322,22 +532,59 @@ def ssevcr_server(ssevcr_cassette: ActiveCassette) -> Iterator[ServerThread]:
 def _fail_on_misses(
     item: pytest.Item, active: ActiveCassette | None, raised: BaseException | None
 ) -> None:
-    """Fail with the explanation of every miss not reported yet (and nothing else: no traceback,
-    no chained exception)."""
-    from ._errors import NoMatchError
-
+    """Fail with the explanation of every miss and every refused connection not reported yet
+    (and nothing else: no traceback, no chained exception)."""
     if active is None:
         return
-    misses = len(active.misses)
-    reported = item.stash.get(_REPORTED, 0)
-    if misses <= reported:
+    misses, blocked = len(active.misses), len(active.blocked)
+    seen_misses, seen_blocked = item.stash.get(_REPORTED, (0, 0))
+    if misses <= seen_misses and blocked <= seen_blocked:
         return
-    item.stash[_REPORTED] = misses
-    lines = [active.explain(reported)]
-    if raised is not None and not isinstance(raised, NoMatchError | pytest.fail.Exception):
+    from ._errors import NetworkBlockedError, NoMatchError
+    from ._network import report
+
+    item.stash[_REPORTED] = (misses, blocked)
+    lines = [active.explain(seen_misses)] if misses > seen_misses else []
+    if blocked > seen_blocked:
+        lines += [
+            report(active, seen_blocked),
+            "(only loopback addresses and allowed_hosts are reachable while a cassette "
+            "replays: allowed_hosts= on the marker or pytest --ssevcr-allow-host HOST; or "
+            "record with --ssevcr-record=once)",
+        ]
+    quiet = NoMatchError | NetworkBlockedError | pytest.fail.Exception
+    if raised is not None and not isinstance(raised, quiet):
         first = (str(raised).splitlines() or [""])[0][:200]
         lines.append(f"(the test raised {type(raised).__name__}: {first})")
     raise pytest.fail.Exception("\n".join(lines), pytrace=False) from None
+
+
+def _strict(item: pytest.Item, active: ActiveCassette) -> None:
+    """``strict=True`` / ``--ssevcr-strict``: fail a test that left interactions of its
+    cassette unplayed (when it replayed)."""
+    mark = item.stash.get(_MARK, None)
+    strict = mark.kwargs.get("strict", False) if mark is not None else False
+    if not isinstance(strict, bool):
+        raise pytest.fail.Exception(
+            f"the ssevcr marker: strict must be True or False, got {strict!r}", pytrace=False
+        )
+    if not (strict or item.config.getoption("ssevcr_strict")) or active.mode == "record":
+        return
+    unused = active.unused()
+    if unused:
+        shown = [f"  #{n + 1} {i.request.method} {i.request.url}" for n, i in unused[:10]]
+        more = [f"  ... and {len(unused) - 10} more"] if len(unused) > 10 else []
+        raise pytest.fail.Exception(
+            "\n".join(
+                [
+                    f"ssevcr strict: {len(unused)} of {len(active.cassette)} interactions of "
+                    f"cassette {str(active.path)!r} never played:",
+                    *shown,
+                    *more,
+                ]
+            ),
+            pytrace=False,
+        )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -351,6 +598,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     _fail_on_misses(item, active, None)
     if active is not None:
         _save(active)
+        _strict(item, active)
         _fail_on_unconsumed(active)
     return result
 
@@ -367,14 +615,65 @@ def _fail_on_unconsumed(active: ActiveCassette) -> None:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A failed test's report shows what each replayed play delivered (the journal)."""
+    """A swept case's verdict travels on its reports (``report.ssevcr_sweep``, kept by xdist);
+    a failed test's report shows what each replayed play delivered (the journal)."""
     report = yield
     active = item.stash.get(_ACTIVE, None)
     if active is not None and report.failed and call.when == "call":
         lines = [d.describe() for d in active.journal]
         if lines:
             report.sections.append(("ssevcr journal", "\n".join(lines)))
+    case = _case(item)
+    if case is not None:
+        from ._pytest_sweep import record, strip_case, verdict
+
+        judged = None
+        if not report.skipped:
+            judged = verdict(case, call.excinfo if report.failed else None)
+        info = record(case, strip_case(item.nodeid, case), call.when, report.outcome, judged)
+        if call.when == "teardown":
+            plays: dict[str, Any] = item.stash.get(_PLAYS, {})
+            info.update(plays)
+        report.ssevcr_sweep = info  # type: ignore[attr-defined]
     return report
+
+
+class _Session:
+    """What the controlling process (not an xdist worker) gathers from every report."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        from ._pytest_sweep import Summary
+
+        self.config = config
+        self.sweep = Summary(config.getoption("ssevcr_sweep"))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if hasattr(report, "ssevcr_sweep") or (report.failed and "[" in report.nodeid):
+            self.sweep.add(report)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        lines = self.sweep.lines()
+        if lines:
+            terminalreporter.write_sep("=", "ssevcr sweep")
+            for line in lines:
+                terminalreporter.write_line(line)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        target = self.config.getoption("ssevcr_sweep_report")
+        if not target:
+            return
+        path = Path(self.config.invocation_params.dir, target)
+        try:
+            self.sweep.write(str(path))
+        except OSError as e:
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(
+                    f"ssevcr: cannot write the sweep report {str(path)!r}: {e.strerror or e}",
+                    red=True,
+                )
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 
 def _save(active: ActiveCassette) -> None:

@@ -195,6 +195,80 @@ def test_litellm_through_aiohttp_records_and_replays(tmp_path: Path) -> None:
     assert "ClientPayloadError" in report["fault_chain"]
 
 
+PLUGIN_TESTS = """
+import socket, threading, time
+import pytest
+
+TARGET = ("192.0.2.1", 443)
+
+
+def swallowed():
+    try:
+        socket.create_connection(TARGET, timeout=2)
+    except Exception as e:  # the client swallows whatever it got
+        return e
+
+
+@pytest.mark.ssevcr("c.msgpack")
+def test_a_background_thread_swallows_it():
+    t = threading.Thread(target=swallowed)
+    t.start()
+    t.join()
+
+
+@pytest.mark.ssevcr("c.msgpack")
+def test_the_test_itself_connects():
+    socket.create_connection(TARGET, timeout=2)
+
+
+@pytest.fixture
+def late():
+    threads = []
+    yield threads
+    for t in threads:
+        t.join()  # before the cassette's own teardown (it was set up first)
+
+
+@pytest.mark.ssevcr("c.msgpack")
+def test_a_thread_connects_after_the_test(late):
+    late.append(threading.Thread(target=lambda: (time.sleep(0.2), swallowed())))
+    late[0].start()
+
+
+def test_no_cassette_no_guard():
+    assert isinstance(swallowed(), OSError)
+"""
+
+
+def test_the_plugin_fails_the_test_that_owns_the_cassette(pytester: pytest.Pytester) -> None:
+    """A refused connection fails the test whose cassette replayed, also when a background
+    thread made it and the client swallowed the error (at the end of the call, or at teardown
+    for a thread still running then), with the "network blocked" message and no traceback;
+    ``--ssevcr-allow-host`` lets it through (to the namespace's unreachable network)."""
+    (pytester.path / "cassettes" / "test_guard").mkdir(parents=True)
+    ssevcr.save(ssevcr.Cassette(), pytester.path / "cassettes" / "test_guard" / "c.msgpack")
+    pytester.makepyfile(test_guard=PLUGIN_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA")
+    out = result.stdout.str()
+    result.assert_outcomes(passed=2, failed=2, errors=1)
+    blocked = "network blocked while replaying cassette '{}': 192.0.2.1:443".format(
+        pytester.path / "cassettes" / "test_guard" / "c.msgpack"
+    )
+    assert out.count(blocked) >= 3, out
+    assert "--ssevcr-allow-host HOST" in out
+    assert "ERROR at teardown of test_a_thread_connects_after_the_test" in out
+    assert "FAILED test_guard.py::test_a_background_thread_swallows_it" in out
+    assert "FAILED test_guard.py::test_the_test_itself_connects" in out
+    assert "Traceback" not in out and "_network.py" not in out
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-rA", "--ssevcr-allow-host", "192.0.2.0/24"
+    )
+    out = result.stdout.str()
+    result.assert_outcomes(passed=3, failed=1)
+    assert "network blocked" not in out
+    assert "FAILED test_guard.py::test_the_test_itself_connects - OSError" in out, out
+
+
 @pytest.fixture(autouse=True)
 def no_stray_cassette() -> Iterator[None]:
     yield

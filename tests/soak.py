@@ -12,8 +12,9 @@ leaves it in one of the ways real clients do.
 
 The server (:class:`SoakServer`: ``python tests/soak.py --serve`` in a process of its own, so its
 RSS and open files are the server's alone) plays :func:`soak_cassette` (a short OpenAI stream and an
-8 MiB body) with ``SOAK_TIMING``, and reports from inside its loop on request (:meth:`SoakServer.stats`):
-tasks on its loop, open connections and fds, RSS, live connection objects, blocked writes. Clients
+8 MiB body) with ``SOAK_TIMING``, and reports from inside its loop on request
+(:meth:`SoakServer.stats`): tasks on its loop, open connections and fds, RSS, live connection
+objects, blocked writes. Clients
 use raw non-blocking sockets (``loop.sock_*``), so no stream buffer reads on their behalf while they
 "stall". Nothing here asserts: callers check the server afterwards.
 """

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 import ssevcr
-from ssevcr import _config_file, _configured
+from ssevcr import _config_file, _configured, _store, _synth
 from ssevcr._configured import Answer, Miss
 from ssevcr._errors import ConfigError
 from ssevcr._sse import parse
@@ -202,6 +202,11 @@ content = { text = "Bonjour", tool_calls = [{ name = "f", arguments = { a = 1 } 
         ("responses: [{name: a, content: x, timing: 'tps:-1'}]", "bad tps"),
         ("responses: [{name: a, content: x, provider: nope}]", "unknown provider template"),
         ("responses: [{name: a, cassette: x.msgpack}]", "cannot be read here"),
+        ("responses: [{name: a, cassette: {interaction: 2}}]", "cassette is a path"),
+        ("responses: [{name: a, match: [x], content: x}]", "match must be a mapping"),
+        ("responses: [{name: a, error: 500, faults: [1]}]", "faults is a list"),
+        ("responses: [{name: a, content: x, seed: one}]", "whole numbers"),
+        ("responses: [{name: a, content: x, priority: true}]", "whole numbers"),
         ("responses: {a: 1}", "must be a list"),
         ("- just a list", "expected a mapping"),
         ("responses: [{name: a, content: x, colour: red}]", "unknown key"),
@@ -278,3 +283,20 @@ def test_mock_yaml_misses_say_why() -> None:
     assert isinstance(miss, Miss)
     assert miss.closest == "story"
     assert "contains 'story': the last user message is 'Hello'" in str(miss)
+
+
+def test_a_cassette_answer_names_an_interaction_the_cassette_has(tmp_path: Path) -> None:
+    path = tmp_path / "one.msgpack"
+    _store.save(
+        ssevcr.Cassette((_synth.synthesize("openai-chat", _synth.Content(text="hi")),)), path
+    )
+    text = "responses: [{name: a, cassette: {path: one.msgpack, interaction: %s}}]"
+
+    def load(p: str) -> ssevcr.Cassette:
+        return _store.load(tmp_path / p)
+
+    cfg = _configured.parse(text % 1, load_cassette=load)
+    assert cfg.rules[0].interaction is not None
+    for n in (0, 2, "'1'"):
+        with pytest.raises(ConfigError, match=r"one\.msgpack has 1 interaction\(s\), not"):
+            _configured.parse(text % n, load_cassette=load)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -296,3 +297,64 @@ def test_the_session_prefix_is_removed_before_matching() -> None:
     assert control.route("/v1/x", "http://h/v1/x", ()) is None
     unknown = control.route("/__ssevcr/s/nope/v1", "http://h/__ssevcr/s/nope/v1", ())
     assert isinstance(unknown, Reply) and unknown.status == 404
+
+
+PEER_SCRIPT = """
+import json, sys, urllib.request
+from ssevcr._control import Control
+from ssevcr._player import Player
+from ssevcr._server_thread import ServerThread
+
+with ServerThread(Player.create([]), "0.0.0.0", allow_hosts=["*"], control=Control("t")) as s:
+    out = {}
+    for name, host in (("far", "192.0.2.10"), ("near", "127.0.0.1")):
+        req = urllib.request.Request(
+            f"http://{host}:{s.port}/__ssevcr/sessions", headers={"authorization": "Bearer t"}
+        )
+        try:
+            out[name] = urllib.request.urlopen(req, timeout=10).status
+        except urllib.error.HTTPError as e:
+            out[name] = e.code
+    print(json.dumps(out))
+"""
+
+
+def test_a_peer_that_is_not_loopback_is_refused_over_a_real_socket() -> None:
+    """In a network namespace of its own (``unshare -rn``, nothing leaves it), a documentation
+    address on its loopback interface: a client connecting from 192.0.2.10 is not a loopback
+    peer, even with the token."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip (util-linux, iproute2)")
+    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare -rn is not permitted here: {probe.stderr.strip()}")
+    script = 'ip link set lo up && ip addr add 192.0.2.10/32 dev lo && exec "$0" -c "$1"'
+    out = subprocess.run(
+        ["unshare", "-rn", "sh", "-c", script, sys.executable, PEER_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout) == {"far": 403, "near": 200}
+
+
+def test_a_command_run_by_replay_control_finds_the_api_in_its_environment(tmp_path: Path) -> None:
+    from stream_helpers import SSEVCR
+
+    path = save_stream(tmp_path, n=2)
+    code = (
+        "import httpx, ssevcr\n"
+        "c = ssevcr.ControlClient.from_env()\n"
+        f"with c.session([{path!r}], timing='instant') as s:\n"
+        "    print(httpx.get(s.base_url + '/events').status_code, c.health()['sessions'])\n"
+    )
+    out = subprocess.run(
+        [SSEVCR, "replay", "--control", "--", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["200", "1"]
+    assert "control: 1 session created, 0 still open" in out.stderr

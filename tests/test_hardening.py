@@ -530,7 +530,8 @@ def test_one_connection_moves_from_the_fast_path_to_h11_and_keeps_serving() -> N
     with ServerThread(player) as thread:
         host, port = thread.url.removeprefix("http://").split(":")
         head = (
-            f"POST {recorded.request.path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            f"POST {recorded.request.path} HTTP/1.1\r\nHost: localhost\r\n"
+            "Content-Type: application/json\r\n"
         ).encode()
         body = recorded.request.body
         simple = head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
@@ -876,7 +877,9 @@ def test_damaged_cassette_use_cassette_raises_one_cassette_error(
 DAMAGED_TESTS = """
 import pytest
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.ssevcr(p), id=p) for p in {paths!r}])
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, marks=pytest.mark.ssevcr(p), id=p) for p in {paths!r}]
+)
 def test_damaged(path, ssevcr_cassette):
     pass
 """
@@ -892,9 +895,8 @@ def test_damaged_cassette_pytest_marker_errors_with_one_message(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rN")
     result.assert_outcomes(errors=len(KINDS))
     out = result.stdout.str()
-    for (
-        path
-    ) in paths:  # the message once (it used to be chained to a copy of itself), naming the file
+    # the message once (it used to be chained to a copy of itself), naming the file
+    for path in paths:
         assert out.count(f"cassette {path!r}: ") == 1, (path, out)
     for internal in ("Traceback", "_pytest/", "ssevcr/_store.py", "During handling"):
         assert internal not in out, internal
@@ -1011,7 +1013,8 @@ CLIENT = textwrap.dedent("""
     url = os.environ["SSEVCR_URL"].removeprefix("http://")
     host, port = url.split(":")
     body = sys.argv[1].encode()
-    request = (b"POST /v1/chat/completions HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Type: application/json\\r\\n"
+    request = (b"POST /v1/chat/completions HTTP/1.1\\r\\nHost: localhost\\r\\n"
+               b"Content-Type: application/json\\r\\n"
                b"Content-Length: %d\\r\\n\\r\\n%s" % (len(body), body))
     def rss():
         for line in open(f"/proc/{os.getppid()}/status"):

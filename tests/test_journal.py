@@ -37,7 +37,9 @@ class Lines:
         self.items: list[Delivery] = []
         self.lock = threading.Lock()
 
-    def __call__(self, d: Delivery) -> None:
+    def __call__(self, j: Journal) -> None:
+        d = j.value()
+        assert json.loads(j.line()) == d.to_json()  # the file's line says the same
         with self.lock:
             self.items.append(d)
 
@@ -463,3 +465,15 @@ def test_in_process_journal_in_an_event_loop_thread_is_consistent() -> None:
 
     d = asyncio.run(main())
     assert d is not None and d.completed and d.events == 4 and d.headers_sent_at == 0.0
+
+
+def test_event_map_counts_ndjson_lines_as_events() -> None:
+    lines = [b'{"message": {"content": "w%d"}, "done": false}\n' % i for i in range(5)]
+    resp = Response.from_chunks(
+        200,
+        [(0.01 * i, line) for i, line in enumerate(lines)],
+        headers=(("content-type", "application/x-ndjson"),),
+    )
+    events = event_map(build(resp))
+    assert events is not None
+    assert events.ends == tuple(sum(len(x) for x in lines[: i + 1]) for i in range(5))

@@ -136,9 +136,9 @@ def test_profile_of_a_cassette_through_the_cli(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     inter = ssevcr.load(out).interactions[0]
     recorded = ssevcr.load(source).interactions[0].response
-    from ssevcr.cli.synth import _event_times
+    from ssevcr._store import profile_times
 
-    assert inter.response.chunk_at[0] == pytest.approx(_event_times(str(source))[0], abs=1e-6)
+    assert inter.response.chunk_at[0] == pytest.approx(profile_times(str(source))[0], abs=1e-6)
     g_rec = [g for g in _mould.event_gaps(recorded) if g >= _profiles.ZERO_GAP]
     g_new = [g for g in _mould.event_gaps(inter.response) if g > 0]
     assert statistics.median(g_new) == pytest.approx(statistics.median(g_rec), rel=0.2)
@@ -169,3 +169,83 @@ def test_ttft_and_tps_observed_through_the_sdk() -> None:
     assert 1.95 <= arrivals[0] <= 2.4, arrivals[0]
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
     assert rate == pytest.approx(20, rel=0.15), rate
+
+
+# -- profiles in the --timing grammar (recordings replayed under a profile) -------------------
+
+
+def test_the_timing_grammar_takes_profiles() -> None:
+    from ssevcr._timing import parse_timing
+
+    t = parse_timing("ttft:2s+tps:20")
+    assert (t.mode, t.profile) == ("original", (Ttft(2.0), Tps(20.0)))
+    assert str(t) == "ttft:2s+tps:20"
+    t = parse_timing("ttft:1s+scale:0.5", max_gap="3s", seed=4)
+    assert (t.mode, t.factor, t.profile, t.seed, t.max_gap) == ("scale", 0.5, (Ttft(1.0),), 4, 3.0)
+    assert str(t) == "ttft:1s+scale:0.5 (max gap 3s)"
+    # head 0.1, end 1.0, chunks 0.2 / 0.5 / 1.0: the first chunk at 1 s, then halved
+    assert t.retime([0.1, 1.0, 0.2, 0.5, 1.0]) == pytest.approx(
+        {0.1: 0.05, 0.2: 0.5, 0.5: 0.65, 1.0: 0.9}
+    )
+    assert parse_timing("scale:0.5").profile == () and parse_timing("jitter:10%", seed=3).seed == 3
+    for bad, message in [
+        ("instant+ttft:1s", "combines with original or scale:F, not instant"),
+        ("fixed:1s+tps:3", "not fixed"),
+        ("scale:2+original+ttft:1s", "at most one of original and scale:F"),
+        ("ttft:soon", "bad ttft"),
+        ("tps:0", "bad tps"),
+        ("warp:9", "unknown timing 'warp:9'"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            parse_timing(bad)
+
+
+def test_a_profile_reshapes_a_recorded_schedule_seeded() -> None:
+    from ssevcr._schedule import build
+    from ssevcr._timing import parse_timing
+
+    response = ssevcr.load(EXAMPLES / "openai-chat-text.msgpack").interactions[0].response
+    plain = build(response, timing=parse_timing("ttft:2s+tps:20"))
+    sent = [step.at for step in plain.steps]
+    assert sent[0] == pytest.approx(2.0) and plain.headers_at <= sent[0]
+    assert b"".join(step.data for step in plain.steps) == response.body  # not a byte changed
+    distinct = sorted(set(sent))
+    assert distinct[1:] == pytest.approx([2.0 + k / 20 for k in range(1, len(distinct))])
+    faulted = build(response, timing=parse_timing("ttft:2s+tps:20"), faults=[])
+    assert [s.at for s in faulted.steps] == sent
+
+    def times(seed: int) -> list[float]:
+        return [s.at for s in build(response, timing=parse_timing("jitter:40%", seed=seed)).steps]
+
+    assert times(1) == times(1) and times(1) != times(2)
+    fitted = parse_timing("profile:x.msgpack").resolved(lambda _path: [0.7, 0.72, 0.8])
+    assert isinstance(fitted.profile[0], Fit) and fitted.profile[0].ttft == 0.7
+    assert build(response, timing=fitted).steps[0].at == pytest.approx(0.7)
+
+
+def test_a_profile_through_use_cassette_and_an_httpx2_client(tmp_path: Path) -> None:
+    """``timing="ttft:600ms+tps:50"`` on the recorded OpenAI stream, in process: the first chunk
+    comes ~0.6 s after the request, the last ~(n - 1) / 50 s later (tolerances for a loaded
+    2-core machine); ``profile:CASSETTE`` is read from the file named."""
+    cassette = EXAMPLES / "openai-chat-text.msgpack"
+    recorded = ssevcr.load(cassette).interactions[0]
+    n = len(set(recorded.response.chunk_at))
+    with ssevcr.use_cassette(cassette, timing="ttft:600ms+tps:50") as cas:
+        t0 = time.monotonic()
+        arrivals = []
+        with (
+            httpx2.Client() as client,
+            client.stream("POST", recorded.request.url, content=recorded.request.body) as response,
+        ):
+            body = b""
+            for piece in response.iter_raw():
+                arrivals.append(time.monotonic() - t0)
+                body += piece
+    assert body == recorded.response.body and len(cas.plays) == 1
+    assert 0.55 <= arrivals[0] <= 1.5, arrivals[0]
+    expected_end = 0.6 + (n - 1) / 50
+    assert 0.9 * expected_end <= arrivals[-1] <= expected_end + 1.5, (arrivals[-1], expected_end)
+    with ssevcr.use_cassette(cassette, timing=f"profile:{cassette}", seed=5) as cas:
+        assert str(cas.options.timing).startswith("profile(ttft=")
+    with pytest.raises(ConfigError, match=r"timing profile:.*no such file"):
+        ssevcr.use_cassette(cassette, timing=f"profile:{tmp_path / 'none.msgpack'}").__enter__()

@@ -657,7 +657,8 @@ def test_forward_anthropic_sdk_https(forward: RecordCLI, upstream_tls: Upstream)
         base_url=upstream_tls.url, api_key=SECRET_ANT, http_client=http_client, max_retries=0
     )
     # warm-up: the helper's first use builds its types, CPU work that on a loaded machine
-    # bunches the events this client sees (seen on a loaded 2-core machine); not what is measured here
+    # bunches the events this client sees (seen on a loaded 2-core machine); not what is
+    # measured here
     with client.messages.stream(
         model="claude-x",
         max_tokens=64,
@@ -738,7 +739,10 @@ def test_command_mode_sets_the_proxy_env_and_returns_its_exit_code(
     t, fixture = tid(), "groq/error_midstream.sse"
     cassette = tmp_path / "cmd.msgpack"
     headers = " ".join(f"-H '{k}: {v}'" for k, v in steer(t, fixture).items())
-    script = f"curl -sN {headers} {upstream_tls.url}/openai/v1/chat/completions > {tmp_path / 'out'}; exit 7"
+    script = (
+        f"curl -sN {headers} {upstream_tls.url}/openai/v1/chat/completions "
+        f"> {tmp_path / 'out'}; exit 7"
+    )
     r = subprocess.run(
         [
             sys.executable,
@@ -1140,7 +1144,10 @@ def test_redaction_of_query_keys_keeps_the_rest_of_the_url(url: str, expected: s
 
 def test_redaction_of_body_paths() -> None:
     r = Redaction().extended(body_paths=["api_key", "auth.token", "messages.secret"])
-    body = b'{"api_key": "s1", "auth": {"token": "s2", "kind": "x"}, "messages": [{"secret": "s3"}, {"a": 1}]}'
+    body = (
+        b'{"api_key": "s1", "auth": {"token": "s2", "kind": "x"}, '
+        b'"messages": [{"secret": "s3"}, {"a": 1}]}'
+    )
     assert json.loads(r.redact_body(body)) == {
         "api_key": "REDACTED",
         "auth": {"token": "REDACTED", "kind": "x"},

@@ -582,3 +582,66 @@ def test_listening_beyond_loopback_is_a_warning_and_the_ready_line_says_where() 
     )  # CMD gets a local URL
     quiet = run(example_path(OPENAI_CHAT), "--", sys.executable, "-c", "pass")
     assert quiet.returncode == 0 and "Warning" not in quiet.stderr
+
+
+def test_match_on_and_ignore_body_key(replays: list[Replay]) -> None:
+    """The marker's matching on the command line: a client that sends another ``model`` misses
+    by default, matches with ``--ignore-body-key model`` or ``--match-on method,path``."""
+    recorded = interaction(OPENAI_CHAT)
+    other = json.loads(recorded.request.body)
+    other["model"] = "gpt-4o-mini"
+    body = json.dumps(other).encode()
+    for args, status in [
+        ((), 404),
+        (("--ignore-body-key", "model"), 200),
+        (("--ignore-body-key", "stream_options.include_usage", "--ignore-body-key", "model"), 200),
+        (("--ignore-body-key", "messages"), 404),
+        (("--match-on", "method,path"), 200),
+        (("--match-on", "method", "--match-on", "path,body"), 404),
+    ]:
+        r = Replay(
+            example_path(OPENAI_CHAT), "--listen", "127.0.0.1:0", "--timing", "instant", *args
+        )
+        replays.append(r)
+        answer = httpx2.post(r.url + recorded.request.path, content=body)
+        assert answer.status_code == status, (args, answer.text)
+        if status == 200:
+            assert answer.content == recorded.response.body
+        else:
+            assert "model" in answer.text  # the miss says what differed
+        assert r.stop() == 0
+    for args, message in [
+        (["--match-on", "colour"], "unknown match part(s) colour"),
+        (["--match-on", ","], "name at least one of method"),
+        (["--ignore-body-key", "a..b"], "a dotted path into the JSON body"),
+    ]:
+        result = CliRunner().invoke(main, ["replay", example_path(OPENAI_CHAT), *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_timing_profiles_on_the_server(replays: list[Replay], tmp_path: Path) -> None:
+    """``--timing ttft:700ms+tps:40``: the first chunk ~0.7 s after the request, the stream
+    then at 40 events a second (tolerances for a loaded 2-core machine), the bytes unchanged;
+    a ``profile:`` file that is not there is a clean error."""
+    recorded = interaction(OPENAI_CHAT)
+    n = len(set(recorded.response.chunk_at))
+    r = Replay(
+        example_path(OPENAI_CHAT), "--listen", "127.0.0.1:0", "--timing", "ttft:700ms+tps:40"
+    )
+    replays.append(r)
+    assert "timing ttft:700ms+tps:40" in r.line
+    arrivals, body = [], b""
+    t0 = time.monotonic()
+    with httpx2.stream("POST", r.url + recorded.request.path, content=recorded.request.body) as s:
+        for piece in s.iter_raw():
+            arrivals.append(time.monotonic() - t0)
+            body += piece
+    assert body == recorded.response.body
+    assert 0.65 <= arrivals[0] <= 1.7, arrivals[0]
+    end = 0.7 + (n - 1) / 40
+    assert 0.9 * end <= arrivals[-1] <= end + 1.5, (arrivals[-1], end)
+    assert r.stop() == 0
+    missing = run(example_path(OPENAI_CHAT), "--timing", f"profile:{tmp_path / 'x.msgpack'}")
+    assert missing.returncode == 1, missing.stderr
+    assert "timing profile:" in missing.stderr and "no such file" in missing.stderr
+    assert "Traceback" not in missing.stderr

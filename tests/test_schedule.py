@@ -15,12 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ssevcr import _framing as framings
 from ssevcr import _schedule as sc
 from ssevcr._cassette import End, Outcome, Response
 from ssevcr._errors import ConfigError
 from ssevcr._faults import parse_faults
 from ssevcr._schedule import Abort, Close, Hang, Reset, Schedule, Send, build
-from ssevcr._sse import Event, parse
+from ssevcr._sse import parse
 from ssevcr._timing import HORIZON, parse_timing
 
 PROVIDERS = Path(__file__).parent / "fixtures" / "providers"
@@ -476,8 +477,8 @@ def draft(*items: sc.Item, length: int | None = None, end_at: float = 1.0) -> sc
     return sc.Draft((), items, size if length is None else length, end_at)
 
 
-def events_of(body: bytes) -> tuple[Event, ...]:
-    return parse(body).events
+def events_of(body: bytes) -> tuple[framings.Event, ...]:
+    return framings.events(body, "sse")
 
 
 def faults_of(*specs: str) -> Any:
@@ -491,10 +492,10 @@ def test_select_body_keeps_the_recorded_pieces_and_parses_only_for_event_faults(
         [(0.1, b"data: 1\n\n"), (0.2, b""), (0.3, b"data: 2\n\n")],
         headers=(("content-type", SSE), ("connection", "keep-alive")),
     )
-    d, events = sc.select_body(resp, [])
+    d, events, _ = sc.select_body(resp, [])
     assert events is None and d.headers == (("content-type", SSE),)
     assert d.items == (sc.Piece(0.1, b"data: 1\n\n"), sc.Piece(0.3, b"data: 2\n\n"))
-    _, events = sc.select_body(resp, parse_faults(["drop:event=1"]))
+    _, events, _ = sc.select_body(resp, parse_faults(["drop:event=1"]))
     assert events is not None and [e.data for e in events] == ["1", "2"]
 
 
@@ -503,12 +504,12 @@ def test_select_body_decodes_for_event_faults_or_skips_them() -> None:
     packed = gzip.compress(body)
     headers = (("content-type", SSE), ("content-encoding", "gzip"))
     resp = Response.from_chunks(200, [(0.1, packed[:10]), (0.2, packed[10:])], headers=headers)
-    d, events = sc.select_body(resp, parse_faults(["drop:event=1"]))
+    d, events, _ = sc.select_body(resp, parse_faults(["drop:event=1"]))
     assert b"".join(p.data for p in d.items if isinstance(p, sc.Piece)) == body
     assert d.length == len(body) and d.headers == (("content-type", SSE),)
     assert events is not None and len(events) == 2
     broken = Response.from_chunks(200, [(0.1, b"not gzip")], headers=headers)
-    d, events = sc.select_body(broken, parse_faults(["drop:event=1"]))
+    d, events, _ = sc.select_body(broken, parse_faults(["drop:event=1"]))
     assert events is None and d.skipped and "gzip-encoded" in d.skipped[0]
 
 

@@ -268,6 +268,7 @@ def test_a_file_opened_again_with_the_same_bytes_is_the_same_cassette(tmp_path: 
     changed = _store.open_cached(path)
     assert changed is not first and changed.derived == {}
     assert changed.cassette.interactions[0].request.url == "http://x/b"
+    assert _store._opened_bytes == sum(len(o.data) for o in _store._opened.values())
 
 
 def test_the_open_file_cache_is_bounded_by_bytes(
@@ -282,6 +283,8 @@ def test_the_open_file_cache_is_bounded_by_bytes(
     for n in (5, 4, 3):  # the three opened last are kept
         assert _store.open_cached(paths[n]) is opened[n]
     assert _store.open_cached(paths[0]) is not opened[0]  # pushed out by the later ones
+    kept = sum(len(o.data) for o in _store._opened.values())
+    assert _store._opened_bytes == kept <= 3 * size  # the running total is the sum
     monkeypatch.setattr(_store, "CACHE_FILE", size - 1)  # too large to keep at all
     a, b = _store.open_cached(paths[1]), _store.open_cached(paths[1])
     assert a is not b and a.cassette == b.cassette

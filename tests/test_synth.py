@@ -832,6 +832,11 @@ def test_cli_synth_writes_a_cassette_marked_synthesized(tmp_path: Path) -> None:
     assert r.exit_code == 0 and len(ssevcr.load(out).interactions) == 2
     exported = _run(["export", str(out)])
     assert '"synthesized": "openai-chat; seed 5; split tokens"' in exported.output
+    damaged = tmp_path / "damaged.msgpack"
+    damaged.write_bytes(b"\x93not a cassette")
+    r = _run(["synth", "--provider", "anthropic", "--text", "x", "-o", str(damaged), "--append"])
+    assert r.exit_code == 1 and "not saved" in r.output, r.output
+    assert damaged.read_bytes() == b"\x93not a cassette"  # kept as it was
 
 
 def test_cli_synth_to_stdout_and_like(tmp_path: Path) -> None:

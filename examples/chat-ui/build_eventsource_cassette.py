@@ -1,8 +1,10 @@
-"""Build ``cassettes/examples/anthropic-text-eventsource.msgpack``, the cassette of the EventSource page.
+"""Build ``cassettes/examples/anthropic-text-eventsource.msgpack``, the cassette of the
+EventSource page.
 
 Usage::
 
-    python examples/chat-ui/build_eventsource_cassette.py [OUTPUT_DIR]   # default: cassettes/examples
+    python examples/chat-ui/build_eventsource_cassette.py [OUTPUT_DIR]
+    # default: cassettes/examples
 
 ``EventSource`` can only GET, and no provider streams to a GET, so this cassette pairs a
 **synthesized request** (the GET the page sends to an app backend that relays an Anthropic

@@ -1,4 +1,5 @@
-"""Serve this folder (the chat UI example) over HTTP: ``python examples/chat-ui/serve.py [--port 8000]``.
+"""Serve this folder (the chat UI example) over HTTP:
+``python examples/chat-ui/serve.py [--port 8000]``.
 
 The pages are static files (no build step). Open them with the replay server's URL in the query,
 from another origin than the one serving them (another port is enough), so the browser applies
@@ -55,7 +56,8 @@ def main() -> None:
     server = start(args.host, args.port, verbose=True)
     port = server.server_address[1]
     print(
-        f"chat UI: http://{args.host}:{port}/index.html?api=http://127.0.0.1:8080  (EventSource: eventsource.html)",
+        f"chat UI: http://{args.host}:{port}/index.html?api=http://127.0.0.1:8080  "
+        "(EventSource: eventsource.html)",
         flush=True,
     )
     try:

@@ -25,11 +25,13 @@ from typing import Any
 
 import click
 
+from .. import _store
 from .._content import parse_size
 from .._control import PREFIX, Control
 from .._errors import ConfigError, SsevcrError
 from .._faults import Fault, parse_fault
 from .._journal_file import JournalError, JournalFile
+from .._matching import PARTS, MatchOptions
 from .._player import Player
 from .._providers import dummy_keys
 from .._secrets import safe
@@ -51,6 +53,31 @@ __all__ = ["command_env", "replay_command"]
 PLAY_LOG_LIMIT = (
     1000  # plays (most recent) and misses (first) the server keeps; counts are kept for all
 )
+
+
+def _match_on(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...] | None:
+    """``--match-on method,path`` (repeatable, comma-separated): the parts compared."""
+    parts = tuple(p.strip() for v in value for p in v.split(",") if p.strip())
+    if value and not parts:
+        raise click.BadParameter(f"name at least one of {', '.join(PARTS)}")
+    try:
+        MatchOptions(on=parts)
+    except ConfigError as e:
+        raise click.BadParameter(str(e)) from None
+    return parts or None
+
+
+def _body_keys(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    for key in value:
+        if not key.strip() or any(not part for part in key.split(".")):
+            raise click.BadParameter(
+                f"{key!r}: a dotted path into the JSON body, e.g. metadata.user_id"
+            )
+    return value
 
 
 def _timing(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -85,7 +112,10 @@ def _idle_timeout(ctx: click.Context, param: click.Parameter, value: str | None)
     return seconds
 
 
-def _cors(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+def cors_option(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The `--cors` option (replay, sweep): origins, or `*` for any."""
     for origin in value:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
             raise click.BadParameter(
@@ -197,6 +227,20 @@ def _local(url: str, host: str) -> str:
     if host == "::":
         return url.replace("//[::]:", "//[::1]:", 1)
     return url
+
+
+def _controller(cassettes: bool, control: bool, token: str | None) -> Control | None:
+    """The control API of ``--control`` (None without it)."""
+    if not cassettes and not control:
+        raise click.UsageError("give at least one CASSETTE (or --control: sessions bring theirs)")
+    if token is not None and not control:
+        raise click.UsageError("--control-token needs --control")
+    if not control:
+        return None
+    try:
+        return Control(token, log_limit=PLAY_LOG_LIMIT)
+    except SsevcrError as e:
+        raise click.BadParameter(str(e), param_hint="--control-token") from None
 
 
 def _refused(prefix: str, info: dict[str, Any]) -> None:
@@ -321,7 +365,7 @@ async def _serve(
     "--timing",
     callback=_timing,
     metavar="T",
-    help="original (default) | instant | scale:F | fixed:DUR.",
+    help="original (default) | instant | scale:F | fixed:DUR, or a profile: ttft:DUR, tps:N, jitter:PCT, profile:CASSETTE, joined by + (with original or scale:F).",
 )
 @click.option(
     "--max-gap", callback=_max_gap, metavar="DUR", help="Cap every pause at DUR (250ms, 1.5s)."
@@ -338,11 +382,27 @@ async def _serve(
     "--seed", type=int, default=0, show_default=True, help="Seed of every random choice (faults)."
 )
 @click.option(
+    "--match-on",
+    "match_on",
+    multiple=True,
+    callback=_match_on,
+    metavar="PARTS",
+    help=f"The request parts that must match, comma-separated (repeatable): {', '.join(PARTS)}. [default: method,path,query,body]",
+)
+@click.option(
+    "--ignore-body-key",
+    "ignore_body_keys",
+    multiple=True,
+    callback=_body_keys,
+    metavar="KEY",
+    help="A dotted path into a JSON request body left out of matching (e.g. metadata.user_id). Repeatable.",
+)
+@click.option(
     "--cors",
     multiple=True,
     is_flag=False,
     flag_value="*",
-    callback=_cors,
+    callback=cors_option,
     metavar="[ORIGIN]",
     help="Answer CORS preflights and let web pages read the responses: --cors alone (or '*') any origin, without credentials; --cors ORIGIN (repeatable) only those, with credentials.",
 )
@@ -420,6 +480,8 @@ def replay_command(
     max_gap: float | None,
     faults: tuple[Fault, ...],
     seed: int,
+    match_on: tuple[str, ...] | None,
+    ignore_body_keys: tuple[str, ...],
     cors: tuple[str, ...],
     allow_hosts: tuple[str, ...],
     max_body: int,
@@ -443,26 +505,24 @@ def replay_command(
     """
     ctx = click.get_current_context()
     command: list[str] = ctx.meta.get("ssevcr_command", [])
-    if not cassettes and not control:
-        raise click.UsageError("give at least one CASSETTE (or --control: sessions bring theirs)")
-    if control_token is not None and not control:
-        raise click.UsageError("--control-token needs --control")
-    controller: Control | None = None
-    if control:
-        try:
-            controller = Control(control_token, log_limit=PLAY_LOG_LIMIT)
-        except SsevcrError as e:
-            raise click.BadParameter(str(e), param_hint="--control-token") from None
+    controller = _controller(bool(cassettes), control, control_token)
     host, port = parse_listen(
         listen if listen is not None else ("127.0.0.1:0" if command else "127.0.0.1:8080")
     )
     proxy_address = parse_listen(proxy_listen)
+    try:
+        shaped = parse_timing(timing, max_gap=max_gap, seed=seed).resolved(_store.profile_times)
+    except SsevcrError as e:
+        raise click.ClickException(str(e)) from None
     player = Player.create(
         list(cassettes),
-        timing=timing,
-        max_gap=max_gap,
+        timing=shaped,
         faults=faults,
         seed=seed,
+        match=MatchOptions(
+            on=match_on or MatchOptions().on,
+            ignore_body_keys=tuple(dict.fromkeys(ignore_body_keys)),
+        ),
         repeat=not once,
         log_limit=PLAY_LOG_LIMIT,
     )

@@ -33,8 +33,8 @@ from .. import _picture as picture
 from .._cassette import Cassette
 from .._errors import CassetteError, SsevcrError
 from .._faults import parse_faults
+from .._framing import EVENT_FRAMES, Frame
 from .._secrets import Span, mask, mask_header, mask_url, printable, safe
-from .._sse import Event, Frame
 from .._stats import (
     InteractionStats,
     arrivals,
@@ -158,6 +158,7 @@ def summary_json(
                 "gap_median": st.gap_median,
                 "gap_p95": st.gap_p95,
                 "gap_max": st.gap_max,
+                "framing": st.framing,
                 "event_count": len(st.events),
                 "comments": st.comments,
                 "tail_bytes": st.tail,
@@ -222,22 +223,29 @@ def _holds(spans: Sequence[Span], frame: Frame) -> bool:
     return i >= 0 and spans[i].end > frame.start
 
 
-def _frame_lines(pieces: list[tuple[float, bytes]], content_type: str) -> list[str]:
-    """One line per event (time, type, id, data) and per comment; then an unterminated tail."""
+_NOT_EVENTS = {"sse": "comment", "ndjson": "blank line", "json-array": "between elements"}
+
+
+def _frame_lines(
+    pieces: list[tuple[float, bytes]], content_type: str, framing: str = "sse"
+) -> list[str]:
+    """One line per event (time, type, id, data) and per other frame (an SSE comment, a blank
+    line, an array's brackets and commas); then an unterminated tail."""
     lines = []
-    timed, tail = arrivals(pieces)
+    timed, tail = arrivals(pieces, framing)
     spans = secret_spans(b"".join(d for _, d in pieces), content_type)
     events = 0
+    other = _NOT_EVENTS.get(framing, "comment")
     for frame, at in timed:
         show = safe if spans and _holds(spans, frame) else printable
-        if isinstance(frame, Event):
+        if isinstance(frame, EVENT_FRAMES):
             events += 1
             ident = f" id={show(frame.id)}" if frame.id else ""
             lines.append(
                 f"event {events} at {at:.6f}s {show(frame.type)}{ident}: {show(frame.data)}"
             )
         else:
-            lines.append(f"comment at {at:.6f}s: {show(frame.raw.decode('utf-8', 'replace'))}")
+            lines.append(f"{other} at {at:.6f}s: {show(frame.raw.decode('utf-8', 'replace'))}")
     if tail:
         lines.append(
             f"unterminated tail ({len(tail)} bytes): {safe(tail.decode('utf-8', 'replace'))}"
@@ -275,14 +283,15 @@ def render_diff_text(cassette: Cassette, *, limit: int = content.DEFAULT_LIMIT) 
         ]
         lines.append(
             f"response body: {st.chunks} chunk(s), {st.wire_bytes} bytes"
-            + (f", {len(st.events)} event(s)" if resp.is_event_stream else "")
+            + (f", {len(st.events)} event(s)" if st.framing else "")
+            + (f" ({st.framing})" if st.framing not in (None, "sse") else "")
         )
         note = _decoding_note(st)
         if note:
             lines.append(f"note: {note}")
         pieces, _ = decoded_pieces(resp, limit=limit)
-        if resp.is_event_stream and not st.decode_problem:
-            lines += _frame_lines(pieces, resp.content_type)
+        if st.framing is not None:
+            lines += _frame_lines(pieces, resp.content_type, st.framing)
         else:
             body = b"".join(d for _, d in pieces)
             kind = "" if st.decode_problem else resp.content_type
@@ -334,7 +343,7 @@ class _Out:
 def _row(st: InteractionStats) -> list[str]:
     outcome = st.outcome if st.outcome == "complete" else f"[red]{st.outcome}[/red]"
     status = str(st.status) if st.status < 400 else f"[red]{st.status}[/red]"
-    events = str(len(st.events)) if st.content_type == "text/event-stream" else "—"
+    events = str(len(st.events)) if st.framing is not None else "—"
     return [
         str(st.index),
         _esc(st.method),

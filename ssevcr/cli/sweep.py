@@ -34,15 +34,17 @@ from .._cassette import Cassette
 from .._errors import ConfigError, SsevcrError
 from .._faults import parse_fault
 from .._player import Player
+from .._report import plays_record
 from .._store import read_any
 from .._timing import parse_duration, parse_timing
 from .._verdict import COMPARE, Compare, Result, Verdict, judge
-from .replay import command_env
+from .replay import command_env, cors_option
 
 __all__ = ["Run", "Trial", "run_trials", "sweep_command"]
 
 _STDOUT_LIMIT = 1 << 20  # bytes of a run's stdout kept for comparing (the rest is counted)
 _STDERR_TAIL = 2000  # characters of a run's stderr kept for the report
+_STDOUT_TAIL = 2000  # bytes of a run's stdout shown in the report
 _KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a run past its timeout
 
 
@@ -82,30 +84,9 @@ class Run:
             "same_output": self.same_output,
             "duration_s": round(self.duration_s, 4),
             "plays": self.plays,
+            "stdout_tail": self.result.stdout[-_STDOUT_TAIL:].decode("utf-8", "replace"),
             "stderr_tail": self.stderr_tail,
         }
-
-
-def _plays(player: Player) -> list[dict[str, Any]]:
-    """What the replay sent in a run: per play, the faults and the timeline of the schedule."""
-    out = []
-    for play in player.plays:
-        s = play.schedule
-        out.append(
-            {
-                "interaction": play.index + 1,
-                "method": play.request.method,
-                "url": play.request.url,
-                "status": s.status,
-                "fired": list(s.fired),
-                "skipped": list(s.skipped),
-                "headers_at": s.headers_at,
-                "steps": [[round(step.at, 6), len(step.data)] for step in s.steps],
-                "end": type(s.end).__name__.lower(),
-                "end_at": s.end.at,
-            }
-        )
-    return out
 
 
 def _run_one(
@@ -116,6 +97,7 @@ def _run_one(
     timing: str,
     seed: int,
     timeout: float,
+    cors: Sequence[str] = (),
 ) -> Run:
     from .._server_thread import ServerThread
 
@@ -127,7 +109,7 @@ def _run_one(
         repeat=True,
         log_limit=1000,
     )
-    with ServerThread(player, log=lambda _line: None) as server:
+    with ServerThread(player, cors=cors, log=lambda _line: None) as server:
         env = command_env(server.url)
         env["SSEVCR_FAULT"] = trial.spec or ""
         start = time.monotonic()
@@ -158,7 +140,7 @@ def _run_one(
         signal=killed,
     )
     tail = err.decode("utf-8", "replace")[-_STDERR_TAIL:]
-    return Run(trial, result, duration, tail, plays=_plays(player))
+    return Run(trial, result, duration, tail, plays=plays_record(player.plays))
 
 
 def _kill(child: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
@@ -186,10 +168,18 @@ def run_trials(
     jobs: int = 1,
     compare: Compare = "stdout",
     on_done: Callable[[Run], None] | None = None,
+    cors: Sequence[str] = (),
 ) -> tuple[Run, list[Run]]:
-    """The clean run, then every trial (``jobs`` at a time), each judged against the clean run."""
+    """The clean run, then every trial (``jobs`` at a time), each judged against the clean run.
+    ``cors``: origins the replay servers let read their answers (``"*"``: any), for web pages."""
     clean = _run_one(
-        cassettes, Trial(None, "clean", False), command, timing=timing, seed=seed, timeout=timeout
+        cassettes,
+        Trial(None, "clean", False),
+        command,
+        timing=timing,
+        seed=seed,
+        timeout=timeout,
+        cors=cors,
     )
     if on_done is not None:
         on_done(clean)
@@ -198,7 +188,9 @@ def run_trials(
     lock = threading.Lock()
 
     def one(trial: Trial) -> Run:
-        run = _run_one(cassettes, trial, command, timing=timing, seed=seed, timeout=timeout)
+        run = _run_one(
+            cassettes, trial, command, timing=timing, seed=seed, timeout=timeout, cors=cors
+        )
         run.verdict = judge(clean.result, run.result, lossy=trial.lossy, compare=compare)
         run.same_output = run.result.stdout == clean.result.stdout
         if on_done is not None:
@@ -342,6 +334,15 @@ def _duration(value: str, what: str) -> float:
     help="Accept runs of this fault kind, fault spec or verdict (repeatable).",
 )
 @click.option(
+    "--cors",
+    multiple=True,
+    is_flag=False,
+    flag_value="*",
+    callback=cors_option,
+    metavar="[ORIGIN]",
+    help="As ssevcr replay --cors: let web pages (a browser the command drives) read the answers.",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False),
@@ -368,6 +369,7 @@ def sweep_command(
     jobs: int,
     compare: Compare,
     allow: tuple[str, ...],
+    cors: tuple[str, ...],
     json_path: str | None,
     html_path: str | None,
 ) -> None:
@@ -420,6 +422,7 @@ def sweep_command(
             jobs=jobs,
             compare=compare,
             on_done=done,
+            cors=cors,
         )
     if not clean.result.success:
         why = "timed out" if clean.result.timed_out else f"exit code {clean.result.exit_code}"

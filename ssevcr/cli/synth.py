@@ -21,8 +21,6 @@ import click
 from .. import _profiles, _store, _synth
 from .._cassette import Cassette
 from .._errors import ConfigError
-from .._sse import Event
-from .._stats import arrivals, decoded_pieces
 
 __all__ = ["parse_usage", "synth_command"]
 
@@ -89,18 +87,6 @@ def _split(value: str) -> str | int:
     if value not in _synth.SPLITS:
         raise click.BadParameter(f"{value!r}: use words, tokens, chars or a number")
     return value
-
-
-def _event_times(path: str) -> list[float]:
-    """Event arrival times of the first streamed interaction of a cassette (for profile:)."""
-    cassette = _store.load(path)
-    for inter in cassette.interactions:
-        pieces, _ = decoded_pieces(inter.response)
-        timed, _ = arrivals(pieces)
-        times = [t for frame, t in timed if isinstance(frame, Event)]
-        if times:
-            return times
-    raise ConfigError(f"{path}: no streamed events to fit a timing profile to")
 
 
 @click.command("synth")
@@ -210,7 +196,9 @@ def synth_command(
             recorded.interactions[index - 1], content, seed=seed, split_by=split_by
         )
     else:
-        steps = _profiles.resolve(_profiles.parse(profile or _synth.DEFAULT_PROFILE), _event_times)
+        steps = _profiles.resolve(
+            _profiles.parse(profile or _synth.DEFAULT_PROFILE), _store.profile_times
+        )
         inter = _synth.synthesize(
             provider or "openai-chat",
             content,
@@ -225,14 +213,12 @@ def synth_command(
         sys.stdout.buffer.write(inter.response.body)
         sys.stdout.flush()
         return
-    cassette = Cassette((inter,), meta={**meta, "synthesized": inter.meta["synthesized"]})
     if append and Path(output).exists():
-        with _store.locked(output):
-            old = _store.load(output)
-            cassette = Cassette((*old.interactions, inter), meta=old.meta)
-            _store.save(cassette, output)
+        _store.append(output, [inter])  # under the lock; a cassette that does not load is kept
     else:
-        _store.save(cassette, output)
+        _store.save(
+            Cassette((inter,), meta={**meta, "synthesized": inter.meta["synthesized"]}), output
+        )
     r = inter.response
     click.echo(
         f"{output}: {inter.meta['synthesized']}, {len(r.chunk_sizes)} chunk(s), "

@@ -59,10 +59,9 @@ except ModuleNotFoundError as e:  # pragma: no cover - a mitmdump loaded by hand
     ) from None
 from .._capture import DEFAULT_MAX_BODY, Capture
 from .._cassette import Headers, Interaction, Outcome, Request, Response
-from .._content import decode_body
 from .._errors import SsevcrError
+from .._framing import framed
 from .._redaction import Redaction
-from .._sse import parse
 from . import protocol
 from .announce import Announce, emit
 
@@ -78,15 +77,12 @@ STOPPED = "recording stopped while the stream was open"
 # summaries (also what the CLI's progress lines show)
 
 
-def events_in(response: Response) -> int | None:
-    """How many SSE events a recorded response holds (decoding gzip/deflate), or None when it is
-    not an event stream or its body cannot be decoded (unknown encoding, damaged, too large)."""
-    if not response.is_event_stream:
-        return None
-    decoded = decode_body(response.body, response.content_encoding)
-    if not decoded.ok:
-        return None
-    return len(parse(decoded.body).events)
+def events_in(response: Response, url: str = "") -> int | None:
+    """How many events (SSE events, NDJSON lines, JSON-array elements) a recorded response holds
+    (decoding gzip/deflate), or None when it is no event stream or its body cannot be decoded
+    (unknown encoding, damaged, too large)."""
+    found = framed(response, url)
+    return None if found is None else len(found.events)
 
 
 def exchange_summary(interaction: Interaction) -> dict[str, Any]:
@@ -98,7 +94,7 @@ def exchange_summary(interaction: Interaction) -> dict[str, Any]:
         "status": resp.status,
         "outcome": resp.end.outcome.value,
         "error": resp.end.error,
-        "events": events_in(resp),
+        "events": events_in(resp, req.url),
         "chunks": len(resp.chunk_sizes),
         "bytes": len(resp.body),
         "content_type": resp.content_type,

@@ -1,0 +1,223 @@
+"""Real clients under ``ssevcr sweep``: the consumers in examples/clients/ (the official SDKs,
+the Vercel AI SDK, langchain-openai, litellm, httpx-sse, ``eventsource``, the chat page in
+Chromium), each a real process reading a real replay server over a socket, inside a network
+namespace whose only interface is loopback (``unshare -n``: no telemetry leaves the machine).
+
+- Every consumer, on a clean replay (``--strict``: its request still matches the cassette),
+  prints the text the cassette's bytes hold.
+- The Node openai SDK waits through a stalled body despite ``timeout: 5000``: the sweep shows the
+  long stalls as ``hang`` at ``--timeout 10s``; the Python SDK, same fault, raises at 5 s.
+- The chat page swept in Chromium (Playwright): every lossy fault the page can see ends in the
+  page's error state for that fault, every lossless one in the full text.
+
+A consumer whose runtime is missing (node and the npm packages of examples/clients/node, Debian's
+chromium) skips locally and FAILS when ``CI`` is set: these tests must never vanish there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from replay_helpers import expected, interaction
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def _load_matrix() -> Any:
+    path = ROOT / "examples" / "clients" / "matrix.py"
+    spec = importlib.util.spec_from_file_location("client_matrix", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+matrix = _load_matrix()
+
+
+def _missing(reason: str) -> None:
+    """A runtime is missing: skip locally, fail in CI (where node 20 and chromium are set up)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def need(client: Any) -> None:
+    problem = matrix.netns_problem()
+    if problem:
+        _missing(f"the consumers run in a network namespace of their own: {problem}")
+    if "node" in client.command[0]:
+        problem = matrix.node_problem()
+        if problem:
+            _missing(problem)
+    if client.cors and matrix.chromium_path() is None:
+        _missing("no chromium (apt-get install chromium, or set SSEVCR_CHROMIUM)")
+
+
+def sweep(tmp_path: Path, key: str, *args: str) -> tuple[int, dict[str, Any], str]:
+    """``ssevcr sweep`` of one consumer: its exit code, its JSON report, its stdout."""
+    client = matrix.BY_KEY[key]
+    need(client)
+    report = tmp_path / f"{key}.json"
+    r = subprocess.run(
+        matrix.ssevcr_argv(client, "sweep", "--json", str(report), *args),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    assert report.exists(), r.stdout + r.stderr
+    return r.returncode, json.loads(report.read_text()), r.stdout
+
+
+def by_fault(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {run["fault"]: run for run in data["runs"]}
+
+
+def text_of(client: Any) -> str:
+    return str(expected(interaction(client.cassette).response.body)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# every consumer still speaks to its cassette
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", [c.key for c in matrix.CLIENTS])
+def test_every_consumer_prints_the_cassettes_text(key: str) -> None:
+    client = matrix.BY_KEY[key]
+    need(client)
+    r = subprocess.run(
+        matrix.ssevcr_argv(client, "replay", "--timing", "instant", "--strict"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "1 play, 0 misses" in r.stderr
+    want = text_of(client) + "\n"
+    assert r.stdout == ("done\n" + want if key == "browser" else want)
+
+
+# ---------------------------------------------------------------------------------------------
+# the Node SDKs' timeout does not cover the body
+
+
+@pytest.mark.slow
+def test_the_node_openai_sdk_hangs_on_a_stalled_body(tmp_path: Path) -> None:
+    code, data, out = sweep(
+        tmp_path, "openai-node", "--catalog", "quick", "-j", "2", "--timeout", "10s"
+    )
+    assert code == 1, out
+    runs = by_fault(data)
+    long_stalls = [f for f in runs if f.startswith("stall:") and f.endswith("for=30s")]
+    assert sorted(long_stalls) == ["stall:before=1,for=30s", "stall:before=17,for=30s"]
+    for fault in long_stalls:
+        run = runs[fault]
+        # the consumer set timeout: 5000, yet it was still waiting when the sweep killed it
+        assert run["verdict"] == "hang" and run["timed_out"], run
+        assert 9.5 < run["duration_s"] < 30, run
+        assert [play["fired"] for play in run["plays"]] == [[fault]]  # the replay did stall
+    hangs = sorted(f for f, run in runs.items() if run["verdict"] == "hang")
+    assert hangs == sorted(long_stalls)  # nothing else outlived the timeout
+    short = runs["stall:before=17,for=1s"]
+    assert short["verdict"] == "ok" and short["exit_code"] == 0 and short["same_output"]
+    assert "hang" in out and "stall:before=17,for=30s" in out
+
+
+@pytest.mark.slow
+def test_the_python_openai_sdk_raises_at_its_timeout_on_the_same_stall(tmp_path: Path) -> None:
+    code, data, _ = sweep(
+        tmp_path,
+        "openai-python",
+        "--catalog",
+        "none",
+        "--fault",
+        "stall:before=17,for=30s",
+        "--timeout",
+        "25s",
+    )
+    assert code == 0
+    (run,) = data["runs"]
+    # its read timeout (5 s) fired long before the 30 s stall was over; the sweep's timeout is
+    # wide because importing the SDK alone takes seconds on a loaded machine
+    assert run["verdict"] == "ok" and run["exit_code"] == 1 and not run["timed_out"], run
+    assert run["duration_s"] < 25 and "APITimeoutError" in run["stderr_tail"], run
+    assert [play["fired"] for play in run["plays"]] == [["stall:before=17,for=30s"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# the chat page in Chromium: its error state under lossy faults, the full text under lossless
+
+
+def page_state(fault: str) -> str | None:
+    """The error state the chat page (examples/chat-ui/chat.js) must end in under a lossy fault
+    of the quick catalogue, or None when it cannot tell (a middle event dropped or doubled: an
+    OpenAI stream carries no sequence number)."""
+    name, _, args = fault.partition(":")
+    if name == "truncate":
+        return "aborted" if "end=abort" in args or "end=reset" in args else "incomplete"
+    return {
+        "drop": "incomplete" if args == "event=last" else None,
+        "duplicate": None,
+        "corrupt": "bad-event",
+        "error": "provider",
+        "status": "http",
+        "stall": "timeout",
+    }.get(name, "?")
+
+
+@pytest.mark.slow
+def test_the_chat_page_shows_its_error_state_under_lossy_faults(tmp_path: Path) -> None:
+    code, data, out = sweep(tmp_path, "browser", "--catalog", "quick", "-j", "2")
+    client = matrix.BY_KEY["browser"]
+    full = "done\n" + text_of(client) + "\n"
+    assert data["clean"]["exit_code"] == 0 and data["clean"]["stdout_tail"] == full
+    runs = by_fault(data)
+    assert len(runs) >= 20
+    for fault, run in runs.items():
+        state = run["stdout_tail"].split("\n", 1)[0]
+        if fault == "header:content-type=text/plain":
+            # the page reads the body whatever its content type: the whole text (a finding)
+            assert run["verdict"] == "silent" and run["stdout_tail"] == full, run
+        elif fault == "truncate:after=last,end=abort":
+            # [DONE] was sent, then the connection closed without the last chunk. When the
+            # bytes and the unclean end reach Chromium in one read (instant timing), fetch's
+            # body errors before the page reads them: "aborted", no text (else: done)
+            assert (run["verdict"], state) in (("ok", "done"), ("broken", "aborted")), run
+        elif not run["lossy"]:
+            assert run["verdict"] == "ok" and run["stdout_tail"] == full, (fault, run)
+        elif page_state(fault) is None:
+            assert state == "done" and run["verdict"] == "ok" and not run["same_output"], run
+        else:
+            assert (state, run["exit_code"]) == (page_state(fault), 1), (fault, run)
+            assert run["verdict"] == "ok"
+    assert code == 1, out  # the silent run (and maybe the broken one) above
+
+
+# ---------------------------------------------------------------------------------------------
+# the page's helpers
+
+
+def test_error_lines_and_generic_specs() -> None:
+    python = 'Traceback (most recent call last):\n  File "x.py"\nopenai.APIError: boom\n'
+    assert matrix.error_line(python) == "openai.APIError: boom"
+    node = "file:///x.mjs:3\n\nAPIError: nope\n    at f (x.mjs:1)\n  status: 500,\n\nNode.js v20\n"
+    assert matrix.error_line(node) == "APIError: nope"
+    noisy = python + "Exception ignored in: <generator>\nImportError: sys.meta_path is None\n"
+    assert matrix.error_line(noisy) == "openai.APIError: boom"
+    assert matrix.error_line("just a line\n") == "just a line"
+    assert matrix.generic("truncate:after=17,end=close") == "truncate:after=k,end=close"
+    assert matrix.generic("rechunk:random,seed=12") == "rechunk:random"
+    assert matrix.generic("drop:event=last") == "drop:event=last"
