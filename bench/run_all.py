@@ -17,6 +17,7 @@ section in bench/README.md) are the reference; these sizes trade some p99 stabil
     bench_hardening.py  --clients 10000 --round 500
     bench_control.py    --seconds 2
     bench_ws.py         --messages 400 --rounds 3 --burst 20000
+    bench_js.py         --tests 30              (needs node and `npm ci` in js/)
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ RUNS: dict[str, list[str]] = {
     "hardening": ["bench_hardening.py", "--clients", "10000", "--round", "500"],
     "control": ["bench_control.py", "--seconds", "2"],
     "ws": ["bench_ws.py", "--messages", "400", "--rounds", "3", "--burst", "20000"],
+    "js": ["bench_js.py", "--tests", "30"],
 }
 
 
@@ -343,6 +345,22 @@ def _rows_ws(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _rows_js(r: dict[str, Any]) -> list[Row]:
+    session, process = r["session"], r["process"]
+    return [
+        Row(
+            "js_test_overhead",
+            "JS helpers: per-test overhead, a session on the run's server (create + end) vs a "
+            "test starting its own `ssevcr replay`, p50",
+            "≥ 20× less",
+            f"{_ms(session['p50_ms'])} vs {_ms(process['p50_ms'])} ms",
+            f"{r['ratio']:.0f}× less",
+            r["ratio"] >= 20,
+            {"js_session_ms": session["p50_ms"], "js_ratio": r["ratio"]},
+        )
+    ]
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "core": _rows_core,
     "replay": _rows_replay,
@@ -351,6 +369,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "hardening": _rows_hardening,
     "control": _rows_control,
     "ws": _rows_ws,
+    "js": _rows_js,
 }
 HISTORY_COLUMNS = [
     "date",
