@@ -7,6 +7,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import ssl
@@ -716,3 +717,65 @@ def test_config_serves_configured_responses_to_the_openai_sdk(tmp_path: Path) ->
     ]:
         result = CliRunner().invoke(main, ["replay", *args])
         assert result.exit_code in (1, 2) and message in result.output, result.output
+
+
+NODE_MOCK_APP = """
+import OpenAI from "openai";
+const client = new OpenAI({ maxRetries: 0 }); // OPENAI_BASE_URL and a stand-in key from ssevcr
+const out = {};
+for (const prompt of ["Tell me a story", "Hi", "Show me some CODE"]) {
+  const stream = await client.chat.completions.create({
+    model: "gpt-4o", messages: [{ role: "user", content: prompt }], stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = "", usage = null;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta?.content ?? "";
+    if (chunk.usage) usage = chunk.usage.completion_tokens;
+  }
+  out[prompt] = [text, usage];
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def test_config_serves_configured_responses_to_the_node_openai_sdk(tmp_path: Path) -> None:
+    """The seed's example (examples/mock.yaml) streamed to the official Node openai SDK (the one
+    examples/clients/node pins), inside a network namespace with loopback only."""
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    node_dir = root / "examples" / "clients" / "node"
+    node = shutil.which("node")
+    problem = (
+        "node is not installed"
+        if node is None
+        else None
+        if (node_dir / "node_modules" / "openai").is_dir()
+        else "examples/clients/node has no node_modules (./bootstrap runs npm ci)"
+    )
+    if problem is None and subprocess.run(["unshare", "-n", "true"]).returncode != 0:
+        problem = "unshare -n is not available"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem} (CI is set, so this fails instead of skipping)", pytrace=False)
+        pytest.skip(problem)
+    app = node_dir / f".mock-{os.getpid()}.mjs"  # beside node_modules, so "openai" resolves
+    app.write_text(NODE_MOCK_APP)
+    try:
+        mock = root / "examples" / "mock.yaml"
+        spec = {r["name"]: r["content"] for r in yaml.safe_load(mock.read_text())["responses"]}
+        netns = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+        out = subprocess.run(
+            [*netns, *SSEVCR, "replay", "--config", str(mock), "--timing", "instant", "--",
+             str(node), str(app)],
+            capture_output=True, text=True, env=_env(), timeout=120,
+        )  # fmt: skip
+    finally:
+        app.unlink()
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    for prompt, rule in [
+        ("Tell me a story", "story"), ("Hi", "short-stream"), ("Show me some CODE", "code-stream")
+    ]:  # fmt: skip
+        assert got[prompt] == [spec[rule]["text"], spec[rule]["usage"]["output"]], prompt
