@@ -1309,7 +1309,10 @@ def test_a_signal_during_a_never_ending_stream_saves_what_arrived(
             "POST",
             f"{rec.url}/v1/chat/completions",
             json={},
-            headers=steer(t, "openai-chat/text.sse", forever="1", gap_ms="1-1"),
+            # Gemini's stream has no terminal event: wherever the recording stops, the body
+            # cannot look finished (an OpenAI body repeated forever ends each repeat with
+            # [DONE], and a stop on a repeat's boundary is rightly recorded complete)
+            headers=steer(t, "gemini/text.sse", forever="1", gap_ms="1-1"),
         ) as r,
     ):
         pieces = r.iter_raw()
