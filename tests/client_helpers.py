@@ -19,6 +19,12 @@ from ssevcr._sse import parse
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 CHAT_URL = "/v1/chat/completions"
 FIXTURE = "openai-chat/text.sse"
+BODY = fixture_body(FIXTURE)
+TEXT = "".join(  # the text the fixture's chat completion chunks carry
+    json.loads(e.data)["choices"][0]["delta"].get("content") or ""
+    for e in parse(BODY).events
+    if e.data.startswith("{") and json.loads(e.data)["choices"]
+)
 
 
 class CaptureServer:

@@ -7,7 +7,6 @@ aiohttp's own exception, and a capture server that no replayed request reaches."
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,28 +14,22 @@ from pathlib import Path
 import aiohttp
 import pytest
 from client_helpers import (
+    BODY,
     CHAT,
     CHAT_URL,
     FIXTURE,
+    TEXT,
     CaptureServer,
     assert_streamed,
     chat_cassette,
     fixture_frames,
 )
 from test_intercept import steer, stop
-from upstream import Upstream, fixture_body, matched_gaps
+from upstream import Upstream, matched_gaps
 
 import ssevcr
 from ssevcr import NoMatchError, _store
 from ssevcr._cassette import Outcome
-from ssevcr._sse import parse
-
-BODY = fixture_body(FIXTURE)
-TEXT = "".join(
-    json.loads(e.data)["choices"][0]["delta"].get("content") or ""
-    for e in parse(BODY).events
-    if e.data.startswith("{") and json.loads(e.data)["choices"]
-)
 
 
 @pytest.fixture

@@ -14,22 +14,14 @@ import pytest
 import requests
 import vcr
 from click.testing import CliRunner
-from client_helpers import CHAT, CHAT_URL, FIXTURE, CaptureServer, fixture_frames
+from client_helpers import BODY, CHAT, CHAT_URL, FIXTURE, TEXT, CaptureServer, fixture_frames
 from test_intercept import steer, stop
-from upstream import Upstream, fixture_body
+from upstream import Upstream
 
 import ssevcr
 from ssevcr import _store
 from ssevcr._migrate import DEFAULT_PROFILE, from_har, from_vcrpy
-from ssevcr._sse import parse
 from ssevcr.cli import main
-
-BODY = fixture_body(FIXTURE)
-TEXT = "".join(
-    json.loads(e.data)["choices"][0]["delta"].get("content") or ""
-    for e in parse(BODY).events
-    if e.data.startswith("{") and json.loads(e.data)["choices"]
-)
 
 
 @pytest.fixture

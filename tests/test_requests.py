@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from client_helpers import (
+    BODY,
     CHAT,
     CHAT_URL,
     FIXTURE,
@@ -22,14 +23,12 @@ from client_helpers import (
     fixture_frames,
 )
 from test_intercept import steer, stop
-from upstream import Upstream, fixture_body, matched_gaps
+from upstream import Upstream, matched_gaps
 
 import ssevcr
 from ssevcr import NoMatchError, _store
 from ssevcr._cassette import Outcome
 from ssevcr._sse import parse
-
-BODY = fixture_body(FIXTURE)
 
 
 @pytest.fixture
