@@ -58,14 +58,24 @@ class Capture:
         "_kept",
         "_last",
         "_lock",
+        "_raw",
         "max_body",
+        "meta",
         "overflow",
         "request",
     )
 
-    def __init__(self, request: Request, *, max_body: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(
+        self,
+        request: Request,
+        *,
+        max_body: int = DEFAULT_MAX_BODY,
+        meta: dict[str, str] | None = None,
+    ) -> None:
         self.request = request
         self.max_body = max_body
+        self.meta = dict(meta or {})
+        """The interaction's meta (the recorder's ``recorded_at``)."""
         self.overflow = 0
         """Body bytes that arrived past ``max_body`` and were not kept."""
         self._head: tuple[float, int, str, Headers, str] | None = None
@@ -74,6 +84,7 @@ class Capture:
         self._last = 0.0
         self._end: End | None = None
         self._interaction: Interaction | None = None
+        self._raw: Interaction | None = None
         self._lock = threading.Lock()
 
     # -- what the adapter reports -------------------------------------------------------------
@@ -132,9 +143,10 @@ class Capture:
         """Body bytes kept so far."""
         return self._kept
 
-    def interaction(self, redaction: Redaction) -> Interaction:
-        """The redacted interaction (built once). Needs the head and the end."""
-        if self._interaction is None:
+    def raw(self) -> Interaction:
+        """The interaction before redaction (built once; what recording hooks are given). Needs
+        the head and the end."""
+        if self._raw is None:
             if self._head is None or self._end is None:
                 raise RuntimeError("the capture has no response head or no end yet")
             at, status, reason, headers, version = self._head
@@ -150,15 +162,19 @@ class Capture:
             end = self._final_end(response)
             if end is not self._end:
                 response = replace(response, end=end)
-            self._interaction = redaction.interaction(Interaction(self.request, response))
+            self._raw = Interaction(self.request, response, self.meta)
+        return self._raw
+
+    def interaction(self, redaction: Redaction) -> Interaction:
+        """The redacted interaction (built once). Needs the head and the end."""
+        if self._interaction is None:
+            self._interaction = redaction.interaction(self.raw())
         return self._interaction
 
-    def snapshot(self, at: float, redaction: Redaction) -> Interaction:
-        """The redacted interaction, or before the end what has arrived so far, ended at ``at``
-        as ``client_disconnected`` ("still being recorded"); that one is not kept. Needs the
-        head."""
+    def raw_snapshot(self, at: float) -> Interaction:
+        """:meth:`snapshot` before redaction."""
         if self._end is not None:
-            return self.interaction(redaction)
+            return self.raw()
         if self._head is None:
             raise RuntimeError("the capture has no response head yet")
         head_at, status, reason, headers, version = self._head
@@ -172,7 +188,15 @@ class Capture:
             headers_at=head_at,
             end=End(_time(at, self._last), Outcome.CLIENT_DISCONNECTED, "still being recorded"),
         )
-        return redaction.interaction(Interaction(self.request, response))
+        return Interaction(self.request, response, self.meta)
+
+    def snapshot(self, at: float, redaction: Redaction) -> Interaction:
+        """The redacted interaction, or before the end what has arrived so far, ended at ``at``
+        as ``client_disconnected`` ("still being recorded"); that one is not kept. Needs the
+        head."""
+        if self._end is not None:
+            return self.interaction(redaction)
+        return redaction.interaction(self.raw_snapshot(at))
 
     def _final_end(self, response: Response) -> End:
         end = self._end

@@ -66,3 +66,7 @@ class NetworkBlockedError(SsevcrError):
         self.host = host
         self.port = port
         super().__init__(message)
+
+
+class ExpiredCassetteWarning(UserWarning):
+    """A cassette in use holds interactions older than its ``max_age`` (``on_expiry="warn"``)."""

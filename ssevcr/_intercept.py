@@ -48,18 +48,21 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from ._cassette import Cassette, Headers, Interaction, Outcome, Request, Response
 from ._errors import ConfigError, NoMatchError, SsevcrError
-from ._recording import DRAIN_TIMEOUT, Recording, _Capture, record_async, record_sync
+from ._recording import _UNSET, DRAIN_TIMEOUT, Recording, _Capture, record_async, record_sync
 
 if TYPE_CHECKING:
+    from ._expiry import Expired
     from ._faults import Fault
+    from ._hooks import Hooks
     from ._journal import Delivery
+    from ._matching import Part
     from ._network import HostSet
     from ._player import Miss, Play, Player
     from ._redaction import Redaction
@@ -93,6 +96,10 @@ OPTION_NAMES = (
     "ignore_localhost",
     "config",
     "fail_on_unconsumed",
+    "before_record_request",
+    "before_record_response",
+    "max_age",
+    "on_expiry",
 )
 """The options of a cassette in use (``use_cassette``'s keywords, the pytest marker's)."""
 RECORD_MODES: tuple[RecordMode, ...] = ("none", "once", "new_episodes", "all")
@@ -121,6 +128,20 @@ def _names(option: str, value: object) -> tuple[str, ...]:
     raise ConfigError(f"{option} must be a name or a list of names, got {value!r}")
 
 
+def _parts(value: object) -> tuple[Part, ...]:
+    """``match_on``: part names and custom matchers (callables), or one name."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
+        items = tuple(value)
+        if all(isinstance(item, str) or callable(item) for item in items):
+            return items
+    raise ConfigError(
+        f"match_on must be a list of part names or matcher(recorded, incoming) callables, "
+        f"got {value!r}"
+    )
+
+
 def _cassette_path(path: object) -> Path:
     if not isinstance(path, str | os.PathLike):
         raise ConfigError(f"a cassette is a file name or path, got {path!r}")
@@ -141,7 +162,7 @@ class Options:
     timing: Timing
     faults: tuple[Fault, ...]
     seed: int
-    match_on: tuple[str, ...] | None
+    match_on: tuple[Part, ...] | None
     ignore_body_keys: tuple[str, ...]
     allow_repeats: bool
     redaction: Redaction
@@ -149,6 +170,10 @@ class Options:
     ignore_hosts: HostSet = field(default_factory=lambda: _empty_hosts())
     config: Path | None = None  # configured responses (``ssevcr._config_file``)
     fail_on_unconsumed: bool = False
+    hooks: Hooks = field(default_factory=lambda: _no_hooks())
+    max_age: float | None = None  # seconds (``ssevcr._expiry``)
+    on_expiry: str = "warn"
+    more: tuple[Path, ...] = ()  # further cassettes searched after ``path``, never written
 
     @classmethod
     def parse(
@@ -160,7 +185,7 @@ class Options:
         max_gap: str | float | None = None,
         faults: Iterable[str | Fault] | str | None = None,
         seed: int = 0,
-        match_on: Sequence[str] | None = None,
+        match_on: Sequence[Part] | None = None,
         ignore_body_keys: Sequence[str] = (),
         allow_repeats: bool = False,
         redact_headers: Iterable[str] = (),
@@ -171,8 +196,14 @@ class Options:
         ignore_localhost: bool = False,
         config: str | os.PathLike[str] | None = None,
         fail_on_unconsumed: bool = False,
+        before_record_request: Callable[[Any], Any] | None = None,
+        before_record_response: Callable[[Any], Any] | None = None,
+        max_age: str | float | None = None,
+        on_expiry: str = "warn",
     ) -> Options:
+        from ._expiry import check_action, parse_age
         from ._faults import Fault, parse_faults
+        from ._hooks import Hooks
         from ._network import HostSet
         from ._redaction import Redaction
         from ._timing import Timing, parse_timing
@@ -216,7 +247,7 @@ class Options:
             timing=shaped,
             faults=parse_faults(fault_list),
             seed=seed,
-            match_on=None if match_on is None else _names("match_on", match_on),
+            match_on=None if match_on is None else _parts(match_on),
             ignore_body_keys=_names("ignore_body_keys", ignore_body_keys),
             allow_repeats=allow_repeats,
             redaction=Redaction().extended(
@@ -232,9 +263,17 @@ class Options:
             ),
             config=None if config is None else Path(os.fspath(config)),
             fail_on_unconsumed=fail_on_unconsumed,
+            hooks=Hooks(before_record_request, before_record_response),
+            max_age=None if max_age is None else parse_age(max_age),
+            on_expiry=check_action(on_expiry),
         )
         options.match()  # validates match_on now
         return options
+
+    def searching(self, more: Iterable[str | os.PathLike[str]]) -> Options:
+        """These options with further cassettes, searched after ``path`` in order (never
+        written; each must exist when the cassette is opened)."""
+        return replace(self, more=tuple(_cassette_path(p) for p in more))
 
     def match(self) -> Any:
         """The MatchOptions: what the user asked for, and never a redacted value (the recording
@@ -248,6 +287,63 @@ class Options:
             ignore_body_keys=tuple(dict.fromkeys(body_keys)),
             ignore_query=tuple(sorted(self.redaction.query_keys)),
         )
+
+
+def _further(path: Path, nth: int) -> Cassette:
+    """A further cassette of a use (searched after the first, never written): it must exist."""
+    from . import _store
+
+    if not _store.present(path):
+        raise ConfigError(
+            f"cassette {str(path)!r} (cassette {nth} of this test) does not exist: only the "
+            "first cassette is recorded into; record it on its own, or name it first"
+        )
+    return _store.open_cached(path).cassette
+
+
+def _expiry(
+    options: Options, cassette: Cassette, more: Sequence[tuple[Path, Cassette]]
+) -> tuple[Options, Cassette, list[Expired]]:
+    """``max_age``: the interactions older than it, in every cassette, handled as
+    ``on_expiry`` says: ``warn`` (an ExpiredCassetteWarning), ``fail`` (CassetteError), or
+    ``rerecord`` (the first cassette recorded again whole, record mode ``all``; a further one,
+    never written, is warned about)."""
+    import warnings
+
+    from ._errors import CassetteError, ExpiredCassetteWarning
+    from ._expiry import check
+
+    assert options.max_age is not None
+    now = time.time()
+    found = [
+        e
+        for e in (
+            check(str(p), c.interactions, options.max_age, now)
+            for p, c in ((options.path, cassette), *more)
+        )
+        if e
+    ]
+    if not found:
+        return options, cassette, found
+    lines = [e.describe(options.max_age) for e in found]
+    if options.on_expiry == "fail":
+        raise CassetteError(
+            str(found[0].cassette),
+            "expired (max_age, on_expiry='fail'): "
+            + "; ".join(lines)
+            + ". Record it again: record='all' (pytest --ssevcr-record=all), or "
+            "on_expiry='rerecord'",
+        )
+    first = found[0].cassette == str(options.path)
+    if options.on_expiry == "rerecord" and first and options.record != "all":
+        options = replace(options, record="all")
+        cassette = Cassette()
+        lines = lines[1:]
+        if lines:
+            lines = [line + " (only the first cassette is recorded again)" for line in lines]
+    for line in lines:
+        warnings.warn(f"ssevcr: {line}", ExpiredCassetteWarning, stacklevel=4)
+    return options, cassette, found
 
 
 def _configured(path: Path) -> Any:
@@ -266,6 +362,12 @@ def _configured(path: Path) -> Any:
 
 
 _CONFIGS: dict[tuple[str, int, int], Any] = {}
+
+
+def _no_hooks() -> Hooks:
+    from ._hooks import Hooks
+
+    return Hooks()
 
 
 def _empty_hosts() -> HostSet:
@@ -348,6 +450,10 @@ class ActiveCassette:
     closed: bool = False  # exited: it answers no request any more
     save_failed: bool = False  # a save failed and was reported (the pytest plugin)
     checked: bool = False  # fail_on_unconsumed was checked already (the pytest plugin)
+    more: tuple[tuple[Path, Cassette], ...] = ()
+    """The further cassettes searched after the first (``Options.more``), as loaded."""
+    expired: tuple[Expired, ...] = ()
+    """What the ``max_age`` check found in each cassette (only those with expired interactions)."""
 
     @classmethod
     def open(cls, options: Options) -> ActiveCassette:
@@ -366,18 +472,25 @@ class ActiveCassette:
             if options.record != "all":
                 cassette = opened.cassette
                 schedules = opened.derived.setdefault(options.timing, {})
+        more = tuple((p, _further(p, n)) for n, p in enumerate(options.more, 2))
+        expired: list[Expired] = []
+        if options.max_age is not None:
+            options, cassette, expired = _expiry(options, cassette, more)
+            if options.record == "all":
+                schedules = None
         player = Player.create(
-            [(str(options.path), cassette)],
+            [(str(options.path), cassette), *((str(p), c) for p, c in more)],
             timing=options.timing,
             faults=options.faults,
             seed=options.seed,
             match=options.match(),
             repeat=options.allow_repeats,
-            schedules=schedules,
+            # (shared by index with other players of the same file: only when it is alone)
+            schedules=None if more else schedules,
             config=None if options.config is None else _configured(options.config),
             redaction=options.redaction,
         )
-        return cls(options, cassette, existed, player)
+        return cls(options, cassette, existed, player, more=more, expired=tuple(expired))
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -424,7 +537,17 @@ class ActiveCassette:
         return [m for m in self.player.misses if not any(m is a for a in absorbed)]
 
     def unused(self) -> list[tuple[int, Interaction]]:
+        """Interactions never played: (place among every cassette's, in order; interaction)."""
         return self.player.unused()
+
+    def unused_in(self) -> list[tuple[str, int, Interaction]]:
+        """Interactions never played: (cassette, place in that cassette, interaction)."""
+        return [(name, n, i) for name, n, plays, i in self.player.usage() if not plays]
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every cassette of this use, the one recorded into first."""
+        return [self.options.path, *(p for p, _ in self.more)]
 
     def unconsumed(self) -> list[Play]:
         """Replayed streams still open: neither read to the end nor closed (a response the code
@@ -454,7 +577,12 @@ class ActiveCassette:
         as far as it has arrived, ended as ``client_disconnected``."""
         with self._lock:
             recordings = list(self._recordings)
-        return [r.capture.snapshot_now(self.options.redaction) for r in recordings]
+        out = []
+        for r in recordings:
+            kept = self._final(r) if r.done else self._kept(r.capture.raw_snapshot(r.capture.now()))
+            if kept is not None:
+                out.append(kept)
+        return out
 
     def explain(self, start: int = 0) -> str:
         """The misses from ``start`` on: each distinct explanation once (a client that retried
@@ -617,6 +745,18 @@ class ActiveCassette:
             self._recordings.sort(key=lambda r: r.index)  # the order their requests went out
             self._sending.discard(recording.index)
 
+    def _final(self, recording: Recording) -> Interaction | None:
+        """A finished recording as it is saved: through the hooks (None: one dropped it), then
+        redaction (after them: a hook cannot put a credential back). Built once."""
+        if recording.final is _UNSET:
+            recording.final = self._kept(recording.capture.raw())
+        return cast("Interaction | None", recording.final)
+
+    def _kept(self, raw: Interaction) -> Interaction | None:
+        hooks = self.options.hooks
+        edited = hooks.apply(raw) if hooks else raw
+        return None if edited is None else self.options.redaction.interaction(edited)
+
     def _settle(self, index: int) -> None:
         """A request that never got an answer to record leaves no place taken."""
         with self._lock:
@@ -644,8 +784,10 @@ class ActiveCassette:
                     Outcome.CLIENT_DISCONNECTED, "still open when the cassette was saved"
                 )
         ready = [r for r in recordings if r.done]
-        new = tuple(r.capture.interaction(self.options.redaction) for r in ready)
+        new = tuple(i for r in ready if (i := self._final(r)) is not None)
         if not new:
+            for r in ready:  # every one dropped by a hook
+                r.saved = True
             return
         # record mode all: the first save of this cassette in the run replaces it
         _store.append(
@@ -898,7 +1040,7 @@ def use_cassette(
     max_gap: str | float | None = None,
     faults: Iterable[str | Fault] | str | None = None,
     seed: int = 0,
-    match_on: Sequence[str] | None = None,
+    match_on: Sequence[Part] | None = None,
     ignore_body_keys: Sequence[str] = (),
     allow_repeats: bool = False,
     redact_headers: Iterable[str] = (),
@@ -909,12 +1051,17 @@ def use_cassette(
     ignore_localhost: bool = False,
     config: str | os.PathLike[str] | None = None,
     fail_on_unconsumed: bool = False,
+    before_record_request: Callable[[Any], Any] | None = None,
+    before_record_response: Callable[[Any], Any] | None = None,
+    max_age: str | float | None = None,
+    on_expiry: str = "warn",
     process_wide: bool = False,
 ) -> CassetteUse:
     """Replay (or record) ``path`` for every httpx/httpx2/aiohttp/requests client while active.
 
     ``record``: none | once | new_episodes | all. ``timing``/``max_gap``/``faults``/``seed``:
-    the replay grammar. ``match_on``: parts to match (default method, path, query, body);
+    the replay grammar. ``match_on``: parts to match (default method, path, query, body), and
+    custom matchers ``matcher(recorded, incoming) -> bool`` (``ssevcr._matching``);
     ``ignore_body_keys``: dotted JSON keys left out. ``allow_repeats``: a used-up interaction
     plays again instead of missing. ``redact_*``: more headers, query keys and JSON body paths to
     hide when recording, besides the credential defaults. ``allowed_hosts``: hosts the network
@@ -923,8 +1070,12 @@ def use_cassette(
     requests to these hosts go to the network, neither replayed nor recorded. ``config``: a
     file of configured responses (YAML/TOML) answering, while replaying, what no interaction
     matches. ``fail_on_unconsumed``: the exit raises when a replayed stream was neither read to
-    the end nor closed (``cas.unconsumed()``). ``process_wide``: also answer threads
-    that did not inherit the context it was entered in (plain threads, thread pools).
+    the end nor closed (``cas.unconsumed()``). ``before_record_request`` /
+    ``before_record_response``: vcrpy's hooks, edit or drop what is recorded (before redaction;
+    ``ssevcr._hooks``). ``max_age`` (seconds or ``30d``) / ``on_expiry`` (``warn``, ``fail``,
+    ``rerecord``): interactions recorded longer ago than that (``ssevcr._expiry``).
+    ``process_wide``: also answer threads that did not inherit the context it was entered in
+    (plain threads, thread pools).
     """
     return CassetteUse(
         Options.parse(
@@ -945,6 +1096,10 @@ def use_cassette(
             ignore_localhost=ignore_localhost,
             config=config,
             fail_on_unconsumed=fail_on_unconsumed,
+            before_record_request=before_record_request,
+            before_record_response=before_record_response,
+            max_age=max_age,
+            on_expiry=on_expiry,
         ),
         process_wide=process_wide,
     )

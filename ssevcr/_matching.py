@@ -6,6 +6,12 @@ base URL. A recorded ``REDACTED`` (what redaction left of a credential) stands f
 query value, a JSON string, a form field, a header and the URL's userinfo. A miss is explained
 against the closest recording: which parts differed, and for a JSON body the first differing field.
 
+A part may also be a custom matcher, vcrpy's semantics: a callable ``matcher(recorded, incoming)``
+given two :class:`ssevcr._cassette.Request` values (``method``, ``url``, ``path``, ``query``,
+``host``, ``headers``, ``header(name)``, ``body``) that returns a false value or raises
+``AssertionError`` when they differ (the assertion's message is shown); anything else it raises
+is a difference too, shown with its type. A miss names the matcher by its ``__name__``.
+
 Explanations are safe to print: credentials in them are masked (``sk-proj…(56 chars)``, see
 ``ssevcr._secrets``) and control characters escaped, so a live key in the request or a terminal
 escape sequence in a cassette never reaches a terminal or a log.
@@ -14,9 +20,9 @@ escape sequence in a cassette never reaches a terminal or a log.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, urlsplit
 
 from ._cassette import Request
@@ -32,27 +38,45 @@ from ._secrets import (
     safe,
 )
 
-__all__ = ["PARTS", "MatchOptions", "differences", "explain_miss"]
+__all__ = ["PARTS", "MatchOptions", "Matcher", "Part", "differences", "explain_miss", "part_name"]
 
 PARTS = ("method", "scheme", "host", "path", "query", "body", "headers")
 _WEIGHT = {"method": 8, "path": 8, "scheme": 1, "host": 1, "query": 3, "body": 2, "headers": 1}
+_CUSTOM_WEIGHT = 4  # a custom matcher's difference, when the closest recording is chosen
 _MISSING = object()
 _ABSENT = object()
+
+Matcher: TypeAlias = Callable[[Request, Request], Any]
+"""A custom matcher: ``(recorded, incoming) -> bool``, or raises AssertionError (vcrpy's)."""
+Part: TypeAlias = str | Matcher
+
+
+def part_name(part: Part) -> str:
+    """How a part is named in messages: its name, or a custom matcher's ``__name__``."""
+    if isinstance(part, str):
+        return part
+    return str(getattr(part, "__name__", None) or type(part).__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class MatchOptions:
-    on: tuple[str, ...] = ("method", "path", "query", "body")
+    on: tuple[Part, ...] = ("method", "path", "query", "body")
     ignore_body_keys: tuple[str, ...] = ()  # dotted JSON paths left out of the comparison
     ignore_query: tuple[str, ...] = ()
     headers: tuple[str, ...] = ()  # header names compared when "headers" is in `on`
 
     def __post_init__(self) -> None:
-        unknown = [p for p in self.on if p not in PARTS]
+        unknown = [p for p in self.on if not callable(p) and p not in PARTS]
         if unknown:
             raise ConfigError(
-                f"unknown match part(s) {', '.join(unknown)}; valid: {', '.join(PARTS)}"
+                f"unknown match part(s) {', '.join(map(str, unknown))}; valid: "
+                f"{', '.join(PARTS)}, or a matcher(recorded, incoming) -> bool"
             )
+
+    @property
+    def custom(self) -> bool:
+        """Whether a custom matcher is among the parts (it may look at anything)."""
+        return any(callable(p) for p in self.on)
 
 
 _JSON_CACHE_BYTES = 8 * 1024 * 1024  # bodies kept parsed, at most (emptied when full)
@@ -170,14 +194,28 @@ def _host(netloc: str) -> str:
     return netloc.rpartition("@")[2].lower()  # userinfo is never compared (it is redacted)
 
 
+def _custom(matcher: Matcher, recorded: Request, incoming: Request) -> str | None:
+    """What a custom matcher says of two requests (None: they match)."""
+    name = part_name(matcher)
+    try:
+        ok = matcher(recorded, incoming)
+    except AssertionError as e:
+        why = str(e).splitlines()[0][:200] if str(e) else ""
+        return f"matcher {name}: " + (why or "the assertion failed")
+    except Exception as e:  # a matcher's bug is a difference too, named
+        return f"matcher {name} raised {type(e).__name__}: {str(e)[:200]}"
+    return None if ok else f"matcher {name}: returned {ok!r}"
+
+
 def differences(
     recorded: Request, incoming: Request, options: MatchOptions
 ) -> list[tuple[str, str]]:
     """The parts (in ``options.on``) where ``incoming`` differs from ``recorded``, each with a
-    human description (safe to print); empty when they match."""
+    human description (safe to print); empty when they match. A custom matcher's part is its
+    name (:func:`part_name`)."""
     out: list[tuple[str, str]] = []
     r, i = urlsplit(recorded.url), urlsplit(incoming.url)
-    for part in options.on:
+    for part in _named_parts(options.on):
         if part == "method" and recorded.method.upper() != incoming.method.upper():
             out.append((part, f"method: recorded {recorded.method}, got {incoming.method}"))
         elif part == "scheme" and r.scheme != i.scheme:
@@ -205,7 +243,23 @@ def differences(
                     if b is not None and is_secret_header(name):
                         b = mask(b)
                     out.append((part, f"header {name}: recorded {a!r}, got {b!r}"))
+    out += _custom_differences(recorded, incoming, options.on)
     return [(part, safe(text)) for part, text in out]
+
+
+def _custom_differences(
+    recorded: Request, incoming: Request, parts: Sequence[Part]
+) -> list[tuple[str, str]]:
+    out = []
+    for matcher in parts:
+        diff = None if isinstance(matcher, str) else _custom(matcher, recorded, incoming)
+        if diff:
+            out.append((part_name(matcher), diff))
+    return out
+
+
+def _named_parts(parts: Sequence[Part]) -> list[str]:
+    return [p for p in parts if isinstance(p, str)]
 
 
 def _body_difference(recorded: bytes, incoming: bytes, ignore: Sequence[str]) -> str | None:
@@ -257,7 +311,7 @@ def explain_miss(
     scored = []
     for n, req in enumerate(recorded):
         diffs = differences(req, incoming, options)
-        scored.append((sum(_WEIGHT[p] for p, _ in diffs), n, diffs))
+        scored.append((sum(_WEIGHT.get(p, _CUSTOM_WEIGHT) for p, _ in diffs), n, diffs))
     scored.sort(key=lambda s: (s[0], s[1]))
     _, n, diffs = scored[0]
     closest = recorded[n]
@@ -265,7 +319,6 @@ def explain_miss(
     lines = [head, f"  closest: #{n + 1} {safe(closest.method)} {closest_url}"]
     lines += [f"    - {text}" for _, text in diffs]
     if len(recorded) > 1:
-        lines.append(
-            f"  ({len(recorded)} interactions recorded; matching on {', '.join(options.on)})"
-        )
+        parts = ", ".join(map(part_name, options.on))
+        lines.append(f"  ({len(recorded)} interactions recorded; matching on {parts})")
     return "\n".join(lines)

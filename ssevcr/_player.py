@@ -466,7 +466,7 @@ class Player:
 
     def _candidates(self, request: Request) -> list[int]:
         """Indices of the entries that match ``request`` (the caller holds the lock)."""
-        if "headers" in self.match.on:
+        if "headers" in self.match.on or self.match.custom:  # (a matcher may read anything)
             return [
                 n
                 for n, e in enumerate(self._entries)
@@ -543,6 +543,17 @@ class Player:
     def unused(self) -> list[tuple[int, Interaction]]:
         with self._lock:
             return [(n, e.interaction) for n, e in enumerate(self._entries) if e.plays == 0]
+
+    def usage(self) -> list[tuple[str, int, int, Interaction]]:
+        """Every interaction as (cassette name, place in that cassette, plays, interaction), in
+        the order they are searched."""
+        out, place, last = [], 0, None
+        with self._lock:
+            for e in self._entries:
+                place = place + 1 if e.cassette == last else 0
+                last = e.cassette
+                out.append((e.cassette, place, e.plays, e.interaction))
+        return out
 
     @property
     def fired(self) -> list[str]:

@@ -48,6 +48,9 @@ DRAIN_TIMEOUT = 300.0
 upstream; what has not arrived by then is saved, ended as ``client_disconnected``."""
 
 
+_UNSET = object()
+
+
 def _pairs(raw: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
     return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
 
@@ -109,7 +112,9 @@ class _Capture(Capture):
     __slots__ = ("response_head", "t0")
 
     def __init__(self, t0: float, request: Request, head: Response) -> None:
-        super().__init__(request)
+        from ._expiry import RECORDED_AT, stamp
+
+        super().__init__(request, meta={RECORDED_AT: stamp(time.time())})
         self.t0 = t0
         self.response_head = head  # the response as far as its headers
         self.head(
@@ -153,6 +158,7 @@ class Recording:
         self.changed: asyncio.Event | None = None  # set at each chunk (async recorders)
         self._schedule: Schedule | None = None
         self.saved = False  # written to the cassette file
+        self.final: object = _UNSET  # as saved: hooked and redacted, None when a hook dropped it
 
     @property
     def done(self) -> bool:

@@ -4,13 +4,22 @@
     @pytest.mark.ssevcr("story", timing="scale:0.1", faults=["truncate:after=3,end=abort"])
     def test_story(ssevcr_cassette): ...
 
-Marker keywords: ``use_cassette``'s (``timing``, ``max_gap``, ``faults``, ``seed``, ``match_on``,
-``ignore_body_keys``, ``allow_repeats``, ``record``, ``redact_*``, ``allowed_hosts``,
-``ignore_hosts``, ``ignore_localhost``, ``fail_on_unconsumed``: the test fails when a replayed
-stream was neither read to the end nor closed) and the plugin's own: ``strict`` (fail on interactions
-never played; ``--ssevcr-strict`` for every test), ``sweep`` and ``sweep_stall`` (the fault sweep,
+Marker keywords: ``use_cassette``'s (``timing``, ``max_gap``, ``faults``, ``seed``, ``match_on``
+(custom matchers too), ``ignore_body_keys``, ``allow_repeats``, ``record``, ``redact_*``,
+``allowed_hosts``, ``ignore_hosts``, ``ignore_localhost``, ``config``, ``fail_on_unconsumed``: the
+test fails when a replayed stream was neither read to the end nor closed,
+``before_record_request``/``before_record_response`` (vcrpy's hooks, :mod:`ssevcr._hooks`),
+``max_age``/``on_expiry`` (:mod:`ssevcr._expiry`; ``--ssevcr-max-age``/``--ssevcr-on-expiry``
+for every test)) and the plugin's own: ``strict`` (fail on interactions never played;
+``--ssevcr-strict`` for every test), ``sweep`` and ``sweep_stall`` (the fault sweep,
 :mod:`ssevcr._pytest_sweep`). A bare name is a file in the test module's cassette folder
 (``.msgpack`` added); a name with a slash is a path relative to the rootdir.
+
+Several cassettes: several names in a marker and/or several markers — the test's as written (top
+to bottom), then its class's, then its module's — searched in that order for each request (the
+first unplayed match wins); recording goes to the first, the others must exist and are only
+read. Keywords of several markers merge, the first given winning. ``--ssevcr-unused`` reports
+the cassettes and interactions no test played (:mod:`ssevcr._pytest_unused`).
 
 A connection the network guard refused (``ssevcr._network``) fails the test that owns the
 cassette, like a miss: at the end of its call, or at teardown for one made later (a background
@@ -105,6 +114,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "played (the marker's strict=True, for every test).",
     )
     group.addoption(
+        "--ssevcr-unused",
+        dest="ssevcr_unused",
+        action="store_true",
+        default=False,
+        help="At the end, report the cassettes (in the folders of the collected tests' "
+        "cassettes) and the interactions no test played; with --ssevcr-strict the session "
+        "fails when there are any.",
+    )
+    group.addoption(
+        "--ssevcr-max-age",
+        dest="ssevcr_max_age",
+        default=None,
+        metavar="AGE",
+        help="Interactions recorded longer ago than AGE (seconds, or 30d, 12h, 2w) are expired "
+        "(for every test; the marker's max_age=).",
+    )
+    group.addoption(
+        "--ssevcr-on-expiry",
+        dest="ssevcr_on_expiry",
+        default=None,
+        choices=("warn", "fail", "rerecord"),
+        help="What an expired cassette does: warn (default), fail the test, or rerecord it "
+        "whole (record mode all). Overrides the marker's on_expiry=.",
+    )
+    group.addoption(
         "--ssevcr-sweep",
         dest="ssevcr_sweep",
         default=None,
@@ -139,9 +173,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_RUN] = (os.urandom(8).hex(), None)
     config.addinivalue_line(
         "markers",
-        "ssevcr(name_or_path=None, *, timing=None, faults=(), seed=0, match_on=None, ignore_body_keys=(), "
-        "allow_repeats=False, strict=False, sweep=None, sweep_stall=None): replay (or record) a cassette for "
-        "every httpx/httpx2/aiohttp/requests client in the test",
+        "ssevcr(*names_or_paths, timing=None, faults=(), seed=0, match_on=None, ignore_body_keys=(), "
+        "allow_repeats=False, strict=False, before_record_request=None, before_record_response=None, "
+        "max_age=None, on_expiry='warn', sweep=None, sweep_stall=None): replay (or record) cassettes "
+        "for every httpx/httpx2/aiohttp/requests client in the test (several: searched in order, "
+        "the first recorded into)",
     )
     config.stash[_STRICT_ALL] = bool(config.getoption("ssevcr_strict"))
     controller = not hasattr(config, "workerinput")
@@ -151,6 +187,19 @@ def pytest_configure(config: pytest.Config) -> None:
         or getattr(config.option, "dist", "no") != "no"  # xdist: the workers sweep
     ):
         config.pluginmanager.register(_Session(config), _SESSION)
+    if config.getoption("ssevcr_unused"):
+        from ._pytest_unused import Unused
+
+        config.pluginmanager.register(Unused(config), "ssevcr-unused")
+    age = config.getoption("ssevcr_max_age")
+    if age:
+        from ._errors import ConfigError
+        from ._expiry import parse_age
+
+        try:
+            parse_age(age, what="--ssevcr-max-age")
+        except ConfigError as e:
+            raise pytest.UsageError(str(e)) from None
     stall = config.getoption("ssevcr_sweep_stall")
     if stall:
         from ._errors import ConfigError
@@ -198,12 +247,31 @@ _MARK = pytest.StashKey[pytest.Mark | None]()
 
 
 def _marker(request: pytest.FixtureRequest) -> pytest.Mark | None:
-    """The test's ``ssevcr`` marker (looked up once per test: every knob asks)."""
+    """The test's ``ssevcr`` markers as one (looked up once per test: every knob asks)."""
     stash = request.node.stash
     if _MARK not in stash:
-        stash[_MARK] = request.node.get_closest_marker("ssevcr")
+        stash[_MARK] = _merged(request.node)
     mark: pytest.Mark | None = stash[_MARK]
     return mark
+
+
+def _merged(node: Any) -> pytest.Mark | None:
+    """Every ``ssevcr`` marker of a test as one: the test's own as written (top to bottom),
+    then its class's, then its module's. The cassette names of all of them, in that order;
+    their keywords merged, the first one given winning."""
+    marks: list[pytest.Mark] = []
+    for item in reversed(node.listchain()):
+        own = [m for m in getattr(item, "own_markers", ()) if m.name == "ssevcr"]
+        marks += reversed(own)  # (pytest keeps a node's markers bottom to top)
+    if len(marks) <= 1:
+        return marks[0] if marks else None
+    kwargs: dict[str, Any] = {}
+    for m in reversed(marks):
+        kwargs.update(m.kwargs)
+    merged = marks[0]
+    for m in marks[1:]:
+        merged = merged.combined_with(m)
+    return merged.combined_with(pytest.mark.ssevcr(**kwargs).mark)
 
 
 def _case(node: Any) -> Any:
@@ -249,7 +317,7 @@ def _named_path(given: object, rootpath: Path, cassette_dir: Path) -> Path:
 @pytest.hookimpl(trylast=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """``sweep=`` / ``--ssevcr-sweep``: the test once clean and once per catalogue fault."""
-    marker = metafunc.definition.get_closest_marker("ssevcr")
+    marker = _merged(metafunc.definition)
     if marker is None:
         return
     config = metafunc.config
@@ -415,11 +483,6 @@ def _options(
                 f"{source}: unknown keyword {', '.join(map(repr, unknown))}; "
                 f"valid: {', '.join((*OPTION_NAMES, *_PLUGIN_KEYWORDS))}"
             )
-    if marker is not None and len(marker.args) > 1:
-        raise ConfigError(
-            f"the ssevcr marker takes one cassette name or path, got {len(marker.args)}: "
-            f"{marker.args!r}"
-        )
     kwargs = {**config, **(marker.kwargs if marker is not None else {})}
     for key in (*_OWN_KEYWORDS, *_PLUGIN_KEYWORDS):
         kwargs.pop(key, None)
@@ -431,12 +494,26 @@ def _options(
         given_hosts = kwargs.get("allowed_hosts") or ()
         given_hosts = [given_hosts] if isinstance(given_hosts, str) else list(given_hosts)
         kwargs["allowed_hosts"] = [*given_hosts, *extra]
+    for option, keyword in (("ssevcr_max_age", "max_age"), ("ssevcr_on_expiry", "on_expiry")):
+        if request.config.getoption(option):
+            kwargs[keyword] = request.config.getoption(option)
     case = _case(request.node)
     if case:  # a sweep's faulted case: the fault on top of the test's own, always replayed
         faults = kwargs.get("faults") or []
         kwargs["faults"] = [*([faults] if isinstance(faults, str) else faults), case.spec]
         record = "none"
-    return Options.parse(path, record=record, timing=timing, **kwargs)
+        kwargs.pop("on_expiry", None)  # (a swept case never records)
+    options = Options.parse(path, record=record, timing=timing, **kwargs)
+    more = _further_paths(request, marker)
+    return options.searching(more) if more else options
+
+
+def _further_paths(request: pytest.FixtureRequest, marker: pytest.Mark | None) -> list[Path]:
+    """The cassettes named after the first (searched after it, in order; never written)."""
+    if marker is None or len(marker.args) < 2:
+        return []
+    root, folder = Path(request.config.rootpath), request.getfixturevalue("ssevcr_cassette_dir")
+    return [_named_path(a, root, folder) for a in marker.args[1:]]
 
 
 def _check_swept(request: pytest.FixtureRequest, path: Path) -> None:
@@ -506,6 +583,10 @@ def ssevcr_cassette(
                     raise pytest.fail.Exception(
                         f"ssevcr: saving the cassette failed: {e}", pytrace=False
                     ) from None
+            finally:
+                unused = request.config.pluginmanager.get_plugin("ssevcr-unused")
+                if unused is not None:
+                    unused.note(request.node.nodeid, active)
     _fail_on_misses(request.node, active, None)  # misses outside the test call (fixtures)
 
 
@@ -514,7 +595,7 @@ def _keep_plays(request: pytest.FixtureRequest, active: ActiveCassette) -> None:
     from ._report import plays_record
 
     root = Path(request.config.rootpath)
-    paths = [active.path]
+    paths = active.paths
     shown = [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in paths]
     request.node.stash[_PLAYS] = {
         "plays": plays_record(active.plays),
@@ -591,21 +672,27 @@ def _strict(item: pytest.Item, active: ActiveCassette, mark: pytest.Mark | None)
         )
     if not (strict or item.config.getoption("ssevcr_strict")) or active.mode == "record":
         return
-    unused = active.unused()
-    if unused:
-        shown = [f"  #{n + 1} {i.request.method} {i.request.url}" for n, i in unused[:10]]
-        more = [f"  ... and {len(unused) - 10} more"] if len(unused) > 10 else []
-        raise pytest.fail.Exception(
-            "\n".join(
-                [
-                    f"ssevcr strict: {len(unused)} of {len(active.cassette)} interactions of "
-                    f"cassette {str(active.path)!r} never played:",
-                    *shown,
-                    *more,
-                ]
-            ),
-            pytrace=False,
+    unused = active.unused_in()
+    if not unused:
+        return
+    from ._secrets import mask_url, printable
+
+    lines = []
+    cassettes = [active.cassette, *(c for _, c in active.more)]
+    for path, cassette in zip(active.paths, cassettes, strict=True):
+        mine = [(n, i) for name, n, i in unused if name == str(path)]
+        if not mine:
+            continue
+        lines.append(
+            f"ssevcr strict: {len(mine)} of {len(cassette)} interactions of cassette "
+            f"{str(path)!r} never played:"
         )
+        lines += [
+            f"  #{n + 1} {printable(i.request.method)} {printable(mask_url(i.request.url))}"
+            for n, i in mine[:10]
+        ]
+        lines += [f"  ... and {len(mine) - 10} more"] if len(mine) > 10 else []
+    raise pytest.fail.Exception("\n".join(lines), pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)

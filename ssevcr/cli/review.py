@@ -672,6 +672,7 @@ def show_command(
         if synthesized:  # made up (ssevcr synth) or imported without times (vcrpy, HAR)
             which = "all" if len(synthesized) == len(stats) else ", ".join(map(str, synthesized))
             click.echo(f"timing synthesized, not recorded: interaction(s) {which}")
+        _print_recorded_at(data)
         for n, inter in enumerate(data.interactions, 1):
             if inter.websocket is not None:
                 _print_websocket(n, inter.websocket, timeline=events)
@@ -681,6 +682,18 @@ def show_command(
                     continue
                 pieces, _ = decoded_pieces(inter.response, limit=max_decoded)
                 _print_events(st, b"".join(d for _, d in pieces))
+
+
+def _print_recorded_at(data: Cassette) -> None:
+    """When the interactions were recorded (``recorded_at``, what ``max_age`` reads)."""
+    from .._expiry import RECORDED_AT, recorded_at
+
+    dated = sorted(i.meta[RECORDED_AT] for i in data.interactions if recorded_at(i) is not None)
+    if not dated:
+        return
+    when = dated[0] if dated[0] == dated[-1] else f"{dated[0]} to {dated[-1]}"
+    undated = len(data.interactions) - len(dated)
+    click.echo(f"recorded: {safe(when)}" + (f" ({undated} undated)" if undated else ""))
 
 
 @click.command("export")

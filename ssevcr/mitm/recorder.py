@@ -77,6 +77,7 @@ from .._cassette import (
     WsMessage,
 )
 from .._errors import SsevcrError
+from .._expiry import RECORDED_AT, stamp
 from .._framing import framed
 from .._redaction import Redaction
 from . import protocol
@@ -477,7 +478,8 @@ class Recorder:
             headers=_pairs(req.headers.fields),
             body=bytes(req.raw_content or b""),
         )
-        entry = _Flow(t0, Capture(request, max_body=self.max_body), self.clock)
+        meta = {RECORDED_AT: stamp(time.time())}
+        entry = _Flow(t0, Capture(request, max_body=self.max_body, meta=meta), self.clock)
         self._flows[flow.id] = entry
         _after_this_step(entry.sent, turns=2)  # see responseheaders
 
