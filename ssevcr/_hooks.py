@@ -27,8 +27,8 @@ What a hook may change:
   answer), and for a streamed one raises ConfigError (edit ``chunks``). ``content-length``
   follows the new body length. ``streamed``: more than one chunk.
 
-What a hook leaves alone is saved byte-exact (chunk boundaries and times included). What it
-returns is checked like a loaded cassette (a status 100-599, header names tokens, no control
+What a hook leaves alone is saved byte-exact (chunk boundaries and times included). A head it
+changed is checked like a loaded cassette (a status 100-599, header names tokens, no control
 bytes in values); a wrong type, a bad value or an exception raised by the hook is a ConfigError
 naming the hook. WebSocket interactions go through the same hooks (their handshake).
 """
@@ -179,7 +179,7 @@ class Hooks:
         if not isinstance(got.body, bytes | bytearray):
             raise ConfigError(f"{where}: body must be bytes, got {type(got.body).__name__}")
         headers = _pairs(got.headers, where)
-        bad = [p for p in head_problems(200, "", headers) if p[0].startswith("headers")]
+        bad = [] if headers == request.headers else head_problems(200, "", headers)
         if bad:
             raise ConfigError(f"{where}: {bad[0][1]}")
         out = Request(got.method, got.url, headers, bytes(got.body))
@@ -199,7 +199,8 @@ class Hooks:
         if isinstance(status, bool) or not isinstance(status, int) or not isinstance(reason, str):
             raise ConfigError(f"{where}: status must be a number and reason text")
         headers = _pairs(got.headers, where)
-        problems = head_problems(status, reason, headers, response.http_version)
+        changed = (status, reason, headers) != (response.status, response.reason, response.headers)
+        problems = head_problems(status, reason, headers, response.http_version) if changed else []
         if problems:
             raise ConfigError(f"{where}: {problems[0][0]}: {problems[0][1]}")
         new = got.chunks

@@ -502,7 +502,8 @@ def _options(
         faults = kwargs.get("faults") or []
         kwargs["faults"] = [*([faults] if isinstance(faults, str) else faults), case.spec]
         record = "none"
-        kwargs.pop("on_expiry", None)  # (a swept case never records)
+        if kwargs.get("on_expiry") == "rerecord":  # a swept case never records: it says so
+            kwargs["on_expiry"] = "warn"
     options = Options.parse(path, record=record, timing=timing, **kwargs)
     more = _further_paths(request, marker)
     return options.searching(more) if more else options

@@ -37,6 +37,7 @@ from upstream import TLSFiles, Upstream, fixture_body, fixture_names, make_tls_f
 from ssevcr import _store
 from ssevcr._cassette import Cassette, Interaction, Outcome, Request, Response
 from ssevcr._errors import ConfigError, SsevcrError
+from ssevcr._expiry import recorded_at
 from ssevcr._redaction import DEFAULT_HEADERS, Redaction
 from ssevcr._sse import parse
 from ssevcr.mitm.driver import RECORD_ADDON, locate_mitmdump
@@ -771,6 +772,8 @@ def test_command_mode_sets_the_proxy_env_and_returns_its_exit_code(
     assert r.stdout.count("\n") == 1 and r.stdout.startswith("Recording on http://127.0.0.1:")
     (inter,) = _store.load(cassette).interactions
     assert inter.request.header("x-test-id") == t and inter.response.body == fixture_body(fixture)
+    when = recorded_at(inter)  # the recorder dates what it records (max_age reads it)
+    assert when is not None and abs(when - time.time()) < 600
     assert "/openai/v1/chat/completions 200" in r.stderr  # one progress line per exchange
 
 
