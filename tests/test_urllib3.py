@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import client_helpers as helpers
 import pytest
@@ -151,7 +152,7 @@ def test_recorded_gaps_are_replayed_on_absolute_deadlines(tmp_path: Path) -> Non
     response = cassette.interactions[0].response
     http = urllib3.PoolManager()
     with ssevcr.use_cassette(path, allow_repeats=True):
-        for read in ("stream", "read_chunked"):
+        for read in ("stream", "read_chunked", "read1"):
             t0 = time.monotonic()
             r = http.request(
                 "POST",
@@ -162,7 +163,8 @@ def test_recorded_gaps_are_replayed_on_absolute_deadlines(tmp_path: Path) -> Non
             )
             head_at = time.monotonic() - t0
             assert head_at >= 0.05 - 0.001
-            pieces = r.stream(None) if read == "stream" else r.read_chunked()
+            readers = {"stream": r.stream, "read_chunked": r.read_chunked}
+            pieces = readers[read](None) if read in readers else iter(r.read1, b"")
             helpers.assert_streamed([(time.monotonic() - t0, p) for p in pieces], response)
         t0 = time.monotonic()  # read(amt) waits for amt bytes, as on a socket
         r = http.request(
@@ -402,3 +404,43 @@ def test_the_pool_is_restored_after_the_cassette(tmp_path: Path) -> None:
     with ssevcr.use_cassette(tmp_path / "c.msgpack"):
         assert HTTPConnectionPool.urlopen is not urlopen
     assert HTTPConnectionPool.urlopen is urlopen
+
+
+def test_botocore_records_and_replays_through_its_own_pools(tmp_path: Path) -> None:
+    """botocore sends through urllib3 pools of its own classes (``AWSHTTPConnectionPool``):
+    an S3 GetObject recorded from the local upstream, replayed with it stopped, and cut short
+    as botocore's own ``ResponseStreamingError``."""
+    import botocore.session as botocore_session
+    from botocore.config import Config
+    from botocore.exceptions import ResponseStreamingError
+
+    def s3(url: str) -> Any:
+        return botocore_session.get_session().create_client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=url,
+            aws_access_key_id="AKIDEXAMPLE",
+            aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+
+    path = tmp_path / "s3.msgpack"
+    server = Upstream(fixture=FIXTURE).start()
+    try:
+        with ssevcr.use_cassette(path, record="once"):
+            recorded = s3(server.url).get_object(Bucket="bucket", Key="chat.sse")["Body"].read()
+        assert len(server.exchanges) == 1
+    finally:
+        stop(server)
+    assert recorded == BODY
+    (interaction,) = _store.load(path).interactions
+    assert interaction.request.url == f"{server.url}/bucket/chat.sse"
+    assert "AKIDEXAMPLE" not in (interaction.request.header("authorization") or "")
+    with ssevcr.use_cassette(path, timing="instant") as cas:
+        body = s3(server.url).get_object(Bucket="bucket", Key="chat.sse")["Body"]
+        assert b"".join(body.iter_chunks(None)) == BODY
+    assert len(cas.plays) == 1 and not cas.misses
+    with ssevcr.use_cassette(path, timing="instant", faults=["truncate:after=3,end=reset"]):
+        body = s3(server.url).get_object(Bucket="bucket", Key="chat.sse")["Body"]
+        with pytest.raises(ResponseStreamingError, match="Connection reset by peer"):
+            body.read()
