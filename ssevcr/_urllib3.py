@@ -31,7 +31,8 @@ is teed, so the client streams live and each piece of the body is recorded (de-f
 ``preload_content=True`` call is sent without preloading and preloaded once teed (as urllib3
 does: ``response.data``). A pool's own redirects and status retries (``redirect=True`` on a pool
 used by hand; ``PoolManager``, requests and botocore follow redirects one ``urlopen`` per hop) keep
-only the last answer.
+only the last answer. A ``urllib3.HTTPConnection`` used without a pool is not intercepted: while a
+cassette replays, the network guard (:mod:`ssevcr._network`) refuses its connection.
 
 The play's journal counts what urllib3 read from the in-memory socket (its buffered reader reads
 ahead of the application by up to 8 KiB); a socket closed before the end is ``cancel``, a read

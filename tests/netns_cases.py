@@ -193,12 +193,14 @@ def test_urllib3_and_requests_are_answered_in_process_and_the_rest_is_blocked(
             urllib3.request("POST", url, body=b'{"q": 2}')
         with pytest.raises(NetworkBlockedError):
             http.client.HTTPSConnection("192.0.2.1", timeout=2).request("GET", "/")
+        with pytest.raises(NetworkBlockedError):  # a urllib3 connection used without a pool
+            urllib3.connection.HTTPConnection("192.0.2.3", 80, timeout=2).request("GET", "/")
         with pytest.raises(MaxRetryError) as info:  # let through: the kernel answers
             urllib3.request("GET", "http://192.0.2.9/", retries=0, timeout=2)
     assert isinstance(info.value.reason, NewConnectionError)
     assert "Network is unreachable" in str(info.value.reason)
     assert len(cas.plays) == 3 and len(cas.misses) == 1
-    assert [m.rsplit(": ", 1)[1] for m in cas.blocked] == ["192.0.2.1:443"]
+    assert [m.rsplit(": ", 1)[1] for m in cas.blocked] == ["192.0.2.1:443", "192.0.2.3:80"]
 
 
 def test_after_the_cassette_nothing_is_guarded(cassette: Path) -> None:
