@@ -18,7 +18,7 @@ import pytest
 import urllib3
 from client_helpers import BODY, CHAT, CHAT_URL, FIXTURE, TEXT, CaptureServer, chat_cassette
 from test_intercept import steer, stop
-from upstream import TLSFiles, Upstream, make_tls_files, matched_gaps
+from upstream import Script, TLSFiles, Upstream, make_tls_files, matched_gaps
 from urllib3.exceptions import IncompleteRead, MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.util import Retry
 
@@ -357,6 +357,36 @@ def test_a_miss_raises_and_new_episodes_records_it(tmp_path: Path, upstream: Ups
         assert r.data == BODY  # from the upstream
     assert len(upstream.exchanges) == 1 and not cas.misses
     assert [i.request.body for i in _store.load(path).interactions] == [PAYLOAD, other]
+
+
+def test_pool_manager_redirects_record_each_hop_and_replay_them(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """PoolManager follows a redirect with one ``urlopen`` per hop: both are recorded, and the
+    replay follows the recorded redirect to the recorded stream."""
+    final = Upstream(fixture=FIXTURE).start()
+    path = tmp_path / "redirect.msgpack"
+    moved = Script(
+        headers=(("location", final.url + "/v1/stream"),), pieces=(b"moved",), status=302
+    )
+    upstream.script("hop", moved)
+    http = urllib3.PoolManager()
+    try:
+        with ssevcr.use_cassette(path, record="once"):
+            r = http.request("GET", upstream.url + "/v1/start", headers={"x-test-id": "hop"})
+            assert r.status == 200 and r.data == BODY
+    finally:
+        http.clear()
+        stop(final)
+    stop(upstream)
+    first, second = _store.load(path).interactions
+    assert (first.response.status, first.response.body) == (302, b"moved")
+    assert second.request.url == final.url + "/v1/stream" and second.response.body == BODY
+    with ssevcr.use_cassette(path, timing="instant") as cas:
+        r = http.request("GET", upstream.url + "/v1/start")
+        assert r.status == 200 and r.data == BODY
+        assert r.retries is not None and len(r.retries.history) == 1  # the recorded redirect
+    assert len(cas.plays) == 2 and not cas.misses
 
 
 def test_an_upstream_that_dies_is_recorded_as_such(tmp_path: Path, upstream: Upstream) -> None:
