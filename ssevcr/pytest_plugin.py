@@ -176,7 +176,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "ssevcr(*names_or_paths, timing=None, faults=(), seed=0, match_on=None, ignore_body_keys=(), "
         "allow_repeats=False, strict=False, before_record_request=None, before_record_response=None, "
         "max_age=None, on_expiry='warn', sweep=None, sweep_stall=None): replay (or record) cassettes "
-        "for every httpx/httpx2/aiohttp/requests client in the test (several: searched in order, "
+        "for every httpx/httpx2/aiohttp/requests/urllib3 client in the test (several: searched in order, "
         "the first recorded into)",
     )
     config.stash[_STRICT_ALL] = bool(config.getoption("ssevcr_strict"))
