@@ -180,6 +180,7 @@ def page_state(fault: str) -> str | None:
         "error": "provider",
         "status": "http",
         "stall": "timeout",
+        "header": "bad-type",  # (the quick catalogue's header fault: content-type text/plain)
     }.get(name, "?")
 
 
@@ -193,10 +194,7 @@ def test_the_chat_page_shows_its_error_state_under_lossy_faults(tmp_path: Path) 
     assert len(runs) >= 20
     for fault, run in runs.items():
         state = run["stdout_tail"].split("\n", 1)[0]
-        if fault == "header:content-type=text/plain":
-            # the page reads the body whatever its content type: the whole text (a finding)
-            assert run["verdict"] == "silent" and run["stdout_tail"] == full, run
-        elif fault == "truncate:after=last,end=abort":
+        if fault == "truncate:after=last,end=abort":
             # [DONE] was sent, then the connection closed without the last chunk. When the
             # bytes and the unclean end reach Chromium in one read (instant timing), fetch's
             # body errors before the page reads them: "aborted", no text (else: done)
@@ -208,7 +206,8 @@ def test_the_chat_page_shows_its_error_state_under_lossy_faults(tmp_path: Path) 
         else:
             assert (state, run["exit_code"]) == (page_state(fault), 1), (fault, run)
             assert run["verdict"] == "ok"
-    assert code == 1, out  # the silent run (and maybe the broken one) above
+    broken = any(run["verdict"] != "ok" for run in runs.values())
+    assert code == (1 if broken else 0), out  # only the race above can make one
 
 
 # ---------------------------------------------------------------------------------------------
