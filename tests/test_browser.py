@@ -463,8 +463,7 @@ def test_corrupt_utf8_shows_the_bad_event_state(
 # ---------------------------------------------------------------------------------------------
 # the chat page swept over the quick catalogue (the pytest sweep, one case per fault)
 
-SWEEP_TIMEOUT_MS = 1000  # the page's inactivity timeout here: past the short stall (0.2 s),
-# short of the long one (2 s, the marker's sweep_stall)
+SWEEP_STALL = "4s"  # the long stalls: past the page's own 2 s timeout; the short ones 0.4 s
 
 
 def unseen(fault: SweepFault, body: bytes) -> str | None:
@@ -499,7 +498,7 @@ def cut_after_the_end(fault: SweepFault) -> bool:
     "cassettes/examples/openai-chat-text.msgpack",
     sweep="quick",
     timing="instant",
-    sweep_stall="2s",
+    sweep_stall=SWEEP_STALL,
     cors=True,
 )
 def test_chat_page_under_every_quick_fault(
@@ -509,7 +508,7 @@ def test_chat_page_under_every_quick_fault(
     "done" with exactly the recorded text. The two faults no page can see are stated as such."""
     body = ssevcr_cassette.cassette.interactions[0].response.body
     clean = chat_text(body)
-    open_chat(page, static, ssevcr_server.url, timeout=str(SWEEP_TIMEOUT_MS))
+    open_chat(page, static, ssevcr_server.url)
     final = watch(page, "#send")[-1]
     detail = page.text_content("#detail")
     assert ssevcr_cassette.fired == ([ssevcr_fault.spec] if ssevcr_fault else [])
