@@ -83,6 +83,7 @@ OPTION_NAMES = (
     "faults",
     "seed",
     "match_on",
+    "ws_match",
     "ignore_body_keys",
     "allow_repeats",
     "redact_headers",
@@ -149,6 +150,7 @@ class Options:
     ignore_hosts: HostSet = field(default_factory=lambda: _empty_hosts())
     config: Path | None = None  # configured responses (``ssevcr._config_file``)
     fail_on_unconsumed: bool = False
+    ws_match: str = "type"  # WebSocket client messages (ssevcr_server): type | json | exact
 
     @classmethod
     def parse(
@@ -161,6 +163,7 @@ class Options:
         faults: Iterable[str | Fault] | str | None = None,
         seed: int = 0,
         match_on: Sequence[str] | None = None,
+        ws_match: str = "type",
         ignore_body_keys: Sequence[str] = (),
         allow_repeats: bool = False,
         redact_headers: Iterable[str] = (),
@@ -232,8 +235,9 @@ class Options:
             ),
             config=None if config is None else Path(os.fspath(config)),
             fail_on_unconsumed=fail_on_unconsumed,
+            ws_match=ws_match,
         )
-        options.match()  # validates match_on now
+        options.match()  # validates match_on and ws_match now
         return options
 
     def match(self) -> Any:
@@ -247,6 +251,7 @@ class Options:
             on=base.on,
             ignore_body_keys=tuple(dict.fromkeys(body_keys)),
             ignore_query=tuple(sorted(self.redaction.query_keys)),
+            ws_match=self.ws_match,
         )
 
 
@@ -899,6 +904,7 @@ def use_cassette(
     faults: Iterable[str | Fault] | str | None = None,
     seed: int = 0,
     match_on: Sequence[str] | None = None,
+    ws_match: str = "type",
     ignore_body_keys: Sequence[str] = (),
     allow_repeats: bool = False,
     redact_headers: Iterable[str] = (),
@@ -915,7 +921,8 @@ def use_cassette(
 
     ``record``: none | once | new_episodes | all. ``timing``/``max_gap``/``faults``/``seed``:
     the replay grammar. ``match_on``: parts to match (default method, path, query, body);
-    ``ignore_body_keys``: dotted JSON keys left out. ``allow_repeats``: a used-up interaction
+    ``ignore_body_keys``: dotted JSON keys left out. ``ws_match``: how a WebSocket client's
+    messages are compared on ``ssevcr_server`` (``type``, ``json``, ``exact``). ``allow_repeats``: a used-up interaction
     plays again instead of missing. ``redact_*``: more headers, query keys and JSON body paths to
     hide when recording, besides the credential defaults. ``allowed_hosts``: hosts the network
     guard lets any client connect to while replaying (names, addresses, ``*.example.com``,
@@ -935,6 +942,7 @@ def use_cassette(
             faults=faults,
             seed=seed,
             match_on=match_on,
+            ws_match=ws_match,
             ignore_body_keys=ignore_body_keys,
             allow_repeats=allow_repeats,
             redact_headers=redact_headers,
