@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 from realtime_upstream import response_events, session
-from stream_helpers import CliReplay
+from stream_helpers import SSEVCR, CliReplay
 from websockets.exceptions import ConnectionClosed
 
 from ssevcr import _store
@@ -29,7 +31,7 @@ def realtime_cassette(*, url: str = URL, update: dict[str, Any] = UPDATE) -> Cas
     session.update, session.updated, response.create and its answer, the client's close."""
     out = [{"type": "session.created", "event_id": "event_1", "session": session()}]
     messages = [WsMessage(0.001, False, json.dumps(out[0]).encode())]
-    messages.append(WsMessage(0.010, True, json.dumps(update).encode()))
+    messages.append(WsMessage(0.010, True, json.dumps(update, ensure_ascii=False).encode()))
     messages.append(
         WsMessage(
             0.012, False, json.dumps({"type": "session.updated", "session": session()}).encode()
@@ -64,16 +66,23 @@ def save(tmp: Path, cassette: Cassette, name: str = "realtime") -> Path:
 
 
 async def client(
-    base: str, *, update: dict[str, Any] = UPDATE, close_early: bool = False
+    base: str,
+    *,
+    update: dict[str, Any] = UPDATE,
+    close_early: bool = False,
+    query: str = "",
+    audio: bytes = b"",
 ) -> tuple[list[dict[str, Any]], Any]:
     """Talk as the recording did (or close after session.updated): the messages received and
     the close the client saw (``ConnectionClosed``) or None."""
-    url = base.replace("http://", "ws://") + "/v1/realtime?model=gpt-realtime"
+    url = base.replace("http://", "ws://") + "/v1/realtime?model=gpt-realtime" + query
     got: list[dict[str, Any]] = []
     try:
         async with websockets.connect(url, open_timeout=10) as conn:
             got.append(json.loads(await asyncio.wait_for(conn.recv(), 10)))
             await conn.send(json.dumps(update))
+            if audio:
+                await conn.send(audio)
             got.append(json.loads(await asyncio.wait_for(conn.recv(), 10)))
             if close_early:
                 return got, None
@@ -273,3 +282,96 @@ def test_the_marker_takes_ws_match(pytester: pytest.Pytester) -> None:
     assert "PASSED test_ws.py::test_same_json" in out
     assert 'the JSON differs at $.session.voice: recorded "alloy", got "verse"' in out, out
     assert "unknown WebSocket message matching 'bogus'; valid: type, json, exact" in out, out
+
+
+# ---------------------------------------------------------------------------------------------
+# audit
+
+
+PROJECT_KEY = "sk-proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z" * 2
+EPHEMERAL = "ek_68a3c0f1d2e4b5a6978899aabbccddee"
+PLANTED_UPDATE = {
+    "type": "session.update",
+    "session": {
+        "type": "realtime",
+        "client_secret": {"value": EPHEMERAL},
+        # a key by its shape, next to characters a byte-level cut could break
+        "instructions": f"Réponds en français; use {PROJECT_KEY}; merci",
+        # a password=VALUE whose pattern takes the backslash of the escaped quote after it
+        "note": 'login with password=Hunter2Secret99"x"',
+    },
+}
+
+
+def planted() -> Cassette:
+    (inter,) = realtime_cassette(
+        url=f"{URL}&api_key={PROJECT_KEY}", update=PLANTED_UPDATE
+    ).interactions
+    assert inter.websocket is not None
+    audio = WsMessage(
+        0.011, True, b"\x00\xff\x10" + PROJECT_KEY.encode() + b"\x01\x02", binary=True
+    )
+    messages = list(inter.websocket.messages)
+    messages.insert(2, audio)
+    return Cassette((replace(inter, websocket=replace(inter.websocket, messages=tuple(messages))),))
+
+
+def test_audit_finds_keys_in_messages_and_the_handshake(tmp_path: Path) -> None:
+    from ssevcr import _audit
+
+    findings = _audit.scan(planted())
+    where = {(f.location, f.kind) for f in findings}
+    assert ("request URL query 'api_key'", "OpenAI API key") in where, where
+    update = "WebSocket client message 2 (session.update)"
+    assert (update, "OpenAI API key") in where, where
+    assert (update, "credential in 'client_secret'") in where, where
+    assert any(loc == update and "password" in kind for loc, kind in where), where
+    assert ("WebSocket client message 3", "OpenAI API key") in where, where  # binary
+    assert not any(PROJECT_KEY in str(f) or EPHEMERAL in str(f) for f in findings)  # masked
+
+
+def test_audit_fix_redacts_messages_byte_safely(tmp_path: Path) -> None:
+    path = save(tmp_path, planted())
+    before = planted().interactions[0].websocket
+    assert before is not None
+    found = subprocess.run([SSEVCR, "audit", str(path)], capture_output=True, text=True)
+    assert found.returncode == 1 and "WebSocket client message 2 (session.update)" in found.stdout
+    fixed = subprocess.run([SSEVCR, "audit", "--fix", str(path)], capture_output=True, text=True)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "redacted" in fixed.stderr and "still there" not in fixed.stdout
+    data = path.read_bytes()
+    for secret in (PROJECT_KEY, EPHEMERAL, "Hunter2Secret99"):
+        assert secret.encode() not in data
+    (inter,) = _store.load(path).interactions
+    ws = inter.websocket
+    assert ws is not None and len(ws.messages) == len(before.messages)
+    assert inter.request.url.endswith("&api_key=REDACTED")
+    for old, new in zip(before.messages, ws.messages, strict=True):
+        assert (old.at, old.from_client, old.binary) == (new.at, new.from_client, new.binary)
+        if new.binary:
+            assert len(new.data) == len(old.data) and new.data[:3] == old.data[:3]
+            continue
+        new.data.decode("utf-8")  # still UTF-8
+        if old.data == new.data:
+            continue
+        value = json.loads(new.data)  # still JSON, and only the secrets changed
+        session = value["session"]
+        assert session["client_secret"] == {"value": "REDACTED"}
+        assert session["instructions"] == "Réponds en français; use REDACTED; merci"
+        assert session["note"] == "REDACTED"  # (the whole string: a cut would break the escape)
+        assert value == {
+            **PLANTED_UPDATE,
+            "session": {**session, "type": "realtime"},
+        } and list(session) == list(PLANTED_UPDATE["session"])  # type: ignore[call-overload]
+    again = subprocess.run([SSEVCR, "audit", str(path)], capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout
+    # the redacted conversation still replays (the type matches)
+    replay = CliReplay(str(path), "--timing", "instant")
+    try:
+        live = f"&api_key={PROJECT_KEY}"  # the client's own key: REDACTED matches it
+        got, closed = asyncio.run(
+            client(replay.url, update=PLANTED_UPDATE, query=live, audio=b"\x00")
+        )
+    finally:
+        replay.stop()
+    assert closed is None and got[-1]["type"] == "response.done"
