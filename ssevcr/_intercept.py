@@ -11,7 +11,8 @@ While a cassette is in use, each client adapter is installed (:data:`ADAPTERS`, 
 ``install``/``uninstall``): here ``HTTPTransport.handle_request`` and
 ``AsyncHTTPTransport.handle_async_request`` of httpx and httpx2 (whichever are installed);
 ``ssevcr._aiohttp`` (every aiohttp connector), ``ssevcr._requests`` (every requests
-``HTTPAdapter``), and ``ssevcr._network``, which refuses connections to non-loopback addresses
+``HTTPAdapter``), ``ssevcr._websockets`` (the ``websockets`` asyncio client: WebSocket replay
+through a replay server of the cassette), and ``ssevcr._network``, which refuses connections to non-loopback addresses
 from any client while the cassette replays. A request is answered by the innermost open
 cassette of the context it is made in (``contextvars``): the thread or task that entered it, the tasks started from there (asyncio copies
 the context into each new task), and threads that run in a copy of it (``asyncio.to_thread``,
@@ -353,6 +354,8 @@ class ActiveCassette:
     closed: bool = False  # exited: it answers no request any more
     save_failed: bool = False  # a save failed and was reported (the pytest plugin)
     checked: bool = False  # fail_on_unconsumed was checked already (the pytest plugin)
+    on_close: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    """Called once it is exited (an adapter's replay server stops)."""
 
     @classmethod
     def open(cls, options: Options) -> ActiveCassette:
@@ -766,7 +769,12 @@ class Adapter(Protocol):
     def uninstall(self) -> None: ...
 
 
-ADAPTERS: tuple[str, ...] = ("ssevcr._aiohttp", "ssevcr._requests", "ssevcr._network")
+ADAPTERS: tuple[str, ...] = (
+    "ssevcr._aiohttp",
+    "ssevcr._requests",
+    "ssevcr._websockets",
+    "ssevcr._network",
+)
 """The adapter modules besides httpx/httpx2, each a module with ``install`` and ``uninstall``
 (a library that is not imported yet is patched when it is)."""
 
@@ -802,6 +810,8 @@ def _pop(cassette: ActiveCassette) -> None:
     """Close ``cassette``: it answers nothing more, in any context (a task or a copied context
     still holding it skips it); the patches go when the last open cassette is closed."""
     cassette.closed = True
+    while cassette.on_close:
+        cassette.on_close.pop()()
     stack = _context.get()
     if cassette in stack:
         _context.set(tuple(c for c in stack if c is not cassette))
