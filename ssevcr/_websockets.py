@@ -37,32 +37,11 @@ if TYPE_CHECKING:
 
 __all__ = ["install", "uninstall"]
 
-_installed: list[tuple[type, Any, Any]] = []  # (class, original, ours)
 _servers: dict[int, ServerThread] = {}  # id(ActiveCassette) -> its replay server
 _lock = threading.Lock()
 
 
-def install() -> None:
-    _import_hook.when_imported("websockets", _patch)
-
-
-def uninstall() -> None:
-    _import_hook.forget("websockets", _patch)
-    while _installed:
-        cls, original, ours = _installed.pop()
-        if cls.__dict__.get("open_tcp_connection") is ours:
-            setattr(cls, "open_tcp_connection", original)  # noqa: B010
-
-
-def _patch(_module: ModuleType) -> None:
-    try:
-        from websockets.asyncio.client import connect
-    except ImportError:  # (websockets before 13: no asyncio client)
-        return
-    original = connect.__dict__.get("open_tcp_connection")
-    if original is None or any(cls is connect for cls, _, _ in _installed):
-        return
-
+def _wrap(original: Any) -> Any:
     @functools.wraps(original)
     async def open_tcp_connection(self: Any) -> Any:
         from ._intercept import active
@@ -84,8 +63,22 @@ def _patch(_module: ModuleType) -> None:
         )
         return connection
 
-    connect.open_tcp_connection = open_tcp_connection  # type: ignore[method-assign]
-    _installed.append((connect, original, open_tcp_connection))
+    return open_tcp_connection
+
+
+def _targets(_module: ModuleType) -> list[tuple[type, str, Any]]:
+    try:
+        from websockets.asyncio.client import connect
+    except ImportError:  # (websockets before 13: no asyncio client)
+        return []
+    if "open_tcp_connection" not in connect.__dict__:
+        return []
+    return [(connect, "open_tcp_connection", _wrap)]
+
+
+_patches = _import_hook.Patches("websockets", _targets)
+install = _patches.install
+uninstall = _patches.uninstall
 
 
 def _server(cassette: ActiveCassette) -> ServerThread:
