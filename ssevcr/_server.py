@@ -292,7 +292,7 @@ class _Connection(asyncio.Protocol):
         try:
             play = player.play(request)
             if play.conversation is not None:
-                return self._websocket(head, play)
+                return self._websocket(head, play, t0)
             framed = http1.framed(play.schedule)
             response_head = framed.head.with_headers(cors)
         except NoMatchError as e:
@@ -342,7 +342,7 @@ class _Connection(asyncio.Protocol):
             self._marks[:] = [(self._wire, 0)]  # (where this answer starts)
         return self._follow()
 
-    def _websocket(self, head: http1.Head, play: Play) -> bool:
+    def _websocket(self, head: http1.Head, play: Play, t0: float) -> bool:
         """Hand the connection over to a replayed WebSocket conversation (never complete: it
         ends with the connection)."""
         what = describe_request(head)
@@ -362,7 +362,11 @@ class _Connection(asyncio.Protocol):
             what=what,
             on_miss=lambda message: self.server.player.note_miss(play.request, message),
             max_message=max(self.server.max_body, 1),
+            journal=play.journal,
+            delivered=lambda: self.server.delivered(play),
         )
+        if play.journal is not None:
+            play.journal.begin(t0, time.time() - (self.loop.time() - t0))
         self._ws = session
         problem = session.accept(head, play.interaction.response.headers, self.reader.take())
         if problem is not None:
@@ -665,7 +669,7 @@ class _Connection(asyncio.Protocol):
             self._left(how)
         self.gone = True
         if self._ws is not None:
-            self._ws.stop()
+            self._ws.stop(how)
         self._follower = self._writer = self._framed = self._response_head = None
         for handle in (self._timer, self._step):
             if handle is not None:

@@ -5,6 +5,7 @@
     def test_story(ssevcr_cassette): ...
 
 Marker keywords: ``use_cassette``'s (``timing``, ``max_gap``, ``faults``, ``seed``, ``match_on``,
+``ws_match`` (how a WebSocket client's messages are compared on ``ssevcr_server``),
 ``ignore_body_keys``, ``allow_repeats``, ``record``, ``redact_*``, ``allowed_hosts``,
 ``ignore_hosts``, ``ignore_localhost``, ``fail_on_unconsumed``: the test fails when a replayed
 stream was neither read to the end nor closed) and the plugin's own: ``strict`` (fail on interactions
@@ -145,7 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_RUN] = (os.urandom(8).hex(), None)
     config.addinivalue_line(
         "markers",
-        "ssevcr(name_or_path=None, *, timing=None, faults=(), seed=0, match_on=None, ignore_body_keys=(), "
+        "ssevcr(name_or_path=None, *, timing=None, faults=(), seed=0, match_on=None, ws_match='type', ignore_body_keys=(), "
         "allow_repeats=False, strict=False, sweep=None, sweep_stall=None, cors=False): replay (or record) a cassette for "
         "every httpx/httpx2/aiohttp/requests/urllib3 client in the test",
     )
