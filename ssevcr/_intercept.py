@@ -11,7 +11,8 @@ While a cassette is in use, each client adapter is installed (:data:`ADAPTERS`, 
 ``install``/``uninstall``): here ``HTTPTransport.handle_request`` and
 ``AsyncHTTPTransport.handle_async_request`` of httpx and httpx2 (whichever are installed);
 ``ssevcr._aiohttp`` (every aiohttp connector), ``ssevcr._urllib3`` (every urllib3 pool, so
-also requests and botocore), and ``ssevcr._network``, which refuses connections to non-loopback addresses
+also requests and botocore), ``ssevcr._websockets`` (the ``websockets`` asyncio client: WebSocket
+replay through a replay server of the cassette), and ``ssevcr._network``, which refuses connections to non-loopback addresses
 from any client while the cassette replays. A request is answered by the innermost open
 cassette of the context it is made in (``contextvars``): the thread or task that entered it, the tasks started from there (asyncio copies
 the context into each new task), and threads that run in a copy of it (``asyncio.to_thread``,
@@ -87,6 +88,7 @@ OPTION_NAMES = (
     "faults",
     "seed",
     "match_on",
+    "ws_match",
     "ignore_body_keys",
     "allow_repeats",
     "redact_headers",
@@ -175,6 +177,7 @@ class Options:
     max_age: float | None = None  # seconds (``ssevcr._expiry``)
     on_expiry: str = "warn"
     more: tuple[Path, ...] = ()  # further cassettes searched after ``path``, never written
+    ws_match: str = "type"  # WebSocket client messages (ssevcr_server): type | json | exact
 
     @classmethod
     def parse(
@@ -187,6 +190,7 @@ class Options:
         faults: Iterable[str | Fault] | str | None = None,
         seed: int = 0,
         match_on: Sequence[Part] | None = None,
+        ws_match: str = "type",
         ignore_body_keys: Sequence[str] = (),
         allow_repeats: bool = False,
         redact_headers: Iterable[str] = (),
@@ -267,8 +271,9 @@ class Options:
             hooks=Hooks(before_record_request, before_record_response),
             max_age=None if max_age is None else parse_age(max_age),
             on_expiry=check_action(on_expiry),
+            ws_match=ws_match,
         )
-        options.match()  # validates match_on now
+        options.match()  # validates match_on and ws_match now
         return options
 
     def searching(self, more: Iterable[str | os.PathLike[str]]) -> Options:
@@ -287,6 +292,7 @@ class Options:
             on=base.on,
             ignore_body_keys=tuple(dict.fromkeys(body_keys)),
             ignore_query=tuple(sorted(self.redaction.query_keys)),
+            ws_match=self.ws_match,
         )
 
 
@@ -455,6 +461,8 @@ class ActiveCassette:
     """The further cassettes searched after the first (``Options.more``), as loaded."""
     expired: tuple[Expired, ...] = ()
     """What the ``max_age`` check found in each cassette (only those with expired interactions)."""
+    on_close: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    """Called once it is exited (an adapter's replay server stops)."""
 
     @classmethod
     def open(cls, options: Options) -> ActiveCassette:
@@ -892,7 +900,12 @@ class Adapter(Protocol):
     def uninstall(self) -> None: ...
 
 
-ADAPTERS: tuple[str, ...] = ("ssevcr._aiohttp", "ssevcr._urllib3", "ssevcr._network")
+ADAPTERS: tuple[str, ...] = (
+    "ssevcr._aiohttp",
+    "ssevcr._urllib3",
+    "ssevcr._websockets",
+    "ssevcr._network",
+)
 """The adapter modules besides httpx/httpx2, each a module with ``install`` and ``uninstall``
 (a library that is not imported yet is patched when it is)."""
 
@@ -928,6 +941,8 @@ def _pop(cassette: ActiveCassette) -> None:
     """Close ``cassette``: it answers nothing more, in any context (a task or a copied context
     still holding it skips it); the patches go when the last open cassette is closed."""
     cassette.closed = True
+    while cassette.on_close:
+        cassette.on_close.pop()()
     stack = _context.get()
     if cassette in stack:
         _context.set(tuple(c for c in stack if c is not cassette))
@@ -1030,6 +1045,7 @@ def use_cassette(
     faults: Iterable[str | Fault] | str | None = None,
     seed: int = 0,
     match_on: Sequence[Part] | None = None,
+    ws_match: str = "type",
     ignore_body_keys: Sequence[str] = (),
     allow_repeats: bool = False,
     redact_headers: Iterable[str] = (),
@@ -1051,7 +1067,9 @@ def use_cassette(
     ``record``: none | once | new_episodes | all. ``timing``/``max_gap``/``faults``/``seed``:
     the replay grammar. ``match_on``: parts to match (default method, path, query, body), and
     custom matchers ``matcher(recorded, incoming) -> bool`` (``ssevcr._matching``);
-    ``ignore_body_keys``: dotted JSON keys left out. ``allow_repeats``: a used-up interaction
+    ``ignore_body_keys``: dotted JSON keys left out. ``ws_match``: how a WebSocket
+    client's messages are compared on ``ssevcr_server`` (``type``, ``json``, ``exact``).
+    ``allow_repeats``: a used-up interaction
     plays again instead of missing. ``redact_*``: more headers, query keys and JSON body paths to
     hide when recording, besides the credential defaults. ``allowed_hosts``: hosts the network
     guard lets any client connect to while replaying (names, addresses, ``*.example.com``,
@@ -1075,6 +1093,7 @@ def use_cassette(
             faults=faults,
             seed=seed,
             match_on=match_on,
+            ws_match=ws_match,
             ignore_body_keys=ignore_body_keys,
             allow_repeats=allow_repeats,
             redact_headers=redact_headers,

@@ -304,7 +304,13 @@ class Player:
         )
         if statuses:
             return sched, None
-        plan = conversation_mod.build(ws, timing=self.timing, faults=faults, seed=seed)
+        plan = conversation_mod.build(
+            ws,
+            timing=self.timing,
+            faults=faults,
+            seed=seed,
+            match=self.match.ws_match,  # type: ignore[arg-type]  # (checked: WS_MATCHES)
+        )
         return replace(sched, fired=plan.fired, skipped=plan.skipped), plan
 
     def _schedule(
@@ -358,6 +364,7 @@ class Player:
             resumed_after=resumed_after,
             session=self.session,
             ended=self._ended,
+            conversation=conversation,
         )
         return Play(
             index,
