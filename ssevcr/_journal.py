@@ -431,6 +431,12 @@ class Journal:
         marks = self._progress
         if events is None:
             progress = ",".join([f"[{at:.6f},{n},null]" for at, n in marks])
+        elif len(marks) < len(_MARKS):  # (the usual few marks: one format of them all)
+            ends = events.ends
+            flat: list[float] = []
+            for at, n in marks:
+                flat += (at, n, bisect_right(ends, n))
+            progress = _MARKS[len(marks)] % tuple(flat)
         else:
             count = events.count
             progress = ",".join([f"[{at:.6f},{n},{count(n)}]" for at, n in marks])
@@ -520,6 +526,7 @@ class Journal:
 
 _LINE_MEMO = "journal.line"
 _ENDING_MEMO = "journal.ending"
+_MARKS = tuple(",".join(["[%.6f,%d,%d]"] * k) for k in range(9))  # k progress marks
 _LINE = '%s,"started":%.6f,"headers_sent_at":%s,"events":%s,"progress":[%s],%s'
 _LINE_CACHE = 128  # request values and contents whose line head a schedule keeps
 

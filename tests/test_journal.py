@@ -551,3 +551,24 @@ def test_journal_file_on_a_full_disk_counts_and_reports_the_lost_lines() -> None
     with pytest.raises(JournalError, match=r"cannot write the journal '/dev/full'.*5 lines lost"):
         f.close()
     assert f.lines == 0 and f.lost == 5
+
+
+@pytest.mark.parametrize("marks", [0, 1, 3, 8, 9, 40])
+def test_journal_line_says_what_to_json_says_for_any_number_of_marks_and_any_ending(
+    marks: int,
+) -> None:
+    sched = build(stream_response(50))
+    ends = sched.timeline.ends
+    plain = build(Response.from_chunks(200, [(0.01 * i, b"x" * 10) for i in range(50)]))
+    for schedule, how in ((sched, None), (sched, "rst"), (plain, None), (plain, "fin")):
+        j = Journal(schedule, Request("GET", "http://x/events", (("x-api-key", "sk-secret"),)))
+        j.begin(10.0, 1_700_000_000.123456789)
+        j.head(10.0001234567)
+        for i in range(marks):
+            j.sent(10.001 + i * 0.0011, schedule.timeline.ends[i])
+        if how is None:
+            j.done(10.5)
+        else:
+            j.left(10.25, how, body_bytes=ends[marks // 2] if marks and schedule is sched else None)
+        assert json.loads(j.line()) == j.value().to_json()
+        assert "sk-secret" not in j.line()
