@@ -1,5 +1,5 @@
-"""In-process interception: every httpx, httpx2, aiohttp and requests client replays from, or
-records into, a cassette; while one replays, no other connection leaves the machine.
+"""In-process interception: every httpx, httpx2, aiohttp, requests and urllib3 client replays
+from, or records into, a cassette; while one replays, no other connection leaves the machine.
 
     with ssevcr.use_cassette("cassettes/chat.msgpack", timing="instant") as cas:
         ...                                   # cas.plays, cas.fired, cas.misses, cas.recorded
@@ -10,8 +10,8 @@ records into, a cassette; while one replays, no other connection leaves the mach
 While a cassette is in use, each client adapter is installed (:data:`ADAPTERS`, each with
 ``install``/``uninstall``): here ``HTTPTransport.handle_request`` and
 ``AsyncHTTPTransport.handle_async_request`` of httpx and httpx2 (whichever are installed);
-``ssevcr._aiohttp`` (every aiohttp connector), ``ssevcr._requests`` (every requests
-``HTTPAdapter``), and ``ssevcr._network``, which refuses connections to non-loopback addresses
+``ssevcr._aiohttp`` (every aiohttp connector), ``ssevcr._urllib3`` (every urllib3 pool, so
+also requests and botocore), and ``ssevcr._network``, which refuses connections to non-loopback addresses
 from any client while the cassette replays. A request is answered by the innermost open
 cassette of the context it is made in (``contextvars``): the thread or task that entered it, the tasks started from there (asyncio copies
 the context into each new task), and threads that run in a copy of it (``asyncio.to_thread``,
@@ -50,9 +50,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
+from . import _import_hook
 from ._cassette import Cassette, Headers, Interaction, Outcome, Request, Response
 from ._errors import ConfigError, NoMatchError, SsevcrError
 from ._recording import DRAIN_TIMEOUT, Recording, _Capture, record_async, record_sync
@@ -275,7 +276,7 @@ def _empty_hosts() -> HostSet:
 
 
 # ---------------------------------------------------------------------------------------------
-# recording for the adapters that report a head, then chunks, then the end (aiohttp, requests)
+# recording for the adapters that report a head, then chunks, then the end (aiohttp, urllib3)
 
 
 class AdapterRecording:
@@ -717,37 +718,25 @@ def _async_patch(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], An
     return handle_async_request
 
 
-_patches: dict[Any, Any] = {}  # our wrapper of each original
-
-
 class _HttpxAdapter:
     """httpx and httpx2 (whichever are installed): their transports' request methods."""
 
     def __init__(self) -> None:
-        self._installed: list[tuple[type, str, Any, Any]] = []  # (class, attribute, original, ours)
-
-    def install(self) -> None:
-        for name in ("httpx", "httpx2"):
-            try:
-                mod = importlib.import_module(name)
-            except ImportError:
-                continue
-            for cls, attr, patch in (
+        def targets(mod: ModuleType) -> list[tuple[type, str, Callable[[Any], Any]]]:
+            return [
                 (mod.HTTPTransport, "handle_request", _sync_patch),
                 (mod.AsyncHTTPTransport, "handle_async_request", _async_patch),
-            ):
-                original = cls.__dict__[attr]
-                ours = _patches.get(original)
-                if ours is None:  # made once: a test suite enters cassettes often
-                    ours = _patches[original] = patch(original)
-                setattr(cls, attr, ours)
-                self._installed.append((cls, attr, original, ours))
+            ]
+
+        self._patches = [_import_hook.Patches(name, targets) for name in ("httpx", "httpx2")]
+
+    def install(self) -> None:
+        for patches in self._patches:
+            patches.install()
 
     def uninstall(self) -> None:
-        while self._installed:
-            cls, attr, original, ours = self._installed.pop()
-            if cls.__dict__.get(attr) is ours:  # leave alone what another tool patched over us
-                setattr(cls, attr, original)
+        for patches in self._patches:
+            patches.uninstall()
 
 
 class Adapter(Protocol):
@@ -761,7 +750,7 @@ class Adapter(Protocol):
     def uninstall(self) -> None: ...
 
 
-ADAPTERS: tuple[str, ...] = ("ssevcr._aiohttp", "ssevcr._requests", "ssevcr._network")
+ADAPTERS: tuple[str, ...] = ("ssevcr._aiohttp", "ssevcr._urllib3", "ssevcr._network")
 """The adapter modules besides httpx/httpx2, each a module with ``install`` and ``uninstall``
 (a library that is not imported yet is patched when it is)."""
 
@@ -911,7 +900,7 @@ def use_cassette(
     fail_on_unconsumed: bool = False,
     process_wide: bool = False,
 ) -> CassetteUse:
-    """Replay (or record) ``path`` for every httpx/httpx2/aiohttp/requests client while active.
+    """Replay (or record) ``path`` for every httpx/httpx2/aiohttp/urllib3 client while active.
 
     ``record``: none | once | new_episodes | all. ``timing``/``max_gap``/``faults``/``seed``:
     the replay grammar. ``match_on``: parts to match (default method, path, query, body);

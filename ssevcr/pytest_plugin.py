@@ -141,7 +141,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "ssevcr(name_or_path=None, *, timing=None, faults=(), seed=0, match_on=None, ignore_body_keys=(), "
         "allow_repeats=False, strict=False, sweep=None, sweep_stall=None): replay (or record) a cassette for "
-        "every httpx/httpx2/aiohttp/requests client in the test",
+        "every httpx/httpx2/aiohttp/requests/urllib3 client in the test",
     )
     config.stash[_STRICT_ALL] = bool(config.getoption("ssevcr_strict"))
     controller = not hasattr(config, "workerinput")
