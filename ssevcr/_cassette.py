@@ -39,6 +39,7 @@ __all__ = [
     "Outcome",
     "Request",
     "Response",
+    "Resumes",
     "WebSocket",
     "WsClose",
     "WsMessage",
@@ -46,6 +47,7 @@ __all__ = [
     "column_problem",
     "head_problems",
     "header",
+    "resumes_problem",
     "ws_problem",
 ]
 
@@ -386,15 +388,44 @@ def ws_problem(ws: WebSocket) -> tuple[str, str] | None:
     return None
 
 
+def resumes_problem(interaction: object, after_id: object) -> str | None:
+    """Why ``(interaction, after_id)`` is not a link to an earlier stream, or None: an index
+    >= 0 and an event ID (non-empty text without NUL, CR or LF, as SSE allows)."""
+    if not isinstance(interaction, int) or isinstance(interaction, bool) or interaction < 0:
+        return f"interaction: expected an index >= 0, got {interaction!r}"[:200]
+    if not isinstance(after_id, str) or not after_id or any(c in after_id for c in "\0\r\n"):
+        return f"after_id: expected an event ID (text without NUL, CR or LF), got {after_id!r}"[
+            :200
+        ]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Resumes:
+    """A recorded reconnection's link: this interaction's request carried ``Last-Event-ID:
+    after_id``, naming an event of the earlier stream ``interaction`` (its index in the same
+    cassette): the connection continues that stream after that event."""
+
+    interaction: int
+    after_id: str
+
+    def __post_init__(self) -> None:
+        problem = resumes_problem(self.interaction, self.after_id)
+        if problem is not None:
+            raise InvalidValueError(problem, where="resumes")
+
+
 @dataclass(frozen=True, slots=True)
 class Interaction:
     """One exchange. A WebSocket interaction is its handshake (the request, the 101 response)
-    and the conversation that followed (``websocket``)."""
+    and the conversation that followed (``websocket``). ``resumes``: a recorded reconnection's
+    link to the stream it continues (see :class:`Resumes`)."""
 
     request: Request
     response: Response
     meta: Mapping[str, str] = field(default_factory=lambda: _EMPTY_META)
     websocket: WebSocket | None = None
+    resumes: Resumes | None = None
 
     def __post_init__(self) -> None:
         if self.websocket is not None and self.response.status != 101:
@@ -408,6 +439,15 @@ class Interaction:
 class Cassette:
     interactions: tuple[Interaction, ...] = ()
     meta: Mapping[str, str] = field(default_factory=lambda: _EMPTY_META)
+
+    def __post_init__(self) -> None:
+        for n, inter in enumerate(self.interactions):
+            if inter.resumes is not None and inter.resumes.interaction >= n:
+                raise InvalidValueError(
+                    f"interaction {n} resumes interaction {inter.resumes.interaction}: "
+                    "a link names an earlier one",
+                    where=f"interactions[{n}].resumes",
+                )
 
     def __len__(self) -> int:
         return len(self.interactions)

@@ -17,8 +17,13 @@ msgpack layout (version 2)::
                                     "chunk_at": PART,       # little-endian float64 per chunk
                                     "end": {"at", "outcome", "error"}},
                        "meta": {str: str},
+                       "resumes": {"interaction": int, "after_id": str},  # a reconnection
                        "websocket": {...}}],                 # version 3, only on a WebSocket
      "data": bin}                                            # last; only if a PART refers to it
+
+``resumes`` (only on a recorded reconnection, in any version: older releases ignore it) links an
+interaction whose request carried ``Last-Event-ID: after_id`` to the earlier stream it continues,
+by its index in the same cassette (lower than its own).
 
 A WebSocket interaction (version 3) is its handshake (the request and the 101 response) plus::
 
@@ -63,11 +68,13 @@ from ._cassette import (
     Outcome,
     Request,
     Response,
+    Resumes,
     WebSocket,
     WsClose,
     WsMessage,
     column_problem,
     head_problems,
+    resumes_problem,
     ws_problem,
 )
 from ._errors import CassetteError
@@ -238,9 +245,15 @@ def _interaction_doc(i: Interaction, data: _Data) -> dict[str, Any]:
         "response": _response_doc(i.response, data),
         "meta": dict(i.meta),
     }
+    if i.resumes is not None:
+        doc["resumes"] = _resumes_doc(i.resumes)
     if i.websocket is not None:
         doc["websocket"] = _websocket_doc(i.websocket, data)
     return doc
+
+
+def _resumes_doc(link: Resumes) -> dict[str, Any]:
+    return {"interaction": link.interaction, "after_id": link.after_id}
 
 
 def _version_of(cassette: Cassette) -> int:
@@ -507,7 +520,28 @@ class _Reader:
             response=response,
             meta=self.meta(node, path),
             websocket=websocket,
+            resumes=self.resumes(node, path),
         )
+
+    def resumes(self, node: dict[str, Any], path: Path) -> Resumes | None:
+        """A reconnection's link, checked: an earlier interaction's index and an event ID."""
+        if node.get("resumes") is None:
+            return None
+        here = (*path, "resumes")
+        link = self.map(node["resumes"], here)
+        index = self.get(link, "interaction", here, int)
+        after_id = self.get(link, "after_id", here, str)
+        problem = resumes_problem(index, after_id)
+        if problem is not None:
+            key = problem.split(":", 1)[0]
+            self.fail((*here, key), problem.split(": ", 1)[1])
+        own = path[-1]
+        if isinstance(own, int) and index >= own:
+            self.fail(
+                (*here, "interaction"),
+                f"a reconnection links to an earlier interaction, not {index} (it is {own})",
+            )
+        return Resumes(index, after_id)
 
     def websocket(self, node: dict[str, Any], path: Path) -> WebSocket:
         messages = self.ws_columns(node, path) if self.binary else self.ws_messages(node, path)
@@ -771,6 +805,8 @@ def _twin(cassette: Cassette) -> dict[str, Any]:
             "chunks": [{"at": c.at, **_text_or_b64(c.data, "data")} for c in resp.chunks],
             "end": end,
         }
+        if inter.resumes is not None:
+            item["resumes"] = _resumes_doc(inter.resumes)
         if inter.websocket is not None:
             item["websocket"] = _websocket_twin(inter.websocket)
         doc["interactions"].append(item)

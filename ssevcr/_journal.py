@@ -635,33 +635,66 @@ class Journal:
     def line(self) -> str:
         """``value().to_json()`` as one JSON line (no newline), made cheaply: what a play's
         request and schedule give (its redacted headers above all) is serialized once per
-        distinct request and kept in the schedule's memo; only what the play changed is
-        formatted each time (``ssevcr replay --journal`` writes one per play)."""
+        distinct request and kept in the schedule's memo, and so are the fields a play that
+        ends the same way gives; only the play's times and progress marks are formatted each
+        time, in one format (``ssevcr replay --journal`` writes one line per play). Times
+        have six decimals: the values ``to_json`` rounds to."""
         if self._ws is not None:  # (rare, and with its own part: made whole)
             return json.dumps(self.value().to_json(), separators=(",", ":"))
-        schedule = self.schedule
-        events = event_map(schedule)
-        sent = self._sent
-        completed = self._done_at is not None
-        left = self._how is not None
-        delivered = None if events is None else events.count(sent)
+        events = event_map(self.schedule)
+        marks = self._progress
         if events is None:
-            progress = ",".join(f"[{_num(at)},{n},null]" for at, n in self._progress)
+            progress = ",".join([f"[{at:.6f},{n},null]" for at, n in marks])
+        elif len(marks) < len(_MARKS):  # (the usual few marks: one format of them all)
+            ends = events.ends
+            flat: list[float] = []
+            for at, n in marks:
+                flat += (at, n, bisect_right(ends, n))
+            progress = _MARKS[len(marks)] % tuple(flat)
         else:
             count = events.count
-            progress = ",".join(f"[{_num(at)},{n},{count(n)}]" for at, n in self._progress)
-        last_id = events.ids[delivered - 1] if events is not None and delivered else ""
-        return (
-            f"{self._static()}"
-            f',"started":{_num(self._wall)},"headers_sent_at":{_opt(self._head_at)}'
-            f',"events":{_int(delivered)},"bytes":{sent},"progress":[{progress}]'
-            f',"state":"{self.state}","completed":{"true" if completed else "false"}'
-            f',"end":{_str(_ENDS[type(schedule.end)]) if completed else "null"}'
-            f',"left_at":{_opt(self._left_at)}'
-            f',"left_after_event":{_int(delivered) if left else "null"}'
-            f',"left_after_byte":{sent if left else "null"},"how":{_str(self._how)}'
-            f',"last_event_id":{_str(last_id)}}}'
+            progress = ",".join([f"[{at:.6f},{n},{count(n)}]" for at, n in marks])
+        head_at = self._head_at
+        counts, ending = self._ending(events)
+        return _LINE % (
+            self._static(),
+            self._wall,
+            "null" if head_at is None else f"{head_at:.6f}",
+            counts,
+            progress,
+            ending,
         )
+
+    def _ending(self, events: EventMap | None) -> tuple[str, str]:
+        """The fields before the progress marks (events and bytes handed over) and after them
+        (how the play ended), kept in the schedule's memo by what they depend on."""
+        sent, how, left_at = self._sent, self._how, self._left_at
+        completed = self._done_at is not None
+        key = (sent, completed, how, left_at)
+        memo = self.schedule.memo
+        cache = memo.get(_ENDING_MEMO)
+        if not isinstance(cache, dict):
+            cache = memo[_ENDING_MEMO] = {}
+        found = cache.get(key)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        delivered = None if events is None else events.count(sent)
+        left = how is not None
+        last_id = events.ids[delivered - 1] if events is not None and delivered else ""
+        state = "completed" if completed else "left" if left else "open"
+        found = (
+            f'{_int(delivered)},"bytes":{sent}',
+            f'"state":"{state}","completed":{"true" if completed else "false"}'
+            f',"end":{_str(_ENDS[type(self.schedule.end)]) if completed else "null"}'
+            f',"left_at":{_opt(left_at)}'
+            f',"left_after_event":{_int(delivered) if left else "null"}'
+            f',"left_after_byte":{sent if left else "null"},"how":{_str(how)}'
+            f',"last_event_id":{_str(last_id)}}}',
+        )
+        if len(cache) >= _LINE_CACHE:
+            cache.clear()
+        cache[key] = found
+        return found
 
     def _static(self) -> str:
         """The part of the line the play's request and schedule fix (cached, see ``line``):
@@ -706,6 +739,9 @@ class Journal:
 
 
 _LINE_MEMO = "journal.line"
+_ENDING_MEMO = "journal.ending"
+_MARKS = tuple(",".join(["[%.6f,%d,%d]"] * k) for k in range(9))  # k progress marks
+_LINE = '%s,"started":%.6f,"headers_sent_at":%s,"events":%s,"progress":[%s],%s'
 _LINE_CACHE = 128  # request values and contents whose line head a schedule keeps
 
 

@@ -244,7 +244,7 @@ class Player:
             resume_after = None
         play = self._new_play(index, entry, sched, request, number, resume_after, plan)
         with self._lock:
-            plain = not faults and resume is None and play.resumed_after is None
+            plain = not faults and resume is None and resume_after is None
             if plain and entry.interaction.websocket is None:
                 self._plain[index] = sched
             self._log(play)
@@ -355,6 +355,9 @@ class Player:
         cassette, interaction = (
             (entry.cassette, entry.interaction) if isinstance(entry, _Entry) else entry
         )
+        link = interaction.resumes  # a recorded reconnection, played as recorded: it resumed
+        if link and resumed_after is None and request.header("last-event-id") == link.after_id:
+            resumed_after = link.after_id
         journal = Journal(
             sched,
             logged,
@@ -386,14 +389,22 @@ class Player:
 
     def _resumption(self, candidates: list[int], last_id: str) -> tuple[int, str | None]:
         """For a request with ``Last-Event-ID``: an unplayed recording of that very reconnection
-        (played as recorded), else the candidate stream holding an event with that id, the most
-        recently played first (resumed after it); (-1, None) when neither (the caller holds the
-        lock)."""
+        (played as recorded), else a recorded reconnection linked to the stream it continues
+        after that id (``Interaction.resumes``; the least played), played as recorded too, else
+        the candidate stream holding an event with that id, the most recently played first
+        (resumed after it); (-1, None) when none (the caller holds the lock)."""
         entries = self._entries
         for n in candidates:
             e = entries[n]
             if e.plays == 0 and e.interaction.request.header("last-event-id") == last_id:
                 return n, None
+        recorded = [
+            n
+            for n in candidates
+            if (link := entries[n].interaction.resumes) is not None and link.after_id == last_id
+        ]
+        if recorded:
+            return min(recorded, key=lambda n: (entries[n].plays, n)), None
         best = -1
         for n in candidates:
             e = entries[n]

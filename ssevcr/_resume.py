@@ -4,6 +4,8 @@
     resumed(response, "42")            -> the response from just after the event with id 42
     resumed(response, "42", gap=True)  -> the same without the event that follows it
     refused(at)                        -> a 204 schedule (per the spec, EventSource stops)
+    linked(earlier, new)               -> ``new``, each recorded reconnection linked to the
+                                          stream it continues (``Interaction.resumes``)
 
 The event named is the first one whose ``id:`` set the client's last event ID to that value
 (events after it without an ``id:`` line keep it; they are sent again, as the client has not
@@ -14,19 +16,24 @@ first block), the resumed stream starts with that block's recorded bytes (a ``re
 recording carried inside an event is sent as ``retry: N`` alone), so a client connecting afresh
 gets the same reconnection time. A compressed body is resumed decoded, without its
 content-encoding (its compressed bytes cannot be cut at an event).
+
+A recording of a reconnecting client holds each connection; ``linked`` (the recorders call it,
+through the store, as they append) gives a connection whose request carried ``Last-Event-ID: X``
+a link to the latest earlier stream of the same method and URL (and the same
+``Mcp-Session-Id``, when both requests carry one) that has an event with id X.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import _content as content
-from ._cassette import End, Headers, Response
+from ._cassette import End, Headers, Interaction, Request, Response, Resumes, resumes_problem
 from ._schedule import Close, Schedule
 from ._sse import Comment, Event, parse
 
-__all__ = ["Resumable", "refused", "resumable", "resumed"]
+__all__ = ["Resumable", "linked", "refused", "resumable", "resumed"]
 
 Pieces = list[tuple[float, bytes]]
 
@@ -164,3 +171,43 @@ def _slice(pieces: Pieces, start: int, stop: int) -> Pieces:
 def _without_length(headers: Headers, length: int) -> Headers:
     """A recorded content-length adjusted to the resumed body."""
     return tuple((k, str(length) if k.lower() == "content-length" else v) for k, v in headers)
+
+
+def linked(earlier: Sequence[Interaction], new: Sequence[Interaction]) -> tuple[Interaction, ...]:
+    """``new`` (appended after ``earlier``), each reconnection given its link: an interaction
+    whose request carries ``Last-Event-ID`` and has no link yet is linked to the latest
+    interaction before it that it continues (see the module); the others are unchanged."""
+    everything = list(earlier)
+    ids: dict[int, dict[str, int]] = {}  # index -> the ids of its events (worked out once)
+    out = []
+    for inter in new:
+        last_id = inter.request.header("last-event-id")
+        if inter.resumes is None and last_id and resumes_problem(0, last_id) is None:
+            found = _continued(everything, inter.request, last_id, ids)
+            if found is not None:
+                inter = replace(inter, resumes=Resumes(found, last_id))
+        out.append(inter)
+        everything.append(inter)
+    return tuple(out)
+
+
+def _continued(
+    interactions: Sequence[Interaction],
+    request: Request,
+    last_id: str,
+    ids: dict[int, dict[str, int]],
+) -> int | None:
+    session = request.header("mcp-session-id")
+    for n in range(len(interactions) - 1, -1, -1):
+        earlier = interactions[n]
+        if earlier.request.method != request.method or earlier.request.url != request.url:
+            continue
+        other = earlier.request.header("mcp-session-id")
+        if session is not None and other is not None and other != session:
+            continue
+        if n not in ids:
+            stream = resumable(earlier.response) if earlier.websocket is None else None
+            ids[n] = {} if stream is None else stream.first_with_id
+        if last_id in ids[n]:
+            return n
+    return None

@@ -359,7 +359,8 @@ def update(
 class Appender:
     """Appends to one cassette again and again (what the recorder addon does for each batch of
     exchanges): each time under the lock, loading what is on disk, except that the file this
-    appender saved last is not read again while it is still the one there."""
+    appender saved last is not read again while it is still the one there. A recorded
+    reconnection appended is linked to the stream it continues (``Interaction.resumes``)."""
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.path = os.fspath(path)
@@ -386,7 +387,10 @@ class Appender:
                     raise _not_appended(e, replace) from None
                 first = replace == "once" and _first_rewrite(p)
                 base = Cassette(meta=current.meta) if first else current
-            new = Cassette(interactions=(*base.interactions, *interactions), meta=base.meta)
+            new = Cassette(
+                interactions=(*base.interactions, *_linked(base.interactions, interactions)),
+                meta=base.meta,
+            )
             try:
                 save(new, p, fsync=self.fsync)
             except CassetteError:
@@ -401,6 +405,16 @@ class Appender:
             return self._last[0]
         self._last = None
         return load(self.path, check=True) if present(self.path) else Cassette()
+
+
+def _linked(earlier: Sequence[Interaction], new: Sequence[Interaction]) -> Sequence[Interaction]:
+    """``new`` with each recorded reconnection (a request with ``Last-Event-ID``) linked to the
+    stream it continues, in what is on disk or in the same batch (``_resume.linked``)."""
+    if not any(i.request.header("last-event-id") for i in new):
+        return new
+    from . import _resume
+
+    return _resume.linked(earlier, new)
 
 
 def _not_appended(error: CassetteError, replace: Replace) -> CassetteError:

@@ -97,3 +97,35 @@ class CliReplay:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
+
+
+def read_reconnecting(
+    url: str, headers: dict[str, str] | None = None, *, attempts: int = 5
+) -> tuple[list[tuple[str, str]], list[str | None]]:
+    """An SSE client that reconnects as EventSource does (httpx-sse over httpx): GET ``url``; when
+    the stream ends or breaks before an ``event: done``, GET it again with ``Last-Event-ID``.
+    Returns the (id, data) of every event with data, and the Last-Event-ID each connection sent
+    (None for the first)."""
+    import httpx
+    from httpx_sse import connect_sse
+
+    got: list[tuple[str, str]] = []
+    sent: list[str | None] = []
+    last: str | None = None
+    with httpx.Client(timeout=30) as client:
+        for _ in range(attempts):
+            sent.append(last)
+            extra = {} if last is None else {"Last-Event-ID": last}
+            try:
+                with connect_sse(client, "GET", url, headers={**(headers or {}), **extra}) as src:
+                    assert src.response.status_code == 200, src.response.status_code
+                    for sse in src.iter_sse():
+                        if sse.id:
+                            last = sse.id
+                        if sse.data:
+                            got.append((sse.id, sse.data))
+                        if sse.event == "done":
+                            return got, sent
+            except httpx.TransportError:  # cut: reconnect, as EventSource does
+                pass
+    raise AssertionError(f"no done event after {attempts} connections: {got}")

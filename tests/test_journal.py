@@ -477,3 +477,98 @@ def test_event_map_counts_ndjson_lines_as_events() -> None:
     events = event_map(build(resp))
     assert events is not None
     assert events.ends == tuple(sum(len(x) for x in lines[: i + 1]) for i in range(5))
+
+
+# ---------------------------------------------------------------------------------------------
+# the journal file (``ssevcr replay --journal``): batched by a writer thread, bounded, never lossy
+
+
+def _ended_journals(n: int) -> list[Journal]:
+    player = Player.create(stream_cassette(3), repeat=True)
+    journals = []
+    for i in range(n):
+        play = player.play(Request("GET", "http://localhost/events", (("x-n", str(i)),)))
+        assert play.journal is not None
+        play.journal.begin(10.0, 1_700_000_000.0 + i)
+        play.journal.whole(10.001, play.schedule.timeline.ends[-1])
+        journals.append(play.journal)
+    return journals
+
+
+def test_journal_file_lines_reach_the_file_within_flush_within_and_close_writes_the_rest(
+    tmp_path: Path,
+) -> None:
+    from ssevcr._journal_file import JournalFile
+
+    journals = _ended_journals(40)
+    path = tmp_path / "j.jsonl"
+    batched = JournalFile(path)
+    for j in journals[:20]:
+        batched(j)
+    deadline = time.monotonic() + 5  # (FLUSH_WITHIN is 10 ms; the machine may be loaded)
+    while len(path.read_text().splitlines()) < 20 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(path.read_text().splitlines()) == 20 and batched.pending == 0  # no close needed
+    for j in journals[20:]:
+        batched(j)
+    batched.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == [j.value().to_json() for j in journals]  # each once, in order, as to_json
+
+    slow = JournalFile(tmp_path / "slow.jsonl", flush_within=3600.0)  # the writer never wakes
+    for j in journals[:5]:
+        slow(j)
+    assert slow.pending == 5 and (tmp_path / "slow.jsonl").read_text() == ""
+    slow.close()  # what is queued is written on close, not lost
+    assert len((tmp_path / "slow.jsonl").read_text().splitlines()) == 5
+
+
+def test_journal_file_queue_is_bounded_by_bytes_the_caller_writes_past_it(tmp_path: Path) -> None:
+    from ssevcr._journal_file import MAX_PENDING, JournalFile
+
+    journals = _ended_journals(2)
+    size = len(journals[0].line()) + 1
+    path = tmp_path / "j.jsonl"
+    f = JournalFile(path, flush_within=3600.0)
+    fills = -(-MAX_PENDING // size)  # the line that takes the queue to MAX_PENDING bytes
+    for i in range(fills - 1):
+        f(journals[i % 2])
+    assert f.pending == fills - 1 and path.read_text() == ""
+    f(journals[0])  # it writes the queue itself, on the caller's thread, before returning
+    assert f.pending == 0 and len(path.read_text().splitlines()) == fills
+    f.close()
+
+
+def test_journal_file_on_a_full_disk_counts_and_reports_the_lost_lines() -> None:
+    from ssevcr._journal_file import JournalError, JournalFile
+
+    f = JournalFile("/dev/full")  # every write fails: ENOSPC
+    for j in _ended_journals(3):
+        f(j)
+    time.sleep(0.1)
+    for j in _ended_journals(2):
+        f(j)
+    with pytest.raises(JournalError, match=r"cannot write the journal '/dev/full'.*5 lines lost"):
+        f.close()
+    assert f.lines == 0 and f.lost == 5
+
+
+@pytest.mark.parametrize("marks", [0, 1, 3, 8, 9, 40])
+def test_journal_line_says_what_to_json_says_for_any_number_of_marks_and_any_ending(
+    marks: int,
+) -> None:
+    sched = build(stream_response(50))
+    ends = sched.timeline.ends
+    plain = build(Response.from_chunks(200, [(0.01 * i, b"x" * 10) for i in range(50)]))
+    for schedule, how in ((sched, None), (sched, "rst"), (plain, None), (plain, "fin")):
+        j = Journal(schedule, Request("GET", "http://x/events", (("x-api-key", "sk-secret"),)))
+        j.begin(10.0, 1_700_000_000.123456789)
+        j.head(10.0001234567)
+        for i in range(marks):
+            j.sent(10.001 + i * 0.0011, schedule.timeline.ends[i])
+        if how is None:
+            j.done(10.5)
+        else:
+            j.left(10.25, how, body_bytes=ends[marks // 2] if marks and schedule is sched else None)
+        assert json.loads(j.line()) == j.value().to_json()
+        assert "sk-secret" not in j.line()

@@ -1531,3 +1531,41 @@ def test_a_first_chunk_that_came_with_the_head_is_stamped_when_it_arrived(
     # and the next chunk keeps its distance to it, as sent (loaded-machine tolerance; the tight
     # figure is bench/bench_record.py --first-byte)
     assert sorted(errors)[1] < GAP_TOLERANCE, errors
+
+
+def test_recording_a_reconnecting_client_links_its_connections_and_replays_them(
+    tmp_path: Path, confdir: Path
+) -> None:
+    """An SSE client cut by its upstream after event 3 reconnects with Last-Event-ID through the
+    real mitmdump: both connections are recorded, the second linked to the first; replayed with
+    the upstream stopped, the same client reads the same events over the same two connections."""
+    from stream_helpers import CliReplay, read_reconnecting
+
+    from ssevcr._cassette import Resumes
+
+    cassette = tmp_path / "reconnect.msgpack"
+    headers = {"x-upstream-events": "8", "x-upstream-cut-after": "3"}
+    with Upstream() as up:
+        rec = RecordCLI(cassette, "--upstream", up.url, confdir=confdir)
+        live, sent = read_reconnecting(f"{rec.url}/events", headers)
+        assert sent == [None, "3"] and [i for i, _ in live] == [str(i) for i in range(1, 9)]
+        assert [ex.outcome for ex in up.exchanges] == ["died", "complete"]
+        assert rec.stop(signal.SIGTERM) == 0, rec.stderr
+    first, second = _store.load(cassette).interactions
+    assert first.resumes is None and first.response.end.outcome is Outcome.UPSTREAM_ERROR
+    assert second.resumes == Resumes(0, "3")
+    assert second.request.header("last-event-id") == "3"
+    shown = subprocess.run(
+        [sys.executable, "-c", "from ssevcr.cli import main; main()", "show", str(cassette)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "#2 resumes #1 after event id 3" in shown.stdout, shown.stdout + shown.stderr
+    replay = CliReplay(str(cassette), "--timing", "instant")
+    try:
+        replayed, sent_again = read_reconnecting(f"{replay.url}/events", headers)
+    finally:
+        code, summary = replay.stop()
+    assert replayed == live and sent_again == [None, "3"], summary
+    assert code == 0 and "2 plays, 0 misses" in summary, summary

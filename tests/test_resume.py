@@ -5,14 +5,20 @@ httpx-sse client over real sockets; the pure cut (``_resume``) checked on the re
 from __future__ import annotations
 
 import gzip
+import json
+import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
-from stream_helpers import event_bytes, stream_cassette, stream_response, texts
+from stream_helpers import event_bytes, read_reconnecting, stream_cassette, stream_response, texts
+from upstream import Upstream
 
-from ssevcr._cassette import Cassette, Interaction, Request, Response
+from ssevcr._cassette import Cassette, End, Interaction, Outcome, Request, Response
+from ssevcr._errors import InvalidValueError
 from ssevcr._player import Player
 from ssevcr._resume import resumable, resumed
 from ssevcr._server_thread import ServerThread
@@ -176,3 +182,171 @@ def test_a_recorded_reconnection_is_played_as_recorded_before_any_resumption(
     assert texts(r.content) == ["recorded "]
     r = httpx.get(url, headers={"Last-Event-ID": "2"})  # now resumed from the first stream
     assert r.content == event_bytes(3)
+
+
+# ---------------------------------------------------------------------------------------------
+# recording a reconnecting client: each connection, linked to the stream it continues
+
+
+def _reconnection(last_id: str, url: str = "http://x/events", **headers: str) -> Interaction:
+    request = Request("GET", url, (("last-event-id", last_id), *headers.items()))
+    return Interaction(request, stream_response(2))
+
+
+def test_linked_names_the_latest_earlier_stream_of_that_url_holding_the_id() -> None:
+    from ssevcr._cassette import Resumes
+    from ssevcr._resume import linked
+
+    first = Interaction(Request("GET", "http://x/events"), stream_response(3))
+    other = Interaction(Request("GET", "http://x/other"), stream_response(3))
+    again = Interaction(Request("GET", "http://x/events"), stream_response(5))
+    out = linked(
+        [first, other, again],
+        [
+            _reconnection("3"),  # ids 1..5 are in `again` (2), the latest: not `first` (0)
+            _reconnection("3", "http://x/other"),  # the other URL's stream (1)
+            _reconnection("9"),  # no stream has event 9
+            Interaction(
+                Request("POST", "http://x/events", (("last-event-id", "2"),)), first.response
+            ),
+        ],
+    )
+    assert [i.resumes for i in out] == [Resumes(2, "3"), Resumes(1, "3"), None, None]
+    # a reconnection in the same batch links to one before it in the batch
+    chained = linked([], [first, _reconnection("2")])
+    assert chained[1].resumes == Resumes(0, "2")
+    # MCP: both requests name a session: it must be the same
+    mcp_first = Interaction(
+        Request("GET", "http://x/mcp", (("mcp-session-id", "a"),)), stream_response(3)
+    )
+    assert (
+        linked([mcp_first], [_reconnection("2", "http://x/mcp", **{"mcp-session-id": "b"})])[
+            0
+        ].resumes
+        is None
+    )
+    assert linked([mcp_first], [_reconnection("2", "http://x/mcp", **{"mcp-session-id": "a"})])[
+        0
+    ].resumes == Resumes(0, "2")
+
+
+@pytest.mark.parametrize(
+    ("link", "problem"),
+    [
+        (
+            {"interaction": 1, "after_id": "3"},
+            "interactions[1].resumes.interaction: a reconnection",
+        ),
+        ({"interaction": 5, "after_id": "3"}, "interactions[1].resumes.interaction"),
+        ({"interaction": -1, "after_id": "3"}, "expected an index >= 0"),
+        ({"interaction": True, "after_id": "3"}, "expected a number"),
+        ({"interaction": 0.0, "after_id": "3"}, "expected an integer"),
+        ({"interaction": 0, "after_id": ""}, "resumes.after_id: expected an event ID"),
+        ({"interaction": 0, "after_id": "a\nb"}, "resumes.after_id: expected an event ID"),
+        ({"interaction": 0, "after_id": 3}, "resumes.after_id: expected text"),
+        ({"interaction": 0}, "resumes.after_id: missing"),
+        ([0, "3"], "resumes: expected a map"),
+    ],
+)
+def test_a_hostile_resumes_link_is_one_clean_cassette_error(link: object, problem: str) -> None:
+    import json
+
+    import msgpack
+
+    from ssevcr import _format
+    from ssevcr._errors import CassetteError
+
+    cassette = Cassette(
+        (Interaction(Request("GET", "http://x/events"), stream_response(3)), _reconnection("3"))
+    )
+    doc = json.loads(_format.export_json(cassette))
+    doc["interactions"][1]["resumes"] = link
+    with pytest.raises(CassetteError, match=re.escape(problem)):
+        _format.import_json(json.dumps(doc, indent=1))
+    packed = msgpack.unpackb(_format.dumps(cassette), raw=False)
+    packed["interactions"][1]["resumes"] = link
+    with pytest.raises(CassetteError, match=re.escape(problem)):
+        _format.loads(msgpack.packb(packed, use_bin_type=True))
+
+
+def test_a_link_round_trips_in_msgpack_and_json_and_a_cassette_without_one_is_unchanged() -> None:
+    from ssevcr import _format
+    from ssevcr._cassette import Resumes
+
+    plain = Cassette((Interaction(Request("GET", "http://x/events"), stream_response(3)),))
+    assert b"resumes" not in _format.dumps(plain) and "resumes" not in _format.export_json(plain)
+    linked_cassette = plain.append(replace(_reconnection("3"), resumes=Resumes(0, "3")))
+    assert _format.loads(_format.dumps(linked_cassette)) == linked_cassette
+    assert _format.import_json(_format.export_json(linked_cassette)) == linked_cassette
+    with pytest.raises(InvalidValueError):
+        Cassette((replace(_reconnection("3"), resumes=Resumes(0, "3")),))  # not an earlier one
+
+
+def test_a_linked_reconnection_answers_its_last_event_id_every_time_it_comes(
+    serve: Callable[..., ServerThread],
+) -> None:
+    from ssevcr._cassette import Resumes
+
+    first = Interaction(
+        Request("GET", "http://x/events"),
+        Response.from_chunks(
+            200,
+            [(0.01, event_bytes(1)), (0.02, event_bytes(2))],
+            headers=(("content-type", "text/event-stream"),),
+            end=End(0.03, Outcome.UPSTREAM_ERROR, "cut"),
+        ),
+    )
+    rest = Interaction(
+        Request("GET", "http://x/events", (("last-event-id", "2"),)),
+        Response.from_chunks(
+            200, [(0.01, event_bytes(3))], headers=(("content-type", "text/event-stream"),)
+        ),
+        resumes=Resumes(0, "2"),
+    )
+    server = serve(Cassette((first, rest)), timing="instant")
+    url = f"{server.url}/events"
+    for _ in range(2):  # the second time both were played already: the link still decides
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(url)  # cut after event 2, as recorded
+        r = httpx.get(url, headers={"Last-Event-ID": "2"})
+        assert r.content == event_bytes(3)  # the recorded continuation, not a resumption of #1
+    plays = server.player.plays
+    assert [p.index for p in plays] == [0, 1, 0, 1]
+    assert [p.resumed_after for p in plays] == [None, "2", None, "2"]
+
+
+def _show(path: Path) -> str:
+    import subprocess
+
+    from stream_helpers import SSEVCR
+
+    out = subprocess.run([SSEVCR, "show", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_recording_a_reconnecting_client_in_process_links_its_connections(
+    tmp_path: Path,
+) -> None:
+    import ssevcr
+    from ssevcr import _store
+    from ssevcr._cassette import Resumes
+
+    path = tmp_path / "reconnect.msgpack"
+    headers = {"x-upstream-events": "8", "x-upstream-cut-after": "3"}
+    with Upstream() as up:
+        url = f"{up.url}/events"
+        with ssevcr.use_cassette(path, record="once"):
+            live, sent = read_reconnecting(url, headers)
+        assert sent == [None, "3"]  # cut after event 3 by the upstream, then resumed there
+        assert [i for i, _ in live] == [str(i) for i in range(1, 9)]
+        assert [json.loads(d)["text"] for _, d in live[:-1]] == [f"w{i} " for i in range(1, 8)]
+    first, second = _store.load(path).interactions  # (the upstream is gone from here on)
+    assert first.resumes is None and first.response.end.outcome is Outcome.UPSTREAM_ERROR
+    assert second.resumes == Resumes(0, "3")
+    assert second.request.header("last-event-id") == "3"
+    assert "#2 resumes #1 after event id 3" in _show(path)
+    with ssevcr.use_cassette(path, timing="instant") as cas:
+        replayed, sent_again = read_reconnecting(url, headers)
+    assert replayed == live and sent_again == [None, "3"]
+    assert [p.resumed_after for p in cas.plays] == [None, "3"]

@@ -16,6 +16,10 @@ Each request is steered by headers, so any client (SDK, httpx, curl) and any pat
     x-upstream-forever: 1                       then send the fixture's events again, forever
     x-upstream-json: 1                          a plain JSON answer with content-length
     x-upstream-set-cookie: 1                    add a set-cookie header with a fresh secret
+    x-upstream-events: 8                        a resumable stream: events 1..8 with ids (the
+                                                last is ``event: done``), after Last-Event-ID
+    x-upstream-cut-after: 3                     ...a connection without Last-Event-ID is closed
+                                                after event 3 (no last chunk)
     x-test-id: ID                               key of the logged :class:`Exchange`
 
 A test can also write a response itself (``up.script(test_id, Script(...))``: status, headers and
@@ -301,6 +305,8 @@ class Upstream:
         extra = ""
         if "x-upstream-set-cookie" in h:  # a fresh secret the client never sent
             extra += f"set-cookie: sid={uuid.uuid4().hex}\r\n"
+        if "x-upstream-events" in h:
+            return await self._resumable(ex, writer)
         name = h.get("x-upstream-fixture", self.fixture)
         if name is None or h.get("x-upstream-json"):
             return await self._json(ex, writer, extra)
@@ -371,6 +377,33 @@ class Upstream:
         ex.outcome = "complete"
         return True
 
+    async def _resumable(self, ex: Exchange, writer: asyncio.StreamWriter) -> bool:
+        """A server following the SSE specification: events with ids, resumed after the one
+        ``Last-Event-ID`` names; a first connection cut after ``x-upstream-cut-after`` events."""
+        h = ex.headers
+        count = int(h["x-upstream-events"])
+        after = int(h.get("last-event-id") or 0)
+        cut = int(h["x-upstream-cut-after"]) if "x-upstream-cut-after" in h else None
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        ex.headers_sent_at = time.monotonic()
+        if not after and not await self._send(
+            ex, writer, b"retry: 50\n\n", b"b\r\nretry: 50\n\n\r\n"
+        ):
+            return False
+        for i in range(after + 1, count + 1):
+            await asyncio.sleep(0.01)
+            if cut is not None and not after and i > cut:
+                ex.outcome = "died"
+                writer.transport.close()
+                return False
+            piece = resumable_event(i, last=i == count)
+            if not await self._send(ex, writer, piece, b"%x\r\n%s\r\n" % (len(piece), piece)):
+                return False
+        return await self._end(ex, writer, b"", forever=False, delay=0.001)
+
     async def _json(self, ex: Exchange, writer: asyncio.StreamWriter, extra: str) -> bool:
         payload = json.dumps(
             {"ok": True, "path": ex.path.split("?")[0], "method": ex.method}
@@ -400,6 +433,12 @@ class Upstream:
             ex.outcome = "client_gone"
             return False
         return True
+
+
+def resumable_event(i: int, *, last: bool = False) -> bytes:
+    """Event ``i`` of the ``x-upstream-events`` streams (the last one is ``event: done``)."""
+    kind = b"event: done\n" if last else b""
+    return b"id: %d\n%sdata: %s\n\n" % (i, kind, json.dumps({"n": i, "text": f"w{i} "}).encode())
 
 
 def matched_gaps(

@@ -4,7 +4,7 @@ until stopped, or around one command.
 Prints one ready line with the URL (stdout; stderr when running a command, whose output stays its
 own), misses as they happen and a short summary on exit (stderr): plays, misses, faults, and how
 each play was delivered (taken to the end, or left early: how). ``--journal FILE`` writes the
-delivery journal of every play, one JSON object per line, as each play ends. With ``-- CMD`` the command runs
+delivery journal of every play, one JSON object per line, within 10 ms of each play's end. With ``-- CMD`` the command runs
 with ``OPENAI_BASE_URL``/``ANTHROPIC_BASE_URL`` (and dummy API keys where none are set) pointing at
 the server, and ssevcr exits with its exit code; ``--strict`` also fails the run on misses and on
 interactions never played. Ctrl-C / SIGTERM stop it cleanly.
@@ -461,7 +461,7 @@ async def _serve(
     "journal_path",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="Write the delivery journal: one JSON object per play per line (request headers as received, what was handed to the client and when, how it ended or how the client left), redacted, as each play ends.",
+    help="Write the delivery journal: one JSON object per play per line (request headers as received, what was handed to the client and when, how it ended or how the client left), redacted, written and flushed within 10 ms of each play's end (all of them on exit).",
 )
 @click.option(
     "--control",
@@ -569,9 +569,9 @@ def replay_command(
     )
     journal: JournalFile | None = None
     try:
+        if journal_path is not None:
+            journal = JournalFile(journal_path)
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            if journal_path is not None:
-                journal = JournalFile(journal_path, loop=runner.get_loop())
             code = runner.run(
                 _serve(
                     player,
@@ -594,6 +594,9 @@ def replay_command(
         raise click.ClickException(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
     except JournalError as e:
         raise click.ClickException(str(e)) from None
+    finally:
+        if journal is not None:
+            journal.flush()  # the lines still waiting, on every way out (close reports errors)
     for line in summary(player):
         click.echo(line, err=True)
     if controller is not None:

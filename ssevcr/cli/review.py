@@ -138,6 +138,9 @@ def summary_json(
         out.append(
             {
                 "index": st.index,
+                "resumes": None
+                if inter.resumes is None
+                else {"index": inter.resumes.interaction + 1, "after_id": inter.resumes.after_id},
                 "method": st.method,
                 "url": st.url,
                 "status": st.status,
@@ -253,6 +256,17 @@ def _frame_lines(
     return lines
 
 
+def _link_lines(cassette: Cassette) -> list[str]:
+    """One line per recorded reconnection: which stream it continues, after which event ID
+    (numbered from 1, as the table)."""
+    return [
+        f"#{n} resumes #{link.interaction + 1} after event id {safe(link.after_id)} "
+        "(a reconnection with Last-Event-ID)"
+        for n, inter in enumerate(cassette.interactions, 1)
+        if (link := inter.resumes) is not None
+    ]
+
+
 def render_diff_text(cassette: Cassette, *, limit: int = content.DEFAULT_LIMIT) -> str:
     """A stable plain-text view for ``git diff`` (textconv): request, headers, one line per event
     with its arrival time and full data. No colours, no dependence on the terminal width, every
@@ -268,6 +282,11 @@ def render_diff_text(cassette: Cassette, *, limit: int = content.DEFAULT_LIMIT) 
             f"request: {safe(req.method)} {printable(mask_url(req.url))}",
         ]
         lines += [f"meta {printable(k)}: {safe(v)}" for k, v in sorted(inter.meta.items())]
+        if inter.resumes is not None:
+            lines.append(
+                f"resumes: interaction {inter.resumes.interaction + 1} "
+                f"after event id {safe(inter.resumes.after_id)}"
+            )
         lines += [
             f"request header {printable(k)}: {printable(mask_header(k, v))}" for k, v in req.headers
         ]
@@ -673,6 +692,8 @@ def show_command(
             which = "all" if len(synthesized) == len(stats) else ", ".join(map(str, synthesized))
             click.echo(f"timing synthesized, not recorded: interaction(s) {which}")
         _print_recorded_at(data)
+        for line in _link_lines(data):
+            click.echo(line)
         for n, inter in enumerate(data.interactions, 1):
             if inter.websocket is not None:
                 _print_websocket(n, inter.websocket, timeline=events)
