@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any, Literal, NamedTuple
 
-from . import _framing as framing
 from ._cassette import Headers, Request, header
 from ._content import ContentDecoder, DecodeError
 from ._redaction import Redaction
@@ -101,6 +100,8 @@ def event_map(schedule: Schedule) -> EventMap | None:
 
 
 def _event_map(schedule: Schedule) -> EventMap | None:
+    from . import _framing as framing  # on first use (start-up time; the server warms it up)
+
     content_type = header(schedule.headers, "content-type") or ""
     if schedule.status != 200 or not framing.may_frame(content_type):
         return None

@@ -26,11 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from . import _conversation as conversation_mod
-from . import _resume
 from . import _schedule as schedule_mod
 from ._cassette import Cassette, Interaction, Request, Response
-from ._conversation import Plan
 from ._errors import NoMatchError
 from ._faults import Fault, Resume, Status, parse_faults
 from ._journal import Delivery, Journal
@@ -42,6 +39,7 @@ if TYPE_CHECKING:
     from os import PathLike
 
     from ._configured import Config
+    from ._conversation import Plan  # _conversation and _resume: imported on first use
     from ._redaction import Redaction
 
 __all__ = ["Miss", "Play", "Player"]
@@ -304,6 +302,8 @@ class Player:
         )
         if statuses:
             return sched, None
+        from . import _conversation as conversation_mod
+
         plan = conversation_mod.build(ws, timing=self.timing, faults=faults, seed=seed)
         return replace(sched, fired=plan.fired, skipped=plan.skipped), plan
 
@@ -319,9 +319,13 @@ class Player:
         ``resume`` fault says) under the timing and faults."""
         response: Response | None = interaction.response
         if resume is not None and resume.how == "refuse":
+            from . import _resume
+
             recorded = interaction.response.headers_at
             return _resume.refused(self.timing.retime([recorded])[recorded], (str(resume),))
         if resume_after is not None and (resume is None or resume.how != "restart"):
+            from . import _resume
+
             gap = resume is not None and resume.how == "gap"
             response = _resume.resumed(interaction.response, resume_after, gap=gap)
         sched = schedule_mod.build(
@@ -391,6 +395,8 @@ class Player:
         for n in candidates:
             e = entries[n]
             if e.ids is None:
+                from . import _resume
+
                 stream = _resume.resumable(e.interaction.response)
                 e.ids = {} if stream is None else stream.first_with_id
             if last_id in e.ids and (best < 0 or e.last > entries[best].last):

@@ -57,19 +57,21 @@ import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _http1 as http1
 from ._cassette import Headers, Request
-from ._control import Control, Reply
 from ._errors import ConfigError, NoMatchError, SsevcrError
 from ._follower import BATCH_BYTES, Finish, Follower, Head, Wait, Write
 from ._journal import How, Journal
 from ._player import Play, Player
 from ._schedule import Abort, Close, Hang, Reset
 from ._secrets import safe
-from ._websocket import WebSocketSession, describe_request, is_upgrade
 from .mitm.protocol import FORWARDED_URL  # set by the --proxy addon: the URL the client asked for
+
+if TYPE_CHECKING:  # imported on first use: a plain replay starts without them (start-up time)
+    from ._control import Control
+    from ._websocket import WebSocketSession
 
 __all__ = ["HEAD_TIMEOUT", "IDLE_TIMEOUT", "MAX_BODY", "ReplayServer", "miss_body"]
 
@@ -345,6 +347,8 @@ class _Connection(asyncio.Protocol):
     def _websocket(self, head: http1.Head, play: Play) -> bool:
         """Hand the connection over to a replayed WebSocket conversation (never complete: it
         ends with the connection)."""
+        from ._websocket import WebSocketSession, describe_request, is_upgrade
+
         what = describe_request(head)
         if not is_upgrade(head.headers):
             message = f"ssevcr: {what} was recorded as a WebSocket: connect with a WebSocket client"
@@ -494,6 +498,8 @@ class _Connection(asyncio.Protocol):
                 loopback=self._peer_is_loopback(),
             )
             return self._small(head, reply.status, (*cors, _NO_STORE), reply.encode())
+        from ._control import Reply  # (imported already: the server has a control)
+
         routed = control.route(head.target, head.url, head.headers)
         if isinstance(routed, Reply):
             message = routed.body["error"]["message"]
@@ -733,6 +739,12 @@ def _acked(sock: Any) -> int | None:
     return value
 
 
+def _warm_up() -> None:
+    """Import what every first answer needs and start-up leaves out (the journal's framings),
+    so the ready line comes first and the first request does not pay for it."""
+    from . import _framing  # noqa: F401
+
+
 def _is_loopback(name: str) -> bool:
     if name == "localhost" or name.endswith(".localhost"):
         return True
@@ -837,6 +849,7 @@ class ReplayServer:
         self.port = self._server.sockets[0].getsockname()[1]
         self._handler = loop.get_exception_handler()
         loop.set_exception_handler(self._on_loop_error)
+        loop.call_soon(_warm_up)  # after the caller's ready line, before the first request
         return self
 
     def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
