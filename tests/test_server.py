@@ -204,7 +204,8 @@ def test_expect_100_continue(serve: Callable[..., Served]) -> None:
     host, port = server.url.removeprefix("http://").split(":")
     body = recorded.request.body
     head = (
-        f"POST {path_of(OPENAI_CHAT)} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"POST {path_of(OPENAI_CHAT)} HTTP/1.1\r\nHost: localhost\r\n"
+        f"Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
     ).encode()
     with socket.create_connection((host, int(port)), timeout=5) as sock:
@@ -994,7 +995,8 @@ def test_a_request_that_does_not_arrive_in_time_gets_a_408_and_a_close(
 
 
 def test_a_body_that_keeps_coming_is_not_cut(serve: Callable[..., Served]) -> None:
-    """In a body the limit is a pause: a slow upload that never stops for head_timeout gets through."""
+    """In a body the limit is a pause: a slow upload that never stops for head_timeout gets
+    through."""
     recorded = interaction(OPENAI_CHAT)
     server = serve(OPENAI_CHAT, timing="instant", head_timeout=0.5, idle_timeout=30)
     conn = h11.Connection(h11.CLIENT)
