@@ -739,12 +739,6 @@ def _acked(sock: Any) -> int | None:
     return value
 
 
-def _warm_up() -> None:
-    """Import what every first answer needs and start-up leaves out (the journal's framings),
-    so the ready line comes first and the first request does not pay for it."""
-    from . import _framing  # noqa: F401
-
-
 def _is_loopback(name: str) -> bool:
     if name == "localhost" or name.endswith(".localhost"):
         return True
@@ -849,8 +843,25 @@ class ReplayServer:
         self.port = self._server.sockets[0].getsockname()[1]
         self._handler = loop.get_exception_handler()
         loop.set_exception_handler(self._on_loop_error)
-        loop.call_soon(_warm_up)  # after the caller's ready line, before the first request
+        loop.call_soon(self._warm_up)  # after the caller's ready line, before the first request
         return self
+
+    def _warm_up(self) -> None:
+        """Import what answers may need and start-up leaves out (so the ready line comes first
+        and no request pays for it): the journal's framings (every first answer), h11 (a request
+        that is not simple, a malformed one too), resumption (Last-Event-ID), the WebSocket replay
+        when the cassettes hold one. Out of file descriptors (an import opens its file) it tries
+        again a second later, while the server runs."""
+        try:
+            import h11  # noqa: F401
+
+            from . import _framing, _resume  # noqa: F401
+
+            if any(i.websocket is not None for i in self.player.interactions):
+                from . import _websocket  # noqa: F401
+        except OSError:
+            if self._server is not None and self._loop is not None:
+                self._loop.call_later(1.0, self._warm_up)
 
     def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Out of file descriptors (or memory), asyncio stops accepting for a second and reports
