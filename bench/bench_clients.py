@@ -1,4 +1,4 @@
-"""Per-test overhead of a replayed stream in process, for aiohttp and requests: ssevcr's
+"""Per-test overhead of a replayed stream in process, for aiohttp, requests and urllib3: ssevcr's
 ``use_cassette`` (instant timing) against vcrpy replaying the same bytes.
 
     .venv/bin/python bench/bench_clients.py [--plays 200] [--repeat 1 30] [--json FILE]
@@ -7,7 +7,8 @@ One stream per size: the OpenAI chat fixture (34 events, 8.8 kB) and the same x3
 263 kB), one chunk per SSE event. The ssevcr cassette is built from it; the replay server serves
 it on 127.0.0.1 and vcrpy records what each client reads from it into its YAML cassette, so both
 tools replay the same bytes. One "test" = enter the cassette, POST, read the stream line by line
-(requests: ``stream=True`` + ``iter_lines``; aiohttp: ``async for line in r.content``), count the
+(requests: ``stream=True`` + ``iter_lines``; aiohttp: ``async for line in r.content``; urllib3:
+a ``PoolManager`` with ``preload_content=False`` and ``for line in r``), count the
 ``data:`` lines, leave the cassette. The floor is the same client reading the same bytes from
 the replay server over loopback with no cassette (the client's own cost); the overhead of a tool
 is its time less the floor. Cases run interleaved, ``--plays`` times each; the figures are the
@@ -38,9 +39,10 @@ HEADERS = {"content-type": "application/json"}
 
 
 def record_vcr(msgpack: Path, folder: Path, request_body: bytes) -> tuple[str, dict[str, Path]]:
-    """Serve the ssevcr cassette; let vcrpy record what requests and aiohttp read from it."""
+    """Serve the ssevcr cassette; let vcrpy record what each client reads from it."""
     import aiohttp
     import requests
+    import urllib3
     import vcr
 
     from ssevcr._player import Player
@@ -48,12 +50,15 @@ def record_vcr(msgpack: Path, folder: Path, request_body: bytes) -> tuple[str, d
 
     player = Player.create([msgpack], timing="instant", repeat=True)
     expected = player.interactions[0].response.body
-    paths = {"requests": folder / "requests.yaml", "aiohttp": folder / "aiohttp.yaml"}
+    paths = {name: folder / f"{name}.yaml" for name in ("requests", "aiohttp", "urllib3")}
     with ServerThread(player) as server:
         url = server.url + "/v1/chat/completions"
         with vcr.VCR(record_mode="all").use_cassette(str(paths["requests"])):
             body = requests.post(url, data=request_body, headers=HEADERS).content
         assert body == expected, "vcrpy (requests) recorded different bytes"
+        with vcr.VCR(record_mode="all").use_cassette(str(paths["urllib3"])):
+            body = urllib3.PoolManager().request("POST", url, body=request_body, headers=HEADERS)
+        assert body.data == expected, "vcrpy (urllib3) recorded different bytes"
 
         async def fetch() -> bytes:
             async with (
@@ -73,11 +78,13 @@ def cases(  # type: ignore[no-untyped-def]
 ):
     import aiohttp
     import requests
+    import urllib3
     import vcr
 
     import ssevcr
 
     session = requests.Session()
+    manager = urllib3.PoolManager()
     loop = asyncio.new_event_loop()
     aio = loop.run_until_complete(_session(aiohttp))
     recorder = vcr.VCR(record_mode="none")
@@ -85,6 +92,12 @@ def cases(  # type: ignore[no-untyped-def]
     def requests_test(to: str = url) -> None:
         r = session.post(to, data=request_body, headers=HEADERS, stream=True)
         n = sum(1 for line in r.iter_lines() if line.startswith(b"data: "))
+        assert n == events, n
+
+    def urllib3_test(to: str = url) -> None:
+        r = manager.request("POST", to, body=request_body, headers=HEADERS, preload_content=False)
+        n = sum(1 for line in r if line.startswith(b"data: "))
+        r.release_conn()
         assert n == events, n
 
     async def aiohttp_stream(to: str) -> None:
@@ -123,6 +136,9 @@ def cases(  # type: ignore[no-untyped-def]
         "aiohttp: floor": lambda: aiohttp_test(live),
         "aiohttp: ssevcr": under_ssevcr(aiohttp_test),
         "aiohttp: vcrpy": under_vcr(aiohttp_test, vcr_paths["aiohttp"]),
+        "urllib3: floor": lambda: urllib3_test(live),
+        "urllib3: ssevcr": under_ssevcr(urllib3_test),
+        "urllib3: vcrpy": under_vcr(urllib3_test, vcr_paths["urllib3"]),
     }
     return table, close
 
@@ -169,7 +185,7 @@ def main() -> None:
         print(f"\nstream x{repeat} ({34 * repeat} events), ms per test: p10 / median")
         for name, (p10, med) in figures.items():
             print(f"  {name:<18} {p10:8.3f} / {med:8.3f}")
-        for client in ("requests", "aiohttp"):
+        for client in ("requests", "aiohttp", "urllib3"):
             ours, theirs = figures[f"{client}: ssevcr"][0], figures[f"{client}: vcrpy"][0]
             floor = figures[f"{client}: floor"][0]
             line = f"  {client}: ssevcr / vcrpy per test (p10) {ours / theirs:.2f}x"

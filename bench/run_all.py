@@ -18,6 +18,7 @@ section in bench/README.md) are the reference; these sizes trade some p99 stabil
     bench_control.py    --seconds 2
     bench_ws.py         --messages 400 --rounds 3 --burst 20000
     bench_js.py         --tests 30              (needs node and `npm ci` in js/)
+    bench_clients.py    --plays 100             (requests, aiohttp, urllib3 in process vs vcrpy)
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ RUNS: dict[str, list[str]] = {
     "control": ["bench_control.py", "--seconds", "2"],
     "ws": ["bench_ws.py", "--messages", "400", "--rounds", "3", "--burst", "20000"],
     "js": ["bench_js.py", "--tests", "30"],
+    "clients": ["bench_clients.py", "--plays", "100"],
 }
 
 
@@ -361,6 +363,28 @@ def _rows_js(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _rows_clients(r: dict[str, Any]) -> list[Row]:
+    small, big = r["1"], r["30"]  # the 34-event stream and the same x30 (1,020 events)
+    rows = []
+    for client in ("requests", "aiohttp", "urllib3"):
+        ours, theirs = (big[f"{client}: {tool}"][0] for tool in ("ssevcr", "vcrpy"))
+        ratio_small = small[f"{client}: ssevcr"][0] / small[f"{client}: vcrpy"][0]
+        rows.append(
+            Row(
+                f"clients_{client}",
+                f"In process, {client}: one replayed streaming test (1,020 events), p10, "
+                "vs vcrpy on the same bytes",
+                "≤ 0.5× vcrpy at 1,000 events",
+                f"{_ms(ours)} ms (vcrpy {_ms(theirs)} ms; the client alone "
+                f"{_ms(big[f'{client}: floor'][0])} ms)",
+                f"{ours / theirs:.2f}× vcrpy (34 events: {ratio_small:.2f}×)",
+                ours / theirs <= 0.5,
+                {f"clients_{client}_ms": ours, f"clients_{client}_ratio": ours / theirs},
+            )
+        )
+    return rows
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "core": _rows_core,
     "replay": _rows_replay,
@@ -370,6 +394,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "control": _rows_control,
     "ws": _rows_ws,
     "js": _rows_js,
+    "clients": _rows_clients,
 }
 HISTORY_COLUMNS = [
     "date",

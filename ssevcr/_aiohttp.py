@@ -37,7 +37,6 @@ import errno
 import functools
 import time
 from collections.abc import Callable
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from . import _http1 as http1
@@ -54,29 +53,11 @@ if TYPE_CHECKING:
 
 __all__ = ["install", "uninstall"]
 
-_installed: list[tuple[type, str, Any, Any]] = []  # (class, attribute, original, ours)
-
-
-def _patch(aiohttp: ModuleType) -> None:
-    if _installed:
-        return
-    cls = aiohttp.BaseConnector
-    original = cls.__dict__["connect"]
-    ours = _connect_patch(original)
-    cls.connect = ours
-    _installed.append((cls, "connect", original, ours))
-
-
-def install() -> None:
-    _import_hook.when_imported("aiohttp", _patch)
-
-
-def uninstall() -> None:
-    _import_hook.forget("aiohttp", _patch)
-    while _installed:
-        cls, attr, original, ours = _installed.pop()
-        if cls.__dict__.get(attr) is ours:  # leave alone what another tool patched over us
-            setattr(cls, attr, original)
+_patches = _import_hook.Patches(
+    "aiohttp", lambda aiohttp: [(aiohttp.BaseConnector, "connect", _connect_patch)]
+)
+install = _patches.install
+uninstall = _patches.uninstall
 
 
 def _connect_patch(original: Callable[..., Any]) -> Callable[..., Any]:

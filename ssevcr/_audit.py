@@ -1,7 +1,8 @@
 """Secret scanning for cassettes: find what looks like a credential, and redact it.
 
-Looks in request and response headers, the request URL, the request body and the response body
-(the chunks joined, decoded if gzip/deflate). A finding is anything
+Looks in request and response headers, the request URL, the request body, the response body
+(the chunks joined, decoded if gzip/deflate) and every WebSocket message, both directions (the
+handshake is the request and the 101 response). A finding is anything
 :class:`~ssevcr._redaction.Redaction` would have hidden at record time (a secret place:
 credential headers, URL userinfo and query keys, JSON keys like ``api_key`` or ``password`` in
 bodies and SSE data, form fields) and anything
@@ -11,22 +12,38 @@ signatures, Basic credentials, JWTs, bearer tokens, random values under credenti
 
 ``redact`` replaces each finding with ``REDACTED`` (a whole value for credential headers), keeps
 every other byte and each chunk's time, re-encodes a compressed body chunk by chunk and fixes
-``content-length``; what it leaves, a second scan does not find. A body that cannot be decoded
-(damaged, or larger than the limit: a decompression bomb) cannot be searched: it is reported as a
-``problem``, never silently passed. Pure: no files (the CLI saves atomically), no output.
+``content-length``; what it leaves, a second scan does not find. In a WebSocket message the
+replacement keeps the message what it was: a text message stays valid UTF-8 (a span never cuts
+a character), a JSON message stays valid JSON (a finding that would cut an escape sequence or a
+quote takes the whole string it sits in), and in a binary message the finding is overwritten
+with as many bytes (``REDACTEDREDA...``), so lengths a binary protocol keeps stay true. A body
+that cannot be decoded (damaged, or larger than the limit: a decompression bomb) cannot be
+searched: it is reported as a ``problem``, never silently passed. Pure: no files (the CLI
+saves atomically), no output.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import unquote_plus
 
 from . import _content as content
-from ._cassette import Cassette, Headers, Request, Response
+from ._cassette import Cassette, Headers, Request, Response, WebSocket, WsMessage
 from ._redaction import PLACEHOLDER, Redaction, encode, recut, set_length
-from ._secrets import Span, find, is_credential_name, is_redacted, looks_random, mask, merge
+from ._secrets import (
+    Span,
+    find,
+    is_credential_name,
+    is_redacted,
+    json_spans,
+    looks_random,
+    mask,
+    merge,
+)
 from ._secrets import replace as replace_spans
 from ._sse import Event, parse
 
@@ -205,6 +222,93 @@ def _response(
     )
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _valid_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _in_strings(data: bytes, spans: list[Span]) -> list[Span]:
+    """Spans of a JSON document kept inside its strings: one wholly inside a string that cuts
+    no escape sequence stays; any other takes the contents of each string it touches."""
+    strings = [(m.start() + 1, m.end() - 1) for m in _JSON_STRING.finditer(data)]
+    out: list[Span] = []
+    for sp in spans:
+        for a, b in strings:
+            if b <= sp.start or a >= sp.end:
+                continue
+            if a <= sp.start and sp.end <= b and b"\\" not in data[max(a, sp.start - 1) : sp.end]:
+                out.append(sp)
+            else:
+                out.append(Span(a, b, sp.kind))
+    return merge(out)
+
+
+def _on_characters(data: bytes, spans: list[Span]) -> list[Span]:
+    """Spans widened to whole UTF-8 characters."""
+    out = []
+    for sp in spans:
+        start, end = sp.start, sp.end
+        while start > 0 and data[start] & 0xC0 == 0x80:
+            start -= 1
+        while end < len(data) and data[end] & 0xC0 == 0x80:
+            end += 1
+        out.append(Span(start, end, sp.kind, sp.replacement))
+    return merge(out)
+
+
+def _message_name(index: int, m: WsMessage) -> str:
+    side = "client" if m.from_client else "server"
+    kind = ""
+    if not m.binary and m.data.lstrip()[:1] == b"{":
+        try:
+            value = json.loads(m.data)
+        except (ValueError, RecursionError):
+            value = None
+        if isinstance(value, dict) and isinstance(value.get("type"), str):
+            kind = f" ({_printable(value['type'][:60])})"
+    return f"WebSocket {side} message {index}{kind}"
+
+
+def _message(m: WsMessage) -> tuple[list[Span], bytes]:
+    """The findings in one message (as found) and its bytes with them replaced."""
+    data = m.data
+    if m.binary:  # overwritten in place: the same length
+        hits = find(data)
+        filler = REDACTED.encode() * (1 + max((h.end - h.start for h in hits), default=0) // 8)
+        same = [Span(h.start, h.end, h.kind, filler[: h.end - h.start]) for h in hits]
+        return hits, replace_spans(data, same)
+    is_json = data.lstrip()[:1] in (b"{", b"[") and _valid_json(data)
+    hits = _spans(data, json_spans(data) if is_json else [])
+    if not hits:
+        return [], data
+    fixed = _in_strings(data, hits) if is_json else hits
+    try:
+        data.decode("utf-8")
+        fixed = _on_characters(data, fixed)
+    except UnicodeDecodeError:
+        pass
+    return hits, replace_spans(data, fixed)
+
+
+def _websocket(index: int, ws: WebSocket, findings: list[Finding]) -> WebSocket:
+    messages = []
+    for n, m in enumerate(ws.messages, 1):
+        hits, data = _message(m)
+        if hits:
+            where = _message_name(n, m)
+            for h, shown in zip(hits, _excerpts(m.data, hits), strict=True):
+                findings.append(Finding(index, where, h.kind, _printable(shown)))
+            m = replace(m, data=data)
+        messages.append(m)
+    return replace(ws, messages=tuple(messages))
+
+
 def audit(cassette: Cassette, *, limit: int = content.DEFAULT_LIMIT) -> Audit:
     """Every credential in ``cassette``, in order, and the cassette with each one replaced by
     ``REDACTED``. ``limit`` caps how much of a compressed body is decoded to search it."""
@@ -215,6 +319,7 @@ def audit(cassette: Cassette, *, limit: int = content.DEFAULT_LIMIT) -> Audit:
             inter,
             request=_request(n, inter.request, findings),
             response=_response(n, inter.response, findings, problems, limit),
+            websocket=None if inter.websocket is None else _websocket(n, inter.websocket, findings),
         )
         for n, inter in enumerate(cassette.interactions, 1)
     )

@@ -17,7 +17,10 @@ Control requests are answered only to loopback peers that send the token (``Auth
 Bearer TOKEN`` or ``x-ssevcr-token: TOKEN``); others get 403/401. A session's traffic needs no
 token: it reaches the session through its base URL (``/__ssevcr/s/ID`` + the recorded path) or
 any path with an ``x-ssevcr-session: ID`` header; an unknown session is a miss (404). Requests
-with neither go to the server's own cassettes.
+with neither go to the server's own cassettes. A session created with ``"cors"`` (true: any
+origin; a list of origins; false: none) answers browsers by its own origins instead of the
+server's ``--cors``, preflights included when they come to its base URL (a preflight carries no
+``x-ssevcr-session`` header, so one to another path gets the server's CORS).
 
 Bounded: at most ``max_sessions`` sessions (429 past it), control bodies up to 1 MiB (413),
 each session keeps its latest ``log_limit`` plays and first misses (counts of all), and the
@@ -41,6 +44,7 @@ from typing import Any
 from ._cassette import Cassette, Headers
 from ._errors import SsevcrError
 from ._faults import parse_faults
+from ._http1 import Cors
 from ._matching import MatchOptions
 from ._player import Player
 from ._redaction import Redaction
@@ -67,7 +71,8 @@ MAX_CONTROL_BODY = 1024 * 1024
 CASSETTE_CACHE_BYTES = 256 * 1024 * 1024
 LOG_LIMIT = 1000  # plays (latest) and misses (first) a session keeps
 _MAX_CASSETTES = 64
-_FIELDS = ("cassettes", "timing", "max_gap", "faults", "seed", "once", "name", "match_on")
+_FIELDS = ("cassettes", "timing", "max_gap", "faults", "seed", "once", "name", "match_on", "cors")
+_MAX_ORIGINS = 64
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{1,200}")
 _REDACTION = Redaction()
 
@@ -94,15 +99,24 @@ class Routed:
 class Session:
     """One test's player and how it was made."""
 
-    __slots__ = ("base_url", "id", "name", "once", "player", "seed")
+    __slots__ = ("base_url", "cors", "id", "name", "once", "player", "seed")
 
-    def __init__(self, id: str, player: Player, base_url: str, name: str | None, once: bool):
+    def __init__(
+        self,
+        id: str,
+        player: Player,
+        base_url: str,
+        name: str | None,
+        once: bool,
+        cors: Cors | None = None,
+    ):
         self.id = id
         self.player = player
         self.base_url = base_url
         self.name = name
         self.once = once
         self.seed = player.seed
+        self.cors = cors  # None: the server's CORS
 
     def summary(self) -> dict[str, Any]:
         player = self.player
@@ -117,6 +131,7 @@ class Session:
             "faults": [str(f) for f in player.faults],
             "seed": player.seed,
             "once": self.once,
+            "cors": None if self.cors is None else self.cors.describe(),
             "plays": player.play_count,
             "misses": player.miss_count,
             "delivered": dict(player.delivery_counts),
@@ -325,6 +340,7 @@ class Control:
                 if not isinstance(match_on, list) or not all(isinstance(m, str) for m in match_on):
                     raise SsevcrError("match_on must be a list of request parts")
                 match = MatchOptions(on=tuple(match_on))
+            cors = _cors(spec.get("cors"))
             sid = secrets.token_hex(8)
             player = Player.create(
                 [self._load(c) for c in cassettes],
@@ -340,7 +356,7 @@ class Control:
             )
         except (SsevcrError, ValueError) as e:
             return _error(400, f"ssevcr: cannot create the session: {e}")
-        session = Session(sid, player, f"{server_url}{SESSION_PREFIX}{sid}", name, once)
+        session = Session(sid, player, f"{server_url}{SESSION_PREFIX}{sid}", name, once, cors)
         self.sessions[sid] = session
         self.created += 1
         return Reply(201, session.summary())
@@ -410,6 +426,25 @@ def _opt_gap(spec: dict[str, Any]) -> str | float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     raise SsevcrError("max_gap must be a duration such as '250ms' or a number of seconds")
+
+
+def _cors(value: object) -> Cors | None:
+    """A session's own CORS: absent or null (the server's), true (any origin), false (none) or
+    a list of origins."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return Cors(value)
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= _MAX_ORIGINS
+        or not all(isinstance(o, str) for o in value)
+    ):
+        raise SsevcrError(f"cors must be true, false or a list of 1 to {_MAX_ORIGINS} origins")
+    try:
+        return Cors(value)
+    except ValueError as e:
+        raise SsevcrError(f"cors: {e}") from None
 
 
 def _faults_list(value: object) -> Sequence[str]:

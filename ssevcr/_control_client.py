@@ -110,8 +110,11 @@ class ControlClient:
         once: bool = False,
         name: str | None = None,
         match_on: Iterable[str] | None = None,
+        cors: bool | Iterable[str] | None = None,
     ) -> ControlSession:
-        """A new session; relative cassette paths are the server's (its working directory)."""
+        """A new session; relative cassette paths are the server's (its working directory).
+        ``cors``: the origins whose pages may read it (True: any; False: none) instead of the
+        server's ``--cors``; None keeps the server's."""
         body: dict[str, Any] = {
             "cassettes": [os.fspath(c) for c in cassettes],
             "faults": list(faults),
@@ -123,6 +126,8 @@ class ControlClient:
                 body[key] = value
         if match_on is not None:
             body["match_on"] = list(match_on)
+        if cors is not None:
+            body["cors"] = cors if isinstance(cors, bool) else list(cors)
         return ControlSession(self, self.request("POST", "sessions", body))
 
     @contextmanager

@@ -12,11 +12,14 @@ timing policy, measured from when the client's message *arrived in the replay*. 
 still gets a correct conversation: what answers its message waits for it. Messages never go out
 of recorded order (a deadline is never earlier than the previous one).
 
-**Client messages** are matched in order against the recorded ones: by default a JSON object's
-``type`` (or ``event``) field, other JSON canonically, other text exactly, binary by opcode
-(audio differs every run); ``match="json"`` compares JSON canonically and binary exactly. A
-message that differs gets an explanation naming what was expected (the adapter sends it to the
-client and closes with 1008).
+**Client messages** are matched in order against the recorded ones, as the plan's ``match``
+says (``ssevcr replay --ws-match``, the ``ws_match`` option): ``type`` (the default) compares a
+JSON object's ``type`` (or ``event``) field, other JSON canonically, other text exactly, binary
+by opcode (audio differs every run); ``json`` compares JSON canonically (a recorded
+``REDACTED`` string stands for any value, as in request matching) and the rest exactly;
+``exact`` compares opcode and bytes. A message that differs gets an explanation naming what
+was expected, for JSON the first differing field (the adapter sends it to the client and
+closes with 1008).
 
 **Faults** count the server's messages from 1 (as events are counted in a stream):
 ``drop``/``duplicate``/``corrupt`` change one message (``how=json`` cuts it in half,
@@ -51,6 +54,7 @@ from ._faults import (
     Stall,
     Truncate,
 )
+from ._matching import json_difference
 from ._providers import realtime_error
 from ._timing import Timing
 
@@ -66,7 +70,7 @@ __all__ = [
     "mismatch",
 ]
 
-Match = Literal["type", "json"]
+Match = Literal["type", "json", "exact"]  # _matching.WS_MATCHES
 How = Literal["close", "drop", "reset", "hang", "client"]
 
 
@@ -104,6 +108,7 @@ class Plan:
     ending: Ending
     fired: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
+    match: Match = "type"  # how the client's messages are compared
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +134,10 @@ def build(
     timing: Timing | None = None,
     faults: Sequence[Fault] = (),
     seed: int | str = 0,
+    match: Match = "type",
 ) -> Plan:
-    """The replay of ``ws`` under ``timing`` with ``faults`` (scoped to this play already)."""
+    """The replay of ``ws`` under ``timing`` with ``faults`` (scoped to this play already),
+    comparing the client's messages as ``match`` says."""
     timing = timing or Timing()
     close = ws.close
     tmap = timing.retime([0.0, *(m.at for m in ws.messages), *([close.at] if close else [])])
@@ -150,7 +157,7 @@ def build(
         delay = max(0.0, tmap[close.at] - tmap[anchor_at])
         how: How = {"client": "client", "server": "close", "none": "drop"}[close.by]  # type: ignore[assignment]
         ending = Ending(anchor, delay, how, close.code, close.reason)
-    plan = Plan(tuple(outs), tuple(expected), ending)
+    plan = Plan(tuple(outs), tuple(expected), ending, match=match)
     rng = random.Random(f"ssevcr:ws:{seed}")
     for f in faults:
         plan = _apply(plan, f, rng)
@@ -289,11 +296,12 @@ def _on_characters(data: bytes, sizes: list[int]) -> list[int]:
 
 def _key(data: bytes, binary: bool, match: Match) -> tuple[str, object]:
     if binary:
-        return ("binary", data if match == "json" else None)
+        return ("binary", None if match == "type" else data)
     text = data.decode("utf-8", "replace")
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
+    if match == "exact":
+        return ("text", text)
+    value = _json(data)
+    if value is _NOT_JSON:
         return ("text", text)
     if match == "type" and isinstance(value, dict):
         for name in ("type", "event"):
@@ -305,10 +313,20 @@ def _key(data: bytes, binary: bool, match: Match) -> tuple[str, object]:
         return ("text", text)
 
 
+_NOT_JSON = object()
+
+
+def _json(data: bytes) -> object:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
 def describe(data: bytes, binary: bool, match: Match = "type") -> str:
     """A client message as a near-miss explanation names it (never more than ~80 characters
     of it)."""
-    kind, value = _key(data, binary, match)
+    kind, value = _key(data, binary, "type" if match == "json" else match)
     if kind == "binary":
         return f"a binary message of {len(data)} bytes"
     if kind in ("type", "event"):
@@ -320,12 +338,25 @@ def describe(data: bytes, binary: bool, match: Match = "type") -> str:
 
 def mismatch(expected: WsMessage, data: bytes, binary: bool, match: Match = "type") -> str | None:
     """Why a client message is not the recorded one, or None when it matches."""
+    if match == "json" and not binary and not expected.binary:
+        a, b = _json(expected.data), _json(data)
+        if a is not _NOT_JSON and b is not _NOT_JSON:
+            diff = json_difference(a, b)
+            if diff is None:
+                return None
+            return f"expected {describe(expected.data, False, match)}, the JSON differs at {diff}"
     if _key(expected.data, expected.binary, match) == _key(data, binary, match):
         return None
-    return (
+    problem = (
         f"expected {describe(expected.data, expected.binary, match)}, "
         f"got {describe(data, binary, match)}"
     )
+    if match == "exact" and binary == expected.binary:
+        a, b = expected.data, data
+        at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+        at = min(len(a), len(b)) if at is None else at
+        problem += f" (the bytes differ from byte {at}: recorded {len(a)}, got {len(b)})"
+    return problem
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,9 +369,9 @@ class Conversation:
 
     __slots__ = ("_arrived", "_last", "_next", "match", "plan")
 
-    def __init__(self, plan: Plan, *, match: Match = "type") -> None:
+    def __init__(self, plan: Plan, *, match: Match | None = None) -> None:
         self.plan = plan
-        self.match = match
+        self.match: Match = plan.match if match is None else match
         self._arrived = [0.0]  # when the handshake, then each client message, arrived
         self._next = 0  # the next message to send
         self._last = 0.0  # the deadline of the latest message sent

@@ -44,6 +44,7 @@ __all__ = [
     "MAX_BODY",
     "MAX_HEAD",
     "BadHead",
+    "Cors",
     "FramedSchedule",
     "Head",
     "HeadCache",
@@ -684,3 +685,60 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return ""
+
+
+_ORIGIN = re.compile(r"[!-~]{1,200}")  # printable ASCII, no space: what an Origin header holds
+
+
+class Cors:
+    """Which pages may read the answers (CORS). ``True`` (or ``["*"]``): any origin, without
+    credentials (the page's origin reflected, or ``*``); a list of origins: those, with
+    credentials; ``False``: none (no CORS headers). Origins are compared without a trailing
+    slash; a listed origin that is not printable ASCII without spaces is a ``ValueError``."""
+
+    __slots__ = ("_any", "_origins", "on")
+
+    def __init__(self, cors: bool | Sequence[str] = False) -> None:
+        if isinstance(cors, bool):
+            origins: tuple[str, ...] = ("*",) if cors else ()
+        else:
+            origins = tuple(cors)
+            bad = [o for o in origins if not isinstance(o, str) or not _ORIGIN.fullmatch(o)]
+            if bad:
+                raise ValueError(f"not an origin: {str(bad[0])[:60]!r}")
+        self.on = bool(origins)
+        self._any = "*" in origins
+        self._origins = frozenset(o.rstrip("/") for o in origins if o != "*")
+
+    def describe(self) -> bool | list[str]:
+        """The policy as it was given: True (any origin), False, or the sorted origins."""
+        if not self.on:
+            return False
+        if not self._origins:
+            return True
+        return [*sorted(self._origins), *(["*"] if self._any else [])]
+
+    def headers(self, headers: Headers) -> Headers:
+        """What lets the page that sent ``headers`` read the answer: any origin without
+        credentials, or a named origin with them; nothing for an origin not named."""
+        origin = None
+        for k, v in headers:
+            if k.lower() == "origin":
+                origin = v
+                break
+        if origin and origin.rstrip("/") in self._origins:
+            return (
+                ("access-control-allow-origin", origin),
+                ("access-control-allow-credentials", "true"),
+                ("access-control-expose-headers", "*"),
+                ("vary", "Origin"),
+            )
+        if not self._any:
+            return ()
+        if origin:  # reflected (never with credentials)
+            return (
+                ("access-control-allow-origin", origin),
+                ("access-control-expose-headers", "*"),
+                ("vary", "Origin"),
+            )
+        return (("access-control-allow-origin", "*"), ("access-control-expose-headers", "*"))

@@ -1,8 +1,12 @@
-"""Run a function when a package is imported: the client adapters patch aiohttp and requests only
-if the code under test uses them, without importing them (hundreds of milliseconds) themselves.
+"""Run a function when a package is imported: the client adapters patch httpx, aiohttp and urllib3
+only if the code under test uses them, without importing them (hundreds of milliseconds) themselves.
 
     when_imported("aiohttp", patch)     # now, if aiohttp is imported; else right after its import
     forget("aiohttp", patch)            # no longer
+
+    patches = Patches("aiohttp", lambda aiohttp: [(aiohttp.BaseConnector, "connect", wrap)])
+    patches.install()                   # BaseConnector.connect = wrap(original), once imported
+    patches.uninstall()                 # the original back (unless another tool patched over us)
 
 A finder at the front of ``sys.meta_path`` (only while something waits) hands the import to the
 other finders and wraps the loader it gets, so the package runs as usual and the callbacks run
@@ -16,12 +20,14 @@ import importlib.machinery
 import importlib.util
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
+from typing import Any
 
-__all__ = ["forget", "when_imported"]
+__all__ = ["Patches", "forget", "when_imported"]
 
 Callback = Callable[[ModuleType], None]
+Wrap = Callable[[Any], Any]  # the original method -> ours
 
 _waiting: dict[str, list[Callback]] = {}
 _finding: set[str] = set()
@@ -100,3 +106,42 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 _FINDER = _Finder()
+
+
+_wrappers: dict[tuple[Any, Wrap], Any] = {}  # ours, for each (original, wrap): made once
+
+
+class Patches:
+    """The methods one adapter replaces on a package's classes while cassettes are open:
+    ``targets(package)`` names them as ``(class, attribute, wrap)``. ``install`` sets each to
+    ``wrap(original)`` once the package is imported (at once if it is); ``uninstall`` stops
+    waiting and puts back each original that nobody patched over since. A wrapper is made once
+    per original (a test suite opens cassettes often)."""
+
+    def __init__(
+        self, package: str, targets: Callable[[ModuleType], Iterable[tuple[type, str, Wrap]]]
+    ) -> None:
+        self.package = package
+        self.targets = targets
+        self._done: list[tuple[type, str, Any, Any]] = []  # (class, attribute, original, ours)
+
+    def install(self) -> None:
+        when_imported(self.package, self._apply)
+
+    def uninstall(self) -> None:
+        forget(self.package, self._apply)
+        while self._done:
+            cls, attr, original, ours = self._done.pop()
+            if cls.__dict__.get(attr) is ours:  # leave alone what another tool patched over us
+                setattr(cls, attr, original)
+
+    def _apply(self, module: ModuleType) -> None:
+        if self._done:
+            return
+        for cls, attr, wrap in self.targets(module):
+            original = cls.__dict__[attr]
+            ours = _wrappers.get((original, wrap))
+            if ours is None:
+                ours = _wrappers[original, wrap] = wrap(original)
+            setattr(cls, attr, ours)
+            self._done.append((cls, attr, original, ours))

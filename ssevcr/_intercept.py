@@ -1,5 +1,5 @@
-"""In-process interception: every httpx, httpx2, aiohttp and requests client replays from, or
-records into, a cassette; while one replays, no other connection leaves the machine.
+"""In-process interception: every httpx, httpx2, aiohttp, requests and urllib3 client replays
+from, or records into, a cassette; while one replays, no other connection leaves the machine.
 
     with ssevcr.use_cassette("cassettes/chat.msgpack", timing="instant") as cas:
         ...                                   # cas.plays, cas.fired, cas.misses, cas.recorded
@@ -10,8 +10,9 @@ records into, a cassette; while one replays, no other connection leaves the mach
 While a cassette is in use, each client adapter is installed (:data:`ADAPTERS`, each with
 ``install``/``uninstall``): here ``HTTPTransport.handle_request`` and
 ``AsyncHTTPTransport.handle_async_request`` of httpx and httpx2 (whichever are installed);
-``ssevcr._aiohttp`` (every aiohttp connector), ``ssevcr._requests`` (every requests
-``HTTPAdapter``), and ``ssevcr._network``, which refuses connections to non-loopback addresses
+``ssevcr._aiohttp`` (every aiohttp connector), ``ssevcr._urllib3`` (every urllib3 pool, so
+also requests and botocore), ``ssevcr._websockets`` (the ``websockets`` asyncio client: WebSocket
+replay through a replay server of the cassette), and ``ssevcr._network``, which refuses connections to non-loopback addresses
 from any client while the cassette replays. A request is answered by the innermost open
 cassette of the context it is made in (``contextvars``): the thread or task that entered it, the tasks started from there (asyncio copies
 the context into each new task), and threads that run in a copy of it (``asyncio.to_thread``,
@@ -50,9 +51,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
+from . import _import_hook
 from ._cassette import Cassette, Headers, Interaction, Outcome, Request, Response
 from ._errors import ConfigError, NoMatchError, SsevcrError
 from ._recording import DRAIN_TIMEOUT, Recording, _Capture, record_async, record_sync
@@ -83,6 +85,7 @@ OPTION_NAMES = (
     "faults",
     "seed",
     "match_on",
+    "ws_match",
     "ignore_body_keys",
     "allow_repeats",
     "redact_headers",
@@ -149,6 +152,7 @@ class Options:
     ignore_hosts: HostSet = field(default_factory=lambda: _empty_hosts())
     config: Path | None = None  # configured responses (``ssevcr._config_file``)
     fail_on_unconsumed: bool = False
+    ws_match: str = "type"  # WebSocket client messages (ssevcr_server): type | json | exact
 
     @classmethod
     def parse(
@@ -161,6 +165,7 @@ class Options:
         faults: Iterable[str | Fault] | str | None = None,
         seed: int = 0,
         match_on: Sequence[str] | None = None,
+        ws_match: str = "type",
         ignore_body_keys: Sequence[str] = (),
         allow_repeats: bool = False,
         redact_headers: Iterable[str] = (),
@@ -232,8 +237,9 @@ class Options:
             ),
             config=None if config is None else Path(os.fspath(config)),
             fail_on_unconsumed=fail_on_unconsumed,
+            ws_match=ws_match,
         )
-        options.match()  # validates match_on now
+        options.match()  # validates match_on and ws_match now
         return options
 
     def match(self) -> Any:
@@ -247,6 +253,7 @@ class Options:
             on=base.on,
             ignore_body_keys=tuple(dict.fromkeys(body_keys)),
             ignore_query=tuple(sorted(self.redaction.query_keys)),
+            ws_match=self.ws_match,
         )
 
 
@@ -275,7 +282,7 @@ def _empty_hosts() -> HostSet:
 
 
 # ---------------------------------------------------------------------------------------------
-# recording for the adapters that report a head, then chunks, then the end (aiohttp, requests)
+# recording for the adapters that report a head, then chunks, then the end (aiohttp, urllib3)
 
 
 class AdapterRecording:
@@ -348,6 +355,8 @@ class ActiveCassette:
     closed: bool = False  # exited: it answers no request any more
     save_failed: bool = False  # a save failed and was reported (the pytest plugin)
     checked: bool = False  # fail_on_unconsumed was checked already (the pytest plugin)
+    on_close: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    """Called once it is exited (an adapter's replay server stops)."""
 
     @classmethod
     def open(cls, options: Options) -> ActiveCassette:
@@ -717,37 +726,25 @@ def _async_patch(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], An
     return handle_async_request
 
 
-_patches: dict[Any, Any] = {}  # our wrapper of each original
-
-
 class _HttpxAdapter:
     """httpx and httpx2 (whichever are installed): their transports' request methods."""
 
     def __init__(self) -> None:
-        self._installed: list[tuple[type, str, Any, Any]] = []  # (class, attribute, original, ours)
-
-    def install(self) -> None:
-        for name in ("httpx", "httpx2"):
-            try:
-                mod = importlib.import_module(name)
-            except ImportError:
-                continue
-            for cls, attr, patch in (
+        def targets(mod: ModuleType) -> list[tuple[type, str, Callable[[Any], Any]]]:
+            return [
                 (mod.HTTPTransport, "handle_request", _sync_patch),
                 (mod.AsyncHTTPTransport, "handle_async_request", _async_patch),
-            ):
-                original = cls.__dict__[attr]
-                ours = _patches.get(original)
-                if ours is None:  # made once: a test suite enters cassettes often
-                    ours = _patches[original] = patch(original)
-                setattr(cls, attr, ours)
-                self._installed.append((cls, attr, original, ours))
+            ]
+
+        self._patches = [_import_hook.Patches(name, targets) for name in ("httpx", "httpx2")]
+
+    def install(self) -> None:
+        for patches in self._patches:
+            patches.install()
 
     def uninstall(self) -> None:
-        while self._installed:
-            cls, attr, original, ours = self._installed.pop()
-            if cls.__dict__.get(attr) is ours:  # leave alone what another tool patched over us
-                setattr(cls, attr, original)
+        for patches in self._patches:
+            patches.uninstall()
 
 
 class Adapter(Protocol):
@@ -761,7 +758,12 @@ class Adapter(Protocol):
     def uninstall(self) -> None: ...
 
 
-ADAPTERS: tuple[str, ...] = ("ssevcr._aiohttp", "ssevcr._requests", "ssevcr._network")
+ADAPTERS: tuple[str, ...] = (
+    "ssevcr._aiohttp",
+    "ssevcr._urllib3",
+    "ssevcr._websockets",
+    "ssevcr._network",
+)
 """The adapter modules besides httpx/httpx2, each a module with ``install`` and ``uninstall``
 (a library that is not imported yet is patched when it is)."""
 
@@ -797,6 +799,8 @@ def _pop(cassette: ActiveCassette) -> None:
     """Close ``cassette``: it answers nothing more, in any context (a task or a copied context
     still holding it skips it); the patches go when the last open cassette is closed."""
     cassette.closed = True
+    while cassette.on_close:
+        cassette.on_close.pop()()
     stack = _context.get()
     if cassette in stack:
         _context.set(tuple(c for c in stack if c is not cassette))
@@ -899,6 +903,7 @@ def use_cassette(
     faults: Iterable[str | Fault] | str | None = None,
     seed: int = 0,
     match_on: Sequence[str] | None = None,
+    ws_match: str = "type",
     ignore_body_keys: Sequence[str] = (),
     allow_repeats: bool = False,
     redact_headers: Iterable[str] = (),
@@ -911,11 +916,12 @@ def use_cassette(
     fail_on_unconsumed: bool = False,
     process_wide: bool = False,
 ) -> CassetteUse:
-    """Replay (or record) ``path`` for every httpx/httpx2/aiohttp/requests client while active.
+    """Replay (or record) ``path`` for every httpx/httpx2/aiohttp/urllib3 client while active.
 
     ``record``: none | once | new_episodes | all. ``timing``/``max_gap``/``faults``/``seed``:
     the replay grammar. ``match_on``: parts to match (default method, path, query, body);
-    ``ignore_body_keys``: dotted JSON keys left out. ``allow_repeats``: a used-up interaction
+    ``ignore_body_keys``: dotted JSON keys left out. ``ws_match``: how a WebSocket client's
+    messages are compared on ``ssevcr_server`` (``type``, ``json``, ``exact``). ``allow_repeats``: a used-up interaction
     plays again instead of missing. ``redact_*``: more headers, query keys and JSON body paths to
     hide when recording, besides the credential defaults. ``allowed_hosts``: hosts the network
     guard lets any client connect to while replaying (names, addresses, ``*.example.com``,
@@ -935,6 +941,7 @@ def use_cassette(
             faults=faults,
             seed=seed,
             match_on=match_on,
+            ws_match=ws_match,
             ignore_body_keys=ignore_body_keys,
             allow_repeats=allow_repeats,
             redact_headers=redact_headers,

@@ -27,6 +27,16 @@ bytes, in the body's framing (SSE events, NDJSON lines, JSON-array elements: ``_
 event is delivered once the byte that ends it is (for a compressed body, once the chunk whose
 decoding completes it is).
 
+A WebSocket play (the adapter calls ``ws_sent`` for each server message handed over,
+``ws_received`` for each client message, ``ws_closed`` for the close) has a ``websocket`` part:
+every message with its time, direction, number and size (client messages: whether they matched
+the recording), the counts against the plan, and the close (code and reason, or none when the
+TCP connection ended without a close frame; who closed first; when). Its ``events`` and
+``bytes`` count the server messages handed over; it is completed when the conversation reached
+its planned end (every planned message sent, then the planned close, or the client's close
+when the recording ends with it), else the client left (``fin``/``rst``), also after a client
+message that did not match.
+
 The recording side is cheap by design: an adapter calls ``sent`` once per write (instant replay:
 once per answer), and the journal stores a time and a byte count; events, ids and redaction are
 worked out only when a value is asked for. Request headers in a value are redacted (credential
@@ -40,12 +50,15 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ._cassette import Headers, Request, header
 from ._content import ContentDecoder, DecodeError
 from ._redaction import Redaction
 from ._schedule import Abort, Close, Hang, Reset, Schedule
+
+if TYPE_CHECKING:  # imported by WebSocket plays only (start-up time)
+    from ._conversation import Plan
 
 __all__ = [
     "HOWS",
@@ -54,6 +67,9 @@ __all__ = [
     "How",
     "Journal",
     "Progress",
+    "WsClosing",
+    "WsDelivery",
+    "WsMark",
     "event_map",
 ]
 
@@ -136,6 +152,120 @@ def _event_map(schedule: Schedule) -> EventMap | None:
     return EventMap(tuple(ends), ids)
 
 
+class WsMark(NamedTuple):
+    """A WebSocket message: ``at`` seconds after the request arrived, ``out`` (server to client)
+    or ``in``, its number (server messages as planned from 1, 0 for one a fault added; client
+    messages from 1), its size, and for a client message whether it matched the recording."""
+
+    at: float
+    direction: Literal["out", "in"]
+    number: int
+    size: int
+    binary: bool
+    matched: bool | None = None
+
+
+class WsClosing(NamedTuple):
+    """How a WebSocket conversation closed: who closed first (``server`` or ``client``), the
+    close frame's code and reason (``code`` None: the TCP connection ended without one), when."""
+
+    at: float
+    by: Literal["server", "client"]
+    code: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WsDelivery:
+    """The WebSocket part of a play's delivery: the messages (at most ``MAX_PROGRESS`` listed;
+    the counts are exact), server messages ``sent`` of ``planned``, client messages
+    ``received`` of ``expected`` (``matched`` of them matched), and the close."""
+
+    messages: tuple[WsMark, ...]
+    sent: int
+    planned: int
+    received: int
+    matched: int
+    expected: int
+    close: WsClosing | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "messages": [
+                [round(m.at, 6), m.direction, m.number, m.size, m.binary, m.matched]
+                for m in self.messages
+            ],
+            "sent": self.sent,
+            "planned": self.planned,
+            "received": self.received,
+            "matched": self.matched,
+            "expected": self.expected,
+            "close": None
+            if self.close is None
+            else {
+                "at": round(self.close.at, 6),
+                "by": self.close.by,
+                "code": self.close.code,
+                "reason": self.close.reason,
+            },
+        }
+
+    def describe(self) -> str:
+        """``16/16 messages out, 2/2 in, closed by the client (1000)``."""
+        close = self.close
+        if close is None:
+            closed = "not closed"
+        else:
+            frame = "no close frame" if close.code is None else str(close.code)
+            closed = (
+                f"closed by the {close.by} ({frame}{f': {close.reason}' if close.reason else ''})"
+            )
+        missed = self.received - self.matched
+        return (
+            f"{self.sent}/{self.planned} messages out, {self.matched}/{self.expected} in"
+            f"{f' ({missed} not matching)' if missed else ''}, {closed}"
+        )
+
+
+class _WsLog:
+    """What a journal keeps of a WebSocket play while it runs."""
+
+    __slots__ = (
+        "bytes",
+        "close",
+        "expected",
+        "marks",
+        "matched",
+        "planned",
+        "planned_bytes",
+        "received",
+        "sent",
+    )
+
+    def __init__(self, plan: Plan) -> None:
+        self.planned = sum(1 for m in plan.messages if m.number)
+        self.planned_bytes = sum(len(m.data) for m in plan.messages if m.number)
+        self.expected = len(plan.expected)
+        self.marks: list[WsMark] = []
+        self.sent = self.bytes = self.received = self.matched = 0
+        self.close: WsClosing | None = None
+
+    def mark(self, mark: WsMark) -> None:
+        if len(self.marks) < MAX_PROGRESS:
+            self.marks.append(mark)
+
+    def value(self) -> WsDelivery:
+        return WsDelivery(
+            tuple(self.marks),
+            self.sent,
+            self.planned,
+            self.received,
+            self.matched,
+            self.expected,
+            self.close,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """What one play delivered (a snapshot: a play still in flight gives a newer one later).
@@ -169,6 +299,7 @@ class Delivery:
     resumed_after: str | None = None  # the Last-Event-ID this play resumed after
     fired: tuple[str, ...] = ()  # fault specs that changed this play
     session: str | None = None  # the control-API session that served it
+    websocket: WsDelivery | None = None  # a WebSocket play: its messages and close
 
     @property
     def state(self) -> Literal["open", "completed", "left"]:
@@ -216,6 +347,7 @@ class Delivery:
             "last_event_id": self.last_event_id,
             "resumed_after": self.resumed_after,
             "fired": list(self.fired),
+            **({} if self.websocket is None else {"websocket": self.websocket.to_json()}),
         }
 
     def describe(self) -> str:
@@ -234,6 +366,11 @@ class Delivery:
         else:
             how = "still open (neither read to the end nor closed)"
         resumed = f" resumed after id {self.resumed_after!r}," if self.resumed_after else ""
+        if self.websocket is not None:
+            return (
+                f"#{self.index + 1} {self.method} {self.url}: WebSocket, "
+                f"{self.websocket.describe()}, {how}"
+            )
         return (
             f"#{self.index + 1} {self.method} {self.url}: {self.status},{resumed} "
             f"{events}{self.bytes}/{self.planned_bytes} bytes, {how}"
@@ -257,6 +394,7 @@ class Journal:
         "_progress",
         "_sent",
         "_wall",
+        "_ws",
         "cassette",
         "fired",
         "index",
@@ -279,6 +417,7 @@ class Journal:
         resumed_after: str | None = None,
         session: str | None = None,
         ended: Callable[[Journal], None] | None = None,
+        conversation: Plan | None = None,
     ) -> None:
         self.schedule = schedule
         self.request = request
@@ -297,6 +436,7 @@ class Journal:
         self._left_at: float | None = None
         self._how: How | None = None
         self._ended = ended
+        self._ws = None if conversation is None else _WsLog(conversation)
 
     # -- what adapters report ----------------------------------------------------------------
 
@@ -341,6 +481,34 @@ class Journal:
             if self._ended is not None:
                 self._ended(self)
 
+    def ws_sent(self, at: float, number: int, size: int, binary: bool) -> None:
+        """A server message (``number`` as planned, 0: added by a fault) was handed over."""
+        ws = self._ws
+        if ws is None or self._how is not None:
+            return
+        ws.sent += 1
+        ws.bytes += size
+        ws.mark(WsMark(at - self.t0, "out", number, size, binary))
+        self.sent(at, ws.bytes)
+
+    def ws_received(self, at: float, size: int, binary: bool, matched: bool) -> None:
+        """A client message arrived (``matched``: it is the recorded one)."""
+        ws = self._ws
+        if ws is None or self._how is not None:
+            return
+        ws.received += 1
+        ws.matched += matched
+        ws.mark(WsMark(at - self.t0, "in", ws.received, size, binary, matched))
+
+    def ws_closed(
+        self, at: float, by: Literal["server", "client"], code: int | None, reason: str
+    ) -> None:
+        """The conversation closes: the first side to close (a close frame with ``code``, or
+        the TCP connection ended without one: ``code`` None). Later calls change nothing."""
+        ws = self._ws
+        if ws is not None and ws.close is None:
+            ws.close = WsClosing(at - self.t0, by, code, reason)
+
     def left(self, at: float, how: How, *, body_bytes: int | None = None) -> None:
         """The client went away (``how``) before the end; ``body_bytes``: what it had been
         handed by then, when less than reported (a server's transport still held the rest).
@@ -350,7 +518,9 @@ class Journal:
             return
         schedule = self.schedule
         planned = schedule.timeline.ends[-1] if schedule.steps else 0
-        if (
+        if self._ws is not None:  # (a conversation is completed only by its adapter)
+            pass
+        elif (
             (body_bytes is None or body_bytes >= planned)
             and self._sent >= planned
             and type(schedule.end) is not Hang
@@ -358,7 +528,7 @@ class Journal:
         ):
             self.done(at)  # it had every byte and closed before the end came: it read it all
             return
-        if body_bytes is not None and body_bytes < self._sent:
+        if self._ws is None and body_bytes is not None and body_bytes < self._sent:
             self._sent = body_bytes
             progress = self._progress
             while progress and progress[-1][1] > body_bytes:
@@ -383,6 +553,8 @@ class Journal:
         return self._how
 
     def value(self) -> Delivery:
+        if self._ws is not None:
+            return self._ws_value()
         schedule = self.schedule
         events = event_map(schedule)
         sent = self._sent
@@ -421,11 +593,55 @@ class Journal:
             session=self.session,
         )
 
+    def _ws_value(self) -> Delivery:
+        ws = self._ws
+        assert ws is not None
+        redaction = self.redaction or _DEFAULT_REDACTION
+        request = self.request
+        marks, n, size = [], 0, 0
+        for m in ws.marks:
+            if m.direction == "out":
+                n, size = n + 1, size + m.size
+                marks.append(Progress(m.at, size, n))
+        left = self._how is not None
+        return Delivery(
+            index=self.index,
+            cassette=self.cassette,
+            method=request.method,
+            url=redaction.redact_url(request.url),
+            status=self.schedule.status,
+            request_headers=redaction.redact_headers(request.headers),
+            started=self._wall,
+            headers_sent_at=self._head_at,
+            bytes=ws.bytes,
+            events=ws.sent,
+            planned_bytes=ws.planned_bytes,
+            planned_events=ws.planned,
+            progress=tuple(marks),
+            completed=self._done_at is not None,
+            end=None
+            if self._done_at is None
+            else "close"
+            if ws.close is not None and ws.close.code is not None
+            else "abort",
+            left_at=self._left_at,
+            left_after_event=ws.sent if left else None,
+            left_after_byte=ws.bytes if left else None,
+            how=self._how,
+            last_event_id="",
+            resumed_after=self.resumed_after,
+            fired=self.fired,
+            session=self.session,
+            websocket=ws.value(),
+        )
+
     def line(self) -> str:
         """``value().to_json()`` as one JSON line (no newline), made cheaply: what a play's
         request and schedule give (its redacted headers above all) is serialized once per
         distinct request and kept in the schedule's memo; only what the play changed is
         formatted each time (``ssevcr replay --journal`` writes one per play)."""
+        if self._ws is not None:  # (rare, and with its own part: made whole)
+            return json.dumps(self.value().to_json(), separators=(",", ":"))
         schedule = self.schedule
         events = event_map(schedule)
         sent = self._sent

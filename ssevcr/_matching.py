@@ -32,9 +32,12 @@ from ._secrets import (
     safe,
 )
 
-__all__ = ["PARTS", "MatchOptions", "differences", "explain_miss"]
+__all__ = ["PARTS", "WS_MATCHES", "MatchOptions", "differences", "explain_miss", "json_difference"]
 
 PARTS = ("method", "scheme", "host", "path", "query", "body", "headers")
+WS_MATCHES = ("type", "json", "exact")
+"""How WebSocket client messages are compared (``ssevcr._conversation``): by their ``type``
+field, as canonical JSON, or byte for byte."""
 _WEIGHT = {"method": 8, "path": 8, "scheme": 1, "host": 1, "query": 3, "body": 2, "headers": 1}
 _MISSING = object()
 _ABSENT = object()
@@ -46,8 +49,14 @@ class MatchOptions:
     ignore_body_keys: tuple[str, ...] = ()  # dotted JSON paths left out of the comparison
     ignore_query: tuple[str, ...] = ()
     headers: tuple[str, ...] = ()  # header names compared when "headers" is in `on`
+    ws_match: str = "type"  # WebSocket client messages: type | json | exact (_conversation)
 
     def __post_init__(self) -> None:
+        if self.ws_match not in WS_MATCHES:
+            raise ConfigError(
+                f"unknown WebSocket message matching {self.ws_match!r}; "
+                f"valid: {', '.join(WS_MATCHES)}"
+            )
         unknown = [p for p in self.on if p not in PARTS]
         if unknown:
             raise ConfigError(
@@ -125,6 +134,13 @@ def _first_json_difference(a: Any, b: Any, path: str = "$") -> str | None:
             return f"{path}: recorded {len(a)} items, got {len(b)}"
         return None
     return None if a == b else f"{path}: recorded {_short(a, path)}, got {_short(b, path)}"
+
+
+def json_difference(recorded: Any, incoming: Any) -> str | None:
+    """Where two parsed JSON values first differ, safe to print (``$.session.voice: recorded
+    "alloy", got "verse"``); None when they match, a recorded ``REDACTED`` string matching any
+    value."""
+    return _first_json_difference(recorded, incoming)
 
 
 def _short(value: Any, path: str = "", limit: int = 60) -> str:

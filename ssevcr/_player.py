@@ -312,7 +312,13 @@ class Player:
             return sched, None
         from . import _conversation as conversation_mod
 
-        plan = conversation_mod.build(ws, timing=self.timing, faults=faults, seed=seed)
+        plan = conversation_mod.build(
+            ws,
+            timing=self.timing,
+            faults=faults,
+            seed=seed,
+            match=self.match.ws_match,  # type: ignore[arg-type]  # (checked: WS_MATCHES)
+        )
         return replace(sched, fired=plan.fired, skipped=plan.skipped), plan
 
     def _schedule(
@@ -370,6 +376,7 @@ class Player:
             resumed_after=resumed_after,
             session=self.session,
             ended=self._ended,
+            conversation=conversation,
         )
         return Play(
             index,

@@ -70,7 +70,7 @@ from ._secrets import safe
 from .mitm.protocol import FORWARDED_URL  # set by the --proxy addon: the URL the client asked for
 
 if TYPE_CHECKING:  # imported on first use: a plain replay starts without them (start-up time)
-    from ._control import Control
+    from ._control import Control, Reply, Routed
     from ._websocket import WebSocketSession
 
 __all__ = ["HEAD_TIMEOUT", "IDLE_TIMEOUT", "MAX_BODY", "ReplayServer", "miss_body"]
@@ -272,7 +272,7 @@ class _Connection(asyncio.Protocol):
         head = incoming.head
         if not server.host_allowed(head.host):
             return self._refused_host(head)
-        cors = server.cors_headers(head) if server.cors else ()
+        cors, routed = self._cors(head)
         if (
             cors
             and head.method == "OPTIONS"
@@ -281,11 +281,11 @@ class _Connection(asyncio.Protocol):
             return self._small(head, 204, (*cors, *server.preflight_headers(head)), b"")
         player, url = server.player, head.url
         if server.control is not None:  # (--control: sessions, and the control API)
-            routed = self._routed(incoming, head, cors)
-            if type(routed) is bool:
-                return routed
-            assert isinstance(routed, tuple)
-            player, url = routed
+            found = self._routed(incoming, head, cors, routed)
+            if type(found) is bool:
+                return found
+            assert isinstance(found, tuple)
+            player, url = found
         request = self._last
         if request is None or self._last_head is not head or request.body != incoming.body:
             request = Request(head.method, url, head.headers, incoming.body)
@@ -294,7 +294,7 @@ class _Connection(asyncio.Protocol):
         try:
             play = player.play(request)
             if play.conversation is not None:
-                return self._websocket(head, play)
+                return self._websocket(head, play, t0)
             framed = http1.framed(play.schedule)
             response_head = framed.head.with_headers(cors)
         except NoMatchError as e:
@@ -344,7 +344,7 @@ class _Connection(asyncio.Protocol):
             self._marks[:] = [(self._wire, 0)]  # (where this answer starts)
         return self._follow()
 
-    def _websocket(self, head: http1.Head, play: Play) -> bool:
+    def _websocket(self, head: http1.Head, play: Play, t0: float) -> bool:
         """Hand the connection over to a replayed WebSocket conversation (never complete: it
         ends with the connection)."""
         from ._websocket import WebSocketSession, describe_request, is_upgrade
@@ -366,7 +366,11 @@ class _Connection(asyncio.Protocol):
             what=what,
             on_miss=lambda message: self.server.player.note_miss(play.request, message),
             max_message=max(self.server.max_body, 1),
+            journal=play.journal,
+            delivered=lambda: self.server.delivered(play),
         )
+        if play.journal is not None:
+            play.journal.begin(t0, time.time() - (self.loop.time() - t0))
         self._ws = session
         problem = session.accept(head, play.interaction.response.headers, self.reader.take())
         if problem is not None:
@@ -479,12 +483,30 @@ class _Connection(asyncio.Protocol):
             return False
         return True
 
+    def _cors(self, head: http1.Head) -> tuple[Headers, Routed | Reply | None]:
+        """The CORS headers of this request (its session's own policy, else the server's) and,
+        with the control API on, where ``Control.route`` sends it (None: no session)."""
+        server = self.server
+        policy, routed = server.cors_policy, None
+        control = server.control
+        if control is not None and not control.is_control(head.target):
+            from ._control import Routed  # (imported already: the server has a control)
+
+            routed = control.route(head.target, head.url, head.headers)
+            if isinstance(routed, Routed) and routed.session.cors is not None:
+                policy = routed.session.cors
+        return (policy.headers(head.headers) if policy.on else ()), routed
+
     def _routed(
-        self, incoming: http1.Request, head: http1.Head, cors: Headers
+        self,
+        incoming: http1.Request,
+        head: http1.Head,
+        cors: Headers,
+        routed: Routed | Reply | None,
     ) -> tuple[Player, str] | bool:
         """With the control API on: a control request answered, or a request to an unknown
         session answered as a miss (the answer's ``_answered``), else the player and URL the
-        request is matched with."""
+        request is matched with (``routed``: where ``Control.route`` sent it)."""
         server = self.server
         control = server.control
         assert control is not None
@@ -498,9 +520,8 @@ class _Connection(asyncio.Protocol):
                 loopback=self._peer_is_loopback(),
             )
             return self._small(head, reply.status, (*cors, _NO_STORE), reply.encode())
-        from ._control import Reply  # (imported already: the server has a control)
+        from ._control import Reply
 
-        routed = control.route(head.target, head.url, head.headers)
         if isinstance(routed, Reply):
             message = routed.body["error"]["message"]
             server.log(message)
@@ -656,7 +677,7 @@ class _Connection(asyncio.Protocol):
             self._left(how)
         self.gone = True
         if self._ws is not None:
-            self._ws.stop()
+            self._ws.stop(how)
         self._follower = self._writer = self._framed = self._response_head = None
         for handle in (self._timer, self._step):
             if handle is not None:
@@ -797,10 +818,11 @@ class ReplayServer:
         self.player = player
         self.host = host
         self.port = port
-        origins = ("*",) if cors is True else () if cors is False else tuple(str(o) for o in cors)
-        self.cors = bool(origins)
-        self._any_origin = "*" in origins
-        self._origins = frozenset(o.rstrip("/") for o in origins if o != "*")
+        try:
+            self.cors_policy = http1.Cors(cors if isinstance(cors, bool) else list(map(str, cors)))
+        except ValueError as e:
+            raise ConfigError(f"cors: {e}") from None
+        self.cors = self.cors_policy.on
         self.allow_hosts = tuple(allow_hosts)
         self._any_host = "*" in self.allow_hosts
         self._hosts = {_host_name(h) for h in self.allow_hosts if h != "*"}
@@ -964,25 +986,8 @@ class ReplayServer:
     # --- CORS
 
     def cors_headers(self, head: http1.Head) -> Headers:
-        """What lets a page read the answer: any origin without credentials (``*``), or a named
-        origin with them; nothing for an origin not named."""
-        origin = _header(head.headers, "origin")
-        if origin and origin.rstrip("/") in self._origins:
-            return (
-                ("access-control-allow-origin", origin),
-                ("access-control-allow-credentials", "true"),
-                ("access-control-expose-headers", "*"),
-                ("vary", "Origin"),
-            )
-        if not self._any_origin:
-            return ()
-        if origin:  # reflected (never with credentials)
-            return (
-                ("access-control-allow-origin", origin),
-                ("access-control-expose-headers", "*"),
-                ("vary", "Origin"),
-            )
-        return (("access-control-allow-origin", "*"), ("access-control-expose-headers", "*"))
+        """The server's CORS headers for this request (see :class:`~ssevcr._http1.Cors`)."""
+        return self.cors_policy.headers(head.headers)
 
     def preflight_headers(self, head: http1.Head) -> Headers:
         method = _header(head.headers, "access-control-request-method") or "GET"

@@ -11,6 +11,11 @@ from the recording gets OpenAI Realtime's ``error`` event explaining the near mi
 and the connection closes with 1008. Pings are answered; a client's close is answered and ends
 the connection.
 
+Each play's journal (``ssevcr._journal``) gets every message handed to the transport or read
+from the client, the close (the first side to close: its code and reason, or none when the TCP
+connection ended without a close frame), and how the play ended: completed when the
+conversation reached its planned end, else how the client left.
+
 Bounds: a client message (its fragments joined) larger than ``max_message`` closes with 1009;
 bytes waiting for a client that does not read stop the sender (flow control, as for streams).
 """
@@ -33,6 +38,7 @@ from ._secrets import mask_url, printable, safe
 if TYPE_CHECKING:
     from . import _http1 as http1
     from ._cassette import Headers
+    from ._journal import How, Journal
 
 __all__ = ["MAX_MESSAGE", "WebSocketSession", "handshake_headers", "is_upgrade"]
 
@@ -92,6 +98,8 @@ class WebSocketSession:
         what: str,
         on_miss: Callable[[str], None] = lambda _message: None,
         max_message: int = MAX_MESSAGE,
+        journal: Journal | None = None,
+        delivered: Callable[[], None] = lambda: None,
     ) -> None:
         self.transport = transport
         self.loop = loop
@@ -110,6 +118,9 @@ class WebSocketSession:
         self._timer: asyncio.TimerHandle | None = None
         self._parts: list[bytes] = []
         self._size = 0
+        self.journal = journal
+        self._delivered = delivered
+        self._awaiting_client = False  # every planned message sent; the client's close ends it
 
     # --- the handshake
 
@@ -137,6 +148,8 @@ class WebSocketSession:
             return f"the recorded handshake cannot be answered: {e}"
         self.transport.write(data)
         self.t0 = self.loop.time()
+        if self.journal is not None:
+            self.journal.head(self.t0)
         self.pump()
         if leftover:
             self.receive(leftover)
@@ -176,12 +189,19 @@ class WebSocketSession:
         elif isinstance(event, ev.CloseConnection):
             if self.ws.state is ConnectionState.REMOTE_CLOSING:
                 self._send(event.response())
+            if self.journal is not None and not self.ending:
+                self.journal.ws_closed(self.loop.time(), "client", event.code, event.reason or "")
+            if self._awaiting_client:
+                self._completed()
             self._end()
 
     def _heard(self, data: bytes, binary: bool) -> None:
         if self.ending:  # (after our close frame: what the client still sends is not read)
             return
-        problem = self.talk.received(self.loop.time() - self.t0, data, binary)
+        now = self.loop.time()
+        problem = self.talk.received(now - self.t0, data, binary)
+        if self.journal is not None:
+            self.journal.ws_received(now, len(data), binary, problem is None)
         if problem is None:
             self.pump()
             return
@@ -226,18 +246,30 @@ class WebSocketSession:
             )
             frames.append(self.ws.send(event))
         self.transport.write(b"".join(frames))
+        if self.journal is not None:
+            self.journal.ws_sent(self.loop.time(), out.number, len(data), out.binary)
 
     def _finish(self, ending: Ending) -> None:
         how = ending.how
+        journal, now = self.journal, self.loop.time()
         if how == "close":
             assert ending.code is not None
             self._send_close(ending.code, ending.reason)
+            self._completed()
         elif how == "drop":  # what was sent still goes out, then a FIN: no close frame (1006)
+            if journal is not None:
+                journal.ws_closed(now, "server", None, "")
+            self._completed()
             self._end()
         elif how == "reset":
+            if journal is not None:
+                journal.ws_closed(now, "server", None, "")
+            self._completed()
             self.done = True
             self._reset()
-        # "hang": open and silent; "client": the client's close ends it
+        elif how == "client":  # the client's close ends it
+            self._awaiting_client = True
+        # "hang": open and silent
 
     def _send(self, event: ev.Event) -> None:
         if self.done or self.ws.state is ConnectionState.CLOSED:
@@ -253,6 +285,8 @@ class WebSocketSession:
         self.ending = True
         if self.ws.state is ConnectionState.OPEN:
             self._send(ev.CloseConnection(code, reason or None))
+            if self.journal is not None:
+                self.journal.ws_closed(self.loop.time(), "server", code, reason)
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self.loop.call_later(_CLOSE_WAIT, self._end)  # if it never answers
@@ -261,12 +295,25 @@ class WebSocketSession:
         self.stop()
         self._close_connection()
 
-    def stop(self) -> None:
-        """The connection is closing: no more sending, no more timers."""
+    def stop(self, how: How = "fin") -> None:
+        """The connection is closing (``how``: the client closed it or reset it): no more
+        sending, no more timers; the journal says how the play ended."""
         self.done = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        journal = self.journal
+        if journal is not None:
+            self.journal = None
+            now = self.loop.time()
+            journal.ws_closed(now, "client", None, "")  # (unless a side closed before)
+            journal.left(now, how)  # (unless completed)
+            self._delivered()
+
+    def _completed(self) -> None:
+        """The conversation reached its planned end."""
+        if self.journal is not None:
+            self.journal.done(self.loop.time())
 
 
 def describe_request(head: http1.Head) -> str:

@@ -5,11 +5,13 @@
     def test_story(ssevcr_cassette): ...
 
 Marker keywords: ``use_cassette``'s (``timing``, ``max_gap``, ``faults``, ``seed``, ``match_on``,
+``ws_match`` (how a WebSocket client's messages are compared on ``ssevcr_server``),
 ``ignore_body_keys``, ``allow_repeats``, ``record``, ``redact_*``, ``allowed_hosts``,
 ``ignore_hosts``, ``ignore_localhost``, ``fail_on_unconsumed``: the test fails when a replayed
 stream was neither read to the end nor closed) and the plugin's own: ``strict`` (fail on interactions
 never played; ``--ssevcr-strict`` for every test), ``sweep`` and ``sweep_stall`` (the fault sweep,
-:mod:`ssevcr._pytest_sweep`). A bare name is a file in the test module's cassette folder
+:mod:`ssevcr._pytest_sweep`), ``cors`` (``ssevcr_server`` answers preflights and lets pages read
+it: ``True`` for any origin, or a list of origins, for a browser page served from another one). A bare name is a file in the test module's cassette folder
 (``.msgpack`` added); a name with a slash is a path relative to the rootdir.
 
 A connection the network guard refused (``ssevcr._network``) fails the test that owns the
@@ -63,7 +65,12 @@ _CLAIMS_MADE = pytest.StashKey[str]()  # the claims folder this (controlling) pr
 _ACTIVE = pytest.StashKey["ActiveCassette"]()
 _REPORTED = pytest.StashKey[tuple[int, int]]()  # misses, refused connections reported
 _OWN_KEYWORDS = ("record", "timing")  # resolved by their own fixtures (CLI > env > marker)
-_PLUGIN_KEYWORDS = ("sweep", "sweep_stall", "strict")  # the plugin's own, not use_cassette's
+_PLUGIN_KEYWORDS = (
+    "sweep",
+    "sweep_stall",
+    "strict",
+    "cors",
+)  # the plugin's own, not use_cassette's
 _SWEEP = "ssevcr_fault"  # the argument a swept test is parametrized over
 _PLAYS = pytest.StashKey[dict[str, Any]]()  # what a swept case's replay sent, and its setting
 _STRICT_ALL = pytest.StashKey[bool]()  # --ssevcr-strict
@@ -139,9 +146,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_RUN] = (os.urandom(8).hex(), None)
     config.addinivalue_line(
         "markers",
-        "ssevcr(name_or_path=None, *, timing=None, faults=(), seed=0, match_on=None, ignore_body_keys=(), "
-        "allow_repeats=False, strict=False, sweep=None, sweep_stall=None): replay (or record) a cassette for "
-        "every httpx/httpx2/aiohttp/requests client in the test",
+        "ssevcr(name_or_path=None, *, timing=None, faults=(), seed=0, match_on=None, ws_match='type', ignore_body_keys=(), "
+        "allow_repeats=False, strict=False, sweep=None, sweep_stall=None, cors=False): replay (or record) a cassette for "
+        "every httpx/httpx2/aiohttp/requests/urllib3 client in the test",
     )
     config.stash[_STRICT_ALL] = bool(config.getoption("ssevcr_strict"))
     controller = not hasattr(config, "workerinput")
@@ -420,6 +427,11 @@ def _options(
             f"the ssevcr marker takes one cassette name or path, got {len(marker.args)}: "
             f"{marker.args!r}"
         )
+    cors = marker.kwargs.get("cors", False) if marker is not None else False
+    if not (isinstance(cors, bool) or _origins(cors)):
+        raise ConfigError(
+            f"the ssevcr marker: cors must be True, False or a list of origins, got {cors!r}"
+        )
     kwargs = {**config, **(marker.kwargs if marker is not None else {})}
     for key in (*_OWN_KEYWORDS, *_PLUGIN_KEYWORDS):
         kwargs.pop(key, None)
@@ -534,18 +546,33 @@ def _ssevcr_marker(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def ssevcr_server(ssevcr_cassette: ActiveCassette) -> Iterator[ServerThread]:
+def ssevcr_server(
+    request: pytest.FixtureRequest, ssevcr_cassette: ActiveCassette
+) -> Iterator[ServerThread]:
     """The test's cassette served over a real socket on 127.0.0.1 (``.url``) for clients that
     are not httpx (aiohttp, requests, a subprocess, a browser). It shares the player with
-    ``ssevcr_cassette`` (plays, misses and faults are counted once); it replays only."""
+    ``ssevcr_cassette`` (plays, misses and faults are counted once); it replays only. The
+    marker's ``cors`` (``True``, or a list of origins) lets a browser page on another origin
+    read it."""
     from ._server_thread import ServerThread
 
-    server = ServerThread(ssevcr_cassette.player, log=lambda _line: None).start()
+    marker = _marker(request)
+    cors = marker.kwargs.get("cors", False) if marker is not None else False  # checked: _options
+    server = ServerThread(ssevcr_cassette.player, cors=cors, log=lambda _line: None).start()
     ssevcr_cassette.passthrough.add(server.server.authority)
     try:
         yield server
     finally:
         server.close()
+
+
+def _origins(value: Any) -> bool:
+    """A list (or tuple) of origin strings, at least one."""
+    return (
+        isinstance(value, list | tuple)
+        and bool(value)
+        and all(isinstance(o, str) and o for o in value)
+    )
 
 
 # -- misses fail the test, whatever the client did with the exception ---------------------------

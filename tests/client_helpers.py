@@ -20,11 +20,18 @@ CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "str
 CHAT_URL = "/v1/chat/completions"
 FIXTURE = "openai-chat/text.sse"
 BODY = fixture_body(FIXTURE)
-TEXT = "".join(  # the text the fixture's chat completion chunks carry
-    json.loads(e.data)["choices"][0]["delta"].get("content") or ""
-    for e in parse(BODY).events
-    if e.data.startswith("{") and json.loads(e.data)["choices"]
-)
+
+
+def text_of(body: bytes) -> str:
+    """The text an OpenAI chat completion stream's chunks carry."""
+    return "".join(
+        json.loads(e.data)["choices"][0]["delta"].get("content") or ""
+        for e in parse(body).events
+        if e.data.startswith("{") and json.loads(e.data)["choices"]
+    )
+
+
+TEXT = text_of(BODY)  # the fixture's
 
 
 class CaptureServer:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+from client_helpers import CaptureServer
+from upstream import Upstream
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -21,3 +26,19 @@ if (
     and _MITMDUMP.exists()
 ):
     os.environ["SSEVCR_MITMDUMP"] = str(_MITMDUMP)
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    """A local upstream (tests/upstream.py) of one test's own (modules that share one server
+    across their tests define their own ``upstream``)."""
+    with Upstream() as server:
+        yield server
+
+
+@pytest.fixture
+def capture() -> Iterator[CaptureServer]:
+    """A listener that counts every connection offered to it (a replayed client must offer
+    none)."""
+    with CaptureServer() as server:
+        yield server

@@ -163,6 +163,46 @@ def test_other_clients_and_threads_without_a_cassette(cassette: Path) -> None:
     ]
 
 
+def test_urllib3_and_requests_are_answered_in_process_and_the_rest_is_blocked(
+    tmp_path: Path,
+) -> None:
+    """Pools aimed at a documentation address (unreachable here: a connect fails with
+    ENETUNREACH) get the recorded answer in memory; what is not intercepted is still refused
+    before connecting, and a host let through reaches the kernel."""
+    import requests
+    import urllib3
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    body = b'data: {"n": 1}\n\ndata: [DONE]\n\n'
+    path = tmp_path / "c.msgpack"
+    interaction = ssevcr.Interaction(
+        ssevcr.Request("POST", "https://192.0.2.1/v1/chat", (), b'{"q": 1}'),
+        ssevcr.Response.from_chunks(
+            200, [(0.0, body)], headers=(("content-type", "text/event-stream"),)
+        ),
+    )
+    ssevcr.save(ssevcr.Cassette((interaction,)), path)
+    with ssevcr.use_cassette(path, allow_repeats=True, ignore_hosts=["192.0.2.9"]) as cas:
+        url = "https://192.0.2.1/v1/chat"
+        assert urllib3.PoolManager().request("POST", url, body=b'{"q": 1}').data == body
+        pool = urllib3.HTTPSConnectionPool("192.0.2.1", 443)
+        r = pool.urlopen("POST", "/v1/chat", body=b'{"q": 1}', preload_content=False)
+        assert b"".join(r.stream(None)) == body
+        assert requests.post(url, data=b'{"q": 1}').content == body
+        with pytest.raises(ssevcr.NoMatchError):
+            urllib3.request("POST", url, body=b'{"q": 2}')
+        with pytest.raises(NetworkBlockedError):
+            http.client.HTTPSConnection("192.0.2.1", timeout=2).request("GET", "/")
+        with pytest.raises(NetworkBlockedError):  # a urllib3 connection used without a pool
+            urllib3.connection.HTTPConnection("192.0.2.3", 80, timeout=2).request("GET", "/")
+        with pytest.raises(MaxRetryError) as info:  # let through: the kernel answers
+            urllib3.request("GET", "http://192.0.2.9/", retries=0, timeout=2)
+    assert isinstance(info.value.reason, NewConnectionError)
+    assert "Network is unreachable" in str(info.value.reason)
+    assert len(cas.plays) == 3 and len(cas.misses) == 1
+    assert [m.rsplit(": ", 1)[1] for m in cas.blocked] == ["192.0.2.1:443", "192.0.2.3:80"]
+
+
 def test_after_the_cassette_nothing_is_guarded(cassette: Path) -> None:
     connect = socket.socket.connect
     with ssevcr.use_cassette(cassette):

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection, serve
+
+if TYPE_CHECKING:
+    from upstream import TLSFiles
 
 WORDS = ["The", " sky", " is", " blue", " because", " of", " Rayleigh", " scattering", "."]
 GAP = 0.03
@@ -68,7 +72,10 @@ def response_events() -> list[dict[str, Any]]:
 
 
 class RealtimeUpstream:
-    def __init__(self) -> None:
+    """``tls``: serve ``wss`` with this certificate (tests/upstream.py's ``make_tls_files``)."""
+
+    def __init__(self, *, tls: TLSFiles | None = None) -> None:
+        self.tls = tls
         self.conversations: list[list[tuple[float, str, str]]] = []  # (time, "in"/"out", text)
         self.handshakes: list[dict[str, str]] = []
         self._loop = asyncio.new_event_loop()
@@ -79,7 +86,11 @@ class RealtimeUpstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> RealtimeUpstream:
         self._thread.start()
@@ -101,7 +112,11 @@ class RealtimeUpstream:
 
     async def _main(self) -> None:
         self._stop = self._loop.create_future()
-        async with serve(self._handle, "127.0.0.1", 0, compression=None) as server:
+        context = None
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls.cert, self.tls.key)
+        async with serve(self._handle, "127.0.0.1", 0, compression=None, ssl=context) as server:
             self.port = next(iter(server.sockets)).getsockname()[1]
             self._ready.set()
             await self._stop

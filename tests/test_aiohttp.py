@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -30,21 +29,6 @@ from upstream import Upstream, matched_gaps
 import ssevcr
 from ssevcr import NoMatchError, _store
 from ssevcr._cassette import Outcome
-
-
-@pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    server = Upstream().start()
-    try:
-        yield server
-    finally:
-        stop(server)
-
-
-@pytest.fixture
-def capture() -> Iterator[CaptureServer]:
-    with CaptureServer() as server:
-        yield server
 
 
 async def stream(session: aiohttp.ClientSession, url: str, **kw: object) -> tuple[bytes, list]:

@@ -34,8 +34,11 @@ from urllib.parse import urlencode
 import pytest
 from replay_helpers import EXAMPLES, OPENAI_CHAT, ROOT, example_path, expected, interaction
 
+from ssevcr import _store
 from ssevcr._cassette import Cassette, Interaction, Request, Response
+from ssevcr._faults import Drop, Duplicate, Truncate, parse_fault
 from ssevcr._player import Player
+from ssevcr._pytest_sweep import SweepFault
 from ssevcr._server_thread import ServerThread
 from ssevcr._sse import parse
 from ssevcr._stats import arrivals
@@ -55,7 +58,17 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TERMINAL = {"done", "network", "http", "aborted", "provider", "bad-event", "incomplete", "timeout"}
+ERRORS = {
+    "network",
+    "http",
+    "bad-type",
+    "aborted",
+    "provider",
+    "bad-event",
+    "incomplete",
+    "timeout",
+}
+TERMINAL = {"done", *ERRORS}
 
 
 def _missing(reason: str) -> None:
@@ -154,13 +167,15 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def replay() -> Iterator[Callable[..., ServerThread]]:
-    """Start a replay server (a thread, CORS on, each interaction once) for an example cassette."""
+    """Start a replay server (a thread, CORS on, each interaction once) for an example cassette
+    (its name, or a path)."""
     started: list[ServerThread] = []
 
     def start(
         name: str, *, timing: str = "original", faults: tuple[str, ...] = (), cors: bool = True
     ) -> ServerThread:
-        player = Player.create([example_path(name)], timing=timing, faults=list(faults))
+        path = name if "/" in name else example_path(name)
+        player = Player.create([path], timing=timing, faults=list(faults))
         server = ServerThread(player, cors=cors, log=lambda line: None).start()
         started.append(server)
         return server
@@ -430,6 +445,88 @@ def test_a_request_the_cassette_lacks_shows_the_miss(
     assert "Paris" in detail and len(server.player.misses) == 1
 
 
+def test_corrupt_utf8_shows_the_bad_event_state(
+    page: Any, static: str, replay: Callable[..., ServerThread]
+) -> None:
+    """An API's stream is UTF-8: the page decodes it strictly, so a damaged byte is an error, not
+    a U+FFFD in the answer (the standard's lenient decoding stays the decoder's default)."""
+    body = interaction(OPENAI_CHAT).response.body
+    server = replay(OPENAI_CHAT, timing="instant", faults=("corrupt:event=17,how=utf8",))
+    open_chat(page, static, server.url)
+    final = watch(page, "#send")[-1]
+    assert final.state == "bad-event"
+    assert page.text_content("#detail").startswith("the stream is not valid UTF-8")
+    # the read holding the bad byte is refused whole: what shows is a prefix of the text before
+    assert chat_text(body_through_event(body, 16)).startswith(final.text)
+
+
+# ---------------------------------------------------------------------------------------------
+# the chat page swept over the quick catalogue (the pytest sweep, one case per fault)
+
+SWEEP_STALL = "4s"  # the long stalls: past the page's own 2 s timeout; the short ones 0.4 s
+
+
+def unseen(fault: SweepFault, body: bytes) -> str | None:
+    """The text the page shows for a fault no page can see, else None. An OpenAI chat stream
+    numbers nothing, so a middle event dropped or sent twice leaves a well-formed stream that
+    ends with [DONE]: the page says "done" with the text the fault left."""
+    if fault.spec is None:
+        return None
+    f = parse_fault(fault.spec)
+    events = parse(body).events
+    if not isinstance(f, Drop | Duplicate) or f.event in ("last", len(events)):
+        return None  # a dropped [DONE] is seen (incomplete); a repeated one changes nothing
+    assert isinstance(f.event, int)
+    e = events[f.event - 1]
+    cut = (
+        body[: e.start] + body[e.end :] if isinstance(f, Drop) else body[: e.end] + body[e.start :]
+    )
+    return chat_text(cut)
+
+
+def cut_after_the_end(fault: SweepFault) -> bool:
+    """A connection broken (abort, reset) right after the last event: lossless, since every
+    byte went out, and the page ends "done" when it read them first. But Chromium errors the
+    body's ReadableStream when it learns the chunked body broke, and an errored stream drops the
+    chunks still queued: when the bytes and the break arrive together (instant timing) the page
+    may never see [DONE], and says "aborted", which is true of the connection."""
+    f = parse_fault(fault.spec) if fault.spec else None
+    return isinstance(f, Truncate) and f.after == "last" and f.end != "close"
+
+
+@pytest.mark.ssevcr(
+    "cassettes/examples/openai-chat-text.msgpack",
+    sweep="quick",
+    timing="instant",
+    sweep_stall=SWEEP_STALL,
+    cors=True,
+)
+def test_chat_page_under_every_quick_fault(
+    page: Any, static: str, ssevcr_cassette: Any, ssevcr_server: ServerThread, ssevcr_fault: Any
+) -> None:
+    """A lossy fault ends in one of the page's error states, never "done"; a lossless one in
+    "done" with exactly the recorded text. The two faults no page can see are stated as such."""
+    body = ssevcr_cassette.cassette.interactions[0].response.body
+    clean = chat_text(body)
+    open_chat(page, static, ssevcr_server.url)
+    final = watch(page, "#send")[-1]
+    detail = page.text_content("#detail")
+    assert ssevcr_cassette.fired == ([ssevcr_fault.spec] if ssevcr_fault else [])
+    left = unseen(ssevcr_fault, body)
+    if left is not None:
+        assert left != clean
+        assert (final.state, final.text) == ("done", left)
+    elif ssevcr_fault.lossy:
+        assert final.state in ERRORS, f"the page says {final.state!r} ({detail!r})"
+        assert clean.startswith(final.text)  # what it shows is what arrived, nothing invented
+    elif cut_after_the_end(ssevcr_fault) and final.state != "done":
+        assert final.state == "aborted", f"the page says {final.state!r} ({detail!r})"
+        assert clean.startswith(final.text)
+    else:
+        assert final.state == "done", f"the page says {final.state!r} ({detail!r})"
+        assert final.text == clean
+
+
 # ---------------------------------------------------------------------------------------------
 # EventSource
 
@@ -492,6 +589,89 @@ def test_eventsource_page_tells_the_provider_error_event_from_a_broken_connectio
     assert [t for t, _ in rows[3:]] == [
         "error"
     ]  # Anthropic's own error event, as the fault injects it
+
+
+# ---------------------------------------------------------------------------------------------
+# WebSocket: examples/chat-ui/realtime.html against a replayed Realtime conversation
+
+REALTIME = str(EXAMPLES / "websocket" / "openai-realtime-text.msgpack")
+SETTLED_WS = (
+    "['done', 'closed', 'provider', 'bad-event', 'timeout'].includes(document.body.dataset.state)"
+)
+
+
+def realtime(page: Any, static: str, api: str) -> dict[str, Any]:
+    """Open the page, press Ask, wait until it settles; what it shows."""
+    page.goto(f"{static}/realtime.html?{urlencode({'api': api})}")
+    page.click("#start")
+    page.wait_for_function(SETTLED_WS)
+    shown: dict[str, Any] = page.evaluate(
+        """() => ({
+             state: document.body.dataset.state,
+             detail: document.getElementById('detail').textContent,
+             answer: document.getElementById('answer').textContent,
+             code: document.getElementById('code').textContent,
+             messages: [...document.querySelectorAll('#messages li')].map((li) => li.textContent),
+           })"""
+    )
+    return shown
+
+
+def server_texts() -> list[str]:
+    ws = _store.load(REALTIME).interactions[0].websocket
+    assert ws is not None
+    return [m.data.decode() for m in ws.server_messages]
+
+
+def deltas(texts: list[str]) -> str:
+    events = [json.loads(t) for t in texts]
+    return "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+
+
+def test_realtime_page_shows_the_replayed_conversation(
+    page: Any, static: str, shots: Path, cli_replay: Callable[..., Replay]
+) -> None:
+    """``ssevcr replay`` of the WebSocket cassette to Chromium's own WebSocket: every server
+    message as recorded, in order, the text they stream, and the page's clean close."""
+    server = cli_replay(REALTIME)
+    shown = realtime(page, static, server.url)
+    page.screenshot(path=str(shots / "realtime-done.png"), full_page=True)
+    assert shown["state"] == "done", shown["detail"]
+    assert shown["messages"] == server_texts()
+    assert shown["answer"] == deltas(server_texts()) != ""
+    assert wait_for(lambda: page.text_content("#code") == "1000")  # the close the page began
+    assert "1 play, 0 misses" in server.stop()
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [("close:after=6,code=4000,reason=going away", "4000"), ("close:after=6,code=1006", "1006")],
+    ids=["close-4000", "close-1006"],
+)
+def test_realtime_page_shows_the_close_code_of_a_close_fault(
+    page: Any, static: str, shots: Path, replay: Callable[..., ServerThread], fault: str, code: str
+) -> None:
+    """The server closes after its 6th message (a close frame with 4000, or the TCP connection
+    dropped: 1006 in the browser): the page stops there and shows the code."""
+    server = replay(REALTIME, timing="instant", faults=(fault,))
+    shown = realtime(page, static, server.url)
+    page.screenshot(path=str(shots / f"realtime-{code}.png"), full_page=True)
+    assert shown["state"] == "closed"
+    assert shown["code"] == code
+    assert shown["messages"] == server_texts()[:6]
+    assert shown["answer"] == deltas(server_texts()[:6])
+    assert server.player.plays[0].schedule.fired == (fault,)
+
+
+def test_realtime_page_shows_the_providers_error_event(
+    page: Any, static: str, replay: Callable[..., ServerThread]
+) -> None:
+    server = replay(REALTIME, timing="instant", faults=("error:after=5,message=Overloaded",))
+    shown = realtime(page, static, server.url)
+    assert shown["state"] == "provider"
+    assert shown["detail"] == "Overloaded"
+    assert shown["messages"][:5] == server_texts()[:5]
+    assert json.loads(shown["messages"][5])["type"] == "error"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -641,7 +821,17 @@ def test_eventsource_cassette_rebuilds_identically_from_anthropic_text(tmp_path:
     it, source = interaction(EVENTSOURCE), interaction("anthropic-text")
     assert it.response == source.response  # the same bytes, chunking and synthesized timing
     assert (it.request.method, it.request.body) == ("GET", b"")
-    from ssevcr import _store
-
     meta = _store.load(built).meta
     assert meta["timing"] == "synthesized" and "synthesized" in meta["request"]
+
+
+def test_realtime_cassette_rebuilds_identically(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(CHAT_UI / "build_realtime_cassette.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / Path(REALTIME).name).read_bytes() == Path(REALTIME).read_bytes()
+    assert _store.load(REALTIME).meta["timing"] == "synthesized"

@@ -136,6 +136,53 @@ def test_faults_change_between_requests_and_an_ended_session_is_gone(
     assert info.value.status == 404
 
 
+def test_each_session_answers_browsers_by_its_own_origins(
+    tmp_path: Path, control: ssevcr.ControlClient
+) -> None:
+    """The server has no --cors; a session's own ``cors`` decides what pages may read its
+    answers and whether its preflights are answered: one origin, any origin, or the server's
+    (none). A page's preflight to another session's URL gets that session's answer."""
+    path = save_stream(tmp_path, n=3)
+    only_a = control.create_session([path], timing="instant", cors=["http://a.test/"])
+    anyone = control.create_session([path], timing="instant", cors=True)
+    server_s = control.create_session([path], timing="instant")
+    assert (only_a.info()["cors"], anyone.info()["cors"], server_s.info()["cors"]) == (
+        ["http://a.test"],
+        True,
+        None,
+    )
+
+    def allowed(session: ssevcr.ControlSession, origin: str) -> tuple[int, str | None, str | None]:
+        r = httpx.get(f"{session.base_url}/events", headers={"origin": origin})
+        assert texts(r.content) == ["w1 ", "w2 ", "w3 "]
+        h = r.headers
+        return (
+            r.status_code,
+            h.get("access-control-allow-origin"),
+            h.get("access-control-allow-credentials"),
+        )
+
+    def preflight(session: ssevcr.ControlSession, origin: str) -> tuple[int, str | None]:
+        r = httpx.options(
+            f"{session.base_url}/events",
+            headers={"origin": origin, "access-control-request-method": "GET"},
+        )
+        return r.status_code, r.headers.get("access-control-allow-origin")
+
+    assert allowed(only_a, "http://a.test") == (200, "http://a.test", "true")
+    assert allowed(only_a, "http://b.test") == (200, None, None)
+    assert allowed(anyone, "http://b.test") == (200, "http://b.test", None)
+    assert allowed(server_s, "http://a.test") == (200, None, None)
+    assert preflight(only_a, "http://a.test") == (204, "http://a.test")
+    assert preflight(anyone, "http://b.test") == (204, "http://b.test")
+    # not answered as a preflight: an OPTIONS the cassette lacks (a miss), no CORS headers
+    assert preflight(only_a, "http://b.test") == (404, None)
+    assert preflight(server_s, "http://a.test") == (404, None)
+    with pytest.raises(ssevcr.ControlError, match="not an origin") as info:
+        control.create_session([path], cors=["http://a.test\r\nx: y"])
+    assert info.value.status == 400
+
+
 def test_curl_creates_a_session_reads_it_and_ends_it(
     tmp_path: Path, cli: CliReplay, control: ssevcr.ControlClient
 ) -> None:
@@ -195,6 +242,9 @@ def test_control_requests_need_the_token(cli: CliReplay, control: ssevcr.Control
         (b'{"cassettes": ["C"], "faults": ["explode"]}', "explode"),
         (b'{"cassettes": ["C"], "timing": "warp:9"}', "warp"),
         (b'{"cassettes": ["C"], "seed": "x"}', "seed"),
+        (b'{"cassettes": ["C"], "cors": "yes"}', "cors must be true, false or a list"),
+        (b'{"cassettes": ["C"], "cors": []}', "cors must be true, false or a list"),
+        (b'{"cassettes": ["C"], "cors": ["a b"]}', "not an origin"),
     ],
 )
 def test_a_bad_session_request_is_a_clean_400(

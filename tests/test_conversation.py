@@ -160,6 +160,41 @@ def test_client_messages_match_by_type_or_canonically() -> None:
     assert said == "expected a message with type 'response.create', got the text message 'hello'"
 
 
+def test_json_matching_names_the_first_differing_field_and_takes_redacted_as_any() -> None:
+    rec = WsMessage(0.0, True, b'{"type":"session.update","session":{"voice":"alloy","k":1}}')
+    problem = mismatch(
+        rec, b'{"type":"session.update","session":{"voice":"verse","k":1}}', False, "json"
+    )
+    assert problem == (
+        "expected a message with type 'session.update', "
+        'the JSON differs at $.session.voice: recorded "alloy", got "verse"'
+    )
+    redacted = WsMessage(0.0, True, b'{"type":"session.update","client_secret":"REDACTED"}')
+    live = b'{"client_secret":"ek_live_1234567890abcdef","type":"session.update"}'
+    assert mismatch(redacted, live, False, "json") is None
+    assert mismatch(redacted, live, False, "exact") is not None  # bytes: REDACTED is REDACTED
+
+
+def test_exact_matching_compares_opcode_and_bytes() -> None:
+    rec = WsMessage(0.0, True, b'{"type":"response.create"}')
+    assert mismatch(rec, b'{"type":"response.create"}', False, "exact") is None
+    spaced = mismatch(rec, b'{"type": "response.create"}', False, "exact")
+    assert spaced is not None and "the bytes differ from byte 8: recorded 26, got 27" in spaced
+    assert mismatch(rec, b'{"type":"response.create"}', True, "exact") is not None  # opcode
+    audio = WsMessage(0.0, True, b"\x00\x01", binary=True)
+    assert mismatch(audio, b"\x00\x01", True, "exact") is None
+    assert mismatch(audio, b"\x00\x02", True, "exact") is not None
+
+
+def test_the_plan_carries_the_matching_the_follower_uses() -> None:
+    plan = build(WS, match="exact")
+    talk = Conversation(plan)
+    assert talk.match == "exact"
+    problem = talk.received(0.1, b'{"type":"response.create"}', False)  # (recorded with a space)
+    assert problem is not None and "bytes differ" in problem
+    assert Conversation(build(WS)).received(0.1, b'{"type":"response.create"}', False) is None
+
+
 def test_a_message_too_many_is_explained() -> None:
     talk = Conversation(build(WS))
     assert talk.received(0.1, b'{"type":"response.create"}', False) is None

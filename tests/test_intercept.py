@@ -66,15 +66,6 @@ def stop(server: Upstream) -> None:
     server.stop()
 
 
-@pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    server = Upstream().start()
-    try:
-        yield server
-    finally:
-        stop(server)
-
-
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
 

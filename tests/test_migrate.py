@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,21 +21,6 @@ import ssevcr
 from ssevcr import _store
 from ssevcr._migrate import DEFAULT_PROFILE, from_har, from_vcrpy
 from ssevcr.cli import main
-
-
-@pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    server = Upstream().start()
-    try:
-        yield server
-    finally:
-        stop(server)
-
-
-@pytest.fixture
-def capture() -> Iterator[CaptureServer]:
-    with CaptureServer() as server:
-        yield server
 
 
 def run_import(*args: str) -> tuple[int, str]:

@@ -171,6 +171,21 @@ def test_ssevcr_server_serves_non_httpx_clients(ssevcr_cassette, ssevcr_server):
     assert len(ssevcr_cassette.plays) == 1
 
 
+@pytest.mark.ssevcr(RECORDED, timing="instant", allow_repeats=True, cors=["http://page.test"])
+def test_ssevcr_server_lets_the_named_origin_read_it(ssevcr_cassette, ssevcr_server):
+    import urllib.request
+
+    recorded = ssevcr_cassette.cassette.interactions[0]
+    allowed = {}
+    for origin in ("http://page.test", "http://other.test"):
+        req = urllib.request.Request(ssevcr_server.url + "/v1/chat/completions", data=recorded.request.body,
+                                     headers={"content-type": "application/json", "origin": origin}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as response:
+            assert response.read() == recorded.response.body
+            allowed[origin] = response.headers.get("access-control-allow-origin")
+    assert allowed == {"http://page.test": "http://page.test", "http://other.test": None}
+
+
 @pytest.mark.ssevcr(RECORDED, timing="instant")
 async def test_ssevcr_server_with_aiohttp(ssevcr_cassette, ssevcr_server):
     import aiohttp
@@ -301,7 +316,7 @@ def test_record_once_then_replay_with_the_upstream_stopped(
     # faults, timing and the replay server, against the recorded cassette
     pytester.makepyfile(test_after=AFTER_TESTS)
     result = pytester.runpytest("test_after.py", "-p", "no:cacheprovider", "-s")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*TIMING *"])
 
     # a miss fails the test with the explanation, even when the SDK swallowed it
@@ -488,6 +503,10 @@ def test_bad_marker_options_fail_cleanly(pt: pytest.Pytester) -> None:
         @pytest.mark.ssevcr(5)
         def test_name():
             pass
+
+        @pytest.mark.ssevcr(cors="yes")
+        def test_cors(ssevcr_server):
+            pass
     """,
         test_bad_config="""
         import pytest
@@ -501,7 +520,7 @@ def test_bad_marker_options_fail_cleanly(pt: pytest.Pytester) -> None:
     """,
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "-rN")
-    result.assert_outcomes(errors=9)
+    result.assert_outcomes(errors=10)
     out = result.stdout.str()
     for expected in (
         "unknown fault 'explode'",
@@ -512,6 +531,7 @@ def test_bad_marker_options_fail_cleanly(pt: pytest.Pytester) -> None:
         "seed must be a whole number, got 'x'",
         "faults must be a list of fault specs, got 5",
         "a cassette is a file name or path, got 5",
+        "cors must be True, False or a list of origins, got 'yes'",
         "ssevcr_config: unknown keyword 'timming'",
     ):
         assert out.count(expected) == 1, expected

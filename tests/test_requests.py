@@ -1,8 +1,8 @@
-"""requests in process (``ssevcr._requests``): recording from the real local upstream of
-tests/upstream.py over real sockets, then replay with the upstream stopped, through requests'
-own stack (urllib3 and http.client parse the replayed bytes): exact bytes and lines, the recorded
-chunks on their deadlines, each fault as requests' own exception, and a capture server that no
-replayed request reaches."""
+"""requests in process (``ssevcr._urllib3``, at the urllib3 pool its adapter sends through):
+recording from the real local upstream of tests/upstream.py over real sockets, then replay with
+the upstream stopped, through requests' own stack (urllib3 and http.client parse the replayed
+bytes): exact bytes and lines, the recorded chunks on their deadlines, each fault as requests'
+own exception, and a capture server that no replayed request reaches."""
 
 from __future__ import annotations
 
@@ -29,21 +29,6 @@ import ssevcr
 from ssevcr import NoMatchError, _store
 from ssevcr._cassette import Outcome
 from ssevcr._sse import parse
-
-
-@pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    server = Upstream().start()
-    try:
-        yield server
-    finally:
-        stop(server)
-
-
-@pytest.fixture
-def capture() -> Iterator[CaptureServer]:
-    with CaptureServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -204,9 +189,16 @@ def test_ignore_hosts_pass_through_unrecorded(
     assert len(upstream.exchanges) == 2 and not cas.plays and not cas.misses
 
 
-def test_the_adapter_is_restored_after_the_cassette(tmp_path: Path) -> None:
+def test_the_pool_is_restored_after_the_cassette_and_requests_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    """requests is intercepted at urllib3's pool (``HTTPConnectionPool.urlopen``, which its
+    ``HTTPAdapter`` calls): the adapter itself is never patched."""
+    from urllib3.connectionpool import HTTPConnectionPool
+
     chat_cassette(tmp_path / "c.msgpack")
-    send = requests.adapters.HTTPAdapter.send
+    send, urlopen = requests.adapters.HTTPAdapter.send, HTTPConnectionPool.urlopen
     with ssevcr.use_cassette(tmp_path / "c.msgpack"):
-        assert requests.adapters.HTTPAdapter.send is not send
-    assert requests.adapters.HTTPAdapter.send is send
+        assert HTTPConnectionPool.urlopen is not urlopen
+        assert requests.adapters.HTTPAdapter.send is send
+    assert HTTPConnectionPool.urlopen is urlopen

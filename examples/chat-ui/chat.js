@@ -6,9 +6,13 @@
 // gpt-4o-2024-08-06, the model of cassettes/examples/openai-chat-text.msgpack).
 //
 // States (on <body data-state> and #status): idle, waiting (request sent), streaming, done, and
-// the errors: network (no response), http (a non-2xx answer), aborted (the connection broke
-// mid-stream), provider (the provider's own error event), bad-event (an event that is not JSON),
-// incomplete (the stream ended without [DONE]), timeout (no byte for `timeout` ms).
+// the errors: network (no response), http (a non-2xx answer), bad-type (a 2xx answer that is not
+// text/event-stream), aborted (the connection broke mid-stream), provider (the provider's own
+// error event), bad-event (an event that is not JSON, or bytes that are not UTF-8), incomplete
+// (the stream ended without [DONE]), timeout (no byte for `timeout` ms).
+//
+// What no page can see: an OpenAI chat stream numbers nothing, so a middle event dropped or sent
+// twice leaves a well-formed stream (the page ends "done" with the text changed).
 
 import { SSEDecoder } from "./sse.js";
 
@@ -25,6 +29,7 @@ const LABELS = {
   done: "Done",
   network: "Error: network",
   http: "Error: HTTP",
+  "bad-type": "Error: not an event stream",
   aborted: "Error: stream aborted",
   provider: "Error: provider",
   "bad-event": "Error: bad event",
@@ -120,10 +125,16 @@ async function send(prompt) {
     }
     return setState("http", `HTTP ${response.status}: ${message}`);
   }
+  const type = response.headers.get("content-type") || "";
+  if (type.split(";")[0].trim().toLowerCase() !== "text/event-stream") {
+    clearTimeout(timer);
+    controller.abort();
+    return setState("bad-type", `HTTP ${response.status} with content-type "${type}", not text/event-stream`);
+  }
 
   setState("streaming");
   const reader = response.body.getReader();
-  const decoder = new SSEDecoder();
+  const decoder = new SSEDecoder("", { fatal: true }); // an API's stream is UTF-8: a bad byte is damage
   let finished = false;
   try {
     for (;;) {
@@ -132,7 +143,13 @@ async function send(prompt) {
       arm();
       stats.reads += 1;
       stats.bytes += value.byteLength;
-      for (const event of decoder.decode(value)) {
+      let events;
+      try {
+        events = decoder.decode(value);
+      } catch (e) {
+        throw new SyntaxError(`the stream is not valid UTF-8 (${e.message})`);
+      }
+      for (const event of events) {
         stats.events += 1;
         if (!finished && handle(event, answer)) {
           finished = true;
@@ -154,10 +171,16 @@ async function send(prompt) {
     return setState("aborted", `the connection broke mid-stream (${e.name}: ${e.message})`);
   }
   clearTimeout(timer);
-  decoder.flush();
+  let cut = false;
+  try {
+    decoder.flush();
+  } catch (e) {
+    cut = true; // the body ended inside a UTF-8 character
+  }
   showStats(stats);
   if (!finished) {
-    setState("incomplete", decoder.pending ? "the stream stopped inside an event" : "the stream ended without [DONE]");
+    const how = cut || decoder.pending ? "the stream stopped inside an event" : "the stream ended without [DONE]";
+    setState("incomplete", how);
   }
 }
 

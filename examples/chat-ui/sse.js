@@ -10,16 +10,18 @@
 // end), `data` lines joined with LF, no event for a block without data, `id` containing NUL
 // ignored, `retry` only when all ASCII digits, comments ignored. An unterminated last block is
 // never dispatched: `flush()` leaves it in `pending`, so a caller can tell that the stream
-// stopped in the middle of an event.
+// stopped in the middle of an event. Bytes that are not UTF-8 become U+FFFD, as the standard
+// says; `new SSEDecoder("", { fatal: true })` throws a TypeError on them instead (for a stream
+// whose producer always sends UTF-8, such as an LLM API: a bad byte there is damage).
 //
 // No I/O, no timers, no DOM: the pages in this folder do that.
 
 export class SSEDecoder {
-  constructor(lastEventId = "") {
+  constructor(lastEventId = "", { fatal = false } = {}) {
     this.lastEventId = lastEventId;
     this.retry = null; // the last valid `retry` value (ms), if any
     this.pending = ""; // text received but not yet part of a dispatched block
-    this._utf8 = new TextDecoder("utf-8"); // streaming: keeps a split character; drops one BOM
+    this._utf8 = new TextDecoder("utf-8", { fatal }); // streaming: keeps a split character; drops one BOM
     this._text = ""; // text not yet cut into lines
     this._skipLF = false; // the previous read ended with CR: an LF starting this one belongs to it
     this._block = ""; // the current block's lines so far (for `pending`)

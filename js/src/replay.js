@@ -39,7 +39,7 @@ export function cassetteList(options) {
   return list.map(String);
 }
 
-function corsList(cors) {
+export function corsList(cors) {
   if (cors == null || cors === false) return [];
   if (cors === true) return ["*"];
   return Array.isArray(cors) ? cors.map(String) : [String(cors)];

@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 
 import { Child, findSsevcr, indent, replayOptions } from "./bin.js";
 import { SsevcrError } from "./errors.js";
-import { baseURLs, cassetteList } from "./replay.js";
+import { baseURLs, cassetteList, corsList } from "./replay.js";
 
 const READY =
   /^ssevcr replay: serving (http:\/\/\S+) .*control (http:\/\/\S+?)\/__ssevcr\/ token ([!-~]+?)[;)]/;
@@ -90,6 +90,7 @@ export class Control {
       once: options.once ?? undefined,
       name: options.label != null ? String(options.label).slice(0, 200) : undefined,
       match_on: options.matchOn ?? undefined,
+      cors: sessionCors(options.cors),
     };
     const summary = await this.call("POST", "sessions", body);
     return new SessionReplay(this, summary);
@@ -178,18 +179,27 @@ export class ControlServer {
   }
 }
 
-const ownServers = new Map(); // cors setting -> Promise<ControlServer>, started on first use
+let ownServer = null; // Promise<ControlServer>, started on first use
 
-/** The control API that sessions with these options go to (null: this ssevcr has none). */
+/** A session's own CORS (the control API's `cors`): undefined keeps the server's. */
+function sessionCors(cors) {
+  if (cors == null) return undefined;
+  if (typeof cors === "boolean") return cors;
+  const origins = corsList(cors);
+  return origins.length === 1 && origins[0] === "*" ? true : origins;
+}
+
+/** The control API that sessions with these options go to (null: this ssevcr has none). Each
+ * session brings its own CORS, so one server serves every setting. */
 export async function controlFor(options = {}) {
   const fromEnv = Control.fromEnv(options.env ?? process.env);
   if (fromEnv) return fromEnv;
   if (!(await replayOptions(findSsevcr(options.env ?? process.env))).has("--control")) return null;
-  const key = JSON.stringify(options.cors ?? false);
-  if (!ownServers.has(key)) {
-    const started = ControlServer.start({ cors: options.cors ?? false, env: options.env });
-    ownServers.set(key, started);
-    started.catch(() => ownServers.delete(key)); // a later call tries again
+  if (!ownServer) {
+    ownServer = ControlServer.start({ env: options.env });
+    ownServer.catch(() => {
+      ownServer = null; // a later call tries again
+    });
   }
-  return (await ownServers.get(key)).control;
+  return (await ownServer).control;
 }

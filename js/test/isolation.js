@@ -1,13 +1,11 @@
 // Concurrent tests, each with its own session, cassette and faults on the one replay server of
 // the run; every test checks that its journal holds its own requests only (the x-test header
 // each one sends) with its own faults fired. Two files import this with other ids, so vitest
-// runs them in two threads at once, each file's tests concurrently.
+// runs them in two threads at once, each file's tests concurrently; test/jest/concurrent.test.js
+// runs the same cases as jest test.concurrent tests (isolationCases: no runner imported here).
 
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
-import { expect } from "vitest";
-
-import { test } from "../src/vitest.js";
 import { REPO, anthropicText, example, openaiText, requestParams, show } from "./cassettes.js";
 
 const OPENAI = show(example("openai-chat-text")).interactions[0].events;
@@ -54,10 +52,12 @@ async function run(c, replay, id) {
   return text;
 }
 
-export function isolationTests(prefix) {
-  for (const [n, c] of CASES.entries()) {
+/** Each case: its title and its body, given the runner's `expect` and a start of its cassette. */
+export function isolationCases(prefix) {
+  return CASES.map((c, n) => {
     const id = `${prefix}-${n}`;
-    test.concurrent(`${id}: ${c.sdk} ${c.faults.join(" ") || "clean"}`, async ({ ssevcr }) => {
+    const title = `${id}: ${c.sdk} ${c.faults.join(" ") || "clean"}`;
+    const body = async (expect, ssevcr) => {
       const cassette = c.sdk === "openai" ? "openai-chat-text" : "anthropic-tool-use";
       const replay = await ssevcr({
         cassette: `cassettes/examples/${cassette}.msgpack`,
@@ -77,6 +77,8 @@ export function isolationTests(prefix) {
       expect(journal[0].fired).toEqual(c.faults);
       expect(journal[0].session).toBe(replay.id);
       expect(await replay.misses()).toEqual([]);
-    });
-  }
+      return replay;
+    };
+    return { title, body };
+  });
 }

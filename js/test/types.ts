@@ -2,7 +2,7 @@
 import OpenAI from "openai";
 
 import { MissError, startReplay, type Replay } from "ssevcr";
-import { ssevcr as jestSsevcr } from "ssevcr/jest";
+import { ssevcr as jestSsevcr, withCassettes } from "ssevcr/jest";
 import { test as pwTest } from "ssevcr/playwright";
 import { test as vitestTest } from "ssevcr/vitest";
 
@@ -42,5 +42,11 @@ async function jestTest(): Promise<void> {
   void replay.anthropicBaseURL;
 }
 
+const concurrentBody: () => Promise<string> = withCassettes(async () => {
+  const replay = await jestSsevcr({ timing: "instant" });
+  return replay.openaiBaseURL;
+});
+
 void plain;
 void jestTest;
+void concurrentBody;

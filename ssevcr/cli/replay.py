@@ -31,7 +31,7 @@ from .._content import parse_size
 from .._errors import ConfigError, SsevcrError
 from .._faults import Fault, parse_fault
 from .._journal_file import JournalError, JournalFile
-from .._matching import PARTS, MatchOptions
+from .._matching import PARTS, WS_MATCHES, MatchOptions
 from .._player import Player
 from .._providers import dummy_keys
 from .._secrets import safe
@@ -419,6 +419,14 @@ async def _serve(
     help=f"The request parts that must match, comma-separated (repeatable): {', '.join(PARTS)}. [default: method,path,query,body]",
 )
 @click.option(
+    "--ws-match",
+    "ws_match",
+    type=click.Choice(WS_MATCHES),
+    default="type",
+    show_default=True,
+    help="How a WebSocket client's messages are compared with the recorded ones: type (their type/event field), json (canonical JSON; a recorded REDACTED matches any value) or exact (bytes).",
+)
+@click.option(
     "--ignore-body-key",
     "ignore_body_keys",
     multiple=True,
@@ -511,6 +519,7 @@ def replay_command(
     faults: tuple[Fault, ...],
     seed: int,
     match_on: tuple[str, ...] | None,
+    ws_match: str,
     ignore_body_keys: tuple[str, ...],
     cors: tuple[str, ...],
     allow_hosts: tuple[str, ...],
@@ -558,6 +567,7 @@ def replay_command(
         match=MatchOptions(
             on=match_on or MatchOptions().on,
             ignore_body_keys=tuple(dict.fromkeys(ignore_body_keys)),
+            ws_match=ws_match,
         ),
         repeat=not once,
         log_limit=PLAY_LOG_LIMIT,

@@ -7,6 +7,13 @@ streamed back as it comes (``flow.response.stream = True``): timing and faults a
 server's. Run it with ``upstream_cert=false`` and ``connection_strategy=lazy`` so mitmproxy never
 contacts the real host: it works with no network at all.
 
+A WebSocket upgrade is passed on the same way; once the replay server has answered 101, the
+connection is relayed as raw TCP (mitmproxy's own WebSocket layer is turned off for it), so the
+client gets the replay server's frames byte for byte: fragmented messages (``rechunk``), close
+codes and reasons, and a connection dropped without a close frame (``close:...,code=1006``,
+``truncate:...,end=reset``), which mitmproxy's WebSocket layer would have turned into a clean
+close.
+
 Nothing is ever forwarded anywhere else: a connection mitmproxy would open to any address but the
 replay server's (bytes after CONNECT that are neither HTTP nor TLS, which mitmproxy passes through
 as raw TCP; UDP; a flow an addon sent elsewhere) is refused before it opens, and reported on
@@ -45,6 +52,7 @@ class ReplayRedirect:
     def __init__(self) -> None:
         self.target: tuple[str, int] | None = None
         self._raw: set[object] = set()  # client connections that went raw TCP
+        self._upgraded: set[object] = set()  # ... after a 101 from the replay server
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -68,6 +76,14 @@ class ReplayRedirect:
     def responseheaders(self, flow: Any) -> None:
         flow.response.stream = True
 
+    def response(self, flow: Any) -> None:
+        """A 101 from the replay server: relay what follows as raw TCP (the replay's frames as
+        they are), not through mitmproxy's WebSocket layer (which reframes messages and closes
+        cleanly where the replay dropped the connection)."""
+        if flow.response.status_code == 101 and getattr(flow, "websocket", None) is not None:
+            flow.websocket = None
+            self._upgraded.add(getattr(flow.client_conn, "id", None))
+
     def server_connect(self, data: Any) -> None:
         """The one door out: only the replay server's address opens."""
         server = data.server
@@ -87,11 +103,14 @@ class ReplayRedirect:
 
     def tcp_start(self, flow: Any) -> None:
         """Raw TCP after CONNECT (the client spoke neither HTTP nor TLS): its server connection
-        is refused above; noted here to say so."""
-        self._raw.add(getattr(flow.client_conn, "id", None))
+        is refused above; noted here to say so (not a WebSocket relayed after its 101)."""
+        client_id = getattr(flow.client_conn, "id", None)
+        if client_id not in self._upgraded:
+            self._raw.add(client_id)
 
     def client_disconnected(self, client: Any) -> None:
         self._raw.discard(getattr(client, "id", None))
+        self._upgraded.discard(getattr(client, "id", None))
 
 
 addons = [Announce(), ReplayRedirect()]

@@ -1,3 +1,3 @@
-import { isolationTests } from "../isolation.js";
+import { isolationTests } from "./isolation.js";
 
 isolationTests("a");

@@ -93,3 +93,31 @@ test("misses() while the test runs; stop() gives the final summary", async ({ ss
   expect(summary).toMatchObject({ plays: 1, misses: 2, once: true });
   expect(summary.miss_list).toHaveLength(2);
 });
+
+test.concurrent("each session its own CORS, on the run's one server", async ({ ssevcr }) => {
+  // the run's server has no CORS; each session asks for its own (or none)
+  const page = "http://page.test";
+  const sessions = {
+    one: await ssevcr({ cassette: CHAT, root: REPO, allowRepeats: true, cors: [page] }),
+    any: await ssevcr({ cassette: CHAT, root: REPO, allowRepeats: true, cors: true }),
+    none: await ssevcr({ cassette: CHAT, root: REPO, allowRepeats: true, allowMisses: true }),
+  };
+  const asked = async (replay, origin, method = "POST") => {
+    const headers = { origin, "content-type": "application/json" };
+    if (method === "OPTIONS") headers["access-control-request-method"] = "POST";
+    const r = await fetch(`${replay.openaiBaseURL}/chat/completions`, {
+      method,
+      headers,
+      body: method === "POST" ? JSON.stringify({ ...PARAMS, stream: true }) : undefined,
+    });
+    await r.arrayBuffer();
+    return [r.status, r.headers.get("access-control-allow-origin")];
+  };
+  expect(await asked(sessions.one, page)).toEqual([200, page]);
+  expect(await asked(sessions.one, "http://other.test")).toEqual([200, null]);
+  expect(await asked(sessions.any, "http://other.test")).toEqual([200, "http://other.test"]);
+  expect(await asked(sessions.none, page)).toEqual([200, null]);
+  expect(await asked(sessions.one, page, "OPTIONS")).toEqual([204, page]);
+  expect(await asked(sessions.none, page, "OPTIONS")).toEqual([404, null]); // a miss, no CORS
+  for (const replay of Object.values(sessions)) await replay.stop();
+});

@@ -1,28 +1,38 @@
-"""In-process replay and recording for requests (every ``Session``, every mounted ``HTTPAdapter``).
+"""In-process replay and recording for urllib3 and what is built on it: ``urllib3.request``,
+``PoolManager`` and ``ProxyManager``, ``HTTPConnectionPool``/``HTTPSConnectionPool`` made by hand,
+requests (every ``Session``, every ``HTTPAdapter``), botocore, any SDK that sends through a pool.
 
-The seam: requests' transport adapter. ``HTTPAdapter.send`` is patched on the class while
-cassettes are open, and so is ``HTTPAdapter.get_connection_with_tls_context`` (the documented
-hook "exposed for use when subclassing", ``get_connection`` before requests 2.32.2): while a
-replayed request is sent, it returns a urllib3 ``HTTPConnectionPool`` whose ``ConnectionCls``
-(urllib3's documented extension point) connects to an in-memory socket instead of the network.
-Everything else is the libraries' own: urllib3 writes the request (read back by
+The seam: :meth:`urllib3.HTTPConnectionPool.urlopen`, the pool's public entry point that every
+request through urllib3 reaches (``PoolManager.urlopen`` and requests' ``HTTPAdapter.send`` call
+it on the pool they chose; every pool subclass inherits it), patched on the class while cassettes
+are open. A replayed request is sent through the same ``urlopen`` on a fresh pool of its own,
+whose ``ConnectionCls`` (urllib3's documented extension point) connects to an in-memory socket
+instead of the network; the caller's pool, and any connection it holds, is not touched. The
+replay pool takes the caller's pool defaults (timeout, retries, headers), so everything else is
+the libraries' own: urllib3 writes the request (read back by
 :class:`ssevcr._http1.RequestReader`), http.client and urllib3 parse the answer, urllib3 applies
-the retries and timeouts the adapter was given, requests maps the errors. The socket hands out
-the response as the replay server would send it (:class:`ssevcr._wire.Answer`: chunked, one
-HTTP chunk per recorded chunk, each on its absolute deadline from the request), so
-``iter_content`` and ``iter_lines`` see the recorded chunks when they come due, and faults are
-requests' exceptions: ``ChunkedEncodingError`` for a body cut short (``end=abort``, a reset),
-``ConnectionError`` for a connection closed or reset before the head and for a stall past the read
-timeout while streaming, ``ReadTimeout`` for one before the head. A miss raises
-:class:`~ssevcr._errors.NoMatchError` from ``send``. No replayed connection is pooled.
+its retries, redirects and timeouts (a retried request is played again: the cassette must hold
+the retries), requests maps the errors. The socket hands out the response as the replay server
+would send it (:class:`ssevcr._wire.Answer`: chunked, one HTTP chunk per recorded chunk, each on
+its absolute deadline from the request), so ``stream()``, ``read_chunked()``, ``read1()``,
+requests' ``iter_content`` and ``iter_lines`` see the recorded chunks when they come due
+(``read(amt)`` waits for ``amt`` bytes, as it does on a socket). Faults are each library's
+exceptions: in urllib3, ``ProtocolError`` for a chunked body cut short (``end=abort``, a reset)
+or a connection closed or reset before the head, ``IncompleteRead`` (inside a ``ProtocolError``)
+for a sized body cut short, ``ReadTimeoutError`` for a stall past the read timeout, and
+``MaxRetryError`` once the retries are spent on errors before the head; in requests,
+``ChunkedEncodingError``, ``ConnectionError`` and ``ReadTimeout``. A miss raises
+:class:`~ssevcr._errors.NoMatchError` from ``urlopen``. No replayed connection is pooled.
 
-Recording: the request goes out through the adapter as usual; the response's raw reader (the
-http.client response's ``fp``, which urllib3 reads) is teed, so the client streams live and each
-piece of the body is recorded (de-framed by :class:`ssevcr._wire.ResponseReader`, still
-content-encoded) when the client reads it.
-
-urllib3 used directly (``PoolManager``, botocore) is not intercepted in process; while a cassette
-replays, the network guard (:mod:`ssevcr._network`) refuses its connections.
+Recording: the request goes out through the caller's pool as usual (its TLS settings, proxy and
+connections); the response's raw reader (the http.client response's ``fp``, which urllib3 reads)
+is teed, so the client streams live and each piece of the body is recorded (de-framed by
+:class:`ssevcr._wire.ResponseReader`, still content-encoded) when the client reads it. A
+``preload_content=True`` call is sent without preloading and preloaded once teed (as urllib3
+does: ``response.data``). A pool's own redirects and status retries (``redirect=True`` on a pool
+used by hand; ``PoolManager``, requests and botocore follow redirects one ``urlopen`` per hop) keep
+only the last answer. A ``urllib3.HTTPConnection`` used without a pool is not intercepted: while a
+cassette replays, the network guard (:mod:`ssevcr._network`) refuses its connection.
 
 The play's journal counts what urllib3 read from the in-memory socket (its buffered reader reads
 ahead of the application by up to 8 KiB); a socket closed before the end is ``cancel``, a read
@@ -31,9 +41,9 @@ that timed out ``timeout``.
 
 from __future__ import annotations
 
-import contextvars
 import errno
 import functools
+import inspect
 import io
 import socket
 import threading
@@ -41,7 +51,6 @@ import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from . import _http1 as http1
 from . import _import_hook
@@ -58,92 +67,88 @@ if TYPE_CHECKING:
 
 __all__ = ["install", "uninstall"]
 
-_installed: list[tuple[type, str, Any, Any]] = []  # (class, attribute, original, ours)
-_route: contextvars.ContextVar[ActiveCassette | None] = contextvars.ContextVar(
-    "ssevcr_requests_route", default=None
-)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class _ToNetwork(Exception):
     """Raised by the in-memory socket when the cassette sends a request to the network
-    (``new_episodes`` and no match): ``send`` catches it and sends the request for real."""
+    (``new_episodes`` and no match): ``urlopen`` catches it and sends the request for real."""
 
 
-def _patch(requests: ModuleType) -> None:
-    if _installed:
-        return
-    import requests.adapters
-
-    cls = requests.adapters.HTTPAdapter
-    pool_method = (
-        "get_connection_with_tls_context"
-        if "get_connection_with_tls_context" in cls.__dict__
-        else "get_connection"
-    )
-    for attr, patch in (("send", _send_patch), (pool_method, _pool_patch)):
-        original = cls.__dict__[attr]
-        ours = patch(original)
-        setattr(cls, attr, ours)
-        _installed.append((cls, attr, original, ours))
+def _targets(urllib3: ModuleType) -> list[tuple[type, str, Callable[..., Any]]]:
+    return [(urllib3.HTTPConnectionPool, "urlopen", _urlopen_patch)]
 
 
-def install() -> None:
-    _import_hook.when_imported("requests", _patch)
+_patches = _import_hook.Patches("urllib3", _targets)
+install = _patches.install
+uninstall = _patches.uninstall
 
 
-def uninstall() -> None:
-    _import_hook.forget("requests", _patch)
-    while _installed:
-        cls, attr, original, ours = _installed.pop()
-        if cls.__dict__.get(attr) is ours:  # leave alone what another tool patched over us
-            setattr(cls, attr, original)
-
-
-def _send_patch(original: Callable[..., Any]) -> Callable[..., Any]:
+def _urlopen_patch(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
-    def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+    def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         from ._intercept import active
 
         cassette = active()
-        if cassette is None:
-            return original(self, request, *args, **kwargs)
-        url = urlsplit(request.url)
-        if cassette.passes(url.hostname or "", url.port):
-            return original(self, request, *args, **kwargs)
+        if cassette is None or type(self) is _pool_class():  # (a replay pool's own retries)
+            return original(self, method, url, *args, **kwargs)
+        scheme, host, port = _target(self, url)
+        if cassette.passes(host, port):
+            return original(self, method, url, *args, **kwargs)
         if cassette.mode != "record":
-            token = _route.set(cassette)
+            pool = _pool(self, cassette, scheme, host, port)
             try:
-                return original(self, request, *args, **kwargs)
+                return original(pool, method, url, *args, **kwargs)
             except _ToNetwork:
                 pass
-            finally:
-                _route.reset(token)
-        return _record(cassette, original, self, request, *args, **kwargs)
+        return _record(cassette, original, self, method, url, *args, **kwargs)
 
-    return send
+    return urlopen
 
 
-def _pool_patch(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def get_connection(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        cassette = _route.get()
-        if cassette is None:
-            return original(self, request, *args, **kwargs)
-        url = urlsplit(request if isinstance(request, str) else request.url)
-        return _pool(cassette, url.scheme, url.hostname or "localhost", url.port)
+def _target(pool: Any, url: str) -> tuple[str, str, int | None]:
+    """Where a request goes: the URL's origin when it is absolute (a proxy's pool is sent the
+    whole URL), else the pool's."""
+    if url.startswith(("http://", "https://")):
+        from urllib3.util import parse_url
 
-    return get_connection
+        parsed = parse_url(url)
+        return parsed.scheme or "http", parsed.host or "localhost", parsed.port
+    return str(pool.scheme), str(pool.host), pool.port
 
 
-def _pool(cassette: ActiveCassette, scheme: str, host: str, port: int | None) -> Any:
-    from urllib3 import HTTPConnectionPool
-
-    pool = HTTPConnectionPool(host, port or (443 if scheme == "https" else 80), maxsize=1)
-    pool.scheme = scheme  # (for urllib3's messages)
-    pool.ConnectionCls = functools.partial(  # type: ignore[assignment]
+def _pool(pool: Any, cassette: ActiveCassette, scheme: str, host: str, port: int | None) -> Any:
+    """A pool of one in-memory connection, with the caller's pool defaults."""
+    replay = _pool_class()(
+        host,
+        port or _DEFAULT_PORTS.get(scheme, 80),
+        timeout=pool.timeout,
+        retries=pool.retries,
+        headers=pool.headers,
+        maxsize=1,
+    )
+    replay.scheme = scheme  # (for urllib3's messages and its same-host check)
+    replay.ssevcr_named = type(pool).__name__
+    replay.ConnectionCls = functools.partial(
         _connection_class(), ssevcr_cassette=cassette, ssevcr_scheme=scheme
     )
-    return pool
+    return replay
+
+
+@functools.cache
+def _pool_class() -> type:
+    from urllib3 import HTTPConnectionPool
+
+    class ReplayPool(HTTPConnectionPool):
+        """A pool whose connections answer from the cassette (see ``ReplayConnection``), named
+        in urllib3's messages as the caller's pool is."""
+
+        ssevcr_named = "HTTPConnectionPool"
+
+        def __str__(self) -> str:
+            return f"{self.ssevcr_named}(host={self.host!r}, port={self.port!r})"
+
+    return ReplayPool
 
 
 @functools.cache
@@ -328,44 +333,68 @@ class _Answered(io.RawIOBase):
 # recording
 
 
+@functools.cache
+def _signature(urlopen: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(urlopen)
+
+
 def _record(
     cassette: ActiveCassette,
     original: Callable[..., Any],
-    adapter: Any,
-    request: Any,
+    pool: Any,
+    method: str,
+    url: str,
     *args: Any,
     **kwargs: Any,
 ) -> Any:
+    call = _signature(original).bind(pool, method, url, *args, **kwargs)
+    call.apply_defaults()
+    given = call.arguments
+    preload = bool(given["preload_content"])
+    if preload:  # sent without preloading, preloaded below once teed
+        given["preload_content"] = False
+        given["release_conn"] = False  # (the response gives it back once read to the end)
     t0 = time.monotonic()
-    response = original(adapter, request, *args, **kwargs)
-    raw = response.raw
-    httplib = getattr(raw, "_original_response", None)
-    if httplib is None or not hasattr(httplib, "fp") or httplib.fp is None:
-        return response  # (a response urllib3 did not read off a connection: nothing to tee)
+    response = original(*call.args, **call.kwargs)
+    httplib = getattr(response, "_original_response", None)
+    fp = getattr(httplib, "fp", None)
+    if fp is not None and not isinstance(fp, _Tee):  # (a pool's own retry was teed already)
+        request = _request_of(pool, method, url, given["body"], given["headers"])
+        _tee(cassette.record(request, t0), httplib, method)
+    if preload:
+        response.data  # noqa: B018 (read and kept, as preload_content does)
+    return response
+
+
+def _tee(recording: Any, httplib: Any, method: str) -> None:
+    """Record the response urllib3 is reading: its head now, its body as it is read."""
     headers = tuple((str(k), str(v)) for k, v in httplib.msg.items())
-    recording = cassette.record(_request_of(request), t0)
     recording.head(
         int(httplib.status),
         reason=str(httplib.reason or ""),
         headers=headers,
         http_version="HTTP/1.0" if httplib.version == 10 else "HTTP/1.1",
     )
-    reader = ResponseReader.body_only(recording, request.method, int(httplib.status), headers)
+    reader = ResponseReader.body_only(recording, method, int(httplib.status), headers)
     httplib.fp = _Tee(httplib.fp, reader)
-    return response
 
 
-def _request_of(prepared: Any) -> Request:
-    body = prepared.body
+def _request_of(pool: Any, method: str, url: str, body: Any, headers: Any) -> Request:
+    """The cassette's request for one ``urlopen``: the absolute URL, the headers it was given
+    (urllib3 adds its own on the wire), the body as urllib3 sends it (a str in UTF-8)."""
+    if not url.startswith(("http://", "https://")):
+        scheme, host, port = str(pool.scheme), str(pool.host), pool.port
+        if ":" in host:
+            host = f"[{host}]"
+        if port is not None and port != _DEFAULT_PORTS.get(scheme):
+            host = f"{host}:{port}"
+        url = f"{scheme}://{host}{url if url.startswith('/') else '/' + url}"
     if isinstance(body, str):
-        try:
-            body = body.encode("latin-1")  # as http.client sends a str body
-        except UnicodeEncodeError:
-            body = body.encode("utf-8")
-    elif not isinstance(body, bytes | bytearray):
+        body = body.encode("utf-8")
+    elif not isinstance(body, bytes | bytearray | memoryview):
         body = b""  # a generator or a file: streamed out, not kept
-    headers = tuple((str(k), str(v)) for k, v in prepared.headers.items())
-    return Request(str(prepared.method), str(prepared.url), headers, bytes(body))
+    items = (pool.headers if headers is None else headers).items()
+    return Request(method, url, tuple((str(k), str(v)) for k, v in items), bytes(body))
 
 
 class _Tee:
