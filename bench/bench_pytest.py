@@ -4,8 +4,8 @@ in-process recording.
 
     .venv/bin/python bench/bench_pytest.py [--tests 200] [--rounds 3] [--repeat 1] [--json FILE]
     .venv/bin/python bench/bench_pytest.py --raw-httpx [--per-test-cassettes] ...   # the old method
-    .venv/bin/python bench/bench_pytest.py --in-process 300 [--repeat 30]     # one replay, no pytest
-    .venv/bin/python bench/bench_pytest.py --first-byte 40                    # recording, HTTP + HTTPS
+    .venv/bin/python bench/bench_pytest.py --in-process 300 [--repeat 30]    # one replay, no pytest
+    .venv/bin/python bench/bench_pytest.py --first-byte 40                   # recording, HTTP(S)
 
 One stream, two cassettes made from the same bytes: the ssevcr cassette is built from the OpenAI
 chat fixture (``tests/fixtures/providers/openai-chat/text.sse``, one chunk per SSE event;
@@ -63,7 +63,8 @@ import pytest
 
 URL = {url!r}
 BODY = {body!r}
-CLIENT = httpx.Client()  # shared: creating a client loads the CA bundle (~30 ms), not what is measured
+# shared: creating a client loads the CA bundle (~30 ms), not what is measured
+CLIENT = httpx.Client()
 
 
 {markers}
@@ -73,7 +74,8 @@ def test_stream(i):
 
 
 def run():
-    with CLIENT.stream("POST", URL, content=BODY, headers={{"content-type": "application/json"}}) as r:
+    headers = {{"content-type": "application/json"}}
+    with CLIENT.stream("POST", URL, content=BODY, headers=headers) as r:
         events = sum(1 for line in r.iter_lines() if line.startswith("data: "))
     assert events == {events}
 """
@@ -93,7 +95,8 @@ MESSAGES = [{{"role": "user", "content": "hi"}}]
 class Floor(httpx2.BaseTransport):
     def handle_request(self, request):
         request.read()
-        return httpx2.Response(200, headers=[(b"content-type", b"text/event-stream")], stream=Chunks())
+        headers = [(b"content-type", b"text/event-stream")]
+        return httpx2.Response(200, headers=headers, stream=Chunks())
 
 
 class Chunks(httpx2.SyncByteStream):
@@ -103,7 +106,8 @@ class Chunks(httpx2.SyncByteStream):
 
 KIND = {kind!r}
 if KIND == "vcrpy":
-    CLIENT = openai.OpenAI(api_key="sk-test", base_url=URL, max_retries=0, http_client=httpx.Client())
+    CLIENT = openai.OpenAI(api_key="sk-test", base_url=URL, max_retries=0,
+                           http_client=httpx.Client())
 elif KIND == "floor":
     CLIENT = openai.OpenAI(api_key="sk-test", base_url=URL, max_retries=0,
                            http_client=httpx2.Client(transport=Floor()))
@@ -377,7 +381,8 @@ def sdk_sessions(args: argparse.Namespace) -> dict[str, Any]:
     own = {name: per[name] - per["floor"] for name in ("ssevcr", "vcrpy")}
     size = len(FIXTURE.read_bytes()) * args.repeat
     print(
-        f"{date.today()}  {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{date.today()}  {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, "
         f"pytest {version('pytest')}, openai {version('openai')}, vcrpy {version('vcrpy')}, "
         f"pytest-recording {version('pytest-recording')}"
     )
@@ -402,7 +407,8 @@ def sdk_sessions(args: argparse.Namespace) -> dict[str, Any]:
         print(
             "Python function calls per test (cProfile, exact): "
             + ", ".join(f"{k} {v:,.0f}" for k, v in per_call.items())
-            + f"; the tools' own: ssevcr {own_calls['ssevcr']:,.0f}, vcrpy {own_calls['vcrpy']:,.0f} "
+            + f"; the tools' own: ssevcr {own_calls['ssevcr']:,.0f}, "
+            f"vcrpy {own_calls['vcrpy']:,.0f} "
             f"({own_calls['vcrpy'] / own_calls['ssevcr']:.2f}x)"
         )
         extra = {
@@ -520,11 +526,13 @@ def first_byte(n: int) -> dict[str, Any]:
         "own process (error = recorded - true offset)"
     )
     print(
-        f"{'':6} {'head ms':>8} {'first byte ms':>14} {'p90 ms':>8} {'t0 before connecting would add ms':>34}"
+        f"{'':6} {'head ms':>8} {'first byte ms':>14} {'p90 ms':>8} "
+        f"{'t0 before connecting would add ms':>34}"
     )
     for scheme, f in out.items():
         print(
-            f"{scheme:6} {f['head_error_median_ms']:+8.3f} {f['first_byte_error_median_ms']:+14.3f} "
+            f"{scheme:6} {f['head_error_median_ms']:+8.3f} "
+            f"{f['first_byte_error_median_ms']:+14.3f} "
             f"{f['first_byte_error_p90_ms']:+8.3f} {f['before_t0_added_median_ms']:+34.3f}"
         )
     return out
@@ -538,7 +546,8 @@ def main() -> None:
     parser.add_argument(
         "--raw-httpx",
         action="store_true",
-        help="the earlier method: raw httpx streaming, one cassette file unless --per-test-cassettes",
+        help="the earlier method: raw httpx streaming, one cassette file unless "
+        "--per-test-cassettes",
     )
     parser.add_argument(
         "--per-test-cassettes",
@@ -549,7 +558,8 @@ def main() -> None:
     parser.add_argument(
         "--calls",
         action="store_true",
-        help="also count the Python function calls of each session (cProfile: exact, load-independent)",
+        help="also count the Python function calls of each session (cProfile: exact, "
+        "load-independent)",
     )
     parser.add_argument(
         "--cpu",
@@ -588,7 +598,8 @@ def raw_main(args: argparse.Namespace) -> None:
     if args.in_process:
         figures = in_process(args.repeat, args.in_process)
         print(
-            f"in process, {args.in_process} plays each (interleaved), instant, --repeat {args.repeat}"
+            f"in process, {args.in_process} plays each (interleaved), instant, "
+            f"--repeat {args.repeat}"
         )
         print(f"{'':34} {'p10 ms':>8} {'median ms':>10}")
         for name, (p10, median) in figures.items():
@@ -652,12 +663,14 @@ def raw_main(args: argparse.Namespace) -> None:
     per = {name: (best[name] - best["empty"]) / n for name in ("ssevcr", "vcrpy")}
     size = len(FIXTURE.read_bytes()) * args.repeat
     print(
-        f"{date.today()}  {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"pytest {version('pytest')}, vcrpy {version('vcrpy')}, pytest-recording {version('pytest-recording')}"
+        f"{date.today()}  {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, pytest {version('pytest')}, "
+        f"vcrpy {version('vcrpy')}, pytest-recording {version('pytest-recording')}"
     )
     print(
-        f"stream: {events} events, {size} bytes; {n} tests per session, best of {args.rounds} rounds; "
-        f"{'one cassette file per test' if args.per_test_cassettes else 'one cassette file for all tests'}"
+        f"stream: {events} events, {size} bytes; {n} tests per session, "
+        f"best of {args.rounds} rounds; one cassette file "
+        f"{'per test' if args.per_test_cassettes else 'for all tests'}"
     )
     print(f"{'session':<8} {'total s':>8} {'per test ms':>12} {'overhead ms':>12}")
     print(f"{'empty':<8} {best['empty']:8.2f} {best['empty'] / n * 1e3:12.2f} {'-':>12}")

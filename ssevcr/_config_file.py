@@ -1,11 +1,13 @@
 """Reading a configured-responses file (YAML or TOML) and the cassettes it names.
 
 The I/O side of :mod:`ssevcr._configured`: the file is read here (bounded in size), its format
-chosen by its suffix (``.toml``, else YAML), and cassette paths resolved against the file's folder.
+chosen by its suffix (``.toml``, else YAML), and the paths of cassettes and of ``profile:FILE``
+timings resolved against the file's folder.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -34,5 +36,10 @@ def load(path: str | os.PathLike[str]) -> Config:
         target = Path(name)
         return _store.load(target if target.is_absolute() else base / target)
 
+    @functools.cache  # a top-level timing is every rule's: its recording is read once
+    def profile_times(name: str) -> tuple[float, ...]:
+        target = Path(name)
+        return tuple(_store.profile_times(str(target if target.is_absolute() else base / target)))
+
     fmt = "toml" if p.suffix.lower() == ".toml" else "yaml"
-    return parse(text, fmt, source=str(p), load_cassette=load_cassette)
+    return parse(text, fmt, source=str(p), load_cassette=load_cassette, profile_times=profile_times)

@@ -341,7 +341,8 @@ class Answer:
     rule: str
     interaction: Interaction
     faults: tuple[str, ...] = ()
-    timing: str | None = None  # a cassette answer's timing profile (content is timed already)
+    # a cassette answer's timing profile, each profile:FILE fitted (content is timed already)
+    timing: tuple[_profiles.Profile, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +371,7 @@ class _Rule:
     retry_after: float | None
     message: str | None
     faults: tuple[str, ...]
-    timing: str | None
+    timing: tuple[_profiles.Profile, ...] | None  # profile:FILE fitted when the file was read
     seed: int
 
 
@@ -595,7 +596,15 @@ def _rule_faults(faults: Any, name: str) -> tuple[str, ...]:
     return tuple(faults)
 
 
-def _rule(spec: Any, order: int, load_cassette: Callable[[str], Cassette] | None) -> _Rule:
+TimesOf = Callable[[str], Sequence[float]]
+
+
+def _rule(
+    spec: Any,
+    order: int,
+    load_cassette: Callable[[str], Cassette] | None,
+    profile_times: TimesOf | None = None,
+) -> _Rule:
     if not isinstance(spec, dict):
         raise ConfigError(f"responses[{order}] must be a mapping")
     name = spec.get("name")
@@ -624,8 +633,7 @@ def _rule(spec: Any, order: int, load_cassette: Callable[[str], Cassette] | None
         status, retry_after, message = _error_answer(spec["error"], name)
     faults = _rule_faults(spec.get("faults") or [], name)
     timing = spec.get("timing")
-    if timing is not None:
-        _profiles.parse(str(timing))  # a clean error now, not at the first request
+    steps = None if timing is None else _timing_steps(str(timing), name, profile_times)
     seed = spec.get("seed", 0)
     if (
         not isinstance(seed, int)
@@ -635,8 +643,21 @@ def _rule(spec: Any, order: int, load_cassette: Callable[[str], Cassette] | None
         raise ConfigError(f"response {name!r}: seed and priority are whole numbers")
     return _Rule(
         name, priority, order, matchers, exact, kind, content, provider, split, interaction,
-        status, retry_after, message, faults, None if timing is None else str(timing), seed,
+        status, retry_after, message, faults, steps, seed,
     )  # fmt: skip
+
+
+def _timing_steps(
+    text: str, rule: str, profile_times: TimesOf | None
+) -> tuple[_profiles.Profile, ...]:
+    """A rule's timing profile, parsed now (a clean error, not at the first request), each
+    ``profile:FILE`` fitted to the event times ``profile_times(FILE)`` reads."""
+    steps = _profiles.parse(text)
+    if any(isinstance(s, _profiles.Source) for s in steps):
+        if profile_times is None:
+            raise ConfigError(f"response {rule!r}: timing {text!r} names a file, and none is read")
+        steps = _profiles.resolve(steps, profile_times)
+    return steps
 
 
 def parse(
@@ -645,9 +666,11 @@ def parse(
     *,
     source: str = "<config>",
     load_cassette: Callable[[str], Cassette] | None = None,
+    profile_times: TimesOf | None = None,
 ) -> Config:
     """A configuration from YAML or TOML text. ``load_cassette(path)`` reads the cassettes that
-    ``cassette:`` answers name (paths as written in the file)."""
+    ``cassette:`` answers name, ``profile_times(path)`` the event times of the recordings that
+    ``profile:FILE`` timings name (paths as written in the file)."""
     try:
         if fmt == "toml":
             import tomllib
@@ -679,7 +702,7 @@ def parse(
         if isinstance(spec, dict):
             spec = {**defaults, **spec}
         try:
-            rule = _rule(spec, i, load_cassette)
+            rule = _rule(spec, i, load_cassette, profile_times)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
         if rule.name in names:

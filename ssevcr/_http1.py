@@ -30,12 +30,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import h11
 
 from ._cassette import Headers, head_problems
 from ._schedule import Close, Schedule, Timeline
+
+if TYPE_CHECKING:  # h11 is imported by the first request that is not simple (start-up time)
+    import h11
+    import h11._headers
 
 __all__ = [
     "MAX_BODY",
@@ -353,6 +356,8 @@ class RequestReader:
     # --- h11, for one request that is not simple
 
     def _to_h11(self) -> Request | NeedData | ProtocolError:
+        import h11
+
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
         conn.receive_data(bytes(self._buffer))
         self._buffer.clear()
@@ -361,6 +366,8 @@ class RequestReader:
         return self._next_h11()
 
     def _next_h11(self) -> Request | NeedData | ProtocolError:
+        import h11
+
         conn = self._h11
         assert conn is not None
         try:
@@ -394,6 +401,8 @@ class RequestReader:
             )
 
     def _h11_done(self, conn: h11.Connection) -> Request | ProtocolError:
+        import h11
+
         request = self._h11_request
         assert request is not None
         made = self._head(

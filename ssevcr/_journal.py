@@ -50,14 +50,15 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from . import _framing as framing
 from ._cassette import Headers, Request, header
 from ._content import ContentDecoder, DecodeError
-from ._conversation import Plan
 from ._redaction import Redaction
 from ._schedule import Abort, Close, Hang, Reset, Schedule
+
+if TYPE_CHECKING:  # imported by WebSocket plays only (start-up time)
+    from ._conversation import Plan
 
 __all__ = [
     "HOWS",
@@ -115,6 +116,8 @@ def event_map(schedule: Schedule) -> EventMap | None:
 
 
 def _event_map(schedule: Schedule) -> EventMap | None:
+    from . import _framing as framing  # on first use (start-up time; the server warms it up)
+
     content_type = header(schedule.headers, "content-type") or ""
     if schedule.status != 200 or not framing.may_frame(content_type):
         return None

@@ -26,11 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from . import _conversation as conversation_mod
-from . import _resume
 from . import _schedule as schedule_mod
 from ._cassette import Cassette, Interaction, Request, Response
-from ._conversation import Plan
 from ._errors import NoMatchError
 from ._faults import Fault, Resume, Status, parse_faults
 from ._journal import Delivery, Journal
@@ -42,6 +39,7 @@ if TYPE_CHECKING:
     from os import PathLike
 
     from ._configured import Config
+    from ._conversation import Plan  # _conversation and _resume: imported on first use
     from ._redaction import Redaction
 
 __all__ = ["Miss", "Play", "Player"]
@@ -152,6 +150,10 @@ class Player:
         # bounded by the bytes of the requests it keeps (emptied when full)
         self._matches: dict[tuple[str, str, bytes], list[int]] = {}
         self._matches_bytes = 0
+        # ... and by the identity of the request value (a server hands the same value again for
+        # the same bytes on a connection): (that value, its entries, its Last-Event-ID), in the
+        # same byte budget; the value is held, so its id cannot be reused while it is here
+        self._seen: dict[int, tuple[Request, list[int], str | None]] = {}
 
     @classmethod
     def create(
@@ -255,13 +257,17 @@ class Player:
         when the configured responses answer it; raises NoMatchError (and logs the miss) when
         nothing does (the caller holds the lock)."""
         entries = self._entries
-        candidates = self._candidates(request)
-        if candidates:
-            last_id = request.header("last-event-id")
-            if last_id:
-                index, resume_after = self._resumption(candidates, last_id)
-                if index >= 0:
-                    return index, resume_after
+        seen = self._seen.get(id(request))
+        if seen is not None and seen[0] is request:
+            candidates, last_id = seen[1], seen[2]
+        else:
+            candidates = self._candidates(request)
+            last_id = request.header("last-event-id") if candidates else None
+            self._remember(request, candidates, last_id)
+        if candidates and last_id:
+            index, resume_after = self._resumption(candidates, last_id)
+            if index >= 0:
+                return index, resume_after
         for n in candidates:  # (a loop: a generator costs more than the search)
             if entries[n].plays == 0:
                 return n, None
@@ -304,6 +310,8 @@ class Player:
         )
         if statuses:
             return sched, None
+        from . import _conversation as conversation_mod
+
         plan = conversation_mod.build(
             ws,
             timing=self.timing,
@@ -325,9 +333,13 @@ class Player:
         ``resume`` fault says) under the timing and faults."""
         response: Response | None = interaction.response
         if resume is not None and resume.how == "refuse":
+            from . import _resume
+
             recorded = interaction.response.headers_at
             return _resume.refused(self.timing.retime([recorded])[recorded], (str(resume),))
         if resume_after is not None and (resume is None or resume.how != "restart"):
+            from . import _resume
+
             gap = resume is not None and resume.how == "gap"
             response = _resume.resumed(interaction.response, resume_after, gap=gap)
         sched = schedule_mod.build(
@@ -409,6 +421,8 @@ class Player:
         for n in candidates:
             e = entries[n]
             if e.ids is None:
+                from . import _resume
+
                 stream = _resume.resumable(e.interaction.response)
                 e.ids = {} if stream is None else stream.first_with_id
             if last_id in e.ids and (best < 0 or e.last > entries[best].last):
@@ -443,7 +457,9 @@ class Player:
             faults = [*parse_faults(answer.faults), *self._faults_for(-1, request)]
         timing = self.timing
         if answer.timing:
-            timing = parse_timing(answer.timing, max_gap=self.timing.max_gap, seed=self.seed)
+            timing = parse_timing(
+                Timing(profile=answer.timing), max_gap=self.timing.max_gap, seed=self.seed
+            )
         sched = schedule_mod.build(
             answer.interaction.response,
             timing=timing,
@@ -505,12 +521,28 @@ class Player:
                 if not differences(e.interaction.request, request, self.match)
             ]
             size = len(request.url) + len(request.body) + 8 * len(found) + 256
-            if self._matches_bytes + size > _MATCH_CACHE_BYTES:
-                self._matches.clear()
-                self._matches_bytes = 0
+            self._make_room(size)
             self._matches[key] = found
             self._matches_bytes += size
         return found
+
+    def _remember(self, request: Request, candidates: list[int], last_id: str | None) -> None:
+        """Keep a request value's entries and Last-Event-ID by its identity (the caller holds
+        the lock)."""
+        if len(request.body) > _CACHED_BODY:
+            return
+        size = len(request.url) + len(request.body) + 8 * len(candidates) + 256
+        size += sum(len(k) + len(v) + 64 for k, v in request.headers)
+        self._make_room(size)
+        self._seen[id(request)] = (request, candidates, last_id)
+        self._matches_bytes += size
+
+    def _make_room(self, size: int) -> None:
+        """Empty the match caches when ``size`` more bytes would not fit."""
+        if self._matches_bytes + size > _MATCH_CACHE_BYTES:
+            self._matches.clear()
+            self._seen.clear()
+            self._matches_bytes = 0
 
     def _logged(self, request: Request) -> Request:
         """The request as a capped log keeps it: at most _LOGGED_BODY bytes of its body (the log

@@ -52,7 +52,6 @@ from ._secrets import (
     url_spans,
 )
 from ._secrets import replace as replace_spans
-from ._sse import Event, data_values, parse
 
 __all__ = [
     "DEFAULT_HEADERS",
@@ -201,6 +200,8 @@ def _event_stream_spans(body: bytes) -> list[Span]:
     them, each span found there moved back to the line it came from."""
     if not may_name_a_secret(body):
         return []
+    from ._sse import Event, data_values, parse  # on first use (the replay server's start-up)
+
     out: list[Span] = []
     for frame in parse(body).frames:
         if not isinstance(frame, Event):

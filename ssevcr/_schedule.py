@@ -28,10 +28,9 @@ import operator
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from . import _content as content
-from . import _framing as framings
 from . import _providers as providers
 from ._cassette import Headers, Outcome, Response
 from ._errors import ConfigError
@@ -51,8 +50,10 @@ from ._faults import (
     Status,
     Truncate,
 )
-from ._framing import Event
 from ._timing import Timing, until_horizon
+
+if TYPE_CHECKING:  # _framing is imported by the faults that need it (start-up time)
+    from ._framing import Event
 
 __all__ = [
     "Abort",
@@ -373,6 +374,8 @@ def status_answer(
     response: Response, faults: Sequence[Status], at: float, url: str = ""
 ) -> Schedule:
     """The provider's HTTP error instead of the recording, whole at ``at`` (the first fault)."""
+    from . import _framing as framings
+
     f = faults[0]
     framing = framings.framing_of(response.content_type, response.body, url)
     provider = f.provider or providers.detect(
@@ -419,6 +422,8 @@ def select_body(
         draft = replace(
             draft, headers=headers, items=pieces, length=sum(len(p.data) for p in pieces)
         )
+    from . import _framing as framings
+
     body = b"".join(p.data for p in pieces)
     framing = framings.framing_of(response.content_type, body, url)
     if framing is None:
@@ -458,6 +463,8 @@ def _edits_of(
     if ev is None:
         return None
     if isinstance(f, InjectError):
+        from . import _framing as framings
+
         framing, draft = context
         body = b"".join(p.data for p in draft.items if isinstance(p, Piece))
         frame = framings.error_frame(

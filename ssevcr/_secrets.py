@@ -471,58 +471,73 @@ def _shape(kind: str, prefixes: str, rx: bytes, **kw: object) -> _Shape:
 
 
 _R = rb"(?![A-Za-z0-9_\-])"
+
+
 # lengths as the providers issue them (gitleaks' rules), with room for shorter test keys;
 # entropy is never asked: a low-entropy key is still a key
-_SHAPES: tuple[_Shape, ...] = (
-    _shape("Anthropic API key", "sk-ant-", rb"sk-ant-(?:[A-Za-z0-9]{1,16}-){0,2}\w{20,}[\w\-]*"),
-    _shape("OpenRouter API key", "sk-or-", rb"sk-or-(?:v\d+-)?[A-Za-z0-9]{32,}" + _R),
-    _shape("OpenAI API key", "sk-", rb"sk-(?!ant-)(?:[A-Za-z0-9]{1,16}-){0,3}\w{20,}[\w\-]*"),
-    _shape("Google API key", "AIza", rb"AIza[0-9A-Za-z_\-]{35}" + _R),
-    _shape("Google OAuth token", "ya29.", rb"ya29\.[0-9A-Za-z_\-]{20,}"),
-    _shape("Groq API key", "gsk_", rb"gsk_[A-Za-z0-9]{20,}" + _R),
-    _shape("xAI API key", "xai-", rb"xai-[A-Za-z0-9]{32,}" + _R),
-    _shape("Perplexity API key", "pplx-", rb"pplx-[A-Za-z0-9]{32,}" + _R),
-    _shape("Replicate API token", "r8_", rb"r8_[A-Za-z0-9]{30,}" + _R),
-    _shape("Fireworks API key", "fw_", rb"fw_[A-Za-z0-9]{20,}" + _R),
-    _shape("NVIDIA API key", "nvapi-", rb"nvapi-[A-Za-z0-9_\-]{40,}" + _R),
-    _shape("Cerebras API key", "csk-", rb"csk-[A-Za-z0-9]{32,}" + _R),
-    _shape("Tavily API key", "tvly-", rb"tvly-(?:dev-|prod-)?[A-Za-z0-9]{24,}" + _R),
-    _shape("LangSmith API key", "lsv2_", rb"lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}" + _R),
-    _shape("Hugging Face token", "hf_ api_org_", rb"(?:hf_|api_org_)[A-Za-z0-9]{30,}" + _R),
-    _shape("AWS access key", "AKIA ASIA ABIA ACCA", rb"A[KSBC][IC]A[0-9A-Z]{16}" + _R),
-    _shape(
-        "GitHub token",
-        "ghp_ gho_ ghu_ ghs_ ghr_ github_pat_",
-        rb"(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{22,})",
-    ),
-    _shape("GitLab token", "glpat- gldt- glrt- glptt-", rb"gl[a-z]{2,3}-[A-Za-z0-9_\-]{20,}" + _R),
-    _shape("Slack token", "xoxa- xoxb- xoxp- xoxr- xoxs- xoxe-", rb"xox[a-z]-[A-Za-z0-9\-]{10,}"),
-    _shape(
-        "Stripe key",
-        "sk_live_ sk_test_ rk_live_ rk_test_",
-        rb"[sr]k_(?:live|test)_[A-Za-z0-9]{16,}" + _R,
-    ),
-    _shape("SendGrid API key", "SG.", rb"SG\.[\w\-]{16,}\.[\w\-]{16,}" + _R),
-    _shape("JSON Web Token", "eyJ", rb"eyJ[\w\-]{8,}\.eyJ[\w\-]{8,}\.[\w\-]{8,}"),
-    _shape(
-        "private key", "-----begin", rb"(?i:-----BEGIN[A-Z ]{0,32} PRIVATE KEY-----)", fold=True
-    ),
-    _shape(
-        "AWS SigV4 signature",
-        "signature=",
-        rb"(?i:signature)=([0-9a-fA-F]{64})(?![0-9a-fA-F])",
-        fold=True,
-        bounded=False,
-    ),
-    _shape(
-        "Basic credentials",
-        "basic",
-        rb"(?i:basic)[ \t]+([A-Za-z0-9+/]{6,}={0,2})(?![\w+/=])",
-        fold=True,
-        check=_basic,
-    ),
-    _shape("bearer token", "bearer", rb"(?i:bearer)[ \t]+([A-Za-z0-9\-._~+/]{8,}=*)", fold=True),
-)
+@functools.cache
+def _shapes() -> tuple[_Shape, ...]:
+    """The credential shapes, compiled on first use (some 30 patterns: start-up time)."""
+    return (
+        _shape(
+            "Anthropic API key", "sk-ant-", rb"sk-ant-(?:[A-Za-z0-9]{1,16}-){0,2}\w{20,}[\w\-]*"
+        ),
+        _shape("OpenRouter API key", "sk-or-", rb"sk-or-(?:v\d+-)?[A-Za-z0-9]{32,}" + _R),
+        _shape("OpenAI API key", "sk-", rb"sk-(?!ant-)(?:[A-Za-z0-9]{1,16}-){0,3}\w{20,}[\w\-]*"),
+        _shape("Google API key", "AIza", rb"AIza[0-9A-Za-z_\-]{35}" + _R),
+        _shape("Google OAuth token", "ya29.", rb"ya29\.[0-9A-Za-z_\-]{20,}"),
+        _shape("Groq API key", "gsk_", rb"gsk_[A-Za-z0-9]{20,}" + _R),
+        _shape("xAI API key", "xai-", rb"xai-[A-Za-z0-9]{32,}" + _R),
+        _shape("Perplexity API key", "pplx-", rb"pplx-[A-Za-z0-9]{32,}" + _R),
+        _shape("Replicate API token", "r8_", rb"r8_[A-Za-z0-9]{30,}" + _R),
+        _shape("Fireworks API key", "fw_", rb"fw_[A-Za-z0-9]{20,}" + _R),
+        _shape("NVIDIA API key", "nvapi-", rb"nvapi-[A-Za-z0-9_\-]{40,}" + _R),
+        _shape("Cerebras API key", "csk-", rb"csk-[A-Za-z0-9]{32,}" + _R),
+        _shape("Tavily API key", "tvly-", rb"tvly-(?:dev-|prod-)?[A-Za-z0-9]{24,}" + _R),
+        _shape("LangSmith API key", "lsv2_", rb"lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}" + _R),
+        _shape("Hugging Face token", "hf_ api_org_", rb"(?:hf_|api_org_)[A-Za-z0-9]{30,}" + _R),
+        _shape("AWS access key", "AKIA ASIA ABIA ACCA", rb"A[KSBC][IC]A[0-9A-Z]{16}" + _R),
+        _shape(
+            "GitHub token",
+            "ghp_ gho_ ghu_ ghs_ ghr_ github_pat_",
+            rb"(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{22,})",
+        ),
+        _shape(
+            "GitLab token", "glpat- gldt- glrt- glptt-", rb"gl[a-z]{2,3}-[A-Za-z0-9_\-]{20,}" + _R
+        ),
+        _shape(
+            "Slack token", "xoxa- xoxb- xoxp- xoxr- xoxs- xoxe-", rb"xox[a-z]-[A-Za-z0-9\-]{10,}"
+        ),
+        _shape(
+            "Stripe key",
+            "sk_live_ sk_test_ rk_live_ rk_test_",
+            rb"[sr]k_(?:live|test)_[A-Za-z0-9]{16,}" + _R,
+        ),
+        _shape("SendGrid API key", "SG.", rb"SG\.[\w\-]{16,}\.[\w\-]{16,}" + _R),
+        _shape("JSON Web Token", "eyJ", rb"eyJ[\w\-]{8,}\.eyJ[\w\-]{8,}\.[\w\-]{8,}"),
+        _shape(
+            "private key", "-----begin", rb"(?i:-----BEGIN[A-Z ]{0,32} PRIVATE KEY-----)", fold=True
+        ),
+        _shape(
+            "AWS SigV4 signature",
+            "signature=",
+            rb"(?i:signature)=([0-9a-fA-F]{64})(?![0-9a-fA-F])",
+            fold=True,
+            bounded=False,
+        ),
+        _shape(
+            "Basic credentials",
+            "basic",
+            rb"(?i:basic)[ \t]+([A-Za-z0-9+/]{6,}={0,2})(?![\w+/=])",
+            fold=True,
+            check=_basic,
+        ),
+        _shape(
+            "bearer token", "bearer", rb"(?i:bearer)[ \t]+([A-Za-z0-9\-._~+/]{8,}=*)", fold=True
+        ),
+    )
+
+
 _URL_CREDENTIALS = re.compile(
     rb"[A-Za-z][A-Za-z0-9+.\-]{0,15}://([^\s/?#@:\"'<>]{1,256}:[^\s/?#@\"'<>]{1,256})@"
 )
@@ -543,7 +558,7 @@ def _occurrences(text: bytes, needle: bytes) -> Iterable[int]:
 
 def _shape_spans(data: bytes, lowered: bytes) -> list[Span]:
     hits = []
-    for shape in _SHAPES:
+    for shape in _shapes():
         where = lowered if shape.fold else data
         for prefix in shape.prefixes:
             for pos in _occurrences(where, prefix):

@@ -57,19 +57,21 @@ import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _http1 as http1
 from ._cassette import Headers, Request
-from ._control import Control, Reply, Routed
 from ._errors import ConfigError, NoMatchError, SsevcrError
 from ._follower import BATCH_BYTES, Finish, Follower, Head, Wait, Write
 from ._journal import How, Journal
 from ._player import Play, Player
 from ._schedule import Abort, Close, Hang, Reset
 from ._secrets import safe
-from ._websocket import WebSocketSession, describe_request, is_upgrade
 from .mitm.protocol import FORWARDED_URL  # set by the --proxy addon: the URL the client asked for
+
+if TYPE_CHECKING:  # imported on first use: a plain replay starts without them (start-up time)
+    from ._control import Control, Reply, Routed
+    from ._websocket import WebSocketSession
 
 __all__ = ["HEAD_TIMEOUT", "IDLE_TIMEOUT", "MAX_BODY", "ReplayServer", "miss_body"]
 
@@ -345,6 +347,8 @@ class _Connection(asyncio.Protocol):
     def _websocket(self, head: http1.Head, play: Play, t0: float) -> bool:
         """Hand the connection over to a replayed WebSocket conversation (never complete: it
         ends with the connection)."""
+        from ._websocket import WebSocketSession, describe_request, is_upgrade
+
         what = describe_request(head)
         if not is_upgrade(head.headers):
             message = f"ssevcr: {what} was recorded as a WebSocket: connect with a WebSocket client"
@@ -486,6 +490,8 @@ class _Connection(asyncio.Protocol):
         policy, routed = server.cors_policy, None
         control = server.control
         if control is not None and not control.is_control(head.target):
+            from ._control import Routed  # (imported already: the server has a control)
+
             routed = control.route(head.target, head.url, head.headers)
             if isinstance(routed, Routed) and routed.session.cors is not None:
                 policy = routed.session.cors
@@ -514,6 +520,8 @@ class _Connection(asyncio.Protocol):
                 loopback=self._peer_is_loopback(),
             )
             return self._small(head, reply.status, (*cors, _NO_STORE), reply.encode())
+        from ._control import Reply
+
         if isinstance(routed, Reply):
             message = routed.body["error"]["message"]
             server.log(message)
@@ -857,7 +865,25 @@ class ReplayServer:
         self.port = self._server.sockets[0].getsockname()[1]
         self._handler = loop.get_exception_handler()
         loop.set_exception_handler(self._on_loop_error)
+        loop.call_soon(self._warm_up)  # after the caller's ready line, before the first request
         return self
+
+    def _warm_up(self) -> None:
+        """Import what answers may need and start-up leaves out (so the ready line comes first
+        and no request pays for it): the journal's framings (every first answer), h11 (a request
+        that is not simple, a malformed one too), resumption (Last-Event-ID), the WebSocket replay
+        when the cassettes hold one. Out of file descriptors (an import opens its file) it tries
+        again a second later, while the server runs."""
+        try:
+            import h11  # noqa: F401
+
+            from . import _framing, _resume  # noqa: F401
+
+            if any(i.websocket is not None for i in self.player.interactions):
+                from . import _websocket  # noqa: F401
+        except OSError:
+            if self._server is not None and self._loop is not None:
+                self._loop.call_later(1.0, self._warm_up)
 
     def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Out of file descriptors (or memory), asyncio stops accepting for a second and reports

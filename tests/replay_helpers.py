@@ -142,7 +142,8 @@ def read_response(
     timeout: float = 10.0,
     stop_after: int | None = None,
 ) -> RawResponse:
-    """Read one response; ``stop_after``: return after that many body chunks (the socket stays open)."""
+    """Read one response; ``stop_after``: return after that many body chunks (the socket stays
+    open)."""
     out = RawResponse()
     sock.settimeout(timeout)
     pending = b""

@@ -5,6 +5,7 @@ official openai SDK, streaming and not."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +301,61 @@ def test_a_cassette_answer_names_an_interaction_the_cassette_has(tmp_path: Path)
     for n in (0, 2, "'1'"):
         with pytest.raises(ConfigError, match=r"one\.msgpack has 1 interaction\(s\), not"):
             _configured.parse(text % n, load_cassette=load)
+
+
+def test_a_timing_profile_file_in_a_cassette_rule_is_fitted_and_paces_the_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``timing: profile:FILE`` in a rule (the file beside the configuration, read when it is
+    loaded, once for every rule that names it): a cassette answer and a content answer are
+    paced by the fitted recording, served over a real socket with the recorded bytes."""
+    import time
+
+    from ssevcr._player import Player
+    from ssevcr._server_thread import ServerThread
+
+    source = ssevcr.load(ROOT / "cassettes" / "examples" / "openai-chat-text.msgpack")
+    (recorded,) = source.interactions
+    late = 0.8  # the profile's recording starts streaming after this
+    shifted = ssevcr.Response.from_chunks(
+        200,
+        [(c.at + late, c.data) for c in recorded.response.chunks],
+        headers=recorded.response.headers,
+        headers_at=recorded.response.headers_at + late,
+    )
+    ssevcr.save(ssevcr.Cassette((replace(recorded, response=shifted),)), tmp_path / "late.msgpack")
+    ssevcr.save(source, tmp_path / "rec.msgpack")
+    (tmp_path / "mock.yaml").write_text(
+        "timing: profile:late.msgpack\n"
+        "responses:\n"
+        "  - {name: recorded, match: {contains: weather}, cassette: {path: rec.msgpack}}\n"
+        "  - {name: written, content: {text: Bonjour tout le monde}}\n"
+    )
+    monkeypatch.chdir(ROOT)  # paths are the configuration's folder's, not the working folder's
+    cfg = _config_file.load(tmp_path / "mock.yaml")
+    first = shifted.chunk_at[0]
+    for rule in cfg.rules:
+        assert rule.timing is not None and len(rule.timing) == 1
+        assert getattr(rule.timing[0], "ttft", None) == pytest.approx(first, abs=0.05)
+    with ServerThread(Player.create([], config=cfg)) as server:
+        for prompt, body in (("weather?", recorded.response.body), ("hello", None)):
+            request = chat(prompt)
+            started = time.monotonic()
+            with httpx2.stream(
+                "POST", server.url + "/v1/chat/completions", content=request.body
+            ) as response:
+                chunks = []
+                for chunk in response.iter_raw():
+                    chunks.append((time.monotonic() - started, chunk))
+            assert response.status_code == 200
+            assert chunks[0][0] >= first - 0.05, chunks[0][0]  # the fitted first event
+            got = b"".join(c for _, c in chunks)
+            if body is not None:
+                assert got == body
+            else:
+                assert b"Bonjour" in got and got.rstrip().endswith(b"data: [DONE]")
+    (tmp_path / "bad.yaml").write_text(
+        "responses: [{name: a, content: x, timing: 'profile:nope.msgpack'}]"
+    )
+    with pytest.raises(ConfigError, match=r"nope\.msgpack"):
+        _config_file.load(tmp_path / "bad.yaml")

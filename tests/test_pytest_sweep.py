@@ -305,3 +305,48 @@ def test_bad_sweep_options_fail_cleanly(project: pytest.Pytester) -> None:
     result = project.runpytest("-p", "no:cacheprovider", "--ssevcr-sweep-stall=soon")
     assert result.ret == 4  # a usage error
     assert "bad --ssevcr-sweep-stall duration 'soon'" in result.stderr.str()
+
+
+PATIENT = """
+import httpx, pytest
+
+
+@pytest.mark.ssevcr("cassettes/chat.msgpack", sweep="quick", timing="instant", sweep_stall="60s")
+def test_patient(ssevcr_cassette, ssevcr_fault):
+    req = ssevcr_cassette.cassette.interactions[0].request
+    got = b""
+    try:
+        with httpx.Client(timeout=None) as client:  # no read timeout: a stall is waited out
+            with client.stream(req.method, req.url, content=req.body) as r:
+                for piece in r.iter_bytes():
+                    got += piece
+                    if b"data: [DONE]" in got:
+                        break  # the stream's end
+    except httpx.TransportError:
+        if not ssevcr_fault.lossy:
+            raise
+    if not ssevcr_fault.lossy:
+        assert b"[DONE]" in got
+"""
+
+
+def test_a_test_that_hangs_on_a_long_stall_is_a_hang(project: pytest.Pytester) -> None:
+    """pytest-timeout stops a case that waits out a stall longer than any timeout (60 s here,
+    3 s allowed per test): the summary and the report call it ``hang``, and only those cases."""
+    entries = catalogue(load(CASSETTE), level="quick", seed=0, stall=60.0)
+    long_stalls = {e.spec for e in entries if e.kind == "stall" and e.lossy}
+    assert long_stalls  # before the first event and mid-stream
+    project.makepyfile(test_patient=PATIENT)
+    result = project.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--timeout=3", "--timeout-method=signal",
+        "--ssevcr-sweep-report=sweep.json",
+    )  # fmt: skip
+    out = result.stdout.str()
+    verdicts = report_of(project.path / "sweep.json")["test_patient.py::test_patient"]
+    assert verdicts == {e.spec: "hang" if e.spec in long_stalls else "ok" for e in entries}
+    summary = out[out.index("= ssevcr sweep =") :]
+    row = next(line.split() for line in summary.splitlines() if "::test_patient" in line)
+    assert row[5] == str(len(long_stalls)), row  # the hang column
+    for spec in long_stalls:
+        assert f"hang    test_patient.py::test_patient[{spec}]" in summary, summary
+    assert result.ret == 1

@@ -204,7 +204,8 @@ def test_expect_100_continue(serve: Callable[..., Served]) -> None:
     host, port = server.url.removeprefix("http://").split(":")
     body = recorded.request.body
     head = (
-        f"POST {path_of(OPENAI_CHAT)} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"POST {path_of(OPENAI_CHAT)} HTTP/1.1\r\nHost: localhost\r\n"
+        f"Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
     ).encode()
     with socket.create_connection((host, int(port)), timeout=5) as sock:
@@ -718,6 +719,58 @@ def test_once_makes_a_repeat_a_miss(serve: Callable[..., Served]) -> None:
     ]
 
 
+def test_the_same_request_bytes_again_on_one_connection_play_the_recordings_in_order(
+    serve: Callable[..., Served],
+) -> None:
+    """The server hands the player the same request value for the same bytes (and the player
+    keeps what matched by it): a sequence of identical requests still gets each recording once, in
+    order, then a miss (or, repeating, the least played again); a request that differs only in a
+    header (Last-Event-ID) is matched on its own."""
+    first = json_interaction("/v1/x", b'{"n":1}', method="POST", request_body=b'{"q":1}')
+    second = replace(first, response=json_interaction("/v1/x", b'{"n":2}').response)
+    for repeat, expected_bodies in ((False, [b'{"n":1}', b'{"n":2}', None]), (True, None)):
+        server = serve(Cassette((first, second)), timing="instant", repeat=repeat)
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            conn = h11.Connection(h11.CLIENT)
+            bodies: list[bytes | None] = []
+            for n in range(5 if repeat else 3):
+                extra = [("last-event-id", "7")] if n == 1 and repeat else None
+                sock.sendall(request_bytes(conn, first.request, f"{host}:{port}", extra))
+                got = read_response(sock, conn, time.monotonic())
+                assert got.end == "complete"
+                bodies.append(got.body if got.status == 200 else None)
+                if got.status != 200:
+                    assert got.status == 404 and b"already played" in got.body
+                conn.start_next_cycle()
+        if expected_bodies is not None:
+            assert bodies == expected_bodies
+        else:  # least played first: 1, 2 (its Last-Event-ID names no event), then 1, 2, 1
+            assert bodies == [b'{"n":1}', b'{"n":2}', b'{"n":1}', b'{"n":2}', b'{"n":1}']
+        assert server.player.play_count == (5 if repeat else 2)
+
+
+def test_the_match_caches_stay_within_their_byte_budget() -> None:
+    """Thousands of distinct requests (each one kept by identity and by value) never hold more
+    than the budget: the caches are emptied when full, and answers stay right."""
+    from ssevcr import _player
+    from ssevcr._matching import MatchOptions
+
+    recorded = json_interaction("/v1/x", method="POST", request_body=b"{}")
+    player = Player(
+        [("c", Cassette((recorded,)))],
+        match=MatchOptions(on=("method", "path")),
+        repeat=True,
+        log_limit=10,
+    )
+    body = b"x" * 60_000
+    for n in range(200):
+        request = replace(recorded.request, body=body + str(n).encode())
+        assert player.play(request).index == 0
+        assert player._matches_bytes <= _player._MATCH_CACHE_BYTES
+    assert len(player._seen) < 200 and len(player._matches) < 200
+
+
 @pytest.mark.parametrize(
     "garbage",
     [
@@ -942,7 +995,8 @@ def test_a_request_that_does_not_arrive_in_time_gets_a_408_and_a_close(
 
 
 def test_a_body_that_keeps_coming_is_not_cut(serve: Callable[..., Served]) -> None:
-    """In a body the limit is a pause: a slow upload that never stops for head_timeout gets through."""
+    """In a body the limit is a pause: a slow upload that never stops for head_timeout gets
+    through."""
     recorded = interaction(OPENAI_CHAT)
     server = serve(OPENAI_CHAT, timing="instant", head_timeout=0.5, idle_timeout=30)
     conn = h11.Connection(h11.CLIENT)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from ssevcr import _store
+from ssevcr._cassette import Cassette, Response
 from ssevcr._verdict import Result, Verdict, judge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,3 +194,52 @@ def test_compare_modes() -> None:
     assert judge(clean, Result(0, b"partial"), lossy=True, compare="exit") is Verdict.SILENT
     assert judge(clean, Result(0, b"x"), lossy=False, compare="exit") is Verdict.OK
     assert judge(clean, Result(1, b"x"), lossy=False, compare="none") is Verdict.OK
+
+
+def _late_stream(path: Path, late: float) -> None:
+    """The example stream with every chunk ``late`` seconds later: a recording to fit a timing
+    profile to (its first event comes after ``late``)."""
+    (recorded,) = _store.load(CASSETTE).interactions
+    response = recorded.response
+    late_response = Response.from_chunks(
+        response.status,
+        [(c.at + late, c.data) for c in response.chunks],
+        reason=response.reason,
+        headers=response.headers,
+        headers_at=response.headers_at + late,
+        end=replace(response.end, at=response.end.at + late),
+    )
+    _store.save(Cassette((replace(recorded, response=late_response),)), path)
+
+
+def test_a_timing_profile_fitted_to_a_recording_times_every_run(tmp_path: Path) -> None:
+    """``--timing profile:FILE`` as replay takes it: fitted once, it paces the clean run and
+    every fault's run (each waits the fitted first-event time); a file that cannot be fitted is a
+    clean usage error."""
+    late = tmp_path / "late.msgpack"
+    _late_stream(late, 1.5)
+    code, data, out = sweep(
+        tmp_path,
+        "careful",
+        "--catalog",
+        "none",
+        "--fault",
+        "drop:event=last",
+        "--timing",
+        f"profile:{late}",
+    )
+    assert code == 0, out
+    assert data["timing"] == f"profile:{late}"
+    (run,) = data["runs"]
+    assert run["verdict"] == "ok" and run["exit_code"] != 0  # it noticed the lost [DONE]
+    assert data["clean"]["exit_code"] == 0 and data["clean"]["duration_s"] >= 1.5
+    assert run["duration_s"] >= 1.5
+    for bad in (tmp_path / "missing.msgpack", CASSETTE.parent / "README.md"):
+        r = subprocess.run(
+            [*CLI, "sweep", str(CASSETTE), "--timing", f"profile:{bad}", "--", "true"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 2 and "--timing" in r.stderr and str(bad) in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr

@@ -11,7 +11,8 @@ Each request is steered by headers, so any client (SDK, httpx, curl) and any pat
     x-upstream-gap-ms: 20-40                    gap before each chunk, uniform in the range (seeded)
     x-upstream-gzip: 1                          gzip the stream (one sync-flushed member per chunk)
     x-upstream-die-after: 3                     close the connection after 3 chunks (no last chunk)
-    x-upstream-end-delay-ms: 500                hold the terminating chunk back (SDKs leave at [DONE])
+    x-upstream-end-delay-ms: 500                hold the terminating chunk back (SDKs leave at
+                                                [DONE])
     x-upstream-head-with-first: 1               send the head in one write with the first chunk
     x-upstream-forever: 1                       then send the fixture's events again, forever
     x-upstream-json: 1                          a plain JSON answer with content-length
@@ -325,7 +326,8 @@ class Upstream:
             extra += "content-encoding: gzip\r\n"
             comp = zlib.compressobj(6, zlib.DEFLATED, 31)
         head = (
-            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\n"
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            "cache-control: no-cache\r\n"
             f"transfer-encoding: chunked\r\n{extra}\r\n"
         ).encode()
         with_first = h.get("x-upstream-head-with-first") == "1"
@@ -409,7 +411,10 @@ class Upstream:
             {"ok": True, "path": ex.path.split("?")[0], "method": ex.method}
         ).encode()
         writer.write(
-            f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(payload)}\r\n{extra}\r\n".encode()
+            (
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(payload)}\r\n{extra}\r\n"
+            ).encode()
             + payload
         )
         ex.headers_sent_at = time.monotonic()

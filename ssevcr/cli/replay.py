@@ -21,14 +21,13 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
 from .. import _store
 from .._content import parse_size
-from .._control import PREFIX, Control
 from .._errors import ConfigError, SsevcrError
 from .._faults import Fault, parse_fault
 from .._journal_file import JournalError, JournalFile
@@ -48,6 +47,9 @@ from ._supervise import (
     run_command,
     wait_until_stopped,
 )
+
+if TYPE_CHECKING:  # the control API is imported by --control only (start-up time)
+    from .._control import Control
 
 __all__ = ["command_env", "replay_command"]
 
@@ -244,6 +246,8 @@ def _controller(answers: bool, control: bool, token: str | None) -> Control | No
         raise click.UsageError("--control-token needs --control")
     if not control:
         return None
+    from .._control import Control
+
     try:
         return Control(token, log_limit=PLAY_LOG_LIMIT)
     except SsevcrError as e:
@@ -307,6 +311,8 @@ async def _serve(
             local = _local(server.url, server.host)
             env = command_env(local)
             if control is not None:
+                from .._control import PREFIX
+
                 details.append(f"control {local}{PREFIX} token {control.token}")
                 env["SSEVCR_CONTROL_URL"] = local
                 env["SSEVCR_CONTROL_TOKEN"] = control.token

@@ -35,8 +35,8 @@ from .._errors import ConfigError, SsevcrError
 from .._faults import parse_fault
 from .._player import Player
 from .._report import plays_record
-from .._store import read_any
-from .._timing import parse_duration, parse_timing
+from .._store import profile_times, read_any
+from .._timing import Timing, parse_duration, parse_timing
 from .._verdict import COMPARE, Compare, Result, Verdict, judge
 from .replay import command_env, cors_option
 
@@ -94,7 +94,7 @@ def _run_one(
     trial: Trial,
     command: Sequence[str],
     *,
-    timing: str,
+    timing: str | Timing,
     seed: int,
     timeout: float,
     cors: Sequence[str] = (),
@@ -162,7 +162,7 @@ def run_trials(
     trials: Sequence[Trial],
     command: Sequence[str],
     *,
-    timing: str = "instant",
+    timing: str | Timing = "instant",
     seed: int = 0,
     timeout: float = 60.0,
     jobs: int = 1,
@@ -301,7 +301,8 @@ def _duration(value: str, what: str) -> float:
     default="instant",
     show_default=True,
     metavar="T",
-    help="Timing of every run (original, instant, scale:F, fixed:DUR).",
+    help="Timing of every run: original, instant, scale:F, fixed:DUR, or a profile: ttft:DUR, "
+    "tps:N, jitter:PCT, profile:CASSETTE, joined by + (with original or scale:F).",
 )
 @click.option(
     "--timeout",
@@ -377,8 +378,8 @@ def sweep_command(
     command = ctx.meta.get("ssevcr_command")
     if not command:
         raise click.UsageError("give the command to sweep after --", ctx=ctx)
-    try:
-        parse_timing(timing)
+    try:  # profile:FILE is fitted once, for every run
+        shaped = parse_timing(timing, seed=seed).resolved(profile_times)
     except ConfigError as e:
         raise click.BadParameter(str(e), param_hint="--timing") from None
     run_timeout = _duration(timeout, "--timeout")
@@ -416,7 +417,7 @@ def sweep_command(
             loaded,
             trials,
             command,
-            timing=timing,
+            timing=shaped,
             seed=seed,
             timeout=run_timeout,
             jobs=jobs,
