@@ -3,12 +3,18 @@ one recorded chunk each, ``gap`` seconds apart, optionally with ids and a leadin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import select
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ssevcr import _store
 from ssevcr._cassette import Cassette, End, Interaction, Request, Response
@@ -129,3 +135,25 @@ def read_reconnecting(
             except httpx.TransportError:  # cut: reconnect, as EventSource does
                 pass
     raise AssertionError(f"no done event after {attempts} connections: {got}")
+
+
+@contextmanager
+def serve_asgi(app: Any, **config: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on 127.0.0.1 in a thread, for the ``with`` block: its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **config)
+    )
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

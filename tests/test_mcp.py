@@ -26,7 +26,7 @@ import httpx
 import pytest
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.streamable_http import EventMessage, EventStore
-from stream_helpers import CliReplay
+from stream_helpers import CliReplay, serve_asgi
 from test_record import MITMDUMP, RecordCLI
 
 from ssevcr import _store
@@ -91,20 +91,8 @@ def mcp_app() -> Any:
 
 @pytest.fixture
 def mcp_server() -> Iterator[str]:
-    import uvicorn
-
-    config = uvicorn.Config(mcp_app(), host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_asgi(mcp_app()) as url:
+        yield url
 
 
 def start_session(client: httpx.Client, url: str) -> str:

@@ -6,9 +6,7 @@ the end, and the same check catches it."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from stream_helpers import CliReplay, save_stream
+from stream_helpers import CliReplay, save_stream, serve_asgi
 
 import ssevcr
 
@@ -51,23 +49,8 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CliRepl
 
 @pytest.fixture(scope="module")
 def app_url() -> Iterator[str]:
-    import uvicorn
-
-    module = load_app()
-    config = uvicorn.Config(
-        module.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_asgi(load_app().app, lifespan="off") as url:
+        yield url
 
 
 def leave_after_events(url: str, k: int) -> float:
