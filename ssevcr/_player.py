@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING
 
 from . import _schedule as schedule_mod
@@ -49,7 +49,7 @@ _MATCH_CACHE_BYTES = 4 * 1024 * 1024  # ... in a cache of at most this many byte
 _LOGGED_BODY = 4 * 1024  # in a capped log, the bytes of a request body kept
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Play:
     index: int  # position in the player's interaction list (0-based)
     cassette: str
@@ -85,6 +85,36 @@ class Play:
     # a WebSocket interaction: the conversation to follow after the handshake (None when a
     # status fault answers the handshake instead)
     conversation: Plan | None = None
+
+    def __init__(
+        self,
+        index: int,
+        cassette: str,
+        interaction: Interaction,
+        schedule: Schedule,
+        request: Request,
+        number: int,
+        recorded: bool = False,
+        resumed_after: str | None = None,
+        journal: Journal | None = None,
+        conversation: Plan | None = None,
+    ) -> None:
+        # (what the generated __init__ of a frozen dataclass does through object.__setattr__,
+        # through the slots' own descriptors: half the instructions; a play is made per request)
+        s = _PLAY_SLOTS
+        s[0](self, index)
+        s[1](self, cassette)
+        s[2](self, interaction)
+        s[3](self, schedule)
+        s[4](self, request)
+        s[5](self, number)
+        s[6](self, recorded)
+        s[7](self, resumed_after)
+        s[8](self, journal)
+        s[9](self, conversation)
+
+
+_PLAY_SLOTS = tuple(getattr(Play, f.name).__set__ for f in fields(Play))
 
 
 @dataclass(frozen=True, slots=True)
