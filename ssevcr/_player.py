@@ -231,7 +231,8 @@ class Player:
                     entry.plays += 1
                 entry.last = self.play_count
                 # without faults a schedule depends only on the interaction (the seed feeds faults
-                # only): it is built once (the replay server answers the same request thousands of times)
+                # only): it is built once (the replay server answers the same request thousands of
+                # times)
                 sched = None if faults or resume_after else self._plain.get(index)
                 if sched is not None and entry.interaction.websocket is None:
                     play = self._new_play(index, entry, sched, request, number)
