@@ -21,8 +21,8 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -116,10 +116,23 @@ def _idle_timeout(ctx: click.Context, param: click.Parameter, value: str | None)
     return seconds
 
 
-def cors_option(
-    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
-) -> tuple[str, ...]:
-    """The `--cors` option (replay, sweep): origins, or `*` for any."""
+_Decorated = TypeVar("_Decorated", bound=Callable[..., Any] | click.Command)
+
+
+def cors_option(help: str) -> Callable[[_Decorated], _Decorated]:
+    """The `--cors` option (replay, sweep): origins, or `*` for any (``--cors`` alone)."""
+    return click.option(
+        "--cors",
+        multiple=True,
+        is_flag=False,
+        flag_value="*",
+        callback=_cors,
+        metavar="[ORIGIN]",
+        help=help,
+    )
+
+
+def _cors(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
     for origin in value:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
             raise click.BadParameter(
@@ -444,15 +457,9 @@ async def _serve(
     help="A dotted path into a JSON request body left out of matching (e.g. metadata.user_id). "
     "Repeatable.",
 )
-@click.option(
-    "--cors",
-    multiple=True,
-    is_flag=False,
-    flag_value="*",
-    callback=cors_option,
-    metavar="[ORIGIN]",
-    help="Answer CORS preflights and let web pages read the responses: --cors alone (or '*') any "
-    "origin, without credentials; --cors ORIGIN (repeatable) only those, with credentials.",
+@cors_option(
+    "Answer CORS preflights and let web pages read the responses: --cors alone (or '*') any "
+    "origin, without credentials; --cors ORIGIN (repeatable) only those, with credentials."
 )
 @click.option(
     "--allow-host",
