@@ -37,6 +37,7 @@ __all__ = [
     "Headers",
     "Interaction",
     "Outcome",
+    "Pieces",
     "Request",
     "Response",
     "Resumes",
@@ -149,6 +150,10 @@ class Outcome(enum.StrEnum):
 class Chunk:
     at: float
     data: bytes
+
+
+Pieces = list[tuple[float, bytes]]
+"""A body being worked on (decoded, redacted, cut): ``(at, data)`` pairs, each chunk's time."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from . import _content as content
-from ._cassette import Headers, Interaction, Request, Response, WebSocket, with_body
+from ._cassette import Headers, Interaction, Pieces, Request, Response, WebSocket, with_body
 from ._errors import ConfigError
 from ._secrets import (
     DEFAULT_HEADERS,
@@ -63,8 +63,6 @@ __all__ = [
     "replaced",
     "set_length",
 ]
-
-Pieces = list[tuple[float, bytes]]
 
 
 @dataclass(frozen=True, slots=True)

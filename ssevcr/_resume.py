@@ -33,6 +33,7 @@ from ._cassette import (
     End,
     Headers,
     Interaction,
+    Pieces,
     Request,
     Response,
     Resumes,
@@ -43,8 +44,6 @@ from ._schedule import Close, Schedule
 from ._sse import Comment, Event, parse
 
 __all__ = ["Resumable", "linked", "refused", "resumable", "resumed"]
-
-Pieces = list[tuple[float, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
