@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ._sse import Span, feed_all
+from ._sse import RawFrame, feed_all
 
 __all__ = ["Element", "Frame", "Gap", "JSONArrayParser", "Parsed", "parse"]
 
@@ -48,7 +48,7 @@ _BROKEN = 6  # the bytes broke the shape: nothing more is framed
 
 
 @dataclass(frozen=True, slots=True)
-class Element(Span):
+class Element(RawFrame):
     """One element of the array: its bytes and its text (UTF-8, bad bytes replaced)."""
 
     text: str
@@ -68,7 +68,7 @@ class Element(Span):
 
 
 @dataclass(frozen=True, slots=True)
-class Gap(Span):
+class Gap(RawFrame):
     """The bytes between two elements (or before the first, after the last): brackets, a comma,
     whitespace."""
 

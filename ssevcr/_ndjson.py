@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ._sse import Span, feed_all
+from ._sse import RawFrame, feed_all
 
 __all__ = ["Blank", "Frame", "Line", "NDJSONParser", "Parsed", "parse"]
 
@@ -31,7 +31,7 @@ _SPACE = b" \t\r"
 
 
 @dataclass(frozen=True, slots=True)
-class Line(Span):
+class Line(RawFrame):
     """One line of the stream: its bytes (line ending included) and its text (decoded as UTF-8,
     bad bytes replaced, without the line ending or a leading BOM)."""
 
@@ -57,7 +57,7 @@ class Line(Span):
 
 
 @dataclass(frozen=True, slots=True)
-class Blank(Span):
+class Blank(RawFrame):
     """A line holding only whitespace: no value."""
 
 

@@ -27,8 +27,8 @@ __all__ = [
     "Event",
     "Frame",
     "Parsed",
+    "RawFrame",
     "SSEParser",
-    "Span",
     "data_values",
     "feed_all",
     "parse",
@@ -39,7 +39,7 @@ _EOL = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
-class Span:
+class RawFrame:
     """The bytes of one frame and the stream offset they start at: what the frames of every
     stream parser are (these, and those of ``_ndjson`` and ``_jsonarray``)."""
 
@@ -52,7 +52,7 @@ class Span:
 
 
 @dataclass(frozen=True, slots=True)
-class Event(Span):
+class Event(RawFrame):
     """A dispatched event. ``id`` is the last event ID in force after this event."""
 
     type: str
@@ -62,7 +62,7 @@ class Event(Span):
 
 
 @dataclass(frozen=True, slots=True)
-class Comment(Span):
+class Comment(RawFrame):
     """A block that dispatched no event: comment lines (``text``, joined by LF), blank lines,
     or fields without data (a ``retry`` in it is still honoured)."""
 
