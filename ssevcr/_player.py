@@ -301,14 +301,8 @@ class Player:
         ws = interaction.websocket
         if ws is None:
             return self._schedule(interaction, faults, seed, resume_after, resume), None
-        statuses = [f for f in faults if isinstance(f, Status)]
-        sched = schedule_mod.build(
-            interaction.response,
-            timing=self.timing,
-            faults=statuses,
-            seed=seed,
-            url=interaction.request.url,
-        )
+        statuses: list[Fault] = [f for f in faults if isinstance(f, Status)]
+        sched = self._schedule(interaction, statuses, seed, None, None)  # the handshake's
         if statuses:
             return sched, None
         from . import _conversation as conversation_mod
