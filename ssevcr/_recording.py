@@ -474,18 +474,6 @@ def _stream(mod: Any, ours: type, *args: Any) -> Any:
     return cls(*args)
 
 
-def _client_response(mod: Any, schedule: Schedule, stream: Any) -> Any:
-    return mod.Response(
-        status_code=schedule.status,
-        headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in schedule.headers],
-        stream=stream,
-        extensions={
-            "http_version": schedule.http_version.encode("ascii", "replace"),
-            "reason_phrase": schedule.reason.encode("latin-1", "replace"),
-        },
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # the entry points (called by the interception patches)
 
@@ -530,7 +518,7 @@ def record_sync(
 ) -> Any:
     """Send ``request`` upstream and answer the client: the real response, recorded as it is
     read, or with ``faults`` the live replay of its recording."""
-    from ._transport import module_of
+    from ._transport import client_response, module_of
 
     trace = _traced(request, sync=True)
     started = time.monotonic()
@@ -549,7 +537,7 @@ def record_sync(
     recording.thread.start()
     follow = _stream(mod, _SyncLive, recording, request)
     # the head: a status fault's, or once a content-length body ended
-    return _client_response(mod, follow.wait(_head), follow)
+    return client_response(mod, follow.wait(_head), follow)
 
 
 async def record_async(
@@ -563,7 +551,7 @@ async def record_async(
     seed: str,
     add: Callable[[Recording], None],
 ) -> Any:
-    from ._transport import module_of
+    from ._transport import client_response, module_of
 
     trace = _traced(request, sync=False)
     started = time.monotonic()
@@ -586,4 +574,4 @@ async def record_async(
     add(recording)
     recording.task = loop.create_task(recording.pump_async(response.stream))
     follow = _stream(mod, _AsyncLive, recording, request)
-    return _client_response(mod, await follow.wait(_head), follow)
+    return client_response(mod, await follow.wait(_head), follow)
