@@ -261,7 +261,8 @@ class Player:
                     entry.plays += 1
                 entry.last = self.play_count
                 # without faults a schedule depends only on the interaction (the seed feeds faults
-                # only): it is built once (the replay server answers the same request thousands of times)
+                # only): it is built once (the replay server answers the same request thousands of
+                # times)
                 sched = None if faults or resume_after else self._plain.get(index)
                 if sched is not None and entry.interaction.websocket is None:
                     play = self._new_play(index, entry, sched, request, number)
@@ -330,14 +331,8 @@ class Player:
         ws = interaction.websocket
         if ws is None:
             return self._schedule(interaction, faults, seed, resume_after, resume), None
-        statuses = [f for f in faults if isinstance(f, Status)]
-        sched = schedule_mod.build(
-            interaction.response,
-            timing=self.timing,
-            faults=statuses,
-            seed=seed,
-            url=interaction.request.url,
-        )
+        statuses: list[Fault] = [f for f in faults if isinstance(f, Status)]
+        sched = self._schedule(interaction, statuses, seed, None, None)  # the handshake's
         if statuses:
             return sched, None
         from . import _conversation as conversation_mod
