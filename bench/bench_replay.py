@@ -213,9 +213,15 @@ class Server:
 
 
 def start(
-    mode: str, timing: str = "original", response_file: str | None = None, cassette: Path = CASSETTE
+    mode: str,
+    timing: str = "original",
+    response_file: str | None = None,
+    cassette: Path = CASSETTE,
+    prefix: tuple[str, ...] = (),
 ) -> Server:
+    """A server process (``prefix``: a command that runs it, e.g. valgrind)."""
     args = [
+        *prefix,
         sys.executable,
         __file__,
         "--serve",
