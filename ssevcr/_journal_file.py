@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import IO
+from collections import deque
+from typing import BinaryIO
 
 from ._errors import SsevcrError
 from ._journal import Journal
@@ -41,26 +42,32 @@ class JournalError(SsevcrError):
 
 
 class JournalFile:
-    """Append each play's journal line to ``path`` (see the module). Callable from any thread."""
+    """Append each play's journal line to ``path`` (see the module). Called by one thread at a
+    time (the replay server's loop); ``flush`` and ``close`` from any thread."""
 
     def __init__(
         self, path: str | os.PathLike[str], *, flush_within: float | None = FLUSH_WITHIN
     ) -> None:
         self.path = os.fspath(path)
         try:
-            self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+            self._file: BinaryIO | None = open(self.path, "wb", buffering=0)  # noqa: SIM115
         except OSError as e:
             raise JournalError(
                 f"cannot write the journal {self.path!r}: {e.strerror or e}"
             ) from None
         self.flush_within = flush_within
-        self._pending: list[str] = []
-        self._pending_bytes = 0
-        self._lock = threading.Lock()  # the queue
+        # The queue: lines appended by the caller, taken by whoever flushes (a deque: both
+        # ends thread-safe, no lock per line). Bytes queued and taken are counted apart, each
+        # by one side, so neither needs a lock: pending bytes = queued - taken.
+        self._queue: deque[str] = deque()
+        self._queued = 0  # bytes ever queued (the caller's)
+        self._taken = 0  # bytes ever taken from the queue (under _writing)
         self._writing = threading.Lock()  # the file (the writer, or a caller past MAX_PENDING)
-        self._wake = threading.Event()  # lines are queued
+        self._wake = threading.Event()  # lines are queued: the writer wakes
+        self._woken = False  # the caller has set _wake since the writer last cleared it
         self._stop = threading.Event()  # close() was called
         self._closing = False
+        self._direct = flush_within is None  # the caller writes each line itself
         self.lines = 0  # lines written
         self.lost = 0  # lines not written (the failed write's and those after it)
         self.error: str | None = None
@@ -71,30 +78,31 @@ class JournalFile:
 
     def __call__(self, journal: Journal) -> None:
         line = journal.line()
-        with self._lock:
-            was_empty = not self._pending
-            self._pending.append(line)
-            self._pending_bytes += len(line) + 1
-            full = self._pending_bytes >= MAX_PENDING
-        if full or self._writer is None or self._closing:
+        self._queue.append(line)
+        self._queued += len(line) + 1
+        if self._direct or self._queued - self._taken >= MAX_PENDING:
             self.flush()
-        elif was_empty:
+        elif not self._woken:  # (the first line since the writer's last batch)
+            self._woken = True
             self._wake.set()
 
     @property
     def pending(self) -> int:
         """Lines queued, not yet written."""
-        return len(self._pending)
+        return len(self._queue)
 
     def _run(self) -> None:
-        """The writer thread: a batch at most ``flush_within`` s after its first line."""
+        """The writer thread: a batch at most ``flush_within`` s after its first line. (It
+        clears ``_wake`` before ``_woken`` and both before taking the queue: a line queued
+        meanwhile is either in this batch or sets them again.)"""
         assert self.flush_within is not None
         while True:
             self._wake.wait()
             if self._closing:
                 return
             self._stop.wait(self.flush_within)  # (close cuts the wait short)
-            self._wake.clear()  # (a line queued after the flush below finds the queue empty: sets)
+            self._wake.clear()
+            self._woken = False
             self.flush()
             if self._closing:  # (close set the event before the clear above)
                 return
@@ -102,33 +110,34 @@ class JournalFile:
     def flush(self) -> None:
         """Write and flush the lines queued (never raises: see ``close``)."""
         with self._writing:
-            with self._lock:
-                pending = self._pending
-                if not pending:
-                    return
-                self._pending, self._pending_bytes = [], 0
+            queue = self._queue
+            count = len(queue)
+            if not count:
+                return
+            popleft = queue.popleft
+            data = "\n".join([popleft() for _ in range(count)]) + "\n"
+            self._taken += len(data)
             file = self._file
             if file is None:
-                self.lost += len(pending)
+                self.lost += count
                 return
             try:
-                file.write("\n".join(pending) + "\n")
-                file.flush()
+                _write_all(file, data.encode())
             except OSError as e:
                 self.error = f"cannot write the journal {self.path!r}: {e.strerror or e}"
-                self.lost += len(pending)
+                self.lost += count
                 self._file = None
                 try:
                     file.close()
                 except OSError:
                     pass
             else:
-                self.lines += len(pending)
+                self.lines += count
 
     def close(self) -> None:
         """Write what is queued, stop the writer and close; raises :class:`JournalError` if a
         write failed."""
-        self._closing = True
+        self._closing = self._direct = True
         self._stop.set()
         self._wake.set()
         if self._writer is not None:
@@ -143,3 +152,13 @@ class JournalFile:
                 f"{self.error}; {self.lost} line{'' if self.lost == 1 else 's'} lost"
                 " (the first failed write's and those after it)"
             )
+
+
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    """All of ``data``, in as many writes as the file takes (a raw file may take part)."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:  # (None: a non-blocking file that would block; 0: took nothing)
+            raise OSError(f"the journal file took none of {len(view)} bytes")
+        view = view[written:]
