@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -67,10 +67,12 @@ __all__ = [
     "How",
     "Journal",
     "Progress",
+    "Snapshot",
     "WsClosing",
     "WsDelivery",
     "WsMark",
     "event_map",
+    "snapshot_line",
 ]
 
 How = Literal["fin", "rst", "timeout", "cancel", "shutdown"]
@@ -646,6 +648,44 @@ class Journal:
         progress marks, and joins the parts in one f-string."""
         if self._ws is not None:  # (rare, and with its own part: made whole)
             return json.dumps(self.value().to_json(), separators=(",", ":"))
+        return self._line(
+            self._wall,
+            self._head_at,
+            self._progress,
+            self._sent,
+            self._done_at is not None,
+            self._how,
+            self._left_at,
+        )
+
+    def snapshot(self) -> Snapshot:
+        """What ``line`` says now, frozen (cheap: the values, not the line): ``snapshot_line``
+        formats it later, on any thread (``JournalFile``'s writer does). A WebSocket play's is
+        its line itself."""
+        if self._ws is not None:
+            return self.line()
+        marks = self._progress
+        return (
+            self,
+            self._wall,
+            self._head_at,
+            (*marks,),
+            self._sent,
+            self._done_at is not None,
+            self._how,
+            self._left_at,
+        )
+
+    def _line(
+        self,
+        wall: float,
+        head_at: float | None,
+        marks: Sequence[tuple[float, int]],
+        sent: int,
+        completed: bool,
+        how: How | None,
+        left_at: float | None,
+    ) -> str:
         request = self.request
         memo = self.schedule.memo
         cache = memo.get(_LINE_MEMO)
@@ -658,14 +698,10 @@ class Journal:
             parts: _LineParts = same[2]
         else:
             parts = self._line_parts(cache, extra)
-        sent, how = self._sent, self._how
-        completed = self._done_at is not None
         ending = parts.endings.get((sent, completed, how))
         if ending is None:
             ending = parts.ending(self.schedule, sent, completed, how)
-        head_at = self._head_at
         at0 = "null" if head_at is None else f"{head_at:.6f}"
-        marks = self._progress
         if not marks:
             progress = ""
         elif len(marks) == 1:  # (instant replay: one write, at the head's time)
@@ -673,9 +709,8 @@ class Journal:
             progress = f"[{at0 if at == head_at else f'{at:.6f}'}{ending[1]}"
         else:
             progress = parts.marks(marks, ending[1])
-        left_at = self._left_at
         return (
-            f'{parts.head},"started":{self._wall:.6f},"headers_sent_at":{at0}{ending[0]}'
+            f'{parts.head},"started":{wall:.6f},"headers_sent_at":{at0}{ending[0]}'
             f"{progress}{ending[2]}{'null' if left_at is None else f'{left_at:.6f}'}{ending[3]}"
         )
 
@@ -745,7 +780,7 @@ class _LineParts:
         self.endings[(sent, completed, how)] = found
         return found
 
-    def marks(self, marks: list[tuple[float, int]], last: str) -> str:
+    def marks(self, marks: Sequence[tuple[float, int]], last: str) -> str:
         """Two progress marks or more (the last's bytes and events: ``last``)."""
         events = self.events
         *before, (at, _) = marks
@@ -761,6 +796,30 @@ class _LineParts:
             count = events.count
             done = ",".join([f"[{t:.6f},{n},{count(n)}]" for t, n in before])
         return f"{done},[{at:.6f}{last}"
+
+
+Snapshot = (
+    str
+    | tuple[
+        Journal,
+        float,
+        float | None,
+        tuple[tuple[float, int], ...],
+        int,
+        bool,
+        "How | None",
+        float | None,
+    ]
+)
+"""A journal's line frozen (``Journal.snapshot``): the line itself, or what it is made of."""
+
+
+def snapshot_line(snapshot: Snapshot) -> str:
+    """The line of a snapshot (``Journal.snapshot``)."""
+    if isinstance(snapshot, str):
+        return snapshot
+    journal, wall, head_at, marks, sent, completed, how, left_at = snapshot
+    return journal._line(wall, head_at, marks, sent, completed, how, left_at)
 
 
 _LINE_MEMO = "journal.line"
