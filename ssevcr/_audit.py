@@ -33,7 +33,7 @@ from urllib.parse import unquote_plus
 
 from . import _content as content
 from ._cassette import Cassette, Headers, Request, Response, WebSocket, WsMessage
-from ._redaction import PLACEHOLDER, Redaction, encode, recut, set_length
+from ._redaction import PLACEHOLDER, Redaction, replaced, set_length
 from ._secrets import (
     Span,
     find,
@@ -208,18 +208,7 @@ def _response(
     where = _frame_namer(body, resp.is_event_stream and decoded.ok)
     for h, shown in zip(hits, _excerpts(body, hits), strict=True):
         findings.append(Finding(index, where(h.start), h.kind, shown))
-    pieces = recut(pieces, hits)
-    if encoding != "identity" and decoded.ok:
-        pieces = encode(pieces, encoding)
-    return Response.from_chunks(
-        resp.status,
-        pieces,
-        reason=resp.reason,
-        http_version=resp.http_version,
-        headers=set_length(headers, sum(len(d) for _, d in pieces)),
-        headers_at=resp.headers_at,
-        end=resp.end,
-    )
+    return replaced(resp, pieces, hits, headers, encoding if decoded.ok else "identity")
 
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')

@@ -37,6 +37,7 @@ __all__ = [
     "Headers",
     "Interaction",
     "Outcome",
+    "Pieces",
     "Request",
     "Response",
     "Resumes",
@@ -48,6 +49,7 @@ __all__ = [
     "head_problems",
     "header",
     "resumes_problem",
+    "with_body",
     "ws_problem",
 ]
 
@@ -148,6 +150,10 @@ class Outcome(enum.StrEnum):
 class Chunk:
     at: float
     data: bytes
+
+
+Pieces = list[tuple[float, bytes]]
+"""A body being worked on (decoded, redacted, cut): ``(at, data)`` pairs, each chunk's time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +298,26 @@ class Response:
     @property
     def content_encoding(self) -> str:
         return (self.header("content-encoding") or "identity").strip().lower()
+
+
+def with_body(
+    response: Response,
+    chunks: Sequence[Chunk | tuple[float, bytes]],
+    *,
+    headers: Headers | None = None,
+    end: End | None = None,
+) -> Response:
+    """``response`` with another body: its status, reason, version and head time kept, ``chunks``
+    its body, ``headers`` and ``end`` its own unless given."""
+    return Response.from_chunks(
+        response.status,
+        chunks,
+        reason=response.reason,
+        http_version=response.http_version,
+        headers=response.headers if headers is None else headers,
+        headers_at=response.headers_at,
+        end=response.end if end is None else end,
+    )
 
 
 WS_CLOSED_BY = ("client", "server", "none")

@@ -10,26 +10,27 @@ from, or records into, a cassette; while one replays, no other connection leaves
 While a cassette is in use, each client adapter is installed (:data:`ADAPTERS`, each with
 ``install``/``uninstall``): here ``HTTPTransport.handle_request`` and
 ``AsyncHTTPTransport.handle_async_request`` of httpx and httpx2 (whichever are installed);
-``ssevcr._aiohttp`` (every aiohttp connector), ``ssevcr._urllib3`` (every urllib3 pool, so
-also requests and botocore), ``ssevcr._websockets`` (the ``websockets`` asyncio client: WebSocket
-replay through a replay server of the cassette), and ``ssevcr._network``, which refuses connections to non-loopback addresses
-from any client while the cassette replays. A request is answered by the innermost open
-cassette of the context it is made in (``contextvars``): the thread or task that entered it, the tasks started from there (asyncio copies
-the context into each new task), and threads that run in a copy of it (``asyncio.to_thread``,
-``anyio.to_thread.run_sync``, ``pool.submit(contextvars.copy_context().run, fn, ...)``). A plain
-``threading.Thread`` or a ``ThreadPoolExecutor`` worker starts with an empty context: its requests
-go to the network, unless the cassette was entered with ``process_wide=True`` (as the pytest
-marker does), which answers every thread that has no cassette of its own. Replay is the
-Player plus ``transport.handle_sync``/``handle_async``; recording sends the request through the
-original transport and timestamps each raw (still content-encoded) chunk as the client reads it.
+``ssevcr._aiohttp`` (every aiohttp connector), ``ssevcr._urllib3`` (every urllib3 pool, so also
+requests and botocore), ``ssevcr._websockets`` (the ``websockets`` asyncio client: WebSocket replay
+through a replay server of the cassette), and ``ssevcr._network``, which refuses connections to
+non-loopback addresses from any client while the cassette replays. A request is answered by the
+innermost open cassette of the context it is made in (``contextvars``): the thread or task that
+entered it, the tasks started from there (asyncio copies the context into each new task), and
+threads that run in a copy of it (``asyncio.to_thread``, ``anyio.to_thread.run_sync``,
+``pool.submit(contextvars.copy_context().run, fn, ...)``). A plain ``threading.Thread`` or a
+``ThreadPoolExecutor`` worker starts with an empty context: its requests go to the network, unless
+the cassette was entered with ``process_wide=True`` (as the pytest marker does), which answers every
+thread that has no cassette of its own. Replay is the Player plus
+``transport.handle_sync``/``handle_async``; recording sends the request through the original
+transport and timestamps each raw (still content-encoded) chunk as the client reads it.
 
 Record modes (vcrpy's words): ``none`` replays only, a miss raises NoMatchError; ``once`` records
 when the cassette file does not exist, else replays only; ``new_episodes`` replays matches and
-records misses; ``all`` records everything and replaces the file (once per run: the first save
-of a cassette in a process, or in a pytest session across xdist workers, replaces it, later
-saves append, so tests sharing a cassette keep each other's recordings). Recorded interactions are redacted
-like ``ssevcr record`` and saved atomically (under the store's lock) when the context exits,
-also when its body raised.
+records misses; ``all`` records everything and replaces the file (once per run: the first save of a
+cassette in a process, or in a pytest session across xdist workers, replaces it, later saves append,
+so tests sharing a cassette keep each other's recordings). Recorded interactions are redacted like
+``ssevcr record`` and saved atomically (under the store's lock) when the context exits, also when
+its body raised.
 
 A cassette file opened again with the same bytes (the next case of a parametrized test) is not
 decoded again, and its fault-free schedules are not built again (the store's open-file cache).

@@ -28,6 +28,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ._sse import RawFrame, feed_all
+
 __all__ = ["Element", "Frame", "Gap", "JSONArrayParser", "Parsed", "parse"]
 
 _NONSPACE = re.compile(rb"[^ \t\r\n]")
@@ -46,16 +48,10 @@ _BROKEN = 6  # the bytes broke the shape: nothing more is framed
 
 
 @dataclass(frozen=True, slots=True)
-class Element:
+class Element(RawFrame):
     """One element of the array: its bytes and its text (UTF-8, bad bytes replaced)."""
 
-    raw: bytes
-    start: int
     text: str
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.raw)
 
     # the names every framing's events answer to (see ssevcr._framing)
     @property
@@ -72,16 +68,9 @@ class Element:
 
 
 @dataclass(frozen=True, slots=True)
-class Gap:
+class Gap(RawFrame):
     """The bytes between two elements (or before the first, after the last): brackets, a comma,
     whitespace."""
-
-    raw: bytes
-    start: int
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.raw)
 
 
 Frame = Element | Gap
@@ -294,12 +283,7 @@ class JSONArrayParser:
 def parse(body: bytes | Iterable[bytes]) -> Parsed:
     """Parse a whole body (or its chunks) at once."""
     parser = JSONArrayParser()
-    frames: list[Frame] = []
-    if isinstance(body, bytes | bytearray | memoryview):
-        frames += parser.feed(bytes(body))
-    else:
-        for chunk in body:
-            frames += parser.feed(chunk)
+    frames = feed_all(parser, body)
     closed = parser.closed
     frames += parser.flush()
     return Parsed(tuple(frames), parser.tail, closed)

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import _providers as providers
-from ._cassette import End, Outcome, Response
+from ._cassette import End, Outcome, Response, with_body
 from ._content import ContentDecoder, DecodeError
 from ._errors import ConfigError
 from ._faults import (
@@ -251,15 +251,7 @@ class LiveSchedule:
         headers = head.headers
         if decoded:
             headers = tuple((k, v) for k, v in headers if k.lower() != "content-encoding")
-        return Response.from_chunks(
-            head.status,
-            chunks,
-            reason=head.reason,
-            http_version=head.http_version,
-            headers=headers,
-            headers_at=head.headers_at,
-            end=end,
-        )
+        return with_body(head, chunks, headers=headers, end=end)
 
     def _status_known(self) -> Known:
         """A status fault answers instead of the stream: once the provider is certain."""

@@ -20,7 +20,7 @@ from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
 
 from . import _providers, _synth
-from ._cassette import End, Interaction, Response
+from ._cassette import End, Interaction, Response, with_body
 from ._errors import ConfigError
 from ._sse import Event, Frame
 from ._stats import arrivals, decoded_pieces, percentile
@@ -367,14 +367,8 @@ def recast(
     last_recorded_chunk = response.chunk_at[-1] if response.chunk_sizes else response.headers_at
     after = max(0.0, response.end.at - last_recorded_chunk)
     end_at = (out[-1][0] if out else response.headers_at) + after
-    new_response = Response.from_chunks(
-        response.status,
-        out,
-        reason=response.reason,
-        http_version=response.http_version,
-        headers=response.headers,
-        headers_at=response.headers_at,
-        end=End(round(end_at, 6), response.end.outcome, response.end.error),
+    new_response = with_body(
+        response, out, end=End(round(end_at, 6), response.end.outcome, response.end.error)
     )
     meta = {**interaction.meta, "synthesized": f"like the recording; seed {seed}; split {split_by}"}
     return replace(interaction, response=new_response, meta=meta)

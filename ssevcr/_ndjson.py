@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ._sse import RawFrame, feed_all
+
 __all__ = ["Blank", "Frame", "Line", "NDJSONParser", "Parsed", "parse"]
 
 _BOM = b"\xef\xbb\xbf"
@@ -29,17 +31,11 @@ _SPACE = b" \t\r"
 
 
 @dataclass(frozen=True, slots=True)
-class Line:
+class Line(RawFrame):
     """One line of the stream: its bytes (line ending included) and its text (decoded as UTF-8,
     bad bytes replaced, without the line ending or a leading BOM)."""
 
-    raw: bytes
-    start: int
     text: str
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.raw)
 
     @property
     def terminated(self) -> bool:
@@ -61,15 +57,8 @@ class Line:
 
 
 @dataclass(frozen=True, slots=True)
-class Blank:
+class Blank(RawFrame):
     """A line holding only whitespace: no value."""
-
-    raw: bytes
-    start: int
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.raw)
 
 
 Frame = Line | Blank
@@ -168,11 +157,6 @@ def _content(raw: bytes, first: bool) -> bytes:
 def parse(body: bytes | Iterable[bytes]) -> Parsed:
     """Parse a whole body (or its chunks) at once."""
     parser = NDJSONParser()
-    frames: list[Frame] = []
-    if isinstance(body, bytes | bytearray | memoryview):
-        frames += parser.feed(bytes(body))
-    else:
-        for chunk in body:
-            frames += parser.feed(chunk)
+    frames = feed_all(parser, body)
     frames += parser.flush()
     return Parsed(tuple(frames), parser.tail)

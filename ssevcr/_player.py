@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING
 
 from . import _schedule as schedule_mod
@@ -49,7 +49,7 @@ _MATCH_CACHE_BYTES = 4 * 1024 * 1024  # ... in a cache of at most this many byte
 _LOGGED_BODY = 4 * 1024  # in a capped log, the bytes of a request body kept
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Play:
     index: int  # position in the player's interaction list (0-based)
     cassette: str
@@ -85,6 +85,36 @@ class Play:
     # a WebSocket interaction: the conversation to follow after the handshake (None when a
     # status fault answers the handshake instead)
     conversation: Plan | None = None
+
+    def __init__(
+        self,
+        index: int,
+        cassette: str,
+        interaction: Interaction,
+        schedule: Schedule,
+        request: Request,
+        number: int,
+        recorded: bool = False,
+        resumed_after: str | None = None,
+        journal: Journal | None = None,
+        conversation: Plan | None = None,
+    ) -> None:
+        # (what the generated __init__ of a frozen dataclass does through object.__setattr__,
+        # through the slots' own descriptors: half the instructions; a play is made per request)
+        s = _PLAY_SLOTS
+        s[0](self, index)
+        s[1](self, cassette)
+        s[2](self, interaction)
+        s[3](self, schedule)
+        s[4](self, request)
+        s[5](self, number)
+        s[6](self, recorded)
+        s[7](self, resumed_after)
+        s[8](self, journal)
+        s[9](self, conversation)
+
+
+_PLAY_SLOTS = tuple(getattr(Play, f.name).__set__ for f in fields(Play))
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +261,8 @@ class Player:
                     entry.plays += 1
                 entry.last = self.play_count
                 # without faults a schedule depends only on the interaction (the seed feeds faults
-                # only): it is built once (the replay server answers the same request thousands of times)
+                # only): it is built once (the replay server answers the same request thousands of
+                # times)
                 sched = None if faults or resume_after else self._plain.get(index)
                 if sched is not None and entry.interaction.websocket is None:
                     play = self._new_play(index, entry, sched, request, number)
@@ -300,14 +331,8 @@ class Player:
         ws = interaction.websocket
         if ws is None:
             return self._schedule(interaction, faults, seed, resume_after, resume), None
-        statuses = [f for f in faults if isinstance(f, Status)]
-        sched = schedule_mod.build(
-            interaction.response,
-            timing=self.timing,
-            faults=statuses,
-            seed=seed,
-            url=interaction.request.url,
-        )
+        statuses: list[Fault] = [f for f in faults if isinstance(f, Status)]
+        sched = self._schedule(interaction, statuses, seed, None, None)  # the handshake's
         if statuses:
             return sched, None
         from . import _conversation as conversation_mod

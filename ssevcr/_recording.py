@@ -26,7 +26,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._capture import Capture
 from ._cassette import End, Interaction, Outcome, Request, Response
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from ._player import Play
     from ._redaction import Redaction
     from ._transport import _Replay
+
+_T = TypeVar("_T")
 
 __all__ = ["DRAIN_TIMEOUT", "Recording", "record_async", "record_sync"]
 
@@ -378,7 +380,7 @@ class _Follow:
 class _SyncLive(_Follow):
     def __iter__(self) -> Iterator[bytes]:
         while not self.closed and not self.ended:
-            replay = self._next_replay()
+            replay = self.wait(self.replay)
             while True:
                 action = replay.next()
                 if type(action) is tuple:
@@ -391,16 +393,18 @@ class _SyncLive(_Follow):
                 elif isinstance(action, BaseException):
                     raise action
 
-    def _next_replay(self) -> _Replay:
+    def wait(self, ready: Callable[[Known], _T | None]) -> _T:
+        """``ready(known)`` once it is not None, waiting for the recording within the request's
+        read timeout."""
         recording = self.recording
         deadline = self.deadline()
         with recording.cond:
-            while (replay := self.replay(recording.known())) is None:
+            while (got := ready(recording.known())) is None:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise self.timeout_error()
                 recording.cond.wait(left)
-        return replay
+        return got
 
     def close(self) -> None:
         self.closed = True
@@ -411,7 +415,7 @@ class _AsyncLive(_Follow):
         from ._timer import sleep
 
         while not self.closed and not self.ended:
-            replay = await self._next_replay()
+            replay = await self.wait(self.replay)
             while True:
                 action = replay.next()
                 if type(action) is tuple:
@@ -424,16 +428,18 @@ class _AsyncLive(_Follow):
                 elif isinstance(action, BaseException):
                     raise action
 
-    async def _next_replay(self) -> _Replay:
+    async def wait(self, ready: Callable[[Known], _T | None]) -> _T:
+        """``ready(known)`` once it is not None, waiting for the recording within the request's
+        read timeout."""
         recording = self.recording
         changed = recording.changed
         assert changed is not None
         deadline = self.deadline()
         while True:
             changed.clear()
-            replay = self.replay(recording.known())
-            if replay is not None:
-                return replay
+            got = ready(recording.known())
+            if got is not None:
+                return got
             left = None if deadline is None else deadline - time.monotonic()
             try:
                 if left is not None and left <= 0:
@@ -468,18 +474,6 @@ def _stream(mod: Any, ours: type, *args: Any) -> Any:
     return cls(*args)
 
 
-def _client_response(mod: Any, schedule: Schedule, stream: Any) -> Any:
-    return mod.Response(
-        status_code=schedule.status,
-        headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in schedule.headers],
-        stream=stream,
-        extensions={
-            "http_version": schedule.http_version.encode("ascii", "replace"),
-            "reason_phrase": schedule.reason.encode("latin-1", "replace"),
-        },
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # the entry points (called by the interception patches)
 
@@ -506,6 +500,11 @@ def _live(capture: _Capture, faults: Sequence[Fault], seed: str) -> LiveSchedule
     return LiveSchedule(capture.response_head, faults=faults, seed=seed, url=capture.request.url)
 
 
+def _head(known: Known) -> Schedule | None:
+    """The replay's head once it is decided."""
+    return known.schedule
+
+
 def record_sync(
     transport: Any,
     request: Any,
@@ -519,7 +518,7 @@ def record_sync(
 ) -> Any:
     """Send ``request`` upstream and answer the client: the real response, recorded as it is
     read, or with ``faults`` the live replay of its recording."""
-    from ._transport import module_of
+    from ._transport import client_response, module_of
 
     trace = _traced(request, sync=True)
     started = time.monotonic()
@@ -537,15 +536,8 @@ def record_sync(
     )
     recording.thread.start()
     follow = _stream(mod, _SyncLive, recording, request)
-    deadline = follow.deadline()
-    with recording.cond:  # the head: a status fault's, or once a content-length body ended
-        while (known := recording.known()).schedule is None:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise follow.timeout_error()
-            recording.cond.wait(left)
-    assert known.schedule is not None
-    return _client_response(mod, known.schedule, follow)
+    # the head: a status fault's, or once a content-length body ended
+    return client_response(mod, follow.wait(_head), follow)
 
 
 async def record_async(
@@ -559,7 +551,7 @@ async def record_async(
     seed: str,
     add: Callable[[Recording], None],
 ) -> Any:
-    from ._transport import module_of
+    from ._transport import client_response, module_of
 
     trace = _traced(request, sync=False)
     started = time.monotonic()
@@ -582,16 +574,4 @@ async def record_async(
     add(recording)
     recording.task = loop.create_task(recording.pump_async(response.stream))
     follow = _stream(mod, _AsyncLive, recording, request)
-    deadline = follow.deadline()
-    while True:
-        recording.changed.clear()
-        known = recording.known()
-        if known.schedule is not None:
-            return _client_response(mod, known.schedule, follow)
-        left = None if deadline is None else deadline - time.monotonic()
-        try:
-            if left is not None and left <= 0:
-                raise TimeoutError
-            await asyncio.wait_for(recording.changed.wait(), left)
-        except TimeoutError:
-            raise follow.timeout_error() from None
+    return client_response(mod, await follow.wait(_head), follow)

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from . import _content as content
-from ._cassette import Headers, Interaction, Request, Response, WebSocket
+from ._cassette import Headers, Interaction, Pieces, Request, Response, WebSocket, with_body
 from ._errors import ConfigError
 from ._secrets import (
     DEFAULT_HEADERS,
@@ -60,10 +60,9 @@ __all__ = [
     "Redaction",
     "encode",
     "recut",
+    "replaced",
     "set_length",
 ]
-
-Pieces = list[tuple[float, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,18 +161,7 @@ class Redaction:
             spans = self.body_spans(decoded.body, response.content_type)
         if not spans:
             return response if headers is response.headers else replace(response, headers=headers)
-        new = recut(list(decoded.pieces), spans)
-        if encoding != "identity":
-            new = encode(new, encoding)
-        return Response.from_chunks(
-            response.status,
-            new,
-            reason=response.reason,
-            http_version=response.http_version,
-            headers=set_length(headers, sum(len(d) for _, d in new)),
-            headers_at=response.headers_at,
-            end=response.end,
-        )
+        return replaced(response, list(decoded.pieces), spans, headers, encoding)
 
     def websocket(self, ws: WebSocket) -> WebSocket:
         """The conversation with the secrets of its JSON text messages replaced."""
@@ -265,6 +253,17 @@ def encode(pieces: Pieces, encoding: str) -> Pieces:
     if out:
         out[-1] = (out[-1][0], out[-1][1] + c.flush())
     return out
+
+
+def replaced(
+    response: Response, pieces: Pieces, spans: Sequence[Span], headers: Headers, encoding: str
+) -> Response:
+    """``response`` with ``spans`` of its body ``pieces`` (decoded) replaced, compressed again
+    in ``encoding``, under ``headers`` with their length set (redaction and the audit's fix)."""
+    new = recut(pieces, spans)
+    if encoding != "identity":
+        new = encode(new, encoding)
+    return with_body(response, new, headers=set_length(headers, sum(len(d) for _, d in new)))
 
 
 def set_length(headers: Headers, length: int) -> Headers:

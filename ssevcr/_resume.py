@@ -29,13 +29,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from . import _content as content
-from ._cassette import End, Headers, Interaction, Request, Response, Resumes, resumes_problem
+from ._cassette import (
+    End,
+    Headers,
+    Interaction,
+    Pieces,
+    Request,
+    Response,
+    Resumes,
+    resumes_problem,
+    with_body,
+)
 from ._schedule import Close, Schedule
 from ._sse import Comment, Event, parse
 
 __all__ = ["Resumable", "linked", "refused", "resumable", "resumed"]
-
-Pieces = list[tuple[float, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +120,8 @@ def resumed(
             out.append((max(response.headers_at, at - shift), data))
     headers = _without_length(stream.headers, sum(len(d) for _, d in out))
     end_at = max(response.headers_at, response.end.at - shift, out[-1][0] if out else 0.0)
-    return Response.from_chunks(
-        response.status,
-        out,
-        reason=response.reason,
-        http_version=response.http_version,
-        headers=headers,
-        headers_at=response.headers_at,
-        end=End(end_at, response.end.outcome, response.end.error),
+    return with_body(
+        response, out, headers=headers, end=End(end_at, response.end.outcome, response.end.error)
     )
 
 

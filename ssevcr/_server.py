@@ -136,6 +136,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: ReplayServer):
         self.server = server
         self.loop = server.loop
+        self.now = server.now  # the loop's clock
         self.reader = http1.RequestReader(
             authority=server.authority,
             max_body=server.max_body,
@@ -181,7 +182,7 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=_WRITE_HIGH)
-        self.received_at = self.ready_at = self.started_at = self.loop.time()
+        self.received_at = self.ready_at = self.started_at = self.now()
         self.server._connections.add(self)
         self._arm()
 
@@ -189,7 +190,7 @@ class _Connection(asyncio.Protocol):
         if self._ws is not None:
             self._ws.receive(data)
             return
-        self.received_at = self.loop.time()
+        self.received_at = self.now()
         self.reader.receive(data)
         if self.state == _BUSY:
             if self.reader.buffered > _READ_PAUSE_AT and not self.reading_paused:
@@ -249,7 +250,7 @@ class _Connection(asyncio.Protocol):
     def _waiting(self, event: http1.NeedData) -> None:
         state = _STAGES[event.stage]
         if state == _HEAD and self.state == _IDLE:  # the first bytes of the next request
-            self.started_at = self.loop.time()
+            self.started_at = self.now()
         elif state == _BODY and self.head_at is None:
             self.head_at = max(self.received_at, self.ready_at)
         self.state = state
@@ -262,7 +263,7 @@ class _Connection(asyncio.Protocol):
             self._arm()
 
     def _ready(self) -> None:
-        self.ready_at = self.loop.time()
+        self.ready_at = self.now()
         self.state = _IDLE
 
     def _answer(self, incoming: http1.Request, t0: float) -> bool:
@@ -315,8 +316,8 @@ class _Connection(asyncio.Protocol):
             server.log(message)
             return self._small(head, 400, cors, miss_body(message))
         journal = play.journal
+        now = self.now()
         if journal is not None:
-            now = self.loop.time()
             journal.begin(t0, time.time() - (now - t0))
         schedule = framed.schedule
         whole = framed.whole
@@ -326,13 +327,13 @@ class _Connection(asyncio.Protocol):
             and head.keep_alive
             and head.method != "HEAD"
             and head.http_version == "1.1"
-            and t0 + framed.last <= self.loop.time()
+            and t0 + framed.last <= now
             and (len(whole) <= BATCH_BYTES or len(whole) <= self._room())
         ):  # instant replay the socket can take at once: one write, made once
             self._send(whole)
             if journal is not None:
                 timeline = framed.timeline
-                journal.whole(self.loop.time(), timeline.ends[-1] if timeline.ends else 0)
+                journal.whole(self.now(), timeline.ends[-1] if timeline.ends else 0)
                 server.delivered(play)
             return self._answered(True)
         self._follower = Follower(schedule)
@@ -362,7 +363,7 @@ class _Connection(asyncio.Protocol):
             play.conversation,
             writable=lambda: not self.writing_paused,
             close=self._close,
-            reset=lambda: self._reset(self.loop.time() + _RESET_DRAIN_WAIT),
+            reset=lambda: self._reset(self.now() + _RESET_DRAIN_WAIT),
             log=self.server.log,
             what=what,
             on_miss=lambda message: player.note_miss(play.request, message),
@@ -371,7 +372,7 @@ class _Connection(asyncio.Protocol):
             delivered=lambda: self.server.delivered(play),
         )
         if play.journal is not None:
-            play.journal.begin(t0, time.time() - (self.loop.time() - t0))
+            play.journal.begin(t0, time.time() - (self.now() - t0))
         self._ws = session
         problem = session.accept(head, play.interaction.response.headers, self.reader.take())
         if problem is not None:
@@ -388,7 +389,7 @@ class _Connection(asyncio.Protocol):
         assert follower is not None and writer is not None and framed is not None
         out: list[bytes | memoryview] = []
         size = 0
-        time, t0 = self.loop.time, self._t0
+        time, t0 = self.now, self._t0
         budget = self._budget(follower, time() - t0)
         while True:
             action = follower.next(time() - t0, max(1, budget - size))  # at most a step over
@@ -469,7 +470,7 @@ class _Connection(asyncio.Protocol):
             self._close()  # flushes what is buffered, then FIN: no terminating chunk
         elif isinstance(end, Reset):
             self._handed()
-            self._reset(self.loop.time() + _RESET_DRAIN_WAIT)
+            self._reset(self.now() + _RESET_DRAIN_WAIT)
         else:
             assert isinstance(end, Hang)  # open and silent until the client leaves
             self._handed()
@@ -594,7 +595,7 @@ class _Connection(asyncio.Protocol):
         journal = self._journal
         if journal is None:
             return
-        now = self.loop.time()
+        now = self.now()
         body = self._body
         marks = self._marks
         if not marks or marks[-1][1] != body:
@@ -632,7 +633,7 @@ class _Connection(asyncio.Protocol):
                     body = body_before + max(0, flushed - wire_before - framing)
                     break
                 body, wire_before, body_before = handed, wire, handed
-        journal.left(self.loop.time(), how, body_bytes=body)
+        journal.left(self.now(), how, body_bytes=body)
         self.server.delivered(play)
 
     def _send_all(self, out: list[bytes | memoryview]) -> None:
@@ -663,7 +664,7 @@ class _Connection(asyncio.Protocol):
         if self.gone or transport is None:
             return
         sock = transport.get_extra_info("socket")
-        if self.loop.time() < give_up and (transport.get_write_buffer_size() or _unacked(sock)):
+        if self.now() < give_up and (transport.get_write_buffer_size() or _unacked(sock)):
             self._step = self.loop.call_later(0.001, self._reset, give_up)
             return
         if sock is not None:
@@ -716,7 +717,7 @@ class _Connection(asyncio.Protocol):
         deadline = self._deadline()
         if deadline is None:
             return
-        if self.loop.time() < deadline:
+        if self.now() < deadline:
             self._timer = self.loop.call_at(deadline, self._on_timer)
             return
         if self.state == _BODY or self.reader.buffered:  # a request had begun: say why
@@ -841,6 +842,7 @@ class ReplayServer:
         self._heads = http1.HeadCache()  # request heads seen, parsed
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.now: Callable[[], float] = time.monotonic  # the loop's clock (see start)
         self._handler: Any = None  # the loop's exception handler before ours
         self._accept_errors = 0  # failed accepts not logged yet
         self._accept_logged_at = float("-inf")
@@ -860,6 +862,10 @@ class ReplayServer:
 
     async def start(self) -> ReplayServer:
         loop = self._loop = asyncio.get_running_loop()
+        # the loop's clock; asyncio's own is time.monotonic, called without its Python wrapper
+        # (several readings per request)
+        stock = getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time
+        self.now = time.monotonic if stock else loop.time
         self._server = await loop.create_server(
             lambda: _Connection(self), self.host, self.port, backlog=2048, reuse_address=True
         )

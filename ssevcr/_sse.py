@@ -20,23 +20,31 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
-__all__ = ["Comment", "Event", "Frame", "Parsed", "SSEParser", "data_values", "parse"]
+__all__ = [
+    "Comment",
+    "Event",
+    "Frame",
+    "Parsed",
+    "RawFrame",
+    "SSEParser",
+    "data_values",
+    "feed_all",
+    "parse",
+]
 
 _BOM = b"\xef\xbb\xbf"
 _EOL = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """A dispatched event. ``id`` is the last event ID in force after this event."""
+class RawFrame:
+    """The bytes of one frame and the stream offset they start at: what the frames of every
+    stream parser are (these, and those of ``_ndjson`` and ``_jsonarray``)."""
 
     raw: bytes
     start: int
-    type: str
-    data: str
-    id: str
-    retry: int | None = None
 
     @property
     def end(self) -> int:
@@ -44,18 +52,22 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
-class Comment:
+class Event(RawFrame):
+    """A dispatched event. ``id`` is the last event ID in force after this event."""
+
+    type: str
+    data: str
+    id: str
+    retry: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Comment(RawFrame):
     """A block that dispatched no event: comment lines (``text``, joined by LF), blank lines,
     or fields without data (a ``retry`` in it is still honoured)."""
 
-    raw: bytes
-    start: int
     text: str
     retry: int | None = None
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.raw)
 
 
 Frame = Event | Comment
@@ -288,14 +300,27 @@ def _decimal(digits: bytes) -> int:
     return n
 
 
+_F = TypeVar("_F")
+
+
+class _Feedable(Protocol[_F]):
+    def feed(self, data: bytes) -> list[_F]: ...
+
+
+def feed_all(parser: _Feedable[_F], body: bytes | Iterable[bytes]) -> list[_F]:
+    """The frames ``parser`` cuts from a whole body (or its chunks), before its ``flush``: the
+    one loop of every stream parser's ``parse``."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return parser.feed(bytes(body))
+    frames: list[_F] = []
+    for chunk in body:
+        frames += parser.feed(chunk)
+    return frames
+
+
 def parse(body: bytes | Iterable[bytes], *, last_event_id: str = "") -> Parsed:
     """Parse a whole body (or its chunks) at once."""
     parser = SSEParser(last_event_id)
-    frames: list[Frame] = []
-    if isinstance(body, bytes | bytearray | memoryview):
-        frames += parser.feed(bytes(body))
-    else:
-        for chunk in body:
-            frames += parser.feed(chunk)
+    frames = feed_all(parser, body)
     frames += parser.flush()
     return Parsed(tuple(frames), parser.tail, parser.last_event_id, parser.retry)

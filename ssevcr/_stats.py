@@ -24,7 +24,7 @@ from typing import Literal, overload
 from . import _content as content
 from . import _framing as framings
 from . import _sse as sse
-from ._cassette import Interaction, Response
+from ._cassette import Interaction, Pieces, Response
 from ._redaction import Redaction
 from ._secrets import Span, find, mask_text, mask_url, merge, printable
 
@@ -40,8 +40,6 @@ __all__ = [
     "secret_spans",
     "stall_indices",
 ]
-
-Pieces = list[tuple[float, bytes]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import select
 import selectors
 import sys
 import threading
@@ -40,14 +41,16 @@ _COARSE = 0.005  # waits longer than this sleep on the loop first, the last part
 
 if sys.platform == "linux":
     _Epoll = selectors.EpollSelector
+    _EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 else:  # pragma: no cover - this module also serves the in-process transports, on any platform
     _Epoll = selectors.DefaultSelector  # (PreciseSelector is then never used: see new_event_loop)
 
 
 class PreciseSelector(_Epoll):
     """An epoll selector with sub-millisecond timeouts: whole milliseconds in ``epoll_wait``, the
-    rest in ``nanosleep``, then a non-blocking poll (events are level-triggered, so waiting on the
-    epoll object first and collecting with the stock ``select(0)`` loses nothing).
+    rest in ``nanosleep``, then a non-blocking poll (events are level-triggered, so collecting them
+    with the stock ``select(0)`` after the sleep loses nothing). A wait that I/O ends early
+    returns what ``epoll_wait`` gave, as the stock ``select`` would (one system call per wake).
 
     The stock selector passes ``math.ceil(t * 1e3) * 1e-3`` to ``epoll.poll``, which rounds it up
     again: for some values (0.013000000000000001) it waits a whole millisecond more than asked.
@@ -61,15 +64,30 @@ class PreciseSelector(_Epoll):
         ms = int(timeout * 1e3)
         if ms > 0:
             try:
-                woke = self._selector.poll((ms - 0.5) / 1e3, 1)  # type: ignore[attr-defined]
+                woke = self._selector.poll(  # type: ignore[attr-defined]  # (the stock's own)
+                    (ms - 0.5) / 1e3,
+                    max(len(self._fd_to_key), 1),  # type: ignore[attr-defined]
+                )
             except InterruptedError:
                 woke = []
-            if woke:
-                return super().select(0)
+            if woke:  # (what the stock select makes of them: one epoll_wait per wake, not two)
+                return self._ready(woke)
         rest = deadline - time.monotonic()
         if rest > 0:
             time.sleep(rest)
         return super().select(0)
+
+    def _ready(self, woke: list[tuple[int, int]]) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = []
+        keys = self._fd_to_key  # type: ignore[attr-defined]
+        for fd, event in woke:
+            key = keys.get(fd)
+            if key is not None:
+                events = (selectors.EVENT_WRITE if event & ~_EPOLLIN else 0) | (
+                    selectors.EVENT_READ if event & ~_EPOLLOUT else 0
+                )
+                ready.append((key, events & key.events))
+        return ready
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

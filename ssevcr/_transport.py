@@ -38,7 +38,7 @@ from ._player import Play, Player
 from ._schedule import Abort, Close, Hang, Schedule, Send
 from ._timing import Timing
 
-__all__ = ["ReplayTransport", "module_of", "to_request"]
+__all__ = ["ReplayTransport", "client_response", "module_of", "to_request"]
 
 ABORT_MESSAGE = (
     "peer closed connection without sending complete message body (incomplete chunked read)"
@@ -214,17 +214,20 @@ def _stream(mod: ModuleType, replay: _Replay, sleep: Callable[[float], Any], *, 
     return cls(replay, sleep)
 
 
-def _response(mod: ModuleType, play: Play, stream: Any) -> Any:
-    s = play.schedule
+def client_response(mod: Any, s: Schedule, stream: Any, play: Play | None = None) -> Any:
+    """The library's own response for the head of ``s``, its body read from ``stream`` (and
+    ``play`` under the ``ssevcr_play`` extension: replay)."""
+    extensions: dict[str, Any] = {
+        "http_version": s.http_version.encode("ascii", "replace"),
+        "reason_phrase": s.reason.encode("latin-1", "replace"),
+    }
+    if play is not None:
+        extensions["ssevcr_play"] = play
     return mod.Response(
         status_code=s.status,
         headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in s.headers],
         stream=stream,
-        extensions={
-            "http_version": s.http_version.encode("ascii", "replace"),
-            "reason_phrase": s.reason.encode("latin-1", "replace"),
-            "ssevcr_play": play,
-        },
+        extensions=extensions,
     )
 
 
@@ -303,7 +306,7 @@ def handle_sync(
             sleep(action)
         elif isinstance(action, BaseException):
             raise action
-    return _response(mod, play, _stream(mod, replay, sleep, sync=True))
+    return client_response(mod, play.schedule, _stream(mod, replay, sleep, sync=True), play)
 
 
 async def handle_async(
@@ -322,7 +325,7 @@ async def handle_async(
             await sleep(action)
         elif isinstance(action, BaseException):
             raise action
-    return _response(mod, play, _stream(mod, replay, sleep, sync=False))
+    return client_response(mod, play.schedule, _stream(mod, replay, sleep, sync=False), play)
 
 
 class ReplayTransport:

@@ -10,12 +10,12 @@ Marker keywords: ``use_cassette``'s (``timing``, ``max_gap``, ``faults``, ``seed
 ``allowed_hosts``, ``ignore_hosts``, ``ignore_localhost``, ``config``, ``fail_on_unconsumed``: the
 test fails when a replayed stream was neither read to the end nor closed,
 ``before_record_request``/``before_record_response`` (vcrpy's hooks, :mod:`ssevcr._hooks`),
-``max_age``/``on_expiry`` (:mod:`ssevcr._expiry`; ``--ssevcr-max-age``/``--ssevcr-on-expiry``
-for every test)) and the plugin's own: ``strict`` (fail on interactions never played;
+``max_age``/``on_expiry`` (:mod:`ssevcr._expiry`; ``--ssevcr-max-age``/``--ssevcr-on-expiry`` for
+every test)) and the plugin's own: ``strict`` (fail on interactions never played;
 ``--ssevcr-strict`` for every test), ``sweep`` and ``sweep_stall`` (the fault sweep,
-:mod:`ssevcr._pytest_sweep`), ``cors`` (``ssevcr_server`` answers preflights and lets pages read
-it: ``True`` for any origin, or a list of origins). A bare name is a file in the test module's cassette folder
-(``.msgpack`` added); a name with a slash is a path relative to the rootdir.
+:mod:`ssevcr._pytest_sweep`), ``cors`` (``ssevcr_server`` answers preflights and lets pages read it:
+``True`` for any origin, or a list of origins). A bare name is a file in the test module's cassette
+folder (``.msgpack`` added); a name with a slash is a path relative to the rootdir.
 
 Several cassettes: several names in a marker and/or several markers — the test's as written (top
 to bottom), then its class's, then its module's — searched in that order for each request (the
@@ -93,14 +93,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="ssevcr_record",
         default=None,
         metavar="MODE",
-        help="none (replay only; default), once, new_episodes or all. Overrides SSEVCR_RECORD and markers.",
+        help="none (replay only; default), once, new_episodes or all. Overrides SSEVCR_RECORD "
+        "and markers.",
     )
     group.addoption(
         "--ssevcr-timing",
         dest="ssevcr_timing",
         default=None,
         metavar="TIMING",
-        help="original, instant, scale:F or fixed:DUR for every test. Overrides SSEVCR_TIMING and markers.",
+        help="original, instant, scale:F or fixed:DUR for every test. Overrides SSEVCR_TIMING "
+        "and markers.",
     )
     group.addoption(
         "--ssevcr-allow-host",
@@ -180,10 +182,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_RUN] = (os.urandom(8).hex(), None)
     config.addinivalue_line(
         "markers",
-        "ssevcr(*names_or_paths, timing=None, faults=(), seed=0, match_on=None, ws_match='type', ignore_body_keys=(), "
-        "allow_repeats=False, strict=False, before_record_request=None, before_record_response=None, "
-        "max_age=None, on_expiry='warn', sweep=None, sweep_stall=None, cors=False): replay (or record) cassettes "
-        "for every httpx/httpx2/aiohttp/requests/urllib3 client in the test (several: searched in order, "
+        "ssevcr(*names_or_paths, timing=None, faults=(), seed=0, match_on=None, ws_match='type', "
+        "ignore_body_keys=(), allow_repeats=False, strict=False, before_record_request=None, "
+        "before_record_response=None, max_age=None, on_expiry='warn', sweep=None, "
+        "sweep_stall=None, cors=False): replay (or record) cassettes for every "
+        "httpx/httpx2/aiohttp/requests/urllib3 client in the test (several: searched in order, "
         "the first recorded into)",
     )
     config.stash[_STRICT_ALL] = bool(config.getoption("ssevcr_strict"))

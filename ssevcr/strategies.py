@@ -30,7 +30,7 @@ from typing import TypeVar, overload
 
 from hypothesis import strategies as st
 
-from ._cassette import Cassette, Interaction, Response
+from ._cassette import Cassette, Interaction, Response, with_body
 from ._schedule import hostile_boundaries
 
 __all__ = ["cut", "rechunked", "rechunkings", "splits"]
@@ -94,15 +94,7 @@ def _resplit(response: Response, points: Sequence[int]) -> Response:
         pos += len(piece)
         owner = min(bisect.bisect_left(ends, pos), len(ats) - 1)  # the chunk with its last byte
         chunks.append((ats[owner], piece))
-    return Response.from_chunks(
-        response.status,
-        chunks,
-        reason=response.reason,
-        http_version=response.http_version,
-        headers=response.headers,
-        headers_at=response.headers_at,
-        end=response.end,
-    )
+    return with_body(response, chunks)
 
 
 def _response_strategy(response: Response, max_splits: int | None) -> st.SearchStrategy[Response]:

@@ -4,10 +4,11 @@ until stopped, or around one command.
 Prints one ready line with the URL (stdout; stderr when running a command, whose output stays its
 own), misses as they happen and a short summary on exit (stderr): plays, misses, faults, and how
 each play was delivered (taken to the end, or left early: how). ``--journal FILE`` writes the
-delivery journal of every play, one JSON object per line, within 10 ms of each play's end. With ``-- CMD`` the command runs
-with ``OPENAI_BASE_URL``/``ANTHROPIC_BASE_URL`` (and dummy API keys where none are set) pointing at
-the server, and ssevcr exits with its exit code; ``--strict`` also fails the run on misses and on
-interactions never played. Ctrl-C / SIGTERM stop it cleanly.
+delivery journal of every play, one JSON object per line, within 10 ms of each play's end.
+With ``-- CMD`` the command runs with ``OPENAI_BASE_URL``/``ANTHROPIC_BASE_URL`` (and dummy API
+keys where none are set) pointing at the server, and ssevcr exits with its exit code;
+``--strict`` also fails the run on misses and on interactions never played. Ctrl-C / SIGTERM
+stop it cleanly.
 
 It only parses options and supervises: serving is :mod:`ssevcr._server`, the proxy child
 :mod:`ssevcr.mitm.driver` with :mod:`ssevcr.mitm.replay_proxy`, supervision
@@ -20,8 +21,8 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -115,10 +116,23 @@ def _idle_timeout(ctx: click.Context, param: click.Parameter, value: str | None)
     return seconds
 
 
-def cors_option(
-    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
-) -> tuple[str, ...]:
-    """The `--cors` option (replay, sweep): origins, or `*` for any."""
+_Decorated = TypeVar("_Decorated", bound=Callable[..., Any] | click.Command)
+
+
+def cors_option(help: str) -> Callable[[_Decorated], _Decorated]:
+    """The `--cors` option (replay, sweep): origins, or `*` for any (``--cors`` alone)."""
+    return click.option(
+        "--cors",
+        multiple=True,
+        is_flag=False,
+        flag_value="*",
+        callback=_cors,
+        metavar="[ORIGIN]",
+        help=help,
+    )
+
+
+def _cors(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
     for origin in value:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
             raise click.BadParameter(
@@ -172,7 +186,8 @@ def summary(player: Player) -> list[str]:
     counters: its log of plays is capped)."""
     fired, skipped = player.fired_counts, player.skipped_counts
     lines = [
-        f"ssevcr replay: {_plural(player.play_count, 'play')}, {_plural(player.miss_count, 'miss', 'misses')}"
+        f"ssevcr replay: {_plural(player.play_count, 'play')}, "
+        f"{_plural(player.miss_count, 'miss', 'misses')}"
     ]
     if fired:
         lines.append(
@@ -211,9 +226,8 @@ def strict_problems(player: Player) -> list[str]:
     for miss in player.misses:
         problems.append(f"  miss: {miss.message.splitlines()[0].removeprefix('ssevcr: ')}")
     if player.miss_count > len(player.misses):
-        problems.append(
-            f"  ... and {_plural(player.miss_count - len(player.misses), 'more miss', 'more misses')}"
-        )
+        more = player.miss_count - len(player.misses)
+        problems.append(f"  ... and {_plural(more, 'more miss', 'more misses')}")
     names = [name for name, c in player.cassettes for _ in c.interactions]
     for n, interaction in player.unused():
         r = interaction.request
@@ -385,18 +399,22 @@ async def _serve(
     "config_path",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="Configured responses (YAML or TOML: rules with matchers, each answered by synthesized content, a cassette's interaction or an HTTP error); they answer what no cassette interaction matches.",
+    help="Configured responses (YAML or TOML: rules with matchers, each answered by synthesized "
+    "content, a cassette's interaction or an HTTP error); they answer what no cassette "
+    "interaction matches.",
 )
 @click.option(
     "--listen",
     metavar="HOST:PORT",
-    help="Address to serve on; port 0 picks a free port. [default: 127.0.0.1:8080; 127.0.0.1:0 with -- CMD]",
+    help="Address to serve on; port 0 picks a free port. [default: 127.0.0.1:8080; 127.0.0.1:0 "
+    "with -- CMD]",
 )
 @click.option(
     "--timing",
     callback=_timing,
     metavar="T",
-    help="original (default) | instant | scale:F | fixed:DUR, or a profile: ttft:DUR, tps:N, jitter:PCT, profile:CASSETTE, joined by + (with original or scale:F).",
+    help="original (default) | instant | scale:F | fixed:DUR, or a profile: ttft:DUR, tps:N, "
+    "jitter:PCT, profile:CASSETTE, joined by + (with original or scale:F).",
 )
 @click.option(
     "--max-gap", callback=_max_gap, metavar="DUR", help="Cap every pause at DUR (250ms, 1.5s)."
@@ -407,7 +425,8 @@ async def _serve(
     multiple=True,
     callback=_faults,
     metavar="F",
-    help="A fault, e.g. truncate:after=3,end=abort or status:429,times=1; scope with on=N or on=/path. Repeatable.",
+    help="A fault, e.g. truncate:after=3,end=abort or status:429,times=1; scope with on=N or "
+    "on=/path. Repeatable.",
 )
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of every random choice (faults)."
@@ -418,7 +437,8 @@ async def _serve(
     multiple=True,
     callback=_match_on,
     metavar="PARTS",
-    help=f"The request parts that must match, comma-separated (repeatable): {', '.join(PARTS)}. [default: method,path,query,body]",
+    help=f"The request parts that must match, comma-separated (repeatable): {', '.join(PARTS)}. "
+    "[default: method,path,query,body]",
 )
 @click.option(
     "--ws-match",
@@ -426,7 +446,9 @@ async def _serve(
     type=click.Choice(WS_MATCHES),
     default="type",
     show_default=True,
-    help="How a WebSocket client's messages are compared with the recorded ones: type (their type/event field), json (canonical JSON; a recorded REDACTED matches any value) or exact (bytes).",
+    help="How a WebSocket client's messages are compared with the recorded ones: type (their "
+    "type/event field), json (canonical JSON; a recorded REDACTED matches any value) or exact "
+    "(bytes).",
 )
 @click.option(
     "--ignore-body-key",
@@ -434,23 +456,20 @@ async def _serve(
     multiple=True,
     callback=_body_keys,
     metavar="KEY",
-    help="A dotted path into a JSON request body left out of matching (e.g. metadata.user_id). Repeatable.",
+    help="A dotted path into a JSON request body left out of matching (e.g. metadata.user_id). "
+    "Repeatable.",
 )
-@click.option(
-    "--cors",
-    multiple=True,
-    is_flag=False,
-    flag_value="*",
-    callback=cors_option,
-    metavar="[ORIGIN]",
-    help="Answer CORS preflights and let web pages read the responses: --cors alone (or '*') any origin, without credentials; --cors ORIGIN (repeatable) only those, with credentials.",
+@cors_option(
+    "Answer CORS preflights and let web pages read the responses: --cors alone (or '*') any "
+    "origin, without credentials; --cors ORIGIN (repeatable) only those, with credentials."
 )
 @click.option(
     "--allow-host",
     "allow_hosts",
     multiple=True,
     metavar="HOST",
-    help="Also answer requests whose Host header names HOST ('*': any). By default only loopback addresses and localhost are answered (a guard against DNS rebinding). Repeatable.",
+    help="Also answer requests whose Host header names HOST ('*': any). By default only loopback "
+    "addresses and localhost are answered (a guard against DNS rebinding). Repeatable.",
 )
 @click.option(
     "--max-body",
@@ -462,19 +481,24 @@ async def _serve(
     "--idle-timeout",
     callback=_idle_timeout,
     metavar="DUR",
-    help=f"Close a keep-alive connection that sends no new request for DUR (a clean close: clients reconnect), or forever. [default: {format_duration(IDLE_TIMEOUT)}]",
+    help="Close a keep-alive connection that sends no new request for DUR (a clean close: "
+    f"clients reconnect), or forever. [default: {format_duration(IDLE_TIMEOUT)}]",
 )
 @click.option(
     "--journal",
     "journal_path",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="Write the delivery journal: one JSON object per play per line (request headers as received, what was handed to the client and when, how it ended or how the client left), redacted, written and flushed within 10 ms of each play's end (all of them on exit).",
+    help="Write the delivery journal: one JSON object per play per line (request headers as "
+    "received, what was handed to the client and when, how it ended or how the client left), "
+    "redacted, written and flushed within 10 ms of each play's end (all of them on exit).",
 )
 @click.option(
     "--control",
     is_flag=True,
-    help="Turn on the control API under /__ssevcr/ (loopback clients with the token printed on the ready line): per-test sessions with their own cassettes, timing and faults, their journals and misses. See docs/control.md.",
+    help="Turn on the control API under /__ssevcr/ (loopback clients with the token printed on "
+    "the ready line): per-test sessions with their own cassettes, timing and faults, their "
+    "journals and misses. See docs/control.md.",
 )
 @click.option(
     "--control-token",
@@ -485,7 +509,8 @@ async def _serve(
 @click.option(
     "--once",
     is_flag=True,
-    help="Play each interaction once; a request too many is a miss (default: start the sequence over).",
+    help="Play each interaction once; a request too many is a miss (default: start the sequence "
+    "over).",
 )
 @click.option(
     "--strict", is_flag=True, help="Fail (exit 1) on misses and on interactions never played."
@@ -505,7 +530,8 @@ async def _serve(
 @click.option(
     "--mitmdump",
     metavar="PATH",
-    help="The mitmdump for --proxy [default: $SSEVCR_MITMDUMP, then mitmproxy in this Python, then PATH].",
+    help="The mitmdump for --proxy [default: $SSEVCR_MITMDUMP, then mitmproxy in this Python, "
+    "then PATH].",
 )
 @click.option(
     "--confdir",

@@ -334,14 +334,8 @@ def _duration(value: str, what: str) -> float:
     metavar="KIND",
     help="Accept runs of this fault kind, fault spec or verdict (repeatable).",
 )
-@click.option(
-    "--cors",
-    multiple=True,
-    is_flag=False,
-    flag_value="*",
-    callback=cors_option,
-    metavar="[ORIGIN]",
-    help="As ssevcr replay --cors: let web pages (a browser the command drives) read the answers.",
+@cors_option(
+    "As ssevcr replay --cors: let web pages (a browser the command drives) read the answers."
 )
 @click.option(
     "--json",
