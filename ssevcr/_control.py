@@ -45,7 +45,7 @@ from ._cassette import Cassette, Headers
 from ._errors import SsevcrError
 from ._faults import parse_faults
 from ._http1 import Cors
-from ._matching import MatchOptions
+from ._matching import WS_MATCHES, MatchOptions
 from ._player import Player
 from ._redaction import Redaction
 
@@ -71,7 +71,18 @@ MAX_CONTROL_BODY = 1024 * 1024
 CASSETTE_CACHE_BYTES = 256 * 1024 * 1024
 LOG_LIMIT = 1000  # plays (latest) and misses (first) a session keeps
 _MAX_CASSETTES = 64
-_FIELDS = ("cassettes", "timing", "max_gap", "faults", "seed", "once", "name", "match_on", "cors")
+_FIELDS = (
+    "cassettes",
+    "timing",
+    "max_gap",
+    "faults",
+    "seed",
+    "once",
+    "name",
+    "match_on",
+    "ws_match",
+    "cors",
+)
 _MAX_ORIGINS = 64
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{1,200}")
 _REDACTION = Redaction()
@@ -128,6 +139,7 @@ class Session:
             "cassettes": [name for name, _ in player.cassettes],
             "interactions": len(player.interactions),
             "timing": str(player.timing),
+            "ws_match": player.match.ws_match,
             "faults": [str(f) for f in player.faults],
             "seed": player.seed,
             "once": self.once,
@@ -170,6 +182,7 @@ class Control:
         log_limit: int = LOG_LIMIT,
         redaction: Redaction | None = None,
         base: str | None = None,
+        ws_match: str = "type",
     ) -> None:
         if token is not None and not _TOKEN.fullmatch(token):
             raise SsevcrError(
@@ -181,6 +194,7 @@ class Control:
         self.log_limit = log_limit
         self.redaction = redaction
         self.base = base if base is not None else os.getcwd()
+        self.ws_match = MatchOptions(ws_match=ws_match).ws_match  # (validated: ConfigError)
         self.sessions: dict[str, Session] = {}
         self.created = 0  # sessions created in all
         self._cache: OrderedDict[tuple[str, int, int], tuple[Cassette, int]] = OrderedDict()
@@ -335,11 +349,21 @@ class Control:
             if not isinstance(seed, int) or isinstance(seed, bool):
                 raise SsevcrError("seed must be an integer")
             match_on = spec.get("match_on")
-            match = None
-            if match_on is not None:
-                if not isinstance(match_on, list) or not all(isinstance(m, str) for m in match_on):
-                    raise SsevcrError("match_on must be a list of request parts")
-                match = MatchOptions(on=tuple(match_on))
+            if match_on is not None and (
+                not isinstance(match_on, list) or not all(isinstance(m, str) for m in match_on)
+            ):
+                raise SsevcrError("match_on must be a list of request parts")
+            ws_match = spec.get("ws_match", self.ws_match)
+            if not isinstance(ws_match, str) or ws_match not in WS_MATCHES:
+                raise SsevcrError(
+                    f"ws_match must be one of {', '.join(WS_MATCHES)} (how a WebSocket "
+                    f"client's messages are compared), got {json.dumps(ws_match)[:100]}"
+                )
+            match = (
+                MatchOptions(ws_match=ws_match)
+                if match_on is None
+                else MatchOptions(on=tuple(match_on), ws_match=ws_match)
+            )
             cors = _cors(spec.get("cors"))
             sid = secrets.token_hex(8)
             player = Player.create(

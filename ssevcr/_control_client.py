@@ -110,18 +110,26 @@ class ControlClient:
         once: bool = False,
         name: str | None = None,
         match_on: Iterable[str] | None = None,
+        ws_match: str | None = None,
         cors: bool | Iterable[str] | None = None,
     ) -> ControlSession:
         """A new session; relative cassette paths are the server's (its working directory).
-        ``cors``: the origins whose pages may read it (True: any; False: none) instead of the
-        server's ``--cors``; None keeps the server's."""
+        ``ws_match``: how a WebSocket client's messages are compared (``type``, ``json``,
+        ``exact``); None keeps the server's ``--ws-match``. ``cors``: the origins whose pages
+        may read it (True: any; False: none) instead of the server's ``--cors``; None keeps the
+        server's."""
         body: dict[str, Any] = {
             "cassettes": [os.fspath(c) for c in cassettes],
             "faults": list(faults),
             "seed": seed,
             "once": once,
         }
-        for key, value in (("timing", timing), ("max_gap", max_gap), ("name", name)):
+        for key, value in (
+            ("timing", timing),
+            ("max_gap", max_gap),
+            ("name", name),
+            ("ws_match", ws_match),
+        ):
             if value is not None:
                 body[key] = value
         if match_on is not None:

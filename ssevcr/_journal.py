@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -67,10 +67,12 @@ __all__ = [
     "How",
     "Journal",
     "Progress",
+    "Snapshot",
     "WsClosing",
     "WsDelivery",
     "WsMark",
     "event_map",
+    "snapshot_line",
 ]
 
 How = Literal["fin", "rst", "timeout", "cancel", "shutdown"]
@@ -636,124 +638,193 @@ class Journal:
         )
 
     def line(self) -> str:
-        """``value().to_json()`` as one JSON line (no newline), made cheaply: what a play's
-        request and schedule give (its redacted headers above all) is serialized once per
-        distinct request and kept in the schedule's memo, and so are the fields a play that
-        ends the same way gives; only the play's times and progress marks are formatted each
-        time, in one format (``ssevcr replay --journal`` writes one line per play). Times
-        have six decimals: the values ``to_json`` rounds to."""
+        """``value().to_json()`` as one JSON line (no newline), made cheaply: ``ssevcr replay
+        --journal`` writes one per play, thousands a second. What the play's request and
+        schedule fix (its redacted headers above all) and what the way it ended fixes (the
+        counts, the state, the last event ID) are serialized once and kept in the schedule's
+        memo (``_LineParts``), found by the request value itself (a keep-alive connection
+        repeats it), else by its content; a line then only formats its times (six decimals:
+        the values ``to_json`` rounds to; a time the line repeats is formatted once) and its
+        progress marks, and joins the parts in one f-string."""
         if self._ws is not None:  # (rare, and with its own part: made whole)
             return json.dumps(self.value().to_json(), separators=(",", ":"))
-        events = event_map(self.schedule)
-        marks = self._progress
-        if events is None:
-            progress = ",".join([f"[{at:.6f},{n},null]" for at, n in marks])
-        elif len(marks) < len(_MARKS):  # (the usual few marks: one format of them all)
-            ends = events.ends
-            flat: list[float] = []
-            for at, n in marks:
-                flat += (at, n, bisect_right(ends, n))
-            progress = _MARKS[len(marks)] % tuple(flat)
-        else:
-            count = events.count
-            progress = ",".join([f"[{at:.6f},{n},{count(n)}]" for at, n in marks])
-        head_at = self._head_at
-        counts, ending = self._ending(events)
-        return _LINE % (
-            self._static(),
+        return self._line(
             self._wall,
-            "null" if head_at is None else f"{head_at:.6f}",
-            counts,
-            progress,
-            ending,
+            self._head_at,
+            self._progress,
+            self._sent,
+            self._done_at is not None,
+            self._how,
+            self._left_at,
         )
 
-    def _ending(self, events: EventMap | None) -> tuple[str, str]:
-        """The fields before the progress marks (events and bytes handed over) and after them
-        (how the play ended), kept in the schedule's memo by what they depend on."""
-        sent, how, left_at = self._sent, self._how, self._left_at
-        completed = self._done_at is not None
-        key = (sent, completed, how, left_at)
+    def snapshot(self) -> Snapshot:
+        """What ``line`` says now, frozen (cheap: the values, not the line): ``snapshot_line``
+        formats it later, on any thread (``JournalFile``'s writer does). A WebSocket play's is
+        its line itself."""
+        if self._ws is not None:
+            return self.line()
+        marks = self._progress
+        return (
+            self,
+            self._wall,
+            self._head_at,
+            (*marks,),
+            self._sent,
+            self._done_at is not None,
+            self._how,
+            self._left_at,
+        )
+
+    def _line(
+        self,
+        wall: float,
+        head_at: float | None,
+        marks: Sequence[tuple[float, int]],
+        sent: int,
+        completed: bool,
+        how: How | None,
+        left_at: float | None,
+    ) -> str:
+        request = self.request
         memo = self.schedule.memo
-        cache = memo.get(_ENDING_MEMO)
-        if not isinstance(cache, dict):
-            cache = memo[_ENDING_MEMO] = {}
-        found = cache.get(key)
-        if found is not None:
-            return found  # type: ignore[no-any-return]
+        cache = memo.get(_LINE_MEMO)
+        if cache is None:
+            cache = memo[_LINE_MEMO] = {}
+        assert isinstance(cache, dict)
+        same = cache.get(id(request))
+        extra = (self.redaction, self.index, self.cassette, self.session, self.resumed_after)
+        if same is not None and same[0] is request and same[1] == extra:
+            parts: _LineParts = same[2]
+        else:
+            parts = self._line_parts(cache, extra)
+        ending = parts.endings.get((sent, completed, how))
+        if ending is None:
+            ending = parts.ending(self.schedule, sent, completed, how)
+        at0 = "null" if head_at is None else f"{head_at:.6f}"
+        if not marks:
+            progress = ""
+        elif len(marks) == 1:  # (instant replay: one write, at the head's time)
+            at = marks[0][0]
+            progress = f"[{at0 if at == head_at else f'{at:.6f}'}{ending[1]}"
+        else:
+            progress = parts.marks(marks, ending[1])
+        return (
+            f'{parts.head},"started":{wall:.6f},"headers_sent_at":{at0}{ending[0]}'
+            f"{progress}{ending[2]}{'null' if left_at is None else f'{left_at:.6f}'}{ending[3]}"
+        )
+
+    def _line_parts(self, cache: dict[Any, Any], extra: tuple[object, ...]) -> _LineParts:
+        """The parts of this play's line that its request and schedule fix, from ``cache``
+        (by the request's content) or made now; kept by the request value too."""
+        request = self.request
+        key = (request.method, request.url, request.headers, extra)
+        parts = cache.get(key)
+        if parts is None:
+            v = self.value()
+            head = {
+                "session": v.session,
+                "index": v.index,
+                "cassette": v.cassette,
+                "method": v.method,
+                "url": v.url,
+                "status": v.status,
+                "request_headers": [list(h) for h in v.request_headers],
+                "planned_events": v.planned_events,
+                "planned_bytes": v.planned_bytes,
+                "resumed_after": v.resumed_after,
+                "fired": list(v.fired),
+            }  # (open: the rest of the line follows)
+            parts = _LineParts(
+                json.dumps(head, separators=(",", ":"))[:-1], event_map(self.schedule)
+            )
+        if len(cache) >= _LINE_CACHE:
+            cache.clear()
+        cache[key] = parts
+        cache[id(request)] = (request, extra, parts)
+        return parts
+
+
+class _LineParts:
+    """What a schedule's journal lines for one request share: the line's head (up to the
+    request's last field, open) and, per way a play ended (bytes sent, completed, how), the
+    pieces around the progress marks: ``(events and bytes up to the marks, the last mark's
+    bytes and events, the fields up to left_at, the fields after it)``."""
+
+    __slots__ = ("endings", "events", "head")
+
+    def __init__(self, head: str, events: EventMap | None) -> None:
+        self.head = head
+        self.events = events
+        self.endings: dict[tuple[int, bool, How | None], tuple[str, str, str, str]] = {}
+
+    def ending(
+        self, schedule: Schedule, sent: int, completed: bool, how: How | None
+    ) -> tuple[str, str, str, str]:
+        events = self.events
         delivered = None if events is None else events.count(sent)
         left = how is not None
         last_id = events.ids[delivered - 1] if events is not None and delivered else ""
         state = "completed" if completed else "left" if left else "open"
         found = (
-            f'{_int(delivered)},"bytes":{sent}',
-            f'"state":"{state}","completed":{"true" if completed else "false"}'
-            f',"end":{_str(_ENDS[type(self.schedule.end)]) if completed else "null"}'
-            f',"left_at":{_opt(left_at)}'
+            f',"events":{_int(delivered)},"bytes":{sent},"progress":[',
+            f",{sent},{_int(delivered)}]",
+            f'],"state":"{state}","completed":{"true" if completed else "false"}'
+            f',"end":{_str(_ENDS[type(schedule.end)]) if completed else "null"},"left_at":',
             f',"left_after_event":{_int(delivered) if left else "null"}'
             f',"left_after_byte":{sent if left else "null"},"how":{_str(how)}'
             f',"last_event_id":{_str(last_id)}}}',
         )
-        if len(cache) >= _LINE_CACHE:
-            cache.clear()
-        cache[key] = found
+        if len(self.endings) >= _LINE_CACHE:
+            self.endings.clear()
+        self.endings[(sent, completed, how)] = found
         return found
 
-    def _static(self) -> str:
-        """The part of the line the play's request and schedule fix (cached, see ``line``):
-        found by the request value itself first (a keep-alive connection repeats it), then by
-        its content."""
-        request = self.request
-        extra = (id(self.redaction), self.index, self.cassette, self.session, self.resumed_after)
-        memo = self.schedule.memo
-        cache = memo.get(_LINE_MEMO)
-        if not isinstance(cache, dict):
-            cache = {}
-            memo[_LINE_MEMO] = cache
-        same = cache.get(id(request))
-        if same is not None and same[0] is request and same[1] == extra:
-            return str(same[2])
-        key = (request.method, request.url, request.headers, extra)
-        text = cache.get(key)
-        if text is None:
-            text = self._head_json()
-        if len(cache) >= _LINE_CACHE:
-            cache.clear()
-        cache[key] = text
-        cache[id(request)] = (request, extra, text)
-        return str(text)
+    def marks(self, marks: Sequence[tuple[float, int]], last: str) -> str:
+        """Two progress marks or more (the last's bytes and events: ``last``)."""
+        events = self.events
+        *before, (at, _) = marks
+        if events is None:
+            done = ",".join([f"[{t:.6f},{n},null]" for t, n in before])
+        elif len(before) < len(_MARKS):  # (the usual few: one format of them all)
+            ends = events.ends
+            flat: list[float] = []
+            for t, n in before:
+                flat += (t, n, bisect_right(ends, n))
+            done = _MARKS[len(before)] % tuple(flat)
+        else:
+            count = events.count
+            done = ",".join([f"[{t:.6f},{n},{count(n)}]" for t, n in before])
+        return f"{done},[{at:.6f}{last}"
 
-    def _head_json(self) -> str:
-        v = self.value()
-        head = {
-            "session": v.session,
-            "index": v.index,
-            "cassette": v.cassette,
-            "method": v.method,
-            "url": v.url,
-            "status": v.status,
-            "request_headers": [list(h) for h in v.request_headers],
-            "planned_events": v.planned_events,
-            "planned_bytes": v.planned_bytes,
-            "resumed_after": v.resumed_after,
-            "fired": list(v.fired),
-        }
-        return json.dumps(head, separators=(",", ":"))[:-1]  # (open: the rest follows)
+
+Snapshot = (
+    str
+    | tuple[
+        Journal,
+        float,
+        float | None,
+        tuple[tuple[float, int], ...],
+        int,
+        bool,
+        "How | None",
+        float | None,
+    ]
+)
+"""A journal's line frozen (``Journal.snapshot``): the line itself, or what it is made of."""
+
+
+def snapshot_line(snapshot: Snapshot) -> str:
+    """The line of a snapshot (``Journal.snapshot``)."""
+    if isinstance(snapshot, str):
+        return snapshot
+    journal, wall, head_at, marks, sent, completed, how, left_at = snapshot
+    return journal._line(wall, head_at, marks, sent, completed, how, left_at)
 
 
 _LINE_MEMO = "journal.line"
-_ENDING_MEMO = "journal.ending"
 _MARKS = tuple(",".join(["[%.6f,%d,%d]"] * k) for k in range(9))  # k progress marks
-_LINE = '%s,"started":%.6f,"headers_sent_at":%s,"events":%s,"progress":[%s],%s'
-_LINE_CACHE = 128  # request values and contents whose line head a schedule keeps
-
-
-def _num(value: float) -> str:
-    return repr(round(value, 6))
-
-
-def _opt(value: float | None) -> str:
-    return "null" if value is None else repr(round(value, 6))
+_LINE_CACHE = 128  # request values and contents (and endings) a schedule's line parts keep
 
 
 def _int(value: int | None) -> str:

@@ -4,16 +4,19 @@
     ReplayServer(player, journal=journal)           # each play's line as it ends
     journal.close()                                 # raises JournalError if a write failed
 
-A play's line is made once, when it ends (the client took it all, or left), already redacted
-(see ``_journal``), and queued; a writer thread writes and flushes what is queued at most
-``flush_within`` seconds (``FLUSH_WITHIN``) after the first of it was queued, so a reader
-tailing the file sees every play within that. One write per batch, off the event loop and
-without a timer on it (the replay server's precise loop would wake for it), is what keeps the
-journal's cost small at thousands of plays a second (``bench/bench_control.py``). The queue is
-bounded by bytes (``MAX_PENDING``): past it, the play that ends writes the queue itself and the
-event loop waits for the write (back-pressure: no line is ever dropped for want of room).
-``close`` writes what is queued (the replay command closes it on every way out, SIGINT and
-SIGTERM included). ``flush_within=None``: each line is written and flushed by the caller, at once.
+A play that ends is handed over as a snapshot (``Journal.snapshot``: its times, counts and
+marks, frozen; cheap) on a deque (thread-safe at both ends: no lock per play); a writer thread
+formats the lines (already redacted: see ``_journal``), writes them in one write and flushes,
+at most ``flush_within`` seconds (``FLUSH_WITHIN``) after the first of the batch was queued, so
+a reader tailing the file sees every play within that. Formatting and writing off the event
+loop, without a timer on it (the replay server's precise loop would wake for it) and waking the
+writer once per batch, not per play, is what keeps the journal's cost small at thousands of
+plays a second (``bench/bench_control.py``). The queue is bounded by bytes (``MAX_PENDING``;
+a play counts 1 KiB and 64 bytes per progress mark: ``queued_bytes``): past it, when the disk
+is slower than the server, the play that ends writes the queue itself and the event loop waits
+for the write (back-pressure: no line is ever dropped for want of room). ``close`` writes what
+is queued (the replay command closes it on every way out, SIGINT and SIGTERM included).
+``flush_within=None``: each line is written by the caller, at once.
 
 A write that fails (a full disk) is remembered, the lines after it are counted as lost (never
 silently), and ``close`` raises it: the run must not pass as if the journal were whole.
@@ -23,12 +26,13 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import IO
+from collections import deque
+from typing import BinaryIO
 
 from ._errors import SsevcrError
-from ._journal import Journal
+from ._journal import Journal, Snapshot, snapshot_line
 
-__all__ = ["FLUSH_WITHIN", "MAX_PENDING", "JournalError", "JournalFile"]
+__all__ = ["FLUSH_WITHIN", "MAX_PENDING", "JournalError", "JournalFile", "queued_bytes"]
 
 FLUSH_WITHIN = 0.01
 """Seconds a finished play's line may wait before it is written and flushed."""
@@ -41,26 +45,32 @@ class JournalError(SsevcrError):
 
 
 class JournalFile:
-    """Append each play's journal line to ``path`` (see the module). Callable from any thread."""
+    """Append each play's journal line to ``path`` (see the module). Called by one thread at a
+    time (the replay server's loop); ``flush`` and ``close`` from any thread."""
 
     def __init__(
         self, path: str | os.PathLike[str], *, flush_within: float | None = FLUSH_WITHIN
     ) -> None:
         self.path = os.fspath(path)
         try:
-            self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+            self._file: BinaryIO | None = open(self.path, "wb", buffering=0)  # noqa: SIM115
         except OSError as e:
             raise JournalError(
                 f"cannot write the journal {self.path!r}: {e.strerror or e}"
             ) from None
         self.flush_within = flush_within
-        self._pending: list[str] = []
-        self._pending_bytes = 0
-        self._lock = threading.Lock()  # the queue
+        # The queue: lines appended by the caller, taken by whoever flushes (a deque: both
+        # ends thread-safe, no lock per line). Bytes queued and taken are counted apart, each
+        # by one side, so neither needs a lock: pending bytes = queued - taken.
+        self._queue: deque[Snapshot] = deque()
+        self._queued = 0  # bytes ever queued (the caller's)
+        self._taken = 0  # bytes ever taken from the queue (under _writing)
         self._writing = threading.Lock()  # the file (the writer, or a caller past MAX_PENDING)
-        self._wake = threading.Event()  # lines are queued
+        self._wake = threading.Event()  # lines are queued: the writer wakes
+        self._woken = False  # the caller has set _wake since the writer last cleared it
         self._stop = threading.Event()  # close() was called
         self._closing = False
+        self._direct = flush_within is None  # the caller writes each line itself
         self.lines = 0  # lines written
         self.lost = 0  # lines not written (the failed write's and those after it)
         self.error: str | None = None
@@ -70,31 +80,32 @@ class JournalFile:
             self._writer.start()
 
     def __call__(self, journal: Journal) -> None:
-        line = journal.line()
-        with self._lock:
-            was_empty = not self._pending
-            self._pending.append(line)
-            self._pending_bytes += len(line) + 1
-            full = self._pending_bytes >= MAX_PENDING
-        if full or self._writer is None or self._closing:
+        snapshot = journal.snapshot()
+        self._queue.append(snapshot)
+        self._queued += queued_bytes(snapshot)
+        if self._direct or self._queued - self._taken >= MAX_PENDING:
             self.flush()
-        elif was_empty:
+        elif not self._woken:  # (the first line since the writer's last batch)
+            self._woken = True
             self._wake.set()
 
     @property
     def pending(self) -> int:
         """Lines queued, not yet written."""
-        return len(self._pending)
+        return len(self._queue)
 
     def _run(self) -> None:
-        """The writer thread: a batch at most ``flush_within`` s after its first line."""
+        """The writer thread: a batch at most ``flush_within`` s after its first line. (It
+        clears ``_wake`` before ``_woken`` and both before taking the queue: a line queued
+        meanwhile is either in this batch or sets them again.)"""
         assert self.flush_within is not None
         while True:
             self._wake.wait()
             if self._closing:
                 return
             self._stop.wait(self.flush_within)  # (close cuts the wait short)
-            self._wake.clear()  # (a line queued after the flush below finds the queue empty: sets)
+            self._wake.clear()
+            self._woken = False
             self.flush()
             if self._closing:  # (close set the event before the clear above)
                 return
@@ -102,33 +113,35 @@ class JournalFile:
     def flush(self) -> None:
         """Write and flush the lines queued (never raises: see ``close``)."""
         with self._writing:
-            with self._lock:
-                pending = self._pending
-                if not pending:
-                    return
-                self._pending, self._pending_bytes = [], 0
+            queue = self._queue
+            count = len(queue)
+            if not count:
+                return
+            popleft = queue.popleft
+            snapshots = [popleft() for _ in range(count)]
+            self._taken += sum(map(queued_bytes, snapshots))
+            data = "\n".join(map(snapshot_line, snapshots)) + "\n"
             file = self._file
             if file is None:
-                self.lost += len(pending)
+                self.lost += count
                 return
             try:
-                file.write("\n".join(pending) + "\n")
-                file.flush()
+                _write_all(file, data.encode())
             except OSError as e:
                 self.error = f"cannot write the journal {self.path!r}: {e.strerror or e}"
-                self.lost += len(pending)
+                self.lost += count
                 self._file = None
                 try:
                     file.close()
                 except OSError:
                     pass
             else:
-                self.lines += len(pending)
+                self.lines += count
 
     def close(self) -> None:
         """Write what is queued, stop the writer and close; raises :class:`JournalError` if a
         write failed."""
-        self._closing = True
+        self._closing = self._direct = True
         self._stop.set()
         self._wake.set()
         if self._writer is not None:
@@ -143,3 +156,26 @@ class JournalFile:
                 f"{self.error}; {self.lost} line{'' if self.lost == 1 else 's'} lost"
                 " (the first failed write's and those after it)"
             )
+
+
+_PLAY_BYTES = 1024
+"""What a play waiting to be written counts for (its snapshot, its line), and each of its progress
+marks (``_MARK_BYTES``) besides."""
+_MARK_BYTES = 64
+
+
+def queued_bytes(snapshot: Snapshot) -> int:
+    """What a play waiting in the queue counts for, towards ``MAX_PENDING``."""
+    if isinstance(snapshot, str):
+        return len(snapshot) + 1
+    return _PLAY_BYTES + _MARK_BYTES * len(snapshot[3])
+
+
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    """All of ``data``, in as many writes as the file takes (a raw file may take part)."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:  # (None: a non-blocking file that would block; 0: took nothing)
+            raise OSError(f"the journal file took none of {len(view)} bytes")
+        view = view[written:]

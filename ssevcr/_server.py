@@ -295,7 +295,7 @@ class _Connection(asyncio.Protocol):
         try:
             play = player.play(request)
             if play.conversation is not None:
-                return self._websocket(head, play, t0)
+                return self._websocket(head, player, play, t0)
             framed = http1.framed(play.schedule)
             response_head = framed.head.with_headers(cors)
         except NoMatchError as e:
@@ -345,9 +345,10 @@ class _Connection(asyncio.Protocol):
             self._marks[:] = [(self._wire, 0)]  # (where this answer starts)
         return self._follow()
 
-    def _websocket(self, head: http1.Head, play: Play, t0: float) -> bool:
+    def _websocket(self, head: http1.Head, player: Player, play: Play, t0: float) -> bool:
         """Hand the connection over to a replayed WebSocket conversation (never complete: it
-        ends with the connection)."""
+        ends with the connection); a client message that misses is ``player``'s (the server's,
+        or the control-API session's that played it)."""
         from ._websocket import WebSocketSession, describe_request, is_upgrade
 
         what = describe_request(head)
@@ -365,7 +366,7 @@ class _Connection(asyncio.Protocol):
             reset=lambda: self._reset(self.now() + _RESET_DRAIN_WAIT),
             log=self.server.log,
             what=what,
-            on_miss=lambda message: self.server.player.note_miss(play.request, message),
+            on_miss=lambda message: player.note_miss(play.request, message),
             max_message=max(self.server.max_body, 1),
             journal=play.journal,
             delivered=lambda: self.server.delivered(play),

@@ -375,3 +375,46 @@ def test_audit_fix_redacts_messages_byte_safely(tmp_path: Path) -> None:
     finally:
         replay.stop()
     assert closed is None and got[-1]["type"] == "response.done"
+
+
+def test_a_control_session_takes_ws_match_and_defaults_to_the_servers(tmp_path: Path) -> None:
+    import httpx
+
+    import ssevcr
+
+    cassette = str(save(tmp_path, realtime_cassette()))
+    other_voice = {**UPDATE, "session": {"type": "realtime", "voice": "verse"}}
+    replay = CliReplay("--control", "--ws-match", "json", "--timing", "instant")
+    try:
+        control = ssevcr.ControlClient.from_ready_line(replay.ready)
+        with control.session([cassette]) as inherited:  # the server's --ws-match json
+            assert inherited.created["ws_match"] == "json"
+            got, closed = asyncio.run(client(inherited.base_url, update=other_voice))
+            assert got[-1]["type"] == "error" and closed is not None and closed.rcvd.code == 1008
+            assert 'recorded "alloy", got "verse"' in got[-1]["error"]["message"]
+            (miss,) = inherited.misses()
+            assert "client message 1 differs from the recording" in miss["message"]
+        with control.session([cassette], ws_match="type") as by_type:  # its own
+            assert by_type.info()["ws_match"] == "type"
+            got, closed = asyncio.run(client(by_type.base_url, update=other_voice))
+            assert closed is None and got[-1]["type"] == "response.done"
+            assert by_type.misses() == []
+            (play,) = by_type.journal()
+            assert play["session"] == by_type.id
+            assert (play["websocket"]["received"], play["websocket"]["matched"]) == (2, 2), play
+        for bad in ('"fuzzy"', "1", "null"):
+            r = httpx.post(
+                f"{control.url}/__ssevcr/sessions",
+                content=f'{{"cassettes": [{json.dumps(cassette)}], "ws_match": {bad}}}',
+                headers={"authorization": f"Bearer {control.token}"},
+            )
+            assert r.status_code == 400, r.text
+            message = r.json()["error"]["message"]
+            assert "ws_match must be one of type, json, exact" in message, message
+            assert "Traceback" not in r.text
+        with pytest.raises(ssevcr.ControlError, match="ws_match must be one of") as refused:
+            control.create_session([cassette], ws_match="bytes")
+        assert refused.value.status == 400 and control.sessions() == []
+    finally:
+        code, err = replay.stop()
+    assert code == 0, err

@@ -23,6 +23,8 @@ export interface ReplayOptions {
   args?: string[];
   /** Request parts to match (sessions): ["method", "path", ...]. */
   matchOn?: string[];
+  /** How a WebSocket client's messages are compared: "type" | "json" | "exact" (default: the server's --ws-match). */
+  wsMatch?: "type" | "json" | "exact";
   /** A label for the session (the test helpers pass the test's title). */
   label?: string;
   /** HOST:PORT to listen on (default 127.0.0.1:0, a free port). */

@@ -28,6 +28,7 @@ export function replayArgs(options) {
   if (options.seed != null) args.push("--seed", String(options.seed));
   for (const origin of corsList(options.cors)) args.push(`--cors=${origin}`);
   if (options.once) args.push("--once");
+  if (options.wsMatch != null) args.push("--ws-match", String(options.wsMatch));
   return args;
 }
 

@@ -90,6 +90,7 @@ export class Control {
       once: options.once ?? undefined,
       name: options.label != null ? String(options.label).slice(0, 200) : undefined,
       match_on: options.matchOn ?? undefined,
+      ws_match: options.wsMatch ?? undefined,
       cors: sessionCors(options.cors),
     };
     const summary = await this.call("POST", "sessions", body);

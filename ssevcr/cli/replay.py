@@ -246,9 +246,11 @@ def _local(url: str, host: str) -> str:
     return url
 
 
-def _controller(answers: bool, control: bool, token: str | None) -> Control | None:
+def _controller(
+    answers: bool, control: bool, token: str | None, ws_match: str = "type"
+) -> Control | None:
     """The control API of ``--control`` (None without it). ``answers``: a CASSETTE or --config
-    was given."""
+    was given; ``ws_match``: the sessions' default (``--ws-match``)."""
     if not answers and not control:
         raise click.UsageError(
             "give a CASSETTE, --config FILE, or --control (sessions bring their cassettes)"
@@ -263,7 +265,7 @@ def _controller(answers: bool, control: bool, token: str | None) -> Control | No
     from .._control import Control
 
     try:
-        return Control(token, log_limit=PLAY_LOG_LIMIT)
+        return Control(token, log_limit=PLAY_LOG_LIMIT, ws_match=ws_match)
     except SsevcrError as e:
         raise click.BadParameter(str(e), param_hint="--control-token") from None
 
@@ -571,7 +573,9 @@ def replay_command(
     """
     ctx = click.get_current_context()
     command: list[str] = ctx.meta.get("ssevcr_command", [])
-    controller = _controller(bool(cassettes) or config_path is not None, control, control_token)
+    controller = _controller(
+        bool(cassettes) or config_path is not None, control, control_token, ws_match
+    )
     host, port = parse_listen(
         listen if listen is not None else ("127.0.0.1:0" if command else "127.0.0.1:8080")
     )
