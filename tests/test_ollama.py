@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import ollama
 import pytest
+from stream_helpers import run_sweep
 from test_record import MITMDUMP, RecordCLI, tid
 from upstream import Script, Upstream
 
@@ -184,34 +185,12 @@ def test_sweep_on_the_ndjson_cassette(
     recorded: tuple[Path, Any, list[Any]], tmp_path: Path
 ) -> None:
     cassette, _, _ = recorded
-    report = tmp_path / "sweep.json"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from ssevcr.cli import main; main()",
-            "sweep",
-            str(cassette),
-            "--catalog",
-            "quick",
-            "-j",
-            "2",
-            "--timeout",
-            "30s",
-            "--stall",
-            "4s",
-            "--json",
-            str(report),
-            "--",
-            sys.executable,
-            str(ROOT / "examples" / "sweep" / "ollama_careful.py"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    r, data = run_sweep(
+        cassette,
+        ROOT / "examples" / "sweep" / "ollama_careful.py",
+        tmp_path / "sweep.json",
+        *["--catalog", "quick", "-j", "2", "--timeout", "30s", "--stall", "4s"],
     )
-    assert "Traceback" not in r.stderr, r.stderr
-    data = json.loads(report.read_text())
     assert r.returncode == 0, r.stdout
     runs = {run["fault"]: run for run in data["runs"]}
     assert data["clean"]["exit_code"] == 0

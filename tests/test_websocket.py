@@ -20,6 +20,7 @@ import openai
 import pytest
 import websockets
 from realtime_upstream import GAP, WORDS, RealtimeUpstream
+from stream_helpers import run_sweep
 from test_record import MITMDUMP, RecordCLI
 from websockets.exceptions import ConnectionClosedError
 
@@ -302,34 +303,12 @@ def test_a_plain_http_request_for_a_websocket_gets_426(recorded: tuple[Path, Any
 
 def test_sweep_on_the_websocket_cassette(recorded: tuple[Path, Any, Any], tmp_path: Path) -> None:
     cassette, _, _ = recorded
-    report = tmp_path / "sweep.json"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from ssevcr.cli import main; main()",
-            "sweep",
-            str(cassette),
-            "--catalog",
-            "default",
-            "-j",
-            "2",
-            "--timeout",
-            "30s",
-            "--stall",
-            "4s",
-            "--json",
-            str(report),
-            "--",
-            sys.executable,
-            str(ROOT / "examples" / "sweep" / "realtime_careful.py"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    r, data = run_sweep(
+        cassette,
+        ROOT / "examples" / "sweep" / "realtime_careful.py",
+        tmp_path / "sweep.json",
+        *["--catalog", "default", "-j", "2", "--timeout", "30s", "--stall", "4s"],
     )
-    assert "Traceback" not in r.stderr, r.stderr
-    data = json.loads(report.read_text())
     assert r.returncode == 0, r.stdout
     runs = {run["fault"]: run for run in data["runs"]}
     assert data["clean"]["exit_code"] == 0
