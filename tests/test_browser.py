@@ -808,14 +808,19 @@ def test_page_decoder_passes_the_conformance_cases(page: Any, static: str) -> No
 # the EventSource cassette (no browser needed)
 
 
-def test_eventsource_cassette_rebuilds_identically_from_anthropic_text(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, str(CHAT_UI / "build_eventsource_cassette.py"), str(tmp_path)],
+def run_builder(script: str, out: Path) -> None:
+    """Run one of examples/chat-ui's build scripts as its docs say, into ``out``."""
+    r = subprocess.run(
+        [sys.executable, str(CHAT_UI / script), str(out)],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert out.returncode == 0, out.stderr
+    assert r.returncode == 0, r.stderr
+
+
+def test_eventsource_cassette_rebuilds_identically_from_anthropic_text(tmp_path: Path) -> None:
+    run_builder("build_eventsource_cassette.py", tmp_path)
     built = tmp_path / f"{EVENTSOURCE}.msgpack"
     assert built.read_bytes() == (EXAMPLES / f"{EVENTSOURCE}.msgpack").read_bytes()
     it, source = interaction(EVENTSOURCE), interaction("anthropic-text")
@@ -826,12 +831,6 @@ def test_eventsource_cassette_rebuilds_identically_from_anthropic_text(tmp_path:
 
 
 def test_realtime_cassette_rebuilds_identically(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, str(CHAT_UI / "build_realtime_cassette.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
+    run_builder("build_realtime_cassette.py", tmp_path)
     assert (tmp_path / Path(REALTIME).name).read_bytes() == Path(REALTIME).read_bytes()
     assert _store.load(REALTIME).meta["timing"] == "synthesized"
