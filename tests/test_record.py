@@ -32,7 +32,7 @@ import httpx2
 import msgpack
 import openai
 import pytest
-from upstream import TLSFiles, Upstream, fixture_body, fixture_names, make_tls_files, matched_gaps
+from upstream import Upstream, fixture_body, fixture_names, matched_gaps
 
 from ssevcr import _store
 from ssevcr._cassette import Cassette, Interaction, Outcome, Request, Response
@@ -275,28 +275,9 @@ def assert_no_secret(cassette: Path, *secrets: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
 def upstream() -> Iterator[Upstream]:
     with Upstream() as up:
         yield up
-
-
-@pytest.fixture(scope="module")
-def upstream_tls(tls_files: TLSFiles) -> Iterator[Upstream]:
-    with Upstream(tls=tls_files) as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
-def confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """mitmproxy's configuration directory (its CA); every test that runs mitmdump uses it."""
-    if not MITMDUMP:  # pragma: no cover - bootstrap creates .venv-mitmproxy
-        pytest.skip("needs mitmdump (bootstrap creates .venv-mitmproxy, or set SSEVCR_MITMDUMP)")
-    return tmp_path_factory.mktemp("mitmconf")
 
 
 PRE_EXISTING = Interaction(

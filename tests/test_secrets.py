@@ -36,7 +36,7 @@ import httpx2
 import pytest
 from click.testing import CliRunner
 from test_record import MITMDUMP, RecordCLI
-from upstream import Script, TLSFiles, Upstream, make_tls_files
+from upstream import Script, Upstream
 
 import ssevcr
 from ssevcr import NoMatchError, _store
@@ -289,24 +289,6 @@ def replays(cassette: Cassette, plant: Plant, ids: dict[str, str], base: str) ->
 def upstream() -> Iterator[Upstream]:
     with Upstream() as up:
         yield up
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def upstream_tls(tls_files: TLSFiles) -> Iterator[Upstream]:
-    with Upstream(tls=tls_files) as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
-def confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not MITMDUMP:  # pragma: no cover - bootstrap creates .venv-mitmproxy
-        pytest.skip("needs mitmdump (bootstrap creates .venv-mitmproxy, or set SSEVCR_MITMDUMP)")
-    return tmp_path_factory.mktemp("mitmconf")
 
 
 def stopped(rec: RecordCLI) -> None:
