@@ -224,30 +224,12 @@ def test_strict_fails_on_an_unused_interaction(tmp_path: Path) -> None:
         f"import httpx2, os; r = httpx2.post(os.environ['OPENAI_BASE_URL'] + '/chat/completions', "
         f"content=open({str(body)!r}, 'rb').read()); assert r.status_code == 200"
     )
-    both = run(
-        example_path(OPENAI_CHAT),
-        example_path(ANTHROPIC),
-        "--strict",
-        "--timing",
-        "instant",
-        "--",
-        sys.executable,
-        "-c",
-        code,
-    )
+    strict = ["--strict", "--timing", "instant", "--", sys.executable, "-c", code]
+    both = run(example_path(OPENAI_CHAT), example_path(ANTHROPIC), *strict)
     assert both.returncode == 1
     assert "never played: #2 POST https://api.anthropic.com/v1/messages" in both.stderr
     assert "miss:" not in both.stderr
-    one = run(
-        example_path(OPENAI_CHAT),
-        "--strict",
-        "--timing",
-        "instant",
-        "--",
-        sys.executable,
-        "-c",
-        code,
-    )
+    one = run(example_path(OPENAI_CHAT), *strict)
     assert one.returncode == 0, one.stderr
 
 
