@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -270,6 +271,17 @@ def assert_no_secret(cassette: Path, *secrets: str) -> None:
     assert b"REDACTED" in data
 
 
+@contextmanager
+def streamed(url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
+    """``POST url`` of ``{}`` with ``headers`` (httpx, 20 s timeout): the streamed response, open
+    for the ``with`` block."""
+    with (
+        httpx.Client(timeout=20) as client,
+        client.stream("POST", url, json={}, headers=headers) as r,
+    ):
+        yield r
+
+
 # ---------------------------------------------------------------------------------------------
 # fixtures
 
@@ -486,10 +498,7 @@ def test_reverse_json_response(reverse: RecordCLI, upstream: Upstream) -> None:
 def test_reverse_gzip_stream_is_byte_exact(reverse: RecordCLI, upstream: Upstream) -> None:
     t, fixture = tid(), "openai-responses/text.sse"
     with (
-        httpx.Client(timeout=20) as client,
-        client.stream(
-            "POST", f"{reverse.url}/v1/responses", json={}, headers=steer(t, fixture, gzip="1")
-        ) as r,
+        streamed(f"{reverse.url}/v1/responses", steer(t, fixture, gzip="1")) as r,
     ):
         decoded = b"".join(r.iter_bytes())  # the client decodes as usual
     assert decoded == fixture_body(fixture)
@@ -515,13 +524,7 @@ def test_upstream_dying_midstream_is_an_upstream_error(
     got = []
     with (
         pytest.raises(httpx.RemoteProtocolError),
-        httpx.Client(timeout=20) as client,
-        client.stream(
-            "POST",
-            f"{reverse.url}/v1/messages",
-            json={},
-            headers=steer(t, fixture, chunks="8", die_after="3"),
-        ) as r,
+        streamed(f"{reverse.url}/v1/messages", steer(t, fixture, chunks="8", die_after="3")) as r,
     ):
         for piece in r.iter_raw():
             got.append(piece)
@@ -539,12 +542,8 @@ def test_client_disconnecting_is_recorded(reverse: RecordCLI, upstream: Upstream
     t, fixture = tid(), "openai-chat/text.sse"
     got = []
     with (
-        httpx.Client(timeout=20) as client,
-        client.stream(
-            "POST",
-            f"{reverse.url}/v1/chat/completions",
-            json={},
-            headers=steer(t, fixture, chunks="12", gap_ms="80-80"),
+        streamed(
+            f"{reverse.url}/v1/chat/completions", steer(t, fixture, chunks="12", gap_ms="80-80")
         ) as r,
     ):
         for piece in r.iter_raw():
@@ -820,12 +819,8 @@ def test_sigkill_keeps_every_completed_exchange(
     # one more stream in flight, then SIGKILL the process that writes the cassette
     t = tid()
     with (
-        httpx.Client(timeout=20) as client,
-        client.stream(
-            "POST",
-            f"{rec.url}/v1/x",
-            json={},
-            headers=steer(t, "openai-chat/text.sse", chunks="20", gap_ms="100-100"),
+        streamed(
+            f"{rec.url}/v1/x", steer(t, "openai-chat/text.sse", chunks="20", gap_ms="100-100")
         ) as r,
     ):
         it = r.iter_raw()
@@ -1288,15 +1283,11 @@ def test_a_signal_during_a_never_ending_stream_saves_what_arrived(
     rec = RecordCLI(cassette, "--upstream", upstream.url, confdir=confdir)
     t, got = tid(), []
     with (
-        httpx.Client(timeout=20) as client,
-        client.stream(
-            "POST",
-            f"{rec.url}/v1/chat/completions",
-            json={},
-            # Gemini's stream has no terminal event: wherever the recording stops, the body
-            # cannot look finished (an OpenAI body repeated forever ends each repeat with
-            # [DONE], and a stop on a repeat's boundary is rightly recorded complete)
-            headers=steer(t, "gemini/text.sse", forever="1", gap_ms="1-1"),
+        # Gemini's stream has no terminal event: wherever the recording stops, the body
+        # cannot look finished (an OpenAI body repeated forever ends each repeat with
+        # [DONE], and a stop on a repeat's boundary is rightly recorded complete)
+        streamed(
+            f"{rec.url}/v1/chat/completions", steer(t, "gemini/text.sse", forever="1", gap_ms="1-1")
         ) as r,
     ):
         pieces = r.iter_raw()
