@@ -69,3 +69,16 @@ def confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except SsevcrError:  # pragma: no cover - bootstrap creates .venv-mitmproxy
         pytest.skip("needs mitmdump (bootstrap creates .venv-mitmproxy, or set SSEVCR_MITMDUMP)")
     return tmp_path_factory.mktemp("mitmconf")
+
+
+@pytest.fixture
+def pt(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """An inner pytest project: pytest-asyncio in auto mode, no ssevcr environment overrides."""
+    pytester.makeini("""
+        [pytest]
+        asyncio_mode = auto
+        asyncio_default_fixture_loop_scope = function
+    """)
+    for var in ("SSEVCR_RECORD", "SSEVCR_TIMING"):
+        monkeypatch.delenv(var, raising=False)
+    return pytester

@@ -248,17 +248,12 @@ def stop_and_scan(upstream: Upstream, root: Path) -> list[Path]:
     return files
 
 
-@pytest.fixture
-def pt(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """An inner pytest project: pytest-asyncio in auto mode, no ssevcr environment overrides."""
-    pytester.makeini("""
-        [pytest]
-        asyncio_mode = auto
-        asyncio_default_fixture_loop_scope = function
-    """)
-    for var in ("SSEVCR_RECORD", "SSEVCR_TIMING"):
-        monkeypatch.delenv(var, raising=False)
-    return pytester
+def record_once(pytester: pytest.Pytester, upstream: Upstream, *, passed: int) -> None:
+    """``pytest --ssevcr-record=once`` of the inner project: ``passed`` tests passed, each with
+    one request that reached the upstream."""
+    result = pytester.runpytest("--ssevcr-record=once", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=passed)
+    assert len(upstream.exchanges) == passed
 
 
 @pytest.fixture
@@ -279,9 +274,7 @@ def test_record_once_then_replay_with_the_upstream_stopped(
 ) -> None:
     pytester, upstream = inner
     pytester.makepyfile(test_llm=LLM_TESTS)
-    result = pytester.runpytest("--ssevcr-record=once", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
-    assert len(upstream.exchanges) == 3
+    record_once(pytester, upstream, passed=3)
     keys = [
         ex.headers.get("authorization") or ex.headers.get("x-api-key") for ex in upstream.exchanges
     ]
@@ -661,9 +654,7 @@ def test_fault_tests_pass_on_the_recording_run_and_on_replay(
 ) -> None:
     pytester, upstream = inner
     pytester.makepyfile(test_faults=FAULT_TESTS)
-    result = pytester.runpytest("--ssevcr-record=once", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=7)
-    assert len(upstream.exchanges) == 7
+    record_once(pytester, upstream, passed=7)
     files = stop_and_scan(upstream, pytester.path)
     assert len(files) == 7
     for f in files:  # every stream recorded whole, whatever the client was shown
@@ -693,9 +684,7 @@ def test_the_readme_example_passes_when_recording_and_when_replaying_offline(
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     pt.makepyfile(test_readme=readme_example())
     try:
-        result = pt.runpytest("--ssevcr-record=once", "-p", "no:cacheprovider")
-        result.assert_outcomes(passed=2)
-        assert len(upstream.exchanges) == 2
+        record_once(pt, upstream, passed=2)
     finally:
         files = stop_and_scan(upstream, pt.path)
     assert [f.name for f in files] == ["broken.msgpack", "test_chat.msgpack"]
