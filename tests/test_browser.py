@@ -95,7 +95,8 @@ def chat_text(body: bytes) -> str:
 
 
 def body_through_event(body: bytes, n: int) -> bytes:
-    """The recorded body up to the end of event ``n`` (1-based), as a fault counting events cuts it."""
+    """The recorded body up to the end of event ``n`` (1-based), as a fault counting events cuts
+    it."""
     return body[: parse(body).events[n - 1].end]
 
 
@@ -150,7 +151,8 @@ def page(browser: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def static() -> Iterator[str]:
-    """The example pages, served by examples/chat-ui/serve.py on their own port (their own origin)."""
+    """The example pages, served by examples/chat-ui/serve.py on their own port (their own
+    origin)."""
     server: ThreadingHTTPServer = _load_module(CHAT_UI / "serve.py").start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -186,7 +188,8 @@ def replay() -> Iterator[Callable[..., ServerThread]]:
 
 
 class Replay:
-    """``ssevcr replay CASSETTE --cors --once ...`` as a child process; ``stop()`` -> its summary."""
+    """``ssevcr replay CASSETTE --cors --once ...`` as a child process; ``stop()`` -> its
+    summary."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
