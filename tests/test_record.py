@@ -271,6 +271,17 @@ def assert_no_secret(cassette: Path, *secrets: str) -> None:
     assert b"REDACTED" in data
 
 
+def listening(proc: subprocess.Popen[bytes]) -> tuple[str, int]:
+    """Where a mitmdump running the recorder addon listens, from its ready line on stdout."""
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        parsed = parse_line(raw.decode())
+        if parsed and parsed[0] == READY:
+            host, port = parsed[1]["listen"][0]
+            return host, port
+    raise AssertionError("mitmdump ended without its ready line")
+
+
 @contextmanager
 def streamed(url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
     """``POST url`` of ``{}`` with ``headers`` (httpx, 20 s timeout): the streamed response, open
@@ -995,15 +1006,7 @@ def test_addon_loads_into_a_plain_mitmdump(
             env[lent_variable(package.__name__)] = str(Path(package.__file__).parent)
     proc = _plain_mitmdump(cassette, confdir, upstream, env)
     try:
-        assert proc.stdout is not None
-        ready = None
-        for raw in proc.stdout:
-            parsed = parse_line(raw.decode())
-            if parsed and parsed[0] == READY:
-                ready = parsed[1]
-                break
-        assert ready is not None
-        host, port = ready["listen"][0]
+        host, port = listening(proc)
         t = tid()
         r = httpx.post(
             f"http://{host}:{port}/v1/x",

@@ -35,7 +35,7 @@ import httpx
 import httpx2
 import pytest
 from click.testing import CliRunner
-from test_record import MITMDUMP, RecordCLI
+from test_record import MITMDUMP, RecordCLI, listening
 from upstream import Script, Upstream
 
 import ssevcr
@@ -49,7 +49,6 @@ from ssevcr._secrets import find, is_secret_header, is_secret_json_key, mask_tex
 from ssevcr._sse import parse
 from ssevcr.cli import main
 from ssevcr.mitm.driver import RECORD_ADDON
-from ssevcr.mitm.protocol import READY, parse_line
 
 QUERY_KEYS = (
     "key",
@@ -768,15 +767,7 @@ def test_recorder_log_lines_never_print_a_live_url_secret(tmp_path: Path, confdi
         cwd=tmp_path,
     )
     try:
-        assert proc.stdout is not None
-        ready = None
-        for raw in proc.stdout:
-            parsed = parse_line(raw.decode())
-            if parsed and parsed[0] == READY:
-                ready = parsed[1]
-                break
-        assert ready is not None
-        host, port = ready["listen"][0]
+        host, port = listening(proc)
         with contextlib.suppress(httpx.RemoteProtocolError):  # closed, no answer
             httpx.get(f"http://{host}:{port}/v1/x?key={secret}&token={secret}", timeout=20)
     finally:
