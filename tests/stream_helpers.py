@@ -175,3 +175,16 @@ def run_sweep(
     )
     assert "Traceback" not in r.stderr, r.stderr
     return r, json.loads(report.read_text()) if report.exists() else {}
+
+
+def sweep_all_ok(
+    cassette: Path, consumer: Path, report: Path, *options: str
+) -> dict[str, dict[str, Any]]:
+    """``run_sweep`` of a consumer that must take every fault: the sweep, the clean run and every
+    verdict ok. The runs by fault."""
+    r, data = run_sweep(cassette, consumer, report, *options)
+    assert r.returncode == 0, r.stdout
+    runs = {run["fault"]: run for run in data["runs"]}
+    assert data["clean"]["exit_code"] == 0
+    assert all(run["verdict"] == "ok" for run in runs.values()), runs
+    return runs
