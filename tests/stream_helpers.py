@@ -188,3 +188,10 @@ def sweep_all_ok(
     assert data["clean"]["exit_code"] == 0
     assert all(run["verdict"] == "ok" for run in runs.values()), runs
     return runs
+
+
+def show(cassette: Path) -> str:
+    """``ssevcr show CASSETTE``'s table (a child process that must succeed)."""
+    return subprocess.run(
+        [*CLI, "show", str(cassette)], capture_output=True, text=True, check=True
+    ).stdout

@@ -8,8 +8,6 @@ consumer."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 import httpx
 import ollama
 import pytest
-from stream_helpers import sweep_all_ok
+from stream_helpers import show, sweep_all_ok
 from test_record import MITMDUMP, RecordCLI, tid
 from upstream import Script, Upstream
 
@@ -98,12 +96,7 @@ def test_the_recording_holds_the_upstreams_lines_at_their_times(
     gaps = [b - a for a, b in zip(resp.chunk_at, resp.chunk_at[1:], strict=False)]
     assert len(resp.chunk_sizes) == len(LINES)
     assert sorted(abs(g - GAP) for g in gaps)[len(gaps) // 2] < 0.01, gaps
-    shown = subprocess.run(
-        [sys.executable, "-c", "from ssevcr.cli import main; main()", "show", str(cassette)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    shown = show(cassette)
     assert " 29 " in shown  # the events column counts lines
 
 

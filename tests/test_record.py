@@ -958,16 +958,19 @@ def _missing_in_mitmdump() -> list[str]:
     ]
 
 
-def _plain_mitmdump(
-    cassette: Path, confdir: Path, upstream: Upstream, env: dict[str, str]
+def recorder_mitmdump(
+    cassette: Path, confdir: Path, mode: str, *options: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
+    """A plain mitmdump running the recorder addon (not ``ssevcr record``) in ``mode``, on a free
+    port of 127.0.0.1, recording into ``cassette`` (its folder the working directory); stdout and
+    stderr together on ``stdout``."""
     return subprocess.Popen(
         [
             *MITMDUMP,
             "-s",
             str(RECORD_ADDON),
             "--mode",
-            f"reverse:{upstream.url}",
+            mode,
             "--listen-host",
             "127.0.0.1",
             "--listen-port",
@@ -976,12 +979,19 @@ def _plain_mitmdump(
             f"confdir={confdir}",
             "--set",
             f"ssevcr_cassette={cassette}",
+            *options,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
         cwd=cassette.parent,
     )
+
+
+def _plain_mitmdump(
+    cassette: Path, confdir: Path, upstream: Upstream, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    return recorder_mitmdump(cassette, confdir, f"reverse:{upstream.url}", env=env)
 
 
 def test_addon_loads_into_a_plain_mitmdump(

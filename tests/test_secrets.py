@@ -35,7 +35,7 @@ import httpx
 import httpx2
 import pytest
 from click.testing import CliRunner
-from test_record import MITMDUMP, RecordCLI, listening
+from test_record import RecordCLI, listening, recorder_mitmdump
 from upstream import Script, Upstream
 
 import ssevcr
@@ -48,7 +48,6 @@ from ssevcr._redaction import Redaction
 from ssevcr._secrets import find, is_secret_header, is_secret_json_key, mask_text, safe
 from ssevcr._sse import parse
 from ssevcr.cli import main
-from ssevcr.mitm.driver import RECORD_ADDON
 
 QUERY_KEYS = (
     "key",
@@ -742,29 +741,12 @@ def test_recorder_log_lines_never_print_a_live_url_secret(tmp_path: Path, confdi
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         dead = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            *MITMDUMP,
-            "-s",
-            str(RECORD_ADDON),
-            "--mode",
-            f"reverse:http://127.0.0.1:{dead}",
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            "0",
-            "--set",
-            f"confdir={confdir}",
-            "--set",
-            f"ssevcr_cassette={tmp_path / 'log.msgpack'}",
-            "--set",
-            "ssevcr_report=true",
-            "--set",
-            "connection_strategy=lazy",  # read the request before connecting upstream
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
+    proc = recorder_mitmdump(
+        tmp_path / "log.msgpack",
+        confdir,
+        f"reverse:http://127.0.0.1:{dead}",
+        *["--set", "ssevcr_report=true"],
+        *["--set", "connection_strategy=lazy"],  # read the request before connecting upstream
     )
     try:
         host, port = listening(proc)

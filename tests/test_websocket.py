@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ import openai
 import pytest
 import websockets
 from realtime_upstream import GAP, WORDS, RealtimeUpstream
-from stream_helpers import sweep_all_ok
+from stream_helpers import show, sweep_all_ok
 from test_record import MITMDUMP, RecordCLI
 from websockets.exceptions import ConnectionClosedError
 
@@ -126,12 +124,7 @@ def test_the_recording_holds_the_conversation(recorded: tuple[Path, Any, Any]) -
     assert KEY.encode() not in cassette.read_bytes()
     # the JSON twin is lossless; show lists the conversation
     assert import_json(export_json(_store.load(cassette))) == _store.load(cassette)
-    shown = subprocess.run(
-        [sys.executable, "-c", "from ssevcr.cli import main; main()", "show", str(cassette)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    shown = show(cassette)
     assert "ws" in shown and "16 msgs" in shown, shown
 
 
