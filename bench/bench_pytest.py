@@ -166,6 +166,16 @@ def build_ssevcr_cassette(path: Path, repeat: int) -> tuple[bytes, int]:
     return request_body, events
 
 
+def both_cassettes(folder: Path, repeat: int) -> tuple[Path, Path, bytes, int, str]:
+    """``folder``/stream.msgpack and the vcrpy cassette recorded from it, stream.yaml (the folder
+    made): their paths, the request body, the events of the stream, the URL vcrpy recorded."""
+    folder.mkdir(exist_ok=True)
+    msgpack_path, yaml_path = folder / "stream.msgpack", folder / "stream.yaml"
+    request_body, events = build_ssevcr_cassette(msgpack_path, repeat)
+    url = record_vcr_cassette(msgpack_path, yaml_path, request_body)
+    return msgpack_path, yaml_path, request_body, events, url
+
+
 def record_vcr_cassette(msgpack_path: Path, yaml_path: Path, request_body: bytes) -> str:
     """Serve the ssevcr cassette and let vcrpy record what httpx reads from it."""
     import httpx
@@ -338,13 +348,7 @@ def sdk_sessions(args: argparse.Namespace) -> dict[str, Any]:
     n = args.tests
     with tempfile.TemporaryDirectory(prefix="ssevcr-bench-pytest-") as tmp:
         d = Path(tmp)
-        (d / "cassettes").mkdir()
-        msgpack_path, yaml_path = (
-            d / "cassettes" / "stream.msgpack",
-            d / "cassettes" / "stream.yaml",
-        )
-        request_body, events = build_ssevcr_cassette(msgpack_path, args.repeat)
-        url = record_vcr_cassette(msgpack_path, yaml_path, request_body)
+        msgpack_path, yaml_path, _body, events, url = both_cassettes(d / "cassettes", args.repeat)
         response = _store.load(msgpack_path).interactions[0].response
         chunks = [c.data for c in response.chunks]
         (d / "pytest.ini").write_text("[pytest]\n")
@@ -614,13 +618,9 @@ def raw_main(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory(prefix="ssevcr-bench-pytest-") as tmp:
         d = Path(tmp)
-        (d / "cassettes").mkdir()
-        msgpack_path, yaml_path = (
-            d / "cassettes" / "stream.msgpack",
-            d / "cassettes" / "stream.yaml",
+        msgpack_path, yaml_path, request_body, events, url = both_cassettes(
+            d / "cassettes", args.repeat
         )
-        request_body, events = build_ssevcr_cassette(msgpack_path, args.repeat)
-        url = record_vcr_cassette(msgpack_path, yaml_path, request_body)
         (d / "pytest.ini").write_text("[pytest]\n")
         (d / "conftest.py").write_text(CONFTEST.format(directory=str(d / "cassettes")))
         common = {"url": url, "body": request_body, "events": events}

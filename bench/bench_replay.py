@@ -293,6 +293,8 @@ class ChunkedReader:
 
 
 class TimedStream(asyncio.Protocol):
+    """The timestamping client: each read goes through the chunked reader as it arrives."""
+
     def __init__(self, request: bytes, done: asyncio.Future[ChunkedReader]) -> None:
         self.request = request
         self.done = done
@@ -316,21 +318,14 @@ class TimedStream(asyncio.Protocol):
             self.done.set_exception(exc or ConnectionError("closed before the end of the body"))
 
 
-class LightStream(asyncio.Protocol):
+class LightStream(TimedStream):
     """The light timestamping client: each read is kept with its arrival time, nothing parsed
     until the stream is over (so the client's own work does not delay its next read)."""
 
     def __init__(self, request: bytes, done: asyncio.Future[ChunkedReader]) -> None:
-        self.request = request
-        self.done = done
+        super().__init__(request, done)
         self.reads: list[tuple[float, bytes]] = []
         self.tail = b""
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         self.reads.append((time.monotonic(), data))
@@ -338,14 +333,9 @@ class LightStream(asyncio.Protocol):
         if self.tail.endswith(b"\r\n0\r\n\r\n") and not self.done.done():
             assert self.transport is not None
             self.transport.close()
-            reader = ChunkedReader()
             for at, piece in self.reads:
-                reader.feed(piece, at)
-            self.done.set_result(reader)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_exception(exc or ConnectionError("closed before the end of the body"))
+                self.reader.feed(piece, at)
+            self.done.set_result(self.reader)
 
 
 async def one_stream(

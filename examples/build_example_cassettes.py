@@ -748,21 +748,33 @@ def build(ex: Example, provenance_text: str) -> Cassette:
     return Cassette(interactions=(Interaction(request, response),), meta=meta)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def output_dir(argv: Sequence[str] | None, script: str, default: Path) -> Path | None:
+    """The ``[OUTPUT_DIR]`` argument of a build script (``default`` without one), created; None
+    after printing the usage for any other arguments."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) > 1 or (args and args[0] in ("-h", "--help")):
-        print(f"usage: python {SCRIPT} [OUTPUT_DIR]", file=sys.stderr)
-        return 2
-    out = Path(args[0]) if args else DEFAULT_OUT
+        print(f"usage: python {script} [OUTPUT_DIR]", file=sys.stderr)
+        return None
+    out = Path(args[0]) if args else default
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def save_stream(cassette: Cassette, path: Path) -> None:
+    """Write an event-stream cassette and print what its response holds."""
+    _store.save(cassette, path)
+    resp = cassette.interactions[0].response
+    events = len(parse(resp.body).events)
+    print(f"{path}: {events} events in {len(resp.chunk_sizes)} chunks, {len(resp.body)} bytes")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    out = output_dir(argv, SCRIPT, DEFAULT_OUT)
+    if out is None:
+        return 2
     text = PROVENANCE.read_text(encoding="utf-8")
     for ex in EXAMPLES:
-        cassette = build(ex, text)
-        path = out / f"{ex.name}.msgpack"
-        _store.save(cassette, path)
-        resp = cassette.interactions[0].response
-        events = len(parse(resp.body).events)
-        print(f"{path}: {events} events in {len(resp.chunk_sizes)} chunks, {len(resp.body)} bytes")
+        save_stream(build(ex, text), out / f"{ex.name}.msgpack")
     return 0
 
 

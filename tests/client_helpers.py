@@ -1,6 +1,6 @@
-"""Helpers for the in-process client tests (aiohttp, requests): a capture server that counts every
-connection it is offered (a replayed client pointed at it must offer none), and cassettes made
-from the provider fixtures."""
+"""Helpers for the in-process client tests (aiohttp, requests, urllib3): a capture server that
+counts every connection it is offered (a replayed client pointed at it must offer none),
+cassettes made from the provider fixtures, and the checks of a recording and of a replay."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from upstream import fixture_body
+from upstream import fixture_body, matched_gaps
 
 from ssevcr import _store
-from ssevcr._cassette import Cassette, Interaction, Request, Response
+from ssevcr._cassette import Cassette, Interaction, Outcome, Request, Response
 from ssevcr._sse import parse
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -119,6 +119,21 @@ def chat_cassette(
 
 def gaps(times: Sequence[float]) -> list[float]:
     return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def assert_recorded(path: Path, sent: Sequence[tuple[float, bytes]], url: str) -> Interaction:
+    """The one interaction of the cassette at ``path`` is the fixture's stream as the upstream
+    ``sent`` it (time, bytes): the same bytes, complete, its ten chunks' nine gaps within 30 ms of
+    the upstream's, the request to ``url`` with its authorization redacted."""
+    (recorded,) = _store.load(path).interactions
+    assert recorded.response.body == BODY == b"".join(d for _, d in sent)
+    assert recorded.response.end.outcome == Outcome.COMPLETE
+    assert recorded.request.header("authorization") == "REDACTED"
+    assert recorded.request.url == url
+    pairs = matched_gaps(sent, recorded.response.chunk_at, recorded.response.chunk_sizes)
+    assert len(pairs) == 9
+    assert all(abs(rec - snt) <= 0.03 for snt, rec in pairs), pairs
+    return recorded
 
 
 def assert_streamed(

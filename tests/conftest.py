@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 from client_helpers import CaptureServer
-from upstream import Upstream
+from upstream import TLSFiles, Upstream, make_tls_files
+
+from ssevcr._errors import SsevcrError
+from ssevcr.mitm.driver import locate_mitmdump
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -42,3 +45,40 @@ def capture() -> Iterator[CaptureServer]:
     none)."""
     with CaptureServer() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A CA and a certificate for 127.0.0.1 (tests/upstream.py), one set a module."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def upstream_tls(tls_files: TLSFiles) -> Iterator[Upstream]:
+    """A local HTTPS upstream with ``tls_files``' certificate, shared by a module's tests."""
+    with Upstream(tls=tls_files) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mitmproxy's configuration directory (its CA), one a module; every test that runs mitmdump
+    through it skips when there is none."""
+    try:
+        locate_mitmdump()
+    except SsevcrError:  # pragma: no cover - bootstrap creates .venv-mitmproxy
+        pytest.skip("needs mitmdump (bootstrap creates .venv-mitmproxy, or set SSEVCR_MITMDUMP)")
+    return tmp_path_factory.mktemp("mitmconf")
+
+
+@pytest.fixture
+def pt(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """An inner pytest project: pytest-asyncio in auto mode, no ssevcr environment overrides."""
+    pytester.makeini("""
+        [pytest]
+        asyncio_mode = auto
+        asyncio_default_fixture_loop_scope = function
+    """)
+    for var in ("SSEVCR_RECORD", "SSEVCR_TIMING"):
+        monkeypatch.delenv(var, raising=False)
+    return pytester

@@ -1,11 +1,13 @@
 """Helpers for the replay server tests: the example cassettes, what their bytes say (derived with
-our parser, independently of any client), and a raw-socket h11 client that keeps every chunk
-boundary, its arrival time and how the connection ended."""
+our parser, independently of any client), a raw-socket h11 client that keeps every chunk
+boundary, its arrival time and how the connection ended, and ``ssevcr replay -- CLIENT``."""
 
 from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ OPENAI_RESPONSES = "openai-responses-text"
 ANTHROPIC = "anthropic-text"
 ANTHROPIC_TOOLS = "anthropic-tool-use"
 ALL_EXAMPLES = sorted(p.stem for p in EXAMPLES.glob("*.msgpack"))
+CLI = [sys.executable, "-c", "from ssevcr.cli import main; main()"]
 
 
 def example(name: str) -> Cassette:
@@ -216,3 +219,21 @@ def raw_request(
         t0 = time.monotonic()  # before sending: the server's clock cannot start earlier
         sock.sendall(data)
         return read_response(sock, conn, t0, timeout=timeout, stop_after=stop_after)
+
+
+def replay_running(
+    tmp: Path, client: str, *options: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``ssevcr replay`` of the OpenAI chat example (instant timing, then ``options``) with the
+    Python source ``client`` as its command, given the recorded request body as its argument
+    (``OPENAI_BASE_URL`` comes from the replay): the finished replay, its stdout the client's."""
+    script = tmp / "client.py"
+    script.write_text(client)
+    body = interaction(OPENAI_CHAT).request.body.decode()
+    command = [*CLI, "replay", example_path(OPENAI_CHAT), "--timing", "instant", *options]
+    return subprocess.run(
+        [*command, "--", sys.executable, str(script), body],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

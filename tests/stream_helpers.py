@@ -1,5 +1,6 @@
 """Small event-stream cassettes for the journal, resumption and control-API tests: ``n`` events,
-one recorded chunk each, ``gap`` seconds apart, optionally with ids and a leading ``retry:``."""
+one recorded chunk each, ``gap`` seconds apart, optionally with ids and a leading ``retry:``; and
+the ssevcr commands as children (``replay``, ``sweep``) and a uvicorn app in a thread."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ssevcr import _store
 from ssevcr._cassette import Cassette, End, Interaction, Request, Response
 
 SSEVCR = str(Path(sys.executable).parent / "ssevcr")
+CLI = [sys.executable, "-c", "from ssevcr.cli import main; main()"]
 
 
 def event_bytes(i: int, *, ids: bool = True) -> bytes:
@@ -157,3 +159,39 @@ def serve_asgi(app: Any, **config: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def run_sweep(
+    cassette: Path, consumer: Path, report: Path, *options: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``ssevcr sweep CASSETTE --json REPORT OPTIONS -- python CONSUMER``: the finished process
+    (no traceback on its stderr) and its JSON report (``{}`` when it wrote none)."""
+    command = [*CLI, "sweep", str(cassette), "--json", str(report), *options]
+    r = subprocess.run(
+        [*command, "--", sys.executable, str(consumer)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    return r, json.loads(report.read_text()) if report.exists() else {}
+
+
+def sweep_all_ok(
+    cassette: Path, consumer: Path, report: Path, *options: str
+) -> dict[str, dict[str, Any]]:
+    """``run_sweep`` of a consumer that must take every fault: the sweep, the clean run and every
+    verdict ok. The runs by fault."""
+    r, data = run_sweep(cassette, consumer, report, *options)
+    assert r.returncode == 0, r.stdout
+    runs = {run["fault"]: run for run in data["runs"]}
+    assert data["clean"]["exit_code"] == 0
+    assert all(run["verdict"] == "ok" for run in runs.values()), runs
+    return runs
+
+
+def show(cassette: Path) -> str:
+    """``ssevcr show CASSETTE``'s table (a child process that must succeed)."""
+    return subprocess.run(
+        [*CLI, "show", str(cassette)], capture_output=True, text=True, check=True
+    ).stdout

@@ -95,7 +95,8 @@ def chat_text(body: bytes) -> str:
 
 
 def body_through_event(body: bytes, n: int) -> bytes:
-    """The recorded body up to the end of event ``n`` (1-based), as a fault counting events cuts it."""
+    """The recorded body up to the end of event ``n`` (1-based), as a fault counting events cuts
+    it."""
     return body[: parse(body).events[n - 1].end]
 
 
@@ -150,7 +151,8 @@ def page(browser: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def static() -> Iterator[str]:
-    """The example pages, served by examples/chat-ui/serve.py on their own port (their own origin)."""
+    """The example pages, served by examples/chat-ui/serve.py on their own port (their own
+    origin)."""
     server: ThreadingHTTPServer = _load_module(CHAT_UI / "serve.py").start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -186,7 +188,8 @@ def replay() -> Iterator[Callable[..., ServerThread]]:
 
 
 class Replay:
-    """``ssevcr replay CASSETTE --cors --once ...`` as a child process; ``stop()`` -> its summary."""
+    """``ssevcr replay CASSETTE --cors --once ...`` as a child process; ``stop()`` -> its
+    summary."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
@@ -808,14 +811,19 @@ def test_page_decoder_passes_the_conformance_cases(page: Any, static: str) -> No
 # the EventSource cassette (no browser needed)
 
 
-def test_eventsource_cassette_rebuilds_identically_from_anthropic_text(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, str(CHAT_UI / "build_eventsource_cassette.py"), str(tmp_path)],
+def run_builder(script: str, out: Path) -> None:
+    """Run one of examples/chat-ui's build scripts as its docs say, into ``out``."""
+    r = subprocess.run(
+        [sys.executable, str(CHAT_UI / script), str(out)],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert out.returncode == 0, out.stderr
+    assert r.returncode == 0, r.stderr
+
+
+def test_eventsource_cassette_rebuilds_identically_from_anthropic_text(tmp_path: Path) -> None:
+    run_builder("build_eventsource_cassette.py", tmp_path)
     built = tmp_path / f"{EVENTSOURCE}.msgpack"
     assert built.read_bytes() == (EXAMPLES / f"{EVENTSOURCE}.msgpack").read_bytes()
     it, source = interaction(EVENTSOURCE), interaction("anthropic-text")
@@ -826,12 +834,6 @@ def test_eventsource_cassette_rebuilds_identically_from_anthropic_text(tmp_path:
 
 
 def test_realtime_cassette_rebuilds_identically(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, str(CHAT_UI / "build_realtime_cassette.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
+    run_builder("build_realtime_cassette.py", tmp_path)
     assert (tmp_path / Path(REALTIME).name).read_bytes() == Path(REALTIME).read_bytes()
     assert _store.load(REALTIME).meta["timing"] == "synthesized"

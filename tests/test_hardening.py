@@ -45,12 +45,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from replay_helpers import (
     ALL_EXAMPLES,
+    CLI,
     OPENAI_CHAT,
     example_path,
     interaction,
     json_interaction,
     raw_request,
     read_response,
+    replay_running,
     request_bytes,
 )
 from soak import KINDS as CLIENT_KINDS
@@ -71,7 +73,6 @@ from ssevcr.cli.replay import strict_problems, summary
 from ssevcr.mitm.driver import locate_mitmdump
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-c", "from ssevcr.cli import main; main()"]
 
 try:
     locate_mitmdump()
@@ -1040,26 +1041,7 @@ def test_a_long_running_replay_has_bounded_memory(tmp_path: Path) -> None:
     """20,000 requests to ``ssevcr replay``: the server's RSS stays flat after the first 2,000
     (before the cap, its log of plays grew ~1 MiB per 1,000 requests), and the summary and
     --strict still count them all."""
-    script = tmp_path / "client.py"
-    script.write_text(CLIENT)
-    body = interaction(OPENAI_CHAT).request.body.decode()
-    result = subprocess.run(
-        [
-            *CLI,
-            "replay",
-            example_path(OPENAI_CHAT),
-            "--timing",
-            "instant",
-            "--strict",
-            "--",
-            sys.executable,
-            str(script),
-            body,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = replay_running(tmp_path, CLIENT, "--strict", timeout=300)
     assert result.returncode == 0, result.stderr
     samples = {int(k): v for k, v in __import__("json").loads(result.stdout).items()}
     grown = samples[20_000] - samples[2_000]

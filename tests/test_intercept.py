@@ -22,21 +22,16 @@ import httpx
 import httpx2
 import openai
 import pytest
+from client_helpers import CHAT, chat_cassette
 from upstream import Upstream, fixture_body, matched_gaps
 
 import ssevcr
 from ssevcr import NoMatchError, ReplayTransport, _format, _store
-from ssevcr._cassette import Cassette, Interaction, Outcome, Request, Response
+from ssevcr._cassette import Cassette, Outcome
 from ssevcr._intercept import ActiveCassette, active, use_cassette
 from ssevcr._sse import parse
 
 SECRET = "sk-live-SECRET-4f9a8b7c6d5e"
-
-
-def frames(fixture: str) -> list[bytes]:
-    """The fixture's SSE frames (exact bytes)."""
-    parsed = parse(fixture_body(fixture))
-    return [f.raw for f in parsed.frames] + ([parsed.tail] if parsed.tail else [])
 
 
 def steer(fixture: str | None = None, test_id: str | None = None, **kw: str) -> dict[str, str]:
@@ -66,27 +61,10 @@ def stop(server: Upstream) -> None:
     server.stop()
 
 
-CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-
-
 def synthetic(path: Path, gap: float = 0.0, count: int = 1) -> Cassette:
     """A cassette of ``count`` openai chat interactions built from the fixture bytes, one frame
     per chunk, ``gap`` seconds apart (synthesized timing)."""
-    chunks = [(gap * (i + 1), f) for i, f in enumerate(frames("openai-chat/text.sse"))]
-    interaction = Interaction(
-        Request(
-            "POST",
-            "https://api.openai.com/v1/chat/completions",
-            (("content-type", "application/json"),),
-            json.dumps(CHAT).encode(),
-        ),
-        Response.from_chunks(
-            200, chunks, reason="OK", headers=(("content-type", "text/event-stream"),)
-        ),
-    )
-    cassette = Cassette((interaction,) * count)
-    _store.save(cassette, path)
-    return cassette
+    return chat_cassette(path, gap=gap, count=count)
 
 
 def post(client: Any, url: str = "http://127.0.0.1:9/v1/chat/completions", **kw: Any) -> Any:
@@ -210,21 +188,7 @@ def tagged(path: Path, tag: str, *, count: int = 1, gap: float = 0.0) -> bytes:
     """A cassette of ``count`` identical chat interactions whose stream names ``tag`` (three
     events ``gap`` seconds apart); returns the body."""
     frames = [f"data: {tag} {n}\n\n".encode() for n in range(3)]
-    interaction = Interaction(
-        Request(
-            "POST",
-            "https://api.openai.com/v1/chat/completions",
-            (("content-type", "application/json"),),
-            json.dumps(CHAT).encode(),
-        ),
-        Response.from_chunks(
-            200,
-            [(gap * (i + 1), f) for i, f in enumerate(frames)],
-            reason="OK",
-            headers=(("content-type", "text/event-stream"),),
-        ),
-    )
-    _store.save(Cassette((interaction,) * count), path)
+    chat_cassette(path, gap=gap, count=count, chunks=frames)
     return b"".join(frames)
 
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import FIXTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ndjson import bytewise, chunkings
+from test_ndjson import assert_lossless, bytewise, chunkings, same_for_any_chunking
 
 from ssevcr._jsonarray import Element, Frame, Gap, JSONArrayParser, Parsed, parse
 from ssevcr._sse import parse as parse_sse
@@ -32,14 +32,6 @@ def feed_all(chunks: Iterable[bytes]) -> Parsed:
     closed = parser.closed
     frames += parser.flush()
     return Parsed(tuple(frames), parser.tail, closed)
-
-
-def assert_lossless(data: bytes, result: Parsed) -> None:
-    assert b"".join(f.raw for f in result.frames) + result.tail == data
-    offset = 0
-    for f in result.frames:
-        assert f.start == offset and f.end == f.start + len(f.raw) and f.raw
-        offset = f.end
 
 
 @pytest.mark.parametrize("mode", ["whole", "bytewise"])
@@ -146,11 +138,7 @@ def arrays(draw: st.DrawFn) -> tuple[bytes, list[Any]]:
 
 
 def _check_invariant(data: bytes, chunks: list[bytes]) -> Parsed:
-    whole = feed_all([data])
-    assert_lossless(data, whole)
-    assert feed_all(chunks) == whole
-    assert feed_all(bytewise(data)) == whole
-    assert parse(data) == whole == parse(chunks)
+    whole: Parsed = same_for_any_chunking(data, chunks, feed_all, parse)
     return whole
 
 

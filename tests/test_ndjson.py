@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from conftest import FIXTURES
@@ -37,7 +38,8 @@ def bytewise(data: bytes) -> list[bytes]:
     return [data[i : i + 1] for i in range(len(data))]
 
 
-def assert_lossless(data: bytes, result: Parsed) -> None:
+def assert_lossless(data: bytes, result: Any) -> None:
+    """The frames and the tail of ``result`` (any of the stream parsers') give back ``data``."""
     assert b"".join(f.raw for f in result.frames) + result.tail == data
     offset = 0
     for f in result.frames:
@@ -134,12 +136,21 @@ def ndjson_like(draw: st.DrawFn) -> bytes:
     return b"".join(draw(_LINE) + draw(_END) for _ in range(draw(st.integers(0, 12))))
 
 
-def _check_invariant(data: bytes, chunks: list[bytes]) -> None:
+def same_for_any_chunking(
+    data: bytes, chunks: list[bytes], feed_all: Callable[[Iterable[bytes]], Any], parse: Any
+) -> Any:
+    """``data`` through a parser whole, in ``chunks``, one byte at a time (``feed_all``) and by
+    its ``parse``: the same, lossless frames each way. The frames of the whole."""
     whole = feed_all([data])
     assert_lossless(data, whole)
     assert feed_all(chunks) == whole
     assert feed_all(bytewise(data)) == whole
     assert parse(data) == whole == parse(chunks)
+    return whole
+
+
+def _check_invariant(data: bytes, chunks: list[bytes]) -> None:
+    whole = same_for_any_chunking(data, chunks, feed_all, parse)
     # a frame holds at most one LF, at its end; a tail holds none and only whitespace
     for f in whole.frames:
         assert b"\n" not in f.raw[:-1]

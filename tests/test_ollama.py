@@ -8,8 +8,6 @@ consumer."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import httpx
 import ollama
 import pytest
+from stream_helpers import show, sweep_all_ok
 from test_record import MITMDUMP, RecordCLI, tid
 from upstream import Script, Upstream
 
@@ -97,12 +96,7 @@ def test_the_recording_holds_the_upstreams_lines_at_their_times(
     gaps = [b - a for a, b in zip(resp.chunk_at, resp.chunk_at[1:], strict=False)]
     assert len(resp.chunk_sizes) == len(LINES)
     assert sorted(abs(g - GAP) for g in gaps)[len(gaps) // 2] < 0.01, gaps
-    shown = subprocess.run(
-        [sys.executable, "-c", "from ssevcr.cli import main; main()", "show", str(cassette)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    shown = show(cassette)
     assert " 29 " in shown  # the events column counts lines
 
 
@@ -184,38 +178,12 @@ def test_sweep_on_the_ndjson_cassette(
     recorded: tuple[Path, Any, list[Any]], tmp_path: Path
 ) -> None:
     cassette, _, _ = recorded
-    report = tmp_path / "sweep.json"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from ssevcr.cli import main; main()",
-            "sweep",
-            str(cassette),
-            "--catalog",
-            "quick",
-            "-j",
-            "2",
-            "--timeout",
-            "30s",
-            "--stall",
-            "4s",
-            "--json",
-            str(report),
-            "--",
-            sys.executable,
-            str(ROOT / "examples" / "sweep" / "ollama_careful.py"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    runs = sweep_all_ok(
+        cassette,
+        ROOT / "examples" / "sweep" / "ollama_careful.py",
+        tmp_path / "sweep.json",
+        *["--catalog", "quick", "-j", "2", "--timeout", "30s", "--stall", "4s"],
     )
-    assert "Traceback" not in r.stderr, r.stderr
-    data = json.loads(report.read_text())
-    assert r.returncode == 0, r.stdout
-    runs = {run["fault"]: run for run in data["runs"]}
-    assert data["clean"]["exit_code"] == 0
     assert {"drop:event=last", "error:after=28", "truncate:after=28,end=close"} <= set(runs)
-    assert all(run["verdict"] == "ok" for run in runs.values()), runs
     assert runs["drop:event=last"]["lossy"] and runs["drop:event=last"]["exit_code"] != 0
     assert not runs["rechunk:hostile"]["lossy"] and runs["rechunk:hostile"]["exit_code"] == 0

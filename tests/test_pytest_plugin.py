@@ -58,12 +58,17 @@ OPENAI_TEXT = {openai_text()!r}
 ANTHROPIC_TEXT = {anthropic_text()!r}
 QUESTION = [{{"role": "user", "content": "What's the weather in San Francisco?"}}]
 # how tests/upstream.py streams: the fixture in 10 chunks, 10-60 ms apart
-STEER = {{"x-upstream-fixture": "openai-chat/text.sse", "x-upstream-chunks": "10", "x-upstream-gap-ms": "10-60"}}
+STEER = {{
+    "x-upstream-fixture": "openai-chat/text.sse",
+    "x-upstream-chunks": "10",
+    "x-upstream-gap-ms": "10-60",
+}}
 
 
 def chat(question=QUESTION, test_id="", **kw):
     kw.setdefault("max_retries", 0)
-    client = openai.OpenAI(api_key=KEY, base_url=BASE + "/v1", default_headers={{**STEER, "x-test-id": test_id}}, **kw)
+    headers = {{**STEER, "x-test-id": test_id}}
+    client = openai.OpenAI(api_key=KEY, base_url=BASE + "/v1", default_headers=headers, **kw)
     return client.chat.completions.create(model="gpt-4o", messages=question, stream=True)
 
 
@@ -98,7 +103,10 @@ def test_openai_sync(ssevcr_cassette):
 @pytest.mark.ssevcr
 async def test_anthropic_async_pytest_asyncio(ssevcr_cassette):
     client = anthropic.AsyncAnthropic(api_key=KEY, base_url=BASE, max_retries=0, default_headers={
-        "x-upstream-fixture": "anthropic/text.sse", "x-upstream-gap-ms": "5", "x-upstream-set-cookie": "1"})
+        "x-upstream-fixture": "anthropic/text.sse",
+        "x-upstream-gap-ms": "5",
+        "x-upstream-set-cookie": "1",
+    })
     async with client.messages.stream(model="claude-opus-4-6", max_tokens=64,
                                       messages=[{"role": "user", "content": "1+1?"}]) as stream:
         assert await stream.get_final_text() == ANTHROPIC_TEXT
@@ -108,9 +116,11 @@ async def test_anthropic_async_pytest_asyncio(ssevcr_cassette):
 @pytest.mark.ssevcr
 @pytest.mark.anyio
 async def test_openai_async_anyio(ssevcr_cassette, anyio_backend):
-    client = openai.AsyncOpenAI(api_key=KEY, base_url=BASE + "/v1", max_retries=0, default_headers=STEER)
+    client = openai.AsyncOpenAI(api_key=KEY, base_url=BASE + "/v1", max_retries=0,
+                                default_headers=STEER)
     stream = await client.chat.completions.create(model="gpt-4o", messages=QUESTION, stream=True)
-    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == OPENAI_TEXT
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == OPENAI_TEXT
     check(ssevcr_cassette)
 
 
@@ -168,7 +178,8 @@ def test_ssevcr_server_serves_non_httpx_clients(ssevcr_cassette, ssevcr_server):
     import urllib.request
 
     recorded = ssevcr_cassette.cassette.interactions[0]
-    req = urllib.request.Request(ssevcr_server.url + "/v1/chat/completions", data=recorded.request.body,
+    req = urllib.request.Request(ssevcr_server.url + "/v1/chat/completions",
+                                 data=recorded.request.body,
                                  headers={"content-type": "application/json"}, method="POST")
     with urllib.request.urlopen(req, timeout=10) as response:
         assert response.status == 200
@@ -183,8 +194,9 @@ def test_ssevcr_server_lets_the_named_origin_read_it(ssevcr_cassette, ssevcr_ser
     recorded = ssevcr_cassette.cassette.interactions[0]
     allowed = {}
     for origin in ("http://page.test", "http://other.test"):
-        req = urllib.request.Request(ssevcr_server.url + "/v1/chat/completions", data=recorded.request.body,
-                                     headers={"content-type": "application/json", "origin": origin}, method="POST")
+        headers = {"content-type": "application/json", "origin": origin}
+        req = urllib.request.Request(ssevcr_server.url + "/v1/chat/completions",
+                                     data=recorded.request.body, headers=headers, method="POST")
         with urllib.request.urlopen(req, timeout=10) as response:
             assert response.read() == recorded.response.body
             allowed[origin] = response.headers.get("access-control-allow-origin")
@@ -197,7 +209,8 @@ async def test_ssevcr_server_with_aiohttp(ssevcr_cassette, ssevcr_server):
 
     recorded = ssevcr_cassette.cassette.interactions[0]
     async with aiohttp.ClientSession() as session:
-        async with session.post(ssevcr_server.url + "/v1/chat/completions", data=recorded.request.body,
+        async with session.post(ssevcr_server.url + "/v1/chat/completions",
+                                data=recorded.request.body,
                                 headers={"content-type": "application/json"}) as response:
             body = b"".join([chunk async for chunk in response.content.iter_any()])
     assert body == recorded.response.body
@@ -248,17 +261,12 @@ def stop_and_scan(upstream: Upstream, root: Path) -> list[Path]:
     return files
 
 
-@pytest.fixture
-def pt(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """An inner pytest project: pytest-asyncio in auto mode, no ssevcr environment overrides."""
-    pytester.makeini("""
-        [pytest]
-        asyncio_mode = auto
-        asyncio_default_fixture_loop_scope = function
-    """)
-    for var in ("SSEVCR_RECORD", "SSEVCR_TIMING"):
-        monkeypatch.delenv(var, raising=False)
-    return pytester
+def record_once(pytester: pytest.Pytester, upstream: Upstream, *, passed: int) -> None:
+    """``pytest --ssevcr-record=once`` of the inner project: ``passed`` tests passed, each with
+    one request that reached the upstream."""
+    result = pytester.runpytest("--ssevcr-record=once", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=passed)
+    assert len(upstream.exchanges) == passed
 
 
 @pytest.fixture
@@ -279,9 +287,7 @@ def test_record_once_then_replay_with_the_upstream_stopped(
 ) -> None:
     pytester, upstream = inner
     pytester.makepyfile(test_llm=LLM_TESTS)
-    result = pytester.runpytest("--ssevcr-record=once", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
-    assert len(upstream.exchanges) == 3
+    record_once(pytester, upstream, passed=3)
     keys = [
         ex.headers.get("authorization") or ex.headers.get("x-api-key") for ex in upstream.exchanges
     ]
@@ -334,8 +340,8 @@ def test_record_once_then_replay_with_the_upstream_stopped(
     assert out.count("no recorded interaction in") == 4  # once per test, retries folded
     assert out.count("closest: #1 POST") == 3
     assert (
-        '$.messages[0].content: recorded "What\'s the weather in San Francisco?", got "And in Paris?"'
-        in out
+        '$.messages[0].content: recorded "What\'s the weather in San Francisco?", '
+        'got "And in Paris?"' in out
     )
     assert '$.messages[0].content: recorded "1+1?", got "And in Paris?"' in out
     assert out.count("(the test raised APIConnectionError: Connection error.)") == 1
@@ -661,9 +667,7 @@ def test_fault_tests_pass_on_the_recording_run_and_on_replay(
 ) -> None:
     pytester, upstream = inner
     pytester.makepyfile(test_faults=FAULT_TESTS)
-    result = pytester.runpytest("--ssevcr-record=once", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=7)
-    assert len(upstream.exchanges) == 7
+    record_once(pytester, upstream, passed=7)
     files = stop_and_scan(upstream, pytester.path)
     assert len(files) == 7
     for f in files:  # every stream recorded whole, whatever the client was shown
@@ -693,9 +697,7 @@ def test_the_readme_example_passes_when_recording_and_when_replaying_offline(
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     pt.makepyfile(test_readme=readme_example())
     try:
-        result = pt.runpytest("--ssevcr-record=once", "-p", "no:cacheprovider")
-        result.assert_outcomes(passed=2)
-        assert len(upstream.exchanges) == 2
+        record_once(pt, upstream, passed=2)
     finally:
         files = stop_and_scan(upstream, pt.path)
     assert [f.name for f in files] == ["broken.msgpack", "test_chat.msgpack"]

@@ -117,18 +117,12 @@ def quick() -> list:
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    pytester.makeini("""
-        [pytest]
-        asyncio_mode = auto
-        asyncio_default_fixture_loop_scope = function
-    """)
-    for var in ("SSEVCR_RECORD", "SSEVCR_TIMING"):
-        monkeypatch.delenv(var, raising=False)
+def project(pt: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """conftest's inner project, with the cassette and its clean text."""
     monkeypatch.setenv("SWEEP_CLEAN_TEXT", clean_text())
-    (pytester.path / "cassettes").mkdir()
-    shutil.copy(CASSETTE, pytester.path / "cassettes" / "chat.msgpack")
-    return pytester
+    (pt.path / "cassettes").mkdir()
+    shutil.copy(CASSETTE, pt.path / "cassettes" / "chat.msgpack")
+    return pt
 
 
 def report_of(path: Path) -> dict[str, dict[str, str]]:

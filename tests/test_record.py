@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -32,7 +33,7 @@ import httpx2
 import msgpack
 import openai
 import pytest
-from upstream import TLSFiles, Upstream, fixture_body, fixture_names, make_tls_files, matched_gaps
+from upstream import Upstream, fixture_body, fixture_names, matched_gaps
 
 from ssevcr import _store
 from ssevcr._cassette import Cassette, Interaction, Outcome, Request, Response
@@ -270,33 +271,36 @@ def assert_no_secret(cassette: Path, *secrets: str) -> None:
     assert b"REDACTED" in data
 
 
+def listening(proc: subprocess.Popen[bytes]) -> tuple[str, int]:
+    """Where a mitmdump running the recorder addon listens, from its ready line on stdout."""
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        parsed = parse_line(raw.decode())
+        if parsed and parsed[0] == READY:
+            host, port = parsed[1]["listen"][0]
+            return host, port
+    raise AssertionError("mitmdump ended without its ready line")
+
+
+@contextmanager
+def streamed(url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
+    """``POST url`` of ``{}`` with ``headers`` (httpx, 20 s timeout): the streamed response, open
+    for the ``with`` block."""
+    with (
+        httpx.Client(timeout=20) as client,
+        client.stream("POST", url, json={}, headers=headers) as r,
+    ):
+        yield r
+
+
 # ---------------------------------------------------------------------------------------------
 # fixtures
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[Upstream]:
     with Upstream() as up:
         yield up
-
-
-@pytest.fixture(scope="module")
-def upstream_tls(tls_files: TLSFiles) -> Iterator[Upstream]:
-    with Upstream(tls=tls_files) as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
-def confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """mitmproxy's configuration directory (its CA); every test that runs mitmdump uses it."""
-    if not MITMDUMP:  # pragma: no cover - bootstrap creates .venv-mitmproxy
-        pytest.skip("needs mitmdump (bootstrap creates .venv-mitmproxy, or set SSEVCR_MITMDUMP)")
-    return tmp_path_factory.mktemp("mitmconf")
 
 
 PRE_EXISTING = Interaction(
@@ -505,10 +509,7 @@ def test_reverse_json_response(reverse: RecordCLI, upstream: Upstream) -> None:
 def test_reverse_gzip_stream_is_byte_exact(reverse: RecordCLI, upstream: Upstream) -> None:
     t, fixture = tid(), "openai-responses/text.sse"
     with (
-        httpx.Client(timeout=20) as client,
-        client.stream(
-            "POST", f"{reverse.url}/v1/responses", json={}, headers=steer(t, fixture, gzip="1")
-        ) as r,
+        streamed(f"{reverse.url}/v1/responses", steer(t, fixture, gzip="1")) as r,
     ):
         decoded = b"".join(r.iter_bytes())  # the client decodes as usual
     assert decoded == fixture_body(fixture)
@@ -534,13 +535,7 @@ def test_upstream_dying_midstream_is_an_upstream_error(
     got = []
     with (
         pytest.raises(httpx.RemoteProtocolError),
-        httpx.Client(timeout=20) as client,
-        client.stream(
-            "POST",
-            f"{reverse.url}/v1/messages",
-            json={},
-            headers=steer(t, fixture, chunks="8", die_after="3"),
-        ) as r,
+        streamed(f"{reverse.url}/v1/messages", steer(t, fixture, chunks="8", die_after="3")) as r,
     ):
         for piece in r.iter_raw():
             got.append(piece)
@@ -558,12 +553,8 @@ def test_client_disconnecting_is_recorded(reverse: RecordCLI, upstream: Upstream
     t, fixture = tid(), "openai-chat/text.sse"
     got = []
     with (
-        httpx.Client(timeout=20) as client,
-        client.stream(
-            "POST",
-            f"{reverse.url}/v1/chat/completions",
-            json={},
-            headers=steer(t, fixture, chunks="12", gap_ms="80-80"),
+        streamed(
+            f"{reverse.url}/v1/chat/completions", steer(t, fixture, chunks="12", gap_ms="80-80")
         ) as r,
     ):
         for piece in r.iter_raw():
@@ -839,12 +830,8 @@ def test_sigkill_keeps_every_completed_exchange(
     # one more stream in flight, then SIGKILL the process that writes the cassette
     t = tid()
     with (
-        httpx.Client(timeout=20) as client,
-        client.stream(
-            "POST",
-            f"{rec.url}/v1/x",
-            json={},
-            headers=steer(t, "openai-chat/text.sse", chunks="20", gap_ms="100-100"),
+        streamed(
+            f"{rec.url}/v1/x", steer(t, "openai-chat/text.sse", chunks="20", gap_ms="100-100")
         ) as r,
     ):
         it = r.iter_raw()
@@ -971,16 +958,19 @@ def _missing_in_mitmdump() -> list[str]:
     ]
 
 
-def _plain_mitmdump(
-    cassette: Path, confdir: Path, upstream: Upstream, env: dict[str, str]
+def recorder_mitmdump(
+    cassette: Path, confdir: Path, mode: str, *options: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
+    """A plain mitmdump running the recorder addon (not ``ssevcr record``) in ``mode``, on a free
+    port of 127.0.0.1, recording into ``cassette`` (its folder the working directory); stdout and
+    stderr together on ``stdout``."""
     return subprocess.Popen(
         [
             *MITMDUMP,
             "-s",
             str(RECORD_ADDON),
             "--mode",
-            f"reverse:{upstream.url}",
+            mode,
             "--listen-host",
             "127.0.0.1",
             "--listen-port",
@@ -989,12 +979,19 @@ def _plain_mitmdump(
             f"confdir={confdir}",
             "--set",
             f"ssevcr_cassette={cassette}",
+            *options,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
         cwd=cassette.parent,
     )
+
+
+def _plain_mitmdump(
+    cassette: Path, confdir: Path, upstream: Upstream, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    return recorder_mitmdump(cassette, confdir, f"reverse:{upstream.url}", env=env)
 
 
 def test_addon_loads_into_a_plain_mitmdump(
@@ -1019,15 +1016,7 @@ def test_addon_loads_into_a_plain_mitmdump(
             env[lent_variable(package.__name__)] = str(Path(package.__file__).parent)
     proc = _plain_mitmdump(cassette, confdir, upstream, env)
     try:
-        assert proc.stdout is not None
-        ready = None
-        for raw in proc.stdout:
-            parsed = parse_line(raw.decode())
-            if parsed and parsed[0] == READY:
-                ready = parsed[1]
-                break
-        assert ready is not None
-        host, port = ready["listen"][0]
+        host, port = listening(proc)
         t = tid()
         r = httpx.post(
             f"http://{host}:{port}/v1/x",
@@ -1307,15 +1296,11 @@ def test_a_signal_during_a_never_ending_stream_saves_what_arrived(
     rec = RecordCLI(cassette, "--upstream", upstream.url, confdir=confdir)
     t, got = tid(), []
     with (
-        httpx.Client(timeout=20) as client,
-        client.stream(
-            "POST",
-            f"{rec.url}/v1/chat/completions",
-            json={},
-            # Gemini's stream has no terminal event: wherever the recording stops, the body
-            # cannot look finished (an OpenAI body repeated forever ends each repeat with
-            # [DONE], and a stop on a repeat's boundary is rightly recorded complete)
-            headers=steer(t, "gemini/text.sse", forever="1", gap_ms="1-1"),
+        # Gemini's stream has no terminal event: wherever the recording stops, the body
+        # cannot look finished (an OpenAI body repeated forever ends each repeat with
+        # [DONE], and a stop on a repeat's boundary is rightly recorded complete)
+        streamed(
+            f"{rec.url}/v1/chat/completions", steer(t, "gemini/text.sse", forever="1", gap_ms="1-1")
         ) as r,
     ):
         pieces = r.iter_raw()

@@ -45,7 +45,8 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 class Replay:
-    """A running ``ssevcr replay`` (no command): its URL from the ready line; stop() -> exit code."""
+    """A running ``ssevcr replay`` (no command): its URL from the ready line; stop() -> exit
+    code."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
@@ -151,7 +152,8 @@ SCRIPT = textwrap.dedent("""
 
     want = json.loads(sys.argv[1])
     text = ""
-    for chunk in openai.OpenAI().chat.completions.create(**want["openai"]):   # no configuration at all
+    # no configuration at all
+    for chunk in openai.OpenAI().chat.completions.create(**want["openai"]):
         for choice in chunk.choices:
             text += choice.delta.content or ""
     for event in anthropic.Anthropic().messages.create(**want["anthropic"]):
@@ -205,7 +207,11 @@ def test_command_killed_by_a_signal_is_128_plus_n(tmp_path: Path) -> None:
 
 
 def test_strict_fails_on_a_miss() -> None:
-    code = "import httpx2, os; r = httpx2.post(os.environ['SSEVCR_URL'] + '/v1/chat/completions', json={'model': 'x'}); print(r.status_code)"
+    code = (
+        "import httpx2, os; "
+        "r = httpx2.post(os.environ['SSEVCR_URL'] + '/v1/chat/completions', json={'model': 'x'}); "
+        "print(r.status_code)"
+    )
     out = run(example_path(OPENAI_CHAT), "--strict", "--", sys.executable, "-c", code)
     assert out.stdout.strip() == "404"
     assert out.returncode == 1
@@ -224,30 +230,12 @@ def test_strict_fails_on_an_unused_interaction(tmp_path: Path) -> None:
         f"import httpx2, os; r = httpx2.post(os.environ['OPENAI_BASE_URL'] + '/chat/completions', "
         f"content=open({str(body)!r}, 'rb').read()); assert r.status_code == 200"
     )
-    both = run(
-        example_path(OPENAI_CHAT),
-        example_path(ANTHROPIC),
-        "--strict",
-        "--timing",
-        "instant",
-        "--",
-        sys.executable,
-        "-c",
-        code,
-    )
+    strict = ["--strict", "--timing", "instant", "--", sys.executable, "-c", code]
+    both = run(example_path(OPENAI_CHAT), example_path(ANTHROPIC), *strict)
     assert both.returncode == 1
     assert "never played: #2 POST https://api.anthropic.com/v1/messages" in both.stderr
     assert "miss:" not in both.stderr
-    one = run(
-        example_path(OPENAI_CHAT),
-        "--strict",
-        "--timing",
-        "instant",
-        "--",
-        sys.executable,
-        "-c",
-        code,
-    )
+    one = run(example_path(OPENAI_CHAT), *strict)
     assert one.returncode == 0, one.stderr
 
 
@@ -257,14 +245,17 @@ IDLE_CHECK = textwrap.dedent("""
     body = open(sys.argv[1], "rb").read()
     conn = http.client.HTTPConnection(host, int(port))
     for _ in range(2):
-        conn.request("POST", "/v1/chat/completions", body=body, headers={"content-type": "application/json"})
+        conn.request(
+            "POST", "/v1/chat/completions", body=body, headers={"content-type": "application/json"}
+        )
         response = conn.getresponse()
         response.read()
         answered = time.monotonic()
         readable, _, _ = select.select([conn.sock], [], [], float(sys.argv[2]))  # the server's FIN
         closed = bool(readable) and conn.sock.recv(1) == b""
         print(response.status, closed, round(time.monotonic() - answered, 2))
-        if closed:  # as a connection pool does when it finds the FIN: the next request connects again
+        # as a connection pool does when it finds the FIN: the next request connects again
+        if closed:
             conn.close()
 """)
 
@@ -381,7 +372,8 @@ def test_proxy_mode_serves_forward_proxy_clients_without_network(
             assert response.status_code == 200
             pieces += [(time.monotonic(), piece) for piece in response.iter_raw()]
         assert b"".join(p for _, p in pieces) == chat.response.body
-        # streamed, not buffered by the proxy: at scale 0.2 the last chunk comes ~0.2 s after the first
+        # streamed, not buffered by the proxy: at scale 0.2 the last chunk comes ~0.2 s after the
+        # first
         assert pieces[-1][0] - pieces[0][0] > 0.1
         miss = client.post("https://api.openai.com/v1/embeddings", json={"input": "x"})
         assert miss.status_code == 404
@@ -400,11 +392,13 @@ def test_proxy_mode_command_gets_proxy_and_ca_variables(tmp_path: Path) -> None:
     code = textwrap.dedent("""
         import json, os, ssl, sys, openai, httpx2
         want = json.loads(sys.argv[1])
-        # a client that cannot change its base URL: the real API URL, through HTTPS_PROXY, trusting SSL_CERT_FILE
+        # a client that cannot change its base URL: the real API URL, through HTTPS_PROXY,
+        # trusting SSL_CERT_FILE
         client = openai.OpenAI(base_url="https://api.openai.com/v1",
                                http_client=httpx2.Client(verify=ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])))
         n = sum(1 for _ in client.chat.completions.create(**want))
-        print("chunks", n, os.environ["HTTPS_PROXY"], os.environ["REQUESTS_CA_BUNDLE"] == os.environ["NODE_EXTRA_CA_CERTS"])
+        same_ca = os.environ["REQUESTS_CA_BUNDLE"] == os.environ["NODE_EXTRA_CA_CERTS"]
+        print("chunks", n, os.environ["HTTPS_PROXY"], same_ca)
     """)
     out = run(
         example_path(OPENAI_CHAT),
@@ -559,7 +553,10 @@ def _isolated(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_listening_beyond_loopback_is_a_warning_and_the_ready_line_says_where() -> None:
-    code = "import httpx2, os; print(os.environ['SSEVCR_URL'], httpx2.get(os.environ['SSEVCR_URL'] + '/x').status_code)"
+    code = (
+        "import httpx2, os; "
+        "print(os.environ['SSEVCR_URL'], httpx2.get(os.environ['SSEVCR_URL'] + '/x').status_code)"
+    )
     out = _isolated(
         [
             *SSEVCR,
@@ -661,10 +658,12 @@ MOCK_APP = textwrap.dedent("""
         chunks = list(stream)
         out[prompt] = ["".join(c.choices[0].delta.content or "" for c in chunks if c.choices),
                        chunks[-1].usage.completion_tokens]
-    done = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    done = client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
     out["plain"] = done.choices[0].message.content
     try:
-        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hello"}])
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "Hello"}])
     except openai.NotFoundError as e:
         out["miss"] = str(e)
     print(json.dumps(out))

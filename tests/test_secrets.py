@@ -35,8 +35,8 @@ import httpx
 import httpx2
 import pytest
 from click.testing import CliRunner
-from test_record import MITMDUMP, RecordCLI
-from upstream import Script, TLSFiles, Upstream, make_tls_files
+from test_record import RecordCLI, listening, recorder_mitmdump
+from upstream import Script, Upstream
 
 import ssevcr
 from ssevcr import NoMatchError, _store
@@ -48,8 +48,6 @@ from ssevcr._redaction import Redaction
 from ssevcr._secrets import find, is_secret_header, is_secret_json_key, mask_text, safe
 from ssevcr._sse import parse
 from ssevcr.cli import main
-from ssevcr.mitm.driver import RECORD_ADDON
-from ssevcr.mitm.protocol import READY, parse_line
 
 QUERY_KEYS = (
     "key",
@@ -289,24 +287,6 @@ def replays(cassette: Cassette, plant: Plant, ids: dict[str, str], base: str) ->
 def upstream() -> Iterator[Upstream]:
     with Upstream() as up:
         yield up
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def upstream_tls(tls_files: TLSFiles) -> Iterator[Upstream]:
-    with Upstream(tls=tls_files) as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
-def confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not MITMDUMP:  # pragma: no cover - bootstrap creates .venv-mitmproxy
-        pytest.skip("needs mitmdump (bootstrap creates .venv-mitmproxy, or set SSEVCR_MITMDUMP)")
-    return tmp_path_factory.mktemp("mitmconf")
 
 
 def stopped(rec: RecordCLI) -> None:
@@ -761,40 +741,15 @@ def test_recorder_log_lines_never_print_a_live_url_secret(tmp_path: Path, confdi
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         dead = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            *MITMDUMP,
-            "-s",
-            str(RECORD_ADDON),
-            "--mode",
-            f"reverse:http://127.0.0.1:{dead}",
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            "0",
-            "--set",
-            f"confdir={confdir}",
-            "--set",
-            f"ssevcr_cassette={tmp_path / 'log.msgpack'}",
-            "--set",
-            "ssevcr_report=true",
-            "--set",
-            "connection_strategy=lazy",  # read the request before connecting upstream
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
+    proc = recorder_mitmdump(
+        tmp_path / "log.msgpack",
+        confdir,
+        f"reverse:http://127.0.0.1:{dead}",
+        *["--set", "ssevcr_report=true"],
+        *["--set", "connection_strategy=lazy"],  # read the request before connecting upstream
     )
     try:
-        assert proc.stdout is not None
-        ready = None
-        for raw in proc.stdout:
-            parsed = parse_line(raw.decode())
-            if parsed and parsed[0] == READY:
-                ready = parsed[1]
-                break
-        assert ready is not None
-        host, port = ready["listen"][0]
+        host, port = listening(proc)
         with contextlib.suppress(httpx.RemoteProtocolError):  # closed, no answer
             httpx.get(f"http://{host}:{port}/v1/x?key={secret}&token={secret}", timeout=20)
     finally:

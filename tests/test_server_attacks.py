@@ -25,7 +25,14 @@ import httpx2
 import msgpack
 import pytest
 from click.testing import CliRunner
-from replay_helpers import OPENAI_CHAT, example_path, interaction, json_interaction
+from replay_helpers import (
+    CLI,
+    OPENAI_CHAT,
+    example_path,
+    interaction,
+    json_interaction,
+    replay_running,
+)
 from soak import SoakServer, distinct_misses, upload
 
 from ssevcr._cassette import Cassette
@@ -33,7 +40,6 @@ from ssevcr._player import Player
 from ssevcr._server_thread import ServerThread
 from ssevcr.cli import main
 
-CLI = [sys.executable, "-c", "from ssevcr.cli import main; main()"]
 ATTACK = "OK\r\nContent-Length: 5\r\n\r\nHACKD"
 
 
@@ -227,29 +233,10 @@ CLIENT = textwrap.dedent("""
 
 
 def test_ssevcr_replay_cors_and_allow_host_options(tmp_path: Path) -> None:
-    script = tmp_path / "client.py"
-    script.write_text(CLIENT)
-    body = interaction(OPENAI_CHAT).request.body.decode()
-    result = subprocess.run(
-        [
-            *CLI,
-            "replay",
-            example_path(OPENAI_CHAT),
-            "--timing",
-            "instant",
-            "--cors",
-            "http://a.test",
-            "--cors",
-            "http://b.test",
-            "--allow-host",
-            "box.lan",
-            "--",
-            sys.executable,
-            str(script),
-            body,
-        ],
-        capture_output=True,
-        text=True,
+    result = replay_running(
+        tmp_path,
+        CLIENT,
+        *["--cors", "http://a.test", "--cors", "http://b.test", "--allow-host", "box.lan"],
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

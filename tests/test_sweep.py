@@ -7,13 +7,13 @@ under re-chunking (broken)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from stream_helpers import CLI, run_sweep
 
 from ssevcr import _store
 from ssevcr._cassette import Cassette, Response
@@ -21,32 +21,16 @@ from ssevcr._verdict import Result, Verdict, judge
 
 ROOT = Path(__file__).resolve().parent.parent
 CASSETTE = ROOT / "cassettes" / "examples" / "openai-chat-text.msgpack"
-CLI = [sys.executable, "-c", "from ssevcr.cli import main; main()"]
 
 
 def sweep(tmp_path: Path, consumer: str, *args: str) -> tuple[int, dict, str]:
-    report = tmp_path / f"{consumer}.json"
     page = tmp_path / f"{consumer}.html"
-    r = subprocess.run(
-        [
-            *CLI,
-            "sweep",
-            str(CASSETTE),
-            "--json",
-            str(report),
-            "--html",
-            str(page),
-            *args,
-            "--",
-            sys.executable,
-            str(ROOT / "examples" / "sweep" / f"{consumer}.py"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    r, data = run_sweep(
+        CASSETTE,
+        ROOT / "examples" / "sweep" / f"{consumer}.py",
+        tmp_path / f"{consumer}.json",
+        *["--html", str(page), *args],
     )
-    assert "Traceback" not in r.stderr, r.stderr
-    data = json.loads(report.read_text()) if report.exists() else {}
     if data:
         html = page.read_text()
         assert html.startswith("<!doctype html>") and "<script" not in html

@@ -16,9 +16,18 @@ from typing import Any
 import client_helpers as helpers
 import pytest
 import urllib3
-from client_helpers import BODY, CHAT, CHAT_URL, FIXTURE, TEXT, CaptureServer, chat_cassette
+from client_helpers import (
+    BODY,
+    CHAT,
+    CHAT_URL,
+    FIXTURE,
+    TEXT,
+    CaptureServer,
+    assert_recorded,
+    chat_cassette,
+)
 from test_intercept import steer, stop
-from upstream import Script, TLSFiles, Upstream, make_tls_files, matched_gaps
+from upstream import Script, TLSFiles, Upstream
 from urllib3.exceptions import IncompleteRead, MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.util import Retry
 
@@ -29,11 +38,6 @@ from ssevcr._sse import parse
 
 JSON = {"content-type": "application/json"}
 PAYLOAD = json.dumps(CHAT).encode()
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 def timed_stream(response: urllib3.BaseHTTPResponse, t0: float) -> list[tuple[float, bytes]]:
@@ -57,15 +61,8 @@ def test_record_a_stream_live_then_replay_it_with_the_upstream_stopped(
     assert b"".join(p for _, p in live) == BODY == b"".join(d for _, d in sent)
     # streamed to the client as the upstream sent it, not once the recording ended
     assert live[0][0] < sent[-1][0] - 0.1, (live[0][0], sent[-1][0])
-    (recorded,) = _store.load(path).interactions
-    assert cas.saved and recorded.response.body == BODY
-    assert recorded.response.end.outcome == Outcome.COMPLETE
-    assert recorded.request.header("authorization") == "REDACTED"
-    assert recorded.request.url == upstream.url + CHAT_URL
-    assert recorded.request.body == PAYLOAD
-    pairs = matched_gaps(sent, recorded.response.chunk_at, recorded.response.chunk_sizes)
-    assert len(pairs) == 9
-    assert all(abs(rec - snt) <= 0.03 for snt, rec in pairs), pairs
+    recorded = assert_recorded(path, sent, upstream.url + CHAT_URL)
+    assert cas.saved and recorded.request.body == PAYLOAD
 
     # replay: the upstream is gone; the pool points at a capture server that must see nothing
     with ssevcr.use_cassette(path) as cas:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import openai
 import pytest
 import websockets
 from realtime_upstream import GAP, WORDS, RealtimeUpstream
+from stream_helpers import show, sweep_all_ok
 from test_record import MITMDUMP, RecordCLI
 from websockets.exceptions import ConnectionClosedError
 
@@ -125,12 +124,7 @@ def test_the_recording_holds_the_conversation(recorded: tuple[Path, Any, Any]) -
     assert KEY.encode() not in cassette.read_bytes()
     # the JSON twin is lossless; show lists the conversation
     assert import_json(export_json(_store.load(cassette))) == _store.load(cassette)
-    shown = subprocess.run(
-        [sys.executable, "-c", "from ssevcr.cli import main; main()", "show", str(cassette)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    shown = show(cassette)
     assert "ws" in shown and "16 msgs" in shown, shown
 
 
@@ -302,41 +296,15 @@ def test_a_plain_http_request_for_a_websocket_gets_426(recorded: tuple[Path, Any
 
 def test_sweep_on_the_websocket_cassette(recorded: tuple[Path, Any, Any], tmp_path: Path) -> None:
     cassette, _, _ = recorded
-    report = tmp_path / "sweep.json"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from ssevcr.cli import main; main()",
-            "sweep",
-            str(cassette),
-            "--catalog",
-            "default",
-            "-j",
-            "2",
-            "--timeout",
-            "30s",
-            "--stall",
-            "4s",
-            "--json",
-            str(report),
-            "--",
-            sys.executable,
-            str(ROOT / "examples" / "sweep" / "realtime_careful.py"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    runs = sweep_all_ok(
+        cassette,
+        ROOT / "examples" / "sweep" / "realtime_careful.py",
+        tmp_path / "sweep.json",
+        *["--catalog", "default", "-j", "2", "--timeout", "30s", "--stall", "4s"],
     )
-    assert "Traceback" not in r.stderr, r.stderr
-    data = json.loads(report.read_text())
-    assert r.returncode == 0, r.stdout
-    runs = {run["fault"]: run for run in data["runs"]}
-    assert data["clean"]["exit_code"] == 0
     assert {"drop:event=last", "close:after=7,code=1006", "status:429", "rechunk:size=16"} <= set(
         runs
     )
-    assert all(run["verdict"] == "ok" for run in runs.values()), runs
     assert (
         runs["close:after=7,code=1011"]["lossy"]
         and runs["close:after=7,code=1011"]["exit_code"] == 5

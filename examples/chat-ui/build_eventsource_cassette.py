@@ -25,11 +25,16 @@ from urllib.parse import urlencode
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # build_example_cassettes.py is a script next to this folder
 
-from build_example_cassettes import DEFAULT_OUT, EXAMPLES, PROVENANCE, build  # noqa: E402
+from build_example_cassettes import (  # noqa: E402
+    DEFAULT_OUT,
+    EXAMPLES,
+    PROVENANCE,
+    build,
+    output_dir,
+    save_stream,
+)
 
-from ssevcr import _store  # noqa: E402
 from ssevcr._cassette import Cassette, Interaction, Request  # noqa: E402
-from ssevcr._sse import parse  # noqa: E402
 
 NAME = "anthropic-text-eventsource"
 SOURCE = "anthropic-text"
@@ -62,18 +67,10 @@ def build_cassette() -> Cassette:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) > 1 or (args and args[0] in ("-h", "--help")):
-        print(f"usage: python {SCRIPT} [OUTPUT_DIR]", file=sys.stderr)
+    out = output_dir(argv, SCRIPT, DEFAULT_OUT)
+    if out is None:
         return 2
-    out = Path(args[0]) if args else DEFAULT_OUT
-    out.mkdir(parents=True, exist_ok=True)
-    cassette = build_cassette()
-    path = out / f"{NAME}.msgpack"
-    _store.save(cassette, path)
-    resp = cassette.interactions[0].response
-    events = len(parse(resp.body).events)
-    print(f"{path}: {events} events in {len(resp.chunk_sizes)} chunks, {len(resp.body)} bytes")
+    save_stream(build_cassette(), out / f"{NAME}.msgpack")
     return 0
 
 

@@ -26,6 +26,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))  # ssevcr from this checkout
+sys.path.insert(0, str(HERE.parent))  # build_example_cassettes.py is a script next to this folder
+
+from build_example_cassettes import output_dir  # noqa: E402
 
 from ssevcr import _store  # noqa: E402
 from ssevcr._cassette import (  # noqa: E402
@@ -140,12 +143,9 @@ def build_cassette() -> Cassette:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) > 1 or (args and args[0] in ("-h", "--help")):
-        print(f"usage: python {SCRIPT} [OUTPUT_DIR]", file=sys.stderr)
+    out = output_dir(argv, SCRIPT, DEFAULT_OUT)
+    if out is None:
         return 2
-    out = Path(args[0]) if args else DEFAULT_OUT
-    out.mkdir(parents=True, exist_ok=True)
     cassette = build_cassette()
     path = out / f"{NAME}.msgpack"
     _store.save(cassette, path)

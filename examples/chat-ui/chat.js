@@ -14,14 +14,14 @@
 // What no page can see: an OpenAI chat stream numbers nothing, so a middle event dropped or sent
 // twice leaves a well-formed stream (the page ends "done" with the text changed).
 
+import { $, apiBase, stateSetter } from "./page.js";
 import { SSEDecoder } from "./sse.js";
 
 const params = new URLSearchParams(location.search);
-const API = (params.get("api") || location.origin).replace(/\/+$/, "");
+const API = apiBase(params);
 const TIMEOUT_MS = Number(params.get("timeout") || 2000);
 const MODEL = params.get("model") || "gpt-4o-2024-08-06";
 
-const $ = (id) => document.getElementById(id);
 const LABELS = {
   idle: "Idle",
   waiting: "Waiting for the response…",
@@ -39,12 +39,7 @@ const LABELS = {
 
 class ProviderError extends Error {}
 
-function setState(state, detail = "") {
-  document.body.dataset.state = state;
-  $("status").dataset.state = state;
-  $("status").textContent = LABELS[state];
-  $("detail").textContent = detail;
-}
+const setState = stateSetter(LABELS);
 
 function showStats(stats) {
   const footer = $("stats");

@@ -9,8 +9,10 @@
 // provider (an `error` event), aborted (the connection closed before message_stop; the page
 // closes the EventSource instead of letting it reconnect and replay the answer twice).
 
+import { $, apiBase, stateSetter } from "./page.js";
+
 const params = new URLSearchParams(location.search);
-const API = (params.get("api") || location.origin).replace(/\/+$/, "");
+const API = apiBase(params);
 const PROMPT = params.get("prompt") || "What is 1+1? Answer with just the number.";
 
 // EventSource delivers a named event only to listeners of that name.
@@ -25,7 +27,6 @@ const TYPES = [
   "error",
 ];
 
-const $ = (id) => document.getElementById(id);
 const LABELS = {
   idle: "Idle",
   waiting: "Connecting…",
@@ -35,12 +36,7 @@ const LABELS = {
   aborted: "Error: stream aborted",
 };
 
-function setState(state, detail = "") {
-  document.body.dataset.state = state;
-  $("status").dataset.state = state;
-  $("status").textContent = LABELS[state];
-  $("detail").textContent = detail;
-}
+const setState = stateSetter(LABELS);
 
 function start() {
   const url = `${API}/api/chat/stream?${new URLSearchParams({ prompt: PROMPT })}`;

@@ -11,12 +11,13 @@
 // reason are shown in #code and #reason; 1006 when it dropped without a close frame), provider
 // (the API's `error` event), bad-event (a message that is not JSON), timeout.
 
+import { $, apiBase, stateSetter } from "./page.js";
+
 const params = new URLSearchParams(location.search);
-const API = (params.get("api") || location.origin).replace(/\/+$/, "").replace(/^http/, "ws");
+const API = apiBase(params).replace(/^http/, "ws");
 const MODEL = params.get("model") || "gpt-realtime";
 const TIMEOUT_MS = Number(params.get("timeout") || 5000);
 
-const $ = (id) => document.getElementById(id);
 const LABELS = {
   idle: "Idle",
   connecting: "Connecting…",
@@ -29,12 +30,7 @@ const LABELS = {
 };
 const ERRORS = new Set(["closed", "provider", "bad-event", "timeout"]);
 
-function setState(state, detail = "") {
-  document.body.dataset.state = state;
-  $("status").dataset.state = state;
-  $("status").textContent = LABELS[state];
-  $("detail").textContent = detail;
-}
+const setState = stateSetter(LABELS);
 
 function start() {
   $("answer").textContent = "";

@@ -11,11 +11,12 @@
 // connection broke; EventSource retries after the stream's `retry:` time), done (the `done`
 // event), closed (the server refused to go on: a 204 or an error answer ends EventSource).
 
+import { $, apiBase, stateSetter } from "./page.js";
+
 const params = new URLSearchParams(location.search);
-const API = (params.get("api") || location.origin).replace(/\/+$/, "");
+const API = apiBase(params);
 const PATH = params.get("path") || "/events";
 
-const $ = (id) => document.getElementById(id);
 const LABELS = {
   idle: "Idle",
   waiting: "Connecting…",
@@ -25,11 +26,7 @@ const LABELS = {
   closed: "Closed by the server",
 };
 
-function setState(state) {
-  document.body.dataset.state = state;
-  $("status").dataset.state = state;
-  $("status").textContent = LABELS[state];
-}
+const setState = stateSetter(LABELS, { detail: false }); // #detail holds the counters
 
 function start() {
   const seen = new Set();

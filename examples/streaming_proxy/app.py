@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 from starlette.applications import Starlette
@@ -39,16 +40,24 @@ def upstream_url() -> str:
     return os.environ.get("UPSTREAM_URL", "http://127.0.0.1:8080").rstrip("/") + UPSTREAM_PATH
 
 
+@asynccontextmanager
+async def upstream_stream(body: bytes) -> AsyncIterator[httpx.Response]:
+    """The upstream's streamed answer to ``body``: its connection is closed when the ``async
+    with`` block is left, however it is left."""
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(30, read=60)) as client,
+        client.stream(
+            "POST", upstream_url(), content=body, headers={"content-type": "application/json"}
+        ) as upstream,
+    ):
+        yield upstream
+
+
 async def chat(request: Request) -> StreamingResponse:
     body = await request.body()
 
     async def relay() -> AsyncIterator[bytes]:
-        async with (
-            httpx.AsyncClient(timeout=httpx.Timeout(30, read=60)) as client,
-            client.stream(
-                "POST", upstream_url(), content=body, headers={"content-type": "application/json"}
-            ) as upstream,
-        ):
+        async with upstream_stream(body) as upstream:
             async for chunk in upstream.aiter_raw():
                 yield chunk  # a cancellation here (the client left) closes the upstream
 
@@ -61,12 +70,7 @@ async def chat_buggy(request: Request) -> StreamingResponse:
     transcript: list[bytes] = []
 
     async def pump() -> None:  # THE BUG: nothing stops this when the client leaves
-        async with (
-            httpx.AsyncClient(timeout=httpx.Timeout(30, read=60)) as client,
-            client.stream(
-                "POST", upstream_url(), content=body, headers={"content-type": "application/json"}
-            ) as upstream,
-        ):
+        async with upstream_stream(body) as upstream:
             async for chunk in upstream.aiter_raw():
                 transcript.append(chunk)
                 await queue.put(chunk)

@@ -25,25 +25,15 @@ const CASES = [
 ];
 
 async function run(c, replay, id) {
-  const headers = { "x-test": id };
+  const options = { apiKey: "t", maxRetries: 0, defaultHeaders: { "x-test": id } };
   if (c.sdk === "openai") {
-    const client = new OpenAI({
-      baseURL: replay.openaiBaseURL,
-      apiKey: "t",
-      maxRetries: 0,
-      defaultHeaders: headers,
-    });
+    const client = new OpenAI({ baseURL: replay.openaiBaseURL, ...options });
     let text = "";
     const stream = await client.chat.completions.create(requestParams(example("openai-chat-text")));
     for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
     return text;
   }
-  const client = new Anthropic({
-    baseURL: replay.anthropicBaseURL,
-    apiKey: "t",
-    maxRetries: 0,
-    defaultHeaders: headers,
-  });
+  const client = new Anthropic({ baseURL: replay.anthropicBaseURL, ...options });
   let text = "";
   const stream = await client.messages.create(requestParams(example("anthropic-tool-use")));
   for await (const e of stream) {

@@ -2,25 +2,18 @@
 // recorded text and tool input, the recorded gaps, and faults seen as the SDK's own errors.
 
 import Anthropic from "@anthropic-ai/sdk";
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 
-import { startReplay } from "../../src/index.js";
 import { anthropicText, example, requestParams, show } from "../cassettes.js";
 import { lateness, median } from "../timing.js";
+import { replaysStoppedAfterEach } from "./replays.js";
 
 const TOOLS = example("anthropic-tool-use");
 const TEXT_CASSETTE = example("anthropic-text");
 const RECORDED = show(TOOLS).interactions[0];
 
-const started = [];
-async function replay(cassette, options) {
-  const r = await startReplay({ cassette, ...options });
-  started.push(r);
-  return r;
-}
-afterEach(async () => {
-  for (const r of started.splice(0)) await r.stop();
-});
+const start = replaysStoppedAfterEach();
+const replay = (cassette, options) => start({ cassette, ...options });
 
 function client(r, options = {}) {
   return new Anthropic({ baseURL: r.anthropicBaseURL, apiKey: "test", maxRetries: 0, ...options });

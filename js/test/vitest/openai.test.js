@@ -2,26 +2,19 @@
 // recorded text, the recorded gaps, and faults seen as the SDK's own errors.
 
 import OpenAI from "openai";
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 
-import { startReplay } from "../../src/index.js";
 import { example, openaiText, requestParams, show } from "../cassettes.js";
 import { lateness, median } from "../timing.js";
+import { replaysStoppedAfterEach } from "./replays.js";
 
 const CHAT = example("openai-chat-text");
 const PARAMS = requestParams(CHAT);
 const RECORDED = show(CHAT).interactions[0];
 const TEXT = openaiText(RECORDED.events);
 
-const started = [];
-async function replay(options) {
-  const r = await startReplay({ cassette: CHAT, ...options });
-  started.push(r);
-  return r;
-}
-afterEach(async () => {
-  for (const r of started.splice(0)) await r.stop();
-});
+const start = replaysStoppedAfterEach();
+const replay = (options) => start({ cassette: CHAT, ...options });
 
 function client(r, options = {}) {
   return new OpenAI({ baseURL: r.openaiBaseURL, apiKey: "test", maxRetries: 0, ...options });

@@ -8,18 +8,15 @@
 
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
-import { afterEach, expect, test } from "vitest";
+import { expect, test } from "vitest";
 
-import { startReplay } from "../../src/index.js";
 import { example, requestParams } from "../cassettes.js";
+import { replaysStoppedAfterEach } from "./replays.js";
 
 const TIMEOUT_MS = 4000; // the SDK's timeout; long enough for the head on a loaded machine
 const PAST_IT_MS = TIMEOUT_MS + 2000;
 
-const started = [];
-afterEach(async () => {
-  for (const r of started.splice(0)) await r.stop();
-});
+const startReplay = replaysStoppedAfterEach();
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(() => resolve("still waiting"), ms));
 
@@ -29,7 +26,6 @@ async function stalled(name, open) {
     timing: "instant",
     faults: ["stall:before=3,for=forever"],
   });
-  started.push(r);
   const t0 = performance.now();
   const stream = await open(r, requestParams(example(name)));
   const events = stream[Symbol.asyncIterator]();
