@@ -64,18 +64,8 @@ except ModuleNotFoundError as e:  # pragma: no cover - a mitmdump loaded by hand
         "12.3 and later no longer install it): pip install msgpack there, or run ssevcr record, "
         "which lends its own"
     ) from None
-from .._capture import DEFAULT_MAX_BODY, Capture
-from .._cassette import (
-    End,
-    Headers,
-    Interaction,
-    Outcome,
-    Request,
-    Response,
-    WebSocket,
-    WsClose,
-    WsMessage,
-)
+from .._capture import DEFAULT_MAX_BODY, Capture, Conversation, ws_close
+from .._cassette import Headers, Interaction, Outcome, Request, Response, WsClose
 from .._errors import SsevcrError
 from .._expiry import RECORDED_AT, stamp
 from .._framing import framed
@@ -261,71 +251,26 @@ def _client_gone(flow: Any) -> bool:
 class _Socket:
     """One WebSocket conversation being recorded (after its 101)."""
 
-    __slots__ = ("capture", "kept", "messages", "origin", "overflow")
+    __slots__ = ("capture", "conversation", "origin")
 
     def __init__(self, capture: Capture, origin: float) -> None:
         self.capture = capture
         self.origin = origin  # the handshake (when the 101 was read), on the monotonic clock
-        self.messages: list[WsMessage] = []
-        self.kept = 0
-        self.overflow = 0
-
-    def message(self, at: float, from_client: bool, data: bytes, binary: bool) -> None:
-        if self.kept + len(data) > self.capture.max_body:
-            self.overflow += len(data)
-            return
-        last = self.messages[-1].at if self.messages else 0.0
-        self.messages.append(WsMessage(max(at, last), from_client, data, binary))
-        self.kept += len(data)
+        self.conversation = Conversation(capture.max_body)
 
     def interaction(self, close: WsClose | None, redaction: Redaction) -> Interaction:
-        last = self.messages[-1].at if self.messages else 0.0
-        if close is not None and close.at < last:
-            close = WsClose(last, close.code, close.reason, close.by)
-        ws = WebSocket(tuple(self.messages), close)
-        interaction = self.capture.interaction(redaction)
-        if self.overflow:
-            from .._content import format_size
-
-            resp = interaction.response
-            end = End(
-                resp.end.at,
-                Outcome.UPSTREAM_ERROR,
-                f"conversation larger than the recording limit of "
-                f"{format_size(self.capture.max_body)}: {format_size(self.overflow)} of "
-                "messages were not recorded",
-            )
-            interaction = Interaction(
-                interaction.request, _replace_end(resp, end), interaction.meta
-            )
-        return Interaction(
-            interaction.request,
-            interaction.response,
-            interaction.meta,
-            websocket=redaction.websocket(ws),
-        )
-
-
-def _replace_end(resp: Response, end: End) -> Response:
-    from dataclasses import replace
-
-    return replace(resp, end=end)
+        return redaction.interaction(self.conversation.interaction(self.capture.raw(), close))
 
 
 def _ws_close(flow: Any, at: float) -> WsClose:
-    """How mitmproxy saw the conversation end: 1005 is a close frame without a code, 1006 no
-    close frame at all."""
+    """How mitmproxy saw the conversation end (a close frame without a code is 1005 to it, no
+    close frame at all 1006)."""
     ws = flow.websocket
     code = getattr(ws, "close_code", None)
     reason = str(getattr(ws, "close_reason", "") or "")
     by_client = getattr(ws, "closed_by_client", None)
-    if not isinstance(code, int) or code == 1006 or by_client is None:
-        return WsClose(at, None, "", "none")
-    from .._cassette import close_problem
-
-    if code == 1005 or close_problem(code, reason) is not None:
-        code, reason = None, ""
-    return WsClose(at, code, reason, "client" if by_client else "server")
+    by = "none" if by_client is None else "client" if by_client else "server"
+    return ws_close(at, code if isinstance(code, int) else None, reason, by)
 
 
 class Recorder:
@@ -570,7 +515,9 @@ class Recorder:
             return
         m = flow.websocket.messages[-1]
         binary = int(getattr(m.type, "value", m.type)) == 2  # Opcode.BINARY (else TEXT)
-        sock.message(self.clock() - sock.origin, bool(m.from_client), bytes(m.content), binary)
+        sock.conversation.message(
+            self.clock() - sock.origin, bool(m.from_client), bytes(m.content), binary
+        )
 
     def websocket_end(self, flow: Any) -> None:
         sock = self._sockets.pop(flow.id, None)
