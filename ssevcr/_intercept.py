@@ -788,9 +788,7 @@ class ActiveCassette:
         return cast("Interaction | None", recording.final)
 
     def _kept(self, raw: Interaction) -> Interaction | None:
-        hooks = self.options.hooks
-        edited = hooks.apply(raw) if hooks else raw
-        return None if edited is None else self.options.redaction.interaction(edited)
+        return self.options.hooks.recorded(raw, self.options.redaction)
 
     def _settle(self, index: int) -> None:
         """A request that never got an answer to record leaves no place taken."""
