@@ -78,7 +78,8 @@ Handler = Callable[[ServerConnection, Callable[[Any], Awaitable[None]]], Awaitab
 class RealtimeUpstream:
     """``tls``: serve ``wss`` with this certificate (tests/upstream.py's ``make_tls_files``).
     ``handler``: another conversation than the Realtime one, given the connection and a ``send``
-    that logs what it sends; ``compression``: the server's (``"deflate"`` or None)."""
+    that logs what it sends; ``compression``: the server's (``"deflate"`` or None);
+    ``process_request``: the ``websockets`` server's (to answer the handshake otherwise)."""
 
     def __init__(
         self,
@@ -86,8 +87,10 @@ class RealtimeUpstream:
         tls: TLSFiles | None = None,
         handler: Handler | None = None,
         compression: str | None = None,
+        process_request: Any = None,
     ) -> None:
         self.tls = tls
+        self.process_request = process_request
         self.handler = handler
         self.compression = compression
         self.conversations: list[list[tuple[float, str, Any]]] = []
@@ -132,7 +135,12 @@ class RealtimeUpstream:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(self.tls.cert, self.tls.key)
         async with serve(
-            self._handle, "127.0.0.1", 0, compression=self.compression, ssl=context
+            self._handle,
+            "127.0.0.1",
+            0,
+            compression=self.compression,
+            ssl=context,
+            process_request=self.process_request,
         ) as server:
             self.port = next(iter(server.sockets)).getsockname()[1]
             self._ready.set()

@@ -374,6 +374,29 @@ def test_the_sdk_records_in_process_and_replays_both_ways(tmp_path: Path) -> Non
     assert got == live
 
 
+def test_a_refused_handshake_is_recorded_as_its_http_answer(tmp_path: Path) -> None:
+    path = tmp_path / "refused.msgpack"
+
+    def refuse(conn: Any, request: Any) -> Any:
+        return conn.respond(401, "no valid key\n")
+
+    with RealtimeUpstream(handler=chat, process_request=refuse) as up:
+        with (
+            ssevcr.use_cassette(path, record="once"),
+            pytest.raises(websockets.InvalidStatus) as live,
+        ):
+            asyncio.run(chat_client(up.ws_url))
+        url = up.ws_url
+    (inter,) = ssevcr.load(path).interactions
+    assert inter.websocket is None and inter.response.status == 401
+    assert inter.response.body == b"no valid key\n"
+    assert inter.request.header("authorization") == "REDACTED"
+    with ssevcr.use_cassette(path), pytest.raises(websockets.InvalidStatus) as replayed:
+        asyncio.run(chat_client(url))  # the upstream is stopped: the cassette answers
+    assert replayed.value.response.status_code == live.value.response.status_code == 401
+    assert replayed.value.response.body == b"no valid key\n"
+
+
 RECORDING = """
 import asyncio, websockets, pytest
 
