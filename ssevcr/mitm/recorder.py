@@ -216,7 +216,7 @@ def load_hook(spec: str, option: str) -> Callable[[Any], Any]:
         )
     try:
         top = module.split(".")[0]
-        if top not in sys.modules:  # from the current folder first (sys.path is left alone)
+        if top not in sys.modules:  # from the current folder first (the import path is left alone)
             found_spec = importlib.machinery.PathFinder.find_spec(top, [os.getcwd()])
             if found_spec is not None and found_spec.loader is not None:
                 loaded = importlib.util.module_from_spec(found_spec)
