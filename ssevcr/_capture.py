@@ -22,6 +22,12 @@ Guarantees:
 - Times are clamped so that the response is valid: ``0 <= headers_at <= every chunk <= end``,
   chunks non-decreasing.
 
+A WebSocket conversation (after its 101) is a :class:`Conversation`: every message with its
+direction, opcode and payload as the application sent it, at seconds from the handshake; at most
+``max_body`` bytes of messages are kept (past it the rest is not recorded and the response says
+so). :func:`ws_close` is how a close is kept (a code a peer can send, or none). Both recorders
+use them: the mitmproxy addon and the in-process one of the ``websockets`` library.
+
 It does no I/O and reads no clock. Its lock only makes the first-end rule hold across threads.
 """
 
@@ -32,12 +38,23 @@ import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ._cassette import End, Headers, Interaction, Outcome, Request, Response
+from ._cassette import (
+    End,
+    Headers,
+    Interaction,
+    Outcome,
+    Request,
+    Response,
+    WebSocket,
+    WsClose,
+    WsMessage,
+    close_problem,
+)
 
 if TYPE_CHECKING:
     from ._redaction import Redaction
 
-__all__ = ["DEFAULT_MAX_BODY", "Capture", "completed_stream"]
+__all__ = ["DEFAULT_MAX_BODY", "Capture", "Conversation", "completed_stream", "ws_close"]
 
 DEFAULT_MAX_BODY = 64 << 20
 """Response body bytes kept per recorded exchange, by default (64 MiB)."""
@@ -235,3 +252,67 @@ def completed_stream(response: Response, url: str = "") -> bool:
     frames = found.parsed.frames
     last = next((f for f in reversed(frames) if isinstance(f, EVENT_FRAMES)), None)
     return last is not None and ends_stream(last, found.framing)
+
+
+# ---------------------------------------------------------------------------------------------
+# a WebSocket conversation
+
+
+def ws_close(at: float, code: int | None, reason: str, by: str) -> WsClose:
+    """A close as a recorder saw it, as it is kept: ``by`` ``client``/``server`` (which side
+    closed first) or ``none`` (no close frame: the connection dropped, which 1006 also says); a
+    close frame without a code (1005), or with one no peer may send, keeps no code."""
+    if by not in ("client", "server") or code is None or code == 1006:
+        return WsClose(at, None, "", "none")
+    if code == 1005 or close_problem(code, reason) is not None:
+        code, reason = None, ""
+    return WsClose(at, code, reason, by)
+
+
+class Conversation:
+    """The messages of one WebSocket conversation being recorded (after its 101), each at
+    seconds from the handshake; at most ``max_body`` bytes of them are kept."""
+
+    __slots__ = ("kept", "max_body", "messages", "overflow")
+
+    def __init__(self, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.max_body = max_body
+        self.messages: list[WsMessage] = []
+        self.kept = 0
+        self.overflow = 0
+        """Message bytes past ``max_body``, not kept."""
+
+    def message(self, at: float, from_client: bool, data: bytes, binary: bool) -> None:
+        if self.kept + len(data) > self.max_body:
+            self.overflow += len(data)
+            return
+        last = self.messages[-1].at if self.messages else 0.0
+        self.messages.append(WsMessage(_time(at, last), from_client, bytes(data), binary))
+        self.kept += len(data)
+
+    def interaction(self, handshake: Interaction, close: WsClose | None) -> Interaction:
+        """The handshake's interaction (the request and the 101, not redacted) with this
+        conversation and ``close`` (None: still open when the recording stopped)."""
+        last = self.messages[-1].at if self.messages else 0.0
+        if close is not None and not (math.isfinite(close.at) and close.at >= last):
+            close = WsClose(last, close.code, close.reason, close.by)
+        response = handshake.response
+        if self.overflow:
+            from ._content import format_size
+
+            response = replace(
+                response,
+                end=End(
+                    response.end.at,
+                    Outcome.UPSTREAM_ERROR,
+                    f"conversation larger than the recording limit of "
+                    f"{format_size(self.max_body)}: {format_size(self.overflow)} of "
+                    "messages were not recorded",
+                ),
+            )
+        return Interaction(
+            handshake.request,
+            response,
+            handshake.meta,
+            websocket=WebSocket(tuple(self.messages), close),
+        )

@@ -3,8 +3,9 @@ Pure: the adapter passes the time in.
 
 Every recorder writes when it recorded an interaction in the interaction's meta, ``recorded_at``:
 UTC, ISO 8601 to the second (``2026-12-02T03:05:00Z``). An interaction without one (recorded by
-an older ssevcr, imported from vcrpy, synthesized) or with one that is not such a date is
-*undated*: it never expires, and :func:`check` counts it so the caller can say so.
+an older ssevcr, imported from vcrpy without a ``Date`` header, synthesized) or with one that is
+not such a date is *undated*: it never expires, and :func:`check` counts it so the caller can say
+so.
 
 ``max_age``: seconds (a number), or a duration with a unit: ``30d``, ``12h``, ``2w``, and what
 the timing grammar takes (``90s``, ``5m``, ``250ms``).

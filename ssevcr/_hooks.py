@@ -37,11 +37,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._cassette import Interaction, Request, Response, head_problems
 from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    from ._redaction import Redaction
 
 __all__ = ["HookRequest", "HookResponse", "Hooks"]
 
@@ -144,6 +147,12 @@ class Hooks:
 
     def __bool__(self) -> bool:
         return self.before_record_request is not None or self.before_record_response is not None
+
+    def recorded(self, raw: Interaction, redaction: Redaction) -> Interaction | None:
+        """What a recorder saves of ``raw``: through the hooks (None: one dropped it), then
+        redaction (after them: a hook cannot put a credential back)."""
+        edited = self.apply(raw) if self else raw
+        return None if edited is None else redaction.interaction(edited)
 
     def apply(self, interaction: Interaction) -> Interaction | None:
         """The interaction as the hooks leave it, or None when one dropped it."""

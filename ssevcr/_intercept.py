@@ -58,7 +58,15 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 from . import _import_hook
 from ._cassette import Cassette, Headers, Interaction, Outcome, Request, Response
 from ._errors import ConfigError, NoMatchError, SsevcrError
-from ._recording import _UNSET, DRAIN_TIMEOUT, Recording, _Capture, record_async, record_sync
+from ._recording import (
+    _UNSET,
+    DRAIN_TIMEOUT,
+    Recording,
+    WsCapture,
+    _Capture,
+    record_async,
+    record_sync,
+)
 
 if TYPE_CHECKING:
     from ._expiry import Expired
@@ -418,6 +426,24 @@ class AdapterRecording:
         self.capture = _Capture(self.t0, self.request, head)
         self.cassette._add(Recording(self.capture, self.index))
 
+    def websocket(
+        self, *, reason: str = "", headers: Headers = (), http_version: str = ""
+    ) -> WsCapture:
+        """The 101 arrived: the exchange is a WebSocket conversation, whose messages and close
+        go to the capture returned (see :class:`ssevcr._recording.WsCapture`)."""
+        assert self.capture is None
+        head = Response(
+            101,
+            reason=reason,
+            http_version=http_version or "HTTP/1.1",
+            headers=tuple(headers),
+            headers_at=max(0.0, time.monotonic() - self.t0),
+        )
+        capture = WsCapture(self.t0, self.request, head)
+        self.capture = capture
+        self.cassette._add(Recording(capture, self.index))
+        return capture
+
     def chunk(self, data: bytes) -> None:
         if self.capture is not None and data:
             self.capture.stamp(data)
@@ -763,9 +789,7 @@ class ActiveCassette:
         return cast("Interaction | None", recording.final)
 
     def _kept(self, raw: Interaction) -> Interaction | None:
-        hooks = self.options.hooks
-        edited = hooks.apply(raw) if hooks else raw
-        return None if edited is None else self.options.redaction.interaction(edited)
+        return self.options.hooks.recorded(raw, self.options.redaction)
 
     def _settle(self, index: int) -> None:
         """A request that never got an answer to record leaves no place taken."""

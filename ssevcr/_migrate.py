@@ -24,6 +24,15 @@ profile (:mod:`ssevcr._profiles`; default ``ttft:400ms+tps:50``: the first event
 one every 20 ms). A HAR entry's own ``timings`` give its TTFT (``send + wait``) and, when
 ``receive`` is known, its events are spread evenly over it. Anything that cannot be converted is
 a :class:`Problem` naming the field (and the line, where the parser knows it).
+
+When it was recorded (the meta's ``recorded_at``, which ``max_age`` reads: ``ssevcr._expiry``):
+a HAR entry's ``startedDateTime`` (ISO 8601 with a UTC offset, as HAR 1.2 requires). One that is
+not such a date, lacks the offset, lies before 2000 or (given ``now``) more than a day in the
+future is a problem of that entry like any other malformed field: the import names it and
+writes nothing, ``--partial`` writes the other entries. An entry without one is imported
+undated (it never expires). vcrpy cassettes store no recording time: an interaction is dated by
+its response's ``Date`` header when it has a valid one (the server's clock when it answered),
+else left undated.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from urllib.parse import urlencode, urlsplit
 from . import _profiles
 from ._cassette import Cassette, End, Headers, Interaction, Request, Response, head_problems
 from ._errors import CassetteError
+from ._expiry import RECORDED_AT
 from ._sse import parse as parse_sse
 
 __all__ = ["DEFAULT_PROFILE", "Converted", "Problem", "from_har", "from_vcrpy"]
@@ -155,6 +165,53 @@ def _redacted(interaction: Interaction) -> Interaction:
     from ._redaction import Redaction
 
     return Redaction().interaction(interaction)
+
+
+_EARLIEST = 946684800.0  # 2000-01-01T00:00:00Z: an earlier recording time is not believed
+_AHEAD = 86400.0  # a recording time more than a day after ``now`` is not believed
+
+
+def _har_recorded_at(entry: Mapping[str, Any], where: str, now: float | None) -> str | None:
+    """The entry's ``startedDateTime`` as a ``recorded_at`` value; None when it has none."""
+    from datetime import datetime
+
+    from ._expiry import stamp
+
+    value = entry.get("startedDateTime")
+    if value is None:
+        return None
+    where = f"{where}.startedDateTime"
+    if not isinstance(value, str):
+        raise _Skip(where, f"expected an ISO 8601 date, got {value!r}")
+    try:
+        started = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise _Skip(where, f"not an ISO 8601 date: {value[:64]!r}") from None
+    if started.tzinfo is None:
+        raise _Skip(where, f"{value[:64]!r} has no UTC offset (HAR 1.2 requires one)")
+    epoch = started.timestamp()
+    if epoch < _EARLIEST:
+        raise _Skip(where, f"{value[:64]!r} is before 2000: not a recording time")
+    if now is not None and epoch > now + _AHEAD:
+        raise _Skip(where, f"{value[:64]!r} is in the future")
+    return stamp(epoch)
+
+
+def _vcr_recorded_at(headers: Headers) -> str | None:
+    """A vcrpy interaction's recording time: its response's ``Date`` header (vcrpy keeps no time
+    of its own), or None when it has no valid one."""
+    from email.utils import parsedate_to_datetime
+
+    from ._expiry import stamp
+
+    value = _header(headers, "date")
+    if not value:
+        return None
+    try:
+        epoch = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return stamp(epoch) if epoch >= _EARLIEST else None
 
 
 def _meta(source: str, index_where: str, how: str, profile: str) -> dict[str, str]:
@@ -275,7 +332,11 @@ def _vcr_interaction(
     response = Response.from_chunks(
         code, chunks, reason=str(reason), headers=headers, headers_at=headers_at, end=end
     )
-    return _redacted(Interaction(request, response, _meta("vcrpy", where, how + note, profile)))
+    meta = _meta("vcrpy", where, how + note, profile)
+    recorded = _vcr_recorded_at(headers)
+    if recorded is not None:
+        meta[RECORDED_AT] = recorded
+    return _redacted(Interaction(request, response, meta))
 
 
 def from_vcrpy(data: bytes, *, name: str, profile: str = DEFAULT_PROFILE) -> Converted:
@@ -405,10 +466,11 @@ def _har_request(req: Any, where: str) -> Request:
 
 
 def _har_entry(
-    entry: Any, where: str, steps: tuple[_profiles.Profile, ...], profile: str
+    entry: Any, where: str, steps: tuple[_profiles.Profile, ...], profile: str, now: float | None
 ) -> Interaction:
     if not isinstance(entry, Mapping):
         raise _Skip(where, "expected an entry")
+    recorded = _har_recorded_at(entry, where, now)
     request = _har_request(entry.get("request"), f"{where}.request")
     resp = entry.get("response")
     if not isinstance(resp, Mapping):
@@ -441,6 +503,8 @@ def _har_entry(
     else:
         headers_at, chunks, end, how = _timed(body, headers, steps=steps)
         meta = _meta("HAR", where, how, profile)
+    if recorded is not None:
+        meta[RECORDED_AT] = recorded
     response = Response.from_chunks(
         status,
         chunks,
@@ -453,8 +517,11 @@ def _har_entry(
     return _redacted(Interaction(request, response, meta))
 
 
-def from_har(data: bytes, *, name: str, profile: str = DEFAULT_PROFILE) -> Converted:
-    """A HAR 1.2 file (browser devtools, Playwright ``record_har_path``) as a cassette."""
+def from_har(
+    data: bytes, *, name: str, profile: str = DEFAULT_PROFILE, now: float | None = None
+) -> Converted:
+    """A HAR 1.2 file (browser devtools, Playwright ``record_har_path``) as a cassette.
+    ``now`` (seconds since 1970): an entry started more than a day after it is a problem."""
     steps = _profiles.parse(profile)
     try:
         doc = json.loads(data.decode("utf-8", "surrogateescape"))
@@ -468,7 +535,7 @@ def from_har(data: bytes, *, name: str, profile: str = DEFAULT_PROFILE) -> Conve
     for i, entry in enumerate(entries):
         where = f"log.entries[{i}]"
         try:
-            interactions.append(_har_entry(entry, where, steps, profile))
+            interactions.append(_har_entry(entry, where, steps, profile, now))
         except _Skip as e:
             problems.append(Problem(e.where, e.message))
     assert isinstance(log, Mapping)

@@ -283,6 +283,18 @@ class Player:
             self._log(play)
         return play
 
+    def answers(self, request: Request) -> bool:
+        """Whether :meth:`play` would answer ``request`` (an interaction not played yet, a
+        repeat, or the configured responses), without playing it or logging a miss."""
+        with self._lock:
+            if self.config is not None:
+                return True
+            candidates = self._candidates(request)
+            entries = self._entries
+            return bool(candidates) and (
+                self.repeat or any(entries[n].plays == 0 for n in candidates)
+            )
+
     def _choose(self, request: Request) -> tuple[int, str | None]:
         """The interaction that answers ``request`` and the Last-Event-ID it resumes after; -1
         when the configured responses answer it; raises NoMatchError (and logs the miss) when

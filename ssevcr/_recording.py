@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._capture import Capture
-from ._cassette import End, Interaction, Outcome, Request, Response
+from ._cassette import End, Interaction, Outcome, Request, Response, WsClose
 from ._errors import ConfigError
 from ._follower import Head
 from ._schedule import Close, EndStep, Schedule
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-__all__ = ["DRAIN_TIMEOUT", "Recording", "record_async", "record_sync"]
+__all__ = ["DRAIN_TIMEOUT", "Recording", "WsCapture", "record_async", "record_sync"]
 
 DRAIN_TIMEOUT = 300.0
 """Seconds a cassette's save waits for the recorders of faulted streams still reading their
@@ -144,6 +144,53 @@ class _Capture(Capture):
 
     def snapshot_now(self, redaction: Redaction) -> Interaction:
         return self.snapshot(self.now(), redaction)
+
+
+class WsCapture(_Capture):
+    """A WebSocket exchange being recorded: its handshake (the request and the 101, an
+    exchange complete at its head) and then its :class:`ssevcr._capture.Conversation`, each
+    message at seconds from the handshake. It is done (``end``) once the conversation closed;
+    saved while still open, it has no close."""
+
+    __slots__ = ("close", "closed", "conversation", "origin")
+
+    def __init__(self, t0: float, request: Request, head: Response) -> None:
+        from ._capture import Conversation
+
+        super().__init__(t0, request, head)
+        self.finish(head.headers_at, Outcome.COMPLETE)
+        self.origin = t0 + head.headers_at  # the handshake, on the monotonic clock
+        self.conversation = Conversation(self.max_body)
+        self.close: WsClose | None = None
+        self.closed = False
+
+    @property
+    def end(self) -> End | None:
+        return self._end if self.closed else None
+
+    def message(self, now: float, from_client: bool, data: bytes, binary: bool) -> None:
+        """A whole message went by at ``now`` (``time.monotonic()``)."""
+        if not self.closed:
+            self.conversation.message(now - self.origin, from_client, data, binary)
+
+    def ended(self, close: WsClose | None) -> None:
+        """The conversation is over (the first end reported wins)."""
+        if not self.closed:
+            self.close, self.closed = close, True
+
+    def raw(self) -> Interaction:
+        return self.conversation.interaction(super().raw(), self.close)
+
+    def raw_snapshot(self, at: float) -> Interaction:
+        return self.raw()  # (the messages so far, no close yet)
+
+    def interaction(self, redaction: Redaction) -> Interaction:
+        return redaction.interaction(self.raw())
+
+    def end_now(self, outcome: Outcome, error: str | None = None) -> End:
+        self.ended(None)  # still open: saved without a close
+        assert self._end is not None
+        return self._end
 
 
 class Recording:

@@ -1,22 +1,33 @@
-"""In-process replay for the ``websockets`` library's asyncio client (what the openai SDK's
-Realtime client uses): while a cassette replays, every connection its ``connect`` opens goes to
-a replay server of that cassette on 127.0.0.1, whatever the URI's host, scheme, proxy or TLS
-settings say. The handshake and every frame are the replay server's (``ssevcr._websocket``:
-the conversation, its timing and faults, the near miss), so a WebSocket replays in process
-exactly as it does over ``ssevcr replay`` (``new_episodes`` replays it too: a miss is the
-replay server's 404); the server shares the cassette's player (plays,
-misses, fired faults and journals are the cassette's) and stops when the cassette is exited.
+"""In-process replay and recording for the ``websockets`` library's asyncio client (what the
+openai SDK's Realtime client uses).
 
 The seam is ``websockets.asyncio.client.connect.open_tcp_connection``, the one method that
 opens the client's socket (subclasses, such as the openai SDK's, inherit it); the library is
-patched only once the code under test imports it (``ssevcr._import_hook``). What the client
-sends is not changed: its Host header and URI name the real service (a miss names it), its
-credentials are redacted in the journal as everywhere.
+patched only once the code under test imports it (``ssevcr._import_hook``). A host the cassette
+lets through (``ignore_hosts``) goes to the network untouched.
 
-In-process *recording* of a WebSocket is not done: a cassette that records (``all``, ``once``
-without a file) refuses the connection with a clean error saying to record through ``ssevcr
-record`` (reverse proxy, or ``HTTPS_PROXY`` for a client that honours it, as ``websockets``
-and the openai SDK do).
+Replay: while a cassette replays, every connection goes to a replay server of that cassette on
+127.0.0.1, whatever the URI's host, scheme, proxy or TLS settings say. The handshake and every
+frame are the replay server's (``ssevcr._websocket``: the conversation, its timing and faults,
+the near miss), so a WebSocket replays in process exactly as it does over ``ssevcr replay``;
+the server shares the cassette's player (plays, misses, fired faults and journals are the
+cassette's) and stops when the cassette is exited. What the client sends is not changed: its
+Host header and URI name the real service (a miss names it).
+
+Recording (record mode ``all``, ``once`` without a file, and ``new_episodes`` for a connection
+no interaction answers): the connection goes to the real service as the client asked, and the
+client's own sans-IO protocol object (``connection.protocol``, a ``websockets.ClientProtocol``)
+is watched through its public methods, each wrapped on that one object: ``send_request`` (the
+request head as sent; times count from here), ``events_received`` (the 101 and every frame,
+stamped when ``data_received`` hands the bytes to the protocol, whenever the application reads
+them), ``send_text``/``send_binary``/``send_continuation`` (the client's messages, stamped as
+they are written), ``send_close``/``fail`` (the client's close) and ``receive_eof`` (the end).
+What is kept is what the mitmproxy addon keeps (``ssevcr.mitm.recorder``): the handshake, every
+message (direction, text or binary, the payload as the application sent it: fragments joined,
+compression undone) at its time from the handshake, and the close (code, reason, which side
+closed first, stamped at the first close frame; ``by: none`` without one). It is saved with
+the cassette, through the recording hooks and then redaction. A handshake answered with another
+status than 101 is recorded as that HTTP answer.
 """
 
 from __future__ import annotations
@@ -24,15 +35,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from . import _import_hook
-from ._errors import SsevcrError
-from ._secrets import printable
+from ._capture import ws_close
+from ._cassette import Headers, Outcome, Request
 
 if TYPE_CHECKING:
-    from ._intercept import ActiveCassette
+    from ._intercept import ActiveCassette, AdapterRecording
+    from ._recording import WsCapture
     from ._server_thread import ServerThread
 
 __all__ = ["install", "uninstall"]
@@ -49,13 +62,14 @@ def _wrap(original: Any) -> Any:
         current = active()
         if current is None:
             return await original(self)
-        if current.mode == "record":
-            uri = self.ws_uri  # (its query may hold a key: not shown)
-            raise SsevcrError(
-                f"ssevcr: cannot record the WebSocket {printable(uri.host + uri.path)} "
-                f"in process (cassette {current.path}): record it through `ssevcr record` "
-                "(as the client's base URL, or as HTTPS_PROXY), then replay it here"
-            )
+        uri = self.ws_uri
+        if current.passes(uri.host, uri.port):
+            return await original(self)
+        mode = current.mode
+        if mode == "record" or (mode == "both" and not current.player.answers(_guess(self))):
+            connection = await original(self)
+            _Recorder(current, uri, connection.protocol)
+            return connection
         server = _server(current)
         loop = asyncio.get_running_loop()
         _, connection = await loop.create_connection(
@@ -101,3 +115,176 @@ def _stop(key: int) -> None:
         server = _servers.pop(key, None)
     if server is not None:
         server.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# recording
+
+
+def _url(uri: Any) -> str:
+    """The URL a recorded WebSocket is kept under: ``http``/``https`` as ``ssevcr record``
+    keeps it, the port only when it is not the scheme's default, no user info."""
+    scheme = "https" if uri.secure else "http"
+    host = f"[{uri.host}]" if ":" in uri.host else uri.host
+    port = "" if uri.port == (443 if uri.secure else 80) else f":{uri.port}"
+    return f"{scheme}://{host}{port}{uri.resource_name}"
+
+
+def _guess(connect: Any) -> Request:
+    """The handshake request as far as it is known before the connection opens (to ask whether
+    the cassette answers it: ``new_episodes``)."""
+    from websockets.datastructures import Headers as WsHeaders
+
+    extra = connect.additional_headers
+    pairs: Headers = ()
+    if extra is not None:
+        pairs = tuple((str(k), str(v)) for k, v in WsHeaders(extra).raw_items())
+    return Request("GET", _url(connect.ws_uri), pairs)
+
+
+class _Recorder:
+    """Records one connection by watching its sans-IO protocol (see the module)."""
+
+    def __init__(self, cassette: ActiveCassette, uri: Any, protocol: Any) -> None:
+        from websockets.frames import Opcode
+
+        self.cassette = cassette
+        self.url = _url(uri)
+        self.protocol = protocol
+        self.opcode = Opcode
+        self.recording: AdapterRecording | None = None
+        self.capture: WsCapture | None = None
+        self.pieces: dict[bool, list[bytes]] = {True: [], False: []}  # a message in fragments
+        self.binary: dict[bool, bool] = {True: False, False: False}
+        self.close_at: float | None = None  # the first close frame, either way
+        self.done = False
+        for name in (
+            "send_request",
+            "events_received",
+            "send_text",
+            "send_binary",
+            "send_continuation",
+            "send_close",
+            "fail",
+            "receive_eof",
+        ):
+            setattr(protocol, name, functools.partial(getattr(self, name), getattr(protocol, name)))
+
+    # -- the client's side ---------------------------------------------------------------------
+
+    def send_request(self, original: Any, request: Any) -> None:
+        original(request)
+        if self.recording is None:
+            headers = tuple((str(k), str(v)) for k, v in request.headers.raw_items())
+            self.recording = self.cassette.record(
+                Request("GET", self.url, headers), time.monotonic()
+            )
+
+    def send_text(self, original: Any, data: Any, fin: bool = True) -> None:
+        original(data, fin)
+        self._piece(True, data, fin, binary=False)
+
+    def send_binary(self, original: Any, data: Any, fin: bool = True) -> None:
+        original(data, fin)
+        self._piece(True, data, fin, binary=True)
+
+    def send_continuation(self, original: Any, data: Any, fin: bool) -> None:
+        original(data, fin)
+        self._piece(True, data, fin)
+
+    def send_close(self, original: Any, code: Any = None, reason: str = "") -> None:
+        original(code, reason)
+        self._closing(time.monotonic())
+
+    def fail(self, original: Any, code: Any, reason: str = "") -> None:
+        original(code, reason)
+        if self.protocol.close_sent is not None:
+            self._closing(time.monotonic())
+
+    # -- the server's side ---------------------------------------------------------------------
+
+    def events_received(self, original: Any) -> list[Any]:
+        events: list[Any] = original()
+        if events and not self.done:
+            now = time.monotonic()
+            for event in events:
+                self._event(event, now)
+        return events
+
+    def _event(self, event: Any, now: float) -> None:
+        from websockets.frames import Frame
+
+        if not isinstance(event, Frame):  # the handshake's answer (a websockets Response)
+            self._answered(event)
+            return
+        op = self.opcode
+        if event.opcode is op.CONT:
+            self._piece(False, event.data, event.fin, now=now)
+        elif event.opcode in (op.TEXT, op.BINARY):
+            self._piece(False, event.data, event.fin, now=now, binary=event.opcode is op.BINARY)
+        elif event.opcode is op.CLOSE:
+            self._closing(now)
+
+    def _answered(self, response: Any) -> None:
+        recording = self.recording
+        if recording is None or recording.capture is not None:
+            return
+        headers = tuple((str(k), str(v)) for k, v in response.headers.raw_items())
+        reason = str(response.reason_phrase or "")
+        if response.status_code == 101:
+            self.capture = recording.websocket(reason=reason, headers=headers)
+            return
+        recording.head(response.status_code, reason=reason, headers=headers)
+        recording.chunk(bytes(response.body or b""))
+        recording.finish(Outcome.COMPLETE)
+        self.done = True
+
+    def receive_eof(self, original: Any) -> None:
+        original()
+        if self.done:
+            return
+        self.done = True
+        capture, protocol = self.capture, self.protocol
+        if capture is None:
+            if self.recording is not None:  # lost before any answer: nothing to keep
+                self.recording.finish(Outcome.UPSTREAM_ERROR)
+            return
+        rcvd, sent, then = protocol.close_rcvd, protocol.close_sent, protocol.close_rcvd_then_sent
+        if then is True or (then is None and sent is None and rcvd is not None):
+            by, close = "server", rcvd
+        elif sent is not None:
+            by, close = "client", sent
+        else:
+            by, close = "none", None
+        at = self.close_at if self.close_at is not None else time.monotonic()
+        code = None if close is None else int(close.code)
+        reason = "" if close is None else str(close.reason)
+        capture.ended(ws_close(at - capture.origin, code, reason, by))
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def _piece(
+        self,
+        from_client: bool,
+        data: Any,
+        fin: bool,
+        *,
+        now: float | None = None,
+        binary: bool | None = None,
+    ) -> None:
+        if self.capture is None or self.done:
+            return
+        pieces = self.pieces[from_client]
+        if binary is not None:
+            pieces.clear()
+            self.binary[from_client] = binary
+        pieces.append(bytes(data))
+        if fin:
+            whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            pieces.clear()
+            at = time.monotonic() if now is None else now
+            self.capture.message(at, from_client, whole, self.binary[from_client])
+
+    def _closing(self, now: float) -> None:
+        if self.close_at is None and self.capture is not None:
+            self.close_at = now

@@ -14,6 +14,7 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -71,12 +72,29 @@ def response_events() -> list[dict[str, Any]]:
     return events
 
 
-class RealtimeUpstream:
-    """``tls``: serve ``wss`` with this certificate (tests/upstream.py's ``make_tls_files``)."""
+Handler = Callable[[ServerConnection, Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
-    def __init__(self, *, tls: TLSFiles | None = None) -> None:
+
+class RealtimeUpstream:
+    """``tls``: serve ``wss`` with this certificate (tests/upstream.py's ``make_tls_files``).
+    ``handler``: another conversation than the Realtime one, given the connection and a ``send``
+    that logs what it sends; ``compression``: the server's (``"deflate"`` or None);
+    ``process_request``: the ``websockets`` server's (to answer the handshake otherwise)."""
+
+    def __init__(
+        self,
+        *,
+        tls: TLSFiles | None = None,
+        handler: Handler | None = None,
+        compression: str | None = None,
+        process_request: Any = None,
+    ) -> None:
         self.tls = tls
-        self.conversations: list[list[tuple[float, str, str]]] = []  # (time, "in"/"out", text)
+        self.process_request = process_request
+        self.handler = handler
+        self.compression = compression
+        self.conversations: list[list[tuple[float, str, Any]]] = []
+        """Per connection: (time, "in"/"out", message) (the Realtime one logs what it gets)."""
         self.handshakes: list[dict[str, str]] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -116,16 +134,31 @@ class RealtimeUpstream:
         if self.tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(self.tls.cert, self.tls.key)
-        async with serve(self._handle, "127.0.0.1", 0, compression=None, ssl=context) as server:
+        async with serve(
+            self._handle,
+            "127.0.0.1",
+            0,
+            compression=self.compression,
+            ssl=context,
+            process_request=self.process_request,
+        ) as server:
             self.port = next(iter(server.sockets)).getsockname()[1]
             self._ready.set()
             await self._stop
 
     async def _handle(self, conn: ServerConnection) -> None:
-        log: list[tuple[float, str, str]] = []
+        log: list[tuple[float, str, Any]] = []
         self.conversations.append(log)
         assert conn.request is not None
         self.handshakes.append({k.lower(): v for k, v in conn.request.headers.raw_items()})
+        if self.handler is not None:
+
+            async def logged(message: Any) -> None:
+                await conn.send(message)
+                log.append((time.monotonic(), "out", message))
+
+            await self.handler(conn, logged)
+            return
 
         async def send(event: dict[str, Any]) -> None:
             text = json.dumps(event)

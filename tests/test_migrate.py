@@ -19,6 +19,7 @@ from upstream import Upstream
 
 import ssevcr
 from ssevcr import _store
+from ssevcr._expiry import check, recorded_at
 from ssevcr._migrate import DEFAULT_PROFILE, from_har, from_vcrpy
 from ssevcr.cli import main
 
@@ -80,6 +81,8 @@ def test_vcrpy_cassettes_recorded_by_vcrpy_replay_through_the_sdk(
     if gzip and not options:
         assert "content-encoding gzip dropped" in inter.meta["synthesized"]
     assert "synthesized" in inter.meta and inter.meta["profile"] == DEFAULT_PROFILE
+    # vcrpy keeps no recording time, and this upstream sends no Date header: undated
+    assert "recorded_at" not in inter.meta
     text, cas = sdk_text(out, capture.url)
     assert text == TEXT and len(cas.plays) == 1 and capture.connections == 0
 
@@ -281,3 +284,79 @@ def test_har_problems() -> None:
     assert "saved without response bodies" in str(converted.problems[0])
     with pytest.raises(ssevcr.CassetteError, match="not a HAR file"):
         from_har(b'{"entries": []}', name="x.har")
+
+
+# ---------------------------------------------------------------------------------------------
+# when it was recorded: recorded_at (what max_age reads)
+
+
+def test_har_started_date_time_dates_each_interaction(tmp_path: Path) -> None:
+    chrome, firefox, undated = har_entry("data: {}\n\n"), har_entry("x"), har_entry("y")
+    chrome["startedDateTime"] = "2025-03-04T05:06:07.891Z"  # Chrome, Playwright
+    firefox["startedDateTime"] = "2025-03-04T06:06:07.123+01:00"  # Firefox: local offset
+    del undated["startedDateTime"]
+    source = tmp_path / "dated.har"
+    source.write_bytes(har([chrome, firefox, undated]))
+    out = tmp_path / "dated.msgpack"
+    code, output = run_import(str(source), "--from", "har", "-o", str(out))
+    assert code == 0, output
+    interactions = _store.load(out).interactions
+    assert [i.meta.get("recorded_at") for i in interactions] == [
+        "2025-03-04T05:06:07Z",
+        "2025-03-04T05:06:07Z",
+        None,
+    ]
+    # max_age reads them: ten days later the dated ones are expired, the undated one never is
+    when = recorded_at(interactions[0])
+    assert when is not None
+    found = check(str(out), interactions, 7 * 86400, when + 10 * 86400)
+    assert [n for n, _ in found.expired] == [0, 1] and found.undated == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("yesterday", "not an ISO 8601 date: 'yesterday'"),
+        ("2025-03-04T05:06:07", "has no UTC offset"),
+        ("2025-03-04", "has no UTC offset"),
+        ("1970-01-01T00:00:00.000Z", "is before 2000"),
+        ("2999-01-01T00:00:00.000Z", "is in the future"),
+        (1741064767, "expected an ISO 8601 date, got 1741064767"),
+    ],
+)
+def test_a_bad_started_date_time_is_a_problem_of_its_entry(
+    tmp_path: Path, value: object, problem: str
+) -> None:
+    bad = har_entry("x")
+    bad["startedDateTime"] = value
+    source = tmp_path / "bad.har"
+    source.write_bytes(har([har_entry("data: {}\n\n"), bad]))
+    out = tmp_path / "bad.msgpack"
+    code, output = run_import(str(source), "--from", "har", "-o", str(out))
+    assert code == 1 and "log.entries[1].startedDateTime: " in output and problem in output
+    assert not out.exists()
+    code, output = run_import(str(source), "--from", "har", "-o", str(out), "--partial")
+    assert code == 0, output
+    (inter,) = _store.load(out).interactions  # the other entry, dated
+    assert inter.meta["recorded_at"] == "2025-01-01T00:00:00Z"
+
+
+def test_a_vcrpy_interaction_is_dated_by_its_response_date_header() -> None:
+    def cassette(date: str) -> bytes:
+        header = f"      Date: ['{date}']\n" if date else ""
+        return (
+            "interactions:\n- request:\n    body: null\n    headers: {}\n    method: GET\n"
+            "    uri: https://api.example.com/v1/models\n  response:\n    body: {string: ok}\n"
+            f"    headers:\n      Content-Type: [text/plain]\n{header}"
+            "    status: {code: 200, message: OK}\nversion: 1\n"
+        ).encode()
+
+    def dated(date: str) -> str | None:
+        converted = from_vcrpy(cassette(date), name="v.yaml")
+        assert not converted.problems
+        return converted.cassette.interactions[0].meta.get("recorded_at")
+
+    assert dated("Tue, 01 Jul 2025 10:00:00 GMT") == "2025-07-01T10:00:00Z"
+    assert dated("") is None  # no Date header: undated
+    assert dated("not a date") is None
+    assert dated("Thu, 01 Jan 1970 00:00:00 GMT") is None  # not believed

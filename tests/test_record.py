@@ -82,6 +82,7 @@ class RecordCLI:
         confdir: Path,
         timeout: float = 30.0,
         prefix: tuple[str, ...] = (),
+        cwd: Path | None = None,
     ) -> None:
         self.cassette = cassette
         self.confdir = confdir
@@ -99,7 +100,12 @@ class RecordCLI:
             *args,
         ]
         self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            cwd=cwd,
         )
         RecordCLI.live.append(self)
         self.stderr: list[str] = []
@@ -813,6 +819,98 @@ def test_host_filter_excludes(tmp_path: Path, confdir: Path, upstream: Upstream)
     finally:
         assert rec.stop() == 0  # SIGTERM drains the writer: anything recorded would be on disk now
     assert [i.request.header("x-test-id") for i in _store.load(cassette).interactions] == [t]
+
+
+HOOKS = """
+def request(req):
+    if req.path == "/boom":
+        raise RuntimeError("boom")
+    if req.path == "/skip":
+        return None
+    req.set_header("x-team", "voice")
+    req.set_header("x-drop-me", None)
+    req.set_header("authorization", req.header("authorization"))  # (still redacted after)
+    return req
+
+
+def response(resp):
+    resp.set_header("x-request-id", "fixed")
+    return resp
+"""
+
+
+def test_hooks_edit_or_drop_what_is_recorded(
+    tmp_path: Path, confdir: Path, upstream: Upstream
+) -> None:
+    (tmp_path / "rec_hooks.py").write_text(HOOKS)  # importable from the current folder
+    cassette = tmp_path / "hooked.msgpack"
+    rec = RecordCLI(
+        cassette,
+        "--upstream",
+        upstream.url,
+        "--hook-request",
+        "rec_hooks:request",
+        "--hook-response",
+        "rec_hooks:response",
+        confdir=confdir,
+        cwd=tmp_path,
+    )
+    key = "sk-live-" + uuid.uuid4().hex
+    try:
+        ids = {}
+        for path in ("/skip", "/boom", "/keep"):
+            ids[path] = tid()
+            headers = {**steer(ids[path], json="1"), "authorization": f"Bearer {key}"}
+            headers["x-drop-me"] = "1"
+            r = httpx.get(f"{rec.url}{path}", headers=headers, timeout=20)
+            assert r.status_code == 200  # the client is served as usual
+        kept = rec.recorded(ids["/keep"])
+    finally:
+        code = rec.stop()
+    err = "".join(rec.stderr)
+    assert code == 1, err  # the exchange the failing hook cost is a loss
+    assert [i.request.path for i in _store.load(cassette).interactions] == ["/keep"]
+    assert kept.request.header("x-team") == "voice" and kept.request.header("x-drop-me") is None
+    assert kept.request.header("authorization") == "REDACTED"  # redaction ran after the hook
+    assert kept.response.header("x-request-id") == "fixed"
+    assert_no_secret(cassette, key)
+    assert "/skip 200" in err and "dropped by a recording hook" in err, err
+    assert "before_record_request" in err and "boom" in err, err
+    assert "Saved 1 exchange" in err and "1 dropped by a recording hook" in err, err
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("rec_hooks", "expected MODULE:FUNC"),
+        ("no_such_module_ssevcr:request", "cannot import 'no_such_module_ssevcr'"),
+        ("rec_hooks:missing", "'rec_hooks' has no callable 'missing'"),
+        ("rec_broken:request", "cannot import 'rec_broken' (ZeroDivisionError"),
+    ],
+)
+def test_a_bad_hook_is_refused_before_the_proxy_starts(
+    tmp_path: Path, spec: str, problem: str
+) -> None:
+    (tmp_path / "rec_hooks.py").write_text(HOOKS)
+    (tmp_path / "rec_broken.py").write_text("1 / 0\n")
+    cassette = tmp_path / "never.msgpack"
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ssevcr"),
+            "record",
+            str(cassette),
+            "--hook-request",
+            spec,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0
+    assert f"--hook-request {spec!r}: {problem}" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and "Proxy" not in run.stderr + run.stdout
+    assert not cassette.exists()
 
 
 def test_sigkill_keeps_every_completed_exchange(

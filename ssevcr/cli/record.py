@@ -75,6 +75,7 @@ class _Report:
 
     def __init__(self) -> None:
         self.saved = 0
+        self.dropped = 0  # by a recording hook, as asked
         self.lost: dict[str, int] = {}  # why -> how many exchanges
         self._lock = threading.Lock()
 
@@ -105,6 +106,9 @@ class _Report:
         with self._lock:
             if info.get("saved"):
                 self.saved += 1
+            elif info.get("dropped"):
+                text += "  dropped by a recording hook"
+                self.dropped += 1
             else:
                 why = _why(info)
                 text += f"  NOT SAVED ({why})"
@@ -113,6 +117,8 @@ class _Report:
 
     def summary(self, cassette: str) -> list[str]:
         lines = [f"Saved {self.saved} exchange{'s' if self.saved != 1 else ''} to {cassette}"]
+        if self.dropped:
+            lines[0] += f"; {self.dropped} dropped by a recording hook"
         n = sum(self.lost.values())
         if n:
             lines[0] += f"; {n} exchange{'s' if n != 1 else ''} NOT saved:"
@@ -238,6 +244,18 @@ async def _supervise(
     help="Also redact this dotted JSON path of request bodies (auth.token); repeatable.",
 )
 @click.option(
+    "--hook-request",
+    metavar="MODULE:FUNC",
+    help="A before_record_request hook, as the pytest marker's: it gets each request and "
+    "returns it (edited) or None to drop the exchange; imported from the current folder. "
+    "Redaction runs after it.",
+)
+@click.option(
+    "--hook-response",
+    metavar="MODULE:FUNC",
+    help="A before_record_response hook (edit the response, or None to drop the exchange).",
+)
+@click.option(
     "--max-body",
     default=format_size(DEFAULT_MAX_BODY).replace(" ", ""),
     show_default=True,
@@ -273,6 +291,8 @@ def record_command(
     redact_headers: tuple[str, ...],
     redact_query: tuple[str, ...],
     redact_body: tuple[str, ...],
+    hook_request: str | None,
+    hook_response: str | None,
     max_body: int,
     insecure_upstream: bool,
     confdir: str | None,
@@ -300,6 +320,11 @@ def record_command(
             raise click.BadParameter(
                 f"{pattern!r}: expected dotted keys like auth.token", param_hint="--redact-body"
             )
+    for spec, option in ((hook_request, "--hook-request"), (hook_response, "--hook-response")):
+        if spec:
+            from ..mitm.recorder import load_hook
+
+            load_hook(spec, option)  # a wrong one is refused before the proxy starts
     report = _Report()
     proxy = Mitmdump(
         RECORD_ADDON,
@@ -316,6 +341,8 @@ def record_command(
             protocol.REDACT_QUERY: list(redact_query),
             protocol.REDACT_BODY: list(redact_body),
             protocol.MAX_BODY: max_body,
+            protocol.HOOK_REQUEST: hook_request or "",
+            protocol.HOOK_RESPONSE: hook_response or "",
         },
         confdir=confdir,
         insecure_upstream=insecure_upstream,

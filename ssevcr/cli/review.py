@@ -21,6 +21,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -779,8 +780,11 @@ def import_command(file: str, output: str, source: str, profile: str | None, par
     else:
         from .. import _migrate
 
-        convert = _migrate.from_vcrpy if source == "vcrpy" else _migrate.from_har
-        converted = convert(raw, name=name, profile=profile or _migrate.DEFAULT_PROFILE)
+        profile = profile or _migrate.DEFAULT_PROFILE
+        if source == "vcrpy":
+            converted = _migrate.from_vcrpy(raw, name=name, profile=profile)
+        else:
+            converted = _migrate.from_har(raw, name=name, profile=profile, now=time.time())
         for problem in converted.problems:
             click.echo(f"{name}: not converted: {problem}", err=True)
         if converted.problems and not partial:

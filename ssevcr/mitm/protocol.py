@@ -22,6 +22,8 @@ __all__ = [
     "CASSETTE",
     "EXIT_ON_EOF",
     "FORWARDED_URL",
+    "HOOK_REQUEST",
+    "HOOK_RESPONSE",
     "HOSTS",
     "LENT",
     "LINE_PREFIXES",
@@ -79,6 +81,8 @@ REDACT_HEADERS = "ssevcr_redact_headers"
 REDACT_QUERY = "ssevcr_redact_query"
 REDACT_BODY = "ssevcr_redact_body"
 MAX_BODY = "ssevcr_max_body"
+HOOK_REQUEST = "ssevcr_hook_request"
+HOOK_RESPONSE = "ssevcr_hook_response"
 
 
 def format_line(prefix: str, info: dict[str, Any]) -> str:

@@ -34,7 +34,12 @@ How it records (the capture itself is :class:`ssevcr._capture.Capture`'s):
 - ``done`` (SIGTERM, Ctrl-C): every stream still open is saved as ``client_disconnected``, with
   what arrived, before mitmdump exits.
 - At most ``ssevcr_max_body`` bytes of each response body are kept (64 MiB by default).
-- Each finished exchange is built, redacted and appended by one writer thread through the
+- Recording hooks (``ssevcr_hook_request`` / ``ssevcr_hook_response``: ``MODULE:FUNC``,
+  imported from the current folder, see :func:`load_hook`) get each finished exchange as the
+  marker's ``before_record_request`` / ``before_record_response`` do (:mod:`ssevcr._hooks`):
+  they may edit it or drop it (reported, not saved, not a loss); redaction runs after them. A
+  hook that fails costs that exchange (reported as not saved), not the recording.
+- Each finished exchange is built, hooked, redacted and appended by one writer thread through the
   store's ``Appender`` (file lock, load, append, atomic rename; the load is skipped while the
   file is still the one this writer saved last), so a SIGKILL loses at most the exchanges still
   in flight and the file always loads. The hooks never wait for the disk.
@@ -64,26 +69,17 @@ except ModuleNotFoundError as e:  # pragma: no cover - a mitmdump loaded by hand
         "12.3 and later no longer install it): pip install msgpack there, or run ssevcr record, "
         "which lends its own"
     ) from None
-from .._capture import DEFAULT_MAX_BODY, Capture
-from .._cassette import (
-    End,
-    Headers,
-    Interaction,
-    Outcome,
-    Request,
-    Response,
-    WebSocket,
-    WsClose,
-    WsMessage,
-)
+from .._capture import DEFAULT_MAX_BODY, Capture, Conversation, ws_close
+from .._cassette import Headers, Interaction, Outcome, Request, Response, WsClose
 from .._errors import SsevcrError
 from .._expiry import RECORDED_AT, stamp
 from .._framing import framed
+from .._hooks import Hooks
 from .._redaction import Redaction
 from . import protocol
 from .announce import Announce, emit
 
-__all__ = ["Recorder", "addons", "events_in", "exchange_summary"]
+__all__ = ["Recorder", "addons", "events_in", "exchange_summary", "load_hook"]
 
 logger = logging.getLogger("ssevcr")
 
@@ -137,15 +133,17 @@ class _Writer:
         self.path = path
         self.overwrite = overwrite
         self.on_saved = on_saved
-        self._queue: queue.SimpleQueue[Callable[[], Interaction] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Callable[[], Interaction | None] | None] = (
+            queue.SimpleQueue()
+        )
         self._closed = False
         self._appender = _store.Appender(path)
         self._thread = threading.Thread(target=self._run, name="ssevcr-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, make: Callable[[], Interaction]) -> None:
-        """Queue an exchange; ``make`` builds its interaction on the writer thread, so the
-        event loop never joins bodies or redacts."""
+    def submit(self, make: Callable[[], Interaction | None]) -> None:
+        """Queue an exchange; ``make`` builds its interaction on the writer thread (None: not
+        to be saved), so the event loop never joins bodies, runs hooks or redacts."""
         if not self._closed:
             self._queue.put(make)
 
@@ -166,7 +164,9 @@ class _Writer:
                     stop = True
                 else:
                     try:
-                        batch.append(item())
+                        made = item()
+                        if made is not None:
+                            batch.append(made)
                     except Exception:  # a bug must cost one exchange, not the recorder
                         logger.exception("ssevcr: could not build a recorded exchange")
                 try:
@@ -191,6 +191,52 @@ class _Writer:
                 self.on_saved(interaction, error)
             except Exception:  # a broken stdout must not stop the saving
                 logger.exception("ssevcr: reporting a recorded exchange failed")
+
+
+# ---------------------------------------------------------------------------------------------
+# recording hooks named on the command line
+
+
+def load_hook(spec: str, option: str) -> Callable[[Any], Any]:
+    """The callable ``MODULE:FUNC`` names (``FUNC`` may be dotted: ``module:Class.method``),
+    the module found in the current folder first, then where imports look; raises ConfigError naming
+    ``option`` when the spec, the import or the callable is wrong."""
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
+
+    from .._errors import ConfigError
+
+    module, _, name = spec.strip().partition(":")
+    if not module or not name or any(not part.isidentifier() for part in name.split(".")):
+        raise ConfigError(
+            f"{option} {spec!r}: expected MODULE:FUNC (a module importable from the current "
+            "folder, and a function in it)"
+        )
+    try:
+        top = module.split(".")[0]
+        if top not in sys.modules:  # from the current folder first (the import path is left alone)
+            found_spec = importlib.machinery.PathFinder.find_spec(top, [os.getcwd()])
+            if found_spec is not None and found_spec.loader is not None:
+                loaded = importlib.util.module_from_spec(found_spec)
+                sys.modules[top] = loaded
+                try:
+                    found_spec.loader.exec_module(loaded)
+                except BaseException:
+                    del sys.modules[top]
+                    raise
+        found: Any = importlib.import_module(module)
+    except BaseException as e:  # (its own errors, SystemExit included, are the user's)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        raise ConfigError(f"{option} {spec!r}: cannot import {module!r} ({text})") from None
+    for part in name.split("."):
+        found = getattr(found, part, None)
+    if not callable(found):
+        raise ConfigError(f"{option} {spec!r}: {module!r} has no callable {name!r}")
+    return found  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,71 +307,26 @@ def _client_gone(flow: Any) -> bool:
 class _Socket:
     """One WebSocket conversation being recorded (after its 101)."""
 
-    __slots__ = ("capture", "kept", "messages", "origin", "overflow")
+    __slots__ = ("capture", "conversation", "origin")
 
     def __init__(self, capture: Capture, origin: float) -> None:
         self.capture = capture
         self.origin = origin  # the handshake (when the 101 was read), on the monotonic clock
-        self.messages: list[WsMessage] = []
-        self.kept = 0
-        self.overflow = 0
+        self.conversation = Conversation(capture.max_body)
 
-    def message(self, at: float, from_client: bool, data: bytes, binary: bool) -> None:
-        if self.kept + len(data) > self.capture.max_body:
-            self.overflow += len(data)
-            return
-        last = self.messages[-1].at if self.messages else 0.0
-        self.messages.append(WsMessage(max(at, last), from_client, data, binary))
-        self.kept += len(data)
-
-    def interaction(self, close: WsClose | None, redaction: Redaction) -> Interaction:
-        last = self.messages[-1].at if self.messages else 0.0
-        if close is not None and close.at < last:
-            close = WsClose(last, close.code, close.reason, close.by)
-        ws = WebSocket(tuple(self.messages), close)
-        interaction = self.capture.interaction(redaction)
-        if self.overflow:
-            from .._content import format_size
-
-            resp = interaction.response
-            end = End(
-                resp.end.at,
-                Outcome.UPSTREAM_ERROR,
-                f"conversation larger than the recording limit of "
-                f"{format_size(self.capture.max_body)}: {format_size(self.overflow)} of "
-                "messages were not recorded",
-            )
-            interaction = Interaction(
-                interaction.request, _replace_end(resp, end), interaction.meta
-            )
-        return Interaction(
-            interaction.request,
-            interaction.response,
-            interaction.meta,
-            websocket=redaction.websocket(ws),
-        )
-
-
-def _replace_end(resp: Response, end: End) -> Response:
-    from dataclasses import replace
-
-    return replace(resp, end=end)
+    def raw(self, close: WsClose | None) -> Interaction:
+        return self.conversation.interaction(self.capture.raw(), close)
 
 
 def _ws_close(flow: Any, at: float) -> WsClose:
-    """How mitmproxy saw the conversation end: 1005 is a close frame without a code, 1006 no
-    close frame at all."""
+    """How mitmproxy saw the conversation end (a close frame without a code is 1005 to it, no
+    close frame at all 1006)."""
     ws = flow.websocket
     code = getattr(ws, "close_code", None)
     reason = str(getattr(ws, "close_reason", "") or "")
     by_client = getattr(ws, "closed_by_client", None)
-    if not isinstance(code, int) or code == 1006 or by_client is None:
-        return WsClose(at, None, "", "none")
-    from .._cassette import close_problem
-
-    if code == 1005 or close_problem(code, reason) is not None:
-        code, reason = None, ""
-    return WsClose(at, code, reason, "client" if by_client else "server")
+    by = "none" if by_client is None else "client" if by_client else "server"
+    return ws_close(at, code if isinstance(code, int) else None, reason, by)
 
 
 class Recorder:
@@ -340,6 +341,7 @@ class Recorder:
         self.clock = clock
         self.wall = wall
         self.redaction = Redaction()
+        self.hooks = Hooks()
         self.hosts: tuple[str, ...] = ()
         self.paths: tuple[str, ...] = ()
         self.report = False
@@ -388,6 +390,18 @@ class Recorder:
             "Response body bytes kept per exchange; past it the rest is not recorded.",
         )
         add(
+            protocol.HOOK_REQUEST,
+            str,
+            "",
+            "MODULE:FUNC of a before_record_request hook (importable from the current folder).",
+        )
+        add(
+            protocol.HOOK_RESPONSE,
+            str,
+            "",
+            "MODULE:FUNC of a before_record_response hook (importable from the current folder).",
+        )
+        add(
             protocol.REPORT,
             bool,
             False,
@@ -406,6 +420,18 @@ class Recorder:
             )
         except SsevcrError as e:
             raise exceptions.OptionsError(str(e)) from None
+        if protocol.HOOK_REQUEST in updated or protocol.HOOK_RESPONSE in updated:
+            try:
+                self.hooks = Hooks(
+                    *(
+                        load_hook(spec, f"--{name.removeprefix('ssevcr_').replace('_', '-')}")
+                        if (spec := getattr(opts, name))
+                        else None
+                        for name in (protocol.HOOK_REQUEST, protocol.HOOK_RESPONSE)
+                    )
+                )
+            except SsevcrError as e:
+                raise exceptions.OptionsError(str(e)) from None
         self.hosts = tuple(h.lower() for h in getattr(opts, protocol.HOSTS))
         self.paths = tuple(getattr(opts, protocol.PATHS))
         self.report = bool(getattr(opts, protocol.REPORT))
@@ -570,7 +596,9 @@ class Recorder:
             return
         m = flow.websocket.messages[-1]
         binary = int(getattr(m.type, "value", m.type)) == 2  # Opcode.BINARY (else TEXT)
-        sock.message(self.clock() - sock.origin, bool(m.from_client), bytes(m.content), binary)
+        sock.conversation.message(
+            self.clock() - sock.origin, bool(m.from_client), bytes(m.content), binary
+        )
 
     def websocket_end(self, flow: Any) -> None:
         sock = self._sockets.pop(flow.id, None)
@@ -580,14 +608,34 @@ class Recorder:
     # -- reporting -------------------------------------------------------------------------
 
     def _submit_socket(self, sock: _Socket, close: WsClose | None) -> None:
-        redaction = self.redaction
-        assert self._writer is not None
-        self._writer.submit(lambda: sock.interaction(close, redaction))
+        self._submit_raw(lambda: sock.raw(close))
 
     def _submit(self, cap: Capture) -> None:
-        redaction = self.redaction
+        self._submit_raw(cap.raw)
+
+    def _submit_raw(self, raw: Callable[[], Interaction]) -> None:
+        redaction, hooks = self.redaction, self.hooks
         assert self._writer is not None
-        self._writer.submit(lambda: cap.interaction(redaction))
+
+        def make() -> Interaction | None:
+            exchange = raw()
+            try:
+                kept = hooks.recorded(exchange, redaction)
+            except SsevcrError as e:  # a hook failed: this exchange is lost, and said so
+                self._saved(redaction.interaction(exchange), str(e))
+                return None
+            if kept is None:
+                self._dropped(redaction.interaction(exchange))
+            return kept
+
+        self._writer.submit(make)
+
+    def _dropped(self, interaction: Interaction) -> None:
+        """A hook dropped the exchange: not saved, as asked (the line says so)."""
+        summary = exchange_summary(interaction)
+        logger.info("ssevcr: dropped by a recording hook: %s %s", summary["method"], summary["url"])
+        if self.report:
+            emit(protocol.RECORDED, {**summary, "saved": False, "dropped": True})
 
     def _report_unrecorded(self, request: Request, message: str) -> None:
         redacted = self.redaction.request(request)  # never a live secret in a log
