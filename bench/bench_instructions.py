@@ -1,6 +1,6 @@
 """Instructions per instant replay request, counted by callgrind: a figure no load can move.
 
-    .venv/bin/python bench/bench_instructions.py [--requests N] [--json FILE]
+    .venv/bin/python bench/bench_instructions.py [--requests N] [--long] [--json FILE]
 
 The throughput ratios of bench_replay.py (responses/s against bare asyncio servers) move by
 ±10% from run to run on a shared 2-core VM, more than most changes to the request path. This
@@ -10,7 +10,9 @@ on its precise loop, the bare one-write streams server, the bare one-write Proto
 times in sequence, and the difference of the totals divided by 5N is the user-space instructions
 per request (start-up and shutdown cancel out; the kernel's share, the same for every server, is
 not counted). Ratios of instructions are the load-independent half of bench_replay's throughput
-ratios. Needs valgrind; prints figures (``--json FILE`` also writes them); asserts nothing.
+ratios. ``--long`` counts the synthesized 2,000-chunk answer (~205 kB) of bench_replay's second
+throughput table instead (with ``--requests`` 50 by default: each request is larger). Needs
+valgrind; prints figures (``--json FILE`` also writes them); asserts nothing.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ def _totals(path: Path) -> int:
     raise SystemExit(f"no totals in {path}")
 
 
-def _run(mode: str, requests: int, request: bytes, tmp: Path, response: Path | None) -> int:
+def _run(
+    mode: str, requests: int, request: bytes, tmp: Path, response: Path | None, cassette: Path
+) -> int:
     out = tmp / f"callgrind.{mode}.{requests}"
     server = br.start(
         mode,
         timing="instant",
+        cassette=cassette,
         response_file=str(response) if response else None,
         prefix=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "-q"),
     )
@@ -58,7 +63,8 @@ def _run(mode: str, requests: int, request: bytes, tmp: Path, response: Path | N
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--requests", type=int, help="requests per run (default 500, --long 50)")
+    parser.add_argument("--long", action="store_true", help="the 2,000-chunk answer")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
@@ -66,23 +72,31 @@ def main() -> None:
     from ssevcr import _store
 
     request = br.request_bytes(_store.load(br.CASSETTE).interactions[0].request)
-    n = args.requests
+    n = args.requests or (50 if args.long else 500)
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        ours = br.start("precise", timing="instant")
+        cassette = br.CASSETTE
+        if args.long:
+            cassette = tmp / "long.msgpack"
+            br.long_stream(cassette, 2000)
+        ours = br.start("precise", timing="instant", cassette=cassette)
         canned = tmp / "response.bin"
         canned.write_bytes(br.capture_response(ours, request))
         ours.stop()
-        print(f"instructions per instant request ({br.CASSETTE.name}, {n} and {6 * n} requests)")
+        size = canned.stat().st_size
+        what = "the 2,000-chunk answer" if args.long else br.CASSETTE.name
+        print(
+            f"instructions per instant request ({what}, {size:,} bytes; {n} and {6 * n} requests)"
+        )
         for mode, label in (
             ("precise", "ssevcr replay"),
             ("streams", "bare one-write streams"),
             ("bare", "bare one-write Protocol"),
         ):
             response = None if mode == "precise" else canned
-            few = _run(mode, n, request, tmp, response)
-            many = _run(mode, 6 * n, request, tmp, response)
+            few = _run(mode, n, request, tmp, response, cassette)
+            many = _run(mode, 6 * n, request, tmp, response, cassette)
             figures[label] = (many - few) / (5 * n)
             print(f"  {label:24s} {figures[label]:10,.0f}")
     mine = figures["ssevcr replay"]

@@ -31,7 +31,11 @@ the tool's own cost is that minus the floor's. Each session must pass all N test
 connection each, as a test makes) from tests/upstream.py over HTTP and over HTTPS; the recorded
 offsets of the headers and of the first chunk against the upstream's own clock (when it sent
 them, from when it had the request), and what counting from before connecting (the earlier t0)
-would have added. No assertions on speed: figures go to bench/README.md.
+would have added. Interleaved with them, the floor: the same exchange from a bare (ssl) socket
+that stamps the request sent when ``sendall`` returns and the first chunk when ``recv`` returns
+it, so the error it shows is the way there and back itself (loopback, the two TLS record
+layers, the upstream's wake-up), which no recorder can go below. No assertions on speed: figures
+go to bench/README.md.
 """
 
 from __future__ import annotations
@@ -450,6 +454,39 @@ server.stop()
 """
 
 
+def _bare_exchange(url: str, headers: dict[str, str], cafile: Path) -> tuple[float, float]:
+    """One exchange from a bare socket (TLS for https): the monotonic times the request was
+    sent (``sendall`` returned) and the first body byte was read (``recv`` returned it)."""
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n{head}"
+        "content-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+    ).encode()
+    sock: socket.socket = socket.create_connection((host, port))
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=str(cafile))
+        sock = context.wrap_socket(sock, server_hostname=host)
+    with sock:
+        sock.sendall(request)
+        sent = time.monotonic()
+        data, first = b"", 0.0
+        while not data.endswith(b"0\r\n\r\n"):
+            piece = sock.recv(1 << 16)
+            if not piece:
+                break
+            data += piece
+            end = data.find(b"\r\n\r\n")
+            if not first and end >= 0 and len(data) > end + 4:
+                first = time.monotonic()
+    return sent, first
+
+
 def first_byte(n: int) -> dict[str, Any]:
     """Recorded offsets of the head and the first chunk vs the upstream's clock (see docstring).
     The upstream runs in its own process (in this one it would wait for the GIL)."""
@@ -476,7 +513,7 @@ def first_byte(n: int) -> dict[str, Any]:
             )
             assert server.stdin is not None and server.stdout is not None
             url = server.stdout.readline().strip()
-            head_err, first_err, before = [], [], []
+            head_err, first_err, before, floor = [], [], [], []
             try:
                 for i in range(n):
                     path = Path(tmp) / f"{scheme}-{i}.msgpack"
@@ -516,6 +553,12 @@ def first_byte(n: int) -> dict[str, Any]:
                     head_err.append((response.headers_at - (head_sent - received)) * 1e3)
                     first_err.append((response.chunk_at[0] - (first_sent - received)) * 1e3)
                     before.append((t0 - connect[0]) * 1e3 if connect else 0.0)
+                    headers["x-test-id"] = bare_id = f"{scheme}-bare-{i}"
+                    sent, first_at = _bare_exchange(url, headers, tls.cert)
+                    server.stdin.write(bare_id + "\n")
+                    server.stdin.flush()
+                    received, head_sent, first_sent = json.loads(server.stdout.readline())
+                    floor.append((first_at - sent - (first_sent - received)) * 1e3)
             finally:
                 server.stdin.close()
                 server.wait(10)
@@ -524,6 +567,11 @@ def first_byte(n: int) -> dict[str, Any]:
                 "first_byte_error_median_ms": statistics.median(first_err),
                 "first_byte_error_p90_ms": sorted(first_err)[int(0.9 * (n - 1))],
                 "before_t0_added_median_ms": statistics.median(before),
+                "bare_socket_first_byte_error_median_ms": statistics.median(floor),
+                "bare_socket_first_byte_error_p90_ms": sorted(floor)[int(0.9 * (n - 1))],
+                # what the recorder adds to the truth (the socket's own send and receive times)
+                "first_byte_error_above_bare_ms": statistics.median(first_err)
+                - statistics.median(floor),
             }
     print(
         f"in-process recording, {n} recordings each, a new connection each, the upstream in its "
@@ -531,13 +579,17 @@ def first_byte(n: int) -> dict[str, Any]:
     )
     print(
         f"{'':6} {'head ms':>8} {'first byte ms':>14} {'p90 ms':>8} "
-        f"{'t0 before connecting would add ms':>34}"
+        f"{'t0 before connecting would add ms':>34} {'bare socket ms':>15} {'p90 ms':>8} "
+        f"{'recorder - bare ms':>19}"
     )
     for scheme, f in out.items():
         print(
             f"{scheme:6} {f['head_error_median_ms']:+8.3f} "
             f"{f['first_byte_error_median_ms']:+14.3f} "
-            f"{f['first_byte_error_p90_ms']:+8.3f} {f['before_t0_added_median_ms']:+34.3f}"
+            f"{f['first_byte_error_p90_ms']:+8.3f} {f['before_t0_added_median_ms']:+34.3f} "
+            f"{f['bare_socket_first_byte_error_median_ms']:+15.3f} "
+            f"{f['bare_socket_first_byte_error_p90_ms']:+8.3f} "
+            f"{f['first_byte_error_above_bare_ms']:+19.3f}"
         )
     return out
 

@@ -621,7 +621,7 @@ def section_throughput(quick: bool, request: bytes) -> dict[str, dict[str, objec
     out: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         long = Path(tmp) / "long.msgpack"
-        long_stream(long, 2000)  # 2,000 chunks, ~396 kB
+        long_stream(long, 2000)  # 2,000 chunks, ~205 kB
         for cassette, label, key in (
             (CASSETTE, f"{CASSETTE.name} (36 chunks)", "36 chunks"),
             (long, "synthesized 2,000-chunk stream", "2000 chunks"),
