@@ -487,6 +487,31 @@ def _bare_exchange(url: str, headers: dict[str, str], cafile: Path) -> tuple[flo
     return sent, first
 
 
+class _Reads:
+    """While active, the monotonic time each ``recv`` of a socket class returned bytes (the
+    ssl module's for HTTPS): the moment the bytes reached Python, which a recorder's stamp of
+    them can only follow. Timestamps only; what ``recv`` returns is not touched."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls, self.times = cls, []
+        self.original = cls.recv
+
+    def __enter__(self) -> list[float]:
+        original, times = self.original, self.times
+
+        def recv(sock: Any, *args: Any, **kwargs: Any) -> bytes:
+            data: bytes = original(sock, *args, **kwargs)
+            if data:
+                times.append(time.monotonic())
+            return data
+
+        self.cls.recv = recv
+        return times
+
+    def __exit__(self, *exc: object) -> None:
+        self.cls.recv = self.original
+
+
 def first_byte(n: int) -> dict[str, Any]:
     """Recorded offsets of the head and the first chunk vs the upstream's clock (see docstring).
     The upstream runs in its own process (in this one it would wait for the GIL)."""
@@ -513,7 +538,11 @@ def first_byte(n: int) -> dict[str, Any]:
             )
             assert server.stdin is not None and server.stdout is not None
             url = server.stdout.readline().strip()
-            head_err, first_err, before, floor = [], [], [], []
+            head_err, first_err, before, floor, after_read = [], [], [], [], []
+            import socket
+            import ssl
+
+            sockets = ssl.SSLSocket if scheme == "https" else socket.socket
             try:
                 for i in range(n):
                     path = Path(tmp) / f"{scheme}-{i}.msgpack"
@@ -535,6 +564,7 @@ def first_byte(n: int) -> dict[str, Any]:
                     with (
                         httpx2.Client(verify=str(tls.cert)) as client,
                         ssevcr.use_cassette(path, record="all") as cas,
+                        _Reads(sockets) as reads,
                     ):
                         with client.stream(
                             "POST",
@@ -553,6 +583,8 @@ def first_byte(n: int) -> dict[str, Any]:
                     head_err.append((response.headers_at - (head_sent - received)) * 1e3)
                     first_err.append((response.chunk_at[0] - (first_sent - received)) * 1e3)
                     before.append((t0 - connect[0]) * 1e3 if connect else 0.0)
+                    stamp = t0 + response.chunk_at[0]  # the read that brought it: the last before
+                    after_read.append((stamp - max(t for t in reads if t <= stamp)) * 1e3)
                     headers["x-test-id"] = bare_id = f"{scheme}-bare-{i}"
                     sent, first_at = _bare_exchange(url, headers, tls.cert)
                     server.stdin.write(bare_id + "\n")
@@ -572,6 +604,9 @@ def first_byte(n: int) -> dict[str, Any]:
                 # what the recorder adds to the truth (the socket's own send and receive times)
                 "first_byte_error_above_bare_ms": statistics.median(first_err)
                 - statistics.median(floor),
+                # in the recording process: the first chunk's stamp after its recv returned
+                "stamp_after_read_median_ms": statistics.median(after_read),
+                "stamp_after_read_p90_ms": sorted(after_read)[int(0.9 * (n - 1))],
             }
     print(
         f"in-process recording, {n} recordings each, a new connection each, the upstream in its "
@@ -580,7 +615,7 @@ def first_byte(n: int) -> dict[str, Any]:
     print(
         f"{'':6} {'head ms':>8} {'first byte ms':>14} {'p90 ms':>8} "
         f"{'t0 before connecting would add ms':>34} {'bare socket ms':>15} {'p90 ms':>8} "
-        f"{'recorder - bare ms':>19}"
+        f"{'recorder - bare ms':>19} {'stamp after recv ms':>20} {'p90 ms':>8}"
     )
     for scheme, f in out.items():
         print(
@@ -589,7 +624,8 @@ def first_byte(n: int) -> dict[str, Any]:
             f"{f['first_byte_error_p90_ms']:+8.3f} {f['before_t0_added_median_ms']:+34.3f} "
             f"{f['bare_socket_first_byte_error_median_ms']:+15.3f} "
             f"{f['bare_socket_first_byte_error_p90_ms']:+8.3f} "
-            f"{f['first_byte_error_above_bare_ms']:+19.3f}"
+            f"{f['first_byte_error_above_bare_ms']:+19.3f} "
+            f"{f['stamp_after_read_median_ms']:+20.3f} {f['stamp_after_read_p90_ms']:+8.3f}"
         )
     return out
 
