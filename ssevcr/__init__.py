@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ._store import load, save
     from ._transport import ReplayTransport
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Cassette",
