@@ -21,7 +21,10 @@ and walk the chunked framing).
    server's RSS before and at its peak (VmHWM); then the same streams read by a light
    timestamping client (reads stamped, parsed afterwards), from ssevcr and from a bare asyncio
    server writing the same framed chunks at their offsets with ``loop.call_at`` on the same
-   precise loop: gap error p99 and its ratio (``--many 2000`` for the issue's figure).
+   precise loop: gap error p99 and its ratio (``--many 2000`` for the issue's figure); and from
+   ssevcr with ``--journal`` (a line for each of the streams, formatted and written by the
+   journal's writer thread while the loop keeps the other streams' deadlines: what the writer
+   costs the timing, through the GIL).
 
 Prints figures and ratios (``--json FILE`` also writes them, for bench/run_all.py); asserts nothing.
 """
@@ -57,8 +60,11 @@ CASSETTE = (
 # server process
 
 
-def serve(mode: str, cassette: str, timing: str, response_file: str | None) -> None:
-    """Run one server until SIGTERM; print its URL on stdout when ready."""
+def serve(
+    mode: str, cassette: str, timing: str, response_file: str | None, journal: str | None = None
+) -> None:
+    """Run one server until SIGTERM; print its URL on stdout when ready (``journal``: a file
+    for the delivery journal, as ``ssevcr replay --journal`` writes it)."""
     if mode in ("bare", "streams", "chunks", "timed"):
         assert response_file
         if mode == "timed":  # same precise loop as ssevcr: the baseline for gaps
@@ -69,6 +75,7 @@ def serve(mode: str, cassette: str, timing: str, response_file: str | None) -> N
             loop = asyncio.new_event_loop()
         loop.run_until_complete(_serve_bare(Path(response_file).read_bytes(), mode, cassette))
         return
+    from ssevcr._journal_file import JournalFile
     from ssevcr._player import Player
     from ssevcr._server import ReplayServer
     from ssevcr._timer import new_event_loop
@@ -78,14 +85,18 @@ def serve(mode: str, cassette: str, timing: str, response_file: str | None) -> N
     )  # as ssevcr replay
     loop = new_event_loop() if mode == "precise" else asyncio.new_event_loop()
 
+    lines = JournalFile(journal) if journal else None
+
     async def main() -> None:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        async with ReplayServer(player, log=lambda _: None) as server:
+        async with ReplayServer(player, log=lambda _: None, journal=lines) as server:
             print(server.url, flush=True)
             await stop.wait()
 
     loop.run_until_complete(main())
+    if lines is not None:
+        lines.close()
 
 
 def split_framing(response: bytes) -> list[bytes]:
@@ -218,8 +229,10 @@ def start(
     response_file: str | None = None,
     cassette: Path = CASSETTE,
     prefix: tuple[str, ...] = (),
+    journal: str | None = None,
 ) -> Server:
-    """A server process (``prefix``: a command that runs it, e.g. valgrind)."""
+    """A server process (``prefix``: a command that runs it, e.g. valgrind; ``journal``: the
+    server's ``--journal`` file)."""
     args = [
         *prefix,
         sys.executable,
@@ -233,6 +246,8 @@ def start(
     ]
     if response_file:
         args += ["--response-file", response_file]
+    if journal:
+        args += ["--journal", journal]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     url = proc.stdout.readline().decode().strip()
@@ -482,8 +497,9 @@ def many(
     mode: str = "precise",
     response_file: str | None = None,
     light: bool = False,
+    journal: str | None = None,
 ) -> dict[str, object]:
-    server = start(mode, response_file=response_file)
+    server = start(mode, response_file=response_file, journal=journal)
     time.sleep(0.3)
     rss0, _ = server.memory()
     failures: list[str] = []
@@ -531,13 +547,14 @@ def main() -> None:
     parser.add_argument("--timing", default="original")
     parser.add_argument("--cassette", default=str(CASSETTE))
     parser.add_argument("--response-file")
+    parser.add_argument("--journal", help="with --serve: the delivery journal's file")
     parser.add_argument(
         "--many", type=int, help="concurrent streams in section 3 [default: 1000; 300 with --quick]"
     )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.cassette, args.timing, args.response_file)
+        serve(args.serve, args.cassette, args.timing, args.response_file, args.journal)
         return
 
     import resource
@@ -737,26 +754,49 @@ def section_many_light(
         canned = Path(tmp) / "response.bin"
         canned.write_bytes(capture_response(ours, request))
         ours.stop()
-        for name, mode in (("ssevcr", "precise"), ("bare timed", "timed")):
+        journal = str(Path(tmp) / "journal.jsonl")
+        for name, mode, lines in (
+            ("ssevcr", "precise", None),
+            ("bare timed", "timed", None),
+            ("ssevcr --journal", "precise", journal),
+        ):
             r = many(
-                count, request, body, recorded, 1, mode=mode, response_file=str(canned), light=True
+                count,
+                request,
+                body,
+                recorded,
+                1,
+                mode=mode,
+                response_file=str(canned),
+                light=True,
+                journal=lines,
             )
             errors = r["errors"]
             assert isinstance(errors, list)
-            out[name] = {
+            figures: dict[str, object] = {
                 "failures": r["failures"],
                 "gap_p50_ms": pct(errors, 0.5) * 1e3 if errors else None,
                 "gap_p99_ms": pct(errors, 0.99) * 1e3 if errors else None,
             }
+            written = ""
+            if lines is not None:
+                figures["journal_lines"] = len(Path(lines).read_bytes().splitlines())
+                written = f"; {figures['journal_lines']} journal lines"
+            out[name] = figures
             print(
-                f"    {name:11s} {r['failures']} errors; "
-                f"gap error {fmt_ms(errors) if errors else '-'}"
+                f"    {name:16s} {r['failures']} errors; "
+                f"gap error {fmt_ms(errors) if errors else '-'}{written}"
             )
     a, b = out["ssevcr"], out["bare timed"]
     assert isinstance(a, dict) and isinstance(b, dict)
     if a["gap_p99_ms"] and b["gap_p99_ms"]:
         out["ratio_p99"] = a["gap_p99_ms"] / b["gap_p99_ms"]
         print(f"    gap p99 ssevcr / bare: {out['ratio_p99']:.2f}")
+    j = out["ssevcr --journal"]
+    assert isinstance(j, dict)
+    if a["gap_p99_ms"] and j["gap_p99_ms"]:
+        out["journal_ratio_p99"] = j["gap_p99_ms"] / a["gap_p99_ms"]
+        print(f"    gap p99 ssevcr --journal / ssevcr: {out['journal_ratio_p99']:.2f}")
     return out
 
 
