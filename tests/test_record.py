@@ -251,8 +251,9 @@ def check_stream(
     sent = ex.sent  # type: ignore[attr-defined]
     pairs = matched_gaps(sent, resp.chunk_at, resp.chunk_sizes)
     diffs = sorted(abs(s - r) for s, r in pairs)
-    if gap_tolerance is not None:
-        assert diffs[len(diffs) // 2] < gap_tolerance, pairs
+    if gap_tolerance is not None:  # the low median: of two gaps (a 3-event fixture) the better
+        # one, so a single scheduling stall of mitmdump on a loaded machine does not decide it
+        assert diffs[(len(diffs) - 1) // 2] < gap_tolerance, pairs
     span_sent = sent[-1][0] - sent[0][0]
     span_rec = sum(r for _, r in pairs)
     assert abs(span_rec - span_sent) < 0.05 + 0.2 * span_sent, (span_rec, span_sent)
