@@ -182,6 +182,66 @@ def test_the_journal_says_who_closed_and_how(
     assert line["end"] == ("abort" if code is None else "close")
 
 
+LATE_CLOSE = 0.5  # seconds from the last message to the recorded close (the client leaves first)
+
+
+@pytest.mark.parametrize("by", ["client", "server"])
+@pytest.mark.parametrize("adapter", ["replay", "control", "in process"])
+def test_a_conversation_read_to_the_end_is_completed(tmp_path: Path, adapter: str, by: str) -> None:
+    """A client that read every server message and left before the recorded close came (the
+    openai SDK stops at ``response.done``) took the whole conversation: ``completed``; one that
+    leaves after ``session.updated`` is ``left`` (fin), in every adapter, at recorded timing."""
+    recorded = realtime_cassette()
+    inter = recorded.interactions[0]
+    assert inter.websocket is not None and inter.websocket.close is not None
+    close = inter.websocket.close
+    late = replace(close, at=close.at + LATE_CLOSE, by=by)
+    ws = replace(inter.websocket, close=late)
+    cassette = save(tmp_path, Cassette((replace(inter, websocket=ws),)))
+    plays: list[dict[str, Any]] = []
+    if adapter == "in process":
+        import ssevcr
+
+        base = "wss://api.openai.com"  # (a replay server of the cassette answers it)
+        with ssevcr.use_cassette(cassette, allow_repeats=True) as cas:
+            whole, _ = asyncio.run(client(base))
+            early, _ = asyncio.run(client(base, close_early=True))
+            deadline = time.monotonic() + 10
+            while len(cas.journal) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            plays = [d.to_json() for d in cas.journal]
+    else:
+        journal = tmp_path / "journal.jsonl"
+        args = ["--control"] if adapter == "control" else [str(cassette), "--journal", str(journal)]
+        replay = CliReplay(*args)
+        try:
+            if adapter == "control":
+                import ssevcr
+
+                control = ssevcr.ControlClient.from_ready_line(replay.ready)
+                with control.session([str(cassette)]) as session:
+                    whole, _ = asyncio.run(client(session.base_url))
+                    early, _ = asyncio.run(client(session.base_url, close_early=True))
+                    deadline = time.monotonic() + 10
+                    while len(plays) < 2 and time.monotonic() < deadline:
+                        plays = [p for p in session.journal() if p["state"] != "open"]
+                        time.sleep(0.02)
+            else:
+                whole, _ = asyncio.run(client(replay.url))
+                early, _ = asyncio.run(client(replay.url, close_early=True))
+                plays = journal_lines(journal, 2)
+        finally:
+            code, err = replay.stop()
+        assert code == 0, err
+    assert len(whole) == SERVER_MESSAGES and len(early) == 2
+    first, second = plays
+    assert first["state"] == "completed" and first["how"] is None, first
+    assert first["websocket"]["sent"] == first["websocket"]["planned"] == SERVER_MESSAGES
+    assert first["websocket"]["close"]["by"] == "client"  # (it closed before the recorded close)
+    assert second["state"] == "left" and second["how"] == "fin", second
+    assert second["left_after_event"] == 2
+
+
 # ---------------------------------------------------------------------------------------------
 # client-message matching
 
