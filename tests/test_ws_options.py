@@ -182,11 +182,27 @@ def test_the_journal_says_who_closed_and_how(
     assert line["end"] == ("abort" if code is None else "close")
 
 
+def sync_client(base: str, *, close_early: bool = False) -> list[dict[str, Any]]:
+    """``client`` with the ``websockets`` threading client: the messages received."""
+    from websockets.sync.client import connect
+
+    got: list[dict[str, Any]] = []
+    with connect(base + "/v1/realtime?model=gpt-realtime", open_timeout=10) as conn:
+        got.append(json.loads(conn.recv(10)))
+        conn.send(json.dumps(UPDATE))
+        got.append(json.loads(conn.recv(10)))
+        if not close_early:
+            conn.send('{"type":"response.create"}')
+            while got[-1]["type"] != "response.done":
+                got.append(json.loads(conn.recv(10)))
+    return got
+
+
 LATE_CLOSE = 0.5  # seconds from the last message to the recorded close (the client leaves first)
 
 
 @pytest.mark.parametrize("by", ["client", "server"])
-@pytest.mark.parametrize("adapter", ["replay", "control", "in process"])
+@pytest.mark.parametrize("adapter", ["replay", "control", "in process", "in process, sync"])
 def test_a_conversation_read_to_the_end_is_completed(tmp_path: Path, adapter: str, by: str) -> None:
     """A client that read every server message and left before the recorded close came (the
     openai SDK stops at ``response.done``) took the whole conversation: ``completed``; one that
@@ -199,13 +215,16 @@ def test_a_conversation_read_to_the_end_is_completed(tmp_path: Path, adapter: st
     ws = replace(inter.websocket, close=late)
     cassette = save(tmp_path, Cassette((replace(inter, websocket=ws),)))
     plays: list[dict[str, Any]] = []
-    if adapter == "in process":
+    if adapter.startswith("in process"):
         import ssevcr
 
         base = "wss://api.openai.com"  # (a replay server of the cassette answers it)
         with ssevcr.use_cassette(cassette, allow_repeats=True) as cas:
-            whole, _ = asyncio.run(client(base))
-            early, _ = asyncio.run(client(base, close_early=True))
+            if adapter == "in process":
+                whole, _ = asyncio.run(client(base))
+                early, _ = asyncio.run(client(base, close_early=True))
+            else:
+                whole, early = sync_client(base), sync_client(base, close_early=True)
             deadline = time.monotonic() + 10
             while len(cas.journal) < 2 and time.monotonic() < deadline:
                 time.sleep(0.02)
