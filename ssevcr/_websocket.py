@@ -17,8 +17,10 @@ connection ended without a close frame), and how the play ended: completed when 
 conversation reached its planned end, or when the client closed (a close frame, FIN or RST)
 after every planned server message was handed over and acknowledged by its TCP and every client
 message matched, before the recorded close came (the openai SDK closes as soon as it reads
-``response.done``); else how the client left (also after a miss or a 1009, and whenever the
-plan hangs: ``stall:forever``, a recording that never closed).
+``response.done``); else how the client left: also after a miss or a 1009 of ours, after a
+client's close frame with a complaint (a code other than 1000, 1001 or none: its 1009 for a
+message past its ``max_size``, 1002, 1007...), and whenever the plan hangs (``stall:forever``,
+a recording that never closed).
 
 Bounds: a client message (its fragments joined) larger than ``max_message`` closes with 1009;
 bytes waiting for a client that does not read stop the sender (flow control, as for streams).
@@ -50,6 +52,7 @@ MAX_MESSAGE = 16 * 1024 * 1024
 """The largest client message read (bytes, fragments joined); past it: close 1009."""
 
 _CLOSE_WAIT = 5.0  # seconds to wait for the client's answer to our close frame
+_FINE = frozenset({1000, 1001, 1005})  # a client's close that is no complaint (1005: no code)
 _OWN = frozenset(
     {
         "upgrade",
@@ -193,7 +196,9 @@ class WebSocketSession:
         elif isinstance(event, ev.Ping):
             self._send(event.response())
         elif isinstance(event, ev.CloseConnection):
-            completed = self._awaiting_client or self._read_to_end()  # (before our answer)
+            completed = event.code in _FINE and (  # (asked before our answer is written)
+                self._awaiting_client or self._read_to_end()
+            )
             if self.ws.state is ConnectionState.REMOTE_CLOSING:
                 self._send(event.response())
             if self.journal is not None and not self.ending:
@@ -325,7 +330,8 @@ class WebSocketSession:
         every client message it follows heard and matched, only the planned ending's delay left
         (the openai SDK closes at ``response.done``, before a recorded close comes). Not after a
         close of ours (a miss, 1009), nor when the plan hangs (``stall:forever``, or a recording
-        that never closed: it has no end to reach)."""
+        that never closed: it has no end to reach); a client's close frame with a complaint is
+        not an end either (see ``_FINE``)."""
         talk = self.talk
         return (
             not self.ending and talk.at_end and talk.plan.ending.how != "hang" and self._held() == 0
