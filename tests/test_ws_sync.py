@@ -5,7 +5,8 @@ real ``websockets`` upstream on 127.0.0.1, recorded through the sync client unde
 ``use_cassette(record="once")`` (its protocol object watched by the asyncio path's recorder),
 then replayed to the sync client with the upstream stopped: the same messages at the recorded
 gaps, faults as the sync client's own exceptions, a miss naming the host, the journal of the
-play. Cases aimed at non-loopback hosts are in tests/netns_cases.py (inside ``unshare -n``)."""
+play; ``new_episodes``, ``ignore_hosts`` and the pytest marker. Cases aimed at non-loopback
+hosts are in tests/netns_cases.py (inside ``unshare -n``)."""
 
 from __future__ import annotations
 
@@ -207,6 +208,25 @@ def test_a_client_leaving_early_is_left(recorded: tuple[Path, Any, str]) -> None
     assert delivery.left_after_event == 1
 
 
+def test_new_episodes_replays_a_match_and_records_a_miss(
+    recorded: tuple[Path, Any, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "episodes.msgpack"
+    path.write_bytes(recorded[0].read_bytes())
+    with (
+        RealtimeUpstream(handler=chat) as up,
+        ssevcr.use_cassette(path, record="new_episodes") as cas,
+    ):
+        replayed, _, _ = sync_chat_client(up.ws_url)  # recorded: replayed
+        assert not up.conversations  # (the upstream was not asked)
+        new, _, _ = sync_chat_client(up.ws_url, path="/other")
+        assert len(up.conversations) == 1
+    assert replayed == new == SERVER and not cas.misses
+    first, second = ssevcr.load(path).interactions
+    assert (first.request.path, second.request.path) == ("/chat", "/other")
+    assert second.websocket is not None and len(second.websocket.messages) == 6
+
+
 def test_a_host_the_cassette_lets_through_is_untouched(tmp_path: Path) -> None:
     path = tmp_path / "ignored.msgpack"
     with RealtimeUpstream(handler=chat) as up:
@@ -216,3 +236,39 @@ def test_a_host_the_cassette_lets_through_is_untouched(tmp_path: Path) -> None:
     assert got == SERVER
     assert not cas.plays and not _websockets._servers
     assert not path.exists() or not ssevcr.load(path).interactions  # nothing recorded
+
+
+MARKED = """
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+URL = {url!r}
+
+
+@pytest.mark.ssevcr("chat", timing="instant")
+def test_chat(ssevcr_cassette):
+    with connect(URL + "/chat?v=1") as conn:
+        got = [conn.recv(10)]
+        conn.send('{{"ask": 1}}')
+        got += [conn.recv(10), conn.recv(10)]
+        conn.send(b"\\xde\\xad\\xbe\\xef")
+        got.append(conn.recv(10))
+        with pytest.raises(ConnectionClosed):
+            conn.recv(10)
+    assert got == {server!r}
+    assert ssevcr_cassette.mode == "record" or len(ssevcr_cassette.plays) == 1
+"""
+
+
+def test_the_marker_records_then_replays_the_sync_client(pytester: pytest.Pytester) -> None:
+    with RealtimeUpstream(handler=chat) as up:
+        pytester.makepyfile(test_chat=MARKED.format(url=up.ws_url, server=SERVER))
+        first = pytester.runpytest("-p", "no:cacheprovider", "--ssevcr-record=once")
+        first.assert_outcomes(passed=1)
+        assert len(up.conversations) == 1
+    (cassette,) = (pytester.path / "cassettes").rglob("*.msgpack")
+    (inter,) = ssevcr.load(cassette).interactions
+    assert inter.websocket is not None and len(inter.websocket.messages) == 6
+    again = pytester.runpytest("-p", "no:cacheprovider", "--ssevcr-record=none")  # upstream gone
+    again.assert_outcomes(passed=1)
