@@ -313,20 +313,25 @@ def test_a_client_that_drops_the_connection_at_the_end(
         assert line["how"] == "fin" and line["left_after_event"] == read
 
 
+def big_message(tmp_path: Path) -> Path:
+    """session.created, then a 16 MiB message (past the ``websockets`` client's ``max_size``,
+    and past what socket buffers hold), then the server's close ``LATE_CLOSE`` later."""
+    big = b'{"type":"response.output_audio.delta","delta":"' + b"A" * (16 << 20) + b'"}'
+    request = Request("GET", URL, (("upgrade", "websocket"), ("connection", "Upgrade")))
+    response = Response(101, "Switching Protocols", headers=(("upgrade", "websocket"),))
+    messages = (WsMessage(0.001, False, b'{"type":"session.created"}'), WsMessage(0.01, False, big))
+    ws = WebSocket(messages, WsClose(0.01 + LATE_CLOSE, 1000, "", "server"))
+    return save(tmp_path, Cassette((Interaction(request, response, websocket=ws),)))
+
+
 def test_a_client_that_refuses_the_last_message_is_left(tmp_path: Path) -> None:
     """Every message handed to the transport is not every message taken: the ``websockets``
     client refuses a 16 MiB message past its ``max_size`` (its close 1009) with most of it still
     in the server's buffers, so the play is left, not completed."""
     from websockets.sync.client import connect
 
-    big = b'{"type":"response.output_audio.delta","delta":"' + b"A" * (16 << 20) + b'"}'
-    request = Request("GET", URL, (("upgrade", "websocket"), ("connection", "Upgrade")))
-    response = Response(101, "Switching Protocols", headers=(("upgrade", "websocket"),))
-    messages = (WsMessage(0.001, False, b'{"type":"session.created"}'), WsMessage(0.01, False, big))
-    ws = WebSocket(messages, WsClose(0.01 + LATE_CLOSE, 1000, "", "server"))
-    cassette = save(tmp_path, Cassette((Interaction(request, response, websocket=ws),)))
     journal = tmp_path / "journal.jsonl"
-    replay = CliReplay(str(cassette), "--journal", str(journal))
+    replay = CliReplay(str(big_message(tmp_path)), "--journal", str(journal))
     try:
         base = replay.url.replace("http://", "ws://")
         with connect(base + "/v1/realtime?model=gpt-realtime", open_timeout=10) as conn:
@@ -353,14 +358,8 @@ def test_a_client_that_stops_reading_then_leaves_is_left(tmp_path: Path) -> None
     from websockets.frames import Frame
     from websockets.uri import parse_uri
 
-    big = b'{"type":"response.output_audio.delta","delta":"' + b"A" * (16 << 20) + b'"}'
-    request = Request("GET", URL, (("upgrade", "websocket"), ("connection", "Upgrade")))
-    response = Response(101, "Switching Protocols", headers=(("upgrade", "websocket"),))
-    messages = (WsMessage(0.001, False, b'{"type":"session.created"}'), WsMessage(0.01, False, big))
-    ws = WebSocket(messages, WsClose(0.01 + LATE_CLOSE, 1000, "", "server"))
-    cassette = save(tmp_path, Cassette((Interaction(request, response, websocket=ws),)))
     journal = tmp_path / "journal.jsonl"
-    replay = CliReplay(str(cassette), "--journal", str(journal))
+    replay = CliReplay(str(big_message(tmp_path)), "--journal", str(journal))
     try:
         protocol = ClientProtocol(
             parse_uri(replay.url.replace("http://", "ws://") + "/v1/realtime?model=gpt-realtime")
