@@ -386,6 +386,13 @@ class Conversation:
         """Planned messages handed out by :meth:`next`."""
         return self._next
 
+    @property
+    def at_end(self) -> bool:
+        """Only the planned ending is left: every planned server message was handed out and
+        every client message it follows was heard (what remains is its delay)."""
+        plan = self.plan
+        return self._next >= len(plan.messages) and plan.ending.after < len(self._arrived)
+
     def received(self, at: float, data: bytes, binary: bool) -> str | None:
         """A client message arrived at ``at``: None when it is the next recorded one (what
         answers it is now due at its offsets from ``at``), else why it is not."""

@@ -34,8 +34,12 @@ the recording), the counts against the plan, and the close (code and reason, or 
 TCP connection ended without a close frame; who closed first; when). Its ``events`` and
 ``bytes`` count the server messages handed over; it is completed when the conversation reached
 its planned end (every planned message sent, then the planned close, or the client's close
-when the recording ends with it), else the client left (``fin``/``rst``), also after a client
-message that did not match.
+when the recording ends with it) or when the client left having taken all of it before that
+close came (every planned message handed over and acknowledged, every client message matched:
+the openai SDK closes at ``response.done``; the adapter decides, ``_websocket``), else the client
+left (``fin``/``rst``), also after a client message that did not match, after a client's close
+with a complaint (1009, 1002...), and always when the plan hangs (``stall:forever``, a recording
+that never closed).
 
 The recording side is cheap by design: an adapter calls ``sent`` once per write (instant replay:
 once per answer), and the journal stores a time and a byte count; events, ids and redaction are

@@ -370,6 +370,7 @@ class _Connection(asyncio.Protocol):
             max_message=max(self.server.max_body, 1),
             journal=play.journal,
             delivered=lambda: self.server.delivered(play),
+            held=self._held,
         )
         if play.journal is not None:
             play.journal.begin(t0, time.time() - (self.now() - t0))
@@ -609,6 +610,14 @@ class _Connection(asyncio.Protocol):
             play, self._play = self._play, None
             if play is not None:
                 self.server.delivered(play)
+
+    def _held(self) -> int:
+        """Bytes written that the client's TCP has not acknowledged yet (the transport's buffer
+        and the kernel's send queue)."""
+        transport = self.transport
+        if transport is None:
+            return 0
+        return transport.get_write_buffer_size() + _unacked(transport.get_extra_info("socket"))
 
     def _left(self, how: How) -> None:
         """The client went away during the answer: only what its side acknowledged counts (the

@@ -14,7 +14,13 @@ the connection.
 Each play's journal (``ssevcr._journal``) gets every message handed to the transport or read
 from the client, the close (the first side to close: its code and reason, or none when the TCP
 connection ended without a close frame), and how the play ended: completed when the
-conversation reached its planned end, else how the client left.
+conversation reached its planned end, or when the client closed (a close frame, FIN or RST)
+after every planned server message was handed over and acknowledged by its TCP and every client
+message matched, before the recorded close came (the openai SDK closes as soon as it reads
+``response.done``); else how the client left: also after a miss or a 1009 of ours, after a
+client's close frame with a complaint (a code other than 1000, 1001 or none: its 1009 for a
+message past its ``max_size``, 1002, 1007...), and whenever the plan hangs (``stall:forever``,
+a recording that never closed).
 
 Bounds: a client message (its fragments joined) larger than ``max_message`` closes with 1009;
 bytes waiting for a client that does not read stop the sender (flow control, as for streams).
@@ -46,6 +52,7 @@ MAX_MESSAGE = 16 * 1024 * 1024
 """The largest client message read (bytes, fragments joined); past it: close 1009."""
 
 _CLOSE_WAIT = 5.0  # seconds to wait for the client's answer to our close frame
+_FINE = frozenset({1000, 1001, 1005})  # a client's close that is no complaint (1005: no code)
 _OWN = frozenset(
     {
         "upgrade",
@@ -100,6 +107,7 @@ class WebSocketSession:
         max_message: int = MAX_MESSAGE,
         journal: Journal | None = None,
         delivered: Callable[[], None] = lambda: None,
+        held: Callable[[], int] = lambda: 0,
     ) -> None:
         self.transport = transport
         self.loop = loop
@@ -120,6 +128,7 @@ class WebSocketSession:
         self._size = 0
         self.journal = journal
         self._delivered = delivered
+        self._held = held
         self._awaiting_client = False  # every planned message sent; the client's close ends it
 
     # --- the handshake
@@ -187,11 +196,14 @@ class WebSocketSession:
         elif isinstance(event, ev.Ping):
             self._send(event.response())
         elif isinstance(event, ev.CloseConnection):
+            completed = event.code in _FINE and (  # (asked before our answer is written)
+                self._awaiting_client or self._read_to_end()
+            )
             if self.ws.state is ConnectionState.REMOTE_CLOSING:
                 self._send(event.response())
             if self.journal is not None and not self.ending:
                 self.journal.ws_closed(self.loop.time(), "client", event.code, event.reason or "")
-            if self._awaiting_client:
+            if completed:
                 self._completed()
             self._end()
 
@@ -307,8 +319,23 @@ class WebSocketSession:
             self.journal = None
             now = self.loop.time()
             journal.ws_closed(now, "client", None, "")  # (unless a side closed before)
+            if journal.state == "open" and self._read_to_end():
+                journal.done(now)
             journal.left(now, how)  # (unless completed)
             self._delivered()
+
+    def _read_to_end(self) -> bool:
+        """The client leaves having taken the whole conversation: every planned server message
+        handed over and none still held by the transport or unacknowledged by the client's TCP,
+        every client message it follows heard and matched, only the planned ending's delay left
+        (the openai SDK closes at ``response.done``, before a recorded close comes). Not after a
+        close of ours (a miss, 1009), nor when the plan hangs (``stall:forever``, or a recording
+        that never closed: it has no end to reach); a client's close frame with a complaint is
+        not an end either (see ``_FINE``)."""
+        talk = self.talk
+        return (
+            not self.ending and talk.at_end and talk.plan.ending.how != "hang" and self._held() == 0
+        )
 
     def _completed(self) -> None:
         """The conversation reached its planned end."""

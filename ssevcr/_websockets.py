@@ -1,10 +1,25 @@
-"""In-process replay and recording for the ``websockets`` library's asyncio client (what the
-openai SDK's Realtime client uses).
+"""In-process replay and recording for the ``websockets`` library's clients: the asyncio client
+(what the openai SDK's Realtime client uses) and the threading one (``websockets.sync``).
 
-The seam is ``websockets.asyncio.client.connect.open_tcp_connection``, the one method that
-opens the client's socket (subclasses, such as the openai SDK's, inherit it); the library is
-patched only once the code under test imports it (``ssevcr._import_hook``). A host the cassette
-lets through (``ignore_hosts``) goes to the network untouched.
+The seams, patched only once the code under test imports the library (``ssevcr._import_hook``):
+
+- asyncio: ``websockets.asyncio.client.connect.open_tcp_connection``, the one method that
+  opens the client's socket (subclasses, such as the openai SDK's, inherit it);
+- threading (websockets 17.1+): ``websockets.sync.client.reconnect.open_connection``, the one
+  method that makes each connection from its socket to its handshake (``connect()``, iterating
+  ``reconnect`` and every redirect reach it). The narrower ``open_socket`` does not do: the
+  TLS handshake (``enable_tls``) and the protocol object are made after it in the same method,
+  and the handshake is sent before it returns. So the wrapper hands the library's own
+  ``open_connection`` a copy of the connecter (the caller's is not changed) with what differs:
+  to replay, ``sock`` connected to the replay server and ``enable_tls`` a no-op (a preexisting
+  ``sock=`` of the caller's is left alone); to record, ``create_connection`` (the library's
+  factory hook, the caller's own if given) wrapped to watch the protocol before the handshake.
+  Before 17.1 the threading ``connect`` is one function that calls ``socket.create_connection``
+  itself: not intercepted (the network guard still refuses it while a cassette replays).
+
+Everything else is shared by both clients: which way a connection goes (``_route``), the replay
+server and the recorder. A host the cassette lets through (``ignore_hosts``) goes to the network
+untouched.
 
 Replay: while a cassette replays, every connection goes to a replay server of that cassette on
 127.0.0.1, whatever the URI's host, scheme, proxy or TLS settings say. The handshake and every
@@ -17,11 +32,13 @@ Host header and URI name the real service (a miss names it).
 Recording (record mode ``all``, ``once`` without a file, and ``new_episodes`` for a connection
 no interaction answers): the connection goes to the real service as the client asked, and the
 client's own sans-IO protocol object (``connection.protocol``, a ``websockets.ClientProtocol``)
-is watched through its public methods, each wrapped on that one object: ``send_request`` (the
-request head as sent; times count from here), ``events_received`` (the 101 and every frame,
-stamped when ``data_received`` hands the bytes to the protocol, whenever the application reads
-them), ``send_text``/``send_binary``/``send_continuation`` (the client's messages, stamped as
-they are written), ``send_close``/``fail`` (the client's close) and ``receive_eof`` (the end).
+is watched through its public methods, each wrapped on that one object (the threading client
+calls them under its protocol lock, from the caller's thread or its reading thread):
+``send_request`` (the request head as sent; times count from here), ``events_received`` (the
+101 and every frame, stamped when the bytes are handed to the protocol, whenever the
+application reads them), ``send_text``/``send_binary``/``send_continuation`` (the client's
+messages, stamped as they are written), ``send_close``/``fail`` (the client's close) and
+``receive_eof`` (the end).
 What is kept is what the mitmproxy addon keeps (``ssevcr.mitm.recorder``): the handshake, every
 message (direction, text or binary, the payload as the application sent it: fragments joined,
 compression undone) at its time from the handshake, and the close (code, reason, which side
@@ -33,7 +50,9 @@ status than 101 is recorded as that HTTP answer.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
+import socket
 import threading
 import time
 from types import ModuleType
@@ -54,21 +73,34 @@ _servers: dict[int, ServerThread] = {}  # id(ActiveCassette) -> its replay serve
 _lock = threading.Lock()
 
 
+def _route(connect: Any) -> tuple[str, ActiveCassette | None]:
+    """What a connection of ``connect`` (either client's connecter: ``ws_uri`` and
+    ``additional_headers``) gets: ``pass`` (no cassette, or a host it lets through),
+    ``record`` (the network, watched) or ``replay`` (the cassette's replay server)."""
+    from ._intercept import active
+
+    current = active()
+    if current is None:
+        return "pass", None
+    uri = connect.ws_uri
+    if current.passes(uri.host, uri.port):
+        return "pass", current
+    mode = current.mode
+    if mode == "record" or (mode == "both" and not current.player.answers(_guess(connect))):
+        return "record", current
+    return "replay", current
+
+
 def _wrap(original: Any) -> Any:
     @functools.wraps(original)
     async def open_tcp_connection(self: Any) -> Any:
-        from ._intercept import active
-
-        current = active()
-        if current is None:
+        route, current = _route(self)
+        if route == "pass":
             return await original(self)
-        uri = self.ws_uri
-        if current.passes(uri.host, uri.port):
-            return await original(self)
-        mode = current.mode
-        if mode == "record" or (mode == "both" and not current.player.answers(_guess(self))):
+        assert current is not None
+        if route == "record":
             connection = await original(self)
-            _Recorder(current, uri, connection.protocol)
+            _Recorder(current, self.ws_uri, connection.protocol)
             return connection
         server = _server(current)
         loop = asyncio.get_running_loop()
@@ -80,14 +112,52 @@ def _wrap(original: Any) -> Any:
     return open_tcp_connection
 
 
+def _wrap_sync(original: Any) -> Any:
+    @functools.wraps(original)
+    def open_connection(self: Any, deadline: Any) -> Any:
+        route, current = _route(self)
+        if route == "pass":
+            return original(self, deadline)
+        assert current is not None
+        view = copy.copy(self)  # this attempt's connecter: the caller's is not changed
+        if route == "record":
+            factory = self.create_connection
+
+            def create_connection(sock: Any, protocol: Any, **kwargs: Any) -> Any:
+                _Recorder(current, self.ws_uri, protocol)  # (before the handshake is sent)
+                return factory(sock, protocol, **kwargs)
+
+            view.create_connection = create_connection
+            return original(view, deadline)
+        server = _server(current)
+        view.sock = socket.create_connection(("127.0.0.1", server.port), deadline.timeout())
+        view.sock.settimeout(None)
+        view.enable_tls = _plain  # (the replay server speaks plain WebSocket)
+        return original(view, deadline)
+
+    return open_connection
+
+
+def _plain(sock: Any, _deadline: Any) -> Any:
+    return sock
+
+
 def _targets(_module: ModuleType) -> list[tuple[type, str, Any]]:
+    targets: list[tuple[type, str, Any]] = []
     try:
         from websockets.asyncio.client import connect
     except ImportError:  # (websockets before 13: no asyncio client)
-        return []
-    if "open_tcp_connection" not in connect.__dict__:
-        return []
-    return [(connect, "open_tcp_connection", _wrap)]
+        pass
+    else:
+        if "open_tcp_connection" in connect.__dict__:
+            targets.append((connect, "open_tcp_connection", _wrap))
+    try:
+        from websockets.sync.client import reconnect
+    except ImportError:  # (websockets before 17.1: no connecter to patch, see the module)
+        return targets
+    if all(name in reconnect.__dict__ for name in ("open_connection", "enable_tls")):
+        targets.append((reconnect, "open_connection", _wrap_sync))
+    return targets
 
 
 _patches = _import_hook.Patches("websockets", _targets)

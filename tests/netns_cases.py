@@ -203,6 +203,33 @@ def test_urllib3_and_requests_are_answered_in_process_and_the_rest_is_blocked(
     assert [m.rsplit(": ", 1)[1] for m in cas.blocked] == ["192.0.2.1:443", "192.0.2.3:80"]
 
 
+def test_the_websockets_sync_client_is_answered_in_process(tmp_path: Path) -> None:
+    """The threading ``websockets`` client aimed at a documentation address (and at
+    ``wss://api.openai.com``: no DNS here) replays from the cassette's replay server, a miss
+    names the host it aimed at, and a host let through reaches the kernel untouched."""
+    import websockets
+    from test_ws_options import realtime_cassette
+    from websockets.sync.client import connect
+
+    path = tmp_path / "rt.msgpack"
+    url = "wss://192.0.2.1/v1/realtime?model=gpt-realtime"
+    ssevcr.save(realtime_cassette(url=url.replace("wss://", "https://")), path)
+    options = {"allow_repeats": True, "ignore_hosts": ["192.0.2.9"], "timing": "instant"}
+    with ssevcr.use_cassette(path, **options) as cas:
+        for aimed in (url, "wss://api.openai.com/v1/realtime?model=gpt-realtime"):
+            with connect(aimed, open_timeout=5) as conn:
+                assert json.loads(conn.recv(5))["type"] == "session.created"
+        with pytest.raises(websockets.InvalidStatus) as miss:
+            connect("wss://192.0.2.1/v1/other", open_timeout=5)
+        with pytest.raises(OSError) as let_through:  # the kernel answers
+            connect("ws://192.0.2.9/v1/realtime?model=gpt-realtime", open_timeout=5)
+    assert unreachable(let_through.value)
+    assert miss.value.response.status_code == 404
+    assert len(cas.plays) == 2 and not cas.blocked
+    (message,) = [m.message for m in cas.misses]
+    assert "matches GET http://192.0.2.1/v1/other" in message, message
+
+
 def test_after_the_cassette_nothing_is_guarded(cassette: Path) -> None:
     connect = socket.socket.connect
     with ssevcr.use_cassette(cassette):

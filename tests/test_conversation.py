@@ -75,6 +75,25 @@ def test_server_messages_wait_for_the_client_they_answer() -> None:
     assert isinstance(fast[-1][1], Finish) and fast[-1][1].ending.how == "client"
 
 
+def test_at_end_once_only_the_ending_is_left() -> None:
+    """``at_end``: every server message handed out and the client message the ending follows
+    heard (what an adapter asks when the client leaves before the recorded close comes)."""
+    talk = Conversation(build(WS))
+    assert isinstance(talk.next(0.01), Out) and not talk.at_end  # session.created
+    assert isinstance(talk.next(0.02), Wait) and not talk.at_end  # the client's turn
+    assert talk.received(0.2, WS.messages[1].data, False) is None
+    for at in (0.3, 0.4, 0.5):
+        assert not talk.at_end
+        assert isinstance(talk.next(at), Out)
+    assert talk.at_end  # response.done out; the client's close is due at 0.7
+    assert talk.next(0.55) == Wait(0.7)
+    cut = Conversation(build(WS, faults=parse_faults(["stall:before=3,for=forever"])))
+    cut.next(0.01)
+    cut.received(0.2, WS.messages[1].data, False)
+    cut.next(0.3)
+    assert cut.at_end and cut.plan.ending.how == "hang"  # (adapters do not count a hang as an end)
+
+
 @pytest.mark.parametrize(
     ("timing", "times"),
     [("instant", [0.0, 0.2, 0.2, 0.2]), ("scale:0.5", [0.005, 0.25, 0.3, 0.35])],

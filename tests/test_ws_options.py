@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import time
 from dataclasses import replace
@@ -180,6 +181,209 @@ def test_the_journal_says_who_closed_and_how(
     assert (ws["close"]["by"], ws["close"]["code"], ws["sent"]) == (by, code, sent), ws
     assert line["state"] == "completed" and line["fired"] == [fault]
     assert line["end"] == ("abort" if code is None else "close")
+
+
+def sync_client(base: str, *, close_early: bool = False) -> list[dict[str, Any]]:
+    """``client`` with the ``websockets`` threading client: the messages received."""
+    from websockets.sync.client import connect
+
+    got: list[dict[str, Any]] = []
+    with connect(base + "/v1/realtime?model=gpt-realtime", open_timeout=10) as conn:
+        got.append(json.loads(conn.recv(10)))
+        conn.send(json.dumps(UPDATE))
+        got.append(json.loads(conn.recv(10)))
+        if not close_early:
+            conn.send('{"type":"response.create"}')
+            while got[-1]["type"] != "response.done":
+                got.append(json.loads(conn.recv(10)))
+    return got
+
+
+LATE_CLOSE = 0.5  # seconds from the last message to the recorded close (the client leaves first)
+
+
+def late_close(tmp_path: Path, by: str) -> Path:
+    """The Realtime cassette with its close (``by`` client or server) ``LATE_CLOSE`` later."""
+    inter = realtime_cassette().interactions[0]
+    assert inter.websocket is not None and inter.websocket.close is not None
+    close = inter.websocket.close
+    late = replace(close, at=close.at + LATE_CLOSE, by=by)
+    ws = replace(inter.websocket, close=late)
+    return save(tmp_path, Cassette((replace(inter, websocket=ws),)))
+
+
+@pytest.mark.parametrize("by", ["client", "server"])
+@pytest.mark.parametrize("adapter", ["replay", "control", "in process", "in process, sync"])
+def test_a_conversation_read_to_the_end_is_completed(tmp_path: Path, adapter: str, by: str) -> None:
+    """A client that read every server message and left before the recorded close came (the
+    openai SDK stops at ``response.done``) took the whole conversation: ``completed``; one that
+    leaves after ``session.updated`` is ``left`` (fin), in every adapter, at recorded timing."""
+    cassette = late_close(tmp_path, by)
+    plays: list[dict[str, Any]] = []
+    if adapter.startswith("in process"):
+        import ssevcr
+
+        base = "wss://api.openai.com"  # (a replay server of the cassette answers it)
+        with ssevcr.use_cassette(cassette, allow_repeats=True) as cas:
+            if adapter == "in process":
+                whole, _ = asyncio.run(client(base))
+                early, _ = asyncio.run(client(base, close_early=True))
+            else:
+                whole, early = sync_client(base), sync_client(base, close_early=True)
+            deadline = time.monotonic() + 10
+            while any(d.state == "open" for d in cas.journal) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            plays = [d.to_json() for d in cas.journal]
+    else:
+        journal = tmp_path / "journal.jsonl"
+        args = ["--control"] if adapter == "control" else [str(cassette), "--journal", str(journal)]
+        replay = CliReplay(*args)
+        try:
+            if adapter == "control":
+                import ssevcr
+
+                control = ssevcr.ControlClient.from_ready_line(replay.ready)
+                with control.session([str(cassette)]) as session:
+                    whole, _ = asyncio.run(client(session.base_url))
+                    early, _ = asyncio.run(client(session.base_url, close_early=True))
+                    deadline = time.monotonic() + 10
+                    while len(plays) < 2 and time.monotonic() < deadline:
+                        plays = [p for p in session.journal() if p["state"] != "open"]
+                        time.sleep(0.02)
+            else:
+                whole, _ = asyncio.run(client(replay.url))
+                early, _ = asyncio.run(client(replay.url, close_early=True))
+                plays = journal_lines(journal, 2)
+        finally:
+            code, err = replay.stop()
+        assert code == 0, err
+    assert len(whole) == SERVER_MESSAGES and len(early) == 2
+    first, second = plays
+    assert first["state"] == "completed" and first["how"] is None, first
+    assert first["websocket"]["sent"] == first["websocket"]["planned"] == SERVER_MESSAGES
+    assert first["websocket"]["close"]["by"] == "client"  # (it closed before the recorded close)
+    assert second["state"] == "left" and second["how"] == "fin", second
+    assert second["left_after_event"] == 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "read", "state"),
+    [
+        ("", SERVER_MESSAGES, "completed"),  # every message, then the TCP connection dropped
+        (f"stall:before={SERVER_MESSAGES},for=forever", SERVER_MESSAGES - 1, "left"),  # no end
+    ],
+)
+def test_a_client_that_drops_the_connection_at_the_end(
+    tmp_path: Path, fault: str, read: int, state: str
+) -> None:
+    """A client that drops its TCP connection (a FIN, no close frame) once it has nothing more
+    to read: completed after the last message; left when the plan hangs (its end never comes,
+    however much was read)."""
+    from websockets.sync.client import connect
+
+    journal = tmp_path / "journal.jsonl"
+    faults = ["--fault", fault] if fault else []
+    replay = CliReplay(str(late_close(tmp_path, "server")), "--journal", str(journal), *faults)
+    try:
+        base = replay.url.replace("http://", "ws://")
+        with connect(base + "/v1/realtime?model=gpt-realtime", open_timeout=10) as conn:
+            got = [conn.recv(10)]
+            conn.send(json.dumps(UPDATE))
+            got.append(conn.recv(10))
+            conn.send('{"type":"response.create"}')
+            while json.loads(got[-1])["type"] != "response.done":
+                try:
+                    got.append(conn.recv(0.5 if fault else 10))
+                except TimeoutError:
+                    break
+            conn.close_socket()  # (shutdown and close: a FIN, no close frame)
+            conn.recv_events_thread.join(10)
+        (line,) = journal_lines(journal, 1)
+    finally:
+        code, err = replay.stop()
+    assert code == 0, err
+    assert len(got) == read
+    assert line["state"] == state, line
+    assert line["websocket"]["sent"] == read
+    assert line["websocket"]["close"]["by"] == "client"
+    assert line["websocket"]["close"]["code"] is None  # (no close frame)
+    if state == "completed":
+        assert line["how"] is None and line["end"] == "abort"
+    else:
+        assert line["how"] == "fin" and line["left_after_event"] == read
+
+
+def big_message(tmp_path: Path) -> Path:
+    """session.created, then a 16 MiB message (past the ``websockets`` client's ``max_size``,
+    and past what socket buffers hold), then the server's close ``LATE_CLOSE`` later."""
+    big = b'{"type":"response.output_audio.delta","delta":"' + b"A" * (16 << 20) + b'"}'
+    request = Request("GET", URL, (("upgrade", "websocket"), ("connection", "Upgrade")))
+    response = Response(101, "Switching Protocols", headers=(("upgrade", "websocket"),))
+    messages = (WsMessage(0.001, False, b'{"type":"session.created"}'), WsMessage(0.01, False, big))
+    ws = WebSocket(messages, WsClose(0.01 + LATE_CLOSE, 1000, "", "server"))
+    return save(tmp_path, Cassette((Interaction(request, response, websocket=ws),)))
+
+
+def test_a_client_that_refuses_the_last_message_is_left(tmp_path: Path) -> None:
+    """Every message handed to the transport is not every message taken: the ``websockets``
+    client refuses a 16 MiB message past its ``max_size`` (its close 1009) with most of it still
+    in the server's buffers, so the play is left, not completed."""
+    from websockets.sync.client import connect
+
+    journal = tmp_path / "journal.jsonl"
+    replay = CliReplay(str(big_message(tmp_path)), "--journal", str(journal))
+    try:
+        base = replay.url.replace("http://", "ws://")
+        with connect(base + "/v1/realtime?model=gpt-realtime", open_timeout=10) as conn:
+            assert json.loads(conn.recv(10))["type"] == "session.created"
+            with pytest.raises(ConnectionClosed) as refused:
+                conn.recv(10)
+        (line,) = journal_lines(journal, 1)
+    finally:
+        code, err = replay.stop()
+    assert code == 0, err
+    assert refused.value.sent is not None and refused.value.sent.code == 1009
+    assert line["websocket"]["sent"] == 2  # (handed to the transport)
+    assert line["websocket"]["close"]["by"] == "client"
+    assert line["websocket"]["close"]["code"] == 1009
+    assert line["state"] == "left" and line["how"] == "fin", line
+
+
+def test_a_client_that_stops_reading_then_leaves_is_left(tmp_path: Path) -> None:
+    """Messages the server's transport or kernel still holds were not taken: a client (the
+    ``websockets`` sans-IO protocol on a socket with a small receive buffer) reads the first
+    message, stops reading while the 16 MiB second one is sent, and ends its side (a FIN, no
+    close frame): left, though both messages were handed to the transport."""
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame
+    from websockets.uri import parse_uri
+
+    journal = tmp_path / "journal.jsonl"
+    replay = CliReplay(str(big_message(tmp_path)), "--journal", str(journal))
+    try:
+        protocol = ClientProtocol(
+            parse_uri(replay.url.replace("http://", "ws://") + "/v1/realtime?model=gpt-realtime")
+        )
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", int(replay.url.rsplit(":", 1)[1])))
+            protocol.send_request(protocol.connect())
+            sock.sendall(b"".join(protocol.data_to_send()))
+            frames: list[Frame] = []
+            while not frames:
+                protocol.receive_data(sock.recv(4096))
+                frames += [e for e in protocol.events_received() if isinstance(e, Frame)]
+            assert json.loads(frames[0].data)["type"] == "session.created"
+            time.sleep(0.3)  # (the second message is written meanwhile, and not read)
+            sock.shutdown(socket.SHUT_WR)
+            (line,) = journal_lines(journal, 1)
+    finally:
+        code, err = replay.stop()
+    assert code == 0, err
+    assert line["websocket"]["sent"] == 2  # (handed to the transport)
+    close = line["websocket"]["close"]
+    assert (close["by"], close["code"]) == ("client", None)  # (no close frame)
+    assert line["state"] == "left" and line["how"] == "fin", line
 
 
 # ---------------------------------------------------------------------------------------------
