@@ -13,6 +13,10 @@ Errors (one tree, see ``SsevcrError``)::
      ├── NoMatchError       a request that no recorded interaction matches
      ├── NetworkBlockedError  a connection off the machine while a cassette replays
      └── ControlError       the control API of ``ssevcr replay --control`` refused a request
+
+Warnings (``UserWarning``s): ``ExpiredCassetteWarning`` (a cassette older than its ``max_age``)
+and ``UnappliedFaultWarning`` (a WebSocket recorded in process was shown to the client without
+the faults its replays apply).
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from ._cassette import Cassette, Chunk, End, Interaction, Outcome, Request, Resp
 from ._errors import (
     CassetteError,
     ConfigError,
+    ExpiredCassetteWarning,
     NetworkBlockedError,
     NoMatchError,
     SsevcrError,
+    UnappliedFaultWarning,
 )
 
 TYPE_CHECKING = False  # typing itself is not imported: loading a cassette does not need it
@@ -54,6 +60,7 @@ __all__ = [
     "ControlError",
     "End",
     "Event",
+    "ExpiredCassetteWarning",
     "Interaction",
     "NetworkBlockedError",
     "NoMatchError",
@@ -66,6 +73,7 @@ __all__ = [
     "SSEParser",
     "ServerThread",
     "SsevcrError",
+    "UnappliedFaultWarning",
     "__version__",
     "load",
     "parse_sse",

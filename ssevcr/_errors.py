@@ -70,3 +70,8 @@ class NetworkBlockedError(SsevcrError):
 
 class ExpiredCassetteWarning(UserWarning):
     """A cassette in use holds interactions older than its ``max_age`` (``on_expiry="warn"``)."""
+
+
+class UnappliedFaultWarning(UserWarning):
+    """Faults a replay would apply were not applied to what the client was shown: a WebSocket
+    recorded in process reaches the client as the service sends it (its replays get them)."""

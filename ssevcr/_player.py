@@ -604,12 +604,18 @@ class Player:
             chosen.append(f)
         return chosen
 
-    def faults_for(self, index: int, request: Request) -> list[Fault]:
-        """The faults a play of interaction ``index`` gets (counting ``times``): also what an
-        in-process recording of it shows the client."""
+    def faults_for(self, index: int, request: Request, *, count: bool = True) -> list[Fault]:
+        """The faults a play of interaction ``index`` gets (counting ``times``, unless not
+        ``count``): also what an in-process recording of it shows the client."""
         if not self.faults:
             return []
         with self._lock:
+            if not count:
+                counts = dict(self._fault_counts)
+                try:
+                    return self._faults_for(index, request)
+                finally:
+                    self._fault_counts = counts
             return self._faults_for(index, request)
 
     def set_faults(self, faults: Iterable[str | Fault] | str | None) -> None:

@@ -44,7 +44,9 @@ message (direction, text or binary, the payload as the application sent it: frag
 compression undone) at its time from the handshake, and the close (code, reason, which side
 closed first, stamped at the first close frame; ``by: none`` without one). It is saved with
 the cassette, through the recording hooks and then redaction. A handshake answered with another
-status than 101 is recorded as that HTTP answer.
+status than 101 is recorded as that HTTP answer. Faults are not applied while recording (the
+client is shown the conversation as the service sends it, unlike an HTTP stream's recording
+run): a recording that a replay would give faults warns (``UnappliedFaultWarning``).
 """
 
 from __future__ import annotations
@@ -212,6 +214,26 @@ def _guess(connect: Any) -> Request:
     return Request("GET", _url(connect.ws_uri), pairs)
 
 
+def _warn_unapplied(cassette: ActiveCassette, recording: AdapterRecording) -> None:
+    """The faults a replay of this recording will apply are not shown to the client while it
+    is recorded (the conversation goes to the client as the service sends it): say so, so that
+    a fault test passing on its recording run is not taken for one passing under the fault."""
+    import warnings
+
+    from ._errors import UnappliedFaultWarning
+
+    faults = cassette.player.faults_for(recording.index, recording.request, count=False)
+    if faults:
+        names = ", ".join(str(f) for f in faults)
+        warnings.warn(
+            f"ssevcr: the WebSocket {recording.request.url} was recorded without the faults "
+            f"{names}: a WebSocket recorded in process reaches the client as the service sends "
+            "it; its replays apply them",
+            UnappliedFaultWarning,
+            stacklevel=2,
+        )
+
+
 class _Recorder:
     """Records one connection by watching its sans-IO protocol (see the module)."""
 
@@ -249,6 +271,7 @@ class _Recorder:
             self.recording = self.cassette.record(
                 Request("GET", self.url, headers), time.monotonic()
             )
+            _warn_unapplied(self.cassette, self.recording)
 
     def send_text(self, original: Any, data: Any, fin: bool = True) -> None:
         original(data, fin)

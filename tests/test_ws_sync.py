@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +273,40 @@ def test_the_marker_records_then_replays_the_sync_client(pytester: pytest.Pytest
     assert inter.websocket is not None and len(inter.websocket.messages) == 6
     again = pytester.runpytest("-p", "no:cacheprovider", "--ssevcr-record=none")  # upstream gone
     again.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("client", ["sync", "asyncio"])
+def test_recording_with_faults_warns_that_they_were_not_applied(
+    tmp_path: Path, client: str
+) -> None:
+    """A WebSocket recorded in process reaches the client as the service sends it, so a fault
+    the replays will apply is not shown on the recording run: the test is told, and the
+    replay that follows fires it."""
+    path = tmp_path / "chat.msgpack"
+    with RealtimeUpstream(handler=chat) as up:
+        with (
+            ssevcr.use_cassette(path, record="once", faults=["truncate:after=2,times=1"]) as cas,
+            pytest.warns(ssevcr.UnappliedFaultWarning, match=r"without the faults truncate"),
+        ):
+            if client == "sync":
+                got, _, _ = sync_chat_client(up.ws_url)
+            else:
+                got, _, _ = asyncio.run(chat_client(up.ws_url))
+        assert got == SERVER and cas.fired == []  # the whole conversation, as the service sent it
+        with (
+            ssevcr.use_cassette(path, faults=["truncate:after=2,times=1"]) as cas,
+            pytest.raises(ConnectionClosedError),
+        ):
+            sync_chat_client(up.ws_url)
+        assert cas.fired == ["truncate:after=2,times=1"]
+
+
+def test_recording_without_faults_does_not_warn(tmp_path: Path) -> None:
+    with (
+        RealtimeUpstream(handler=chat) as up,
+        ssevcr.use_cassette(tmp_path / "c.msgpack", record="once") as cas,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("error", ssevcr.UnappliedFaultWarning)
+        got, _, _ = sync_chat_client(up.ws_url)
+    assert got == SERVER and len(cas.plays) == 1 and cas.plays[0].recorded
