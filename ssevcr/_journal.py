@@ -66,6 +66,7 @@ __all__ = [
     "EventMap",
     "How",
     "Journal",
+    "Origin",
     "Progress",
     "Snapshot",
     "WsClosing",
@@ -383,30 +384,102 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def _start(journal: Journal, origin: Origin, request: Request, conversation: Plan | None) -> None:
+    """A journal's facts before anything happened (``Journal.__init__``, ``Origin.journal``)."""
+    journal._origin = origin
+    journal.request = request
+    journal.t0 = 0.0
+    journal._wall = 0.0
+    journal._head_at = None
+    journal._progress = []
+    journal._sent = 0
+    journal._done_at = None
+    journal._left_at = None
+    journal.how = None
+    journal._ws = None if conversation is None else _WsLog(conversation)
+
+
+_new = object.__new__
+
+
+class Origin:
+    """What the journals of one kind of play share: the schedule played, where its interaction is
+    (``index``, ``cassette``), the redaction, the Last-Event-ID it resumed after, the control-API
+    session and the callback told when a play's delivery ends (``ended``). A player makes one per
+    interaction whose plain schedule it repeats, so a play's journal costs two references and
+    its own facts (:meth:`journal`)."""
+
+    __slots__ = (
+        "cassette",
+        "ended",
+        "fired",
+        "index",
+        "key",
+        "redaction",
+        "resumed_after",
+        "schedule",
+        "session",
+    )
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        *,
+        index: int = 0,
+        cassette: str = "",
+        redaction: Redaction | None = None,
+        resumed_after: str | None = None,
+        session: str | None = None,
+        ended: Callable[[Journal], None] | None = None,
+    ) -> None:
+        self.schedule = schedule
+        self.index = index
+        self.cassette = cassette
+        self.redaction = redaction
+        self.resumed_after = resumed_after
+        self.session = session
+        self.ended = ended
+        self.fired = schedule.fired
+        # what a journal line says of the play besides its request and schedule (_line's key)
+        self.key = (redaction, index, cassette, session, resumed_after)
+
+    def journal(self, request: Request, conversation: Plan | None = None) -> Journal:
+        """The journal of one play of this origin, answering ``request`` (redacted in values)."""
+        journal = _new(Journal)
+        _start(journal, self, request, conversation)
+        return journal
+
+
 class Journal:
     """The journal of one play while it is delivered (see the module). Adapters call it from one
-    thread or task at a time; ``value`` may be called from anywhere."""
+    thread or task at a time; ``value`` may be called from anywhere. ``Journal(schedule,
+    request, ...)`` makes one with its own :class:`Origin`; a player makes them from one it
+    shares (``Origin.journal``)."""
 
     __slots__ = (
         "_done_at",
-        "_ended",
         "_head_at",
-        "_how",
         "_left_at",
+        "_origin",
         "_progress",
         "_sent",
         "_wall",
         "_ws",
-        "cassette",
-        "fired",
-        "index",
-        "redaction",
+        "how",
         "request",
-        "resumed_after",
-        "schedule",
-        "session",
         "t0",
     )
+    _origin: Origin
+    request: Request
+    t0: float  # when the request arrived, on the adapter's clock (``begin``)
+    _wall: float
+    _head_at: float | None
+    _progress: list[tuple[float, int]]
+    _sent: int
+    _done_at: float | None
+    _left_at: float | None
+    how: How | None  # how the client left early (None: it did not, or not yet)
+    _ws: _WsLog | None
 
     def __init__(
         self,
@@ -421,24 +494,46 @@ class Journal:
         ended: Callable[[Journal], None] | None = None,
         conversation: Plan | None = None,
     ) -> None:
-        self.schedule = schedule
-        self.request = request
-        self.index = index
-        self.cassette = cassette
-        self.redaction = redaction
-        self.resumed_after = resumed_after
-        self.session = session
-        self.fired = schedule.fired
-        self.t0 = 0.0
-        self._wall = 0.0
-        self._head_at: float | None = None
-        self._progress: list[tuple[float, int]] = []
-        self._sent = 0
-        self._done_at: float | None = None
-        self._left_at: float | None = None
-        self._how: How | None = None
-        self._ended = ended
-        self._ws = None if conversation is None else _WsLog(conversation)
+        origin = Origin(
+            schedule,
+            index=index,
+            cassette=cassette,
+            redaction=redaction,
+            resumed_after=resumed_after,
+            session=session,
+            ended=ended,
+        )
+        _start(self, origin, request, conversation)
+
+    # what the play is (its origin's)
+
+    @property
+    def schedule(self) -> Schedule:
+        return self._origin.schedule
+
+    @property
+    def index(self) -> int:
+        return self._origin.index
+
+    @property
+    def cassette(self) -> str:
+        return self._origin.cassette
+
+    @property
+    def redaction(self) -> Redaction | None:
+        return self._origin.redaction
+
+    @property
+    def resumed_after(self) -> str | None:
+        return self._origin.resumed_after
+
+    @property
+    def session(self) -> str | None:
+        return self._origin.session
+
+    @property
+    def fired(self) -> tuple[str, ...]:
+        return self._origin.fired
 
     # -- what adapters report ----------------------------------------------------------------
 
@@ -453,7 +548,7 @@ class Journal:
 
     def sent(self, at: float, body_bytes: int) -> None:
         """``body_bytes`` of the body have been handed over by ``at`` (a running total)."""
-        if body_bytes <= self._sent or self._how is not None:
+        if body_bytes <= self._sent or self.how is not None:
             return
         self._sent = body_bytes
         progress = self._progress
@@ -471,22 +566,24 @@ class Journal:
             self._sent = body_bytes
             self._progress.append((at, body_bytes))
         self._done_at = at
-        if self._ended is not None:
-            self._ended(self)
+        ended = self._origin.ended
+        if ended is not None:
+            ended(self)
 
     def done(self, at: float) -> None:
         """The answer ended as its schedule says, and the client took it all."""
-        if self._done_at is None and self._how is None:
+        if self._done_at is None and self.how is None:
             self._done_at = at - self.t0
             if self._head_at is None:
                 self._head_at = self._done_at
-            if self._ended is not None:
-                self._ended(self)
+            ended = self._origin.ended
+            if ended is not None:
+                ended(self)
 
     def ws_sent(self, at: float, number: int, size: int, binary: bool) -> None:
         """A server message (``number`` as planned, 0: added by a fault) was handed over."""
         ws = self._ws
-        if ws is None or self._how is not None:
+        if ws is None or self.how is not None:
             return
         ws.sent += 1
         ws.bytes += size
@@ -496,7 +593,7 @@ class Journal:
     def ws_received(self, at: float, size: int, binary: bool, matched: bool) -> None:
         """A client message arrived (``matched``: it is the recorded one)."""
         ws = self._ws
-        if ws is None or self._how is not None:
+        if ws is None or self.how is not None:
             return
         ws.received += 1
         ws.matched += matched
@@ -516,7 +613,7 @@ class Journal:
         handed by then, when less than reported (a server's transport still held the rest).
         A client that had every body byte and closed before the end came (an SDK that stops at
         its terminal event) took it all: that play is completed."""
-        if self._done_at is not None or self._how is not None:
+        if self._done_at is not None or self.how is not None:
             return
         schedule = self.schedule
         planned = schedule.timeline.ends[-1] if schedule.steps else 0
@@ -538,9 +635,10 @@ class Journal:
             if body_bytes and (not progress or progress[-1][1] < body_bytes):
                 progress.append((at - self.t0, body_bytes))
         self._left_at = at - self.t0
-        self._how = how
-        if self._ended is not None:
-            self._ended(self)
+        self.how = how
+        ended = self._origin.ended
+        if ended is not None:
+            ended(self)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -548,11 +646,7 @@ class Journal:
     def state(self) -> Literal["open", "completed", "left"]:
         if self._done_at is not None:
             return "completed"
-        return "left" if self._how is not None else "open"
-
-    @property
-    def how(self) -> How | None:
-        return self._how
+        return "left" if self.how is not None else "open"
 
     def value(self) -> Delivery:
         if self._ws is not None:
@@ -568,7 +662,7 @@ class Journal:
         )
         delivered = None if events is None else events.count(sent)
         completed = self._done_at is not None
-        left = self._how is not None
+        left = self.how is not None
         return Delivery(
             index=self.index,
             cassette=self.cassette,
@@ -588,7 +682,7 @@ class Journal:
             left_at=self._left_at,
             left_after_event=delivered if left else None,
             left_after_byte=sent if left else None,
-            how=self._how,
+            how=self.how,
             last_event_id=events.ids[delivered - 1] if events is not None and delivered else "",
             resumed_after=self.resumed_after,
             fired=self.fired,
@@ -605,7 +699,7 @@ class Journal:
             if m.direction == "out":
                 n, size = n + 1, size + m.size
                 marks.append(Progress(m.at, size, n))
-        left = self._how is not None
+        left = self.how is not None
         return Delivery(
             index=self.index,
             cassette=self.cassette,
@@ -629,7 +723,7 @@ class Journal:
             left_at=self._left_at,
             left_after_event=ws.sent if left else None,
             left_after_byte=ws.bytes if left else None,
-            how=self._how,
+            how=self.how,
             last_event_id="",
             resumed_after=self.resumed_after,
             fired=self.fired,
@@ -654,7 +748,7 @@ class Journal:
             self._progress,
             self._sent,
             self._done_at is not None,
-            self._how,
+            self.how,
             self._left_at,
         )
 
@@ -672,7 +766,7 @@ class Journal:
             (*marks,),
             self._sent,
             self._done_at is not None,
-            self._how,
+            self.how,
             self._left_at,
         )
 
@@ -693,7 +787,7 @@ class Journal:
             cache = memo[_LINE_MEMO] = {}
         assert isinstance(cache, dict)
         same = cache.get(id(request))
-        extra = (self.redaction, self.index, self.cassette, self.session, self.resumed_after)
+        extra = self._origin.key
         if same is not None and same[0] is request and same[1] == extra:
             parts: _LineParts = same[2]
         else:

@@ -23,14 +23,14 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from . import _schedule as schedule_mod
 from ._cassette import Cassette, Interaction, Request, Response
 from ._errors import NoMatchError
 from ._faults import Fault, Resume, Status, parse_faults
-from ._journal import Delivery, Journal
+from ._journal import Delivery, Journal, Origin
 from ._matching import MatchOptions, differences, explain_miss
 from ._schedule import Schedule
 from ._timing import Timing, parse_timing
@@ -49,8 +49,12 @@ _MATCH_CACHE_BYTES = 4 * 1024 * 1024  # ... in a cache of at most this many byte
 _LOGGED_BODY = 4 * 1024  # in a capped log, the bytes of a request body kept
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(slots=True)
 class Play:
+    """One answer the player gave: which interaction, under which schedule, to which request,
+    and its delivery journal. A record: read it, do not change it (it is not frozen because it
+    is made per request, and a frozen dataclass costs several times as much to make)."""
+
     index: int  # position in the player's interaction list (0-based)
     cassette: str
     interaction: Interaction
@@ -60,6 +64,9 @@ class Play:
     recorded: bool = False  # the upstream answered it, recorded in process (index: where it goes)
     resumed_after: str | None = None  # the Last-Event-ID this play resumed the stream after
     journal: Journal | None = field(default=None, compare=False, repr=False)
+    # a WebSocket interaction: the conversation to follow after the handshake (None when a
+    # status fault answers the handshake instead)
+    conversation: Plan | None = None
 
     @property
     def delivered(self) -> Delivery | None:
@@ -82,40 +89,6 @@ class Play:
         """How the client left early: fin, rst, timeout, cancel, shutdown (None: it did not)."""
         return None if self.journal is None else self.journal.how
 
-    # a WebSocket interaction: the conversation to follow after the handshake (None when a
-    # status fault answers the handshake instead)
-    conversation: Plan | None = None
-
-    def __init__(
-        self,
-        index: int,
-        cassette: str,
-        interaction: Interaction,
-        schedule: Schedule,
-        request: Request,
-        number: int,
-        recorded: bool = False,
-        resumed_after: str | None = None,
-        journal: Journal | None = None,
-        conversation: Plan | None = None,
-    ) -> None:
-        # (what the generated __init__ of a frozen dataclass does through object.__setattr__,
-        # through the slots' own descriptors: half the instructions; a play is made per request)
-        s = _PLAY_SLOTS
-        s[0](self, index)
-        s[1](self, cassette)
-        s[2](self, interaction)
-        s[3](self, schedule)
-        s[4](self, request)
-        s[5](self, number)
-        s[6](self, recorded)
-        s[7](self, resumed_after)
-        s[8](self, journal)
-        s[9](self, conversation)
-
-
-_PLAY_SLOTS = tuple(getattr(Play, f.name).__set__ for f in fields(Play))
-
 
 @dataclass(frozen=True, slots=True)
 class Miss:
@@ -130,6 +103,7 @@ class _Entry:
     plays: int = 0
     last: int = -1  # the player's play count when it was last played
     ids: dict[str, int] | None = None  # event id -> event (resumption), once looked at
+    origin: Origin | None = None  # the journals' origin of its plain schedule, once played
 
 
 @dataclass
@@ -181,9 +155,10 @@ class Player:
         self._matches: dict[tuple[str, str, bytes], list[int]] = {}
         self._matches_bytes = 0
         # ... and by the identity of the request value (a server hands the same value again for
-        # the same bytes on a connection): (that value, its entries, its Last-Event-ID), in the
-        # same byte budget; the value is held, so its id cannot be reused while it is here
-        self._seen: dict[int, tuple[Request, list[int], str | None]] = {}
+        # the same bytes on a connection): (that value, its entries, its Last-Event-ID, the value
+        # as the log keeps it, its only entry when it has one and no Last-Event-ID, else -1), in
+        # the same byte budget; the value is held, so its id cannot be reused while it is here
+        self._seen: dict[int, tuple[Request, list[int], str | None, Request, int]] = {}
 
     @classmethod
     def create(
@@ -241,6 +216,39 @@ class Player:
 
     def play(self, request: Request) -> Play:
         """The next recorded answer to ``request``; raises NoMatchError (and logs the miss)."""
+        lock = self._lock
+        lock.acquire()  # (not ``with``: half the instructions, and this runs per request)
+        try:
+            # a request value seen before whose one interaction repeats its plain schedule (what
+            # a replay server answers again and again): nothing to choose or build
+            seen = self._seen.get(id(request))
+            if seen is not None and seen[0] is request and seen[4] >= 0 and not self.faults:
+                entry = self._entries[seen[4]]
+                origin = entry.origin
+                if origin is not None and (self.repeat or not entry.plays):
+                    number = entry.plays
+                    entry.plays = number + 1
+                    entry.last = self.play_count
+                    logged = seen[3]
+                    play = Play(
+                        origin.index,
+                        origin.cassette,
+                        entry.interaction,
+                        origin.schedule,
+                        logged,
+                        number,
+                        False,
+                        None,
+                        origin.journal(logged),
+                    )
+                    self._log(play)
+                    return play
+        finally:
+            lock.release()
+        return self._play(request)
+
+    def _play(self, request: Request) -> Play:
+        """``play``, when the request needs choosing or its schedule building."""
         resume: Resume | None = None
         with self._lock:
             index, resume_after = self._choose(request)
@@ -265,7 +273,7 @@ class Player:
                 # times)
                 sched = None if faults or resume_after else self._plain.get(index)
                 if sched is not None and entry.interaction.websocket is None:
-                    play = self._new_play(index, entry, sched, request, number)
+                    play = self._new_play(index, entry, sched, request, number, plain=True)
                     self._log(play)
                     return play
         if index < 0:
@@ -275,10 +283,11 @@ class Player:
         sched, plan = self._built(entry.interaction, faults, seed, resume_after, resume)
         if resume is not None and resume.how == "restart":
             resume_after = None
-        play = self._new_play(index, entry, sched, request, number, resume_after, plan)
+        plain = not faults and resume is None and resume_after is None
+        plain = plain and entry.interaction.websocket is None
+        play = self._new_play(index, entry, sched, request, number, resume_after, plan, plain)
         with self._lock:
-            plain = not faults and resume is None and resume_after is None
-            if plain and entry.interaction.websocket is None:
+            if plain:
                 self._plain[index] = sched
             self._log(play)
         return play
@@ -399,7 +408,11 @@ class Player:
         number: int,
         resumed_after: str | None = None,
         conversation: Plan | None = None,
+        plain: bool = False,
     ) -> Play:
+        """A play and its journal; ``plain``: ``sched`` is the entry's plain schedule, whose
+        journal origin the entry keeps (made here once), and which ``play`` then repeats
+        without coming here (when no recorded reconnection and no fault is involved)."""
         logged = self._logged(request)
         cassette, interaction = (
             (entry.cassette, entry.interaction) if isinstance(entry, _Entry) else entry
@@ -407,17 +420,20 @@ class Player:
         link = interaction.resumes  # a recorded reconnection, played as recorded: it resumed
         if link and resumed_after is None and request.header("last-event-id") == link.after_id:
             resumed_after = link.after_id
-        journal = Journal(
-            sched,
-            logged,
-            index=index,
-            cassette=cassette,
-            redaction=self.redaction,
-            resumed_after=resumed_after,
-            session=self.session,
-            ended=self._ended,
-            conversation=conversation,
-        )
+        origin = entry.origin if isinstance(entry, _Entry) and plain else None
+        if origin is None or origin.schedule is not sched or resumed_after is not None:
+            origin = Origin(
+                sched,
+                index=index,
+                cassette=cassette,
+                redaction=self.redaction,
+                resumed_after=resumed_after,
+                session=self.session,
+                ended=self._ended,
+            )
+            reusable = link is None and not sched.fired and not sched.skipped
+            if plain and reusable and isinstance(entry, _Entry):
+                entry.origin = origin
         return Play(
             index,
             cassette,
@@ -425,16 +441,21 @@ class Player:
             sched,
             logged,
             number,
-            resumed_after=resumed_after,
-            journal=journal,
-            conversation=conversation,
+            False,
+            resumed_after,
+            origin.journal(logged, conversation),
+            conversation,
         )
 
     def _ended(self, journal: Journal) -> None:
         """A play's delivery ended (completed, or the client left): counted."""
         key = journal.how or "completed"
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (not ``with``: this runs per request)
+        try:
             self.delivery_counts[key] += 1
+        finally:
+            lock.release()
 
     def _resumption(self, candidates: list[int], last_id: str) -> tuple[int, str | None]:
         """For a request with ``Last-Event-ID``: an unplayed recording of that very reconnection
@@ -570,8 +591,10 @@ class Player:
             return
         size = len(request.url) + len(request.body) + 8 * len(candidates) + 256
         size += sum(len(k) + len(v) + 64 for k, v in request.headers)
+        size += min(len(request.body), _LOGGED_BODY)  # (its logged copy, when one is made)
         self._make_room(size)
-        self._seen[id(request)] = (request, candidates, last_id)
+        only = candidates[0] if len(candidates) == 1 and not last_id else -1
+        self._seen[id(request)] = (request, candidates, last_id, self._logged(request), only)
         self._matches_bytes += size
 
     def _make_room(self, size: int) -> None:
