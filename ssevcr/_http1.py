@@ -80,6 +80,7 @@ _HOST = re.compile(r"(?:[-A-Za-z0-9._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9
 _CHUNKED_END = b"0\r\n\r\n"
 _TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"  # as h11 writes them
 _CONNECTION_CLOSE = b"Connection: close\r\n"
+_AGAIN_MAX = 16 * 1024  # a request up to this size (head and body) is recognized when repeated
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,6 +241,7 @@ class RequestReader:
     the headers)."""
 
     __slots__ = (
+        "_again",
         "_authority",
         "_body",
         "_body_size",
@@ -279,6 +281,9 @@ class RequestReader:
         self._continued = False
         self._error: ProtocolError | None = None
         self._last = False
+        # the bytes of the latest simple request that came alone in one piece, and its event:
+        # a keep-alive client sends the same request again and again
+        self._again: tuple[bytes, Request] | None = None
 
     @property
     def buffered(self) -> int:
@@ -297,6 +302,7 @@ class RequestReader:
             rest = bytes(self._buffer)
             self._buffer.clear()
         self._last = True
+        self._again = None
         return rest
 
     def receive(self, data: bytes) -> None:
@@ -309,8 +315,14 @@ class RequestReader:
             self._buffer += data
 
     def feed(self, data: bytes = b"") -> Request | NeedData | ProtocolError:
-        """Add ``data`` (if any) and return the next event."""
+        """Add ``data`` (if any) and return the next event. The same bytes as the latest
+        simple request, coming alone again, give the same event (the same value)."""
+        alone = False
         if data:
+            again = self._again
+            if again is not None and not self._buffer and data == again[0]:
+                return again[1]
+            alone = not self._buffer and len(data) <= _AGAIN_MAX
             self.receive(data)
         if self._error is not None:
             return self._error
@@ -351,7 +363,10 @@ class RequestReader:
         self._pending = None
         body = bytes(buffer[start:total])
         del buffer[:total]
-        return Request(head, body)
+        request = Request(head, body)
+        if alone:
+            self._again = None if buffer else (bytes(data), request)
+        return request
 
     # --- h11, for one request that is not simple
 
@@ -361,6 +376,7 @@ class RequestReader:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
         conn.receive_data(bytes(self._buffer))
         self._buffer.clear()
+        self._again = None
         self._h11, self._h11_request = conn, None
         self._body, self._body_size, self._continued = [], 0, False
         return self._next_h11()
@@ -425,6 +441,7 @@ class RequestReader:
 
     def _fail(self, error: ProtocolError) -> ProtocolError:
         self._error = error
+        self._again = None
         self._buffer.clear()
         self._h11 = None
         return error

@@ -191,14 +191,14 @@ class _Connection(asyncio.Protocol):
             self._ws.receive(data)
             return
         self.received_at = self.now()
-        self.reader.receive(data)
         if self.state == _BUSY:
+            self.reader.receive(data)
             if self.reader.buffered > _READ_PAUSE_AT and not self.reading_paused:
                 assert self.transport is not None
                 self.transport.pause_reading()
                 self.reading_paused = True
             return
-        self._serve()
+        self._serve(data)
 
     def eof_received(self) -> bool:
         # A client that closes its side is gone (as in uvicorn): stop answering it. What it sent
@@ -228,12 +228,13 @@ class _Connection(asyncio.Protocol):
 
     # --- requests
 
-    def _serve(self) -> None:
-        """Answer every whole request received, in order, as long as answers finish at once;
-        then wait (for bytes, a deadline or the client to read)."""
+    def _serve(self, data: bytes = b"") -> None:
+        """Answer every whole request received (and ``data``), in order, as long as answers
+        finish at once; then wait (for bytes, a deadline or the client to read)."""
         reader = self.reader
         while not self.gone:
-            event = reader.feed()
+            event = reader.feed(data)
+            data = b""
             if isinstance(event, http1.NeedData):
                 self._waiting(event)
                 return
