@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # h11 is imported by the first request that is not simple (st
     import h11._headers
 
 __all__ = [
+    "IDLE",
     "MAX_BODY",
     "MAX_HEAD",
     "BadHead",
@@ -135,7 +136,7 @@ class ProtocolError:
     message: str
 
 
-_IDLE = NeedData("idle")
+IDLE = NeedData("idle")  # (always this value: no byte of a request yet)
 _HEAD = NeedData("head")
 _BODY = NeedData("body")
 _CONTINUE = NeedData("body", send_continue=True)
@@ -329,12 +330,12 @@ class RequestReader:
         if self._h11 is not None:
             return self._next_h11()
         if self._last:  # after a request that ends the connection: nothing more is read
-            return _IDLE
+            return IDLE
         buffer = self._buffer
         pending = self._pending
         if pending is None:
             if not buffer:
-                return _IDLE
+                return IDLE
             end = buffer.find(b"\r\n\r\n", 0, self.max_head + 4)
             if end < 0:
                 simple = parse_simple_head(buffer, self.max_head)
@@ -643,6 +644,7 @@ class FramedSchedule:
     timeline: Timeline
     whole: bytes | None
     last: float  # when everything is due: the head, every step and the end
+    body: int  # body bytes in all (what a journal counts of a whole answer)
 
 
 _MEMO = "http1.framed"
@@ -684,8 +686,9 @@ def framed(schedule: Schedule) -> FramedSchedule:
         if end is not None and isinstance(s.end, Close):
             whole = data
     last = max(s.headers_at, s.end.at, timeline.at[-1] if steps else 0.0)
+    body = timeline.ends[-1] if timeline.ends else 0
     result = FramedSchedule(
-        s, head, framing, data, memoryview(data), offsets, timeline, whole, last
+        s, head, framing, data, memoryview(data), offsets, timeline, whole, last, body
     )
     if not s.fired and not s.skipped:
         memo[_MEMO] = result
