@@ -5,13 +5,14 @@ headers as they arrived (``Last-Event-ID``, ``x-stainless-retry-count``...), whe
 out, the body bytes and events handed over with their times, whether the client took the answer
 to its end, and, if it left first, when, after which event and byte, and how::
 
-    journal = Journal(schedule, request, ...)     # made by the player, one per play
-    journal.begin(t0, wall)                       # the adapter: when the request arrived
-    journal.head(at)                              # the response head was handed over
-    journal.sent(at, body_bytes)                  # body bytes handed over so far
-    journal.done(at)                              # the answer ended as its schedule says
-    journal.left(at, how)                         # the client went away first
-    journal.value() -> Delivery                   # a frozen snapshot, at any time
+    journal = Journal(Origin(schedule, ...), request)  # by the player, one per play
+    journal.begin(t0, wall)            # the adapter: when the request arrived
+    journal.whole(at, body_bytes)      # ... the whole answer handed over at once (instant), or:
+    journal.head(at)                   # the response head was handed over
+    journal.sent(at, body_bytes)       # body bytes handed over so far
+    journal.done(at)                   # the answer ended as its schedule says
+    journal.left(at, how)              # the client went away first
+    journal.value() -> Delivery        # a frozen snapshot, at any time
 
 Times are the adapter's clock (``at``), stored as seconds after ``t0``; ``wall`` is the same
 instant on the wall clock (seconds since the epoch), so journals of several processes line up.
@@ -384,30 +385,12 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def _start(journal: Journal, origin: Origin, request: Request, conversation: Plan | None) -> None:
-    """A journal's facts before anything happened (``Journal.__init__``, ``Origin.journal``)."""
-    journal._origin = origin
-    journal.request = request
-    journal.t0 = 0.0
-    journal._wall = 0.0
-    journal._head_at = None
-    journal._progress = []
-    journal._sent = 0
-    journal._done_at = None
-    journal._left_at = None
-    journal.how = None
-    journal._ws = None if conversation is None else _WsLog(conversation)
-
-
-_new = object.__new__
-
-
 class Origin:
     """What the journals of one kind of play share: the schedule played, where its interaction is
     (``index``, ``cassette``), the redaction, the Last-Event-ID it resumed after, the control-API
     session and the callback told when a play's delivery ends (``ended``). A player makes one per
-    interaction whose plain schedule it repeats, so a play's journal costs two references and
-    its own facts (:meth:`journal`)."""
+    interaction whose plain schedule it repeats, so a play's journal (``Journal(origin,
+    request)``) holds two references and its own facts."""
 
     __slots__ = (
         "cassette",
@@ -443,18 +426,12 @@ class Origin:
         # what a journal line says of the play besides its request and schedule (_line's key)
         self.key = (redaction, index, cassette, session, resumed_after)
 
-    def journal(self, request: Request, conversation: Plan | None = None) -> Journal:
-        """The journal of one play of this origin, answering ``request`` (redacted in values)."""
-        journal = _new(Journal)
-        _start(journal, self, request, conversation)
-        return journal
-
 
 class Journal:
     """The journal of one play while it is delivered (see the module). Adapters call it from one
-    thread or task at a time; ``value`` may be called from anywhere. ``Journal(schedule,
-    request, ...)`` makes one with its own :class:`Origin`; a player makes them from one it
-    shares (``Origin.journal``)."""
+    thread or task at a time; ``value`` may be called from anywhere. Made from the play's
+    :class:`Origin` (shared by the plays of one interaction and schedule), the request as it
+    arrived, and for a WebSocket play the conversation planned."""
 
     __slots__ = (
         "_done_at",
@@ -481,29 +458,18 @@ class Journal:
     how: How | None  # how the client left early (None: it did not, or not yet)
     _ws: _WsLog | None
 
-    def __init__(
-        self,
-        schedule: Schedule,
-        request: Request,
-        *,
-        index: int = 0,
-        cassette: str = "",
-        redaction: Redaction | None = None,
-        resumed_after: str | None = None,
-        session: str | None = None,
-        ended: Callable[[Journal], None] | None = None,
-        conversation: Plan | None = None,
-    ) -> None:
-        origin = Origin(
-            schedule,
-            index=index,
-            cassette=cassette,
-            redaction=redaction,
-            resumed_after=resumed_after,
-            session=session,
-            ended=ended,
-        )
-        _start(self, origin, request, conversation)
+    def __init__(self, origin: Origin, request: Request, conversation: Plan | None = None) -> None:
+        self._origin = origin
+        self.request = request
+        self.t0 = 0.0
+        self._wall = 0.0
+        self._head_at = None
+        self._progress = []
+        self._sent = 0
+        self._done_at = None
+        self._left_at = None
+        self.how = None
+        self._ws = None if conversation is None else _WsLog(conversation)
 
     # what the play is (its origin's)
 

@@ -21,7 +21,7 @@ Cassette paths handed to ``Player.create`` are read by the store (``_store.read_
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -47,6 +47,7 @@ __all__ = ["Miss", "Play", "Player"]
 _CACHED_BODY = 64 * 1024  # requests with bodies up to this size have their matches cached
 _MATCH_CACHE_BYTES = 4 * 1024 * 1024  # ... in a cache of at most this many bytes of requests
 _LOGGED_BODY = 4 * 1024  # in a capped log, the bytes of a request body kept
+_ENDINGS_QUEUED = 1024  # plays' endings queued before they are counted
 
 
 @dataclass(slots=True)
@@ -136,14 +137,15 @@ class Player:
     skipped_counts: Counter[str] = field(
         default_factory=Counter, init=False
     )  # "spec: why" -> plays
-    delivery_counts: Counter[str] = field(
-        default_factory=Counter, init=False
-    )  # "completed" or how the client left (fin, rst, ...) -> plays that ended so
 
     def __post_init__(self) -> None:
         if self.log_limit is not None and self.log_limit < 1:
             raise ValueError("log_limit must be at least 1")
         self._lock = threading.Lock()
+        # how plays ended ("completed", or how the client left), queued as they end (appending
+        # to a deque is atomic: no lock per play) and counted when read or when many are queued
+        self._endings: deque[str] = deque()
+        self._delivery_counts: Counter[str] = Counter()
         self._entries = [_Entry(name, i) for name, c in self.cassettes for i in c.interactions]
         self._fault_counts: dict[int, int] = {}
         self._rule_plays: dict[str, int] = {}  # configured answers given, by rule
@@ -239,9 +241,13 @@ class Player:
                         number,
                         False,
                         None,
-                        origin.journal(logged),
+                        Journal(origin, logged),
                     )
-                    self._log(play)
+                    self.play_count += 1  # (``_log``, for a schedule no fault changed)
+                    plays = self.plays
+                    plays.append(play)
+                    if self.log_limit is not None and len(plays) >= 2 * self.log_limit:
+                        del plays[: -self.log_limit]
                     return play
         finally:
             lock.release()
@@ -443,19 +449,29 @@ class Player:
             number,
             False,
             resumed_after,
-            origin.journal(logged, conversation),
+            Journal(origin, logged, conversation),
             conversation,
         )
 
     def _ended(self, journal: Journal) -> None:
-        """A play's delivery ended (completed, or the client left): counted."""
-        key = journal.how or "completed"
-        lock = self._lock
-        lock.acquire()  # (not ``with``: this runs per request)
-        try:
-            self.delivery_counts[key] += 1
-        finally:
-            lock.release()
+        """A play's delivery ended (completed, or the client left): queued to be counted."""
+        endings = self._endings
+        endings.append(journal.how or "completed")
+        if len(endings) >= _ENDINGS_QUEUED:
+            self._count_endings()
+
+    def _count_endings(self) -> None:
+        with self._lock:
+            try:  # (taken from the deque one by one until it is empty, counted in C)
+                self._delivery_counts.update(iter(self._endings.popleft, None))
+            except IndexError:
+                pass
+
+    @property
+    def delivery_counts(self) -> Counter[str]:
+        """``"completed"`` or how the client left (``fin``, ``rst``, ...) -> plays that ended so."""
+        self._count_endings()
+        return self._delivery_counts
 
     def _resumption(self, candidates: list[int], last_id: str) -> tuple[int, str | None]:
         """For a request with ``Last-Event-ID``: an unplayed recording of that very reconnection
@@ -680,6 +696,7 @@ class Player:
             self.play_count = self.miss_count = 0
             self.fired_counts.clear()
             self.skipped_counts.clear()
-            self.delivery_counts.clear()
+            self._endings.clear()
+            self._delivery_counts.clear()
             for e in self._entries:
                 e.last = -1

@@ -21,7 +21,7 @@ from stream_helpers import CliReplay, save_stream, stream_cassette, stream_respo
 
 import ssevcr
 from ssevcr._cassette import Cassette, Interaction, Request, Response
-from ssevcr._journal import MAX_PROGRESS, Delivery, Journal, event_map, snapshot_line
+from ssevcr._journal import MAX_PROGRESS, Delivery, Journal, Origin, event_map, snapshot_line
 from ssevcr._player import Player
 from ssevcr._schedule import build
 from ssevcr._server_thread import ServerThread
@@ -430,13 +430,13 @@ def test_event_map_of_a_gzip_stream_counts_an_event_with_the_chunk_that_complete
 def test_journal_progress_is_bounded_and_left_takes_back_what_was_not_flushed() -> None:
     resp = stream_response(5)
     sched = build(resp)
-    j = Journal(sched, Request("GET", "http://x/events"))
+    j = Journal(Origin(sched), Request("GET", "http://x/events"))
     j.begin(100.0, 1_700_000_000.0)
     for i in range(MAX_PROGRESS + 50):
         j.sent(100.0 + i * 0.001, i + 1)
     assert len(j.value().progress) == MAX_PROGRESS
     assert j.value().bytes == MAX_PROGRESS + 50
-    j2 = Journal(sched, Request("GET", "http://x/events"))
+    j2 = Journal(Origin(sched), Request("GET", "http://x/events"))
     j2.begin(0.0, 0.0)
     ends = sched.timeline.ends
     j2.sent(0.1, ends[1])
@@ -501,7 +501,7 @@ def test_a_request_value_played_again_is_journaled_as_a_new_request_is() -> None
 
 def test_a_client_that_had_every_byte_and_closed_before_the_end_completed() -> None:
     sched = build(stream_response(3))
-    j = Journal(sched, Request("GET", "http://x/events"))
+    j = Journal(Origin(sched), Request("GET", "http://x/events"))
     j.sent(0.1, sched.timeline.ends[-1])
     j.left(0.2, "cancel")
     assert j.value().completed and j.value().how is None
@@ -613,7 +613,9 @@ def test_journal_line_says_what_to_json_says_for_any_number_of_marks_and_any_end
     ends = sched.timeline.ends
     plain = build(Response.from_chunks(200, [(0.01 * i, b"x" * 10) for i in range(50)]))
     for schedule, how in ((sched, None), (sched, "rst"), (plain, None), (plain, "fin")):
-        j = Journal(schedule, Request("GET", "http://x/events", (("x-api-key", "sk-secret"),)))
+        j = Journal(
+            Origin(schedule), Request("GET", "http://x/events", (("x-api-key", "sk-secret"),))
+        )
         j.begin(10.0, 1_700_000_000.123456789)
         j.head(10.0001234567)
         for i in range(marks):
