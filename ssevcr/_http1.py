@@ -9,7 +9,8 @@ bodies and ends out as bytes. No sockets, no clocks, no asyncio (the server is t
 
 Reading: a plain HTTP/1.1 keep-alive request (a strict subset of what h11 accepts: one Host, at
 most one numeric Content-Length, no Transfer-Encoding, Expect, Upgrade or Connection other than
-keep-alive) is parsed here, its head looked up when the same bytes came before; any other request
+keep-alive) is parsed here, its head looked up when the same bytes came before (and the same
+request given again, as the same value, when all its bytes come alone again); any other request
 is read by h11 (HTTP/1.0, chunked uploads, 100-continue, ``Connection: close``, and malformed
 requests, which become a :class:`ProtocolError` with h11's status), and the next request starts on
 the fast path again. Bodies are capped (``max_body``: 413), heads too (``max_head``: 431), and a
