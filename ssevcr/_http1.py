@@ -9,7 +9,8 @@ bodies and ends out as bytes. No sockets, no clocks, no asyncio (the server is t
 
 Reading: a plain HTTP/1.1 keep-alive request (a strict subset of what h11 accepts: one Host, at
 most one numeric Content-Length, no Transfer-Encoding, Expect, Upgrade or Connection other than
-keep-alive) is parsed here, its head looked up when the same bytes came before; any other request
+keep-alive) is parsed here, its head looked up when the same bytes came before (and the same
+request given again, as the same value, when all its bytes come alone again); any other request
 is read by h11 (HTTP/1.0, chunked uploads, 100-continue, ``Connection: close``, and malformed
 requests, which become a :class:`ProtocolError` with h11's status), and the next request starts on
 the fast path again. Bodies are capped (``max_body``: 413), heads too (``max_head``: 431), and a
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # h11 is imported by the first request that is not simple (st
     import h11._headers
 
 __all__ = [
+    "IDLE",
     "MAX_BODY",
     "MAX_HEAD",
     "BadHead",
@@ -80,6 +82,7 @@ _HOST = re.compile(r"(?:[-A-Za-z0-9._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9
 _CHUNKED_END = b"0\r\n\r\n"
 _TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"  # as h11 writes them
 _CONNECTION_CLOSE = b"Connection: close\r\n"
+_AGAIN_MAX = 16 * 1024  # a request up to this size (head and body) is recognized when repeated
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,7 +137,7 @@ class ProtocolError:
     message: str
 
 
-_IDLE = NeedData("idle")
+IDLE = NeedData("idle")  # (always this value: no byte of a request yet)
 _HEAD = NeedData("head")
 _BODY = NeedData("body")
 _CONTINUE = NeedData("body", send_continue=True)
@@ -240,6 +243,7 @@ class RequestReader:
     the headers)."""
 
     __slots__ = (
+        "_again",
         "_authority",
         "_body",
         "_body_size",
@@ -279,6 +283,9 @@ class RequestReader:
         self._continued = False
         self._error: ProtocolError | None = None
         self._last = False
+        # the bytes of the latest simple request that came alone in one piece, and its event:
+        # a keep-alive client sends the same request again and again
+        self._again: tuple[bytes, Request] | None = None
 
     @property
     def buffered(self) -> int:
@@ -297,6 +304,7 @@ class RequestReader:
             rest = bytes(self._buffer)
             self._buffer.clear()
         self._last = True
+        self._again = None
         return rest
 
     def receive(self, data: bytes) -> None:
@@ -309,20 +317,26 @@ class RequestReader:
             self._buffer += data
 
     def feed(self, data: bytes = b"") -> Request | NeedData | ProtocolError:
-        """Add ``data`` (if any) and return the next event."""
+        """Add ``data`` (if any) and return the next event. The same bytes as the latest
+        simple request, coming alone again, give the same event (the same value)."""
+        alone = False
         if data:
+            again = self._again
+            if again is not None and not self._buffer and data == again[0]:
+                return again[1]
+            alone = not self._buffer and len(data) <= _AGAIN_MAX
             self.receive(data)
         if self._error is not None:
             return self._error
         if self._h11 is not None:
             return self._next_h11()
         if self._last:  # after a request that ends the connection: nothing more is read
-            return _IDLE
+            return IDLE
         buffer = self._buffer
         pending = self._pending
         if pending is None:
             if not buffer:
-                return _IDLE
+                return IDLE
             end = buffer.find(b"\r\n\r\n", 0, self.max_head + 4)
             if end < 0:
                 simple = parse_simple_head(buffer, self.max_head)
@@ -351,7 +365,10 @@ class RequestReader:
         self._pending = None
         body = bytes(buffer[start:total])
         del buffer[:total]
-        return Request(head, body)
+        request = Request(head, body)
+        if alone:
+            self._again = None if buffer else (bytes(data), request)
+        return request
 
     # --- h11, for one request that is not simple
 
@@ -361,6 +378,7 @@ class RequestReader:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
         conn.receive_data(bytes(self._buffer))
         self._buffer.clear()
+        self._again = None
         self._h11, self._h11_request = conn, None
         self._body, self._body_size, self._continued = [], 0, False
         return self._next_h11()
@@ -425,6 +443,7 @@ class RequestReader:
 
     def _fail(self, error: ProtocolError) -> ProtocolError:
         self._error = error
+        self._again = None
         self._buffer.clear()
         self._h11 = None
         return error
@@ -626,6 +645,7 @@ class FramedSchedule:
     timeline: Timeline
     whole: bytes | None
     last: float  # when everything is due: the head, every step and the end
+    body: int  # body bytes in all (what a journal counts of a whole answer)
 
 
 _MEMO = "http1.framed"
@@ -667,8 +687,9 @@ def framed(schedule: Schedule) -> FramedSchedule:
         if end is not None and isinstance(s.end, Close):
             whole = data
     last = max(s.headers_at, s.end.at, timeline.at[-1] if steps else 0.0)
+    body = timeline.ends[-1] if timeline.ends else 0
     result = FramedSchedule(
-        s, head, framing, data, memoryview(data), offsets, timeline, whole, last
+        s, head, framing, data, memoryview(data), offsets, timeline, whole, last, body
     )
     if not s.fired and not s.skipped:
         memo[_MEMO] = result

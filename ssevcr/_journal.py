@@ -5,13 +5,14 @@ headers as they arrived (``Last-Event-ID``, ``x-stainless-retry-count``...), whe
 out, the body bytes and events handed over with their times, whether the client took the answer
 to its end, and, if it left first, when, after which event and byte, and how::
 
-    journal = Journal(schedule, request, ...)     # made by the player, one per play
-    journal.begin(t0, wall)                       # the adapter: when the request arrived
-    journal.head(at)                              # the response head was handed over
-    journal.sent(at, body_bytes)                  # body bytes handed over so far
-    journal.done(at)                              # the answer ended as its schedule says
-    journal.left(at, how)                         # the client went away first
-    journal.value() -> Delivery                   # a frozen snapshot, at any time
+    journal = Journal(Origin(schedule, ...), request)  # by the player, one per play
+    journal.begin(t0, wall)            # the adapter: when the request arrived
+    journal.whole(at, body_bytes)      # ... the whole answer handed over at once (instant), or:
+    journal.head(at)                   # the response head was handed over
+    journal.sent(at, body_bytes)       # body bytes handed over so far
+    journal.done(at)                   # the answer ended as its schedule says
+    journal.left(at, how)              # the client went away first
+    journal.value() -> Delivery        # a frozen snapshot, at any time
 
 Times are the adapter's clock (``at``), stored as seconds after ``t0``; ``wall`` is the same
 instant on the wall clock (seconds since the epoch), so journals of several processes line up.
@@ -70,6 +71,7 @@ __all__ = [
     "EventMap",
     "How",
     "Journal",
+    "Origin",
     "Progress",
     "Snapshot",
     "WsClosing",
@@ -387,35 +389,28 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-class Journal:
-    """The journal of one play while it is delivered (see the module). Adapters call it from one
-    thread or task at a time; ``value`` may be called from anywhere."""
+class Origin:
+    """What the journals of one kind of play share: the schedule played, where its interaction is
+    (``index``, ``cassette``), the redaction, the Last-Event-ID it resumed after, the control-API
+    session and the callback told when a play's delivery ends (``ended``). A player makes one per
+    interaction whose plain schedule it repeats, so a play's journal (``Journal(origin,
+    request)``) holds two references and its own facts."""
 
     __slots__ = (
-        "_done_at",
-        "_ended",
-        "_head_at",
-        "_how",
-        "_left_at",
-        "_progress",
-        "_sent",
-        "_wall",
-        "_ws",
         "cassette",
+        "ended",
         "fired",
         "index",
+        "key",
         "redaction",
-        "request",
         "resumed_after",
         "schedule",
         "session",
-        "t0",
     )
 
     def __init__(
         self,
         schedule: Schedule,
-        request: Request,
         *,
         index: int = 0,
         cassette: str = "",
@@ -423,26 +418,92 @@ class Journal:
         resumed_after: str | None = None,
         session: str | None = None,
         ended: Callable[[Journal], None] | None = None,
-        conversation: Plan | None = None,
     ) -> None:
         self.schedule = schedule
-        self.request = request
         self.index = index
         self.cassette = cassette
         self.redaction = redaction
         self.resumed_after = resumed_after
         self.session = session
+        self.ended = ended
         self.fired = schedule.fired
+        # what a journal line says of the play besides its request and schedule (_line's key)
+        self.key = (redaction, index, cassette, session, resumed_after)
+
+
+class Journal:
+    """The journal of one play while it is delivered (see the module). Adapters call it from one
+    thread or task at a time; ``value`` may be called from anywhere. Made from the play's
+    :class:`Origin` (shared by the plays of one interaction and schedule), the request as it
+    arrived, and for a WebSocket play the conversation planned."""
+
+    __slots__ = (
+        "_done_at",
+        "_head_at",
+        "_left_at",
+        "_origin",
+        "_progress",
+        "_sent",
+        "_wall",
+        "_ws",
+        "how",
+        "request",
+        "t0",
+    )
+    _origin: Origin
+    request: Request
+    t0: float  # when the request arrived, on the adapter's clock (``begin``)
+    _wall: float
+    _head_at: float | None
+    _progress: list[tuple[float, int]]
+    _sent: int
+    _done_at: float | None
+    _left_at: float | None
+    how: How | None  # how the client left early (None: it did not, or not yet)
+    _ws: _WsLog | None
+
+    def __init__(self, origin: Origin, request: Request, conversation: Plan | None = None) -> None:
+        self._origin = origin
+        self.request = request
         self.t0 = 0.0
         self._wall = 0.0
-        self._head_at: float | None = None
-        self._progress: list[tuple[float, int]] = []
+        self._head_at = None
+        self._progress = []
         self._sent = 0
-        self._done_at: float | None = None
-        self._left_at: float | None = None
-        self._how: How | None = None
-        self._ended = ended
+        self._done_at = None
+        self._left_at = None
+        self.how = None
         self._ws = None if conversation is None else _WsLog(conversation)
+
+    # what the play is (its origin's)
+
+    @property
+    def schedule(self) -> Schedule:
+        return self._origin.schedule
+
+    @property
+    def index(self) -> int:
+        return self._origin.index
+
+    @property
+    def cassette(self) -> str:
+        return self._origin.cassette
+
+    @property
+    def redaction(self) -> Redaction | None:
+        return self._origin.redaction
+
+    @property
+    def resumed_after(self) -> str | None:
+        return self._origin.resumed_after
+
+    @property
+    def session(self) -> str | None:
+        return self._origin.session
+
+    @property
+    def fired(self) -> tuple[str, ...]:
+        return self._origin.fired
 
     # -- what adapters report ----------------------------------------------------------------
 
@@ -457,7 +518,7 @@ class Journal:
 
     def sent(self, at: float, body_bytes: int) -> None:
         """``body_bytes`` of the body have been handed over by ``at`` (a running total)."""
-        if body_bytes <= self._sent or self._how is not None:
+        if body_bytes <= self._sent or self.how is not None:
             return
         self._sent = body_bytes
         progress = self._progress
@@ -475,22 +536,24 @@ class Journal:
             self._sent = body_bytes
             self._progress.append((at, body_bytes))
         self._done_at = at
-        if self._ended is not None:
-            self._ended(self)
+        ended = self._origin.ended
+        if ended is not None:
+            ended(self)
 
     def done(self, at: float) -> None:
         """The answer ended as its schedule says, and the client took it all."""
-        if self._done_at is None and self._how is None:
+        if self._done_at is None and self.how is None:
             self._done_at = at - self.t0
             if self._head_at is None:
                 self._head_at = self._done_at
-            if self._ended is not None:
-                self._ended(self)
+            ended = self._origin.ended
+            if ended is not None:
+                ended(self)
 
     def ws_sent(self, at: float, number: int, size: int, binary: bool) -> None:
         """A server message (``number`` as planned, 0: added by a fault) was handed over."""
         ws = self._ws
-        if ws is None or self._how is not None:
+        if ws is None or self.how is not None:
             return
         ws.sent += 1
         ws.bytes += size
@@ -500,7 +563,7 @@ class Journal:
     def ws_received(self, at: float, size: int, binary: bool, matched: bool) -> None:
         """A client message arrived (``matched``: it is the recorded one)."""
         ws = self._ws
-        if ws is None or self._how is not None:
+        if ws is None or self.how is not None:
             return
         ws.received += 1
         ws.matched += matched
@@ -520,7 +583,7 @@ class Journal:
         handed by then, when less than reported (a server's transport still held the rest).
         A client that had every body byte and closed before the end came (an SDK that stops at
         its terminal event) took it all: that play is completed."""
-        if self._done_at is not None or self._how is not None:
+        if self._done_at is not None or self.how is not None:
             return
         schedule = self.schedule
         planned = schedule.timeline.ends[-1] if schedule.steps else 0
@@ -542,9 +605,10 @@ class Journal:
             if body_bytes and (not progress or progress[-1][1] < body_bytes):
                 progress.append((at - self.t0, body_bytes))
         self._left_at = at - self.t0
-        self._how = how
-        if self._ended is not None:
-            self._ended(self)
+        self.how = how
+        ended = self._origin.ended
+        if ended is not None:
+            ended(self)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -552,11 +616,7 @@ class Journal:
     def state(self) -> Literal["open", "completed", "left"]:
         if self._done_at is not None:
             return "completed"
-        return "left" if self._how is not None else "open"
-
-    @property
-    def how(self) -> How | None:
-        return self._how
+        return "left" if self.how is not None else "open"
 
     def value(self) -> Delivery:
         if self._ws is not None:
@@ -572,7 +632,7 @@ class Journal:
         )
         delivered = None if events is None else events.count(sent)
         completed = self._done_at is not None
-        left = self._how is not None
+        left = self.how is not None
         return Delivery(
             index=self.index,
             cassette=self.cassette,
@@ -592,7 +652,7 @@ class Journal:
             left_at=self._left_at,
             left_after_event=delivered if left else None,
             left_after_byte=sent if left else None,
-            how=self._how,
+            how=self.how,
             last_event_id=events.ids[delivered - 1] if events is not None and delivered else "",
             resumed_after=self.resumed_after,
             fired=self.fired,
@@ -609,7 +669,7 @@ class Journal:
             if m.direction == "out":
                 n, size = n + 1, size + m.size
                 marks.append(Progress(m.at, size, n))
-        left = self._how is not None
+        left = self.how is not None
         return Delivery(
             index=self.index,
             cassette=self.cassette,
@@ -633,7 +693,7 @@ class Journal:
             left_at=self._left_at,
             left_after_event=ws.sent if left else None,
             left_after_byte=ws.bytes if left else None,
-            how=self._how,
+            how=self.how,
             last_event_id="",
             resumed_after=self.resumed_after,
             fired=self.fired,
@@ -658,7 +718,7 @@ class Journal:
             self._progress,
             self._sent,
             self._done_at is not None,
-            self._how,
+            self.how,
             self._left_at,
         )
 
@@ -676,7 +736,7 @@ class Journal:
             (*marks,),
             self._sent,
             self._done_at is not None,
-            self._how,
+            self.how,
             self._left_at,
         )
 
@@ -697,7 +757,7 @@ class Journal:
             cache = memo[_LINE_MEMO] = {}
         assert isinstance(cache, dict)
         same = cache.get(id(request))
-        extra = (self.redaction, self.index, self.cassette, self.session, self.resumed_after)
+        extra = self._origin.key
         if same is not None and same[0] is request and same[1] == extra:
             parts: _LineParts = same[2]
         else:

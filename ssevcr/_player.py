@@ -21,16 +21,16 @@ Cassette paths handed to ``Player.create`` are read by the store (``_store.read_
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from . import _schedule as schedule_mod
 from ._cassette import Cassette, Interaction, Request, Response
 from ._errors import NoMatchError
 from ._faults import Fault, Resume, Status, parse_faults
-from ._journal import Delivery, Journal
+from ._journal import Delivery, Journal, Origin
 from ._matching import MatchOptions, differences, explain_miss
 from ._schedule import Schedule
 from ._timing import Timing, parse_timing
@@ -47,10 +47,15 @@ __all__ = ["Miss", "Play", "Player"]
 _CACHED_BODY = 64 * 1024  # requests with bodies up to this size have their matches cached
 _MATCH_CACHE_BYTES = 4 * 1024 * 1024  # ... in a cache of at most this many bytes of requests
 _LOGGED_BODY = 4 * 1024  # in a capped log, the bytes of a request body kept
+_ENDINGS_QUEUED = 1024  # plays' endings queued before they are counted
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(slots=True)
 class Play:
+    """One answer the player gave: which interaction, under which schedule, to which request,
+    and its delivery journal. A record: read it, do not change it (it is not frozen because it
+    is made per request, and a frozen dataclass costs several times as much to make)."""
+
     index: int  # position in the player's interaction list (0-based)
     cassette: str
     interaction: Interaction
@@ -60,6 +65,9 @@ class Play:
     recorded: bool = False  # the upstream answered it, recorded in process (index: where it goes)
     resumed_after: str | None = None  # the Last-Event-ID this play resumed the stream after
     journal: Journal | None = field(default=None, compare=False, repr=False)
+    # a WebSocket interaction: the conversation to follow after the handshake (None when a
+    # status fault answers the handshake instead)
+    conversation: Plan | None = None
 
     @property
     def delivered(self) -> Delivery | None:
@@ -82,40 +90,6 @@ class Play:
         """How the client left early: fin, rst, timeout, cancel, shutdown (None: it did not)."""
         return None if self.journal is None else self.journal.how
 
-    # a WebSocket interaction: the conversation to follow after the handshake (None when a
-    # status fault answers the handshake instead)
-    conversation: Plan | None = None
-
-    def __init__(
-        self,
-        index: int,
-        cassette: str,
-        interaction: Interaction,
-        schedule: Schedule,
-        request: Request,
-        number: int,
-        recorded: bool = False,
-        resumed_after: str | None = None,
-        journal: Journal | None = None,
-        conversation: Plan | None = None,
-    ) -> None:
-        # (what the generated __init__ of a frozen dataclass does through object.__setattr__,
-        # through the slots' own descriptors: half the instructions; a play is made per request)
-        s = _PLAY_SLOTS
-        s[0](self, index)
-        s[1](self, cassette)
-        s[2](self, interaction)
-        s[3](self, schedule)
-        s[4](self, request)
-        s[5](self, number)
-        s[6](self, recorded)
-        s[7](self, resumed_after)
-        s[8](self, journal)
-        s[9](self, conversation)
-
-
-_PLAY_SLOTS = tuple(getattr(Play, f.name).__set__ for f in fields(Play))
-
 
 @dataclass(frozen=True, slots=True)
 class Miss:
@@ -130,6 +104,7 @@ class _Entry:
     plays: int = 0
     last: int = -1  # the player's play count when it was last played
     ids: dict[str, int] | None = None  # event id -> event (resumption), once looked at
+    origin: Origin | None = None  # the journals' origin of its plain schedule, once played
 
 
 @dataclass
@@ -162,14 +137,15 @@ class Player:
     skipped_counts: Counter[str] = field(
         default_factory=Counter, init=False
     )  # "spec: why" -> plays
-    delivery_counts: Counter[str] = field(
-        default_factory=Counter, init=False
-    )  # "completed" or how the client left (fin, rst, ...) -> plays that ended so
 
     def __post_init__(self) -> None:
         if self.log_limit is not None and self.log_limit < 1:
             raise ValueError("log_limit must be at least 1")
         self._lock = threading.Lock()
+        # how plays ended ("completed", or how the client left), queued as they end (appending
+        # to a deque is atomic: no lock per play) and counted when read or when many are queued
+        self._endings: deque[str] = deque()
+        self._delivery_counts: Counter[str] = Counter()
         self._entries = [_Entry(name, i) for name, c in self.cassettes for i in c.interactions]
         self._fault_counts: dict[int, int] = {}
         self._rule_plays: dict[str, int] = {}  # configured answers given, by rule
@@ -181,9 +157,10 @@ class Player:
         self._matches: dict[tuple[str, str, bytes], list[int]] = {}
         self._matches_bytes = 0
         # ... and by the identity of the request value (a server hands the same value again for
-        # the same bytes on a connection): (that value, its entries, its Last-Event-ID), in the
-        # same byte budget; the value is held, so its id cannot be reused while it is here
-        self._seen: dict[int, tuple[Request, list[int], str | None]] = {}
+        # the same bytes on a connection): (that value, its entries, its Last-Event-ID, the value
+        # as the log keeps it, its only entry when it has one and no Last-Event-ID, else -1), in
+        # the same byte budget; the value is held, so its id cannot be reused while it is here
+        self._seen: dict[int, tuple[Request, list[int], str | None, Request, int]] = {}
 
     @classmethod
     def create(
@@ -241,6 +218,43 @@ class Player:
 
     def play(self, request: Request) -> Play:
         """The next recorded answer to ``request``; raises NoMatchError (and logs the miss)."""
+        lock = self._lock
+        lock.acquire()  # (not ``with``: half the instructions, and this runs per request)
+        try:
+            # a request value seen before whose one interaction repeats its plain schedule (what
+            # a replay server answers again and again): nothing to choose or build
+            seen = self._seen.get(id(request))
+            if seen is not None and seen[0] is request and seen[4] >= 0 and not self.faults:
+                entry = self._entries[seen[4]]
+                origin = entry.origin
+                if origin is not None and (self.repeat or not entry.plays):
+                    number = entry.plays
+                    entry.plays = number + 1
+                    entry.last = self.play_count
+                    logged = seen[3]
+                    play = Play(
+                        origin.index,
+                        origin.cassette,
+                        entry.interaction,
+                        origin.schedule,
+                        logged,
+                        number,
+                        False,
+                        None,
+                        Journal(origin, logged),
+                    )
+                    self.play_count += 1  # (``_log``, for a schedule no fault changed)
+                    plays = self.plays
+                    plays.append(play)
+                    if self.log_limit is not None and len(plays) >= 2 * self.log_limit:
+                        del plays[: -self.log_limit]
+                    return play
+        finally:
+            lock.release()
+        return self._play(request)
+
+    def _play(self, request: Request) -> Play:
+        """``play``, when the request needs choosing or its schedule building."""
         resume: Resume | None = None
         with self._lock:
             index, resume_after = self._choose(request)
@@ -265,7 +279,7 @@ class Player:
                 # times)
                 sched = None if faults or resume_after else self._plain.get(index)
                 if sched is not None and entry.interaction.websocket is None:
-                    play = self._new_play(index, entry, sched, request, number)
+                    play = self._new_play(index, entry, sched, request, number, plain=True)
                     self._log(play)
                     return play
         if index < 0:
@@ -275,10 +289,11 @@ class Player:
         sched, plan = self._built(entry.interaction, faults, seed, resume_after, resume)
         if resume is not None and resume.how == "restart":
             resume_after = None
-        play = self._new_play(index, entry, sched, request, number, resume_after, plan)
+        plain = not faults and resume is None and resume_after is None
+        plain = plain and entry.interaction.websocket is None
+        play = self._new_play(index, entry, sched, request, number, resume_after, plan, plain)
         with self._lock:
-            plain = not faults and resume is None and resume_after is None
-            if plain and entry.interaction.websocket is None:
+            if plain:
                 self._plain[index] = sched
             self._log(play)
         return play
@@ -399,7 +414,11 @@ class Player:
         number: int,
         resumed_after: str | None = None,
         conversation: Plan | None = None,
+        plain: bool = False,
     ) -> Play:
+        """A play and its journal; ``plain``: ``sched`` is the entry's plain schedule, whose
+        journal origin the entry keeps (made here once), and which ``play`` then repeats
+        without coming here (when no recorded reconnection and no fault is involved)."""
         logged = self._logged(request)
         cassette, interaction = (
             (entry.cassette, entry.interaction) if isinstance(entry, _Entry) else entry
@@ -407,17 +426,20 @@ class Player:
         link = interaction.resumes  # a recorded reconnection, played as recorded: it resumed
         if link and resumed_after is None and request.header("last-event-id") == link.after_id:
             resumed_after = link.after_id
-        journal = Journal(
-            sched,
-            logged,
-            index=index,
-            cassette=cassette,
-            redaction=self.redaction,
-            resumed_after=resumed_after,
-            session=self.session,
-            ended=self._ended,
-            conversation=conversation,
-        )
+        origin = entry.origin if isinstance(entry, _Entry) and plain else None
+        if origin is None or origin.schedule is not sched or resumed_after is not None:
+            origin = Origin(
+                sched,
+                index=index,
+                cassette=cassette,
+                redaction=self.redaction,
+                resumed_after=resumed_after,
+                session=self.session,
+                ended=self._ended,
+            )
+            reusable = link is None and not sched.fired and not sched.skipped
+            if plain and reusable and isinstance(entry, _Entry):
+                entry.origin = origin
         return Play(
             index,
             cassette,
@@ -425,16 +447,31 @@ class Player:
             sched,
             logged,
             number,
-            resumed_after=resumed_after,
-            journal=journal,
-            conversation=conversation,
+            False,
+            resumed_after,
+            Journal(origin, logged, conversation),
+            conversation,
         )
 
     def _ended(self, journal: Journal) -> None:
-        """A play's delivery ended (completed, or the client left): counted."""
-        key = journal.how or "completed"
+        """A play's delivery ended (completed, or the client left): queued to be counted."""
+        endings = self._endings
+        endings.append(journal.how or "completed")
+        if len(endings) >= _ENDINGS_QUEUED:
+            self._count_endings()
+
+    def _count_endings(self) -> None:
         with self._lock:
-            self.delivery_counts[key] += 1
+            try:  # (taken from the deque one by one until it is empty, counted in C)
+                self._delivery_counts.update(iter(self._endings.popleft, None))
+            except IndexError:
+                pass
+
+    @property
+    def delivery_counts(self) -> Counter[str]:
+        """``"completed"`` or how the client left (``fin``, ``rst``, ...) -> plays that ended so."""
+        self._count_endings()
+        return self._delivery_counts
 
     def _resumption(self, candidates: list[int], last_id: str) -> tuple[int, str | None]:
         """For a request with ``Last-Event-ID``: an unplayed recording of that very reconnection
@@ -570,8 +607,10 @@ class Player:
             return
         size = len(request.url) + len(request.body) + 8 * len(candidates) + 256
         size += sum(len(k) + len(v) + 64 for k, v in request.headers)
+        size += min(len(request.body), _LOGGED_BODY)  # (its logged copy, when one is made)
         self._make_room(size)
-        self._seen[id(request)] = (request, candidates, last_id)
+        only = candidates[0] if len(candidates) == 1 and not last_id else -1
+        self._seen[id(request)] = (request, candidates, last_id, self._logged(request), only)
         self._matches_bytes += size
 
     def _make_room(self, size: int) -> None:
@@ -663,6 +702,7 @@ class Player:
             self.play_count = self.miss_count = 0
             self.fired_counts.clear()
             self.skipped_counts.clear()
-            self.delivery_counts.clear()
+            self._endings.clear()
+            self._delivery_counts.clear()
             for e in self._entries:
                 e.last = -1

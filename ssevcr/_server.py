@@ -65,7 +65,7 @@ from ._errors import ConfigError, NoMatchError, SsevcrError
 from ._follower import BATCH_BYTES, Finish, Follower, Head, Wait, Write
 from ._journal import How, Journal
 from ._player import Play, Player
-from ._schedule import Abort, Close, Hang, Reset
+from ._schedule import Abort, Close, Hang, Reset, Schedule
 from ._secrets import safe
 from .mitm.protocol import FORWARDED_URL  # set by the --proxy addon: the URL the client asked for
 
@@ -174,6 +174,9 @@ class _Connection(asyncio.Protocol):
         self._next_after_drain = False  # answered, waiting for the client to take it
         self._last: Request | None = None  # the latest request, and the head it came with
         self._last_head: http1.Head | None = None
+        self._again: http1.Request | None = None  # its event, when answering it is simple
+        # the latest plain schedule answered, and its framing
+        self._framed_memo: tuple[Schedule, http1.FramedSchedule] | None = None
         self._ws: WebSocketSession | None = None  # after a WebSocket handshake: all of it
 
     # --- protocol callbacks
@@ -191,14 +194,14 @@ class _Connection(asyncio.Protocol):
             self._ws.receive(data)
             return
         self.received_at = self.now()
-        self.reader.receive(data)
         if self.state == _BUSY:
+            self.reader.receive(data)
             if self.reader.buffered > _READ_PAUSE_AT and not self.reading_paused:
                 assert self.transport is not None
                 self.transport.pause_reading()
                 self.reading_paused = True
             return
-        self._serve()
+        self._serve(data)
 
     def eof_received(self) -> bool:
         # A client that closes its side is gone (as in uvicorn): stop answering it. What it sent
@@ -228,12 +231,16 @@ class _Connection(asyncio.Protocol):
 
     # --- requests
 
-    def _serve(self) -> None:
-        """Answer every whole request received, in order, as long as answers finish at once;
-        then wait (for bytes, a deadline or the client to read)."""
+    def _serve(self, data: bytes = b"") -> None:
+        """Answer every whole request received (and ``data``), in order, as long as answers
+        finish at once; then wait (for bytes, a deadline or the client to read)."""
         reader = self.reader
         while not self.gone:
-            event = reader.feed()
+            event = reader.feed(data)
+            data = b""
+            if event is http1.IDLE and self._timer is not None and not self.reading_paused:
+                self.state = _IDLE  # (all read and answered: its timeout runs already)
+                return
             if isinstance(event, http1.NeedData):
                 self._waiting(event)
                 return
@@ -271,33 +278,29 @@ class _Connection(asyncio.Protocol):
         server = self.server
         server.requests += 1
         head = incoming.head
-        if not server.host_allowed(head.host):
-            return self._refused_host(head)
-        cors, routed = self._cors(head)
-        if (
-            cors
-            and head.method == "OPTIONS"
-            and _header(head.headers, "access-control-request-method")
-        ):
-            return self._small(head, 204, (*cors, *server.preflight_headers(head)), b"")
-        player, url = server.player, head.url
-        if server.control is not None:  # (--control: sessions, and the control API)
-            found = self._routed(incoming, head, cors, routed)
-            if type(found) is bool:
-                return found
-            assert isinstance(found, tuple)
-            player, url = found
-        request = self._last
-        if request is None or self._last_head is not head or request.body != incoming.body:
-            request = Request(head.method, url, head.headers, incoming.body)
-            if len(incoming.body) <= _KEEP_LAST_BODY:  # the same request again: the same value
-                self._last, self._last_head = request, head
+        cors: Headers
+        if incoming is self._again:  # the latest request again: its Host, CORS, route checked
+            player, request, cors, simple = server.player, self._last, (), True
+            assert request is not None
+        else:
+            checked = self._check(incoming)
+            if type(checked) is bool:
+                return checked
+            assert isinstance(checked, tuple)
+            player, request, cors, simple = checked
         try:
             play = player.play(request)
             if play.conversation is not None:
                 return self._websocket(head, player, play, t0)
-            framed = http1.framed(play.schedule)
-            response_head = framed.head.with_headers(cors)
+            schedule = play.schedule
+            memo = self._framed_memo
+            if memo is not None and memo[0] is schedule:
+                framed = memo[1]
+            else:
+                framed = http1.framed(schedule)
+                if not schedule.fired and not schedule.skipped:  # (kept by the player too)
+                    self._framed_memo = (schedule, framed)
+            response_head = framed.head.with_headers(cors) if cors else framed.head
         except NoMatchError as e:
             server.log(str(e))
             return self._small(
@@ -319,21 +322,16 @@ class _Connection(asyncio.Protocol):
         now = self.now()
         if journal is not None:
             journal.begin(t0, time.time() - (now - t0))
-        schedule = framed.schedule
         whole = framed.whole
         if (
             whole is not None
-            and not cors
-            and head.keep_alive
-            and head.method != "HEAD"
-            and head.http_version == "1.1"
+            and simple
             and t0 + framed.last <= now
             and (len(whole) <= BATCH_BYTES or len(whole) <= self._room())
         ):  # instant replay the socket can take at once: one write, made once
             self._send(whole)
             if journal is not None:
-                timeline = framed.timeline
-                journal.whole(self.now(), timeline.ends[-1] if timeline.ends else 0)
+                journal.whole(self.now(), framed.body)
                 server.delivered(play)
             return self._answered(True)
         self._follower = Follower(schedule)
@@ -344,6 +342,43 @@ class _Connection(asyncio.Protocol):
             self._body = 0
             self._marks[:] = [(self._wire, 0)]  # (where this answer starts)
         return self._follow()
+
+    def _check(self, incoming: http1.Request) -> tuple[Player, Request, Headers, bool] | bool:
+        """A request refused (Host), answered here (a preflight, the control API, an unknown
+        session: the answer's ``_answered``), or the player that answers it, the request value
+        it plays, the CORS headers of its answer, and whether it may be answered in one write."""
+        server = self.server
+        head = incoming.head
+        if not server.host_allowed(head.host):
+            return self._refused_host(head)
+        cors, routed = self._cors(head)
+        if (
+            cors
+            and head.method == "OPTIONS"
+            and _header(head.headers, "access-control-request-method")
+        ):
+            return self._small(head, 204, (*cors, *server.preflight_headers(head)), b"")
+        player, url = server.player, head.url
+        if server.control is not None:  # (--control: sessions, and the control API)
+            found = self._routed(incoming, head, cors, routed)
+            if type(found) is bool:
+                return found
+            assert isinstance(found, tuple)
+            player, url = found
+        request = self._last
+        if request is None or self._last_head is not head or request.body != incoming.body:
+            request = Request(head.method, url, head.headers, incoming.body)
+            if len(incoming.body) <= _KEEP_LAST_BODY:  # the same request again: the same value
+                self._last, self._last_head = request, head
+        # what an answer in one write needs of the request
+        simple = (
+            not cors and head.keep_alive and head.method != "HEAD" and head.http_version == "1.1"
+        )
+        # the reader gives the same event for the same bytes: answered by the server's own
+        # player (no sessions), the next one skips these checks
+        keep = simple and server.control is None and request is self._last
+        self._again = incoming if keep else None
+        return player, request, cors, simple
 
     def _websocket(self, head: http1.Head, player: Player, play: Play, t0: float) -> bool:
         """Hand the connection over to a replayed WebSocket conversation (never complete: it

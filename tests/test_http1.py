@@ -24,11 +24,15 @@ from ssevcr._schedule import Abort, Close, Schedule, Send
 Event = http1.Request | http1.NeedData | http1.ProtocolError
 
 
-def read_all(data: bytes, *, byte_by_byte: bool = False, **kw: Any) -> list[Event]:
-    """Every event the reader gives for ``data``: the requests, then the last NeedData or error."""
+def read_all(
+    data: bytes, *, byte_by_byte: bool = False, pieces: list[bytes] | None = None, **kw: Any
+) -> list[Event]:
+    """Every event the reader gives for ``data`` (fed whole, byte by byte, or as ``pieces``):
+    the requests, then the last NeedData or error."""
     reader = http1.RequestReader(authority="127.0.0.1:1", **kw)
     events: list[Event] = []
-    pieces = [data[i : i + 1] for i in range(len(data))] if byte_by_byte else [data]
+    if pieces is None:
+        pieces = [data[i : i + 1] for i in range(len(data))] if byte_by_byte else [data]
     for piece in pieces:
         event = reader.feed(piece)
         while isinstance(event, http1.Request):
@@ -215,6 +219,53 @@ def test_pipelined_requests_come_out_one_by_one_and_heads_seen_before_are_not_pa
     assert first.head is second.head is third.head  # one parse, looked up twice
     assert first.head.url == "http://localhost/v1/x" and first.body == b"abc"
     assert 0 < cache.size <= cache.max_bytes
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(requests(), min_size=1, max_size=3),
+    st.lists(st.integers(0, 2), min_size=1, max_size=6),
+)
+def test_requests_that_come_again_alone_read_as_the_bytes_do(
+    pool: list[bytes], picks: list[int]
+) -> None:
+    # a keep-alive client sends the same bytes again and again (the reader gives the same event
+    # again): the same events as the bytes fed at once, whatever came between
+    pieces = [pool[n % len(pool)] for n in picks]
+    assert normal(read_all(b"", pieces=pieces)) == normal(read_all(b"".join(pieces)))
+
+
+def test_the_same_request_again_is_the_same_event_and_nothing_else_is() -> None:
+    reader = http1.RequestReader()
+    first = reader.feed(PLAIN)
+    assert isinstance(first, http1.Request) and reader.feed() == http1.NeedData("idle")
+    assert reader.feed(PLAIN) is first  # alone again: the same value, nothing parsed
+    other = PLAIN.replace(b"abc", b"abd")
+    assert isinstance(third := reader.feed(other), http1.Request) and third.body == b"abd"
+    # in two pieces, or behind other bytes, it is read as any request is
+    assert reader.feed(other[:9]) == http1.NeedData("head")
+    again = reader.feed(other[9:])
+    assert isinstance(again, http1.Request) and again.body == b"abd"
+    big = http1.RequestReader()  # past _AGAIN_MAX it is not kept, and still read right
+    large = PLAIN.replace(b"Content-Length: 3", b"Content-Length: 20000") + b"x" * 19997
+    events = [big.feed(large), big.feed(), big.feed(large)]
+    assert isinstance(events[0], http1.Request) and isinstance(events[2], http1.Request)
+    assert events[0] is not events[2] and events[0].body == events[2].body
+    # after an error (found on the fast path, or by h11) the same bytes get the error; after
+    # Connection: close, nothing
+    for bad in (
+        b"GET / HTTP/1.1\r\nHost: [\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    ):
+        broken = http1.RequestReader()
+        assert isinstance(broken.feed(PLAIN), http1.Request)
+        error = broken.feed(bad)
+        assert isinstance(error, http1.ProtocolError) and broken.feed(PLAIN) is error
+    closing = http1.RequestReader()
+    assert isinstance(closing.feed(PLAIN), http1.Request)
+    close = b"GET /c HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    assert isinstance(closing.feed(close), http1.Request)
+    assert closing.feed(PLAIN) == http1.NeedData("idle")
 
 
 def test_the_head_cache_is_bounded_by_bytes() -> None:

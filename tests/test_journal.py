@@ -21,7 +21,7 @@ from stream_helpers import CliReplay, save_stream, stream_cassette, stream_respo
 
 import ssevcr
 from ssevcr._cassette import Cassette, Interaction, Request, Response
-from ssevcr._journal import MAX_PROGRESS, Delivery, Journal, event_map, snapshot_line
+from ssevcr._journal import MAX_PROGRESS, Delivery, Journal, Origin, event_map, snapshot_line
 from ssevcr._player import Player
 from ssevcr._schedule import build
 from ssevcr._server_thread import ServerThread
@@ -430,13 +430,13 @@ def test_event_map_of_a_gzip_stream_counts_an_event_with_the_chunk_that_complete
 def test_journal_progress_is_bounded_and_left_takes_back_what_was_not_flushed() -> None:
     resp = stream_response(5)
     sched = build(resp)
-    j = Journal(sched, Request("GET", "http://x/events"))
+    j = Journal(Origin(sched), Request("GET", "http://x/events"))
     j.begin(100.0, 1_700_000_000.0)
     for i in range(MAX_PROGRESS + 50):
         j.sent(100.0 + i * 0.001, i + 1)
     assert len(j.value().progress) == MAX_PROGRESS
     assert j.value().bytes == MAX_PROGRESS + 50
-    j2 = Journal(sched, Request("GET", "http://x/events"))
+    j2 = Journal(Origin(sched), Request("GET", "http://x/events"))
     j2.begin(0.0, 0.0)
     ends = sched.timeline.ends
     j2.sent(0.1, ends[1])
@@ -447,9 +447,61 @@ def test_journal_progress_is_bounded_and_left_takes_back_what_was_not_flushed() 
     assert [m.bytes for m in v.progress] == [ends[1]]
 
 
+def _deliver(player: Player, requests: list[Request], leave: int) -> None:
+    """Play each request and journal it as the replay server does: instant plays handed over
+    whole, play number ``leave`` left by its client after the head."""
+    for n, request in enumerate(requests):
+        journal = player.play(request).journal
+        assert journal is not None
+        journal.begin(10.0 + n, 1_700_000_000.0 + n)
+        if n == leave:
+            journal.head(10.25 + n)
+            journal.left(10.5 + n, "rst")
+        else:
+            journal.whole(10.125 + n, journal.schedule.timeline.ends[-1])
+
+
+def test_a_request_value_played_again_is_journaled_as_a_new_request_is() -> None:
+    # the replay server hands the player the same request value for the same bytes, and the
+    # player repeats that play without choosing or building (one journal origin for them all):
+    # every play, journal, line and count as for a new value each time
+    cassette = stream_cassette(6)
+    recorded = cassette.interactions[0].request
+
+    def fresh() -> Request:
+        return Request(recorded.method, recorded.url, recorded.headers, recorded.body)
+
+    same, again = Player.create(cassette, repeat=True), Player.create(cassette, repeat=True)
+    value = fresh()
+    _deliver(same, [value] * 6, leave=3)
+    _deliver(again, [fresh() for _ in range(6)], leave=3)
+    assert [p.number for p in same.plays] == list(range(6))
+    for a, b in zip(same.plays, again.plays, strict=True):
+        assert a == b and a.delivered == b.delivered
+        assert a.journal is not None and b.journal is not None
+        assert a.journal.line() == b.journal.line()
+    assert same.delivery_counts == again.delivery_counts == {"completed": 5, "rst": 1}
+    assert same.usage() == again.usage() and same.play_count == again.play_count == 6
+    journals = [p.journal for p in same.plays]
+    assert len({id(j) for j in journals}) == 6  # a journal per play ...
+    assert len({id(j._origin) for j in journals if j is not None}) == 1  # ... one origin
+    # faults set meanwhile apply to the next play of the same value; Last-Event-ID resumes
+    same.set_faults("truncate:after=2")
+    assert same.play(value).schedule.fired == ("truncate:after=2",)
+    same.set_faults(None)
+    assert same.play(value).schedule.fired == ()
+    resuming = Request(recorded.method, recorded.url, (("last-event-id", "2"),), recorded.body)
+    assert same.play(resuming).resumed_after == "2"
+    # played once only (tests): the value's second play is a miss
+    once = Player.create(cassette)
+    once.play(value)
+    with pytest.raises(ssevcr.NoMatchError):
+        once.play(value)
+
+
 def test_a_client_that_had_every_byte_and_closed_before_the_end_completed() -> None:
     sched = build(stream_response(3))
-    j = Journal(sched, Request("GET", "http://x/events"))
+    j = Journal(Origin(sched), Request("GET", "http://x/events"))
     j.sent(0.1, sched.timeline.ends[-1])
     j.left(0.2, "cancel")
     assert j.value().completed and j.value().how is None
@@ -561,7 +613,9 @@ def test_journal_line_says_what_to_json_says_for_any_number_of_marks_and_any_end
     ends = sched.timeline.ends
     plain = build(Response.from_chunks(200, [(0.01 * i, b"x" * 10) for i in range(50)]))
     for schedule, how in ((sched, None), (sched, "rst"), (plain, None), (plain, "fin")):
-        j = Journal(schedule, Request("GET", "http://x/events", (("x-api-key", "sk-secret"),)))
+        j = Journal(
+            Origin(schedule), Request("GET", "http://x/events", (("x-api-key", "sk-secret"),))
+        )
         j.begin(10.0, 1_700_000_000.123456789)
         j.head(10.0001234567)
         for i in range(marks):

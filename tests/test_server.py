@@ -750,6 +750,42 @@ def test_the_same_request_bytes_again_on_one_connection_play_the_recordings_in_o
         assert server.player.play_count == (5 if repeat else 2)
 
 
+def test_the_same_bytes_again_are_answered_as_the_first_time_and_other_bytes_are_checked(
+    serve: Callable[..., Served],
+) -> None:
+    """A keep-alive client repeating its request gets the same request value played again
+    (its Host, CORS and route were checked the first time); any other bytes between are checked
+    on their own: a Host that is not allowed is refused, an Origin gets its CORS headers."""
+    recorded = interaction(OPENAI_CHAT)
+    for cors in (False, True):
+        server = serve(OPENAI_CHAT, timing="instant", cors=cors)
+        host, port = server.url.removeprefix("http://").split(":")
+
+        def request(host: str = f"{host}:{port}", **extra: str) -> bytes:
+            conn = h11.Connection(h11.CLIENT)
+            return request_bytes(conn, recorded.request, host, list(extra.items()))
+
+        plain = request()
+        sent = [plain, plain, request(x="1"), plain, request("evil.example"), plain]
+        sent += [request(origin="http://x.test")] * 2 + [plain]
+        got = []
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            for data in sent:
+                conn = h11.Connection(h11.CLIENT)  # (reads this one response)
+                conn.send(h11.Request(method="POST", target="/", headers=[("host", "h")]))
+                sock.sendall(data)
+                got.append(read_response(sock, conn, time.monotonic()))
+        assert [r.status for r in got] == [200, 200, 200, 200, 403, 200, 200, 200, 200]
+        assert all(r.body == recorded.response.body for r in got if r.status == 200)
+        allowed = [r.header(b"access-control-allow-origin") for r in got]
+        anyone = b"*" if cors else None
+        assert allowed[6:8] == ([b"http://x.test"] * 2 if cors else [None, None])
+        assert allowed[:4] + allowed[5:6] + allowed[8:] == [anyone] * 6 and allowed[4] is None
+        plays = server.player.plays
+        assert len(plays) == 8 and all(p.completed for p in plays)
+        assert plays[0].request is plays[1].request  # the same bytes: the same value, replayed
+
+
 def test_the_match_caches_stay_within_their_byte_budget() -> None:
     """Thousands of distinct requests (each one kept by identity and by value) never hold more
     than the budget: the caches are emptied when full, and answers stay right."""
