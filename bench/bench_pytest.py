@@ -32,9 +32,11 @@ connection each, as a test makes) from tests/upstream.py over HTTP and over HTTP
 offsets of the headers and of the first chunk against the upstream's own clock (when it sent
 them, from when it had the request), and what counting from before connecting (the earlier t0)
 would have added. Interleaved with them, the floor: the same exchange from a bare (ssl) socket
-that stamps the request sent when ``sendall`` returns and the first chunk when ``recv`` returns
-it, so the error it shows is the way there and back itself (loopback, the two TLS record
-layers, the upstream's wake-up), which no recorder can go below. No assertions on speed: figures
+in a process of its own, kept running (in this one, a thread the recordings left would take
+the GIL between ``sendall`` and its stamp), which stamps the request sent when ``sendall``
+returns and the first chunk when ``recv`` returns it, so the error it shows is the way there
+and back itself (loopback, the two TLS record layers, the upstream's wake-up), which no
+recorder can go below (the processes share the monotonic clock). No assertions on speed: figures
 go to bench/README.md.
 """
 
@@ -538,6 +540,15 @@ def first_byte(n: int) -> dict[str, Any]:
             )
             assert server.stdin is not None and server.stdout is not None
             url = server.stdout.readline().strip()
+            # the bare socket's exchanges, from a process of their own (in this one a thread the
+            # recordings left would take the GIL between ``sendall`` and its stamp), kept warm
+            bare = subprocess.Popen(
+                [_sys.executable, __file__, "--bare-exchanges"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert bare.stdin is not None and bare.stdout is not None
             head_err, first_err, before, floor, after_read = [], [], [], [], []
             import socket
             import ssl
@@ -586,7 +597,9 @@ def first_byte(n: int) -> dict[str, Any]:
                     stamp = t0 + response.chunk_at[0]  # the read that brought it: the last before
                     after_read.append((stamp - max(t for t in reads if t <= stamp)) * 1e3)
                     headers["x-test-id"] = bare_id = f"{scheme}-bare-{i}"
-                    sent, first_at = _bare_exchange(url, headers, tls.cert)
+                    bare.stdin.write(json.dumps([url, headers, str(tls.cert)]) + "\n")
+                    bare.stdin.flush()
+                    sent, first_at = json.loads(bare.stdout.readline())
                     server.stdin.write(bare_id + "\n")
                     server.stdin.flush()
                     received, head_sent, first_sent = json.loads(server.stdout.readline())
@@ -594,6 +607,8 @@ def first_byte(n: int) -> dict[str, Any]:
             finally:
                 server.stdin.close()
                 server.wait(10)
+                bare.stdin.close()
+                bare.wait(10)
             out[scheme] = {
                 "head_error_median_ms": statistics.median(head_err),
                 "first_byte_error_median_ms": statistics.median(first_err),
@@ -670,8 +685,14 @@ def main() -> None:
         metavar="N",
         help="instead: recorded first-byte offsets of N in-process recordings, HTTP and HTTPS",
     )
+    parser.add_argument("--bare-exchanges", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.bare_exchanges:  # (--first-byte's child: an exchange a line, its two times printed)
+        for line in sys.stdin:
+            url, headers, cafile = json.loads(line)
+            print(json.dumps(_bare_exchange(url, headers, Path(cafile))), flush=True)
+        return
     if args.first_byte:
         figures: Any = first_byte(args.first_byte)
         if args.json:
