@@ -492,26 +492,35 @@ def _bare_exchange(url: str, headers: dict[str, str], cafile: Path) -> tuple[flo
 class _Reads:
     """While active, the monotonic time each ``recv`` of a socket class returned bytes (the
     ssl module's for HTTPS): the moment the bytes reached Python, which a recorder's stamp of
-    them can only follow. Timestamps only; what ``recv`` returns is not touched."""
+    them can only follow; and when each ``send`` returned (``sends``: the request's last is
+    what t0 should be). Timestamps only; what the calls take and return is not touched."""
 
-    def __init__(self, cls: type) -> None:
-        self.cls, self.times = cls, []
-        self.original = cls.recv
+    def __init__(self, cls: Any) -> None:
+        self.cls = cls
+        self.times: list[float] = []
+        self.sends: list[float] = []
+        self.original = cls.recv, cls.send
 
-    def __enter__(self) -> list[float]:
-        original, times = self.original, self.times
+    def __enter__(self) -> _Reads:
+        recv_, send_ = self.original
+        times, sends = self.times, self.sends
 
         def recv(sock: Any, *args: Any, **kwargs: Any) -> bytes:
-            data: bytes = original(sock, *args, **kwargs)
+            data: bytes = recv_(sock, *args, **kwargs)
             if data:
                 times.append(time.monotonic())
             return data
 
-        self.cls.recv = recv
-        return times
+        def send(sock: Any, *args: Any, **kwargs: Any) -> int:
+            sent: int = send_(sock, *args, **kwargs)
+            sends.append(time.monotonic())
+            return sent
+
+        self.cls.recv, self.cls.send = recv, send
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        self.cls.recv = self.original
+        self.cls.recv, self.cls.send = self.original
 
 
 def first_byte(n: int) -> dict[str, Any]:
@@ -549,7 +558,7 @@ def first_byte(n: int) -> dict[str, Any]:
                 text=True,
             )
             assert bare.stdin is not None and bare.stdout is not None
-            head_err, first_err, before, floor, after_read = [], [], [], [], []
+            head_err, first_err, before, floor, after_read, after_send = [], [], [], [], [], []
             import socket
             import ssl
 
@@ -575,7 +584,7 @@ def first_byte(n: int) -> dict[str, Any]:
                     with (
                         httpx2.Client(verify=str(tls.cert)) as client,
                         ssevcr.use_cassette(path, record="all") as cas,
-                        _Reads(sockets) as reads,
+                        _Reads(sockets) as watch,
                     ):
                         with client.stream(
                             "POST",
@@ -595,7 +604,8 @@ def first_byte(n: int) -> dict[str, Any]:
                     first_err.append((response.chunk_at[0] - (first_sent - received)) * 1e3)
                     before.append((t0 - connect[0]) * 1e3 if connect else 0.0)
                     stamp = t0 + response.chunk_at[0]  # the read that brought it: the last before
-                    after_read.append((stamp - max(t for t in reads if t <= stamp)) * 1e3)
+                    after_read.append((stamp - max(t for t in watch.times if t <= stamp)) * 1e3)
+                    after_send.append((t0 - max(t for t in watch.sends if t <= t0)) * 1e3)
                     headers["x-test-id"] = bare_id = f"{scheme}-bare-{i}"
                     bare.stdin.write(json.dumps([url, headers, str(tls.cert)]) + "\n")
                     bare.stdin.flush()
@@ -622,6 +632,8 @@ def first_byte(n: int) -> dict[str, Any]:
                 # in the recording process: the first chunk's stamp after its recv returned
                 "stamp_after_read_median_ms": statistics.median(after_read),
                 "stamp_after_read_p90_ms": sorted(after_read)[int(0.9 * (n - 1))],
+                # t0 (httpcore's send_request_body.complete) after the request's last send
+                "t0_after_send_median_ms": statistics.median(after_send),
             }
     print(
         f"in-process recording, {n} recordings each, a new connection each, the upstream in its "
@@ -630,7 +642,8 @@ def first_byte(n: int) -> dict[str, Any]:
     print(
         f"{'':6} {'head ms':>8} {'first byte ms':>14} {'p90 ms':>8} "
         f"{'t0 before connecting would add ms':>34} {'bare socket ms':>15} {'p90 ms':>8} "
-        f"{'recorder - bare ms':>19} {'stamp after recv ms':>20} {'p90 ms':>8}"
+        f"{'recorder - bare ms':>19} {'stamp after recv ms':>20} {'p90 ms':>8} "
+        f"{'t0 after send ms':>17}"
     )
     for scheme, f in out.items():
         print(
@@ -640,7 +653,8 @@ def first_byte(n: int) -> dict[str, Any]:
             f"{f['bare_socket_first_byte_error_median_ms']:+15.3f} "
             f"{f['bare_socket_first_byte_error_p90_ms']:+8.3f} "
             f"{f['first_byte_error_above_bare_ms']:+19.3f} "
-            f"{f['stamp_after_read_median_ms']:+20.3f} {f['stamp_after_read_p90_ms']:+8.3f}"
+            f"{f['stamp_after_read_median_ms']:+20.3f} {f['stamp_after_read_p90_ms']:+8.3f} "
+            f"{f['t0_after_send_median_ms']:+17.3f}"
         )
     return out
 
