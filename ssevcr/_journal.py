@@ -73,12 +73,10 @@ __all__ = [
     "Journal",
     "Origin",
     "Progress",
-    "Snapshot",
     "WsClosing",
     "WsDelivery",
     "WsMark",
     "event_map",
-    "snapshot_line",
 ]
 
 How = Literal["fin", "rst", "timeout", "cancel", "shutdown"]
@@ -722,24 +720,6 @@ class Journal:
             self._left_at,
         )
 
-    def snapshot(self) -> Snapshot:
-        """What ``line`` says now, frozen (cheap: the values, not the line): ``snapshot_line``
-        formats it later, on any thread (``JournalFile``'s writer does). A WebSocket play's is
-        its line itself."""
-        if self._ws is not None:
-            return self.line()
-        marks = self._progress
-        return (
-            self,
-            self._wall,
-            self._head_at,
-            (*marks,),
-            self._sent,
-            self._done_at is not None,
-            self.how,
-            self._left_at,
-        )
-
     def _line(
         self,
         wall: float,
@@ -860,30 +840,6 @@ class _LineParts:
             count = events.count
             done = ",".join([f"[{t:.6f},{n},{count(n)}]" for t, n in before])
         return f"{done},[{at:.6f}{last}"
-
-
-Snapshot = (
-    str
-    | tuple[
-        Journal,
-        float,
-        float | None,
-        tuple[tuple[float, int], ...],
-        int,
-        bool,
-        "How | None",
-        float | None,
-    ]
-)
-"""A journal's line frozen (``Journal.snapshot``): the line itself, or what it is made of."""
-
-
-def snapshot_line(snapshot: Snapshot) -> str:
-    """The line of a snapshot (``Journal.snapshot``)."""
-    if isinstance(snapshot, str):
-        return snapshot
-    journal, wall, head_at, marks, sent, completed, how, left_at = snapshot
-    return journal._line(wall, head_at, marks, sent, completed, how, left_at)
 
 
 _LINE_MEMO = "journal.line"

@@ -4,18 +4,20 @@
     ReplayServer(player, journal=journal)           # each play's line as it ends
     journal.close()                                 # raises JournalError if a write failed
 
-A play that ends is handed over as a snapshot (``Journal.snapshot``: its times, counts and
-marks, frozen; cheap) on a deque (thread-safe at both ends: no lock per play); a writer thread
-formats the lines (already redacted: see ``_journal``), writes them in one write and flushes,
-at most ``flush_within`` seconds (``FLUSH_WITHIN``) after the first of the batch was queued, so
-a reader tailing the file sees every play within that. Formatting and writing off the event
-loop, without a timer on it (the replay server's precise loop would wake for it) and waking the
-writer once per batch, not per play, is what keeps the journal's cost small at thousands of
-plays a second (``bench/bench_control.py``). The queue is bounded by bytes (``MAX_PENDING``;
-a play counts 1 KiB and 64 bytes per progress mark: ``queued_bytes``): past it, when the disk
-is slower than the server, the play that ends writes the queue itself and the event loop waits
-for the write (back-pressure: no line is ever dropped for want of room). ``close`` writes what
-is queued (the replay command closes it on every way out, SIGINT and SIGTERM included).
+A play that ends is handed over as its line (``Journal.line``: already redacted, see
+``_journal``; a few µs) on a deque (thread-safe at both ends: no lock per play); a writer
+thread joins the lines, writes them in one write and flushes, at most ``flush_within`` seconds
+(``FLUSH_WITHIN``) after the first of the batch was queued, so a reader tailing the file sees
+every play within that. The line is made by the caller, on the event loop: a writer thread
+that formatted the lines itself held the GIL for each batch while the loop waited at every
+system call, which cost more than the formatting (``bench/bench_control.py``: +25-45% against
++9-16% responses/s). Writing off the event loop, without a timer on it (the replay server's
+precise loop would wake for it) and waking the writer once per batch, not per play, keeps the
+rest small. The queue is bounded by bytes (``MAX_PENDING``, ``queued_bytes``): past it, when
+the disk is slower than the server, the play that ends writes the queue itself and the event
+loop waits for the write (back-pressure: no line is ever dropped for want of room). ``close``
+writes what is queued (the replay command closes it on every way out, SIGINT and SIGTERM
+included).
 ``flush_within=None``: each line is written by the caller, at once.
 
 A write that fails (a full disk) is remembered, the lines after it are counted as lost (never
@@ -30,7 +32,7 @@ from collections import deque
 from typing import BinaryIO
 
 from ._errors import SsevcrError
-from ._journal import Journal, Snapshot, snapshot_line
+from ._journal import Journal
 
 __all__ = ["FLUSH_WITHIN", "MAX_PENDING", "JournalError", "JournalFile", "queued_bytes"]
 
@@ -62,7 +64,7 @@ class JournalFile:
         # The queue: lines appended by the caller, taken by whoever flushes (a deque: both
         # ends thread-safe, no lock per line). Bytes queued and taken are counted apart, each
         # by one side, so neither needs a lock: pending bytes = queued - taken.
-        self._queue: deque[Snapshot] = deque()
+        self._queue: deque[str] = deque()
         self._queued = 0  # bytes ever queued (the caller's)
         self._taken = 0  # bytes ever taken from the queue (under _writing)
         self._writing = threading.Lock()  # the file (the writer, or a caller past MAX_PENDING)
@@ -80,9 +82,9 @@ class JournalFile:
             self._writer.start()
 
     def __call__(self, journal: Journal) -> None:
-        snapshot = journal.snapshot()
-        self._queue.append(snapshot)
-        self._queued += queued_bytes(snapshot)
+        line = journal.line()
+        self._queue.append(line)
+        self._queued += queued_bytes(line)
         if self._direct or self._queued - self._taken >= MAX_PENDING:
             self.flush()
         elif not self._woken:  # (the first line since the writer's last batch)
@@ -118,9 +120,9 @@ class JournalFile:
             if not count:
                 return
             popleft = queue.popleft
-            snapshots = [popleft() for _ in range(count)]
-            self._taken += sum(map(queued_bytes, snapshots))
-            data = "\n".join(map(snapshot_line, snapshots)) + "\n"
+            lines = [popleft() for _ in range(count)]
+            self._taken += sum(map(len, lines)) + count
+            data = "\n".join(lines) + "\n"
             file = self._file
             if file is None:
                 self.lost += count
@@ -158,17 +160,9 @@ class JournalFile:
             )
 
 
-_PLAY_BYTES = 1024
-"""What a play waiting to be written counts for (its snapshot, its line), and each of its progress
-marks (``_MARK_BYTES``) besides."""
-_MARK_BYTES = 64
-
-
-def queued_bytes(snapshot: Snapshot) -> int:
-    """What a play waiting in the queue counts for, towards ``MAX_PENDING``."""
-    if isinstance(snapshot, str):
-        return len(snapshot) + 1
-    return _PLAY_BYTES + _MARK_BYTES * len(snapshot[3])
+def queued_bytes(line: str) -> int:
+    """What a line waiting in the queue counts for, towards ``MAX_PENDING``."""
+    return len(line) + 1
 
 
 def _write_all(file: BinaryIO, data: bytes) -> None:
