@@ -285,12 +285,13 @@ def test_the_recording_replays_in_process(recorded_chat: tuple[Path, Any, Any]) 
     assert max(errors) < TOLERANCE, errors
 
 
-def test_the_recording_replays_through_ssevcr_replay(recorded_chat: tuple[Path, Any, Any]) -> None:
-    path, _, _ = recorded_chat
+def replays_through_ssevcr_replay(path: Path, client: Any) -> None:
+    """``client(url)`` (a chat client: messages, clock, close) talking to ``ssevcr replay`` of
+    the recorded chat gets every message at its recorded gap and the close; no miss."""
     ws = ssevcr.load(path).interactions[0].websocket
     replay = CliReplay(str(path))
     try:
-        got, clock, closed = asyncio.run(chat_client(replay.url.replace("http://", "ws://")))
+        got, clock, closed = client(replay.url.replace("http://", "ws://"))
     finally:
         code, err = replay.stop()
     assert code == 0, err
@@ -299,6 +300,10 @@ def test_the_recording_replays_through_ssevcr_replay(recorded_chat: tuple[Path, 
     errors = follows(clock, ws)
     assert max(errors) < TOLERANCE, errors
     assert "0 misses" in err, err
+
+
+def test_the_recording_replays_through_ssevcr_replay(recorded_chat: tuple[Path, Any, Any]) -> None:
+    replays_through_ssevcr_replay(recorded_chat[0], lambda url: asyncio.run(chat_client(url)))
 
 
 def test_new_episodes_replays_a_match_and_records_a_miss(

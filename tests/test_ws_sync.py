@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import websockets
 from realtime_upstream import RealtimeUpstream
-from stream_helpers import CliReplay
 from test_ws_inprocess import (
     KEY,
     LATE,
@@ -30,6 +29,7 @@ from test_ws_inprocess import (
     chat_client,
     check_recording,
     follows,
+    replays_through_ssevcr_replay,
 )
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.sync.client import connect
@@ -120,19 +120,7 @@ def test_the_recording_replays_to_the_sync_client(recorded: tuple[Path, Any, str
 
 
 def test_the_sync_recording_replays_through_ssevcr_replay(recorded: tuple[Path, Any, str]) -> None:
-    path, _, _ = recorded
-    ws = ssevcr.load(path).interactions[0].websocket
-    replay = CliReplay(str(path))
-    try:
-        got, clock, closed = sync_chat_client(replay.url.replace("http://", "ws://"))
-    finally:
-        code, err = replay.stop()
-    assert code == 0, err
-    assert got == SERVER
-    assert closed.rcvd is not None and (closed.rcvd.code, closed.rcvd.reason) == (4001, "bye")
-    errors = follows(clock, ws)
-    assert max(errors) < TOLERANCE, errors
-    assert "0 misses" in err, err
+    replays_through_ssevcr_replay(recorded[0], sync_chat_client)
 
 
 def test_either_client_replays_what_the_other_recorded(
