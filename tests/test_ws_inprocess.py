@@ -306,25 +306,33 @@ def test_the_recording_replays_through_ssevcr_replay(recorded_chat: tuple[Path, 
     replays_through_ssevcr_replay(recorded_chat[0], lambda url: asyncio.run(chat_client(url)))
 
 
-def test_new_episodes_replays_a_match_and_records_a_miss(
-    recorded_chat: tuple[Path, Any, Any], tmp_path: Path
+def new_episodes_replays_a_match_and_records_a_miss(
+    recorded: Path, tmp_path: Path, client: Any
 ) -> None:
+    """Under ``new_episodes``, ``client(url, path=...)`` gets the recorded chat from the cassette
+    (the upstream is not asked) and a chat on another path from the upstream, recorded after it."""
     path = tmp_path / "episodes.msgpack"
-    path.write_bytes(recorded_chat[0].read_bytes())
+    path.write_bytes(recorded.read_bytes())
     with (
         RealtimeUpstream(handler=chat) as up,
         ssevcr.use_cassette(path, record="new_episodes") as cas,
     ):
-        replayed, _, _ = asyncio.run(chat_client(up.ws_url))  # recorded: replayed
+        replayed, _, _ = client(up.ws_url)  # recorded: replayed
         assert not up.conversations  # (the upstream was not asked)
-        recorded, _, _ = asyncio.run(chat_client(up.ws_url, path="/other"))
+        new, _, _ = client(up.ws_url, path="/other")
         assert len(up.conversations) == 1
-    assert replayed == recorded == SERVER
-    assert not cas.misses
+    assert replayed == new == SERVER and not cas.misses
     first, second = ssevcr.load(path).interactions
     assert (first.request.path, second.request.path) == ("/chat", "/other")
-    check_recording_of = second.websocket
-    assert check_recording_of is not None and len(check_recording_of.messages) == 6
+    assert second.websocket is not None and len(second.websocket.messages) == 6
+
+
+def test_new_episodes_replays_a_match_and_records_a_miss(
+    recorded_chat: tuple[Path, Any, Any], tmp_path: Path
+) -> None:
+    new_episodes_replays_a_match_and_records_a_miss(
+        recorded_chat[0], tmp_path, lambda url, **kw: asyncio.run(chat_client(url, **kw))
+    )
 
 
 def test_a_hook_drops_or_edits_the_recorded_handshake(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from test_ws_inprocess import (
     chat_client,
     check_recording,
     follows,
+    new_episodes_replays_a_match_and_records_a_miss,
     replays_through_ssevcr_replay,
 )
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
@@ -200,20 +201,7 @@ def test_a_client_leaving_early_is_left(recorded: tuple[Path, Any, str]) -> None
 def test_new_episodes_replays_a_match_and_records_a_miss(
     recorded: tuple[Path, Any, str], tmp_path: Path
 ) -> None:
-    path = tmp_path / "episodes.msgpack"
-    path.write_bytes(recorded[0].read_bytes())
-    with (
-        RealtimeUpstream(handler=chat) as up,
-        ssevcr.use_cassette(path, record="new_episodes") as cas,
-    ):
-        replayed, _, _ = sync_chat_client(up.ws_url)  # recorded: replayed
-        assert not up.conversations  # (the upstream was not asked)
-        new, _, _ = sync_chat_client(up.ws_url, path="/other")
-        assert len(up.conversations) == 1
-    assert replayed == new == SERVER and not cas.misses
-    first, second = ssevcr.load(path).interactions
-    assert (first.request.path, second.request.path) == ("/chat", "/other")
-    assert second.websocket is not None and len(second.websocket.messages) == 6
+    new_episodes_replays_a_match_and_records_a_miss(recorded[0], tmp_path, sync_chat_client)
 
 
 def test_a_host_the_cassette_lets_through_is_untouched(tmp_path: Path) -> None:
