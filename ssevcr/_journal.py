@@ -400,6 +400,7 @@ class Origin:
         "fired",
         "index",
         "key",
+        "line_parts",
         "redaction",
         "resumed_after",
         "schedule",
@@ -427,6 +428,8 @@ class Origin:
         self.fired = schedule.fired
         # what a journal line says of the play besides its request and schedule (_line's key)
         self.key = (redaction, index, cassette, session, resumed_after)
+        # the last request value whose line parts were found, with them (``Journal._line``)
+        self.line_parts: tuple[Request, _LineParts] | None = None
 
 
 class Journal:
@@ -701,13 +704,15 @@ class Journal:
 
     def line(self) -> str:
         """``value().to_json()`` as one JSON line (no newline), made cheaply: ``ssevcr replay
-        --journal`` writes one per play, thousands a second. What the play's request and
-        schedule fix (its redacted headers above all) and what the way it ended fixes (the
-        counts, the state, the last event ID) are serialized once and kept in the schedule's
-        memo (``_LineParts``), found by the request value itself (a keep-alive connection
-        repeats it), else by its content; a line then only formats its times (six decimals:
-        the values ``to_json`` rounds to; a time the line repeats is formatted once) and its
-        progress marks, and joins the parts in one f-string."""
+        --journal`` writes one per play, thousands a second. What the play's request and schedule
+        fix (its redacted headers above all) and what the way it ended fixes (the counts, the state,
+        the last event ID) are serialized once and kept in the schedule's memo (``_LineParts``),
+        found by the request value itself (a keep-alive connection repeats it), else by its content.
+        The parts found last are kept on the play's ``Origin`` with their request value, and the
+        ending found last on the parts, so the plays of one interaction that repeat a request and an
+        ending find them at once. A line then only formats its times (six decimals: the values
+        ``to_json`` rounds to; a time the line repeats is formatted once) and its progress marks,
+        and joins the parts in one f-string."""
         if self._ws is not None:  # (rare, and with its own part: made whole)
             return json.dumps(self.value().to_json(), separators=(",", ":"))
         return self._line(
@@ -731,20 +736,35 @@ class Journal:
         left_at: float | None,
     ) -> str:
         request = self.request
-        memo = self.schedule.memo
-        cache = memo.get(_LINE_MEMO)
-        if cache is None:
-            cache = memo[_LINE_MEMO] = {}
-        assert isinstance(cache, dict)
-        same = cache.get(id(request))
-        extra = self._origin.key
-        if same is not None and same[0] is request and same[1] == extra:
-            parts: _LineParts = same[2]
+        origin = self._origin
+        last = origin.line_parts
+        if last is not None and last[0] is request:  # (the origin's plays repeat a request)
+            parts = last[1]
         else:
-            parts = self._line_parts(cache, extra)
-        ending = parts.endings.get((sent, completed, how))
-        if ending is None:
-            ending = parts.ending(self.schedule, sent, completed, how)
+            memo = self.schedule.memo
+            cache = memo.get(_LINE_MEMO)
+            if cache is None:
+                cache = memo[_LINE_MEMO] = {}
+            assert isinstance(cache, dict)
+            same = cache.get(id(request))
+            extra = origin.key
+            if same is not None and same[0] is request and same[1] == extra:
+                parts = same[2]
+            else:
+                parts = self._line_parts(cache, extra)
+            origin.line_parts = (request, parts)
+        last_ending = parts.last
+        if (
+            last_ending is not None
+            and last_ending[0] == sent
+            and last_ending[1] is completed
+            and last_ending[2] is how
+        ):
+            ending = last_ending[3]
+        else:
+            found = parts.endings.get((sent, completed, how))
+            ending = parts.ending(self.schedule, sent, completed, how) if found is None else found
+            parts.last = (sent, completed, how, ending)
         at0 = "null" if head_at is None else f"{head_at:.6f}"
         if not marks:
             progress = ""
@@ -795,12 +815,14 @@ class _LineParts:
     pieces around the progress marks: ``(events and bytes up to the marks, the last mark's
     bytes and events, the fields up to left_at, the fields after it)``."""
 
-    __slots__ = ("endings", "events", "head")
+    __slots__ = ("endings", "events", "head", "last")
 
     def __init__(self, head: str, events: EventMap | None) -> None:
         self.head = head
         self.events = events
         self.endings: dict[tuple[int, bool, How | None], tuple[str, str, str, str]] = {}
+        # the ending found last, with its key: (sent, completed, how, the ending)
+        self.last: tuple[int, bool, How | None, tuple[str, str, str, str]] | None = None
 
     def ending(
         self, schedule: Schedule, sent: int, completed: bool, how: How | None

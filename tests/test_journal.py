@@ -626,3 +626,26 @@ def test_journal_line_says_what_to_json_says_for_any_number_of_marks_and_any_end
             j.left(10.25, how, body_bytes=ends[marks // 2] if marks and schedule is sched else None)
         assert json.loads(j.line()) == j.value().to_json()
         assert "sk-secret" not in j.line()
+
+
+def test_journal_lines_of_one_origin_stay_true_as_requests_and_endings_alternate() -> None:
+    # the line parts found last are kept on the origin and the ending found last on them: a
+    # play with another request or another ending must not reuse them
+    sched = build(stream_response(20))
+    ends = sched.timeline.ends
+    origin = Origin(sched, cassette="c")
+    a = Request("GET", "http://x/events", (("x-api-key", "sk-a"),))
+    b = Request("GET", "http://x/events", (("x-other", "b"),))
+    for n, (request, ending) in enumerate(
+        [(a, "done"), (a, "done"), (b, "done"), (a, "rst"), (a, "rst"), (b, "fin"), (a, "done")]
+    ):
+        j = Journal(origin, request)
+        j.begin(1.0, 1_700_000_000.5 + n)
+        j.head(1.001)
+        j.sent(1.002, ends[n % 5])
+        if ending == "done":
+            j.sent(1.003, ends[-1])
+            j.done(1.004)
+        else:
+            j.left(1.004, ending)
+        assert json.loads(j.line()) == j.value().to_json(), (n, request, ending)
