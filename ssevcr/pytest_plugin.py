@@ -33,10 +33,11 @@ Record mode and timing, highest first: ``--ssevcr-record`` / ``--ssevcr-timing``
 line, then ``SSEVCR_RECORD`` / ``SSEVCR_TIMING`` in the environment, then the marker, then the
 ``ssevcr_config`` fixture, then the defaults (``none``, ``original``).
 
-Every knob is a fixture a conftest can override: ``ssevcr_record_mode``, ``ssevcr_timing``,
-``ssevcr_cassette_dir``, ``ssevcr_cassette_name``, ``ssevcr_cassette_path``, ``ssevcr_config``
-(the dir and the config are module-scoped, computed once per module; an override may have any
-scope).
+Every knob is a fixture a conftest, module or class can override, or a ``parametrize`` can
+give: ``ssevcr_record_mode``, ``ssevcr_timing``, ``ssevcr_cassette_dir``,
+``ssevcr_cassette_name``, ``ssevcr_cassette_path``, ``ssevcr_config`` (the dir and the config
+are module-scoped fixtures; an override may have any scope). The cassette is active before the
+test's function-scoped fixtures, autouse ones too, and after those of wider scopes.
 A request with no recorded answer fails the test with the explanation — also when the client
 swallowed or wrapped the NoMatchError (SDK retries) — without a traceback. ssevcr itself is
 imported only by the fixtures, so the plugin costs nothing in sessions that do not use it.
@@ -46,7 +47,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +181,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_RUN] = (workerinput["ssevcr_run"], workerinput["ssevcr_claims"])
     else:
         config.stash[_RUN] = (os.urandom(8).hex(), None)
+    config.pluginmanager.register(_KnobParameters(), "ssevcr-knob-parameters")
     config.addinivalue_line(
         "markers",
         "ssevcr(*names_or_paths, timing=None, faults=(), seed=0, match_on=None, ws_match='type', "
@@ -288,6 +290,24 @@ def _case(node: Any) -> Any:
     """The sweep case of a swept test (a ``SweepFault``), else None."""
     callspec = getattr(node, "callspec", None)
     return None if callspec is None else callspec.params.get(_SWEEP)
+
+
+class _KnobParameters:
+    """A knob a ``parametrize`` marker names joins the test's fixtures, as it did when
+    ``ssevcr_cassette`` asked pytest for every knob (it computes them itself now: ``_KNOBS``),
+    so parametrizing one still works without naming it in the test's arguments. (Before
+    pytest's own hook, which checks the names; registered by ``pytest_configure``.)"""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        closure = metafunc.fixturenames
+        if "ssevcr_cassette" not in closure and _merged(metafunc.definition) is None:
+            return
+        for mark in metafunc.definition.iter_markers("parametrize"):
+            names = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+            if isinstance(names, str):
+                names = [n.strip() for n in names.split(",")]
+            closure += [n for n in names if n in _KNOBS and n not in closure]
 
 
 def _stall(value: object, source: str) -> float:
@@ -425,29 +445,37 @@ def ssevcr_config() -> dict[str, Any]:
     return {}
 
 
+def _record_mode(request: pytest.FixtureRequest, config: dict[str, Any]) -> str:
+    return _first(request, "ssevcr_record", "SSEVCR_RECORD", "record", config, "none")
+
+
 @pytest.fixture
 def ssevcr_record_mode(request: pytest.FixtureRequest, ssevcr_config: dict[str, Any]) -> str:
     """--ssevcr-record > SSEVCR_RECORD > marker ``record=`` > ssevcr_config > ``none``."""
-    return _first(request, "ssevcr_record", "SSEVCR_RECORD", "record", ssevcr_config, "none")
+    return _record_mode(request, ssevcr_config)
+
+
+def _timing(request: pytest.FixtureRequest, config: dict[str, Any]) -> str:
+    return _first(request, "ssevcr_timing", "SSEVCR_TIMING", "timing", config, "original")
 
 
 @pytest.fixture
 def ssevcr_timing(request: pytest.FixtureRequest, ssevcr_config: dict[str, Any]) -> str:
     """--ssevcr-timing > SSEVCR_TIMING > marker ``timing=`` > ssevcr_config > ``original``."""
-    return _first(request, "ssevcr_timing", "SSEVCR_TIMING", "timing", ssevcr_config, "original")
+    return _timing(request, ssevcr_config)
+
+
+def _cassette_dir(request: pytest.FixtureRequest) -> Path:
+    return Path(request.config.rootpath) / "cassettes" / Path(request.node.path).stem
 
 
 @pytest.fixture(scope="module")
 def ssevcr_cassette_dir(request: pytest.FixtureRequest) -> Path:
     """``<rootdir>/cassettes/<test module name>``."""
-    module = Path(request.node.path).stem
-    return Path(request.config.rootpath) / "cassettes" / module
+    return _cassette_dir(request)
 
 
-@pytest.fixture
-def ssevcr_cassette_name(request: pytest.FixtureRequest) -> str:
-    """The test's name (``Class.test[param]`` for methods), made safe as a file name; the cases
-    of a swept test share the test's."""
+def _cassette_name(request: pytest.FixtureRequest) -> str:
     node: Any = request.node
     name = node.name
     case = _case(node)
@@ -459,15 +487,77 @@ def ssevcr_cassette_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def ssevcr_cassette_name(request: pytest.FixtureRequest) -> str:
+    """The test's name (``Class.test[param]`` for methods), made safe as a file name; the cases
+    of a swept test share the test's."""
+    return _cassette_name(request)
+
+
+def _cassette_path(
+    request: pytest.FixtureRequest, folder: Callable[[], Path], name: Callable[[], str]
+) -> Path:
+    marker = _marker(request)
+    if marker is None or not marker.args:
+        return folder() / f"{name()}.msgpack"
+    return _named_path(marker.args[0], Path(request.config.rootpath), folder())
+
+
+@pytest.fixture
 def ssevcr_cassette_path(
     request: pytest.FixtureRequest, ssevcr_cassette_dir: Path, ssevcr_cassette_name: str
 ) -> Path:
     """The marker's first argument (a bare name in the module's folder, or a path with a slash
     relative to the rootdir), else ``<cassette dir>/<test name>.msgpack``."""
-    marker = _marker(request)
-    if marker is None or not marker.args:
-        return ssevcr_cassette_dir / f"{ssevcr_cassette_name}.msgpack"
-    return _named_path(marker.args[0], Path(request.config.rootpath), ssevcr_cassette_dir)
+    return _cassette_path(request, lambda: ssevcr_cassette_dir, lambda: ssevcr_cassette_name)
+
+
+# The knobs as ``ssevcr_cassette`` reads them. pytest's machinery costs a function-scoped
+# fixture ~300 Python calls per test (its SubRequest, a ``RequestFixtureDef`` for ``request``,
+# the setup hook), which made the knobs ~1,500 of the plugin's ~4,100 calls per test
+# (bench/bench_pytest.py --calls). So a knob the test would get from this plugin is computed
+# here, as its fixture computes it; one that a conftest, module, class or parametrization
+# overrides (``_own_knobs``, found at collection) is asked of pytest.
+_KNOBS: dict[str, Callable[[pytest.FixtureRequest], Any]] = {
+    "ssevcr_config": lambda r: {},
+    "ssevcr_record_mode": lambda r: _record_mode(r, _knob(r, "ssevcr_config")),
+    "ssevcr_timing": lambda r: _timing(r, _knob(r, "ssevcr_config")),
+    "ssevcr_cassette_dir": _cassette_dir,
+    "ssevcr_cassette_name": _cassette_name,
+    "ssevcr_cassette_path": lambda r: _cassette_path(
+        r, lambda: _knob(r, "ssevcr_cassette_dir"), lambda: _knob(r, "ssevcr_cassette_name")
+    ),
+}
+_OWN_KNOBS = pytest.StashKey[frozenset[str]]()  # the knobs a test gets from this plugin
+
+
+def _knob(request: pytest.FixtureRequest, name: str) -> Any:
+    """The knob fixture ``name``'s value for this test (see ``_KNOBS``)."""
+    if name in request.node.stash.get(_OWN_KNOBS, ()):
+        return _KNOBS[name](request)
+    return request.getfixturevalue(name)
+
+
+def _own_knobs(item: pytest.Item) -> frozenset[str]:
+    """The knobs ``item`` would get from this plugin's own fixtures: no conftest, module or
+    class defines one of the same name, and no parametrization gives it. This asks pytest's
+    fixture manager, which is not public API; on any surprise no knob counts as the plugin's
+    own, and every one is asked of pytest (slower, never wrong)."""
+    try:
+        manager: Any = item.session._fixturemanager
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        own = set()
+        for name in _KNOBS:
+            defs = manager.getfixturedefs(name, item)
+            if (
+                name not in params
+                and defs is not None
+                and len(defs) == 1
+                and getattr(defs[0].func, "__module__", None) == __name__
+            ):
+                own.add(name)
+        return frozenset(own)
+    except Exception:  # (pytest's internals changed: the slow way)
+        return frozenset()
 
 
 # -- the cassette --------------------------------------------------------------------------------
@@ -528,7 +618,7 @@ def _further_paths(request: pytest.FixtureRequest, marker: pytest.Mark | None) -
     """The cassettes named after the first (searched after it, in order; never written)."""
     if marker is None or len(marker.args) < 2:
         return []
-    root, folder = Path(request.config.rootpath), request.getfixturevalue("ssevcr_cassette_dir")
+    root, folder = Path(request.config.rootpath), _knob(request, "ssevcr_cassette_dir")
     return [_named_path(a, root, folder) for a in marker.args[1:]]
 
 
@@ -550,13 +640,7 @@ def _check_swept(request: pytest.FixtureRequest, path: Path) -> None:
 
 
 @pytest.fixture
-def ssevcr_cassette(
-    request: pytest.FixtureRequest,
-    ssevcr_cassette_path: Path,
-    ssevcr_record_mode: str,
-    ssevcr_timing: str,
-    ssevcr_config: dict[str, Any],
-) -> Iterator[ActiveCassette]:
+def ssevcr_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassette]:
     """The cassette in use for this test: ``.cassette`` (as loaded), ``.plays`` (every request
     answered, replayed or recorded), ``.fired`` (fault specs that changed a response),
     ``.misses``, ``.unused()``, ``.recorded``. While it is active every httpx and httpx2 client
@@ -570,12 +654,17 @@ def ssevcr_cassette(
     from ._store import begin_run
 
     begin_run(*request.config.stash[_RUN])
+    path: Path = _knob(request, "ssevcr_cassette_path")
     case = _case(request.node)
     if case is not None:
-        _check_swept(request, ssevcr_cassette_path)
+        _check_swept(request, path)
     try:
         options = _options(
-            request, ssevcr_cassette_path, ssevcr_record_mode, ssevcr_timing, ssevcr_config
+            request,
+            path,
+            _knob(request, "ssevcr_record_mode"),
+            _knob(request, "ssevcr_timing"),
+            _knob(request, "ssevcr_config"),
         )
         use = CassetteUse(options, process_wide=True)  # one test at a time: every thread
         active = use.__enter__()
@@ -623,11 +712,36 @@ def _keep_plays(request: pytest.FixtureRequest, active: ActiveCassette) -> None:
     }
 
 
-@pytest.fixture(autouse=True)
-def _ssevcr_marker(request: pytest.FixtureRequest) -> None:
-    """Activate the cassette for tests with the ``ssevcr`` marker (before their other fixtures)."""
-    if _marker(request) is not None:
-        request.getfixturevalue("ssevcr_cassette")
+@pytest.hookimpl(
+    trylast=True
+)  # (after the hooks of conftests and plugins: a marker they add counts)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test with the ``ssevcr`` marker gets ``ssevcr_cassette`` as its first function-scoped
+    fixture, so the cassette is active before its other fixtures (set up after the fixtures of
+    wider scopes, which outlive the test). Tests without the marker pay nothing (an autouse
+    fixture cost every test of the session ~280 calls)."""
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if not isinstance(names, list) or _merged(item) is None:
+            continue
+        item.stash[_OWN_KNOBS] = _own_knobs(item)
+        if "ssevcr_cassette" in names:
+            names.remove("ssevcr_cassette")
+        names.insert(_first_function_scoped(item, names), "ssevcr_cassette")
+
+
+def _first_function_scoped(item: pytest.Item, names: list[str]) -> int:
+    """Where the function-scoped fixtures start in ``names`` (pytest sorts them after the wider
+    scopes). Read from the item's fixture info, which is not public API: failing that, 0."""
+    try:
+        defs: Any = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
+        for i, name in enumerate(names):
+            found = defs.get(name)
+            if not found or found[-1].scope == "function":
+                return i
+        return len(names)
+    except Exception:  # (pytest's internals changed)
+        return 0
 
 
 @pytest.fixture

@@ -73,11 +73,15 @@ def confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def pt(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """An inner pytest project: pytest-asyncio in auto mode, no ssevcr environment overrides."""
+    """An inner pytest project: pytest-asyncio in auto mode, no ssevcr environment overrides.
+    An inner run in this process may find ssevcr imported without pytest's assertion rewriting
+    (after another test's ``pytester`` restored ``sys.modules``), and pytest warns about that
+    module state of the outer process, which is not the inner run's output."""
     pytester.makeini("""
         [pytest]
         asyncio_mode = auto
         asyncio_default_fixture_loop_scope = function
+        filterwarnings = ignore::pytest.PytestAssertRewriteWarning
     """)
     for var in ("SSEVCR_RECORD", "SSEVCR_TIMING"):
         monkeypatch.delenv(var, raising=False)

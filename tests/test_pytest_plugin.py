@@ -746,3 +746,115 @@ def test_replay_sets_stand_in_api_keys_and_puts_them_back(
             "*AFTER None sk-ant-mine",
         ]
     )
+
+
+def test_the_cassette_comes_first_and_every_knob_override_still_wins(pt: pytest.Pytester) -> None:
+    """The marker's cassette is active before the test's function-scoped fixtures (conftest
+    autouse ones too) and after the session's; a test without the marker gets none. The knobs
+    the plugin computes itself (bench/bench_pytest.py --calls) give way to a conftest's,
+    module's or class's fixture of the same name and to a parametrized value; a marker a
+    conftest adds at collection counts."""
+    pt.makeconftest("""
+        import pytest
+        from ssevcr import _intercept
+
+        def active():
+            cassettes = _intercept.open_cassettes()
+            return cassettes[-1].path.name if cassettes else None
+
+        @pytest.fixture(scope="session", autouse=True)
+        def session_wide():
+            print("SESSION", active())
+
+        @pytest.fixture(autouse=True)
+        def each_test(request):
+            print("AUTOUSE", request.node.name, active())
+
+        @pytest.fixture(scope="module")
+        def ssevcr_cassette_dir(request):
+            return request.config.rootpath / "mine"
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                if "added" in item.name:
+                    item.add_marker(pytest.mark.ssevcr(timing="instant"))
+    """)
+    pt.makepyfile(
+        test_order="""
+        import pytest
+        from conftest import active
+
+        def where(cas, request):
+            return cas.path.relative_to(request.config.rootpath).as_posix()
+
+        @pytest.fixture
+        def client():
+            return active()
+
+        @pytest.mark.ssevcr
+        def test_marked(client, ssevcr_cassette, request):
+            print("MARKED", client, where(ssevcr_cassette, request), ssevcr_cassette.record_mode)
+
+        def test_plain(client, request):
+            print("PLAIN", client, "ssevcr_cassette" in request.fixturenames)
+
+        def test_added(ssevcr_cassette, request):
+            print("ADDED", ssevcr_cassette.options.timing, where(ssevcr_cassette, request))
+
+        @pytest.mark.ssevcr
+        @pytest.mark.parametrize("ssevcr_record_mode", ["new_episodes"])
+        def test_param(ssevcr_cassette):
+            print("PARAM", ssevcr_cassette.record_mode)
+
+        class TestTiming:
+            @pytest.fixture
+            def ssevcr_timing(self):
+                return "scale:0.5"
+
+            @pytest.mark.ssevcr
+            def test_cls(self, ssevcr_cassette):
+                print("CLASS", ssevcr_cassette.options.timing)
+    """,
+        test_named="""
+        import pytest
+
+        @pytest.fixture
+        def ssevcr_cassette_name():
+            return "by-module"
+
+        @pytest.fixture(scope="module")
+        def ssevcr_config():
+            return {"timing": "fixed:5ms", "record": "once"}
+
+        @pytest.mark.ssevcr
+        def test_named(ssevcr_cassette, request):
+            print("NAMED", ssevcr_cassette.path.relative_to(request.config.rootpath).as_posix(),
+                  ssevcr_cassette.options.timing, ssevcr_cassette.record_mode)
+    """,
+    )
+    sub = pt.mkpydir("sub")
+    (sub / "conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef ssevcr_cassette_path(request):\n"
+        "    return request.config.rootpath / 'elsewhere' / 'p.msgpack'\n"
+    )
+    (sub / "test_sub.py").write_text(
+        "import pytest\n\n@pytest.mark.ssevcr\ndef test_sub(ssevcr_cassette, request):\n"
+        "    print('SUB', ssevcr_cassette.path.relative_to(request.config.rootpath).as_posix())\n"
+    )
+    result = pt.runpytest("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=7)
+    result.stdout.fnmatch_lines(
+        [
+            "*SESSION None*",
+            "*SUB elsewhere/p.msgpack*",
+            "*NAMED mine/by-module.msgpack fixed:5ms once*",
+            "*AUTOUSE test_marked test_marked.msgpack*",
+            "*MARKED test_marked.msgpack mine/test_marked.msgpack none*",
+            "*AUTOUSE test_plain None*",
+            "*PLAIN None False*",
+            "*AUTOUSE test_added test_added.msgpack*",
+            "*ADDED instant mine/test_added.msgpack*",
+            "*PARAM new_episodes*",
+            "*CLASS scale:0.5*",
+        ]
+    )
