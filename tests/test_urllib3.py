@@ -21,9 +21,12 @@ from client_helpers import (
     CHAT,
     CHAT_URL,
     FIXTURE,
+    SLOW,
     TEXT,
     CaptureServer,
+    assert_arrival_gaps,
     assert_recorded,
+    burst_headers,
     chat_cassette,
 )
 from test_intercept import steer, stop
@@ -77,6 +80,46 @@ def test_record_a_stream_live_then_replay_it_with_the_upstream_stopped(
     helpers.assert_streamed(pieces, recorded.response)
     assert len(cas.plays) == 1 and not cas.misses and not cas.blocked
     assert capture.connections == 0 and capture.received == b""
+
+
+def test_a_slow_consumer_does_not_move_the_recorded_chunks(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """Each piece is stamped when the socket read that brought its first byte returned (a burst
+    of two chunks: one read, the second piece from http.client's buffer), not when the consumer
+    asked for it (150 ms later)."""
+    path = tmp_path / "slow.msgpack"
+    with ssevcr.use_cassette(path, record="all"):
+        r = urllib3.PoolManager().request(
+            "POST",
+            upstream.url + CHAT_URL,
+            body=PAYLOAD,
+            headers={**JSON, **burst_headers("u3slow")},
+            preload_content=False,
+        )
+        for _ in r.stream(None):
+            time.sleep(SLOW)
+    assert_arrival_gaps(path, upstream.exchange("u3slow").sent)
+
+
+def test_a_first_chunk_read_with_the_head_is_stamped_when_it_arrived(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """The first chunk came in the head's write (it waits in http.client's buffer); the consumer
+    asks for it 300 ms later: it is recorded when it came, as the upstream sent it."""
+    path = tmp_path / "first.msgpack"
+    headers = {**JSON, **steer(FIXTURE, "u3first", chunks="3", gap_ms="30", head_with_first="1")}
+    with ssevcr.use_cassette(path, record="all"):
+        t0 = time.monotonic()
+        r = urllib3.PoolManager().request(
+            "POST", upstream.url + CHAT_URL, body=PAYLOAD, headers=headers, preload_content=False
+        )
+        time.sleep(0.3)
+        assert b"".join(r.stream(None)) == BODY
+    ex = upstream.exchange("u3first")
+    response = _store.load(path).interactions[0].response
+    assert response.chunk_at[0] - response.headers_at <= 0.01, response.chunk_at
+    assert abs(t0 + response.chunk_at[0] - ex.sent[0][0]) <= 0.04
 
 
 def test_https_record_and_replay_through_pools_made_by_hand(
