@@ -219,8 +219,8 @@ class Recording:
 
     # -- the recorder --------------------------------------------------------------------------
 
-    def _arrived(self, data: bytes) -> None:
-        at = self.capture.stamp(data)
+    def _arrived(self, data: bytes, reads: Reads | None) -> None:
+        at = self.capture.stamp(data, None if reads is None else reads.at)
         assert self.live is not None
         with self.cond:
             self.live.add(at, bytes(data))
@@ -237,10 +237,10 @@ class Recording:
         if self.changed is not None:
             self.changed.set()
 
-    def pump_sync(self, stream: Any) -> None:
+    def pump_sync(self, stream: Any, reads: Reads | None = None) -> None:
         try:
             for chunk in stream:
-                self._arrived(chunk)
+                self._arrived(chunk, reads)
         except Exception as e:
             self._ended(Outcome.UPSTREAM_ERROR, _error_text(e))
         except BaseException:
@@ -249,12 +249,14 @@ class Recording:
         else:
             self._ended(Outcome.COMPLETE)
         finally:
+            if reads is not None:
+                reads.stop()  # (before the connection can go back to its pool)
             stream.close()
 
-    async def pump_async(self, stream: Any) -> None:
+    async def pump_async(self, stream: Any, reads: Reads | None = None) -> None:
         try:
             async for chunk in stream:
-                self._arrived(chunk)
+                self._arrived(chunk, reads)
         except Exception as e:
             self._ended(Outcome.UPSTREAM_ERROR, _error_text(e))
         except BaseException:  # cancelled: the loop is going away
@@ -263,6 +265,8 @@ class Recording:
         else:
             self._ended(Outcome.COMPLETE)
         finally:
+            if reads is not None:
+                reads.stop()
             await stream.aclose()
 
     def known(self) -> Known:
@@ -606,7 +610,10 @@ def record_sync(
     recording.live = _live(recording.capture, faults, seed)
     add(recording)
     recording.thread = threading.Thread(
-        target=recording.pump_sync, args=(response.stream,), name="ssevcr-recorder", daemon=True
+        target=recording.pump_sync,
+        args=(response.stream, _watch(response, recording.capture, sync=True)),
+        name="ssevcr-recorder",
+        daemon=True,
     )
     recording.thread.start()
     follow = _stream(mod, _SyncLive, recording, request)
@@ -647,6 +654,7 @@ async def record_async(
     recording.live = _live(recording.capture, faults, seed)
     recording.changed = asyncio.Event()
     add(recording)
-    recording.task = loop.create_task(recording.pump_async(response.stream))
+    reads = _watch(response, recording.capture, sync=False)
+    recording.task = loop.create_task(recording.pump_async(response.stream, reads))
     follow = _stream(mod, _AsyncLive, recording, request)
     return client_response(mod, await follow.wait(_head), follow)
