@@ -122,6 +122,36 @@ def test_a_first_chunk_read_with_the_head_is_stamped_when_it_arrived(
     assert abs(t0 + response.chunk_at[0] - ex.sent[0][0]) <= 0.04
 
 
+def test_the_socket_file_watch_matches_pieces_to_reads_by_count() -> None:
+    """Over a real socket pair: the bytes buffered with the head count as read at the watch's
+    start, each later piece as read by the read that brought its first byte (a piece that
+    straddles two reads, by the first), and the watch is taken away at ``stop``."""
+    import socket
+
+    from ssevcr._reads import watch_file
+
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(b"HTTP/1.1 200 OK\r\n\r\nab")
+        time.sleep(0.02)
+        fp = b.makefile("rb")
+        assert fp.readline() == b"HTTP/1.1 200 OK\r\n"
+        reads = watch_file(fp)
+        assert reads is not None
+        started = reads.at
+        assert fp.read(2) == b"\r\n" and reads.take(2) == started  # (buffered: no read)
+        time.sleep(0.05)
+        a.sendall(b"cdef")
+        assert fp.read(4) == b"abcd"  # "ab" buffered, "cdef" read
+        assert reads.take(4) == started  # (its first byte came with the head)
+        assert fp.read1(100) == b"ef"
+        late = reads.take(2)  # the second read's
+        assert late - started >= 0.04
+        assert reads.take(0) == late
+        reads.stop()
+        assert "readinto" not in vars(fp.raw)
+
+
 def test_https_record_and_replay_through_pools_made_by_hand(
     tmp_path: Path, tls_files: TLSFiles
 ) -> None:
