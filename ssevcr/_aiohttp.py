@@ -27,7 +27,8 @@ Recording (record modes that reach the network): the same transport relays to a 
 from the original ``connect`` (TLS, proxies, limits as the session configured them) through
 :meth:`asyncio.Transport.set_protocol`; each piece the upstream sends goes to aiohttp as it
 arrives and, de-framed by :class:`ssevcr._wire.ResponseReader`, to the recording with its
-arrival time. The relayed connection is closed at the end, never pooled.
+arrival time (the clock is read in ``data_received``, before any parsing:
+:class:`ssevcr._reads.Reads`). The relayed connection is closed at the end, never pooled.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from . import _import_hook
 from ._cassette import Outcome, Request
 from ._errors import CassetteError, NoMatchError, SsevcrError
 from ._follower import Finish, Wait
+from ._reads import Reads
 from ._schedule import Abort, Close, Hang
 from ._wire import Answer, ResponseReader, to_request
 
@@ -278,6 +280,7 @@ class _Transport(asyncio.Transport):
             connection.close()
             return
         recording = self._cassette.record(request, time.monotonic())  # from the request sent
+        recording.reads = Reads(time.monotonic())
         self._recording = ResponseReader(recording, method)
         self._real_connection = connection
         real.set_protocol(_Relayed(self, self._recording, recording))
@@ -331,6 +334,9 @@ class _Relayed(asyncio.Protocol):
         self.recording = recording
 
     def data_received(self, data: bytes) -> None:
+        reads = self.recording.reads
+        if reads is not None:
+            reads.read(len(data))  # (the clock before any parsing: when the bytes arrived)
         self.reader.feed(data)
         self.transport._protocol.data_received(data)
 

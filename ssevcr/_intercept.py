@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from ._matching import Part
     from ._network import HostSet
     from ._player import Miss, Play, Player
+    from ._reads import Reads
     from ._redaction import Redaction
     from ._timing import Timing
 
@@ -399,10 +400,11 @@ def _empty_hosts() -> HostSet:
 class AdapterRecording:
     """One exchange an adapter records: its head (which makes it a :class:`Recording` of the
     cassette, in the order the requests went out), the raw chunks as they arrive, the end.
-    Times are measured from ``t0``, when the request was sent. Before its head nothing is kept:
-    an exchange that failed before any answer is not recorded."""
+    Times are measured from ``t0``, when the request was sent; a chunk is stamped when its bytes
+    were read, as ``reads`` says (:mod:`ssevcr._reads`), else when it is handed over. Before its
+    head nothing is kept: an exchange that failed before any answer is not recorded."""
 
-    __slots__ = ("capture", "cassette", "index", "request", "t0")
+    __slots__ = ("capture", "cassette", "index", "reads", "request", "t0")
 
     def __init__(self, cassette: ActiveCassette, request: Request, t0: float, index: int) -> None:
         self.cassette = cassette
@@ -410,6 +412,7 @@ class AdapterRecording:
         self.t0 = t0
         self.index = index
         self.capture: _Capture | None = None
+        self.reads: Reads | None = None
 
     def head(
         self, status: int, *, reason: str = "", headers: Headers = (), http_version: str = ""
@@ -446,7 +449,8 @@ class AdapterRecording:
 
     def chunk(self, data: bytes) -> None:
         if self.capture is not None and data:
-            self.capture.stamp(data)
+            reads = self.reads
+            self.capture.stamp(data, None if reads is None else reads.at)
 
     def finish(self, outcome: Outcome, error: str | None = None) -> None:
         if self.capture is not None:

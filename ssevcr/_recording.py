@@ -6,7 +6,9 @@ extension: ``*.send_request_body.complete``, ``*.receive_response_headers.comple
 connecting, TLS and sending the request are not counted as the upstream's time.
 
 - Without faults the client reads the real stream; each raw (still content-encoded) chunk is
-  stamped as it comes out of the transport, and the end is whatever happened first: complete,
+  stamped when the connection read its bytes (:mod:`ssevcr._reads`: the network stream's reads
+  of an HTTP/1.1 connection; an HTTP/2 one's chunks as they come out of the transport), not
+  when the consumer pulls it, and the end is whatever happened first: complete,
   an upstream error, or the client leaving.
 - With faults (a fault test's recording run) a recorder of its own (a thread for sync clients, a
   task for async ones) reads the upstream stream whole and on time, whatever the client does,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from ._faults import Fault
     from ._live import Known, LiveSchedule
     from ._player import Play
+    from ._reads import Reads
     from ._redaction import Redaction
     from ._transport import _Replay
 
@@ -130,9 +133,10 @@ class _Capture(Capture):
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def stamp(self, data: bytes) -> float:
-        """A chunk arrived now; its offset."""
-        at = self.now()
+    def stamp(self, data: bytes, read_at: float | None = None) -> float:
+        """A chunk arrived now, or with the network read at ``read_at`` (the monotonic clock,
+        :class:`ssevcr._reads.Reads`); its offset."""
+        at = (time.monotonic() if read_at is None else read_at) - self.t0
         self.chunk(at, data)
         return at
 
@@ -215,8 +219,8 @@ class Recording:
 
     # -- the recorder --------------------------------------------------------------------------
 
-    def _arrived(self, data: bytes) -> None:
-        at = self.capture.stamp(data)
+    def _arrived(self, data: bytes, reads: Reads | None) -> None:
+        at = self.capture.stamp(data, None if reads is None else reads.at)
         assert self.live is not None
         with self.cond:
             self.live.add(at, bytes(data))
@@ -233,10 +237,10 @@ class Recording:
         if self.changed is not None:
             self.changed.set()
 
-    def pump_sync(self, stream: Any) -> None:
+    def pump_sync(self, stream: Any, reads: Reads | None = None) -> None:
         try:
             for chunk in stream:
-                self._arrived(chunk)
+                self._arrived(chunk, reads)
         except Exception as e:
             self._ended(Outcome.UPSTREAM_ERROR, _error_text(e))
         except BaseException:
@@ -245,12 +249,14 @@ class Recording:
         else:
             self._ended(Outcome.COMPLETE)
         finally:
+            if reads is not None:
+                reads.stop()  # (before the connection can go back to its pool)
             stream.close()
 
-    async def pump_async(self, stream: Any) -> None:
+    async def pump_async(self, stream: Any, reads: Reads | None = None) -> None:
         try:
             async for chunk in stream:
-                self._arrived(chunk)
+                self._arrived(chunk, reads)
         except Exception as e:
             self._ended(Outcome.UPSTREAM_ERROR, _error_text(e))
         except BaseException:  # cancelled: the loop is going away
@@ -259,6 +265,8 @@ class Recording:
         else:
             self._ended(Outcome.COMPLETE)
         finally:
+            if reads is not None:
+                reads.stop()
             await stream.aclose()
 
     def known(self) -> Known:
@@ -331,14 +339,16 @@ class Recording:
 
 
 class _SyncPassing:
-    def __init__(self, inner: Any, capture: _Capture):
+    def __init__(self, inner: Any, capture: _Capture, reads: Reads | None = None):
         self.inner = inner
         self.capture = capture
+        self.reads = reads  # the connection's reads: each chunk stamped when it was read
 
     def __iter__(self) -> Iterator[bytes]:
+        reads = self.reads
         try:
             for chunk in self.inner:
-                self.capture.stamp(chunk)
+                self.capture.stamp(chunk, None if reads is None else reads.at)
                 yield chunk
         except Exception as e:
             self.capture.end_now(Outcome.UPSTREAM_ERROR, _error_text(e))
@@ -346,22 +356,29 @@ class _SyncPassing:
         except BaseException:  # the consumer stopped reading (GeneratorExit, KeyboardInterrupt)
             self.capture.end_now(Outcome.CLIENT_DISCONNECTED)
             raise
+        finally:
+            if reads is not None:
+                reads.stop()
         self.capture.end_now(Outcome.COMPLETE)
 
     def close(self) -> None:
         self.capture.end_now(Outcome.CLIENT_DISCONNECTED)
+        if self.reads is not None:
+            self.reads.stop()  # (before the connection can go back to its pool)
         self.inner.close()
 
 
 class _AsyncPassing:
-    def __init__(self, inner: Any, capture: _Capture):
+    def __init__(self, inner: Any, capture: _Capture, reads: Reads | None = None):
         self.inner = inner
         self.capture = capture
+        self.reads = reads
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        reads = self.reads
         try:
             async for chunk in self.inner:
-                self.capture.stamp(chunk)
+                self.capture.stamp(chunk, None if reads is None else reads.at)
                 yield chunk
         except Exception as e:
             self.capture.end_now(Outcome.UPSTREAM_ERROR, _error_text(e))
@@ -369,10 +386,15 @@ class _AsyncPassing:
         except BaseException:  # cancelled, or the consumer stopped reading
             self.capture.end_now(Outcome.CLIENT_DISCONNECTED)
             raise
+        finally:
+            if reads is not None:
+                reads.stop()
         self.capture.end_now(Outcome.COMPLETE)
 
     async def aclose(self) -> None:
         self.capture.end_now(Outcome.CLIENT_DISCONNECTED)
+        if self.reads is not None:
+            self.reads.stop()
         await self.inner.aclose()
 
 
@@ -541,6 +563,14 @@ def _capture(request: Any, body: bytes, response: Any, trace: _Trace, started: f
     return _Capture(t0, to_request(request, body), head)
 
 
+def _watch(response: Any, capture: _Capture, *, sync: bool) -> Reads | None:
+    """The reads of the response's connection, from when its head was read (bytes that came
+    with the head were read then)."""
+    from ._reads import watch_stream
+
+    return watch_stream(response, capture.t0 + capture.response_head.headers_at, sync=sync)
+
+
 def _live(capture: _Capture, faults: Sequence[Fault], seed: str) -> LiveSchedule:
     from ._live import LiveSchedule
 
@@ -574,12 +604,16 @@ def record_sync(
     mod = module_of(response)
     if not faults:
         add(recording)
-        response.stream = _stream(mod, _SyncPassing, response.stream, recording.capture)
+        reads = _watch(response, recording.capture, sync=True)
+        response.stream = _stream(mod, _SyncPassing, response.stream, recording.capture, reads)
         return response
     recording.live = _live(recording.capture, faults, seed)
     add(recording)
     recording.thread = threading.Thread(
-        target=recording.pump_sync, args=(response.stream,), name="ssevcr-recorder", daemon=True
+        target=recording.pump_sync,
+        args=(response.stream, _watch(response, recording.capture, sync=True)),
+        name="ssevcr-recorder",
+        daemon=True,
     )
     recording.thread.start()
     follow = _stream(mod, _SyncLive, recording, request)
@@ -607,7 +641,8 @@ async def record_async(
     mod = module_of(response)
     if not faults:
         add(recording)
-        response.stream = _stream(mod, _AsyncPassing, response.stream, recording.capture)
+        reads = _watch(response, recording.capture, sync=False)
+        response.stream = _stream(mod, _AsyncPassing, response.stream, recording.capture, reads)
         return response
     try:
         loop = asyncio.get_running_loop()
@@ -619,6 +654,7 @@ async def record_async(
     recording.live = _live(recording.capture, faults, seed)
     recording.changed = asyncio.Event()
     add(recording)
-    recording.task = loop.create_task(recording.pump_async(response.stream))
+    reads = _watch(response, recording.capture, sync=False)
+    recording.task = loop.create_task(recording.pump_async(response.stream, reads))
     follow = _stream(mod, _AsyncLive, recording, request)
     return client_response(mod, await follow.wait(_head), follow)

@@ -27,7 +27,8 @@ for a sized body cut short, ``ReadTimeoutError`` for a stall past the read timeo
 Recording: the request goes out through the caller's pool as usual (its TLS settings, proxy and
 connections); the response's raw reader (the http.client response's ``fp``, which urllib3 reads)
 is teed, so the client streams live and each piece of the body is recorded (de-framed by
-:class:`ssevcr._wire.ResponseReader`, still content-encoded) when the client reads it. A
+:class:`ssevcr._wire.ResponseReader`, still content-encoded) when the client reads it, stamped
+when the socket read that brought it returned (:func:`ssevcr._reads.watch_file`). A
 ``preload_content=True`` call is sent without preloading and preloaded once teed (as urllib3
 does: ``response.data``). A pool's own redirects and status retries (``redirect=True`` on a pool
 used by hand; ``PoolManager``, requests and botocore follow redirects one ``urlopen`` per hop) keep
@@ -62,7 +63,7 @@ from ._transport import MAX_SLEEP
 from ._wire import Answer, ResponseReader, to_request
 
 if TYPE_CHECKING:
-    from ._intercept import ActiveCassette
+    from ._intercept import ActiveCassette, AdapterRecording
     from ._journal import Journal
 
 __all__ = ["install", "uninstall"]
@@ -366,8 +367,12 @@ def _record(
     return response
 
 
-def _tee(recording: Any, httplib: Any, method: str) -> None:
-    """Record the response urllib3 is reading: its head now, its body as it is read."""
+def _tee(recording: AdapterRecording, httplib: Any, method: str) -> None:
+    """Record the response urllib3 is reading: its head now, its body as it is read, each piece
+    stamped when the socket read that brought its first byte returned (the socket file's reads,
+    :func:`ssevcr._reads.watch_file`)."""
+    from ._reads import watch_file
+
     headers = tuple((str(k), str(v)) for k, v in httplib.msg.items())
     recording.head(
         int(httplib.status),
@@ -376,6 +381,7 @@ def _tee(recording: Any, httplib: Any, method: str) -> None:
         http_version="HTTP/1.0" if httplib.version == 10 else "HTTP/1.1",
     )
     reader = ResponseReader.body_only(recording, method, int(httplib.status), headers)
+    recording.reads = watch_file(httplib.fp)
     httplib.fp = _Tee(httplib.fp, reader)
 
 
@@ -405,10 +411,15 @@ class _Tee:
         self._reader = reader
 
     def _seen(self, data: bytes) -> bytes:
+        reads = self._reader.recording.reads
         if data:
+            if reads is not None:
+                reads.take(len(data))
             self._reader.feed(data)
         else:
             self._reader.eof()
+        if self._reader.done and reads is not None:
+            reads.stop()
         return data
 
     def _read(self, method: Callable[..., Any], *args: Any) -> Any:
@@ -435,7 +446,10 @@ class _Tee:
         return n
 
     def close(self) -> None:
-        self._reader.recording.finish(Outcome.CLIENT_DISCONNECTED)
+        recording = self._reader.recording
+        recording.finish(Outcome.CLIENT_DISCONNECTED)
+        if recording.reads is not None:
+            recording.reads.stop()
         self._inner.close()
 
     def __getattr__(self, name: str) -> Any:

@@ -158,3 +158,34 @@ def assert_streamed(
     lateness.sort()
     assert lateness[len(lateness) // 2] <= late, lateness
     assert len(pieces) >= len(chunks) // 2, "most chunks should arrive on their own"
+
+
+SLOW = 0.15
+"""What a slow consumer does between two chunks (seconds): less than the bursts' gap."""
+
+
+def burst_headers(test_id: str, **more: str) -> dict[str, str]:
+    """Headers for tests/upstream.py: the fixture in 6 chunks, sent 2 at a time (one write each)
+    500 ms apart; ``more`` are other ``x-upstream-*`` options (``gzip="1"``)."""
+    return {
+        "x-upstream-fixture": FIXTURE,
+        "x-upstream-chunks": "6",
+        "x-upstream-burst": "2",
+        "x-upstream-gap-ms": "500",
+        "x-test-id": test_id,
+        **{f"x-upstream-{k.replace('_', '-')}": v for k, v in more.items()},
+    }
+
+
+def assert_arrival_gaps(path: Path, sent: Sequence[tuple[float, bytes]]) -> Response:
+    """The one interaction of the cassette at ``path`` has the upstream's bytes and gaps, however
+    slowly its consumer read it (``SLOW`` after each chunk of :func:`burst_headers`): the chunks
+    of one burst at the same time, the bursts 500 ms apart, within 40 ms (a loaded machine)."""
+    (recorded,) = _store.load(path).interactions
+    response = recorded.response
+    assert response.body == b"".join(d for _, d in sent)
+    assert response.end.outcome == Outcome.COMPLETE
+    pairs = matched_gaps(sent, response.chunk_at, response.chunk_sizes)
+    assert len(pairs) == 5 and [s >= 0.45 for s, _ in pairs] == [False, True] * 2 + [False]
+    assert all(abs(rec - snt) <= 0.04 for snt, rec in pairs), pairs
+    return response

@@ -17,10 +17,13 @@ from client_helpers import (
     CHAT,
     CHAT_URL,
     FIXTURE,
+    SLOW,
     TEXT,
     CaptureServer,
+    assert_arrival_gaps,
     assert_recorded,
     assert_streamed,
+    burst_headers,
     chat_cassette,
     fixture_frames,
 )
@@ -65,6 +68,22 @@ async def test_record_then_replay_with_the_upstream_stopped(
     assert_streamed(pieces, recorded.response)
     assert len(cas.plays) == 1 and not cas.misses
     assert capture.connections == 0
+
+
+async def test_a_slow_consumer_does_not_move_the_recorded_chunks(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """A consumer that works 150 ms after each piece: the recorded chunks keep the upstream's
+    gaps (a burst of two, together), stamped as the bytes reached the connection."""
+    path = tmp_path / "slow.msgpack"
+    async with aiohttp.ClientSession() as session:
+        with ssevcr.use_cassette(path, record="all"):
+            async with session.post(
+                upstream.url + CHAT_URL, json=CHAT, headers=burst_headers("aioslow")
+            ) as r:
+                async for _ in r.content.iter_any():
+                    await asyncio.sleep(SLOW)
+    assert_arrival_gaps(path, upstream.exchange("aioslow").sent)
 
 
 async def test_a_session_made_before_the_cassette_and_a_gzip_stream(

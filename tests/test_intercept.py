@@ -22,7 +22,7 @@ import httpx
 import httpx2
 import openai
 import pytest
-from client_helpers import CHAT, chat_cassette
+from client_helpers import CHAT, SLOW, assert_arrival_gaps, burst_headers, chat_cassette
 from upstream import Upstream, fixture_body, matched_gaps
 
 import ssevcr
@@ -497,6 +497,89 @@ def test_record_once_timestamps_follow_the_upstream_gaps_and_redacts(
     assert SECRET.encode() not in raw and b"REDACTED" in raw
     assert response.header("set-cookie") == "REDACTED"
     assert saved.interactions[0].request.url.endswith("?key=REDACTED")
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+@pytest.mark.parametrize("mod", [httpx, httpx2], ids=["httpx", "httpx2"])
+def test_a_slow_consumer_does_not_move_the_recorded_chunks(
+    tmp_path: Path, upstream: Upstream, mod: Any, encoding: str
+) -> None:
+    """A consumer that works between chunks: each chunk is stamped when the connection read it
+    (a burst of two chunks in one read, together), not when the consumer pulled it (150 ms
+    apart); gzip too (the consumer's chunks are decoded, the recorded ones the wire's)."""
+    path = tmp_path / "slow.msgpack"
+    headers = burst_headers("slow", gzip="1" if encoding == "gzip" else "0")
+    with (
+        mod.Client() as client,
+        use_cassette(path, record="all"),
+        client.stream("POST", upstream.url + "/v1/chat", json=CHAT, headers=headers) as r,
+    ):
+        for _ in r.iter_bytes():
+            time.sleep(SLOW)
+    response = assert_arrival_gaps(path, upstream.exchange("slow").sent)
+    assert response.content_encoding == encoding
+
+
+@pytest.mark.parametrize("mod", [httpx, httpx2], ids=["httpx", "httpx2"])
+async def test_a_slow_async_consumer_does_not_move_the_recorded_chunks(
+    tmp_path: Path, upstream: Upstream, mod: Any
+) -> None:
+    path = tmp_path / "slow.msgpack"
+    async with mod.AsyncClient() as client:
+        with use_cassette(path, record="all"):
+            async with client.stream(
+                "POST", upstream.url + "/v1/chat", json=CHAT, headers=burst_headers("aslow")
+            ) as r:
+                async for _ in r.aiter_raw():
+                    await asyncio.sleep(SLOW)
+    assert_arrival_gaps(path, upstream.exchange("aslow").sent)
+
+
+@pytest.mark.parametrize("mod", [httpx, httpx2], ids=["httpx", "httpx2"])
+def test_a_first_chunk_read_with_the_head_is_stamped_when_it_arrived(
+    tmp_path: Path, upstream: Upstream, mod: Any
+) -> None:
+    """The first chunk came in the head's write; the consumer asks for it 300 ms later: it is
+    recorded when it came (with the head), as the upstream sent it."""
+    path = tmp_path / "first.msgpack"
+    headers = steer("openai-chat/text.sse", "first", chunks="3", gap_ms="30", head_with_first="1")
+    with (
+        mod.Client() as client,
+        use_cassette(path, record="all"),
+        client.stream("POST", upstream.url + "/v1/chat", json=CHAT, headers=headers) as r,
+    ):
+        time.sleep(0.3)
+        for _ in r.iter_raw():
+            pass
+    ex = upstream.exchange("first")
+    response = _store.load(path).interactions[0].response
+    assert response.chunk_at[0] - response.headers_at <= 0.005, response.chunk_at
+    assert abs(response.chunk_at[0] - (ex.sent[0][0] - ex.received_at)) <= 0.04
+
+
+def test_the_read_watch_leaves_the_pooled_connection_as_it_was(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """The recorded response's network stream has its reads watched until the response ends
+    or is closed early; then its connection, back in the pool, reads as before."""
+    path = tmp_path / "pool.msgpack"
+    url = upstream.url + "/v1/chat"
+    with httpx.Client() as client, use_cassette(path, record="all"):
+        streams = []
+        for test_id, whole in (("pool-1", True), ("pool-2", False), ("pool-3", True)):
+            headers = steer("openai-chat/text.sse", test_id, chunks="3", gap_ms="1")
+            with client.stream("POST", url, json=CHAT, headers=headers) as r:
+                stream = r.extensions["network_stream"]
+                assert "read" in vars(stream)  # watched while it streams
+                chunks = r.iter_raw()
+                next(chunks)
+                if whole:
+                    for _ in chunks:
+                        pass
+            assert "read" not in vars(stream)
+            streams.append(stream)
+    assert streams[0] is streams[1]  # (the connection was reused: the pool's)
+    assert len(_store.load(path).interactions) == 3
 
 
 async def test_record_async_gzip_keeps_the_encoded_bytes(

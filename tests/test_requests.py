@@ -17,9 +17,12 @@ from client_helpers import (
     CHAT,
     CHAT_URL,
     FIXTURE,
+    SLOW,
     CaptureServer,
+    assert_arrival_gaps,
     assert_recorded,
     assert_streamed,
+    burst_headers,
     chat_cassette,
     fixture_frames,
 )
@@ -64,6 +67,21 @@ def test_record_stream_then_replay_with_the_upstream_stopped(
     assert_streamed(list(zip(arrived, pieces, strict=True)), recorded.response)
     assert len(cas.plays) == 1 and not cas.misses
     assert capture.connections == 0 and capture.received == b""
+
+
+def test_a_slow_consumer_does_not_move_the_recorded_chunks(
+    tmp_path: Path, upstream: Upstream, session: requests.Session
+) -> None:
+    """A consumer that works 150 ms after each chunk: the recorded chunks keep the upstream's
+    gaps (a burst of two, together), as urllib3's socket reads brought them."""
+    path = tmp_path / "slow.msgpack"
+    with ssevcr.use_cassette(path, record="all"):
+        r = session.post(
+            upstream.url + CHAT_URL, json=CHAT, headers=burst_headers("rqslow"), stream=True
+        )
+        for _ in r.iter_content(chunk_size=None):
+            time.sleep(SLOW)
+    assert_arrival_gaps(path, upstream.exchange("rqslow").sent)
 
 
 def test_iter_lines_and_a_plain_read_replay_the_same_text(

@@ -21,9 +21,12 @@ from client_helpers import (
     CHAT,
     CHAT_URL,
     FIXTURE,
+    SLOW,
     TEXT,
     CaptureServer,
+    assert_arrival_gaps,
     assert_recorded,
+    burst_headers,
     chat_cassette,
 )
 from test_intercept import steer, stop
@@ -77,6 +80,76 @@ def test_record_a_stream_live_then_replay_it_with_the_upstream_stopped(
     helpers.assert_streamed(pieces, recorded.response)
     assert len(cas.plays) == 1 and not cas.misses and not cas.blocked
     assert capture.connections == 0 and capture.received == b""
+
+
+def test_a_slow_consumer_does_not_move_the_recorded_chunks(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """Each piece is stamped when the socket read that brought its first byte returned (a burst
+    of two chunks: one read, the second piece from http.client's buffer), not when the consumer
+    asked for it (150 ms later)."""
+    path = tmp_path / "slow.msgpack"
+    with ssevcr.use_cassette(path, record="all"):
+        r = urllib3.PoolManager().request(
+            "POST",
+            upstream.url + CHAT_URL,
+            body=PAYLOAD,
+            headers={**JSON, **burst_headers("u3slow")},
+            preload_content=False,
+        )
+        for _ in r.stream(None):
+            time.sleep(SLOW)
+    assert_arrival_gaps(path, upstream.exchange("u3slow").sent)
+
+
+def test_a_first_chunk_read_with_the_head_is_stamped_when_it_arrived(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """The first chunk came in the head's write (it waits in http.client's buffer); the consumer
+    asks for it 300 ms later: it is recorded when it came, as the upstream sent it."""
+    path = tmp_path / "first.msgpack"
+    headers = {**JSON, **steer(FIXTURE, "u3first", chunks="3", gap_ms="30", head_with_first="1")}
+    with ssevcr.use_cassette(path, record="all"):
+        t0 = time.monotonic()
+        r = urllib3.PoolManager().request(
+            "POST", upstream.url + CHAT_URL, body=PAYLOAD, headers=headers, preload_content=False
+        )
+        time.sleep(0.3)
+        assert b"".join(r.stream(None)) == BODY
+    ex = upstream.exchange("u3first")
+    response = _store.load(path).interactions[0].response
+    assert response.chunk_at[0] - response.headers_at <= 0.01, response.chunk_at
+    assert abs(t0 + response.chunk_at[0] - ex.sent[0][0]) <= 0.04
+
+
+def test_the_socket_file_watch_matches_pieces_to_reads_by_count() -> None:
+    """Over a real socket pair: the bytes buffered with the head count as read at the watch's
+    start, each later piece as read by the read that brought its first byte (a piece that
+    straddles two reads, by the first), and the watch is taken away at ``stop``."""
+    import socket
+
+    from ssevcr._reads import watch_file
+
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(b"HTTP/1.1 200 OK\r\n\r\nab")
+        time.sleep(0.02)
+        fp = b.makefile("rb")
+        assert fp.readline() == b"HTTP/1.1 200 OK\r\n"
+        reads = watch_file(fp)
+        assert reads is not None
+        started = reads.at
+        assert fp.read(2) == b"\r\n" and reads.take(2) == started  # (buffered: no read)
+        time.sleep(0.05)
+        a.sendall(b"cdef")
+        assert fp.read(4) == b"abcd"  # "ab" buffered, "cdef" read
+        assert reads.take(4) == started  # (its first byte came with the head)
+        assert fp.read1(100) == b"ef"
+        late = reads.take(2)  # the second read's
+        assert late - started >= 0.04
+        assert reads.take(0) == late
+        reads.stop()
+        assert "readinto" not in vars(fp.raw)
 
 
 def test_https_record_and_replay_through_pools_made_by_hand(

@@ -9,6 +9,8 @@ Each request is steered by headers, so any client (SDK, httpx, curl) and any pat
     x-upstream-chunks: 8                        how many chunks (default 8, at most one per event)
     x-upstream-split: events|bytes              cut between events (default) or at byte offsets
     x-upstream-gap-ms: 20-40                    gap before each chunk, uniform in the range (seeded)
+    x-upstream-burst: 2                         send the chunks 2 at a time, each burst in one
+                                                write after the gap (a read brings them together)
     x-upstream-gzip: 1                          gzip the stream (one sync-flushed member per chunk)
     x-upstream-die-after: 3                     close the connection after 3 chunks (no last chunk)
     x-upstream-end-delay-ms: 500                hold the terminating chunk back (SDKs leave at
@@ -322,6 +324,8 @@ class Upstream:
         die_after = int(h["x-upstream-die-after"]) if "x-upstream-die-after" in h else None
         end_delay = float(h.get("x-upstream-end-delay-ms", "0")) / 1000
         forever = h.get("x-upstream-forever") == "1"
+        burst = max(1, int(h.get("x-upstream-burst", "1")))
+        held: list[tuple[bytes, bytes]] = []  # a burst's (piece, frame) not sent yet
         if gzip:
             extra += "content-encoding: gzip\r\n"
             comp = zlib.compressobj(6, zlib.DEFLATED, 31)
@@ -338,7 +342,7 @@ class Upstream:
             ex.headers_sent_at = time.monotonic()
             await writer.drain()
         for i, piece in enumerate(pieces):
-            if i or not with_first:
+            if (i or not with_first) and i % burst == 0:
                 await asyncio.sleep(rng.uniform(gap_lo, gap_hi))
             last = i == len(pieces) - 1
             if gzip:
@@ -346,18 +350,29 @@ class Upstream:
                     comp.flush() if last else comp.flush(zlib.Z_SYNC_FLUSH)
                 )
             if die_after is not None and i >= die_after:
-                ex.outcome = "died"
-                writer.transport.close()
-                return False
+                return await self._die(ex, writer, held)
             frame = b"%x\r\n%s\r\n" % (len(piece), piece)
             if last and not end_delay and not forever:
                 frame += b"0\r\n\r\n"
             if with_first and i == 0:
                 frame = head + frame
                 ex.headers_sent_at = time.monotonic()
-            if not await self._send(ex, writer, piece, frame):
+            held.append((piece, frame))
+            if len(held) < burst and not last:
+                continue
+            if not await self._send_all(ex, writer, held):
                 return False
+            held = []
         return await self._end(ex, writer, body, forever=forever, delay=end_delay)
+
+    async def _die(
+        self, ex: Exchange, writer: asyncio.StreamWriter, held: list[tuple[bytes, bytes]]
+    ) -> bool:
+        """Close the connection (no last chunk), after the burst held so far."""
+        if not held or await self._send_all(ex, writer, held):
+            ex.outcome = "died"
+            writer.transport.close()
+        return False
 
     async def _end(
         self,
@@ -426,12 +441,18 @@ class Upstream:
     async def _send(
         self, ex: Exchange, writer: asyncio.StreamWriter, piece: bytes, frame: bytes
     ) -> bool:
+        return await self._send_all(ex, writer, [(piece, frame)])
+
+    async def _send_all(
+        self, ex: Exchange, writer: asyncio.StreamWriter, held: list[tuple[bytes, bytes]]
+    ) -> bool:
+        """Send the frames in one write, each piece logged as sent then."""
         if writer.transport.is_closing():
             ex.outcome = "client_gone"
             return False
-        if piece:
-            ex.sent.append((time.monotonic(), piece))
-        writer.write(frame)
+        now = time.monotonic()
+        ex.sent.extend((now, piece) for piece, _ in held if piece)
+        writer.write(b"".join(frame for _, frame in held))
         try:
             await writer.drain()
         except ConnectionError:
