@@ -212,6 +212,7 @@ class Recording:
         self._schedule: Schedule | None = None
         self.saved = False  # written to the cassette file
         self.final: object = _UNSET  # as saved: hooked and redacted, None when a hook dropped it
+        self.held: _Held | None = None  # the transport's close, held while the recorder reads
 
     @property
     def done(self) -> bool:
@@ -252,6 +253,8 @@ class Recording:
             if reads is not None:
                 reads.stop()  # (before the connection can go back to its pool)
             stream.close()
+            if self.held is not None:
+                self.held.release()
 
     async def pump_async(self, stream: Any, reads: Reads | None = None) -> None:
         try:
@@ -268,6 +271,8 @@ class Recording:
             if reads is not None:
                 reads.stop()
             await stream.aclose()
+            if self.held is not None:
+                await self.held.arelease()
 
     def known(self) -> Known:
         assert self.live is not None
@@ -332,6 +337,85 @@ class Recording:
                 self._schedule = schedule
         request = self.capture.request
         return Play(self.index, cassette, interaction, schedule, request, 0, recorded=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# a client closed while the recorder of its faulted stream still reads through its transport
+
+_HELD = "_ssevcr_held"
+_held_lock = threading.Lock()
+
+
+class _Held:
+    """A transport's ``close`` (``aclose``) while recorders read upstream through it: asked,
+    it only notes that it was; the last recorder to end closes it. A client closed as soon as
+    its faulted stream gave up (openai's SDK closes its pool when the client is garbage
+    collected) would otherwise close the connection under the recorder, and the recording would
+    be cut short. Installed on the transport instance, and taken away with the last hold."""
+
+    __slots__ = ("asked", "count", "name", "namespace", "previous", "real")
+
+    def __init__(self, namespace: dict[str, Any], name: str, real: Callable[..., Any]) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.previous = namespace.get(name)
+        self.real = real
+        self.asked = False
+        self.count = 0
+
+    def _holding(self) -> bool:
+        """Whether a recorder still reads (the close asked now waits for it)."""
+        with _held_lock:
+            self.asked = self.asked or self.count > 0
+            return self.count > 0
+
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._holding():
+            return self.real(*args, **kwargs)
+        return None
+
+    async def aclose(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._holding():
+            return await self.real(*args, **kwargs)
+        return None
+
+    def _let_go(self) -> bool:
+        """One recorder ended; whether the close that was asked for is due now."""
+        with _held_lock:
+            self.count -= 1
+            if self.count > 0:
+                return False
+            self.namespace.pop(_HELD, None)
+            if self.previous is None:
+                self.namespace.pop(self.name, None)
+            else:
+                self.namespace[self.name] = self.previous
+            return self.asked
+
+    def release(self) -> None:
+        if self._let_go():
+            self.real()
+
+    async def arelease(self) -> None:
+        if self._let_go():
+            await self.real()
+
+
+def _hold(transport: Any, *, sync: bool) -> _Held | None:
+    """Hold ``transport``'s close until the recorder now starting ends (``release``). None
+    when the transport cannot be held (no instance ``__dict__`` or no such method)."""
+    name = "close" if sync else "aclose"
+    namespace = getattr(transport, "__dict__", None)
+    real = getattr(transport, name, None)
+    if not isinstance(namespace, dict) or not callable(real):
+        return None
+    with _held_lock:
+        held = namespace.get(_HELD)
+        if not isinstance(held, _Held):
+            held = namespace[_HELD] = _Held(namespace, name, real)
+            namespace[name] = held.close if sync else held.aclose
+        held.count += 1
+    return held
 
 
 # ---------------------------------------------------------------------------------------------
@@ -609,6 +693,7 @@ def record_sync(
         return response
     recording.live = _live(recording.capture, faults, seed)
     add(recording)
+    recording.held = _hold(transport, sync=True)
     recording.thread = threading.Thread(
         target=recording.pump_sync,
         args=(response.stream, _watch(response, recording.capture, sync=True)),
@@ -655,6 +740,7 @@ async def record_async(
     recording.changed = asyncio.Event()
     add(recording)
     reads = _watch(response, recording.capture, sync=False)
+    recording.held = _hold(transport, sync=False)
     recording.task = loop.create_task(recording.pump_async(response.stream, reads))
     follow = _stream(mod, _AsyncLive, recording, request)
     return client_response(mod, await follow.wait(_head), follow)

@@ -996,6 +996,63 @@ async def test_the_async_openai_sdk_ends_the_same_on_both_runs(
     assert _store.load(path).interactions[0].response.body == fixture_body("openai-chat/text.sse")
 
 
+CLOSED_EARLY = ("openai-chat/text.sse", "closed-early")  # 10 chunks 60 ms apart: 0.6 s
+
+
+def test_a_client_closed_while_its_faulted_stream_is_recorded_waits_for_the_recorder(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """The client gives up on a faulted stream and is closed at once (openai's SDK closes its
+    pool when the client is garbage collected): the close waits for the recorder, which reads
+    the upstream to its end and then closes the pool. Before, the close cut the recording."""
+    path = tmp_path / "c.msgpack"
+    headers = steer(*CLOSED_EARLY, chunks="10", gap_ms="60")
+    with use_cassette(path, record="once", faults=["truncate:after=2"]) as cas:
+        client = httpx2.Client()
+        pool = client._transport._pool  # type: ignore[attr-defined]
+        with (
+            client.stream(
+                "POST", upstream.url + "/v1/chat/completions", json=CHAT, headers=headers
+            ) as r,
+            pytest.raises(httpx2.HTTPError),
+        ):
+            list(r.iter_raw())
+        (recording,) = cas._recordings
+        assert not recording.done  # the upstream is still streaming
+        client.close()
+        assert pool.connections  # held
+    response = _store.load(path).interactions[0].response
+    assert response.body == fixture_body(CLOSED_EARLY[0]), response.end
+    assert response.end.outcome == Outcome.COMPLETE
+    assert not pool.connections and "close" not in vars(client._transport)  # closed, unwatched
+
+
+async def test_an_async_client_closed_while_its_faulted_stream_is_recorded_waits_too(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """The async client closed with its response left open (``AsyncOpenAI`` garbage collected
+    closes its pool in a task)."""
+    path = tmp_path / "c.msgpack"
+    headers = steer(*CLOSED_EARLY, chunks="10", gap_ms="60")
+    async with use_cassette(path, record="once", faults=["truncate:after=2"]) as cas:
+        client = httpx.AsyncClient()
+        pool = client._transport._pool  # type: ignore[attr-defined]
+        url = upstream.url + "/v1/chat/completions"
+        r = await client.send(
+            client.build_request("POST", url, json=CHAT, headers=headers), stream=True
+        )
+        with pytest.raises(httpx.HTTPError):  # (closing the response would wait for the recorder)
+            _ = [c async for c in r.aiter_raw()]
+        (recording,) = cas._recordings
+        assert not recording.done
+        await client.aclose()
+        assert pool.connections
+    response = _store.load(path).interactions[0].response
+    assert response.body == fixture_body(CLOSED_EARLY[0]), response.end
+    assert response.end.outcome == Outcome.COMPLETE
+    assert not pool.connections and "aclose" not in vars(client._transport)
+
+
 def test_the_client_is_stalled_not_the_recorder(tmp_path: Path, upstream: Upstream) -> None:
     """A stall shows the client a pause before event 3, while the recorder reads on: the
     recorded chunk times follow the upstream's own gaps, not the client's."""
