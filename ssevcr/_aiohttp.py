@@ -283,7 +283,7 @@ class _Transport(asyncio.Transport):
         recording.reads = Reads(time.monotonic())
         self._recording = ResponseReader(recording, method)
         self._real_connection = connection
-        real.set_protocol(_Relayed(self, self._recording, recording))
+        real.set_protocol(_Relayed(self, self._recording, recording, real.get_protocol()))
         self._real = real
         real.write(b"".join(self._sent))
         if self._paused:
@@ -326,12 +326,21 @@ def _current_task() -> asyncio.Task[Any] | None:
 
 class _Relayed(asyncio.Protocol):
     """The protocol of a real connection whose bytes go to the client's transport: each piece to
-    aiohttp as it arrives, and to the recording."""
+    aiohttp as it arrives, and to the recording. The connection's own handler (``replaced``) is
+    still told when it is lost: a connector closing with the connection acquired waits for it
+    (``ClientSession.close()`` would wait forever)."""
 
-    def __init__(self, transport: _Transport, reader: ResponseReader, recording: AdapterRecording):
+    def __init__(
+        self,
+        transport: _Transport,
+        reader: ResponseReader,
+        recording: AdapterRecording,
+        replaced: asyncio.BaseProtocol,
+    ):
         self.transport = transport
         self.reader = reader
         self.recording = recording
+        self.replaced = replaced
 
     def data_received(self, data: bytes) -> None:
         reads = self.recording.reads
@@ -347,11 +356,14 @@ class _Relayed(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         from ._intercept import error_text
 
+        if getattr(self.replaced, "transport", True) is None:  # aiohttp closed it: the client left
+            self.recording.finish(Outcome.CLIENT_DISCONNECTED)
         if exc is not None:
             self.reader.lost(error_text(exc))
         else:
             self.reader.eof()
         self.transport._lost(exc)
+        self.replaced.connection_lost(exc)
 
     def pause_writing(self) -> None:
         self.transport._protocol.pause_writing()

@@ -186,6 +186,28 @@ async def test_a_client_that_leaves_early_is_recorded_as_such(
     assert recorded.response.body and BODY.startswith(recorded.response.body)
 
 
+async def test_a_session_closed_while_its_recorded_stream_is_open_closes(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """``ClientSession.close()`` with a recorded response still streaming (the openai SDK's
+    ``DefaultAioHttpClient`` closed, or garbage collected, as its stream gave up) closes the
+    relayed connection at once, as it does without a cassette. Before, the connector waited
+    forever for the real connection's handler, which the relay had taken the bytes from."""
+    path = tmp_path / "c.msgpack"
+    headers = steer(FIXTURE, "aio-closed", chunks="10", gap_ms="60")
+    with ssevcr.use_cassette(path, record="once") as cas:
+        session = aiohttp.ClientSession()
+        r = await session.post(upstream.url + CHAT_URL, json=CHAT, headers=headers)
+        assert await r.content.readany()
+        await asyncio.wait_for(session.close(), 5)
+        assert session.closed and not session.connector  # (dropped once closed)
+    assert upstream.exchange("aio-closed").outcome == "client_gone"  # really closed
+    (recorded,) = cas.recorded
+    assert recorded.response.end.outcome == Outcome.CLIENT_DISCONNECTED
+    assert recorded.response.body and BODY.startswith(recorded.response.body)
+    assert _store.load(path).interactions[0].response.body == recorded.response.body
+
+
 async def test_the_openai_sdk_with_the_aiohttp_client(
     tmp_path: Path, upstream: Upstream, capture: CaptureServer
 ) -> None:
