@@ -62,6 +62,12 @@ install = _patches.install
 uninstall = _patches.uninstall
 
 
+_UNAPPLIED = (
+    "a response recorded in process by %s reaches the client as the upstream sends it (httpx "
+    "and httpx2 show faults on the recording run)"
+)
+
+
 def _connect_patch(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     async def connect(self: Any, req: Any, traces: Any, timeout: Any) -> Any:
@@ -280,6 +286,7 @@ class _Transport(asyncio.Transport):
             connection.close()
             return
         recording = self._cassette.record(request, time.monotonic())  # from the request sent
+        recording.warn_unapplied(request.method, _UNAPPLIED % "aiohttp")
         recording.reads = Reads(time.monotonic())
         self._recording = ResponseReader(recording, method)
         self._real_connection = connection

@@ -73,5 +73,6 @@ class ExpiredCassetteWarning(UserWarning):
 
 
 class UnappliedFaultWarning(UserWarning):
-    """Faults a replay would apply were not applied to what the client was shown: a WebSocket
-    recorded in process reaches the client as the service sends it (its replays get them)."""
+    """Faults a replay would apply were not applied to what the client was shown: a WebSocket,
+    or an aiohttp or urllib3 (requests, botocore) response, recorded in process reaches the
+    client as the service sends it (its replays get them; httpx and httpx2 show them)."""

@@ -49,6 +49,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -57,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from . import _import_hook
 from ._cassette import Cassette, Headers, Interaction, Outcome, Request, Response
-from ._errors import ConfigError, NoMatchError, SsevcrError
+from ._errors import ConfigError, NoMatchError, SsevcrError, UnappliedFaultWarning
 from ._recording import (
     _UNSET,
     DRAIN_TIMEOUT,
@@ -457,6 +458,20 @@ class AdapterRecording:
             self.capture.end_now(outcome, error)
         else:
             self.cassette._settle(self.index)
+
+    def warn_unapplied(self, what: str, why: str) -> None:
+        """The faults a replay of this recording will apply are not shown to the client while
+        it is recorded (``why``: it reads what the upstream sends): say so, so that a fault test
+        passing on its recording run is not taken for one passing under the fault."""
+        faults = self.cassette.player.faults_for(self.index, self.request, count=False)
+        if faults:
+            names = ", ".join(str(f) for f in faults)
+            warnings.warn(
+                f"ssevcr: {what} {self.request.url} was recorded without the faults {names}: "
+                f"{why}; its replays apply them",
+                UnappliedFaultWarning,
+                stacklevel=3,
+            )
 
 
 def error_text(exc: BaseException) -> str:

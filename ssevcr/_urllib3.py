@@ -69,6 +69,10 @@ if TYPE_CHECKING:
 __all__ = ["install", "uninstall"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNAPPLIED = (
+    "a response recorded in process by urllib3 (requests, botocore) reaches the client as the "
+    "upstream sends it (httpx and httpx2 show faults on the recording run)"
+)
 
 
 class _ToNetwork(Exception):
@@ -361,7 +365,9 @@ def _record(
     fp = getattr(httplib, "fp", None)
     if fp is not None and not isinstance(fp, _Tee):  # (a pool's own retry was teed already)
         request = _request_of(pool, method, url, given["body"], given["headers"])
-        _tee(cassette.record(request, t0), httplib, method)
+        recording = cassette.record(request, t0)
+        recording.warn_unapplied(method, _UNAPPLIED)
+        _tee(recording, httplib, method)
     if preload:
         response.data  # noqa: B018 (read and kept, as preload_content does)
     return response

@@ -214,26 +214,6 @@ def _guess(connect: Any) -> Request:
     return Request("GET", _url(connect.ws_uri), pairs)
 
 
-def _warn_unapplied(cassette: ActiveCassette, recording: AdapterRecording) -> None:
-    """The faults a replay of this recording will apply are not shown to the client while it
-    is recorded (the conversation goes to the client as the service sends it): say so, so that
-    a fault test passing on its recording run is not taken for one passing under the fault."""
-    import warnings
-
-    from ._errors import UnappliedFaultWarning
-
-    faults = cassette.player.faults_for(recording.index, recording.request, count=False)
-    if faults:
-        names = ", ".join(str(f) for f in faults)
-        warnings.warn(
-            f"ssevcr: the WebSocket {recording.request.url} was recorded without the faults "
-            f"{names}: a WebSocket recorded in process reaches the client as the service sends "
-            "it; its replays apply them",
-            UnappliedFaultWarning,
-            stacklevel=2,
-        )
-
-
 class _Recorder:
     """Records one connection by watching its sans-IO protocol (see the module)."""
 
@@ -271,7 +251,10 @@ class _Recorder:
             self.recording = self.cassette.record(
                 Request("GET", self.url, headers), time.monotonic()
             )
-            _warn_unapplied(self.cassette, self.recording)
+            self.recording.warn_unapplied(
+                "the WebSocket",
+                "a WebSocket recorded in process reaches the client as the service sends it",
+            )
 
     def send_text(self, original: Any, data: Any, fin: bool = True) -> None:
         original(data, fin)

@@ -186,6 +186,29 @@ async def test_a_client_that_leaves_early_is_recorded_as_such(
     assert recorded.response.body and BODY.startswith(recorded.response.body)
 
 
+async def test_recording_with_faults_warns_that_they_were_not_applied(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """aiohttp recorded in process reaches the client as the upstream sends it, so a fault the
+    replays will apply is not shown on the recording run: the test is told (as for a WebSocket),
+    and the replay that follows fires it."""
+    path = tmp_path / "c.msgpack"
+    fault = "truncate:after=2"
+    async with aiohttp.ClientSession() as session:
+        with (
+            ssevcr.use_cassette(path, record="once", faults=[fault]) as cas,
+            pytest.warns(ssevcr.UnappliedFaultWarning, match=r"POST http.* without the faults tr"),
+        ):
+            body, _ = await stream(session, upstream.url + CHAT_URL, headers=steer(FIXTURE))
+        assert body == BODY and cas.fired == []
+        with (
+            ssevcr.use_cassette(path, timing="instant", faults=[fault]) as cas,
+            pytest.raises(aiohttp.ClientPayloadError),
+        ):
+            await stream(session, upstream.url + CHAT_URL)
+        assert cas.fired == [fault]
+
+
 async def test_a_session_closed_while_its_recorded_stream_is_open_closes(
     tmp_path: Path, upstream: Upstream
 ) -> None:

@@ -484,6 +484,32 @@ def test_an_upstream_that_dies_is_recorded_as_such(tmp_path: Path, upstream: Ups
     assert b"".join(replayed) == recorded.response.body
 
 
+def test_recording_with_faults_warns_that_they_were_not_applied(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """urllib3 recorded in process reaches the client as the upstream sends it, so a fault the
+    replays will apply is not shown on the recording run: the test is told (as for a WebSocket),
+    and the replay that follows fires it."""
+    path = tmp_path / "c.msgpack"
+    fault = "truncate:after=2"
+    http = urllib3.PoolManager()
+    url = upstream.url + CHAT_URL
+    with (
+        ssevcr.use_cassette(path, record="once", faults=[fault]) as cas,
+        pytest.warns(ssevcr.UnappliedFaultWarning, match=r"POST http.* without the faults tr"),
+    ):
+        r = http.request("POST", url, body=PAYLOAD, headers=steer(FIXTURE), preload_content=False)
+        assert b"".join(r.stream(None)) == BODY
+    assert cas.fired == []
+    with (
+        ssevcr.use_cassette(path, timing="instant", faults=[fault]) as cas,
+        pytest.raises(ProtocolError),
+    ):
+        r = http.request("POST", url, body=PAYLOAD, preload_content=False, retries=False)
+        b"".join(r.stream(None))
+    assert cas.fired == [fault]
+
+
 def test_ignore_hosts_pass_through_unrecorded(tmp_path: Path, upstream: Upstream) -> None:
     path = tmp_path / "c.msgpack"
     http = urllib3.PoolManager()
