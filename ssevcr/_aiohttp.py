@@ -28,7 +28,10 @@ from the original ``connect`` (TLS, proxies, limits as the session configured th
 :meth:`asyncio.Transport.set_protocol`; each piece the upstream sends goes to aiohttp as it
 arrives and, de-framed by :class:`ssevcr._wire.ResponseReader`, to the recording with its
 arrival time (the clock is read in ``data_received``, before any parsing:
-:class:`ssevcr._reads.Reads`). The relayed connection is closed at the end, never pooled.
+:class:`ssevcr._reads.Reads`). The relayed connection is closed at the end, never pooled; its
+own handler is told when it is lost (a connector closing waits for that). The client is shown
+the response as the upstream sends it, so faults are not applied on a recording run: a
+recording that a replay would give faults warns (``UnappliedFaultWarning``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,9 @@ when the socket read that brought it returned (:func:`ssevcr._reads.watch_file`)
 ``preload_content=True`` call is sent without preloading and preloaded once teed (as urllib3
 does: ``response.data``). A pool's own redirects and status retries (``redirect=True`` on a pool
 used by hand; ``PoolManager``, requests and botocore follow redirects one ``urlopen`` per hop) keep
-only the last answer. A ``urllib3.HTTPConnection`` used without a pool is not intercepted: while a
+only the last answer. The client reads the upstream itself, so faults are not applied on a
+recording run: a recording that a replay would give faults warns (``UnappliedFaultWarning``).
+A ``urllib3.HTTPConnection`` used without a pool is not intercepted: while a
 cassette replays, the network guard (:mod:`ssevcr._network`) refuses its connection.
 
 The play's journal counts what urllib3 read from the in-memory socket (its buffered reader reads

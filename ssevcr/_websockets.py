@@ -45,7 +45,7 @@ compression undone) at its time from the handshake, and the close (code, reason,
 closed first, stamped at the first close frame; ``by: none`` without one). It is saved with
 the cassette, through the recording hooks and then redaction. A handshake answered with another
 status than 101 is recorded as that HTTP answer. Faults are not applied while recording (the
-client is shown the conversation as the service sends it, unlike an HTTP stream's recording
+client is shown the conversation as the service sends it, unlike an httpx stream's recording
 run): a recording that a replay would give faults warns (``UnappliedFaultWarning``).
 """
 
