@@ -231,6 +231,32 @@ async def test_a_session_closed_while_its_recorded_stream_is_open_closes(
     assert _store.load(path).interactions[0].response.body == recorded.response.body
 
 
+async def test_the_openai_sdk_closed_with_its_recorded_stream_open_closes(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """``AsyncOpenAI(http_client=DefaultAioHttpClient())`` closed while the stream it recorded
+    is still open (httpx-aiohttp closes its ``ClientSession``)."""
+    openai = pytest.importorskip("openai")
+    path = tmp_path / "sdk.msgpack"
+    with ssevcr.use_cassette(path, record="once") as cas:
+        client = openai.AsyncOpenAI(
+            api_key="sk-test",
+            base_url=upstream.url + "/v1",
+            http_client=openai.DefaultAioHttpClient(),
+            max_retries=0,
+            default_headers=steer(FIXTURE, "sdk-closed", chunks="10", gap_ms="60"),
+        )
+        stream = await client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        await anext(aiter(stream))
+        await asyncio.wait_for(client.close(), 5)
+    assert upstream.exchange("sdk-closed").outcome == "client_gone"
+    (recorded,) = cas.recorded
+    assert recorded.response.end.outcome == Outcome.CLIENT_DISCONNECTED
+    assert recorded.response.body and BODY.startswith(recorded.response.body)
+
+
 async def test_the_openai_sdk_with_the_aiohttp_client(
     tmp_path: Path, upstream: Upstream, capture: CaptureServer
 ) -> None:
