@@ -7,6 +7,7 @@ aiohttp's own exception, and a capture server that no replayed request reaches."
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from client_helpers import (
     fixture_frames,
 )
 from test_intercept import steer, stop
-from upstream import Upstream
+from upstream import TLSFiles, Upstream
 
 import ssevcr
 from ssevcr import NoMatchError, _store
@@ -209,8 +210,9 @@ async def test_recording_with_faults_warns_that_they_were_not_applied(
         assert cas.fired == [fault]
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 async def test_a_session_closed_while_its_recorded_stream_is_open_closes(
-    tmp_path: Path, upstream: Upstream
+    tls: bool, tmp_path: Path, upstream: Upstream, tls_files: TLSFiles
 ) -> None:
     """``ClientSession.close()`` with a recorded response still streaming (the openai SDK's
     ``DefaultAioHttpClient`` closed, or garbage collected, as its stream gave up) closes the
@@ -218,13 +220,19 @@ async def test_a_session_closed_while_its_recorded_stream_is_open_closes(
     forever for the real connection's handler, which the relay had taken the bytes from."""
     path = tmp_path / "c.msgpack"
     headers = steer(FIXTURE, "aio-closed", chunks="10", gap_ms="60")
-    with ssevcr.use_cassette(path, record="once") as cas:
-        session = aiohttp.ClientSession()
-        r = await session.post(upstream.url + CHAT_URL, json=CHAT, headers=headers)
-        assert await r.content.readany()
-        await asyncio.wait_for(session.close(), 5)
-        assert session.closed and not session.connector  # (dropped once closed)
-    assert upstream.exchange("aio-closed").outcome == "client_gone"  # really closed
+    server = Upstream(tls=tls_files).start() if tls else upstream
+    context = ssl.create_default_context(cafile=str(tls_files.cert)) if tls else None
+    try:
+        with ssevcr.use_cassette(path, record="once") as cas:
+            session = aiohttp.ClientSession()
+            r = await session.post(server.url + CHAT_URL, json=CHAT, headers=headers, ssl=context)
+            assert await r.content.readany()
+            await asyncio.wait_for(session.close(), 5)
+            assert session.closed and not session.connector  # (dropped once closed)
+        assert server.exchange("aio-closed").outcome == "client_gone"  # really closed
+    finally:
+        if tls:
+            server.stop()
     (recorded,) = cas.recorded
     assert recorded.response.end.outcome == Outcome.CLIENT_DISCONNECTED
     assert recorded.response.body and BODY.startswith(recorded.response.body)
