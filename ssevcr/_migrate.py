@@ -355,6 +355,13 @@ def from_vcrpy(data: bytes, *, name: str, profile: str = DEFAULT_PROFILE) -> Con
             raise CassetteError(name, f"not valid JSON: {e.msg}", line=e.lineno) from None
     else:
         try:
+            text.encode("utf-8")  # YAML is text: a byte that is not UTF-8 is no cassette
+        except UnicodeEncodeError as e:
+            raise CassetteError(
+                name,
+                f"not UTF-8 text (byte {len(text[: e.start].encode('utf-8', 'surrogateescape'))})",
+            ) from None
+        try:
             doc = yaml.load(text, Loader=_SafeLoader.get())
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)

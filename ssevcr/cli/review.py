@@ -763,16 +763,8 @@ def import_command(file: str, output: str, source: str, profile: str | None, par
     """Read a JSON twin (checked; errors name the line and the field), a vcrpy cassette or a
     HAR file, and write the cassette."""
     name = "<stdin>" if file == "-" else file
-    if file == "-":
-        raw = sys.stdin.buffer.read()
-    else:
-        try:
-            with open(file, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            raise CassetteError(file, "no such file") from None
-        except OSError as e:
-            raise CassetteError(file, f"cannot be read: {e.strerror or e}") from None
+    # a FIFO or a directory given by name is refused, never waited on
+    raw = sys.stdin.buffer.read() if file == "-" else _store.read_bytes(file)
     if source == "json":
         if profile is not None:
             raise click.UsageError("--profile applies to --from vcrpy and --from har")

@@ -67,11 +67,13 @@ def _request(value: str | None) -> dict[str, Any] | None:
     if value.startswith("@"):
         path = Path(value[1:])
         try:
-            if path.stat().st_size > MAX_REQUEST:
-                raise ConfigError(f"--request file {path} is larger than {MAX_REQUEST} bytes")
-            value = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read --request file {path}: {e}") from None
+            value = _store.read_regular(path, limit=MAX_REQUEST).decode("utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read --request file {path}: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"cannot read --request file {path}: not UTF-8 text (byte {e.start})"
+            ) from None
     try:
         data = json.loads(value)
     except ValueError as e:

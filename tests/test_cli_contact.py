@@ -1,0 +1,94 @@
+"""First contact with hostile files: the real CLI, as a subprocess, given a FIFO with no writer,
+bytes that are not UTF-8 or not msgpack, must answer with one ``Error:`` line naming the file,
+exit 1, and never hang nor print a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from replay_helpers import CLI
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    # a hang is a failure: TimeoutExpired fails the test
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+
+
+def one_error(result: subprocess.CompletedProcess[str], name: str) -> str:
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    assert result.returncode == 1, output
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and name in errors[0], output
+    return errors[0]
+
+
+FIFO_CASES = {
+    "import": ["import", "in.fifo", "-o", "out.msgpack"],
+    "import --from vcrpy": ["import", "--from", "vcrpy", "in.fifo", "-o", "out.msgpack"],
+    "replay --config": ["replay", "--config", "in.fifo", "--listen", "127.0.0.1:0", "--", "true"],
+    "synth --request @": [
+        "synth",
+        "--provider",
+        "openai-chat",
+        "--text",
+        "hi",
+        "--request",
+        "@in.fifo",
+    ],
+}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("case", FIFO_CASES)
+def test_a_fifo_with_no_writer_is_refused_not_waited_on(case: str, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "in.fifo")
+    error = one_error(run(FIFO_CASES[case], tmp_path), "in.fifo")
+    assert "not a regular file" in error
+    assert not (tmp_path / "out.msgpack").exists()
+
+
+def test_a_vcrpy_yaml_that_is_not_utf8_names_the_byte(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_bytes(b'interactions:\n- x: "\xff"\n')
+    error = one_error(
+        run(["import", "--from", "vcrpy", "c.yaml", "-o", "o.msgpack"], tmp_path), "c.yaml"
+    )
+    assert error.endswith("not UTF-8 text (byte 20)")
+    assert not (tmp_path / "o.msgpack").exists()
+
+
+def test_random_bytes_say_what_msgpack_found_without_an_empty_reason(tmp_path: Path) -> None:
+    (tmp_path / "r.msgpack").write_bytes(b"\xc1" + bytes(range(256)))  # 0xc1: never used
+    error = one_error(run(["show", "r.msgpack"], tmp_path), "r.msgpack")
+    assert "not a readable msgpack cassette" in error
+    assert ": )" not in error
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["replay", "--config", "c.yaml", "--listen", "127.0.0.1:0", "--", "true"],
+            "cannot read configuration c.yaml: not UTF-8 text (byte 0)",
+        ),
+        (
+            ["synth", "--provider", "openai-chat", "--text", "hi", "--request", "@c.yaml"],
+            "cannot read --request file c.yaml: not UTF-8 text (byte 0)",
+        ),
+    ],
+)
+def test_a_text_file_that_is_not_utf8_says_so_plainly(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    (tmp_path / "c.yaml").write_bytes(b"\x8d\x00")
+    assert one_error(run(args, tmp_path), "c.yaml").endswith(said)
