@@ -92,3 +92,19 @@ def test_a_text_file_that_is_not_utf8_says_so_plainly(
 ) -> None:
     (tmp_path / "c.yaml").write_bytes(b"\x8d\x00")
     assert one_error(run(args, tmp_path), "c.yaml").endswith(said)
+
+
+@pytest.mark.parametrize("option", ["--json", "--html"])
+def test_a_sweep_report_that_cannot_be_written_is_one_error_after_the_results(
+    option: str, tmp_path: Path
+) -> None:
+    cassette = Path(__file__).parent.parent / "cassettes/examples/openai-chat-text.msgpack"
+    (tmp_path / "afile").write_bytes(b"")
+    result = run(
+        ["sweep", str(cassette), "--catalog", "none", "--fault", "status:500", option,
+         "afile/report", "--", "true"],
+        tmp_path,
+    )  # fmt: skip
+    error = one_error(result, "afile/report")
+    assert error == "Error: cannot write 'afile/report': 'afile' is not a folder"
+    assert "sweep of " in result.stdout  # the results were shown before the write failed
