@@ -27,10 +27,10 @@ def load(path: str | os.PathLike[str]) -> Config:
     try:
         text = _store.read_regular(p, limit=MAX_CONFIG).decode("utf-8")
     except OSError as e:
-        raise ConfigError(f"cannot read configuration {p}: {e.strerror or e}") from None
+        raise ConfigError(f"cannot read configuration {str(p)!r}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(
-            f"cannot read configuration {p}: not UTF-8 text (byte {e.start})"
+            f"cannot read configuration {str(p)!r}: not UTF-8 text (byte {e.start})"
         ) from None
     base = p.parent
 

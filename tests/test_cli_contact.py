@@ -79,11 +79,11 @@ def test_random_bytes_say_what_msgpack_found_without_an_empty_reason(tmp_path: P
     [
         (
             ["replay", "--config", "c.yaml", "--listen", "127.0.0.1:0", "--", "true"],
-            "cannot read configuration c.yaml: not UTF-8 text (byte 0)",
+            "cannot read configuration 'c.yaml': not UTF-8 text (byte 0)",
         ),
         (
             ["synth", "--provider", "openai-chat", "--text", "hi", "--request", "@c.yaml"],
-            "cannot read --request file c.yaml: not UTF-8 text (byte 0)",
+            "cannot read --request file 'c.yaml': not UTF-8 text (byte 0)",
         ),
     ],
 )
@@ -108,3 +108,19 @@ def test_a_sweep_report_that_cannot_be_written_is_one_error_after_the_results(
     error = one_error(result, "afile/report")
     assert error == "Error: cannot write 'afile/report': 'afile' is not a folder"
     assert "sweep of " in result.stdout  # the results were shown before the write failed
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", "--config", "a\nb.yaml", "--listen", "127.0.0.1:0", "--", "true"],
+        ["synth", "--provider", "openai-chat", "--text", "hi", "--request", "@a\nb.yaml"],
+        ["synth", "--provider", "openai-chat", "--text", "hi", "-o", "a\nb.yaml"],
+    ],
+)
+def test_a_file_name_with_a_newline_stays_on_the_one_error_line(
+    args: list[str], tmp_path: Path
+) -> None:
+    if args[-1] == "a\nb.yaml":
+        (tmp_path / "a\nb.yaml").write_bytes(b"x")  # -o: an existing file
+    one_error(run(args, tmp_path), "'a\\nb.yaml'")

@@ -69,10 +69,12 @@ def _request(value: str | None) -> dict[str, Any] | None:
         try:
             value = _store.read_regular(path, limit=MAX_REQUEST).decode("utf-8")
         except OSError as e:
-            raise ConfigError(f"cannot read --request file {path}: {e.strerror or e}") from None
+            raise ConfigError(
+                f"cannot read --request file {str(path)!r}: {e.strerror or e}"
+            ) from None
         except UnicodeDecodeError as e:
             raise ConfigError(
-                f"cannot read --request file {path}: not UTF-8 text (byte {e.start})"
+                f"cannot read --request file {str(path)!r}: not UTF-8 text (byte {e.start})"
             ) from None
     try:
         data = json.loads(value)
@@ -171,7 +173,7 @@ def synth_command(
     if overwrite and append:
         raise click.UsageError("--overwrite and --append exclude each other")
     if output and Path(output).exists() and not (overwrite or append):
-        raise ConfigError(f"{output} exists; use --overwrite to replace it or --append")
+        raise ConfigError(f"{output!r} exists; use --overwrite to replace it or --append")
     content = _synth.Content(
         text=text,
         tool_calls=tuple(_synth.ToolCall(name, args) for name, args in tool_calls),
