@@ -353,6 +353,8 @@ def from_vcrpy(data: bytes, *, name: str, profile: str = DEFAULT_PROFILE) -> Con
             doc = json.loads(text)
         except json.JSONDecodeError as e:
             raise CassetteError(name, f"not valid JSON: {e.msg}", line=e.lineno) from None
+        except (ValueError, RecursionError) as e:  # > 4300 digits; deep nesting
+            raise CassetteError(name, f"not usable JSON: {e}") from None
     else:
         try:
             text.encode("utf-8")  # YAML is text: a byte that is not UTF-8 is no cassette
@@ -534,6 +536,8 @@ def from_har(
         doc = json.loads(data.decode("utf-8", "surrogateescape"))
     except json.JSONDecodeError as e:
         raise CassetteError(name, f"not valid JSON: {e.msg}", line=e.lineno) from None
+    except (ValueError, RecursionError) as e:  # > 4300 digits; deep nesting
+        raise CassetteError(name, f"not usable JSON: {e}") from None
     log = doc.get("log") if isinstance(doc, Mapping) else None
     entries = log.get("entries") if isinstance(log, Mapping) else None
     if not isinstance(entries, Sequence) or isinstance(entries, str):

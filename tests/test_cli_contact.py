@@ -124,3 +124,21 @@ def test_a_file_name_with_a_newline_stays_on_the_one_error_line(
     if args[-1] == "a\nb.yaml":
         (tmp_path / "a\nb.yaml").write_bytes(b"x")  # -o: an existing file
     one_error(run(args, tmp_path), "'a\\nb.yaml'")
+
+
+@pytest.mark.parametrize("source", ["vcrpy", "har"])
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "maximum recursion depth"),
+        ('{"log": {"entries": [' + "1" * 5000 + "]}}", "4300 digits"),
+    ],
+)
+def test_json_too_deep_or_too_long_a_number_to_import_is_one_error(
+    source: str, text: str, said: str, tmp_path: Path
+) -> None:
+    (tmp_path / "c.json").write_text(text)
+    result = run(["import", "--from", source, "c.json", "-o", "o.msgpack"], tmp_path)
+    error = one_error(result, "'c.json'")
+    assert "not usable JSON" in error and said in error
+    assert not (tmp_path / "o.msgpack").exists()
