@@ -260,8 +260,13 @@ def _yaml_lines(text: str) -> dict[str, int]:
     except yaml.YAMLError:
         return lines
 
+    seen: set[int] = set()
+
     def walk(node: Any, path: str) -> None:
         lines[path] = node.start_mark.line + 1
+        if id(node) in seen:  # an alias: its node was walked where it is defined (a billion
+            return  # laughs of nested aliases is walked once per node, not once per path)
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 name = str(key.value)

@@ -33,10 +33,21 @@ def one_error(result: subprocess.CompletedProcess[str], name: str) -> str:
     return errors[0]
 
 
+EXAMPLE = str(Path(__file__).parent.parent / "cassettes/examples/openai-chat-text.msgpack")
 FIFO_CASES = {
     "import": ["import", "in.fifo", "-o", "out.msgpack"],
     "import --from vcrpy": ["import", "--from", "vcrpy", "in.fifo", "-o", "out.msgpack"],
     "replay --config": ["replay", "--config", "in.fifo", "--listen", "127.0.0.1:0", "--", "true"],
+    "replay --journal": [
+        "replay",
+        EXAMPLE,
+        "--journal",
+        "in.fifo",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        "true",
+    ],
     "synth --request @": [
         "synth",
         "--provider",
@@ -54,7 +65,7 @@ FIFO_CASES = {
 def test_a_fifo_with_no_writer_is_refused_not_waited_on(case: str, tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "in.fifo")
     error = one_error(run(FIFO_CASES[case], tmp_path), "in.fifo")
-    assert "not a regular file" in error
+    assert ("a FIFO that nothing reads" if "--journal" in case else "not a regular file") in error
     assert not (tmp_path / "out.msgpack").exists()
 
 
@@ -141,4 +152,15 @@ def test_json_too_deep_or_too_long_a_number_to_import_is_one_error(
     result = run(["import", "--from", source, "c.json", "-o", "o.msgpack"], tmp_path)
     error = one_error(result, "'c.json'")
     assert "not usable JSON" in error and said in error
+    assert not (tmp_path / "o.msgpack").exists()
+
+
+def test_a_vcrpy_yaml_of_nested_aliases_is_read_in_a_moment(tmp_path: Path) -> None:
+    """A billion laughs: each line aliases the previous one nine times (9**9 paths)."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    (tmp_path / "c.yaml").write_text("\n".join([*lines, "interactions: *a8", ""]))
+    result = run(["import", "--from", "vcrpy", "c.yaml", "-o", "o.msgpack"], tmp_path)
+    assert "expected a mapping with request and response" in result.stderr
+    one_error(result, "'c.yaml'")
     assert not (tmp_path / "o.msgpack").exists()
