@@ -25,11 +25,13 @@ def load(path: str | os.PathLike[str]) -> Config:
     """The configuration in ``path``; a missing, unreadable or invalid file is a ConfigError."""
     p = Path(path)
     try:
-        if p.stat().st_size > MAX_CONFIG:
-            raise ConfigError(f"{p}: larger than {MAX_CONFIG} bytes")
-        text = p.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read configuration {p}: {e}") from None
+        text = _store.read_regular(p, limit=MAX_CONFIG).decode("utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration {str(p)!r}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"cannot read configuration {str(p)!r}: not UTF-8 text (byte {e.start})"
+        ) from None
     base = p.parent
 
     def load_cassette(name: str) -> Cassette:

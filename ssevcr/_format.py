@@ -355,9 +355,8 @@ def loads(data: Bytes, *, path: str = "<memory>") -> Cassette:
     except CassetteError:
         raise
     except Exception as e:  # msgpack raises several unrelated types for damaged input
-        raise CassetteError(
-            path, f"not a readable msgpack cassette ({type(e).__name__}: {e})"
-        ) from None
+        why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        raise CassetteError(path, f"not a readable msgpack cassette ({why})") from None
     return _Reader(path, binary=True, data=data, section=section).cassette(doc)
 
 

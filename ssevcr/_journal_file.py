@@ -26,6 +26,7 @@ silently), and ``close`` raises it: the run must not pass as if the journal were
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections import deque
@@ -54,12 +55,15 @@ class JournalFile:
         self, path: str | os.PathLike[str], *, flush_within: float | None = FLUSH_WITHIN
     ) -> None:
         self.path = os.fspath(path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         try:
-            self._file: BinaryIO | None = open(self.path, "wb", buffering=0)  # noqa: SIM115
+            # O_NONBLOCK: a FIFO nothing reads fails the open (ENXIO) instead of hanging it
+            fd = os.open(self.path, flags | getattr(os, "O_NONBLOCK", 0), 0o666)
         except OSError as e:
-            raise JournalError(
-                f"cannot write the journal {self.path!r}: {e.strerror or e}"
-            ) from None
+            why = "a FIFO that nothing reads" if e.errno == errno.ENXIO else e.strerror or e
+            raise JournalError(f"cannot write the journal {self.path!r}: {why}") from None
+        os.set_blocking(fd, True)  # a pipe's reader that is slow is waited for, as before
+        self._file: BinaryIO | None = os.fdopen(fd, "wb", buffering=0)
         self.flush_within = flush_within
         # The queue: lines appended by the caller, taken by whoever flushes (a deque: both
         # ends thread-safe, no lock per line). Bytes queued and taken are counted apart, each

@@ -260,8 +260,13 @@ def _yaml_lines(text: str) -> dict[str, int]:
     except yaml.YAMLError:
         return lines
 
+    seen: set[int] = set()
+
     def walk(node: Any, path: str) -> None:
         lines[path] = node.start_mark.line + 1
+        if id(node) in seen:  # an alias: its node was walked where it is defined (a billion
+            return  # laughs of nested aliases is walked once per node, not once per path)
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 name = str(key.value)
@@ -353,7 +358,16 @@ def from_vcrpy(data: bytes, *, name: str, profile: str = DEFAULT_PROFILE) -> Con
             doc = json.loads(text)
         except json.JSONDecodeError as e:
             raise CassetteError(name, f"not valid JSON: {e.msg}", line=e.lineno) from None
+        except (ValueError, RecursionError) as e:  # > 4300 digits; deep nesting
+            raise CassetteError(name, f"not usable JSON: {e}") from None
     else:
+        try:
+            text.encode("utf-8")  # YAML is text: a byte that is not UTF-8 is no cassette
+        except UnicodeEncodeError as e:
+            raise CassetteError(
+                name,
+                f"not UTF-8 text (byte {len(text[: e.start].encode('utf-8', 'surrogateescape'))})",
+            ) from None
         try:
             doc = yaml.load(text, Loader=_SafeLoader.get())
         except yaml.YAMLError as e:
@@ -527,6 +541,8 @@ def from_har(
         doc = json.loads(data.decode("utf-8", "surrogateescape"))
     except json.JSONDecodeError as e:
         raise CassetteError(name, f"not valid JSON: {e.msg}", line=e.lineno) from None
+    except (ValueError, RecursionError) as e:  # > 4300 digits; deep nesting
+        raise CassetteError(name, f"not usable JSON: {e}") from None
     log = doc.get("log") if isinstance(doc, Mapping) else None
     entries = log.get("entries") if isinstance(log, Mapping) else None
     if not isinstance(entries, Sequence) or isinstance(entries, str):

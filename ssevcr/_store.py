@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -64,6 +65,7 @@ __all__ = [
     "read_any",
     "read_bytes",
     "read_named",
+    "read_regular",
     "save",
     "update",
     "write_atomic",
@@ -162,6 +164,30 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
     """A cassette file's bytes, with the loader's errors."""
     f = _File(os.fspath(path))
     return f[0 : f.size]
+
+
+def read_regular(path: str | os.PathLike[str], *, limit: int) -> bytes:
+    """The bytes of the regular file at ``path`` (a configuration, a request body): a FIFO, a
+    device or a directory is refused without blocking on the open, and so is a file larger than
+    ``limit`` bytes. Raises ``OSError`` (its ``strerror`` says what is wrong)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if st.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+        pieces, size = [], 0
+        while piece := os.read(fd, min(1 << 20, limit + 1 - size)):
+            pieces.append(piece)
+            size += len(piece)
+            if size > limit:  # grew since the fstat
+                raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+        return b"".join(pieces)
+    finally:
+        os.close(fd)
 
 
 def present(path: str | os.PathLike[str]) -> bool:

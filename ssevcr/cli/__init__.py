@@ -10,6 +10,7 @@ code 1; usage errors (unknown flag, bad value) exit 2 as usual in click. Never a
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import click
@@ -79,6 +80,20 @@ class _LazyGroup(click.Group):
             return super().invoke(ctx)
         except SsevcrError as e:
             raise click.ClickException(str(e)) from None
+
+
+def write_text(path: str, text: str) -> None:
+    """Write a report, picture or twin a command was asked for (atomically, making its folder);
+    a failure is one ``Error:`` line naming the file."""
+    from .. import _store
+
+    try:
+        _store.write_atomic(path, text.encode("utf-8"), fsync=False)
+    except (FileExistsError, NotADirectoryError):  # a file where its folder should be
+        folder = os.path.dirname(path)
+        raise click.ClickException(f"cannot write {path!r}: {folder!r} is not a folder") from None
+    except OSError as e:
+        raise click.ClickException(f"cannot write {path!r}: {e.strerror or e}") from None
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

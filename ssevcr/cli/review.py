@@ -46,6 +46,7 @@ from .._stats import (
     stall_indices,
 )
 from .._timing import parse_timing
+from . import write_text
 
 if TYPE_CHECKING:
     pass
@@ -589,13 +590,6 @@ def _enough_memory(max_decoded: int) -> Iterator[None]:
         ) from None
 
 
-def _write_text(path: str, text: str) -> None:
-    try:
-        _store.write_atomic(path, text.encode("utf-8"), fsync=False)
-    except OSError as e:
-        raise click.ClickException(f"cannot write {path!r}: {e.strerror or e}") from None
-
-
 @click.command("show")
 @click.argument("cassette", metavar="CASSETTE")
 @click.option(
@@ -673,10 +667,10 @@ def show_command(
                 + f", seed {seed or 0}"
             )
             if svg_file:
-                _write_text(svg_file, picture.svg(track_list, title=title, subtitle=subtitle))
+                write_text(svg_file, picture.svg(track_list, title=title, subtitle=subtitle))
                 click.echo(f"wrote {svg_file}", err=True)
             if html_file:
-                _write_text(html_file, picture.html(track_list, title=title, subtitle=subtitle))
+                write_text(html_file, picture.html(track_list, title=title, subtitle=subtitle))
                 click.echo(f"wrote {html_file}", err=True)
         if as_json:
             click.echo(_json_text(summary_json(cassette, data, limit=max_decoded)))
@@ -729,7 +723,7 @@ def export_command(cassette: str, output: str) -> None:
     if output == "-":
         click.echo(text.encode("utf-8"), nl=False)
     else:
-        _write_text(output, text)
+        write_text(output, text)
         click.echo(f"wrote {output}", err=True)
 
 
@@ -763,16 +757,8 @@ def import_command(file: str, output: str, source: str, profile: str | None, par
     """Read a JSON twin (checked; errors name the line and the field), a vcrpy cassette or a
     HAR file, and write the cassette."""
     name = "<stdin>" if file == "-" else file
-    if file == "-":
-        raw = sys.stdin.buffer.read()
-    else:
-        try:
-            with open(file, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            raise CassetteError(file, "no such file") from None
-        except OSError as e:
-            raise CassetteError(file, f"cannot be read: {e.strerror or e}") from None
+    # a FIFO or a directory given by name is refused, never waited on
+    raw = sys.stdin.buffer.read() if file == "-" else _store.read_bytes(file)
     if source == "json":
         if profile is not None:
             raise click.UsageError("--profile applies to --from vcrpy and --from har")
@@ -829,7 +815,7 @@ def audit_command(cassettes: tuple[str, ...], fix: bool, max_decoded: int) -> No
             unsearched += len(result.problems)
             if fix and result.findings:
                 if _is_json_file(path):
-                    _write_text(path, _format.export_json(result.cassette))
+                    write_text(path, _format.export_json(result.cassette))
                 else:
                     _store.save(result.cassette, path)
                 left = audit.audit(_store.read_any(path), limit=max_decoded).findings

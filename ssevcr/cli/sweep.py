@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import click
@@ -38,6 +37,7 @@ from .._report import plays_record
 from .._store import profile_times, read_any
 from .._timing import Timing, parse_duration, parse_timing
 from .._verdict import COMPARE, Compare, Result, Verdict, judge
+from . import write_text
 from .replay import command_env, cors_option
 
 __all__ = ["Run", "Trial", "run_trials", "sweep_command"]
@@ -443,12 +443,6 @@ def sweep_command(
         "runs": [r.record() for r in runs],
         "summary": {v.value: sum(r.verdict is v for r in runs) for v in Verdict},
     }
-    if json_path:
-        Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
-    if html_path:
-        from .._report import sweep_html
-
-        Path(html_path).write_text(sweep_html(report))
     out = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
     out.print(
         f"sweep of {', '.join(cassettes)}: {len(runs)} faults, clean run {clean.duration_s:.2f} s"
@@ -479,5 +473,12 @@ def sweep_command(
             "use --compare exit",
             markup=False,
         )
+    # written after the table: a file that cannot be written loses no result
+    if json_path:
+        write_text(json_path, json.dumps(report, indent=1) + "\n")
+    if html_path:
+        from .._report import sweep_html
+
+        write_text(html_path, sweep_html(report))
     failing = [r for r in bad if not r.allowed]
     ctx.exit(1 if failing else 0)

@@ -67,11 +67,15 @@ def _request(value: str | None) -> dict[str, Any] | None:
     if value.startswith("@"):
         path = Path(value[1:])
         try:
-            if path.stat().st_size > MAX_REQUEST:
-                raise ConfigError(f"--request file {path} is larger than {MAX_REQUEST} bytes")
-            value = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read --request file {path}: {e}") from None
+            value = _store.read_regular(path, limit=MAX_REQUEST).decode("utf-8")
+        except OSError as e:
+            raise ConfigError(
+                f"cannot read --request file {str(path)!r}: {e.strerror or e}"
+            ) from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"cannot read --request file {str(path)!r}: not UTF-8 text (byte {e.start})"
+            ) from None
     try:
         data = json.loads(value)
     except ValueError as e:
@@ -169,7 +173,7 @@ def synth_command(
     if overwrite and append:
         raise click.UsageError("--overwrite and --append exclude each other")
     if output and Path(output).exists() and not (overwrite or append):
-        raise ConfigError(f"{output} exists; use --overwrite to replace it or --append")
+        raise ConfigError(f"{output!r} exists; use --overwrite to replace it or --append")
     content = _synth.Content(
         text=text,
         tool_calls=tuple(_synth.ToolCall(name, args) for name, args in tool_calls),

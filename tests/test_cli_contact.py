@@ -1,0 +1,166 @@
+"""First contact with hostile files: the real CLI, as a subprocess, given a FIFO with no writer,
+bytes that are not UTF-8 or not msgpack, must answer with one ``Error:`` line naming the file,
+exit 1, and never hang nor print a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from replay_helpers import CLI
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    # a hang is a failure: TimeoutExpired fails the test
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+
+
+def one_error(result: subprocess.CompletedProcess[str], name: str) -> str:
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    assert result.returncode == 1, output
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and name in errors[0], output
+    return errors[0]
+
+
+EXAMPLE = str(Path(__file__).parent.parent / "cassettes/examples/openai-chat-text.msgpack")
+FIFO_CASES = {
+    "import": ["import", "in.fifo", "-o", "out.msgpack"],
+    "import --from vcrpy": ["import", "--from", "vcrpy", "in.fifo", "-o", "out.msgpack"],
+    "replay --config": ["replay", "--config", "in.fifo", "--listen", "127.0.0.1:0", "--", "true"],
+    "replay --journal": [
+        "replay",
+        EXAMPLE,
+        "--journal",
+        "in.fifo",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        "true",
+    ],
+    "synth --request @": [
+        "synth",
+        "--provider",
+        "openai-chat",
+        "--text",
+        "hi",
+        "--request",
+        "@in.fifo",
+    ],
+}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("case", FIFO_CASES)
+def test_a_fifo_with_no_writer_is_refused_not_waited_on(case: str, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "in.fifo")
+    error = one_error(run(FIFO_CASES[case], tmp_path), "in.fifo")
+    assert ("a FIFO that nothing reads" if "--journal" in case else "not a regular file") in error
+    assert not (tmp_path / "out.msgpack").exists()
+
+
+def test_a_vcrpy_yaml_that_is_not_utf8_names_the_byte(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_bytes(b'interactions:\n- x: "\xff"\n')
+    error = one_error(
+        run(["import", "--from", "vcrpy", "c.yaml", "-o", "o.msgpack"], tmp_path), "c.yaml"
+    )
+    assert error.endswith("not UTF-8 text (byte 20)")
+    assert not (tmp_path / "o.msgpack").exists()
+
+
+def test_random_bytes_say_what_msgpack_found_without_an_empty_reason(tmp_path: Path) -> None:
+    (tmp_path / "r.msgpack").write_bytes(b"\xc1" + bytes(range(256)))  # 0xc1: never used
+    error = one_error(run(["show", "r.msgpack"], tmp_path), "r.msgpack")
+    assert "not a readable msgpack cassette" in error
+    assert ": )" not in error
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["replay", "--config", "c.yaml", "--listen", "127.0.0.1:0", "--", "true"],
+            "cannot read configuration 'c.yaml': not UTF-8 text (byte 0)",
+        ),
+        (
+            ["synth", "--provider", "openai-chat", "--text", "hi", "--request", "@c.yaml"],
+            "cannot read --request file 'c.yaml': not UTF-8 text (byte 0)",
+        ),
+    ],
+)
+def test_a_text_file_that_is_not_utf8_says_so_plainly(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    (tmp_path / "c.yaml").write_bytes(b"\x8d\x00")
+    assert one_error(run(args, tmp_path), "c.yaml").endswith(said)
+
+
+@pytest.mark.parametrize("option", ["--json", "--html"])
+def test_a_sweep_report_that_cannot_be_written_is_one_error_after_the_results(
+    option: str, tmp_path: Path
+) -> None:
+    cassette = Path(__file__).parent.parent / "cassettes/examples/openai-chat-text.msgpack"
+    (tmp_path / "afile").write_bytes(b"")
+    result = run(
+        ["sweep", str(cassette), "--catalog", "none", "--fault", "status:500", option,
+         "afile/report", "--", "true"],
+        tmp_path,
+    )  # fmt: skip
+    error = one_error(result, "afile/report")
+    assert error == "Error: cannot write 'afile/report': 'afile' is not a folder"
+    assert "sweep of " in result.stdout  # the results were shown before the write failed
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", "--config", "a\nb.yaml", "--listen", "127.0.0.1:0", "--", "true"],
+        ["synth", "--provider", "openai-chat", "--text", "hi", "--request", "@a\nb.yaml"],
+        ["synth", "--provider", "openai-chat", "--text", "hi", "-o", "a\nb.yaml"],
+    ],
+)
+def test_a_file_name_with_a_newline_stays_on_the_one_error_line(
+    args: list[str], tmp_path: Path
+) -> None:
+    if args[-1] == "a\nb.yaml":
+        (tmp_path / "a\nb.yaml").write_bytes(b"x")  # -o: an existing file
+    one_error(run(args, tmp_path), "'a\\nb.yaml'")
+
+
+@pytest.mark.parametrize("source", ["vcrpy", "har"])
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "maximum recursion depth"),
+        ('{"log": {"entries": [' + "1" * 5000 + "]}}", "4300 digits"),
+    ],
+)
+def test_json_too_deep_or_too_long_a_number_to_import_is_one_error(
+    source: str, text: str, said: str, tmp_path: Path
+) -> None:
+    (tmp_path / "c.json").write_text(text)
+    result = run(["import", "--from", source, "c.json", "-o", "o.msgpack"], tmp_path)
+    error = one_error(result, "'c.json'")
+    assert "not usable JSON" in error and said in error
+    assert not (tmp_path / "o.msgpack").exists()
+
+
+def test_a_vcrpy_yaml_of_nested_aliases_is_read_in_a_moment(tmp_path: Path) -> None:
+    """A billion laughs: each line aliases the previous one nine times (9**9 paths)."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    (tmp_path / "c.yaml").write_text("\n".join([*lines, "interactions: *a8", ""]))
+    result = run(["import", "--from", "vcrpy", "c.yaml", "-o", "o.msgpack"], tmp_path)
+    assert "expected a mapping with request and response" in result.stderr
+    one_error(result, "'c.yaml'")
+    assert not (tmp_path / "o.msgpack").exists()
