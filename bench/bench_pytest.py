@@ -30,13 +30,18 @@ the tool's own cost is that minus the floor's. Each session must pass all N test
 ``--first-byte N``: N recordings in process (``use_cassette(record="all")``, a new client and
 connection each, as a test makes) from tests/upstream.py over HTTP and over HTTPS; the recorded
 offsets of the headers and of the first chunk against the upstream's own clock (when it sent
-them, from when it had the request), and what counting from before connecting (the earlier t0)
-would have added. Interleaved with them, the floor: the same exchange from a bare (ssl) socket
+them, from when it had read the whole request), and what counting from before connecting (the
+earlier t0) would have added. Interleaved with them, the same exchange from a bare (ssl) socket
 in a process of its own, kept running (in this one, a thread the recordings left would take
 the GIL between ``sendall`` and its stamp), which stamps the request sent when ``sendall``
-returns and the first chunk when ``recv`` returns it, so the error it shows is the way there
-and back itself (loopback, the two TLS record layers, the upstream's wake-up), which no
-recorder can go below (the processes share the monotonic clock). No assertions on speed: figures
+returns and the first chunk when ``recv`` returns it. The processes share the monotonic clock,
+so the error splits into the way there (the upstream's read of the request − the client's t0)
+and the way back (the client's stamp − the upstream's write of the chunk): loopback, both TLS
+record layers and each side's wake-up, which no recorder can go below. The upstream runs on its
+own core and the clients on the other (``--no-pin``: wherever the scheduler puts them; on two
+cores a client that wakes the upstream is then often preempted by it before it can stamp its
+send, which makes the way there negative in some runs and the figures bimodal); a real API is
+on another machine, never on the client's core. No assertions on speed: figures
 go to bench/README.md.
 """
 
@@ -451,7 +456,7 @@ server = Upstream(tls=tls).start()
 print(server.url, flush=True)
 for line in sys.stdin:
     ex = server.exchange(line.strip())
-    print(json.dumps([ex.received_at, ex.headers_sent_at, ex.sent[0][0]]), flush=True)
+    print(json.dumps([ex.body_at, ex.headers_sent_at, ex.sent[0][0]]), flush=True)
 server.stop()
 """
 
@@ -523,9 +528,24 @@ class _Reads:
         self.cls.recv, self.cls.send = self.original
 
 
-def first_byte(n: int) -> dict[str, Any]:
+def first_byte(n: int, *, pin: bool = True) -> dict[str, Any]:
     """Recorded offsets of the head and the first chunk vs the upstream's clock (see docstring).
     The upstream runs in its own process (in this one it would wait for the GIL)."""
+    import os
+
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pin = pin and len(cores) >= 2
+    if pin:  # the clients (this process and the bare one) on one core, the upstream on another
+        os.sched_setaffinity(0, cores[:1])
+    try:
+        return _first_byte(n, cores[1:2] if pin else [])
+    finally:
+        if pin:
+            os.sched_setaffinity(0, cores)
+
+
+def _first_byte(n: int, upstream_cores: list[int]) -> dict[str, Any]:
+    import os
     import statistics
     import sys as _sys
 
@@ -546,6 +566,9 @@ def first_byte(n: int) -> dict[str, Any]:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
+                preexec_fn=(lambda: os.sched_setaffinity(0, upstream_cores))
+                if upstream_cores
+                else None,
             )
             assert server.stdin is not None and server.stdout is not None
             url = server.stdout.readline().strip()
@@ -559,6 +582,7 @@ def first_byte(n: int) -> dict[str, Any]:
             )
             assert bare.stdin is not None and bare.stdout is not None
             head_err, first_err, before, floor, after_read, after_send = [], [], [], [], [], []
+            there, back, bare_there, bare_back = [], [], [], []
             import socket
             import ssl
 
@@ -602,6 +626,8 @@ def first_byte(n: int) -> dict[str, Any]:
                     response = _store.load(path).interactions[0].response
                     head_err.append((response.headers_at - (head_sent - received)) * 1e3)
                     first_err.append((response.chunk_at[0] - (first_sent - received)) * 1e3)
+                    there.append((received - t0) * 1e3)
+                    back.append((t0 + response.chunk_at[0] - first_sent) * 1e3)
                     before.append((t0 - connect[0]) * 1e3 if connect else 0.0)
                     stamp = t0 + response.chunk_at[0]  # the read that brought it: the last before
                     after_read.append((stamp - max(t for t in watch.times if t <= stamp)) * 1e3)
@@ -614,6 +640,8 @@ def first_byte(n: int) -> dict[str, Any]:
                     server.stdin.flush()
                     received, head_sent, first_sent = json.loads(server.stdout.readline())
                     floor.append((first_at - sent - (first_sent - received)) * 1e3)
+                    bare_there.append((received - sent) * 1e3)
+                    bare_back.append((first_at - first_sent) * 1e3)
             finally:
                 server.stdin.close()
                 server.wait(10)
@@ -629,6 +657,12 @@ def first_byte(n: int) -> dict[str, Any]:
                 # what the recorder adds to the truth (the socket's own send and receive times)
                 "first_byte_error_above_bare_ms": statistics.median(first_err)
                 - statistics.median(floor),
+                # the two halves on the shared clock: the upstream's read of the whole request
+                # after the client's t0, and the client's stamp after the upstream's write
+                "way_there_median_ms": statistics.median(there),
+                "way_back_median_ms": statistics.median(back),
+                "bare_way_there_median_ms": statistics.median(bare_there),
+                "bare_way_back_median_ms": statistics.median(bare_back),
                 # in the recording process: the first chunk's stamp after its recv returned
                 "stamp_after_read_median_ms": statistics.median(after_read),
                 "stamp_after_read_p90_ms": sorted(after_read)[int(0.9 * (n - 1))],
@@ -637,7 +671,9 @@ def first_byte(n: int) -> dict[str, Any]:
             }
     print(
         f"in-process recording, {n} recordings each, a new connection each, the upstream in its "
-        "own process (error = recorded - true offset)"
+        "own process"
+        + (f" on core {upstream_cores[0]}, the clients on another" if upstream_cores else "")
+        + " (error = recorded - true offset)"
     )
     print(
         f"{'':6} {'head ms':>8} {'first byte ms':>14} {'p90 ms':>8} "
@@ -655,6 +691,12 @@ def first_byte(n: int) -> dict[str, Any]:
             f"{f['first_byte_error_above_bare_ms']:+19.3f} "
             f"{f['stamp_after_read_median_ms']:+20.3f} {f['stamp_after_read_p90_ms']:+8.3f} "
             f"{f['t0_after_send_median_ms']:+17.3f}"
+        )
+    print(f"{'':6} {'way there ms':>13} {'way back ms':>12} {'bare: there ms':>15} {'back ms':>8}")
+    for scheme, f in out.items():
+        print(
+            f"{scheme:6} {f['way_there_median_ms']:+13.3f} {f['way_back_median_ms']:+12.3f} "
+            f"{f['bare_way_there_median_ms']:+15.3f} {f['bare_way_back_median_ms']:+8.3f}"
         )
     return out
 
@@ -699,6 +741,11 @@ def main() -> None:
         metavar="N",
         help="instead: recorded first-byte offsets of N in-process recordings, HTTP and HTTPS",
     )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="--first-byte: leave the upstream and the clients wherever the scheduler puts them",
+    )
     parser.add_argument("--bare-exchanges", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -708,7 +755,7 @@ def main() -> None:
             print(json.dumps(_bare_exchange(url, headers, Path(cafile))), flush=True)
         return
     if args.first_byte:
-        figures: Any = first_byte(args.first_byte)
+        figures: Any = first_byte(args.first_byte, pin=not args.no_pin)
         if args.json:
             Path(args.json).write_text(json.dumps(figures, indent=1))
         return

@@ -133,8 +133,9 @@ class Exchange:
     path: str
     headers: dict[str, str]
     body: bytes
-    received_at: float
+    received_at: float  # the request's head read
     headers_sent_at: float = 0.0
+    body_at: float = 0.0  # the request's body read too: the request fully received
     sent: list[tuple[float, bytes]] = field(default_factory=list)  # body pieces, as sent
     outcome: str = "running"  # complete | died | client_gone
     done: threading.Event = field(default_factory=threading.Event)
@@ -259,7 +260,7 @@ class Upstream:
                         parts.append(await reader.readexactly(size))
                         await reader.readline()
                     body = b"".join(parts)
-                ex = Exchange(method, target, headers, body, received_at)
+                ex = Exchange(method, target, headers, body, received_at, body_at=time.monotonic())
                 with self._cond:
                     self.exchanges.append(ex)
                     if "x-test-id" in headers:
