@@ -630,7 +630,13 @@ def as_nobody() -> list[str]:
         return []
     if shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv: permissions cannot be tested")
-    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run(
+        [*command, sys.executable, "-c", "pass"], capture_output=True, text=True, timeout=60
+    )
+    if probe.returncode != 0:  # e.g. a pyenv Python under /root: its libpython is not readable
+        pytest.skip(f"this Python cannot run as nobody: {probe.stderr.strip()[:200]}")
+    return command
 
 
 def test_saving_into_a_read_only_directory_is_a_clear_error() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import signal
@@ -292,7 +291,8 @@ def test_the_openai_sdk_on_the_real_url_through_replay_proxy(
         SDK_CLIENT,
     ]
     env = {k: v for k, v in _env().items() if k != "SSL_CERT_FILE"}
-    env["SSEVCR_MITMDUMP"] = os.environ.get("SSEVCR_MITMDUMP", " ".join(MITMDUMP))
+    if "SSEVCR_MITMDUMP" not in env and len(MITMDUMP) == 1:  # (else: this Python's mitmproxy)
+        env["SSEVCR_MITMDUMP"] = MITMDUMP[0]
     out = subprocess.run(
         ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command],
         capture_output=True,
