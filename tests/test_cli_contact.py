@@ -164,3 +164,28 @@ def test_a_vcrpy_yaml_of_nested_aliases_is_read_in_a_moment(tmp_path: Path) -> N
     assert "expected a mapping with request and response" in result.stderr
     one_error(result, "'c.yaml'")
     assert not (tmp_path / "o.msgpack").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "x: [\n",  # PyYAML's message spans four lines, a caret under a copy of the line
+            "not valid YAML: expected the node content, but found '<stream end>'"
+            " (line 2, column 1)",
+        ),
+        ("x: 1\n", "unknown key(s) 'x'"),
+        ("responses: [{}]\n", "responses[0] needs a name"),
+        ("1: x\nb: y\n", "unknown key(s) 'b', 1"),  # keys of two types: were not sortable
+        ("responses: [{name: a, content: x, 1: 2, b: 3}]\n", "response 'a': unknown key(s) 'b', 1"),
+    ],
+)
+@pytest.mark.parametrize("name", ["a\nb.yaml", "c\x1b[31m.yaml"])
+def test_a_configuration_that_does_not_parse_is_one_error_naming_it_quoted(
+    name: str, text: str, said: str, tmp_path: Path
+) -> None:
+    (tmp_path / name).write_text(text)
+    result = run(["replay", "--config", name, "--listen", "127.0.0.1:0", "--", "true"], tmp_path)
+    error = one_error(result, repr(name))
+    assert error == f"Error: {name!r}: {said}"
+    assert "\x1b" not in result.stdout + result.stderr
