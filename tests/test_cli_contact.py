@@ -189,3 +189,31 @@ def test_a_configuration_that_does_not_parse_is_one_error_naming_it_quoted(
     error = one_error(result, repr(name))
     assert error == f"Error: {name!r}: {said}"
     assert "\x1b" not in result.stdout + result.stderr
+
+
+A_FILE_ON_THE_WAY = {
+    "import -o": (["import", "t.json", "-o", "afile/o.msgpack"], "cannot be written, not saved"),
+    "import -o, deeper": (["import", "t.json", "-o", "afile/sub/o.msgpack"], "cannot be written"),
+    "export -o, deeper": (["export", EXAMPLE, "-o", "afile/sub/o.json"], "cannot write"),
+    "synth -o": (
+        ["synth", "--provider", "openai-chat", "--text", "hi", "-o", "afile/o.msgpack"],
+        "cannot be written, not saved",
+    ),
+    "show": (["show", "afile/o.msgpack"], "cannot be read"),
+    "import FILE": (["import", "afile/o.json", "-o", "o.msgpack"], "cannot be read"),
+    "replay --config": (
+        ["replay", "--config", "afile/c.yaml", "--listen", "127.0.0.1:0", "--", "true"],
+        "cannot read configuration",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", A_FILE_ON_THE_WAY)
+def test_a_file_where_a_folder_should_be_is_named(case: str, tmp_path: Path) -> None:
+    """Was "File exists" (EEXIST from makedirs), "Not a directory", or named 'afile/sub'."""
+    (tmp_path / "afile").write_bytes(b"")
+    assert run(["export", EXAMPLE, "-o", "t.json"], tmp_path).returncode == 0
+    args, said = A_FILE_ON_THE_WAY[case]
+    error = one_error(run(args, tmp_path), "'afile/")
+    assert said in error and error.endswith(": 'afile' is not a folder"), error
+    assert (tmp_path / "afile").read_bytes() == b""

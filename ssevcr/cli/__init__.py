@@ -10,7 +10,6 @@ code 1; usage errors (unknown flag, bad value) exit 2 as usual in click. Never a
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
 
 import click
@@ -89,10 +88,7 @@ def write_text(path: str, text: str) -> None:
 
     try:
         _store.write_atomic(path, text.encode("utf-8"), fsync=False)
-    except (FileExistsError, NotADirectoryError):  # a file where its folder should be
-        folder = os.path.dirname(path)
-        raise click.ClickException(f"cannot write {path!r}: {folder!r} is not a folder") from None
-    except OSError as e:
+    except OSError as e:  # a file where its folder should be: "'afile' is not a folder"
         raise click.ClickException(f"cannot write {path!r}: {e.strerror or e}") from None
 
 
