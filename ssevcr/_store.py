@@ -67,6 +67,7 @@ __all__ = [
     "read_named",
     "read_regular",
     "save",
+    "too_large",
     "update",
     "write_atomic",
 ]
@@ -159,10 +160,21 @@ def _checked(cassette: Cassette) -> Cassette:
     return cassette
 
 
-def read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A cassette file's bytes, with the loader's errors."""
+def read_bytes(path: str | os.PathLike[str], *, limit: int | None = None, hint: str = "") -> bytes:
+    """A cassette file's bytes, with the loader's errors. ``limit``: a file larger than that
+    many bytes is refused before any is read (what it holds beyond its size when opened is
+    never read), with ``hint`` (how to read more) at the end of the error."""
     f = _File(os.fspath(path))
+    if limit is not None and f.size > limit:
+        raise CassetteError(f.path, too_large(limit, hint))
     return f[0 : f.size]
+
+
+def too_large(limit: int, hint: str = "") -> str:
+    """What a file or stdin larger than ``limit`` bytes is told."""
+    from ._content import format_size
+
+    return f"larger than {format_size(limit)} ({limit} bytes), not read{hint}"
 
 
 def read_regular(path: str | os.PathLike[str], *, limit: int) -> bytes:

@@ -7,17 +7,20 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import IO
 
 import pytest
 from replay_helpers import CLI
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], cwd: Path, stdin: IO[bytes] | int = subprocess.DEVNULL
+) -> subprocess.CompletedProcess[str]:
     # a hang is a failure: TimeoutExpired fails the test
     return subprocess.run(
         [*CLI, *args],
         cwd=cwd,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         capture_output=True,
         text=True,
         timeout=20,
@@ -217,3 +220,46 @@ def test_a_file_where_a_folder_should_be_is_named(case: str, tmp_path: Path) -> 
     error = one_error(run(args, tmp_path), "'afile/")
     assert said in error and error.endswith(": 'afile' is not a folder"), error
     assert (tmp_path / "afile").read_bytes() == b""
+
+
+@pytest.mark.parametrize("source", ["json", "vcrpy", "har"])
+def test_an_import_larger_than_its_limit_is_refused_unread(source: str, tmp_path: Path) -> None:
+    """A sparse file one byte over 256 MiB: refused from its size (was read whole, then
+    parsed: 2 GiB took 1.7 GB and more than 10 s)."""
+    with open(tmp_path / "big.json", "wb") as f:
+        f.truncate((256 << 20) + 1)
+    result = run(["import", "--from", source, "big.json", "-o", "o.msgpack"], tmp_path)
+    error = one_error(result, "'big.json'")
+    assert error.endswith(
+        ": larger than 256 MiB (268435456 bytes), not read (--max-input SIZE reads more)"
+    )
+    assert not (tmp_path / "o.msgpack").exists()
+
+
+def test_import_max_input_bounds_a_file_and_stdin_alike(tmp_path: Path) -> None:
+    assert run(["export", EXAMPLE, "-o", "t.json"], tmp_path).returncode == 0
+    size = (tmp_path / "t.json").stat().st_size
+    args = ["import", "--max-input", str(size - 1), "-o", "o.msgpack"]
+    one_error(run([*args, "t.json"], tmp_path), f"({size - 1} bytes), not read")
+    with open(tmp_path / "t.json", "rb") as f:
+        one_error(run([*args, "-"], tmp_path, stdin=f), f"({size - 1} bytes), not read")
+    assert not (tmp_path / "o.msgpack").exists()
+    with open(tmp_path / "t.json", "rb") as f:
+        ok = run(["import", "--max-input", str(size), "-o", "o.msgpack", "-"], tmp_path, stdin=f)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "o.msgpack").read_bytes() == Path(EXAMPLE).read_bytes()
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="no terminals here")
+def test_import_from_a_terminal_is_refused_not_waited_on(tmp_path: Path) -> None:
+    main, secondary = os.openpty()
+    try:
+        with open(secondary, "rb", closefd=False) as tty:
+            error = one_error(run(["import", "-", "-o", "o.msgpack"], tmp_path, stdin=tty), "")
+    finally:
+        os.close(main)
+        os.close(secondary)
+    assert (
+        error
+        == "Error: cassette '<stdin>': is a terminal: pipe or redirect a file to it (- < FILE)"
+    )

@@ -590,6 +590,43 @@ def _enough_memory(max_decoded: int) -> Iterator[None]:
         ) from None
 
 
+MAX_INPUT = 256 << 20
+"""Bytes that ``import`` reads at most (``--max-input``): its input is parsed whole, held in
+memory several times over; 4 times the 64 MiB body that ``record``/``replay`` take at most."""
+
+
+def read_input(file: str, limit: int) -> bytes:
+    """The bytes of FILE, or of stdin for ``-`` (a pipe or a file, not a terminal): at most
+    ``limit`` bytes; a larger input is one CassetteError, never read whole."""
+    hint = " (--max-input SIZE reads more)"
+    if file != "-":
+        return _store.read_bytes(file, limit=limit, hint=hint)
+    stdin = sys.stdin.buffer if sys.stdin is not None else None
+    if stdin is None or stdin.closed:
+        raise CassetteError("<stdin>", "there is no standard input to read")
+    if stdin.isatty():
+        raise CassetteError("<stdin>", "is a terminal: pipe or redirect a file to it (- < FILE)")
+    try:
+        data = stdin.read(limit + 1)
+    except OSError as e:
+        raise CassetteError("<stdin>", f"cannot be read: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise CassetteError("<stdin>", _store.too_large(limit, hint))
+    return data
+
+
+def max_input_option(f: Any) -> Any:
+    """``--max-input SIZE``: the bytes of FILE (or stdin) read at most."""
+    return click.option(
+        "--max-input",
+        metavar="SIZE",
+        default=f"{MAX_INPUT >> 20}M",
+        callback=lambda _ctx, _param, value: _size(value),
+        show_default=True,
+        help="Read at most SIZE bytes of FILE or stdin (256M, 1G...); a larger one is refused.",
+    )(f)
+
+
 @click.command("show")
 @click.argument("cassette", metavar="CASSETTE")
 @click.option(
@@ -753,12 +790,15 @@ def export_command(cassette: str, output: str) -> None:
     is_flag=True,
     help="Write the interactions that convert even if some do not (they are listed).",
 )
-def import_command(file: str, output: str, source: str, profile: str | None, partial: bool) -> None:
+@max_input_option
+def import_command(
+    file: str, output: str, source: str, profile: str | None, partial: bool, max_input: int
+) -> None:
     """Read a JSON twin (checked; errors name the line and the field), a vcrpy cassette or a
     HAR file, and write the cassette."""
     name = "<stdin>" if file == "-" else file
-    # a FIFO or a directory given by name is refused, never waited on
-    raw = sys.stdin.buffer.read() if file == "-" else _store.read_bytes(file)
+    # a FIFO or a directory given by name is refused, never waited on; so is a file too large
+    raw = read_input(file, max_input)
     if source == "json":
         if profile is not None:
             raise click.UsageError("--profile applies to --from vcrpy and --from har")
