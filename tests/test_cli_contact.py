@@ -263,3 +263,47 @@ def test_import_from_a_terminal_is_refused_not_waited_on(tmp_path: Path) -> None
         error
         == "Error: cassette '<stdin>': is a terminal: pipe or redirect a file to it (- < FILE)"
     )
+
+
+SAME_FILE = {
+    "export -o": ["export", "c.msgpack", "-o", "c.msgpack"],
+    "export -o a symlink to it": ["export", "c.msgpack", "-o", "link.msgpack"],
+    "export -o a hard link to it": ["export", "c.json", "-o", "hard.json"],
+    "import -o": ["import", "c.json", "-o", "c.json"],
+    "import --from vcrpy -o a hard link to it": [
+        "import", "--from", "vcrpy", "c.json", "-o", "hard.json"
+    ],
+    "show --html": ["show", "c.msgpack", "--html", "c.msgpack"],
+    "show --svg, through a symlink": ["show", "link.msgpack", "--svg", "c.msgpack"],
+    "sweep --json": [
+        "sweep", "c.msgpack", "--catalog", "none", "--fault", "status:500", "--json",
+        "c.msgpack", "--", "true"
+    ],
+    "replay --journal (truncated it)": [
+        "replay", "c.msgpack", "--journal", "link.msgpack", "--listen", "127.0.0.1:0", "--",
+        "true"
+    ],
+    "synth -o --overwrite its --request": [
+        "synth", "--provider", "openai-chat", "--text", "hi", "--request", "@c.json", "-o",
+        "c.json", "--overwrite"
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", SAME_FILE)
+def test_an_output_that_is_its_own_input_is_refused(case: str, tmp_path: Path) -> None:
+    """Was written over its input: a cassette became its JSON twin or an HTML page, a twin
+    became msgpack, a journal truncated the cassette to 0 bytes, a symlink became a file."""
+    (tmp_path / "c.msgpack").write_bytes(Path(EXAMPLE).read_bytes())
+    assert run(["export", EXAMPLE, "-o", "c.json"], tmp_path).returncode == 0
+    (tmp_path / "link.msgpack").symlink_to("c.msgpack")
+    os.link(tmp_path / "c.json", tmp_path / "hard.json")
+    before = {name: (tmp_path / name).read_bytes() for name in ("c.msgpack", "c.json")}
+    args = SAME_FILE[case]
+    error = one_error(run(args, tmp_path), "is the file this command reads")
+    option = next(a for a in args if a in ("-o", "--html", "--svg", "--json", "--journal"))
+    output = args[args.index(option) + 1]
+    assert error.startswith(f"Error: {option} {output!r} is the file this command reads")
+    assert "nothing was written" in error
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert (tmp_path / "link.msgpack").is_symlink()

@@ -46,7 +46,7 @@ from .._stats import (
     stall_indices,
 )
 from .._timing import parse_timing
-from . import write_text
+from . import not_an_input, write_text
 
 if TYPE_CHECKING:
     pass
@@ -689,6 +689,8 @@ def show_command(
             "--timing, --max-gap, --fault and --seed choose the replay pictured "
             "by --svg/--html; give one of those"
         )
+    not_an_input(svg_file, [cassette], "--svg")
+    not_an_input(html_file, [cassette], "--html")
     with _enough_memory(max_decoded):
         data = _store.read_any(cassette)
         if svg_file or html_file:
@@ -756,6 +758,7 @@ def _print_recorded_at(data: Cassette) -> None:
 )
 def export_command(cassette: str, output: str) -> None:
     """Write a cassette as its lossless JSON twin (import gives back the same file)."""
+    not_an_input(output, [cassette])
     text = _format.export_json(_store.read_any(cassette))
     if output == "-":
         click.echo(text.encode("utf-8"), nl=False)
@@ -796,6 +799,7 @@ def import_command(
 ) -> None:
     """Read a JSON twin (checked; errors name the line and the field), a vcrpy cassette or a
     HAR file, and write the cassette."""
+    not_an_input(output, [file])
     name = "<stdin>" if file == "-" else file
     # a FIFO or a directory given by name is refused, never waited on; so is a file too large
     raw = read_input(file, max_input)
