@@ -307,3 +307,37 @@ def test_an_output_that_is_its_own_input_is_refused(case: str, tmp_path: Path) -
     assert "nothing was written" in error
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
     assert (tmp_path / "link.msgpack").is_symlink()
+
+
+@pytest.mark.parametrize("form", ["c.msgpack", "c.json"])
+@pytest.mark.parametrize("args", [["show"], ["show", "--diff-text"], ["export"], ["audit"]])
+def test_a_cassette_named_dash_is_read_from_stdin(
+    args: list[str], form: str, tmp_path: Path
+) -> None:
+    """Was "cassette '-': no such file" (a pipe, git, ``ssevcr export c | ssevcr show -``)."""
+    (tmp_path / "c.msgpack").write_bytes(Path(EXAMPLE).read_bytes())
+    assert run(["export", EXAMPLE, "-o", "c.json"], tmp_path).returncode == 0
+    from_file = run([*args, form], tmp_path)
+    with open(tmp_path / form, "rb") as f:
+        piped = run([*args, "-"], tmp_path, stdin=f)
+    assert piped.returncode == from_file.returncode == 0, piped.stderr
+    assert piped.stdout.replace("<stdin>", form) == from_file.stdout
+    assert piped.stderr == from_file.stderr
+    assert piped.stdout + piped.stderr != ""
+
+
+@pytest.mark.parametrize("command", ["show", "export", "audit"])
+def test_a_cassette_on_stdin_is_bounded_and_never_a_terminal(command: str, tmp_path: Path) -> None:
+    size = Path(EXAMPLE).stat().st_size
+    with open(EXAMPLE, "rb") as f:
+        error = one_error(run([command, "--max-input", str(size - 1), "-"], tmp_path, stdin=f), "")
+    assert error.startswith("Error: cassette '<stdin>': larger than ")
+    assert error.endswith(f"({size - 1} bytes), not read (--max-input SIZE reads more)")
+    main, secondary = os.openpty()
+    try:
+        with open(secondary, "rb", closefd=False) as tty:
+            error = one_error(run([command, "-"], tmp_path, stdin=tty), "'<stdin>'")
+    finally:
+        os.close(main)
+        os.close(secondary)
+    assert error.endswith("is a terminal: pipe or redirect a file to it (- < FILE)")

@@ -22,7 +22,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -615,16 +615,27 @@ def read_input(file: str, limit: int) -> bytes:
     return data
 
 
-def max_input_option(f: Any) -> Any:
-    """``--max-input SIZE``: the bytes of FILE (or stdin) read at most."""
+def max_input_option(
+    what: str = "FILE or stdin",
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--max-input SIZE``: the bytes of ``what`` read at most."""
     return click.option(
         "--max-input",
         metavar="SIZE",
         default=f"{MAX_INPUT >> 20}M",
         callback=lambda _ctx, _param, value: _size(value),
         show_default=True,
-        help="Read at most SIZE bytes of FILE or stdin (256M, 1G...); a larger one is refused.",
-    )(f)
+        help=f"Read at most SIZE bytes of {what} (256M, 1G...); a larger one is refused.",
+    )
+
+
+def _read_cassette(cassette: str, max_input: int) -> tuple[str, Cassette]:
+    """``(name, cassette)`` of what ``show``, ``export`` or ``audit`` was given: a file (msgpack
+    read on demand, or its JSON twin), or ``-``: stdin, read whole, at most ``max_input``
+    bytes."""
+    if cassette != "-":
+        return cassette, _store.read_any(cassette)
+    return "<stdin>", _format.loads_any(read_input("-", max_input), path="<stdin>")
 
 
 @click.command("show")
@@ -667,6 +678,7 @@ def max_input_option(f: Any) -> Any:
     "--seed", type=int, default=None, help="Seed of the pictured replay's random choices."
 )
 @max_decoded_option
+@max_input_option("stdin, for CASSETTE -")
 def show_command(
     cassette: str,
     events: bool,
@@ -679,8 +691,10 @@ def show_command(
     faults: tuple[str, ...],
     seed: int | None,
     max_decoded: int,
+    max_input: int,
 ) -> None:
-    """Show what a cassette holds: a table of interactions, or each event (--events)."""
+    """Show what a cassette holds: a table of interactions, or each event (--events).
+    CASSETTE - reads it from stdin (a pipe or a redirected file, not a terminal)."""
     if as_json and diff_text:
         raise click.UsageError("--json and --diff-text are two outputs; choose one")
     picture_options = timing is not None or max_gap is not None or faults or seed is not None
@@ -692,7 +706,7 @@ def show_command(
     not_an_input(svg_file, [cassette], "--svg")
     not_an_input(html_file, [cassette], "--html")
     with _enough_memory(max_decoded):
-        data = _store.read_any(cassette)
+        cassette, data = _read_cassette(cassette, max_input)
         if svg_file or html_file:
             replay_timing = parse_timing(timing, max_gap=max_gap)
             fault_list = parse_faults(faults)
@@ -756,10 +770,12 @@ def _print_recorded_at(data: Cassette) -> None:
 @click.option(
     "-o", "--output", metavar="FILE", default="-", help="Where to write the JSON (default: stdout)."
 )
-def export_command(cassette: str, output: str) -> None:
-    """Write a cassette as its lossless JSON twin (import gives back the same file)."""
+@max_input_option("stdin, for CASSETTE -")
+def export_command(cassette: str, output: str, max_input: int) -> None:
+    """Write a cassette as its lossless JSON twin (import gives back the same file). CASSETTE -
+    reads it from stdin (a pipe or a redirected file, not a terminal)."""
     not_an_input(output, [cassette])
-    text = _format.export_json(_store.read_any(cassette))
+    text = _format.export_json(_read_cassette(cassette, max_input)[1])
     if output == "-":
         click.echo(text.encode("utf-8"), nl=False)
     else:
@@ -793,7 +809,7 @@ def export_command(cassette: str, output: str) -> None:
     is_flag=True,
     help="Write the interactions that convert even if some do not (they are listed).",
 )
-@max_input_option
+@max_input_option()
 def import_command(
     file: str, output: str, source: str, profile: str | None, partial: bool, max_input: int
 ) -> None:
@@ -842,16 +858,21 @@ def _is_json_file(path: str) -> bool:
     "--fix", is_flag=True, help="Replace what was found by REDACTED, in place (atomic write)."
 )
 @max_decoded_option
-def audit_command(cassettes: tuple[str, ...], fix: bool, max_decoded: int) -> None:
+@max_input_option("stdin, for CASSETTE -")
+def audit_command(cassettes: tuple[str, ...], fix: bool, max_decoded: int, max_input: int) -> None:
     """Look for credentials in cassettes: API keys, bearer tokens, secrets in headers, URLs,
     bodies and streamed chunks. Exits 1 if anything is found (or left after --fix), or if a body
-    could not be searched (damaged, or larger than --max-decoded when decoded)."""
+    could not be searched (damaged, or larger than --max-decoded when decoded). CASSETTE - reads
+    one from stdin (not with --fix, which rewrites files in place)."""
+    if "-" in cassettes and (fix or cassettes.count("-") > 1):
+        why = "--fix rewrites cassettes in place" if fix else "stdin can be read once"
+        raise click.UsageError(f"CASSETTE - (stdin): {why}; give a file")
     found = fixed = unsearched = 0
     failed = False
     for path in cassettes:
         try:
             with _enough_memory(max_decoded):
-                result = audit.audit(_store.read_any(path), limit=max_decoded)
+                result = audit.audit(_read_cassette(path, max_input)[1], limit=max_decoded)
             for f in result.findings:
                 click.echo(f"{path}: {f}")
             for problem in result.problems:
