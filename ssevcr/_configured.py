@@ -512,7 +512,7 @@ def _content(spec: Any, rule: str) -> tuple[_synth.Content, str | int]:
         "split",
     }
     if unknown:
-        raise ConfigError(f"response {rule!r}: unknown content key(s) {', '.join(sorted(unknown))}")
+        raise ConfigError(f"response {rule!r}: unknown content key(s) {_keys(unknown)}")
     calls = []
     for c in spec.get("tool_calls") or []:
         if not isinstance(c, dict) or not isinstance(c.get("name"), str):
@@ -612,7 +612,7 @@ def _rule(
         raise ConfigError(f"responses[{order}] needs a name")
     unknown = set(spec) - _RULE_KEYS
     if unknown:
-        raise ConfigError(f"response {name!r}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise ConfigError(f"response {name!r}: unknown key(s) {_keys(unknown)}")
     matchers, exact = _rule_matchers(spec.get("match") or {}, name)
     answers = [k for k in ("content", "cassette", "error") if k in spec]
     if len(answers) != 1:
@@ -660,6 +660,20 @@ def _timing_steps(
     return steps
 
 
+def _keys(keys: Any) -> str:
+    """Keys a file should not hold, quoted (a key may be any YAML value: a number, a newline)."""
+    return ", ".join(sorted(repr(k) for k in keys))
+
+
+def _one_line(e: Exception) -> str:
+    """What a YAML or TOML parser said, on one line: PyYAML's problem and its line and column
+    (its message spans lines, with a caret under a copy of the line)."""
+    mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+    if mark is not None and problem:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(e).split())
+
+
 def parse(
     text: str,
     fmt: str = "yaml",
@@ -670,7 +684,9 @@ def parse(
 ) -> Config:
     """A configuration from YAML or TOML text. ``load_cassette(path)`` reads the cassettes that
     ``cassette:`` answers name, ``profile_times(path)`` the event times of the recordings that
-    ``profile:FILE`` timings name (paths as written in the file)."""
+    ``profile:FILE`` timings name (paths as written in the file). Errors name ``source`` quoted
+    (a newline or control character in a file name stays on the one line)."""
+    where = repr(source)
     try:
         if fmt == "toml":
             import tomllib
@@ -681,17 +697,17 @@ def parse(
 
             data = yaml.safe_load(text)
     except Exception as e:  # yaml.YAMLError, tomllib.TOMLDecodeError
-        raise ConfigError(f"{source}: not valid {fmt.upper()}: {e}") from None
+        raise ConfigError(f"{where}: not valid {fmt.upper()}: {_one_line(e)}") from None
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping with a 'responses' list")
+        raise ConfigError(f"{where}: expected a mapping with a 'responses' list")
     unknown = set(data) - {"provider", "responses", "seed", "timing"}
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise ConfigError(f"{where}: unknown key(s) {_keys(unknown)}")
     responses = data.get("responses")
     if not isinstance(responses, list):
-        raise ConfigError(f"{source}: 'responses' must be a list")
+        raise ConfigError(f"{where}: 'responses' must be a list")
     if len(responses) > MAX_RULES:
-        raise ConfigError(f"{source}: more than {MAX_RULES} responses")
+        raise ConfigError(f"{where}: more than {MAX_RULES} responses")
     provider = data.get("provider")
     if provider is not None:
         _synth.template(provider)
@@ -704,9 +720,9 @@ def parse(
         try:
             rule = _rule(spec, i, load_cassette, profile_times)
         except ConfigError as e:
-            raise ConfigError(f"{source}: {e}") from None
+            raise ConfigError(f"{where}: {e}") from None
         if rule.name in names:
-            raise ConfigError(f"{source}: two responses are named {rule.name!r}")
+            raise ConfigError(f"{where}: two responses are named {rule.name!r}")
         names.add(rule.name)
         rules.append(rule)
     return Config(rules, provider=provider, source=source)

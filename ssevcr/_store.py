@@ -67,6 +67,7 @@ __all__ = [
     "read_named",
     "read_regular",
     "save",
+    "too_large",
     "update",
     "write_atomic",
 ]
@@ -83,8 +84,7 @@ class _File:
 
     def __init__(self, path: str) -> None:
         try:
-            # O_NONBLOCK: a FIFO must not hang the open; it is refused below
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
+            fd = _open_read(path)  # a FIFO is refused below, not waited on
         except FileNotFoundError:
             raise CassetteError(path, "no such file") from None
         except IsADirectoryError:
@@ -160,17 +160,28 @@ def _checked(cassette: Cassette) -> Cassette:
     return cassette
 
 
-def read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A cassette file's bytes, with the loader's errors."""
+def read_bytes(path: str | os.PathLike[str], *, limit: int | None = None, hint: str = "") -> bytes:
+    """A cassette file's bytes, with the loader's errors. ``limit``: a file larger than that
+    many bytes is refused before any is read (what it holds beyond its size when opened is
+    never read), with ``hint`` (how to read more) at the end of the error."""
     f = _File(os.fspath(path))
+    if limit is not None and f.size > limit:
+        raise CassetteError(f.path, too_large(limit, hint))
     return f[0 : f.size]
+
+
+def too_large(limit: int, hint: str = "") -> str:
+    """What a file or stdin larger than ``limit`` bytes is told."""
+    from ._content import format_size
+
+    return f"larger than {format_size(limit)} ({limit} bytes), not read{hint}"
 
 
 def read_regular(path: str | os.PathLike[str], *, limit: int) -> bytes:
     """The bytes of the regular file at ``path`` (a configuration, a request body): a FIFO, a
     device or a directory is refused without blocking on the open, and so is a file larger than
     ``limit`` bytes. Raises ``OSError`` (its ``strerror`` says what is wrong)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
+    fd = _open_read(os.fspath(path))
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
@@ -324,11 +335,52 @@ def _create_temp(directory: str) -> tuple[int, str]:
             continue
 
 
+def _not_a_folder(path: str) -> NotADirectoryError | None:
+    """The error naming the folder on the way to ``path`` that is something else (a file, a
+    dangling symlink), as written in ``path``: ``'afile' is not a folder``; None when none is."""
+    folder = os.path.dirname(path)
+    while folder:
+        if os.path.lexists(folder):  # False also below a file ('afile/sub': ENOTDIR)
+            if os.path.isdir(folder):
+                return None
+            return NotADirectoryError(errno.ENOTDIR, f"{folder!r} is not a folder")
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return None
+
+
+def _make_folder(path: str) -> None:
+    """Make the folder that ``path`` goes in. A file where a folder should be is one
+    NotADirectoryError whose ``strerror`` names it (``'afile' is not a folder``), not EEXIST."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        error = _not_a_folder(path)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _open_read(path: str) -> int:
+    """A descriptor to read ``path``; O_NONBLOCK: a FIFO must not hang the open (the callers
+    refuse what is not a regular file). A file on the way is named (``'afile' is not a
+    folder``)."""
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
+    except NotADirectoryError:
+        error = _not_a_folder(path)
+        if error is None:
+            raise
+        raise error from None
+
+
 def write_atomic(path: str, data: bytes | Iterable[bytes], *, fsync: bool = True) -> None:
     """Write a file so that readers see the old content or the new, never a part (temp file in
     the same directory, then rename); a replaced file keeps its mode. Raises OSError."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    _make_folder(path)
     _sweep(directory)
     fd, tmp = _create_temp(directory)
     try:
@@ -556,7 +608,7 @@ def locked(path: str | os.PathLike[str], *, timeout: float | None = None) -> Ite
         ) from None
     wait = _lock_timeout() if timeout is None else timeout
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
+        _make_folder(p)
     except OSError as e:
         raise CassetteError(p, f"cannot be written, not saved: {e.strerror or e}") from None
     lock_file = lock_path(p)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -82,6 +83,31 @@ class _LazyGroup(click.Group):
             raise click.ClickException(str(e)) from None
 
 
+def not_an_input(output: str | None, inputs: Iterable[str | None], option: str = "-o") -> None:
+    """Refuse, before anything is read or written, an output file that is one of the files the
+    command reads: the same name, or a symlink or hard link to it (the same device and inode).
+    Writing it would replace (or truncate) its own input; nothing is ever written in place."""
+    if not output or output == "-":
+        return
+    try:
+        out = os.stat(output)
+    except OSError:
+        return  # not there yet (or out of reach: writing it says why)
+    for path in inputs:
+        if not path or path == "-":
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
+            same = "" if os.path.abspath(output) == os.path.abspath(path) else f" ({path!r})"
+            raise click.ClickException(
+                f"{option} {output!r} is the file this command reads{same}: writing it would "
+                "replace its input; nothing was written (give another file)"
+            )
+
+
 def write_text(path: str, text: str) -> None:
     """Write a report, picture or twin a command was asked for (atomically, making its folder);
     a failure is one ``Error:`` line naming the file."""
@@ -89,10 +115,7 @@ def write_text(path: str, text: str) -> None:
 
     try:
         _store.write_atomic(path, text.encode("utf-8"), fsync=False)
-    except (FileExistsError, NotADirectoryError):  # a file where its folder should be
-        folder = os.path.dirname(path)
-        raise click.ClickException(f"cannot write {path!r}: {folder!r} is not a folder") from None
-    except OSError as e:
+    except OSError as e:  # a file where its folder should be: "'afile' is not a folder"
         raise click.ClickException(f"cannot write {path!r}: {e.strerror or e}") from None
 
 

@@ -39,6 +39,7 @@ from .._secrets import safe
 from .._server import IDLE_TIMEOUT, MAX_BODY, ReplayServer
 from .._timer import new_event_loop
 from .._timing import format_duration, parse_duration, parse_timing
+from . import not_an_input
 from ._supervise import (
     Stop,
     SupervisingCommand,
@@ -580,6 +581,7 @@ def replay_command(
         listen if listen is not None else ("127.0.0.1:0" if command else "127.0.0.1:8080")
     )
     proxy_address = parse_listen(proxy_listen)
+    not_an_input(journal_path, [*cassettes, config_path], "--journal")  # it is truncated
     try:
         shaped = parse_timing(timing, max_gap=max_gap, seed=seed).resolved(_store.profile_times)
         config = None

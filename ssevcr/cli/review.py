@@ -22,7 +22,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -46,7 +46,7 @@ from .._stats import (
     stall_indices,
 )
 from .._timing import parse_timing
-from . import write_text
+from . import not_an_input, write_text
 
 if TYPE_CHECKING:
     pass
@@ -590,6 +590,54 @@ def _enough_memory(max_decoded: int) -> Iterator[None]:
         ) from None
 
 
+MAX_INPUT = 256 << 20
+"""Bytes that ``import`` reads at most (``--max-input``): its input is parsed whole, held in
+memory several times over; 4 times the 64 MiB body that ``record``/``replay`` take at most."""
+
+
+def read_input(file: str, limit: int) -> bytes:
+    """The bytes of FILE, or of stdin for ``-`` (a pipe or a file, not a terminal): at most
+    ``limit`` bytes; a larger input is one CassetteError, never read whole."""
+    hint = " (--max-input SIZE reads more)"
+    if file != "-":
+        return _store.read_bytes(file, limit=limit, hint=hint)
+    stdin = sys.stdin.buffer if sys.stdin is not None else None
+    if stdin is None or stdin.closed:
+        raise CassetteError("<stdin>", "there is no standard input to read")
+    if stdin.isatty():
+        raise CassetteError("<stdin>", "is a terminal: pipe or redirect a file to it (- < FILE)")
+    try:
+        data = stdin.read(limit + 1)
+    except OSError as e:
+        raise CassetteError("<stdin>", f"cannot be read: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise CassetteError("<stdin>", _store.too_large(limit, hint))
+    return data
+
+
+def max_input_option(
+    what: str = "FILE or stdin",
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--max-input SIZE``: the bytes of ``what`` read at most."""
+    return click.option(
+        "--max-input",
+        metavar="SIZE",
+        default=f"{MAX_INPUT >> 20}M",
+        callback=lambda _ctx, _param, value: _size(value),
+        show_default=True,
+        help=f"Read at most SIZE bytes of {what} (256M, 1G...); a larger one is refused.",
+    )
+
+
+def _read_cassette(cassette: str, max_input: int) -> tuple[str, Cassette]:
+    """``(name, cassette)`` of what ``show``, ``export`` or ``audit`` was given: a file (msgpack
+    read on demand, or its JSON twin), or ``-``: stdin, read whole, at most ``max_input``
+    bytes."""
+    if cassette != "-":
+        return cassette, _store.read_any(cassette)
+    return "<stdin>", _format.loads_any(read_input("-", max_input), path="<stdin>")
+
+
 @click.command("show")
 @click.argument("cassette", metavar="CASSETTE")
 @click.option(
@@ -630,6 +678,7 @@ def _enough_memory(max_decoded: int) -> Iterator[None]:
     "--seed", type=int, default=None, help="Seed of the pictured replay's random choices."
 )
 @max_decoded_option
+@max_input_option("stdin, for CASSETTE -")
 def show_command(
     cassette: str,
     events: bool,
@@ -642,8 +691,10 @@ def show_command(
     faults: tuple[str, ...],
     seed: int | None,
     max_decoded: int,
+    max_input: int,
 ) -> None:
-    """Show what a cassette holds: a table of interactions, or each event (--events)."""
+    """Show what a cassette holds: a table of interactions, or each event (--events).
+    CASSETTE - reads it from stdin (a pipe or a redirected file, not a terminal)."""
     if as_json and diff_text:
         raise click.UsageError("--json and --diff-text are two outputs; choose one")
     picture_options = timing is not None or max_gap is not None or faults or seed is not None
@@ -652,8 +703,10 @@ def show_command(
             "--timing, --max-gap, --fault and --seed choose the replay pictured "
             "by --svg/--html; give one of those"
         )
+    not_an_input(svg_file, [cassette], "--svg")
+    not_an_input(html_file, [cassette], "--html")
     with _enough_memory(max_decoded):
-        data = _store.read_any(cassette)
+        cassette, data = _read_cassette(cassette, max_input)
         if svg_file or html_file:
             replay_timing = parse_timing(timing, max_gap=max_gap)
             fault_list = parse_faults(faults)
@@ -717,9 +770,12 @@ def _print_recorded_at(data: Cassette) -> None:
 @click.option(
     "-o", "--output", metavar="FILE", default="-", help="Where to write the JSON (default: stdout)."
 )
-def export_command(cassette: str, output: str) -> None:
-    """Write a cassette as its lossless JSON twin (import gives back the same file)."""
-    text = _format.export_json(_store.read_any(cassette))
+@max_input_option("stdin, for CASSETTE -")
+def export_command(cassette: str, output: str, max_input: int) -> None:
+    """Write a cassette as its lossless JSON twin (import gives back the same file). CASSETTE -
+    reads it from stdin (a pipe or a redirected file, not a terminal)."""
+    not_an_input(output, [cassette])
+    text = _format.export_json(_read_cassette(cassette, max_input)[1])
     if output == "-":
         click.echo(text.encode("utf-8"), nl=False)
     else:
@@ -753,12 +809,16 @@ def export_command(cassette: str, output: str) -> None:
     is_flag=True,
     help="Write the interactions that convert even if some do not (they are listed).",
 )
-def import_command(file: str, output: str, source: str, profile: str | None, partial: bool) -> None:
+@max_input_option()
+def import_command(
+    file: str, output: str, source: str, profile: str | None, partial: bool, max_input: int
+) -> None:
     """Read a JSON twin (checked; errors name the line and the field), a vcrpy cassette or a
     HAR file, and write the cassette."""
+    not_an_input(output, [file])
     name = "<stdin>" if file == "-" else file
-    # a FIFO or a directory given by name is refused, never waited on
-    raw = sys.stdin.buffer.read() if file == "-" else _store.read_bytes(file)
+    # a FIFO or a directory given by name is refused, never waited on; so is a file too large
+    raw = read_input(file, max_input)
     if source == "json":
         if profile is not None:
             raise click.UsageError("--profile applies to --from vcrpy and --from har")
@@ -798,16 +858,21 @@ def _is_json_file(path: str) -> bool:
     "--fix", is_flag=True, help="Replace what was found by REDACTED, in place (atomic write)."
 )
 @max_decoded_option
-def audit_command(cassettes: tuple[str, ...], fix: bool, max_decoded: int) -> None:
+@max_input_option("stdin, for CASSETTE -")
+def audit_command(cassettes: tuple[str, ...], fix: bool, max_decoded: int, max_input: int) -> None:
     """Look for credentials in cassettes: API keys, bearer tokens, secrets in headers, URLs,
     bodies and streamed chunks. Exits 1 if anything is found (or left after --fix), or if a body
-    could not be searched (damaged, or larger than --max-decoded when decoded)."""
+    could not be searched (damaged, or larger than --max-decoded when decoded). CASSETTE - reads
+    one from stdin (not with --fix, which rewrites files in place)."""
+    if "-" in cassettes and (fix or cassettes.count("-") > 1):
+        why = "--fix rewrites cassettes in place" if fix else "stdin can be read once"
+        raise click.UsageError(f"CASSETTE - (stdin): {why}; give a file")
     found = fixed = unsearched = 0
     failed = False
     for path in cassettes:
         try:
             with _enough_memory(max_decoded):
-                result = audit.audit(_store.read_any(path), limit=max_decoded)
+                result = audit.audit(_read_cassette(path, max_input)[1], limit=max_decoded)
             for f in result.findings:
                 click.echo(f"{path}: {f}")
             for problem in result.problems:

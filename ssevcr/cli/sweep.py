@@ -37,7 +37,7 @@ from .._report import plays_record
 from .._store import profile_times, read_any
 from .._timing import Timing, parse_duration, parse_timing
 from .._verdict import COMPARE, Compare, Result, Verdict, judge
-from . import write_text
+from . import not_an_input, write_text
 from .replay import command_env, cors_option
 
 __all__ = ["Run", "Trial", "run_trials", "sweep_command"]
@@ -378,6 +378,8 @@ def sweep_command(
         raise click.BadParameter(str(e), param_hint="--timing") from None
     run_timeout = _duration(timeout, "--timeout")
     stall_s = _duration(stall, "--stall")
+    not_an_input(json_path, cassettes, "--json")
+    not_an_input(html_path, cassettes, "--html")
     loaded = [(p, read_any(p)) for p in cassettes]
     try:
         trials = _trials(

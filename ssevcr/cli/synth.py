@@ -21,6 +21,7 @@ import click
 from .. import _profiles, _store, _synth
 from .._cassette import Cassette
 from .._errors import ConfigError
+from . import not_an_input
 
 __all__ = ["parse_usage", "synth_command"]
 
@@ -172,6 +173,7 @@ def synth_command(
     """Build a cassette from content, without a network: the stream a provider would send."""
     if overwrite and append:
         raise click.UsageError("--overwrite and --append exclude each other")
+    not_an_input(output, [request[1:] if request and request.startswith("@") else None])
     if output and Path(output).exists() and not (overwrite or append):
         raise ConfigError(f"{output!r} exists; use --overwrite to replace it or --append")
     content = _synth.Content(
