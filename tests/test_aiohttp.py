@@ -29,7 +29,7 @@ from client_helpers import (
     fixture_frames,
 )
 from test_intercept import steer, stop
-from upstream import TLSFiles, Upstream
+from upstream import TLSFiles, Upstream, matched_gaps
 
 import ssevcr
 from ssevcr import NoMatchError, _store
@@ -187,27 +187,108 @@ async def test_a_client_that_leaves_early_is_recorded_as_such(
     assert recorded.response.body and BODY.startswith(recorded.response.body)
 
 
-async def test_recording_with_faults_warns_that_they_were_not_applied(
+# faults on a recording run: the client is shown the live replay of what is recorded
+
+AIO_FAULTS = [
+    "",  # (no fault: the stream as it comes; the same before the change)
+    "truncate:after=3",
+    "truncate:after=2,end=reset",
+    "truncate:byte=100",
+    "drop:event=2",
+    "drop:event=last",
+    "corrupt:event=2",
+    "corrupt:event=3,how=bytes",
+    "duplicate:event=last",
+    "stall:before=3,for=150ms",
+    "stall:before=3,for=forever",
+    "error:after=2",
+    "status:429",
+    "rechunk:size=7",
+]
+
+
+async def faulted_stream(
+    session: aiohttp.ClientSession, url: str, test_id: str, **kw: object
+) -> tuple[int, bytes, str | None, float]:
+    """Status, body, aiohttp's error (its type) and the longest gap between two pieces."""
+    pieces: list[tuple[float, bytes]] = []
+    headers = steer(FIXTURE, test_id, chunks="12", gap_ms="2-6")
+    status, error = 0, None
+    timeout = aiohttp.ClientTimeout(sock_read=0.5)
+    try:
+        async with session.post(url, json=CHAT, headers=headers, timeout=timeout, **kw) as r:  # type: ignore[arg-type]
+            status = r.status
+            async for piece in r.content.iter_any():
+                pieces.append((time.monotonic(), piece))
+    except aiohttp.ClientError as e:
+        error = type(e).__name__
+    gap = max((b[0] - a[0] for a, b in zip(pieces, pieces[1:], strict=False)), default=0.0)
+    return status, b"".join(p for _, p in pieces), error, gap
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize("fault", AIO_FAULTS)
+async def test_a_fault_shows_the_same_on_the_recording_run_and_on_replay(
+    fault: str,
+    tls: bool,
+    tmp_path: Path,
+    upstream: Upstream,
+    upstream_tls: Upstream,
+    tls_files: TLSFiles,
+) -> None:
+    """aiohttp recording a faulted stream is shown the replay of what it records, through its
+    own parser: the same status, bytes and error as the replay that follows, the stall as long;
+    the cassette holds the upstream's stream whole. Before, the recording run showed the stream
+    unfaulted (and warned)."""
+    path = tmp_path / "c.msgpack"
+    server = upstream_tls if tls else upstream
+    context = ssl.create_default_context(cafile=str(tls_files.cert)) if tls else None
+    test_id = f"aio-{tls}-{fault}"
+    faults = [fault] if fault else []
+    runs = []
+    for _ in range(2):
+        async with (
+            aiohttp.ClientSession() as session,
+            ssevcr.use_cassette(path, record="once", faults=faults) as cas,
+        ):
+            runs.append(await faulted_stream(session, server.url + CHAT_URL, test_id, ssl=context))
+        assert cas.fired == faults
+    (status, body, error, gap), replay = runs
+    assert runs[0][:3] == replay[:3], runs
+    if fault.startswith("stall:") and "forever" not in fault:
+        assert gap >= 0.14 and replay[3] >= 0.14, runs
+    if not fault:
+        assert (status, body, error) == (200, BODY, None)
+    assert sum(e.headers.get("x-test-id") == test_id for e in server.exchanges) == 1
+    response = _store.load(path).interactions[0].response
+    assert response.body == BODY == server.exchange(test_id).sent_body
+    assert response.end.outcome == Outcome.COMPLETE
+
+
+async def test_the_stream_is_recorded_whole_when_the_client_is_cut_off(
     tmp_path: Path, upstream: Upstream
 ) -> None:
-    """aiohttp recorded in process reaches the client as the upstream sends it, so a fault the
-    replays will apply is not shown on the recording run: the test is told (as for a WebSocket),
-    and the replay that follows fires it."""
+    """A cut shows the client its end while the upstream still streams; the relayed connection
+    reads on (the session's close waits for it) and the recorded chunks keep the upstream's
+    own times."""
     path = tmp_path / "c.msgpack"
-    fault = "truncate:after=2"
-    async with aiohttp.ClientSession() as session:
-        with (
-            ssevcr.use_cassette(path, record="once", faults=[fault]) as cas,
-            pytest.warns(ssevcr.UnappliedFaultWarning, match=r"POST http.* without the faults tr"),
-        ):
-            body, _ = await stream(session, upstream.url + CHAT_URL, headers=steer(FIXTURE))
-        assert body == BODY and cas.fired == []
-        with (
-            ssevcr.use_cassette(path, timing="instant", faults=[fault]) as cas,
-            pytest.raises(aiohttp.ClientPayloadError),
-        ):
-            await stream(session, upstream.url + CHAT_URL)
-        assert cas.fired == [fault]
+    headers = steer(FIXTURE, "aio-cut", chunks="10", gap_ms="60")
+    async with ssevcr.use_cassette(path, record="once", faults=["truncate:after=1"]) as cas:
+        session = aiohttp.ClientSession()
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with session.post(upstream.url + CHAT_URL, json=CHAT, headers=headers) as r:
+                async for _ in r.content.iter_any():
+                    pass
+        (recording,) = cas._recordings
+        assert not recording.done  # the upstream is still streaming
+        await asyncio.wait_for(session.close(), 5)
+        assert recording.done
+    exchange = upstream.exchange("aio-cut")
+    assert exchange.outcome == "complete"
+    response = _store.load(path).interactions[0].response
+    assert response.body == BODY and response.end.outcome == Outcome.COMPLETE
+    pairs = matched_gaps(exchange.sent, response.chunk_at, response.chunk_sizes)
+    assert len(pairs) == 9 and sorted(abs(r - s) for s, r in pairs)[-2] <= 0.03, pairs
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
