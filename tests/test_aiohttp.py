@@ -7,6 +7,7 @@ aiohttp's own exception, and a capture server that no replayed request reaches."
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from client_helpers import (
     chat_cassette,
     fixture_frames,
 )
-from test_intercept import steer, stop
+from test_intercept import SDK_FAULTS, steer, stop
 from upstream import TLSFiles, Upstream, matched_gaps
 
 import ssevcr
@@ -289,6 +290,73 @@ async def test_the_stream_is_recorded_whole_when_the_client_is_cut_off(
     assert response.body == BODY and response.end.outcome == Outcome.COMPLETE
     pairs = matched_gaps(exchange.sent, response.chunk_at, response.chunk_sizes)
     assert len(pairs) == 9 and sorted(abs(r - s) for s, r in pairs)[-2] <= 0.03, pairs
+
+
+@pytest.mark.parametrize("fault", SDK_FAULTS)
+async def test_the_openai_sdk_on_aiohttp_ends_the_same_on_the_recording_run_and_on_replay(
+    fault: str, tmp_path: Path, upstream: Upstream
+) -> None:
+    """``AsyncOpenAI(http_client=DefaultAioHttpClient())``: the code under test ends the same
+    (its text, or the SDK's exception) when its cassette is recorded and when it replays.
+    Before, the recording run read the stream unfaulted."""
+    openai = pytest.importorskip("openai")
+    import httpx
+
+    path = tmp_path / "sdk.msgpack"
+
+    async def chat() -> tuple[str, str]:
+        client = openai.AsyncOpenAI(
+            api_key="sk-test",
+            base_url=upstream.url + "/v1",
+            http_client=openai.DefaultAioHttpClient(),
+            timeout=httpx.Timeout(10, read=1.0),
+            max_retries=1 if "times" in fault else 0,
+            default_headers=steer(FIXTURE, gap_ms="2-6", chunks="10"),
+        )
+        async with client:
+            try:
+                stream = await client.chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+                )
+                parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+            except (openai.APIError, json.JSONDecodeError) as e:
+                return type(e).__name__, str(e)[:80]
+            return "ok", "".join(parts)
+
+    outcomes = []
+    for _ in range(2):
+        async with ssevcr.use_cassette(path, record="once", faults=[fault]) as cas:
+            outcomes.append(await chat())
+        assert cas.fired == [fault]
+    assert outcomes[0] == outcomes[1] and outcomes[0][0] == SDK_FAULTS[fault], outcomes
+    response = _store.load(path).interactions[0].response
+    assert response.body == BODY and response.end.outcome == Outcome.COMPLETE
+
+
+async def test_a_held_close_gives_up_after_the_drain_timeout(
+    tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's close waits for the recorder of a faulted stream, ``DRAIN_TIMEOUT`` at
+    most: then the relayed connection closes and what came is kept (an upstream that never
+    ends does not hang the close)."""
+    monkeypatch.setattr(ssevcr._aiohttp, "DRAIN_TIMEOUT", 0.2)
+    path = tmp_path / "c.msgpack"
+    headers = steer(FIXTURE, "aio-held", chunks="10", gap_ms="300")  # 3 s in all
+    async with ssevcr.use_cassette(path, record="once", faults=["truncate:after=1"]) as cas:
+        session = aiohttp.ClientSession()
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with session.post(upstream.url + CHAT_URL, json=CHAT, headers=headers) as r:
+                await r.read()
+        t0 = time.monotonic()
+        await asyncio.wait_for(session.close(), 5)
+        assert 0.15 <= time.monotonic() - t0 < 1.5
+        (recording,) = cas._recordings
+        assert recording.done
+    assert upstream.exchange("aio-held").outcome == "client_gone"
+    response = _store.load(path).interactions[0].response
+    assert response.end.outcome == Outcome.CLIENT_DISCONNECTED
+    assert response.end.error == "the recorder was cancelled"
+    assert response.body and BODY.startswith(response.body) and response.body != BODY
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
