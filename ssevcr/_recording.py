@@ -221,18 +221,27 @@ class Recording:
     # -- the recorder --------------------------------------------------------------------------
 
     def arrived(self, data: bytes, reads: Reads | None = None) -> None:
-        """A chunk arrived (stamped when ``reads`` read it, else now)."""
-        at = self.capture.stamp(data, None if reads is None else reads.at)
+        """A chunk arrived (stamped when ``reads`` read it, else now): the live schedule gets
+        what the capture kept (nothing past its ``max_body``, nor after its end)."""
+        capture = self.capture
+        before = capture.size
+        at = capture.stamp(data, None if reads is None else reads.at)
+        kept = capture.size - before
         assert self.live is not None
+        if not kept:
+            return
         with self.cond:
-            self.live.add(at, bytes(data))
+            self.live.add(at, bytes(data[:kept]))
             self.cond.notify_all()
         if self.changed is not None:
             self.changed.set()
 
     def ended(self, outcome: Outcome, error: str | None = None) -> None:
-        """The upstream ended (unless it ended before): the live schedule is the replay's."""
-        end = self.capture.end_now(outcome, error)
+        """The upstream ended (unless it ended before): the live schedule is the replay's, to
+        the end the cassette saves (a body past ``max_body`` says so, a stream the client left
+        at its last event is complete)."""
+        self.capture.end_now(outcome, error)
+        end = self.capture.raw().response.end
         assert self.live is not None
         with self.cond:
             self.live.finish(end)

@@ -9,10 +9,12 @@ import socket
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import pytest
 from upstream import fixture_body, matched_gaps
 
-from ssevcr import _store
+from ssevcr import _recording, _store
 from ssevcr._cassette import Cassette, Interaction, Outcome, Request, Response
 from ssevcr._sse import parse
 
@@ -32,6 +34,17 @@ def text_of(body: bytes) -> str:
 
 
 TEXT = text_of(BODY)  # the fixture's
+
+
+def small_recordings(monkeypatch: pytest.MonkeyPatch, max_body: int) -> None:
+    """In-process recordings keep ``max_body`` body bytes at most (64 MiB otherwise)."""
+    init = _recording._Capture.__init__
+
+    def small(self: _recording._Capture, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.max_body = max_body
+
+    monkeypatch.setattr(_recording._Capture, "__init__", small)
 
 
 class CaptureServer:

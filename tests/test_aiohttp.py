@@ -28,6 +28,7 @@ from client_helpers import (
     burst_headers,
     chat_cassette,
     fixture_frames,
+    small_recordings,
 )
 from test_intercept import SDK_FAULTS, steer, stop
 from upstream import TLSFiles, Upstream, matched_gaps
@@ -264,6 +265,32 @@ async def test_a_fault_shows_the_same_on_the_recording_run_and_on_replay(
     response = _store.load(path).interactions[0].response
     assert response.body == BODY == server.exchange(test_id).sent_body
     assert response.end.outcome == Outcome.COMPLETE
+
+
+@pytest.mark.parametrize("fault", ["stall:before=2,for=10ms", "truncate:after=3"])
+async def test_a_body_past_the_recording_limit_shows_what_is_kept(
+    fault: str, tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the recording limit nothing more is kept, and the cassette says so (an upstream
+    error): the recording run shows the client that too, as the replay does, and the live
+    schedule holds no more than the capture. Before, it showed (and held) the whole body."""
+    small_recordings(monkeypatch, 1000)
+    path = tmp_path / "c.msgpack"
+    runs = []
+    for n in range(2):
+        async with (
+            aiohttp.ClientSession() as session,
+            ssevcr.use_cassette(path, record="once", faults=[fault]) as cas,
+        ):
+            runs.append(await faulted_stream(session, upstream.url + CHAT_URL, f"big{fault}{n}"))
+            if not n:
+                (recording,) = cas._recordings
+                assert recording.live is not None
+                assert sum(len(d) for _, d in recording.live._chunks) <= 1000
+    assert runs[0][:3] == runs[1][:3], runs
+    response = _store.load(path).interactions[0].response
+    assert response.body == BODY[:1000] and response.end.outcome == Outcome.UPSTREAM_ERROR
+    assert BODY.startswith(runs[0][1]) and len(runs[0][1]) < len(BODY)
 
 
 async def test_the_stream_is_recorded_whole_when_the_client_is_cut_off(
