@@ -29,9 +29,19 @@ from the original ``connect`` (TLS, proxies, limits as the session configured th
 arrives and, de-framed by :class:`ssevcr._wire.ResponseReader`, to the recording with its
 arrival time (the clock is read in ``data_received``, before any parsing:
 :class:`ssevcr._reads.Reads`). The relayed connection is closed at the end, never pooled; its
-own handler is told when it is lost (a connector closing waits for that). The client is shown
-the response as the upstream sends it, so faults are not applied on a recording run: a
-recording that a replay would give faults warns (``UnappliedFaultWarning``).
+own handler is told when it is lost (a connector closing waits for that).
+
+Without faults the client is shown the response as the upstream sends it. With faults (a fault
+test's recording run) the relayed connection reads the upstream whole and on time whatever the
+client does (flow control is not passed on), and aiohttp is handed the live replay of that
+recording instead (:class:`ssevcr._recording.Batches` over :mod:`ssevcr._live`: each part as it
+becomes certain, framed by one :class:`ssevcr._wire.Answer` continued part after part), so its
+parser raises on the recording run what it raises on replay. Until the head the upstream's bytes
+are kept, and given to aiohttp if no head comes (its own error). The relayed connection closes
+when the upstream ended: a connector's close of it (``ClientSession.close()``) is held until then,
+``DRAIN_TIMEOUT`` at most (then the recorder is cancelled and what came is kept). A request
+with ``Upgrade:`` or ``Expect:`` is relayed as it comes, and warns if a replay would give it
+faults (``UnappliedFaultWarning``).
 """
 
 from __future__ import annotations
@@ -70,8 +80,8 @@ uninstall = _patches.uninstall
 
 
 _UNAPPLIED = (
-    "a response recorded in process by %s reaches the client as the upstream sends it (httpx "
-    "and httpx2 show faults on the recording run)"
+    "an aiohttp request with Upgrade: or Expect: reaches the client as the upstream answers it "
+    "(other aiohttp requests show faults on the recording run)"
 )
 
 
@@ -313,7 +323,7 @@ class _Transport(asyncio.Transport):
         recording = self._cassette.record(request, time.monotonic())  # from the request sent
         if request.header("upgrade") is not None or request.header("expect") is not None:
             # (a WebSocket, or a body sent after an interim answer: the client reads them itself)
-            recording.warn_unapplied(request.method, _UNAPPLIED % "aiohttp")
+            recording.warn_unapplied(request.method, _UNAPPLIED)
         else:
             self._faulted = recording.apply_faults(asynchronous=True)
         recording.reads = Reads(time.monotonic())
