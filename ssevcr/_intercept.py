@@ -411,6 +411,7 @@ class AdapterRecording:
         "capture",
         "cassette",
         "faults",
+        "followed",
         "index",
         "reads",
         "recording",
@@ -427,15 +428,17 @@ class AdapterRecording:
         self.reads: Reads | None = None
         self.recording: Recording | None = None  # once the head arrived
         self.faults: list[Fault] = []
+        self.followed = False  # the client follows the live replay
         self.asynchronous = False
 
-    def apply_faults(self, *, asynchronous: bool) -> bool:
+    def apply_faults(self, *, asynchronous: bool, always: bool = False) -> bool:
         """Whether a replay of this recording gets faults (counted as that play's ``times``):
-        then its client is to be shown the live replay (``recording.live``, which each chunk
-        and the end go to; the recorder's waits on this loop's events when ``asynchronous``,
-        else on its condition)."""
+        then (or ``always``) its client is to be shown the live replay (``recording.live``,
+        which each chunk and the end go to; the recorder's waits on this loop's events when
+        ``asynchronous``, else on its condition)."""
         self.faults = self.cassette.player.faults_for(self.index, self.request)
         self.asynchronous = asynchronous
+        self.followed = always or bool(self.faults)
         return bool(self.faults)
 
     def head(
@@ -452,7 +455,7 @@ class AdapterRecording:
         )
         capture = self.capture = _Capture(self.t0, self.request, head)
         recording = self.recording = Recording(capture, self.index)
-        if self.faults:
+        if self.followed:
             recording.live = _live(capture, self.faults, self.cassette.seed_of(self.index))
             if self.asynchronous:
                 import asyncio

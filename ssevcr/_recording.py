@@ -290,6 +290,17 @@ class Recording:
         with self.cond:
             return self.live.known()
 
+    def wait(self, ready: Callable[[Known], _T | None], deadline: float | None = None) -> _T:
+        """``ready(known)`` once it is not None, waiting for the recording (a recorder thread's)
+        until ``deadline`` (``time.monotonic()``; TimeoutError past it)."""
+        with self.cond:
+            while (got := ready(self.known())) is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError
+                self.cond.wait(left)
+        return got
+
     async def until(self, ready: Callable[[Known], _T | None], deadline: float | None = None) -> _T:
         """``ready(known)`` once it is not None, waiting for the recording (an async recorder's,
         on this loop) until ``deadline`` (``time.monotonic()``; TimeoutError past it)."""
@@ -607,15 +618,10 @@ class _SyncLive(_Follow):
     def wait(self, ready: Callable[[Known], _T | None]) -> _T:
         """``ready(known)`` once it is not None, waiting for the recording within the request's
         read timeout."""
-        recording = self.recording
-        deadline = self.deadline()
-        with recording.cond:
-            while (got := ready(recording.known())) is None:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise self.timeout_error()
-                recording.cond.wait(left)
-        return got
+        try:
+            return self.recording.wait(ready, self.deadline())
+        except TimeoutError:
+            raise self.timeout_error() from None
 
     def close(self) -> None:
         self.closed = True

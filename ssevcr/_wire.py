@@ -123,6 +123,11 @@ class Answer:
                 return b"".join(out), self._finished
 
     @property
+    def done(self) -> bool:
+        """Whether ``next`` gave its ``Finish`` (of a part: the next part's turn)."""
+        return self._finished is not None
+
+    @property
     def body_sent(self) -> int:
         """Body bytes in what ``next`` has returned so far (for the play's journal)."""
         ends = self.framed.timeline.ends
