@@ -15,8 +15,8 @@ Errors (one tree, see ``SsevcrError``)::
      └── ControlError       the control API of ``ssevcr replay --control`` refused a request
 
 Warnings (``UserWarning``s): ``ExpiredCassetteWarning`` (a cassette older than its ``max_age``)
-and ``UnappliedFaultWarning`` (a WebSocket, or a urllib3/requests response, recorded in
-process was shown to the client without the faults its replays apply).
+and ``UnappliedFaultWarning`` (a WebSocket, or an aiohttp ``Upgrade:``/``Expect:`` request,
+recorded in process was shown to the client without the faults its replays apply).
 """
 
 from __future__ import annotations

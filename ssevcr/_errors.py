@@ -74,6 +74,6 @@ class ExpiredCassetteWarning(UserWarning):
 
 class UnappliedFaultWarning(UserWarning):
     """Faults a replay would apply were not applied to what the client was shown: a WebSocket,
-    a urllib3 (requests, botocore) response, or an aiohttp upgrade or ``Expect:`` request,
-    recorded in process reaches the client as the service sends it (its replays get them;
-    httpx, httpx2 and aiohttp show them)."""
+    or an aiohttp ``Upgrade:`` or ``Expect:`` request, recorded in process reaches the client
+    as the service sends it (its replays get them; httpx, httpx2, aiohttp, urllib3 and
+    requests show them)."""

@@ -32,8 +32,19 @@ when the socket read that brought it returned (:func:`ssevcr._reads.watch_file`)
 ``preload_content=True`` call is sent without preloading and preloaded once teed (as urllib3
 does: ``response.data``). A pool's own redirects and status retries (``redirect=True`` on a pool
 used by hand; ``PoolManager``, requests and botocore follow redirects one ``urlopen`` per hop) keep
-only the last answer. The client reads the upstream itself, so faults are not applied on a
-recording run: a recording that a replay would give faults warns (``UnappliedFaultWarning``).
+only the last answer.
+
+With faults (a fault test's recording run) the caller's ``urlopen`` runs on a pool of in-memory
+connections like a replay's, whose socket follows the recording instead of a cassette
+(:class:`_Upstream`): each request urllib3 writes there is sent upstream through the caller's
+pool as written, with no retries or redirects of its own (the live pool's urllib3 applies the
+caller's: each attempt is a recording, as each is a play on replay); a recorder thread reads the
+raw response to its end whatever the client does (stamped at the socket read), and the socket
+hands urllib3 the live replay of what it records, in parts as each becomes certain
+(:class:`ssevcr._recording.Batches`, one :class:`ssevcr._wire.Answer` continued part after part),
+so urllib3 and http.client raise what they raise on replay. The relayed connection is closed at
+the end, never reused. Such a recording keeps the request as urllib3 wrote it (its own headers
+too), as a replay reads it.
 A ``urllib3.HTTPConnection`` used without a pool is not intercepted: while a
 cassette replays, the network guard (:mod:`ssevcr._network`) refuses its connection.
 
