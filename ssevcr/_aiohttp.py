@@ -494,9 +494,10 @@ class _Relayed(asyncio.Protocol):
                 return
             self.before_head = None
             self.transport._go_live(recording)
-        if self.passing:
+        live = self.transport._live  # (past the head: the client follows it, if anything)
+        if live is None:
             self.transport._protocol.data_received(data)
-        elif self.reader.done:
+        elif self.reader.done or live.done:  # (saved meanwhile: it ended there)
             self.transport._upstream_ended()
 
     def eof_received(self) -> bool | None:

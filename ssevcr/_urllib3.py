@@ -530,8 +530,10 @@ def _pump(reader: ResponseReader, fp: Any, response: Any) -> None:
     from ._intercept import error_text
 
     reads = reader.recording.reads
+    recording = reader.recording.recording
+    assert recording is not None
     try:
-        while not reader.done:
+        while not reader.done and not recording.done:  # (saved meanwhile: ended there)
             data = fp.read1(65536)
             if not data:
                 reader.eof()

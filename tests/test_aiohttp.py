@@ -336,6 +336,28 @@ async def test_the_openai_sdk_on_aiohttp_ends_the_same_on_the_recording_run_and_
     assert response.body == BODY and response.end.outcome == Outcome.COMPLETE
 
 
+async def test_a_recording_saved_before_the_upstream_ended_lets_it_go(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """A plain ``with`` in async code saves at its exit (it cannot wait for the loop): the
+    faulted stream is saved as far as it came, and the relayed connection then closes at the
+    upstream's next bytes instead of reading on for nothing."""
+    path = tmp_path / "c.msgpack"
+    headers = steer(FIXTURE, "aio-saved", chunks="10", gap_ms="100")  # 1 s in all
+    async with aiohttp.ClientSession() as session:
+        with (
+            ssevcr.use_cassette(path, record="once", faults=["truncate:after=1"]),
+            pytest.raises(aiohttp.ClientPayloadError),
+        ):
+            async with session.post(upstream.url + CHAT_URL, json=CHAT, headers=headers) as r:
+                await r.read()
+        exchange = await asyncio.to_thread(upstream.exchange, "aio-saved", 0.6)  # (1 s whole)
+    assert exchange.outcome == "client_gone"
+    response = _store.load(path).interactions[0].response
+    assert response.end.outcome == Outcome.CLIENT_DISCONNECTED
+    assert BODY.startswith(response.body) and response.body != BODY
+
+
 async def test_a_held_close_gives_up_after_the_drain_timeout(
     tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -607,6 +607,31 @@ def test_faults_for_other_requests_leave_the_stream_as_it_comes(
     assert response.body == BODY and response.end.outcome == Outcome.COMPLETE
 
 
+def test_a_recording_saved_before_the_upstream_ended_lets_it_go(
+    tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The save waits for the recorder ``DRAIN_TIMEOUT`` at most, then keeps what came: the
+    recorder thread stops at the upstream's next bytes and closes the connection, instead of
+    reading on for nothing."""
+    monkeypatch.setattr(ssevcr._intercept, "DRAIN_TIMEOUT", 0.2)
+    path = tmp_path / "c.msgpack"
+    http = urllib3.PoolManager()
+    with ssevcr.use_cassette(path, record="once", faults=["truncate:after=1"]):
+        r = http.request(
+            "POST",
+            upstream.url + CHAT_URL,
+            body=PAYLOAD,
+            preload_content=False,
+            headers={**JSON, **steer(FIXTURE, "u3-saved", chunks="10", gap_ms="100")},
+        )
+        with pytest.raises(ProtocolError):
+            list(r.stream(None))
+    assert upstream.exchange("u3-saved", timeout=0.6).outcome == "client_gone"  # (1 s whole)
+    response = _store.load(path).interactions[0].response
+    assert response.end.outcome == Outcome.CLIENT_DISCONNECTED
+    assert BODY.startswith(response.body) and response.body != BODY
+
+
 def test_a_retried_status_fault_records_each_attempt(tmp_path: Path, upstream: Upstream) -> None:
     """urllib3's own retries on the recording run: the faulted 503 is retried by the caller's
     ``Retry`` and each attempt goes upstream and is recorded, as its replay plays one
