@@ -495,7 +495,7 @@ class _Upstream:
         response = self.original(
             self.pool,
             head.method,
-            request.url,  # (absolute: what a proxy's pool is sent, and the same host for others)
+            head.target,  # (as the caller's call wrote it: absolute for a proxy's pool)
             body=body,
             headers=headers,
             retries=False,
@@ -533,6 +533,8 @@ def _pump(reader: ResponseReader, fp: Any, response: Any) -> None:
     recording = reader.recording.recording
     assert recording is not None
     try:
+        if fp is None:  # (http.client saw no body to read)
+            reader.eof()
         while not reader.done and not recording.done:  # (saved meanwhile: ended there)
             data = fp.read1(65536)
             if not data:

@@ -603,6 +603,9 @@ def test_faults_for_other_requests_leave_the_stream_as_it_comes(
         )
         pieces = list(r.stream(None))
     assert b"".join(pieces) == BODY and len(pieces) >= 2 and cas.fired == []
+    assert upstream.exchange("scoped").path == CHAT_URL  # the request as urllib3 wrote it
+    with ssevcr.use_cassette(tmp_path / "head.msgpack", record="once", faults=["drop:event=2"]):
+        assert http.request("HEAD", upstream.url + "/health").status == 200  # (no body at all)
     response = _store.load(path).interactions[0].response
     assert response.body == BODY and response.end.outcome == Outcome.COMPLETE
 
