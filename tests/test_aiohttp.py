@@ -269,6 +269,22 @@ async def test_a_body_past_the_recording_limit_shows_what_is_kept(
     assert BODY.startswith(runs[0][1]) and len(runs[0][1]) < len(BODY)
 
 
+async def test_an_upgrade_request_is_relayed_as_it_comes_and_warns(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """A request with ``Upgrade:`` (``ws_connect``) reads the upstream's answer itself, so a
+    faulted cassette still relays it as it comes, and says that its faults were not shown."""
+    path = tmp_path / "c.msgpack"
+    async with aiohttp.ClientSession() as session:
+        with (
+            ssevcr.use_cassette(path, record="once", faults=["truncate:after=2"]) as cas,
+            pytest.warns(ssevcr.UnappliedFaultWarning, match=r"GET http.*/health .* Upgrade"),
+            pytest.raises(aiohttp.WSServerHandshakeError, match="200"),  # (not a WebSocket)
+        ):
+            await asyncio.wait_for(session.ws_connect(upstream.url + "/health"), 5)
+    assert [i.response.status for i in cas.recorded] == [200]
+
+
 async def test_the_stream_is_recorded_whole_when_the_client_is_cut_off(
     tmp_path: Path, upstream: Upstream
 ) -> None:
