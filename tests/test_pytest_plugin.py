@@ -725,15 +725,23 @@ def test_client_fault_tests_pass_on_the_recording_run_and_on_replay(
     pytester, upstream = inner
     events = fixture_body("openai-chat/text.sse").count(b"data: ")
     pytester.makepyfile(test_client_faults=CLIENT_FAULT_TESTS.replace("OPENAI_EVENTS", str(events)))
-    record_once(pytester, upstream, passed=4)
+    assert_pass_recording_and_replaying(pytester, upstream, 4)
+
+
+def assert_pass_recording_and_replaying(
+    pytester: pytest.Pytester, upstream: Upstream, passed: int
+) -> None:
+    """The inner fault tests pass on their recording run, each stream recorded whole, and again
+    replayed with the upstream gone."""
+    record_once(pytester, upstream, passed=passed)
     files = stop_and_scan(upstream, pytester.path)
-    assert len(files) == 4
+    assert len(files) == passed
     for f in files:  # every stream recorded whole, whatever the client was shown
         response = _store.load(f).interactions[0].response
         assert response.body == fixture_body("openai-chat/text.sse"), f
         assert response.end.outcome == Outcome.COMPLETE, f
     result = pytester.runpytest("-p", "no:cacheprovider")  # the upstream is gone: replay
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=passed)
 
 
 def test_fault_tests_pass_on_the_recording_run_and_on_replay(
@@ -741,15 +749,7 @@ def test_fault_tests_pass_on_the_recording_run_and_on_replay(
 ) -> None:
     pytester, upstream = inner
     pytester.makepyfile(test_faults=FAULT_TESTS)
-    record_once(pytester, upstream, passed=7)
-    files = stop_and_scan(upstream, pytester.path)
-    assert len(files) == 7
-    for f in files:  # every stream recorded whole, whatever the client was shown
-        response = _store.load(f).interactions[0].response
-        assert response.body == fixture_body("openai-chat/text.sse"), f
-        assert response.end.outcome == Outcome.COMPLETE, f
-    result = pytester.runpytest("-p", "no:cacheprovider")  # the upstream is gone: replay
-    result.assert_outcomes(passed=7)
+    assert_pass_recording_and_replaying(pytester, upstream, 7)
 
 
 # ------------------------------------------------------------------ the README's example
