@@ -15,7 +15,7 @@ Errors (one tree, see ``SsevcrError``)::
      └── ControlError       the control API of ``ssevcr replay --control`` refused a request
 
 Warnings (``UserWarning``s): ``ExpiredCassetteWarning`` (a cassette older than its ``max_age``)
-and ``UnappliedFaultWarning`` (a WebSocket, or an aiohttp or urllib3/requests response,
+and ``UnappliedFaultWarning`` (a WebSocket, or an aiohttp ``Upgrade:``/``Expect:`` request,
 recorded in process was shown to the client without the faults its replays apply).
 """
 

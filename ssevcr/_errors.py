@@ -74,5 +74,6 @@ class ExpiredCassetteWarning(UserWarning):
 
 class UnappliedFaultWarning(UserWarning):
     """Faults a replay would apply were not applied to what the client was shown: a WebSocket,
-    or an aiohttp or urllib3 (requests, botocore) response, recorded in process reaches the
-    client as the service sends it (its replays get them; httpx and httpx2 show them)."""
+    or an aiohttp ``Upgrade:`` or ``Expect:`` request, recorded in process reaches the client
+    as the service sends it (its replays get them; httpx, httpx2, aiohttp, urllib3 and
+    requests show them)."""

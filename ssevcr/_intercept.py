@@ -65,6 +65,7 @@ from ._recording import (
     Recording,
     WsCapture,
     _Capture,
+    _live,
     record_async,
     record_sync,
 )
@@ -405,7 +406,18 @@ class AdapterRecording:
     were read, as ``reads`` says (:mod:`ssevcr._reads`), else when it is handed over. Before its
     head nothing is kept: an exchange that failed before any answer is not recorded."""
 
-    __slots__ = ("capture", "cassette", "index", "reads", "request", "t0")
+    __slots__ = (
+        "asynchronous",
+        "capture",
+        "cassette",
+        "faults",
+        "followed",
+        "index",
+        "reads",
+        "recording",
+        "request",
+        "t0",
+    )
 
     def __init__(self, cassette: ActiveCassette, request: Request, t0: float, index: int) -> None:
         self.cassette = cassette
@@ -414,6 +426,20 @@ class AdapterRecording:
         self.index = index
         self.capture: _Capture | None = None
         self.reads: Reads | None = None
+        self.recording: Recording | None = None  # once the head arrived
+        self.faults: list[Fault] = []
+        self.followed = False  # the client follows the live replay
+        self.asynchronous = False
+
+    def apply_faults(self, *, asynchronous: bool, always: bool = False) -> bool:
+        """Whether a replay of this recording gets faults (counted as that play's ``times``):
+        then (or ``always``) its client is to be shown the live replay (``recording.live``,
+        which each chunk and the end go to; the recorder's waits on this loop's events when
+        ``asynchronous``, else on its condition)."""
+        self.faults = self.cassette.player.faults_for(self.index, self.request)
+        self.asynchronous = asynchronous
+        self.followed = always or bool(self.faults)
+        return bool(self.faults)
 
     def head(
         self, status: int, *, reason: str = "", headers: Headers = (), http_version: str = ""
@@ -427,8 +453,15 @@ class AdapterRecording:
             headers=tuple(headers),
             headers_at=max(0.0, time.monotonic() - self.t0),
         )
-        self.capture = _Capture(self.t0, self.request, head)
-        self.cassette._add(Recording(self.capture, self.index))
+        capture = self.capture = _Capture(self.t0, self.request, head)
+        recording = self.recording = Recording(capture, self.index)
+        if self.followed:
+            recording.live = _live(capture, self.faults, self.cassette.seed_of(self.index))
+            if self.asynchronous:
+                import asyncio
+
+                recording.changed = asyncio.Event()
+        self.cassette._add(recording)
 
     def websocket(
         self, *, reason: str = "", headers: Headers = (), http_version: str = ""
@@ -450,11 +483,18 @@ class AdapterRecording:
 
     def chunk(self, data: bytes) -> None:
         if self.capture is not None and data:
-            reads = self.reads
-            self.capture.stamp(data, None if reads is None else reads.at)
+            recording = self.recording
+            if recording is not None and recording.live is not None:
+                recording.arrived(data, self.reads)
+            else:
+                reads = self.reads
+                self.capture.stamp(data, None if reads is None else reads.at)
 
     def finish(self, outcome: Outcome, error: str | None = None) -> None:
-        if self.capture is not None:
+        recording = self.recording
+        if recording is not None and recording.live is not None:
+            recording.ended(outcome, error)
+        elif self.capture is not None:
             self.capture.end_now(outcome, error)
         else:
             self.cassette._settle(self.index)
@@ -792,7 +832,11 @@ class ActiveCassette:
             index = len(self.cassette.interactions) + len(self._recordings) + len(self._sending)
             self._sending.add(index)
         faults = self.player.faults_for(index, to_request(request, body))
-        return index, faults, f"{self.options.seed}:{index}:0"
+        return index, faults, self.seed_of(index)
+
+    def seed_of(self, index: int) -> str:
+        """The seed of a recording's faults: that of a replay's first play of it."""
+        return f"{self.options.seed}:{index}:0"
 
     def _add(self, recording: Recording) -> None:
         with self._lock:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-__all__ = ["DRAIN_TIMEOUT", "Recording", "WsCapture", "record_async", "record_sync"]
+__all__ = ["DRAIN_TIMEOUT", "Batches", "Recording", "WsCapture", "record_async", "record_sync"]
 
 DRAIN_TIMEOUT = 300.0
 """Seconds a cassette's save waits for the recorders of faulted streams still reading their
@@ -220,17 +220,28 @@ class Recording:
 
     # -- the recorder --------------------------------------------------------------------------
 
-    def _arrived(self, data: bytes, reads: Reads | None) -> None:
-        at = self.capture.stamp(data, None if reads is None else reads.at)
+    def arrived(self, data: bytes, reads: Reads | None = None) -> None:
+        """A chunk arrived (stamped when ``reads`` read it, else now): the live schedule gets
+        what the capture kept (nothing past its ``max_body``, nor after its end)."""
+        capture = self.capture
+        before = capture.size
+        at = capture.stamp(data, None if reads is None else reads.at)
+        kept = capture.size - before
         assert self.live is not None
+        if not kept:
+            return
         with self.cond:
-            self.live.add(at, bytes(data))
+            self.live.add(at, bytes(data[:kept]))
             self.cond.notify_all()
         if self.changed is not None:
             self.changed.set()
 
-    def _ended(self, outcome: Outcome, error: str | None = None) -> None:
-        end = self.capture.end_now(outcome, error)
+    def ended(self, outcome: Outcome, error: str | None = None) -> None:
+        """The upstream ended (unless it ended before): the live schedule is the replay's, to
+        the end the cassette saves (a body past ``max_body`` says so, a stream the client left
+        at its last event is complete)."""
+        self.capture.end_now(outcome, error)
+        end = self.capture.raw().response.end
         assert self.live is not None
         with self.cond:
             self.live.finish(end)
@@ -241,14 +252,14 @@ class Recording:
     def pump_sync(self, stream: Any, reads: Reads | None = None) -> None:
         try:
             for chunk in stream:
-                self._arrived(chunk, reads)
+                self.arrived(chunk, reads)
         except Exception as e:
-            self._ended(Outcome.UPSTREAM_ERROR, _error_text(e))
+            self.ended(Outcome.UPSTREAM_ERROR, _error_text(e))
         except BaseException:
-            self._ended(Outcome.CLIENT_DISCONNECTED)
+            self.ended(Outcome.CLIENT_DISCONNECTED)
             raise
         else:
-            self._ended(Outcome.COMPLETE)
+            self.ended(Outcome.COMPLETE)
         finally:
             if reads is not None:
                 reads.stop()  # (before the connection can go back to its pool)
@@ -259,14 +270,14 @@ class Recording:
     async def pump_async(self, stream: Any, reads: Reads | None = None) -> None:
         try:
             async for chunk in stream:
-                self._arrived(chunk, reads)
+                self.arrived(chunk, reads)
         except Exception as e:
-            self._ended(Outcome.UPSTREAM_ERROR, _error_text(e))
+            self.ended(Outcome.UPSTREAM_ERROR, _error_text(e))
         except BaseException:  # cancelled: the loop is going away
-            self._ended(Outcome.CLIENT_DISCONNECTED, "the recorder was cancelled")
+            self.ended(Outcome.CLIENT_DISCONNECTED, "the recorder was cancelled")
             raise
         else:
-            self._ended(Outcome.COMPLETE)
+            self.ended(Outcome.COMPLETE)
         finally:
             if reads is not None:
                 reads.stop()
@@ -278,6 +289,32 @@ class Recording:
         assert self.live is not None
         with self.cond:
             return self.live.known()
+
+    def wait(self, ready: Callable[[Known], _T | None], deadline: float | None = None) -> _T:
+        """``ready(known)`` once it is not None, waiting for the recording (a recorder thread's)
+        until ``deadline`` (``time.monotonic()``; TimeoutError past it)."""
+        with self.cond:
+            while (got := ready(self.known())) is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError
+                self.cond.wait(left)
+        return got
+
+    async def until(self, ready: Callable[[Known], _T | None], deadline: float | None = None) -> _T:
+        """``ready(known)`` once it is not None, waiting for the recording (an async recorder's,
+        on this loop) until ``deadline`` (``time.monotonic()``; TimeoutError past it)."""
+        changed = self.changed
+        assert changed is not None
+        while True:
+            changed.clear()
+            got = ready(self.known())
+            if got is not None:
+                return got
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError
+            await asyncio.wait_for(changed.wait(), left)
 
     # -- waiting for the recorder ------------------------------------------------------------
 
@@ -486,7 +523,46 @@ class _AsyncPassing:
 # with faults: the client follows the live schedule
 
 
-class _Follow:
+class Batches:
+    """The client's side of a faulted recording, as schedules to replay one after another: the
+    steps that became certain since the last batch (ending ``Close`` at its last step, which
+    sends no end), then the end (``ended``). Each has the replay's head (sent with the first)
+    and is due on the recording's clock (offsets from its ``t0``)."""
+
+    __slots__ = ("ended", "position")
+
+    def __init__(self) -> None:
+        self.position = 0  # steps handed over
+        self.ended = False  # the end was handed over
+
+    def next(self, known: Known, *, head: bool = False) -> Schedule | None:
+        """The next batch (None: nothing new is certain). ``head``: a batch of no steps will do
+        once the head is decided (a client that is shown the head as soon as it is)."""
+        steps = known.steps[self.position :]
+        if steps:
+            self.position = len(known.steps)
+            end: EndStep = Close(steps[-1].at)
+        elif known.end is not None:
+            self.ended, end = True, known.end
+        elif head and known.schedule is not None:
+            end = Close(0.0)
+        else:
+            return None
+        first = known.schedule
+        assert first is not None  # (steps and an end come with the head)
+        return Schedule(
+            first.status,
+            first.reason,
+            first.http_version,
+            first.headers,
+            0.0,
+            tuple(steps),
+            end,
+            content_length=first.content_length,
+        )
+
+
+class _Follow(Batches):
     """The client's side of a faulted recording: the steps that became certain, a batch at a
     time, each batch and then the end replayed by the transport's own :class:`_Replay` (the
     follower on this clock, the request's read timeout, the library's exceptions)."""
@@ -494,27 +570,20 @@ class _Follow:
     def __init__(self, recording: Recording, request: Any) -> None:
         from ._transport import _read_timeout, module_of
 
+        super().__init__()
         self.recording = recording
         self.request = request
         self.mod = module_of(request)
         self.read_timeout = _read_timeout(request)
-        self.position = 0  # steps handed over
-        self.ended = False  # the end was handed over
         self.closed = False
 
     def replay(self, known: Known) -> _Replay | None:
         """A replay of what became certain since the last one (None: nothing yet)."""
         from ._transport import _Replay
 
-        steps = known.steps[self.position :]
-        if steps:
-            self.position = len(known.steps)
-            end: EndStep = Close(steps[-1].at)
-        elif known.end is not None:
-            self.ended, end = True, known.end
-        else:
+        schedule = self.next(known)
+        if schedule is None:
             return None
-        schedule = Schedule(0, "", "HTTP/1.1", (), 0.0, tuple(steps), end)
         replay = _Replay(
             schedule, self.request, self.mod, time.monotonic, self.recording.capture.t0
         )
@@ -549,15 +618,10 @@ class _SyncLive(_Follow):
     def wait(self, ready: Callable[[Known], _T | None]) -> _T:
         """``ready(known)`` once it is not None, waiting for the recording within the request's
         read timeout."""
-        recording = self.recording
-        deadline = self.deadline()
-        with recording.cond:
-            while (got := ready(recording.known())) is None:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise self.timeout_error()
-                recording.cond.wait(left)
-        return got
+        try:
+            return self.recording.wait(ready, self.deadline())
+        except TimeoutError:
+            raise self.timeout_error() from None
 
     def close(self) -> None:
         self.closed = True
@@ -584,22 +648,10 @@ class _AsyncLive(_Follow):
     async def wait(self, ready: Callable[[Known], _T | None]) -> _T:
         """``ready(known)`` once it is not None, waiting for the recording within the request's
         read timeout."""
-        recording = self.recording
-        changed = recording.changed
-        assert changed is not None
-        deadline = self.deadline()
-        while True:
-            changed.clear()
-            got = ready(recording.known())
-            if got is not None:
-                return got
-            left = None if deadline is None else deadline - time.monotonic()
-            try:
-                if left is not None and left <= 0:
-                    raise TimeoutError
-                await asyncio.wait_for(changed.wait(), left)
-            except TimeoutError:
-                raise self.timeout_error() from None
+        try:
+            return await self.recording.until(ready, self.deadline())
+        except TimeoutError:
+            raise self.timeout_error() from None
 
     async def aclose(self) -> None:
         self.closed = True

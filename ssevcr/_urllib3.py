@@ -32,8 +32,19 @@ when the socket read that brought it returned (:func:`ssevcr._reads.watch_file`)
 ``preload_content=True`` call is sent without preloading and preloaded once teed (as urllib3
 does: ``response.data``). A pool's own redirects and status retries (``redirect=True`` on a pool
 used by hand; ``PoolManager``, requests and botocore follow redirects one ``urlopen`` per hop) keep
-only the last answer. The client reads the upstream itself, so faults are not applied on a
-recording run: a recording that a replay would give faults warns (``UnappliedFaultWarning``).
+only the last answer.
+
+With faults (a fault test's recording run) the caller's ``urlopen`` runs on a pool of in-memory
+connections like a replay's, whose socket follows the recording instead of a cassette
+(:class:`_Upstream`): each request urllib3 writes there is sent upstream through the caller's
+pool as written, with no retries or redirects of its own (the live pool's urllib3 applies the
+caller's: each attempt is a recording, as each is a play on replay); a recorder thread reads the
+raw response to its end whatever the client does (stamped at the socket read), and the socket
+hands urllib3 the live replay of what it records, in parts as each becomes certain
+(:class:`ssevcr._recording.Batches`, one :class:`ssevcr._wire.Answer` continued part after part),
+so urllib3 and http.client raise what they raise on replay. The relayed connection is closed at
+the end, never reused. Such a recording keeps the request as urllib3 wrote it (its own headers
+too), as a replay reads it.
 A ``urllib3.HTTPConnection`` used without a pool is not intercepted: while a
 cassette replays, the network guard (:mod:`ssevcr._network`) refuses its connection.
 
@@ -60,21 +71,20 @@ from . import _import_hook
 from ._cassette import Outcome, Request
 from ._errors import CassetteError, SsevcrError
 from ._follower import Finish, Wait
-from ._schedule import Abort, Close, Hang, Reset
+from ._recording import Batches
+from ._schedule import Abort, Close, Hang, Reset, Schedule
 from ._transport import MAX_SLEEP
 from ._wire import Answer, ResponseReader, to_request
 
 if TYPE_CHECKING:
     from ._intercept import ActiveCassette, AdapterRecording
     from ._journal import Journal
+    from ._live import Known
+    from ._recording import Recording
 
 __all__ = ["install", "uninstall"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_UNAPPLIED = (
-    "a response recorded in process by urllib3 (requests, botocore) reaches the client as the "
-    "upstream sends it (httpx and httpx2 show faults on the recording run)"
-)
 
 
 class _ToNetwork(Exception):
@@ -124,8 +134,16 @@ def _target(pool: Any, url: str) -> tuple[str, str, int | None]:
     return str(pool.scheme), str(pool.host), pool.port
 
 
-def _pool(pool: Any, cassette: ActiveCassette, scheme: str, host: str, port: int | None) -> Any:
-    """A pool of one in-memory connection, with the caller's pool defaults."""
+def _pool(
+    pool: Any,
+    cassette: ActiveCassette,
+    scheme: str,
+    host: str,
+    port: int | None,
+    upstream: _Upstream | None = None,
+) -> Any:
+    """A pool of one in-memory connection, with the caller's pool defaults; ``upstream``: what
+    a request the cassette does not answer is recorded from (else it raises ``_ToNetwork``)."""
     replay = _pool_class()(
         host,
         port or _DEFAULT_PORTS.get(scheme, 80),
@@ -137,7 +155,7 @@ def _pool(pool: Any, cassette: ActiveCassette, scheme: str, host: str, port: int
     replay.scheme = scheme  # (for urllib3's messages and its same-host check)
     replay.ssevcr_named = type(pool).__name__
     replay.ConnectionCls = functools.partial(
-        _connection_class(), ssevcr_cassette=cassette, ssevcr_scheme=scheme
+        _connection_class(), ssevcr_cassette=cassette, ssevcr_scheme=scheme, ssevcr_up=upstream
     )
     return replay
 
@@ -165,15 +183,17 @@ def _connection_class() -> type:
     class ReplayConnection(HTTPConnection):
         """A urllib3 connection to an in-memory socket that answers from the cassette."""
 
-        def __init__(self, *args: Any, ssevcr_cassette: Any, ssevcr_scheme: str, **kw: Any):
+        def __init__(
+            self, *args: Any, ssevcr_cassette: Any, ssevcr_scheme: str, ssevcr_up: Any, **kw: Any
+        ):
             super().__init__(*args, **kw)
-            self._ssevcr = (ssevcr_cassette, ssevcr_scheme)
+            self._ssevcr = (ssevcr_cassette, ssevcr_scheme, ssevcr_up)
 
         def connect(self) -> None:
-            cassette, scheme = self._ssevcr
+            cassette, scheme, upstream = self._ssevcr
             port = self.port
             self.sock = _ReplaySocket(
-                cassette, scheme, f"{self.host}:{port}" if port else self.host
+                cassette, scheme, f"{self.host}:{port}" if port else self.host, upstream
             )
 
         @property
@@ -187,9 +207,18 @@ class _ReplaySocket:
     """What http.client and urllib3 use of a socket: ``sendall`` (the request, read as it
     comes), ``makefile`` (the answer, due on the schedule), ``settimeout``, ``close``."""
 
-    def __init__(self, cassette: ActiveCassette, scheme: str, authority: str) -> None:
+    def __init__(
+        self,
+        cassette: ActiveCassette,
+        scheme: str,
+        authority: str,
+        upstream: _Upstream | None = None,
+    ) -> None:
         self.cassette = cassette
         self.scheme = scheme
+        self.upstream = upstream
+        self.live: tuple[Recording, Batches] | None = None  # a recording the answer follows
+        self.head: http1.Head | None = None
         self.reader = http1.RequestReader(authority=authority)
         self.timeout: float | None = None
         self.answer: Answer | None = None
@@ -209,7 +238,7 @@ class _ReplaySocket:
         pass
 
     def sendall(self, data: Any) -> None:
-        if self.answer is not None:
+        if self.answer is not None or self.live is not None:
             return  # bytes after the request (none for an HTTP/1.1 client)
         event = self.reader.feed(bytes(data))
         if isinstance(event, http1.Request):
@@ -224,20 +253,53 @@ class _ReplaySocket:
     def _play(self, incoming: http1.Request) -> None:
         request = to_request(incoming, self.scheme)
         play = self.cassette.answer(request)  # NoMatchError in record mode none
+        self.head = incoming.head
         if play is None:
-            raise _ToNetwork
+            if self.upstream is None:
+                raise _ToNetwork
+            recording = self.upstream.send(incoming, request)
+            self.live = (recording, Batches())
+            self.t0 = recording.capture.t0
+            return
+        self.answer = self._answer(request, play.schedule)
+        self.t0 = time.monotonic()
+        self.journal = play.journal
+        if self.journal is not None:
+            self.journal.begin(self.t0, time.time())
+
+    def _answer(self, request: Request, schedule: Schedule, after: Answer | None = None) -> Answer:
+        assert self.head is not None
+        last = self.live is None or self.live[1].ended
         try:
-            self.answer = Answer(play.schedule, incoming.head)
+            return Answer(schedule, self.head, after=after, last=last)
         except http1.BadHead as e:
             raise CassetteError(
                 str(self.cassette.path),
                 f"cannot replay {request.method} {request.url}: the recorded response head is "
                 f"not valid HTTP/1.1 ({e})",
             ) from None
-        self.t0 = time.monotonic()
-        self.journal = play.journal
-        if self.journal is not None:
-            self.journal.begin(self.t0, time.time())
+
+    def part(self, give_up: float | None) -> Answer:
+        """The next part of the live answer, once it is certain: past ``give_up`` a timeout, as
+        ``recv``'s; closed meanwhile, EBADF."""
+        assert self.live is not None
+        recording, batches = self.live
+        after = self.answer
+
+        def ready(known: Known) -> Schedule | bool | None:
+            if self.wake.is_set():
+                return False
+            return batches.next(known, head=after is None)
+
+        try:
+            got = recording.wait(ready, give_up)
+        except TimeoutError:
+            raise TimeoutError("timed out") from None
+        if got is False:
+            raise OSError(errno.EBADF, "the connection was closed while waiting")
+        assert isinstance(got, Schedule)
+        self.answer = self._answer(recording.capture.request, got, after)
+        return self.answer
 
     def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
         return io.BufferedReader(_Answered(self))
@@ -250,6 +312,10 @@ class _ReplaySocket:
 
     def _closed(self) -> None:
         self.wake.set()
+        if self.live is not None:  # (a wait for the recording gives up)
+            cond = self.live[0].cond
+            with cond:
+                cond.notify_all()
         if self.journal is not None:  # (no-op once the answer was complete)
             self.journal.left(time.monotonic(), "cancel")
 
@@ -281,20 +347,22 @@ class _Answered(io.RawIOBase):
     def _next(self) -> bytes:
         """The next due bytes (b"" at EOF), waiting for them."""
         sock = self.sock
-        answer = sock.answer
-        if answer is None or sock.wake.is_set():
+        if (sock.answer is None and sock.live is None) or sock.wake.is_set():
             return b""
         give_up = None if sock.timeout is None else time.monotonic() + sock.timeout
         journal = sock.journal
         while True:
             if self.end is not None:
                 return self._ended(self.end, give_up)
+            answer = sock.answer
+            if answer is None or (answer.done and not answer.last):
+                answer = sock.part(give_up)  # (a recording's live answer: its next part)
             data, then = answer.next(time.monotonic() - sock.t0)
             if journal is not None and data:
                 now = time.monotonic()
                 journal.head(now)
                 journal.sent(now, answer.body_sent)
-            if type(then) is Finish:
+            if type(then) is Finish and answer.last:
                 assert isinstance(then, Finish)
                 self.end = then.end
                 if journal is not None and type(then.end) is not Hang:
@@ -357,6 +425,11 @@ def _record(
     call = _signature(original).bind(pool, method, url, *args, **kwargs)
     call.apply_defaults()
     given = call.arguments
+    if cassette.player.faults:  # the client's own call on a pool that follows the recording
+        scheme, host, port = _target(pool, url)
+        upstream = _Upstream(cassette, original, pool, given["timeout"])
+        live = _pool(pool, cassette, scheme, host, port, upstream)
+        return original(live, method, url, *args, **kwargs)
     preload = bool(given["preload_content"])
     if preload:  # sent without preloading, preloaded below once teed
         given["preload_content"] = False
@@ -368,7 +441,6 @@ def _record(
     if fp is not None and not isinstance(fp, _Tee):  # (a pool's own retry was teed already)
         request = _request_of(pool, method, url, given["body"], given["headers"])
         recording = cassette.record(request, t0)
-        recording.warn_unapplied(method, _UNAPPLIED)
         _tee(recording, httplib, method)
     if preload:
         response.data  # noqa: B018 (read and kept, as preload_content does)
@@ -391,6 +463,93 @@ def _tee(recording: AdapterRecording, httplib: Any, method: str) -> None:
     reader = ResponseReader.body_only(recording, method, int(httplib.status), headers)
     recording.reads = watch_file(httplib.fp)
     httplib.fp = _Tee(httplib.fp, reader)
+
+
+class _Upstream:
+    """Where a request a live replay pool reads is recorded from (faults on a recording run):
+    it is sent through the caller's pool as it was written (no retries, no redirects: the live
+    pool's own urllib3 applies the caller's, each attempt recorded as a replay would play it),
+    and a recorder thread reads the response to its end whatever the client does, into the
+    recording whose live replay the client's socket hands out."""
+
+    def __init__(
+        self, cassette: ActiveCassette, original: Callable[..., Any], pool: Any, timeout: Any
+    ) -> None:
+        self.cassette = cassette
+        self.original = original
+        self.pool = pool
+        self.timeout = timeout
+
+    def send(self, incoming: http1.Request, request: Request) -> Recording:
+        from urllib3 import HTTPHeaderDict
+
+        from ._reads import watch_file
+
+        head = incoming.head
+        headers = HTTPHeaderDict()
+        for k, v in head.headers:
+            if k.lower() not in ("transfer-encoding", "content-length"):  # (the body is whole)
+                headers.add(k, v)
+        body = incoming.body or None
+        t0 = time.monotonic()
+        response = self.original(
+            self.pool,
+            head.method,
+            head.target,  # (as the caller's call wrote it: absolute for a proxy's pool)
+            body=body,
+            headers=headers,
+            retries=False,
+            redirect=False,
+            preload_content=False,
+            release_conn=False,
+            timeout=self.timeout,
+        )
+        recording = self.cassette.record(request, t0)
+        recording.apply_faults(asynchronous=False, always=True)
+        httplib = response._original_response
+        status, hs = int(httplib.status), tuple((str(k), str(v)) for k, v in httplib.msg.items())
+        recording.head(
+            status,
+            reason=str(httplib.reason or ""),
+            headers=hs,
+            http_version="HTTP/1.0" if httplib.version == 10 else "HTTP/1.1",
+        )
+        reader = ResponseReader.body_only(recording, head.method, status, hs)
+        recording.reads = watch_file(httplib.fp)
+        live = recording.recording
+        assert live is not None
+        live.thread = threading.Thread(
+            target=_pump, args=(reader, httplib.fp, response), name="ssevcr-recorder", daemon=True
+        )
+        live.thread.start()
+        return live
+
+
+def _pump(reader: ResponseReader, fp: Any, response: Any) -> None:
+    """The recorder: the raw response read to its end (then its connection is closed)."""
+    from ._intercept import error_text
+
+    reads = reader.recording.reads
+    recording = reader.recording.recording
+    assert recording is not None
+    try:
+        if fp is None:  # (http.client saw no body to read)
+            reader.eof()
+        while not reader.done and not recording.done:  # (saved meanwhile: ended there)
+            data = fp.read1(65536)
+            if not data:
+                reader.eof()
+                break
+            if reads is not None:
+                reads.take(len(data))
+            reader.feed(data)
+    except Exception as e:
+        reader.lost(error_text(e))
+    finally:
+        if reads is not None:
+            reads.stop()
+        response.close()  # (read behind http.client's back: never reused)
+        response.release_conn()
 
 
 def _request_of(pool: Any, method: str, url: str, body: Any, headers: Any) -> Request:

@@ -10,6 +10,10 @@ Replay (the answer to a request the adapter read with :class:`ssevcr._http1.Requ
     # Wait(until)  nothing more before ``until``    # None     more is due: call again once the
     # Finish(end)  the end (a Close's bytes given)  #          client took these
 
+An answer given in parts (a recording's live replay, :class:`ssevcr._recording.Batches`) is one
+``Answer`` per part: ``Answer(part, head, after=previous, last=...)`` goes on with the previous
+part's framing (its head sent once); a part that is not ``last`` finishes without an end.
+
 The bytes are the replay server's: :func:`ssevcr._http1.framed` (chunked, one HTTP chunk per
 recorded chunk, so the library reads the recorded boundaries), driven by the one schedule
 follower. The adapter owns the clock, the sleeps and how each end is delivered (EOF, reset, hang).
@@ -54,16 +58,36 @@ def to_request(incoming: http1.Request, scheme: str) -> Request:
 class Answer:
     """One played schedule as the bytes of an HTTP/1.1 response to ``request`` (see the module)."""
 
-    __slots__ = ("_finished", "_whole", "_whole_sent", "follower", "framed", "writer")
+    __slots__ = (
+        "_finished",
+        "_headed",
+        "_whole",
+        "_whole_sent",
+        "follower",
+        "framed",
+        "last",
+        "writer",
+    )
 
-    def __init__(self, schedule: Schedule, request: http1.Head) -> None:
+    def __init__(
+        self,
+        schedule: Schedule,
+        request: http1.Head,
+        *,
+        after: Answer | None = None,
+        last: bool = True,
+    ) -> None:
         self.framed = http1.framed(schedule)
-        self.writer = http1.ResponseWriter(request)
+        self.writer: http1.ResponseWriter = (
+            http1.ResponseWriter(request) if after is None else after.writer
+        )
         self.follower = Follower(schedule, batch_bytes=BATCH_BYTES)
+        self.last = last
+        self._headed = after is not None
         self._finished: Finish | None = None
         self._whole_sent = False
         plain = request.keep_alive and request.method != "HEAD" and request.http_version == "1.1"
-        self._whole = self.framed.whole if plain else None
+        self._whole = self.framed.whole if plain and last and after is None else None
 
     def next(self, elapsed: float) -> tuple[bytes, Wait | Finish | None]:
         if self._finished is not None:
@@ -88,7 +112,8 @@ class Answer:
                 if size >= BATCH_BYTES:
                     return b"".join(out), None
             elif kind is Head:
-                out.append(writer.head(framed.head))
+                if not self._headed:
+                    out.append(writer.head(framed.head))
             elif kind is Wait:
                 assert isinstance(action, Wait)
                 return b"".join(out), action
@@ -96,6 +121,11 @@ class Answer:
                 assert isinstance(action, Finish)
                 self._finished = self._finish(action, out)
                 return b"".join(out), self._finished
+
+    @property
+    def done(self) -> bool:
+        """Whether ``next`` gave its ``Finish`` (of a part: the next part's turn)."""
+        return self._finished is not None
 
     @property
     def body_sent(self) -> int:
@@ -107,6 +137,8 @@ class Answer:
         return ends[position - 1] if position else 0
 
     def _finish(self, action: Finish, out: list[bytes | memoryview]) -> Finish:
+        if not self.last:
+            return action  # the answer goes on (its ``Close``: the next part's turn)
         writer, end = self.writer, action.end
         if type(end) is Close or writer.no_body:
             try:

@@ -9,10 +9,12 @@ import socket
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from upstream import fixture_body, matched_gaps
+import pytest
+from upstream import Upstream, fixture_body, matched_gaps
 
-from ssevcr import _store
+from ssevcr import _recording, _store
 from ssevcr._cassette import Cassette, Interaction, Outcome, Request, Response
 from ssevcr._sse import parse
 
@@ -32,6 +34,64 @@ def text_of(body: bytes) -> str:
 
 
 TEXT = text_of(BODY)  # the fixture's
+
+
+RECORD_RUN_FAULTS = [  # what the clients that parse HTTP themselves are shown while recording
+    "",  # (no fault: the stream as it comes; the same before the change)
+    "truncate:after=3",
+    "truncate:after=2,end=reset",
+    "truncate:byte=100",
+    "drop:event=2",
+    "drop:event=last",
+    "corrupt:event=2",
+    "corrupt:event=3,how=bytes",
+    "duplicate:event=last",
+    "stall:before=3,for=150ms",
+    "stall:before=3,for=forever",
+    "error:after=2",
+    "status:429",
+    "rechunk:size=7",
+]
+
+
+def longest_gap(pieces: Sequence[tuple[float, bytes]]) -> float:
+    """The longest time between two consecutive (time, bytes) pieces."""
+    return max((b[0] - a[0] for a, b in zip(pieces, pieces[1:], strict=False)), default=0.0)
+
+
+def assert_shown_as_replayed(
+    runs: Sequence[tuple[int, bytes, str | None, float]],
+    fault: str,
+    server: Upstream,
+    test_id: str,
+    path: Path,
+    *,
+    timed: bool = True,
+) -> None:
+    """A faulted recording run and the replay after it, each (status, body, error type, the
+    longest gap): the client was shown the same, the stall as long (``timed``), and the
+    cassette holds the upstream's one stream whole."""
+    (status, body, error, gap), replay = runs
+    assert runs[0][:3] == replay[:3], runs
+    if timed and fault.startswith("stall:") and "forever" not in fault:
+        assert gap >= 0.14 and replay[3] >= 0.14, runs
+    if not fault:
+        assert (status, body, error) == (200, BODY, None)
+    assert sum(e.headers.get("x-test-id") == test_id for e in server.exchanges) == 1
+    response = _store.load(path).interactions[0].response
+    assert response.body == BODY == server.exchange(test_id).sent_body
+    assert response.end.outcome == Outcome.COMPLETE
+
+
+def small_recordings(monkeypatch: pytest.MonkeyPatch, max_body: int) -> None:
+    """In-process recordings keep ``max_body`` body bytes at most (64 MiB otherwise)."""
+    init = _recording._Capture.__init__
+
+    def small(self: _recording._Capture, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.max_body = max_body
+
+    monkeypatch.setattr(_recording._Capture, "__init__", small)
 
 
 class CaptureServer:

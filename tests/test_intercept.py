@@ -22,7 +22,14 @@ import httpx
 import httpx2
 import openai
 import pytest
-from client_helpers import CHAT, SLOW, assert_arrival_gaps, burst_headers, chat_cassette
+from client_helpers import (
+    CHAT,
+    SLOW,
+    assert_arrival_gaps,
+    burst_headers,
+    chat_cassette,
+    small_recordings,
+)
 from upstream import Upstream, fixture_body, matched_gaps
 
 import ssevcr
@@ -885,6 +892,24 @@ def test_a_fault_shows_the_same_on_the_recording_run_and_on_replay(
         response.body == fixture_body("openai-chat/text.sse") == upstream.exchange(fault).sent_body
     )
     assert response.end.outcome == Outcome.COMPLETE
+
+
+def test_a_body_past_the_recording_limit_shows_what_is_kept(
+    tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the recording limit the cassette keeps no more and ends as an upstream error: the
+    recording run shows the client that, as the replay does (before, the whole body, held in
+    the live schedule too)."""
+    small_recordings(monkeypatch, 1000)
+    path = tmp_path / "c.msgpack"
+    url = upstream.url + "/v1/chat/completions"
+    runs = []
+    for n in range(2):
+        with httpx2.Client() as client, use_cassette(path, record="once", faults=["drop:event=2"]):
+            runs.append(streamed(client, url, f"big{n}"))
+    assert runs[0] == runs[1] and runs[0][2] is not None, runs
+    response = _store.load(path).interactions[0].response
+    assert response.end.outcome == Outcome.UPSTREAM_ERROR and len(response.body) == 1000
 
 
 async def astreamed(client: Any, url: str, fault_id: str) -> tuple[int, list[bytes], str | None]:

@@ -662,20 +662,94 @@ async def test_async_truncate(ssevcr_cassette):
 )
 
 
-def test_fault_tests_pass_on_the_recording_run_and_on_replay(
+CLIENT_FAULT_TESTS = (
+    HEADER
+    + """
+import aiohttp, requests
+
+URL = BASE + "/v1/chat/completions"
+BODY = {"model": "gpt-4o", "messages": QUESTION, "stream": True}
+
+
+@pytest.mark.ssevcr(faults=["truncate:after=3"])
+async def test_aiohttp_cut(ssevcr_cassette):
+    got = b""
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with session.post(URL, json=BODY, headers={**STEER, "x-test-id": "aio-cut"}) as r:
+                async for piece in r.content.iter_any():
+                    got += piece
+    assert got.count(b"data: ") == 3 and ssevcr_cassette.fired == ["truncate:after=3"]
+    check(ssevcr_cassette)
+
+
+@pytest.mark.ssevcr(faults=["corrupt:event=2"])
+async def test_aiohttp_sdk_corrupt(ssevcr_cassette):
+    client = openai.AsyncOpenAI(api_key=KEY, base_url=BASE + "/v1", max_retries=0,
+                                http_client=openai.DefaultAioHttpClient(),
+                                default_headers={**STEER, "x-test-id": "aio-sdk"})
+    async with client:
+        stream = await client.chat.completions.create(model="gpt-4o", messages=QUESTION,
+                                                      stream=True)
+        with pytest.raises(json.JSONDecodeError):
+            async for chunk in stream:
+                pass
+    check(ssevcr_cassette)
+
+
+@pytest.mark.ssevcr(faults=["stall:before=2,for=forever"])
+def test_requests_stall(ssevcr_cassette):
+    with pytest.raises(requests.ConnectionError):
+        with requests.post(URL, json=BODY, stream=True, timeout=(5, 0.3),
+                           headers={**STEER, "x-test-id": "req-stall"}) as r:
+            for _ in r.iter_content(None):
+                pass
+    check(ssevcr_cassette)
+
+
+@pytest.mark.ssevcr(faults=["drop:event=1"])
+def test_requests_drop(ssevcr_cassette):
+    r = requests.post(URL, json=BODY, headers={**STEER, "x-test-id": "req-drop"})
+    assert r.content.count(b"data: ") == OPENAI_EVENTS - 1
+    check(ssevcr_cassette)
+"""
+)
+
+
+def test_client_fault_tests_pass_on_the_recording_run_and_on_replay(
     inner: tuple[pytest.Pytester, Upstream],
 ) -> None:
+    """The same for the clients that parse HTTP themselves: aiohttp (plain, and the openai SDK's
+    ``DefaultAioHttpClient``) and requests. Before, their recording run showed the stream
+    unfaulted and these tests failed there."""
     pytester, upstream = inner
-    pytester.makepyfile(test_faults=FAULT_TESTS)
-    record_once(pytester, upstream, passed=7)
+    events = fixture_body("openai-chat/text.sse").count(b"data: ")
+    pytester.makepyfile(test_client_faults=CLIENT_FAULT_TESTS.replace("OPENAI_EVENTS", str(events)))
+    assert_pass_recording_and_replaying(pytester, upstream, 4)
+
+
+def assert_pass_recording_and_replaying(
+    pytester: pytest.Pytester, upstream: Upstream, passed: int
+) -> None:
+    """The inner fault tests pass on their recording run, each stream recorded whole, and again
+    replayed with the upstream gone."""
+    record_once(pytester, upstream, passed=passed)
     files = stop_and_scan(upstream, pytester.path)
-    assert len(files) == 7
+    assert len(files) == passed
     for f in files:  # every stream recorded whole, whatever the client was shown
         response = _store.load(f).interactions[0].response
         assert response.body == fixture_body("openai-chat/text.sse"), f
         assert response.end.outcome == Outcome.COMPLETE, f
     result = pytester.runpytest("-p", "no:cacheprovider")  # the upstream is gone: replay
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=passed)
+
+
+def test_fault_tests_pass_on_the_recording_run_and_on_replay(
+    inner: tuple[pytest.Pytester, Upstream],
+) -> None:
+    pytester, upstream = inner
+    pytester.makepyfile(test_faults=FAULT_TESTS)
+    assert_pass_recording_and_replaying(pytester, upstream, 7)
 
 
 # ------------------------------------------------------------------ the README's example

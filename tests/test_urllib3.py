@@ -21,13 +21,16 @@ from client_helpers import (
     CHAT,
     CHAT_URL,
     FIXTURE,
+    RECORD_RUN_FAULTS,
     SLOW,
     TEXT,
     CaptureServer,
     assert_arrival_gaps,
     assert_recorded,
+    assert_shown_as_replayed,
     burst_headers,
     chat_cassette,
+    longest_gap,
 )
 from test_intercept import steer, stop
 from upstream import Script, TLSFiles, Upstream
@@ -484,30 +487,175 @@ def test_an_upstream_that_dies_is_recorded_as_such(tmp_path: Path, upstream: Ups
     assert b"".join(replayed) == recorded.response.body
 
 
-def test_recording_with_faults_warns_that_they_were_not_applied(
+# faults on a recording run: the client reads the live replay of what is recorded
+
+
+def faulted(get: Any, test_id: str) -> tuple[int, bytes, str | None, float]:
+    """Status, body, the library's error (its type) and the longest gap between two pieces of
+    one streamed chat through ``get(headers) -> (status, pieces iterator)``."""
+    pieces: list[tuple[float, bytes]] = []
+    status, error = 0, None
+    try:
+        status, stream = get(steer(FIXTURE, test_id, chunks="12", gap_ms="2-6"))
+        pieces.extend((time.monotonic(), p) for p in stream)
+    except Exception as e:
+        error = type(e).__name__
+    return status, b"".join(p for _, p in pieces), error, longest_gap(pieces)
+
+
+def urllib3_get(server: Upstream, ca: str | None, preload: bool) -> Any:
+    http = urllib3.PoolManager(ca_certs=ca, timeout=urllib3.Timeout(connect=5, read=0.5))
+
+    def get(headers: dict[str, str]) -> tuple[int, Any]:
+        r = http.request(
+            "POST",
+            server.url + CHAT_URL,
+            body=PAYLOAD,
+            headers={**JSON, **headers},
+            preload_content=preload,
+            retries=False,
+        )
+        return r.status, iter([r.data]) if preload else r.stream(None)
+
+    return get
+
+
+def requests_get(server: Upstream, ca: str | None, preload: bool) -> Any:
+    import requests
+
+    session = requests.Session()
+
+    def get(headers: dict[str, str]) -> tuple[int, Any]:
+        r = session.post(
+            server.url + CHAT_URL,
+            json=CHAT,
+            headers=headers,
+            stream=not preload,
+            timeout=(5, 0.5),
+            verify=ca or True,
+        )
+        return r.status_code, iter([r.content]) if preload else r.iter_content(None)
+
+    return get
+
+
+@pytest.mark.parametrize("fault", RECORD_RUN_FAULTS)
+@pytest.mark.parametrize(
+    ("client", "tls", "preload"),
+    [
+        (urllib3_get, False, False),
+        (urllib3_get, True, False),
+        (urllib3_get, False, True),
+        (requests_get, False, False),
+        (requests_get, True, False),
+        (requests_get, False, True),
+    ],
+    ids=[
+        "urllib3",
+        "urllib3-https",
+        "urllib3-preload",
+        "requests",
+        "requests-https",
+        "requests-preload",
+    ],
+)
+def test_a_fault_shows_the_same_on_the_recording_run_and_on_replay(
+    fault: str,
+    client: Any,
+    tls: bool,
+    preload: bool,
+    tmp_path: Path,
+    upstream: Upstream,
+    upstream_tls: Upstream,
+    tls_files: TLSFiles,
+) -> None:
+    """urllib3 and requests recording a faulted stream read the replay of what is recorded,
+    through their own parsers: the same status, bytes and error as the replay that follows,
+    the stall as long; the cassette holds the upstream's stream whole. Before, the recording
+    run showed the stream unfaulted (and warned)."""
+    path = tmp_path / "c.msgpack"
+    server = upstream_tls if tls else upstream
+    get = client(server, str(tls_files.cert) if tls else None, preload)
+    test_id = f"{client.__name__}-{tls}-{preload}-{fault}"
+    faults = [fault] if fault else []
+    runs = []
+    for _ in range(2):
+        with ssevcr.use_cassette(path, record="once", faults=faults) as cas:
+            runs.append(faulted(get, test_id))
+        assert cas.fired == faults
+    assert_shown_as_replayed(runs, fault, server, test_id, path, timed=not preload)
+
+
+def test_faults_for_other_requests_leave_the_stream_as_it_comes(
     tmp_path: Path, upstream: Upstream
 ) -> None:
-    """urllib3 recorded in process reaches the client as the upstream sends it, so a fault the
-    replays will apply is not shown on the recording run: the test is told (as for a WebSocket),
-    and the replay that follows fires it."""
+    """With faults that do not apply to this request (scoped to another path) the recording
+    run's client still follows the recording: the stream as it comes, chunk by chunk."""
     path = tmp_path / "c.msgpack"
-    fault = "truncate:after=2"
     http = urllib3.PoolManager()
-    url = upstream.url + CHAT_URL
-    with (
-        ssevcr.use_cassette(path, record="once", faults=[fault]) as cas,
-        pytest.warns(ssevcr.UnappliedFaultWarning, match=r"POST http.* without the faults tr"),
-    ):
-        r = http.request("POST", url, body=PAYLOAD, headers=steer(FIXTURE), preload_content=False)
-        assert b"".join(r.stream(None)) == BODY
-    assert cas.fired == []
-    with (
-        ssevcr.use_cassette(path, timing="instant", faults=[fault]) as cas,
-        pytest.raises(ProtocolError),
-    ):
-        r = http.request("POST", url, body=PAYLOAD, preload_content=False, retries=False)
-        b"".join(r.stream(None))
-    assert cas.fired == [fault]
+    with ssevcr.use_cassette(path, record="once", faults=["drop:event=2,on=/other"]) as cas:
+        r = http.request(
+            "POST",
+            upstream.url + CHAT_URL,
+            body=PAYLOAD,
+            preload_content=False,
+            headers={**JSON, **steer(FIXTURE, "scoped", chunks="6")},
+        )
+        pieces = list(r.stream(None))
+    assert b"".join(pieces) == BODY and len(pieces) >= 2 and cas.fired == []
+    assert upstream.exchange("scoped").path == CHAT_URL  # the request as urllib3 wrote it
+    with ssevcr.use_cassette(tmp_path / "head.msgpack", record="once", faults=["drop:event=2"]):
+        assert http.request("HEAD", upstream.url + "/health").status == 200  # (no body at all)
+    response = _store.load(path).interactions[0].response
+    assert response.body == BODY and response.end.outcome == Outcome.COMPLETE
+
+
+def test_a_recording_saved_before_the_upstream_ended_lets_it_go(
+    tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The save waits for the recorder ``DRAIN_TIMEOUT`` at most, then keeps what came: the
+    recorder thread stops at the upstream's next bytes and closes the connection, instead of
+    reading on for nothing."""
+    monkeypatch.setattr(ssevcr._intercept, "DRAIN_TIMEOUT", 0.2)
+    path = tmp_path / "c.msgpack"
+    http = urllib3.PoolManager()
+    with ssevcr.use_cassette(path, record="once", faults=["truncate:after=1"]):
+        r = http.request(
+            "POST",
+            upstream.url + CHAT_URL,
+            body=PAYLOAD,
+            preload_content=False,
+            headers={**JSON, **steer(FIXTURE, "u3-saved", chunks="10", gap_ms="100")},
+        )
+        with pytest.raises(ProtocolError):
+            list(r.stream(None))
+    assert upstream.exchange("u3-saved", timeout=0.6).outcome == "client_gone"  # (1 s whole)
+    response = _store.load(path).interactions[0].response
+    assert response.end.outcome == Outcome.CLIENT_DISCONNECTED
+    assert BODY.startswith(response.body) and response.body != BODY
+
+
+def test_a_retried_status_fault_records_each_attempt(tmp_path: Path, upstream: Upstream) -> None:
+    """urllib3's own retries on the recording run: the faulted 503 is retried by the caller's
+    ``Retry`` and each attempt goes upstream and is recorded, as its replay plays one
+    interaction per attempt."""
+    path = tmp_path / "c.msgpack"
+    retry = Retry(total=2, status_forcelist=[503], allowed_methods=None, backoff_factor=0)
+    http = urllib3.PoolManager(retries=retry)
+    runs = []
+    for _ in range(2):
+        with ssevcr.use_cassette(path, record="once", faults=["status:503,times=1"]) as cas:
+            r = http.request(
+                "POST",
+                upstream.url + CHAT_URL,
+                body=PAYLOAD,
+                headers={**JSON, **steer(FIXTURE, "retried")},
+            )
+            runs.append((r.status, r.data, len(r.retries.history)))
+        assert cas.fired == ["status:503,times=1"]
+    assert runs[0] == runs[1] == (200, BODY, 1), runs
+    assert len(upstream.exchanges) == 2
+    assert [i.response.body for i in _store.load(path).interactions] == [BODY, BODY]
 
 
 def test_ignore_hosts_pass_through_unrecorded(tmp_path: Path, upstream: Upstream) -> None:
