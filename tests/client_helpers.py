@@ -36,6 +36,11 @@ def text_of(body: bytes) -> str:
 TEXT = text_of(BODY)  # the fixture's
 
 
+READ_TIMEOUT = 2.0
+"""The clients' read timeout in the recording-run fault tests: a stall ``for=forever`` ends there.
+Long enough that a loaded machine's upstream is never taken for a stall (at 0.5 s, once, the
+recorder's upstream read timed out before the head on a loaded run, and the two runs differed)."""
+
 RECORD_RUN_FAULTS = [  # what the clients that parse HTTP themselves are shown while recording
     "",  # (no fault: the stream as it comes; the same before the change)
     "truncate:after=3",

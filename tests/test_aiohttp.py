@@ -19,6 +19,7 @@ from client_helpers import (
     CHAT,
     CHAT_URL,
     FIXTURE,
+    READ_TIMEOUT,
     RECORD_RUN_FAULTS,
     SLOW,
     TEXT,
@@ -202,7 +203,7 @@ async def faulted_stream(
     pieces: list[tuple[float, bytes]] = []
     headers = steer(FIXTURE, test_id, chunks="12", gap_ms="2-6")
     status, error = 0, None
-    timeout = aiohttp.ClientTimeout(sock_read=0.5)
+    timeout = aiohttp.ClientTimeout(sock_read=READ_TIMEOUT)
     try:
         async with session.post(url, json=CHAT, headers=headers, timeout=timeout, **kw) as r:  # type: ignore[arg-type]
             status = r.status

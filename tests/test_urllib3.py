@@ -21,6 +21,7 @@ from client_helpers import (
     CHAT,
     CHAT_URL,
     FIXTURE,
+    READ_TIMEOUT,
     RECORD_RUN_FAULTS,
     SLOW,
     TEXT,
@@ -504,7 +505,7 @@ def faulted(get: Any, test_id: str) -> tuple[int, bytes, str | None, float]:
 
 
 def urllib3_get(server: Upstream, ca: str | None, preload: bool) -> Any:
-    http = urllib3.PoolManager(ca_certs=ca, timeout=urllib3.Timeout(connect=5, read=0.5))
+    http = urllib3.PoolManager(ca_certs=ca, timeout=urllib3.Timeout(connect=5, read=READ_TIMEOUT))
 
     def get(headers: dict[str, str]) -> tuple[int, Any]:
         r = http.request(
@@ -531,7 +532,7 @@ def requests_get(server: Upstream, ca: str | None, preload: bool) -> Any:
             json=CHAT,
             headers=headers,
             stream=not preload,
-            timeout=(5, 0.5),
+            timeout=(5, READ_TIMEOUT),
             verify=ca or True,
         )
         return r.status_code, iter([r.content]) if preload else r.iter_content(None)
