@@ -375,7 +375,9 @@ def test_one_byte_chunks_render_exactly_the_recorded_text(
 ) -> None:
     body = interaction(OPENAI_CHAT).response.body
     server = replay(OPENAI_CHAT, timing="instant" if len(faults) > 1 else "original", faults=faults)
-    open_chat(page, static, server.url)
+    # what is rendered, not when the page gives up: 10 s without a byte, not 2 s (a loaded
+    # machine running two suites once kept Chromium from reading for 2 s)
+    open_chat(page, static, server.url, timeout="10000")
     final = watch(page, "#send")[-1]
     page.screenshot(path=str(shots / f"chat-{'-'.join(f.split(':')[0] for f in faults)}-done.png"))
     assert final.state == "done", page.text_content("#detail")
