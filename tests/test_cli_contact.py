@@ -341,3 +341,19 @@ def test_a_cassette_on_stdin_is_bounded_and_never_a_terminal(command: str, tmp_p
         os.close(main)
         os.close(secondary)
     assert error.endswith("is a terminal: pipe or redirect a file to it (- < FILE)")
+
+
+def test_audit_of_stdin_names_it_in_each_finding(tmp_path: Path) -> None:
+    """Was ``-: interaction 1: ...`` (the argument, not the name the other commands give)."""
+    from test_review import planted
+
+    from ssevcr import _store
+
+    _store.save(planted(), tmp_path / "leaky.msgpack")
+    from_file = run(["audit", "leaky.msgpack"], tmp_path)
+    with open(tmp_path / "leaky.msgpack", "rb") as f:
+        piped = run(["audit", "-"], tmp_path, stdin=f)
+    assert piped.returncode == from_file.returncode == 1, piped.stderr
+    lines = piped.stdout.splitlines()
+    assert lines and all(line.startswith("<stdin>: interaction ") for line in lines)
+    assert piped.stdout.replace("<stdin>", "leaky.msgpack") == from_file.stdout

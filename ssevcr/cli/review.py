@@ -872,11 +872,12 @@ def audit_command(cassettes: tuple[str, ...], fix: bool, max_decoded: int, max_i
     for path in cassettes:
         try:
             with _enough_memory(max_decoded):
-                result = audit.audit(_read_cassette(path, max_input)[1], limit=max_decoded)
+                name, data = _read_cassette(path, max_input)
+                result = audit.audit(data, limit=max_decoded)
             for f in result.findings:
-                click.echo(f"{path}: {f}")
+                click.echo(f"{name}: {f}")
             for problem in result.problems:
-                click.echo(f"{path}: {problem}")
+                click.echo(f"{name}: {problem}")
             unsearched += len(result.problems)
             if fix and result.findings:
                 if _is_json_file(path):
